@@ -1,0 +1,5 @@
+import sys
+
+from sphsal.cli import main
+
+sys.exit(main())

@@ -1,0 +1,50 @@
+"""The ``sphsal`` command: a thin layer over the library.
+
+Each sub-command lives in its own module of this package and exposes
+``register(subparsers) -> None``, which adds an ``argparse`` parser whose ``func`` default takes the
+parsed arguments and returns an exit code. Modules load only when the command line needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from sphsal._version import __version__
+
+# Sub-command name -> module in this package (modules are imported only when listed here).
+COMMANDS: dict[str, str] = {}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser; with ``only`` set, import just that sub-command's module."""
+    parser = argparse.ArgumentParser(
+        prog="sphsal",
+        description="Saliency prediction on 360-degree video with ambisonic audio.",
+    )
+    parser.add_argument("--version", action="version", version=f"sphsal {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in COMMANDS.items():
+        if only is None or only == name:
+            importlib.import_module(f"sphsal.cli.{module}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    first = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(only=first if first in COMMANDS else None)
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 0 if not argv else 2
+    try:
+        return int(args.func(args) or 0)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"sphsal {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
