@@ -1,0 +1,209 @@
+"""Spherical convolution on ERP images: functional ops, the plain-torch reference, backend choice.
+
+``sphere_conv2d`` is a convolution whose ``k x k`` taps are the spherical stencil of each output pixel
+(see :mod:`sphsal.ops.stencils`) instead of the planar neighbourhood. ``weight[..., a, b]`` multiplies
+the tap at row offset ``a - k//2`` (down) and column offset ``b - k//2`` (right), as in ``nn.Conv2d``,
+so planar weights apply unchanged. Longitude wraps across the seam and the stencil continues over the
+poles; no value comes from zero padding (only the temporal axis of ``sphere_conv3d`` is zero-padded).
+
+Backends: ``"reference"`` (gathers all taps, the ground truth), ``"cpu"`` (banded planar convolutions,
+:mod:`sphsal.ops.cpu_banded`), ``"cuda"`` (the NVRTC kernel, :mod:`sphsal.ops.cuda`). ``"auto"`` picks
+``"cuda"`` for CUDA tensors when CuPy is importable (else the reference, with a one-time warning) and
+``"cpu"`` otherwise.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.nn.functional as F
+
+from sphsal.ops.stencils import NeighbourTable, neighbour_table
+
+__all__ = ["sphere_conv2d", "sphere_conv3d", "sphere_conv2d_reference", "sphere_conv3d_reference",
+           "gather_taps", "BACKENDS"]
+
+BACKENDS = ("auto", "reference", "cpu", "cuda")
+_warned_no_cupy = False
+
+
+def _table_for(x: torch.Tensor, kernel_size: int, stride: int, dilation: int, interpolation: str,
+               stencil: str) -> NeighbourTable:
+    h, w = x.shape[-2:]
+    return neighbour_table(int(h), int(w), int(kernel_size), int(stride), int(dilation), stencil,
+                           interpolation)
+
+
+def gather_taps(x: torch.Tensor, table: NeighbourTable) -> torch.Tensor:
+    """All stencil samples of ``x`` ``(..., H, W)``: returns ``(..., H_out, K, W_out)``.
+
+    Holds ``K`` times the output size in memory: this is the ground-truth path, not a fast one.
+    """
+    h, w = x.shape[-2:]
+    s = table.stride
+    rows = table.rows.to(x.device)
+    cols = table.cols.to(x.device)
+    out_cols = torch.arange(table.w_out, device=x.device) * s
+    # (H_out, K, P, W_out) flat indices into the last two dims of x.
+    index = rows[..., None] * w + torch.remainder(cols[..., None] + out_cols, w)
+    flat = x.reshape(*x.shape[:-2], h * w)
+    samples = flat[..., index.reshape(-1)].reshape(*x.shape[:-2], *index.shape)
+    weights = table.weights.to(device=x.device, dtype=x.dtype)[..., None]
+    return (samples * weights).sum(dim=-2)
+
+
+def _check_inputs(x: torch.Tensor, weight: torch.Tensor, bias, spatial_dims: int, name: str):
+    dims = 2 + spatial_dims
+    if x.dim() != dims:
+        shape = "(B, C, H, W)" if spatial_dims == 2 else "(B, C, T, H, W)"
+        raise ValueError(f"{name}: x must be {shape}, got shape {tuple(x.shape)}")
+    if weight.dim() != dims:
+        raise ValueError(f"{name}: weight must have {dims} dims (Co, Ci, ...), got {tuple(weight.shape)}")
+    if weight.shape[1] != x.shape[1]:
+        raise ValueError(f"{name}: weight expects {weight.shape[1]} input channels, x has {x.shape[1]}")
+    k = weight.shape[-1]
+    if weight.shape[-2] != k or k % 2 == 0:
+        raise ValueError(f"{name}: the spatial kernel must be square and odd, got {tuple(weight.shape[-2:])}")
+    if bias is not None and bias.shape != (weight.shape[0],):
+        raise ValueError(f"{name}: bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
+
+
+def sphere_conv2d_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                            stride: int = 1, dilation: int = 1, interpolation: str = "nearest",
+                            stencil: str = "cap") -> torch.Tensor:
+    """Ground truth of :func:`sphere_conv2d`: gather every tap, then contract with the weight."""
+    _check_inputs(x, weight, bias, 2, "sphere_conv2d")
+    table = _table_for(x, weight.shape[-1], stride, dilation, interpolation, stencil)
+    taps = gather_taps(x, table)  # (B, C, H_out, K, W_out)
+    out = torch.einsum("bcikj,ock->boij", taps, weight.reshape(*weight.shape[:2], -1))
+    if bias is not None:
+        out = out + bias.view(1, -1, 1, 1)
+    return out
+
+
+def _temporal_out(t: int, kt: int, stride_t: int) -> int:
+    t_out = (t + 2 * (kt // 2) - kt) // stride_t + 1
+    if t_out < 1:
+        raise ValueError(f"sphere_conv3d: T={t} is too short for a temporal kernel of {kt}")
+    return t_out
+
+
+def sphere_conv3d_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                            stride: int | tuple[int, int] = 1, dilation: int = 1,
+                            interpolation: str = "nearest", stencil: str = "cap") -> torch.Tensor:
+    """Ground truth of :func:`sphere_conv3d`: zero-padded planar time, gathered spherical taps."""
+    _check_inputs(x, weight, bias, 3, "sphere_conv3d")
+    stride_t, stride_s = _split_stride(stride)
+    kt = weight.shape[2]
+    table = _table_for(x, weight.shape[-1], stride_s, dilation, interpolation, stencil)
+    taps = gather_taps(x, table)  # (B, C, T, H_out, K, W_out)
+    pad = kt // 2
+    taps = F.pad(taps, (0, 0, 0, 0, 0, 0, pad, pad))
+    t_out = _temporal_out(x.shape[2], kt, stride_t)
+    windows = torch.stack([taps[:, :, d: d + stride_t * (t_out - 1) + 1: stride_t] for d in range(kt)], dim=3)
+    out = torch.einsum("bctdikj,ocdk->botij", windows, weight.reshape(*weight.shape[:3], -1))
+    if bias is not None:
+        out = out + bias.view(1, -1, 1, 1, 1)
+    return out
+
+
+def _split_stride(stride) -> tuple[int, int]:
+    """``stride`` of sphere_conv3d: an int (both) or ``(temporal, spatial)``."""
+    if isinstance(stride, int):
+        return stride, stride
+    if len(stride) == 3 and stride[1] == stride[2]:
+        return int(stride[0]), int(stride[1])
+    if len(stride) == 2:
+        return int(stride[0]), int(stride[1])
+    raise ValueError(f"stride must be an int, (temporal, spatial) or (t, s, s), got {stride!r}")
+
+
+def _resolve_backend(x: torch.Tensor, backend: str) -> str:
+    global _warned_no_cupy
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend != "auto":
+        if backend == "cpu" and x.is_cuda:
+            raise ValueError("backend='cpu' needs a CPU tensor, got a CUDA tensor")
+        if backend == "cuda" and not x.is_cuda:
+            raise ValueError("backend='cuda' needs a CUDA tensor, got a CPU tensor")
+        return backend
+    if not x.is_cuda:
+        return "cpu" if x.device.type == "cpu" else "reference"
+    from sphsal.ops import cuda
+
+    if cuda.available():
+        return "cuda"
+    if not _warned_no_cupy:
+        warnings.warn("CuPy is not installed: sphere_conv on CUDA tensors falls back to the slow "
+                      "reference path; install the 'cuda' extra (pip install cupy-cuda12x)", stacklevel=3)
+        _warned_no_cupy = True
+    return "reference"
+
+
+def sphere_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                  stride: int = 1, dilation: int = 1, interpolation: str = "nearest", stencil: str = "cap",
+                  backend: str = "auto") -> torch.Tensor:
+    """Spherical convolution of ERP feature maps.
+
+    Args:
+        x: ``(B, Ci, H, W)`` ERP input (``W`` even, ``H`` and ``W`` divisible by ``stride``).
+        weight: ``(Co, Ci, k, k)``, ``k`` odd, laid out as ``nn.Conv2d`` weights.
+        bias: ``(Co,)`` or None.
+        stride: output ERP grid ``(H / stride, W / stride)``.
+        dilation: stencil radius in input pixel pitches ``pi / H`` per ring.
+        interpolation: ``"nearest"`` or ``"bilinear"`` sampling of the stencil points.
+        stencil: ``"cap"`` (GTSD) or ``"gnomonic"`` (SphereNet).
+        backend: ``"auto"``, ``"reference"``, ``"cpu"`` or ``"cuda"``.
+
+    Returns:
+        ``(B, Co, H / stride, W / stride)``, differentiable in ``x``, ``weight`` and ``bias``.
+    """
+    _check_inputs(x, weight, bias, 2, "sphere_conv2d")
+    table = _table_for(x, weight.shape[-1], stride, dilation, interpolation, stencil)
+    chosen = _resolve_backend(x, backend)
+    if chosen == "reference":
+        return sphere_conv2d_reference(x, weight, bias, stride, dilation, interpolation, stencil)
+    if chosen == "cpu":
+        from sphsal.ops.cpu_banded import banded_sphere_conv
+
+        return banded_sphere_conv(x, weight.reshape(*weight.shape[:2], 1, -1), bias, table)
+    from sphsal.ops import cuda
+
+    return cuda.sphere_conv2d_cuda(x, weight, bias, table)
+
+
+def sphere_conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                  stride: int | tuple[int, int] = 1, dilation: int = 1, interpolation: str = "nearest",
+                  stencil: str = "cap", backend: str = "auto") -> torch.Tensor:
+    """Spatio-temporal convolution: planar in time, spherical in space.
+
+    Args:
+        x: ``(B, Ci, T, H, W)`` ERP clip.
+        weight: ``(Co, Ci, kt, k, k)`` as ``nn.Conv3d`` (``k`` odd).
+        bias: ``(Co,)`` or None.
+        stride: int, ``(temporal, spatial)`` or ``(t, s, s)``.
+        dilation, interpolation, stencil, backend: as :func:`sphere_conv2d` (spatial only).
+
+    Time is zero-padded by ``kt // 2`` on both ends (``nn.Conv3d`` with ``padding=kt//2``), so the
+    output has ``(T + 2 (kt//2) - kt) // stride_t + 1`` frames. Returns
+    ``(B, Co, T_out, H / s, W / s)``.
+    """
+    _check_inputs(x, weight, bias, 3, "sphere_conv3d")
+    stride_t, stride_s = _split_stride(stride)
+    if stride_t < 1:
+        raise ValueError(f"sphere_conv3d: temporal stride must be positive, got {stride_t}")
+    _temporal_out(x.shape[2], weight.shape[2], stride_t)
+    table = _table_for(x, weight.shape[-1], stride_s, dilation, interpolation, stencil)
+    chosen = _resolve_backend(x, backend)
+    if chosen == "reference":
+        return sphere_conv3d_reference(x, weight, bias, (stride_t, stride_s), dilation, interpolation,
+                                       stencil)
+    if chosen == "cpu":
+        from sphsal.ops.cpu_banded import banded_sphere_conv
+
+        return banded_sphere_conv(x, weight.reshape(*weight.shape[:3], -1), bias, table, stride_t=stride_t)
+    from sphsal.ops import cuda
+
+    return cuda.sphere_conv3d_cuda(x, weight, bias, table, stride_t)
