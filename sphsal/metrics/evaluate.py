@@ -1,0 +1,242 @@
+"""Dataset evaluation: metrics per frame, averaged per video, then mean and std over videos.
+
+Streaming use (what the engine does)::
+
+    ev = Evaluator(("auc_judd", "nss", "cc", "kld"), weights="sphere")
+    for video, frame, pred, sal, fix in frames:
+        ev.update(video, frame, pred, saliency=sal, fixations=fix)
+    ev.write("runs/eval")   # per_frame.csv, per_video.csv, summary.json
+
+or all at once with :func:`evaluate`. Scores that are NaN for a frame (see the metrics' documentation:
+constant prediction, no fixations) are left out of that video's mean; ``summary.json`` counts them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+
+import torch
+from tqdm import tqdm
+
+from sphsal.metrics._inputs import fixation_counts
+from sphsal.metrics.continuous import cc, kld, sim
+from sphsal.metrics.fixations import auc_borji, auc_judd, auc_shuffled, info_gain, nss
+
+__all__ = ["METRICS", "DEFAULT_METRICS", "Evaluator", "evaluate"]
+
+#: Metric name -> (ground truth it needs: "saliency" or "fixations", function).
+METRICS = {
+    "cc": ("saliency", cc),
+    "kld": ("saliency", kld),
+    "sim": ("saliency", sim),
+    "nss": ("fixations", nss),
+    "auc_judd": ("fixations", auc_judd),
+    "auc_borji": ("fixations", auc_borji),
+    "auc_shuffled": ("fixations", auc_shuffled),
+    "info_gain": ("fixations", info_gain),
+}
+
+#: The metrics of the 360-degree video saliency papers (AVS360's table plus SIM).
+DEFAULT_METRICS = ("auc_judd", "auc_borji", "nss", "cc", "kld", "sim")
+
+_SEEDED = ("auc_judd", "auc_borji", "auc_shuffled")
+
+
+class Evaluator:
+    """Accumulates per-frame scores and aggregates them per video and over the dataset.
+
+    Args:
+        metrics: names from :data:`METRICS`.
+        weights: ``None``, ``"sphere"`` or a tensor broadcastable to ``(H, W)``, passed to every metric.
+        baseline: ``(H, W)`` baseline map, required by ``"info_gain"``.
+        seed: seed of the AUC metrics' randomness (the same for every frame).
+    """
+
+    def __init__(self, metrics: Iterable[str] = DEFAULT_METRICS, *, weights=None, baseline=None,
+                 seed: int = 0):
+        self.metrics = tuple(metrics)
+        unknown = [m for m in self.metrics if m not in METRICS]
+        if unknown or not self.metrics:
+            raise ValueError(f"metrics must be a non-empty subset of {sorted(METRICS)}, got {list(metrics)}")
+        if "info_gain" in self.metrics and baseline is None:
+            raise ValueError("metric 'info_gain' needs a baseline map (baseline=...)")
+        self.weights = weights
+        self.baseline = baseline
+        self.seed = seed
+        self._scores: dict[str, dict[object, dict[str, float]]] = {}
+
+    def update(self, video: str, frame, pred, *, saliency=None, fixations=None,
+               other_fixations=None) -> dict[str, float]:
+        """Score one frame and remember its scores; returns ``{metric: score}``.
+
+        ``pred``: ``(H, W)`` (or ``(1, H, W)``, ``(1, 1, H, W)``) predicted map; ``saliency``: ground-truth
+        map of the same size (for cc, kld, sim); ``fixations``: binary map or ``(N, 2)`` directions (for
+        nss and the AUCs); ``other_fixations``: negatives of ``"auc_shuffled"`` (same forms).
+        """
+        video = str(video)
+        if frame in self._scores.get(video, {}):
+            raise ValueError(f"frame {frame!r} of video {video!r} was already scored")
+        inputs = {"saliency": saliency, "fixations": fixations}
+        scores = {}
+        for name in self.metrics:
+            needs, fn = METRICS[name]
+            if inputs[needs] is None:
+                raise ValueError(f"metric {name!r} needs {needs}= for video {video!r}, frame {frame!r}")
+            kwargs = {"weights": self.weights, "reduction": "mean"}
+            if name in _SEEDED:
+                kwargs["seed"] = self.seed
+            if name == "info_gain":
+                kwargs["baseline"] = self.baseline
+            if name == "auc_shuffled":
+                if other_fixations is None:
+                    raise ValueError(f"metric 'auc_shuffled' needs other_fixations= for video {video!r}, "
+                                     f"frame {frame!r}")
+                scores[name] = float(fn(pred, inputs[needs], other_fixations, **kwargs))
+            else:
+                scores[name] = float(fn(pred, inputs[needs], **kwargs))
+        self._scores.setdefault(video, {})[frame] = scores
+        return scores
+
+    def per_video(self) -> dict[str, dict[str, float]]:
+        """``{video: {metric: mean over the frames with a finite score}}`` (NaN if there is none)."""
+        out = {}
+        for video, frames in self._scores.items():
+            out[video] = {m: _finite_mean([s[m] for s in frames.values()]) for m in self.metrics}
+        return out
+
+    def summary(self) -> dict:
+        """JSON-ready summary: settings, per-video means, and the dataset mean and std over videos
+        (population std, ``ddof=0``; videos without a finite score are left out). NaN becomes ``None``."""
+        per_video = self.per_video()
+        mean, std = {}, {}
+        for m in self.metrics:
+            vals = [v[m] for v in per_video.values() if math.isfinite(v[m])]
+            mean[m] = _finite_mean(vals)
+            std[m] = math.sqrt(sum((x - mean[m]) ** 2 for x in vals) / len(vals)) if vals else math.nan
+        return _json_ready({
+            "metrics": list(self.metrics),
+            "weights": self.weights if self.weights is None or isinstance(self.weights, str) else "tensor",
+            "seed": self.seed,
+            "n_videos": len(per_video),
+            "n_frames": sum(len(f) for f in self._scores.values()),
+            "nan_frames": {m: sum(not math.isfinite(s[m]) for f in self._scores.values() for s in f.values())
+                           for m in self.metrics},
+            "mean": mean,
+            "std": std,
+            "videos": {v: {"n_frames": len(self._scores[v]), **vals} for v, vals in per_video.items()},
+        })
+
+    def write(self, out_dir) -> dict[str, str]:
+        """Write ``per_frame.csv``, ``per_video.csv`` (one row per video, then ``mean`` and ``std`` rows)
+        and ``summary.json`` into ``out_dir`` (created if needed), each atomically (temporary file, then
+        ``os.replace``). Returns ``{kind: path}``."""
+        if not self._scores:
+            raise ValueError("nothing to write: no frame was scored (call update first)")
+        os.makedirs(out_dir, exist_ok=True)
+        summary = self.summary()
+        frame_rows = [[video, frame, *(scores[m] for m in self.metrics)]
+                      for video, frames in self._scores.items() for frame, scores in frames.items()]
+        video_rows = [[v, s["n_frames"], *(s[m] for m in self.metrics)] for v, s in summary["videos"].items()]
+        video_rows.append(["mean", summary["n_frames"], *(summary["mean"][m] for m in self.metrics)])
+        video_rows.append(["std", "", *(summary["std"][m] for m in self.metrics)])
+        paths = {
+            "per_frame": os.path.join(out_dir, "per_frame.csv"),
+            "per_video": os.path.join(out_dir, "per_video.csv"),
+            "summary": os.path.join(out_dir, "summary.json"),
+        }
+        _write_atomic(paths["per_frame"], _csv_text(["video", "frame", *self.metrics], frame_rows))
+        _write_atomic(paths["per_video"], _csv_text(["video", "n_frames", *self.metrics], video_rows))
+        _write_atomic(paths["summary"], json.dumps(summary, indent=2) + "\n")
+        return paths
+
+
+def evaluate(predictions, ground_truth: Mapping, *, metrics: Iterable[str] = DEFAULT_METRICS, weights=None,
+             baseline=None, seed: int = 0, out_dir=None, progress: bool = True) -> dict:
+    """Score a whole set of predictions; returns :meth:`Evaluator.summary` (and writes the files of
+    :meth:`Evaluator.write` when ``out_dir`` is given).
+
+    Args:
+        predictions: a mapping ``(video, frame) -> (H, W) map`` or an iterable of such pairs.
+        ground_truth: a mapping ``(video, frame) -> {"saliency": map, "fixations": map or (N, 2)}``
+            (only the entries the chosen metrics need).
+        metrics, weights, baseline, seed: as for :class:`Evaluator`.
+        out_dir: where to write the CSV and JSON files, or ``None``.
+        progress: show a tqdm progress bar.
+
+    For ``"auc_shuffled"`` the negatives of a frame are the fixations of the same video's other frames
+    in ``ground_truth``.
+    """
+    ev = Evaluator(metrics, weights=weights, baseline=baseline, seed=seed)
+    items = list(predictions.items() if isinstance(predictions, Mapping) else predictions)
+    frames_of: dict[object, list] = {}
+    for video, frame in ground_truth:
+        frames_of.setdefault(video, []).append(frame)
+    video_fixations: dict[object, torch.Tensor] = {}
+    for (video, frame), pred in tqdm(items, desc="evaluate", disable=not progress):
+        if (video, frame) not in ground_truth:
+            raise ValueError(f"ground_truth has no entry for video {video!r}, frame {frame!r}")
+        gt = ground_truth[(video, frame)]
+        other = None
+        if "auc_shuffled" in ev.metrics:
+            if video not in video_fixations:
+                video_fixations[video] = sum(_counts(ground_truth[(video, f)], pred, video, f)
+                                             for f in frames_of[video])
+            other = video_fixations[video] - _counts(gt, pred, video, frame)
+        ev.update(video, frame, pred, saliency=gt.get("saliency"), fixations=gt.get("fixations"),
+                  other_fixations=other)
+    if out_dir is not None:
+        ev.write(out_dir)
+    return ev.summary()
+
+
+def _counts(gt: Mapping, pred, video, frame) -> torch.Tensor:
+    """Fixation counts ``(H, W)`` of one ground-truth entry at the size of ``pred``."""
+    if gt.get("fixations") is None:
+        raise ValueError(f"metric 'auc_shuffled' needs fixations for video {video!r}, frame {frame!r}")
+    like = torch.zeros(1, *torch.as_tensor(pred).shape[-2:], dtype=torch.float64)
+    return fixation_counts(gt["fixations"], like, f"fixations of {video!r} frame {frame!r}")[0]
+
+
+def _finite_mean(values) -> float:
+    vals = [v for v in values if math.isfinite(v)]
+    return sum(vals) / len(vals) if vals else math.nan
+
+
+def _json_ready(obj):
+    """Replace non-finite floats by ``None`` (JSON has no NaN) in nested dicts and lists."""
+    if isinstance(obj, dict):
+        return {k: _json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_json_ready(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _csv_text(header: list[str], rows: list[list]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows([["" if v is None else v for v in row] for row in rows])
+    return buf.getvalue()
+
+
+def _write_atomic(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
