@@ -1,0 +1,234 @@
+"""Cached resampling plans shared by every projection.
+
+A :class:`SamplingPlan` samples a *source atlas* at fixed output positions. The atlas is a
+``(B, C, Hs, Ws)`` image: an ERP image, the six cube faces stacked vertically ``(6F, F)`` or a
+perspective view; a HEALPix map ``(B, C, Npix)`` is sampled by a gather-only plan.
+
+Bilinear sampling runs in two parts, chosen because they measured fastest on CPU
+(``benchmarks/bench_projections.py``):
+
+* ``torch.nn.functional.grid_sample`` on the unpadded atlas, with a cached grid, for every output;
+* a gather (cached tap indices and weights, ``index_select``) that overwrites the few outputs whose
+  bilinear taps leave the atlas cell their point belongs to: the ERP columns next to the +-180 deg
+  seam, the rows next to the poles, and the cube-face edges. Those taps are resolved to their true
+  spherical neighbours, so no output ever reads padding.
+
+This gives exactly the values of :func:`sphsal.sphere.sample_equirect` (the plain-torch reference,
+which pads the whole image first) without copying the image on every call.
+
+Plans are built once in float64 on the CPU (``build_plan``), then converted to the caller's device
+and dtype; both steps are cached (:func:`cached_plan`).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from sphsal.sphere import directions_to_pixels
+
+MODES = ("bilinear", "nearest")
+
+# resolve(rows, cols, points) -> flat source indices of integer taps (rows, cols) that lie outside
+# the atlas cell of their output points (flat output indices ``points``).
+Resolver = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True, eq=False)
+class SamplingPlan:
+    """Fixed resampling from a source atlas to ``out_shape`` output positions.
+
+    Attributes:
+        out_shape: trailing output shape, e.g. ``(6F, F)`` or ``(Npix,)``.
+        mode: ``"bilinear"`` or ``"nearest"``.
+        grid: ``(1, 1, N, 2)`` ``grid_sample`` coordinates (``align_corners=True``) or ``None`` for a
+            gather-only plan.
+        fix_index: ``(M,)`` flat output positions taken from the gather instead of the grid
+            (``None``: the gather produces all ``N`` outputs).
+        taps: ``(K, M)`` flat source indices of the gather, or ``None`` when there is nothing to fix.
+        weights: ``(K, M)`` tap weights, or ``None`` for a single (nearest) tap.
+        coverage: ``(N,)`` 1 where the output position is covered by the source and 0 elsewhere (the
+            output is multiplied by it), or ``None`` when everything is covered.
+    """
+
+    out_shape: tuple[int, ...]
+    mode: str
+    grid: torch.Tensor | None
+    fix_index: torch.Tensor | None
+    taps: torch.Tensor | None
+    weights: torch.Tensor | None
+    coverage: torch.Tensor | None = None
+
+    def to(self, device, dtype) -> SamplingPlan:
+        """A copy with floating tensors in ``dtype`` and everything on ``device``."""
+
+        def move(t, floating):
+            if t is None:
+                return None
+            return t.to(device=device, dtype=dtype) if floating else t.to(device=device)
+
+        return SamplingPlan(self.out_shape, self.mode, move(self.grid, True), move(self.fix_index, False),
+                            move(self.taps, False), move(self.weights, True), move(self.coverage, True))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Sample ``x`` (``(B, C, Hs, Ws)``, or ``(B, C, S)`` for a gather-only plan); returns
+        ``(B, C, *out_shape)``. Differentiable with respect to ``x``."""
+        b, c = x.shape[:2]
+        out = None
+        if self.grid is not None:
+            grid = self.grid.expand(b, -1, -1, -1)
+            out = F.grid_sample(x, grid, mode=self.mode, padding_mode="border", align_corners=True)
+            out = out.reshape(b * c, -1)
+        if self.taps is not None:
+            flat = x.reshape(b * c, -1)
+            gathered = flat.index_select(1, self.taps[0])
+            if self.weights is not None:
+                gathered = gathered * self.weights[0]
+                for tap, weight in zip(self.taps[1:], self.weights[1:]):
+                    gathered = gathered + flat.index_select(1, tap) * weight
+            out = gathered if out is None else out.index_copy(1, self.fix_index, gathered)
+        if self.coverage is not None:
+            out = out * self.coverage
+        return out.reshape(b, c, *self.out_shape)
+
+
+def _normalised(coord: torch.Tensor, size: int) -> torch.Tensor:
+    """``grid_sample`` coordinate (``align_corners=True``) of a pixel coordinate along an axis."""
+    return coord / max(size - 1, 1) * 2 - 1
+
+
+def build_plan(row: torch.Tensor, col: torch.Tensor, src_hw: tuple[int, int], mode: str,
+               resolve: Resolver | None, region: tuple | None = None,
+               coverage: torch.Tensor | None = None) -> SamplingPlan:
+    """Plan sampling an atlas of size ``src_hw`` at continuous pixel coordinates.
+
+    Args:
+        row, col: float64 tensors of the output shape; the centre of atlas pixel ``(i, j)`` is at
+            ``(i, j)``.
+        src_hw: ``(Hs, Ws)`` of the atlas.
+        mode: ``"bilinear"`` or ``"nearest"``.
+        resolve: maps integer taps outside the point's cell to flat source indices (see
+            :data:`Resolver`); ``None`` clamps them to the border, as ``grid_sample`` does.
+        region: ``(row_lo, row_hi, col_lo, col_hi)``, inclusive integer bounds (scalars or tensors
+            broadcastable to the output shape) of the cell each point belongs to; default the atlas.
+        coverage: optional float64 ``(output shape)`` 0/1 mask stored in the plan.
+    """
+    hs, ws = src_hw
+    out_shape = tuple(row.shape)
+    row, col = row.reshape(-1), col.reshape(-1)
+    if region is None:
+        region = (0, hs - 1, 0, ws - 1)
+    row_lo, row_hi, col_lo, col_hi = (torch.as_tensor(b, dtype=torch.int64).expand(out_shape).reshape(-1)
+                                      for b in region)
+    if coverage is not None:
+        coverage = coverage.reshape(-1)
+    if mode == "nearest":
+        # Sample exactly at the chosen pixel centre: grid_sample then reads that pixel.
+        r = torch.minimum(torch.maximum(torch.round(row).long(), row_lo), row_hi)
+        c = torch.minimum(torch.maximum(torch.round(col).long(), col_lo), col_hi)
+        grid = torch.stack((_normalised(c.double(), ws), _normalised(r.double(), hs)), dim=-1)
+        return SamplingPlan(out_shape, mode, grid.reshape(1, 1, -1, 2), None, None, None, coverage)
+    grid = torch.stack((_normalised(col, ws), _normalised(row, hs)), dim=-1).reshape(1, 1, -1, 2)
+    if resolve is None:
+        return SamplingPlan(out_shape, mode, grid, None, None, None, coverage)
+    r0, c0 = torch.floor(row).long(), torch.floor(col).long()
+    fr, fc = row - r0, col - c0
+    tap_rows = torch.stack((r0, r0, r0 + 1, r0 + 1))
+    tap_cols = torch.stack((c0, c0 + 1, c0, c0 + 1))
+    weights = torch.stack(((1 - fr) * (1 - fc), (1 - fr) * fc, fr * (1 - fc), fr * fc))
+    foreign = (tap_rows < row_lo) | (tap_rows > row_hi) | (tap_cols < col_lo) | (tap_cols > col_hi)
+    points = torch.nonzero(foreign.any(dim=0)).reshape(-1)
+    if points.numel() == 0:
+        return SamplingPlan(out_shape, mode, grid, None, None, None, coverage)
+    tap_rows, tap_cols, weights = tap_rows[:, points], tap_cols[:, points], weights[:, points]
+    foreign = foreign[:, points]
+    taps = tap_rows * ws + tap_cols
+    owners = points.expand(4, -1)
+    taps[foreign] = resolve(tap_rows[foreign], tap_cols[foreign], owners[foreign])
+    return SamplingPlan(out_shape, mode, grid, points, taps, weights, coverage)
+
+
+def gather_plan(out_shape: tuple[int, ...], taps: torch.Tensor, weights: torch.Tensor | None,
+                mode: str) -> SamplingPlan:
+    """A gather-only plan: output ``n`` is ``sum_k weights[k, n] * source[taps[k, n]]``.
+
+    ``taps``: ``(K, N)`` int64 flat source indices; ``weights``: ``(K, N)`` float64 or ``None``
+    when ``K == 1``.
+    """
+    return SamplingPlan(tuple(out_shape), mode, None, None, taps.long(), weights)
+
+
+def erp_resolver(h: int, w: int) -> Resolver:
+    """Resolve taps around an ``h x w`` ERP image: columns wrap across the +-180 deg seam and a row
+    beyond a pole continues on the opposite meridian (row ``-1 - k`` is row ``k`` shifted by
+    ``W/2`` columns), exactly as :func:`sphsal.sphere.pad_equirect`."""
+
+    def resolve(rows, cols, points):
+        over_north, over_south = rows < 0, rows > h - 1
+        flipped = over_north | over_south
+        rows = torch.where(over_north, -1 - rows, torch.where(over_south, 2 * h - 1 - rows, rows))
+        cols = torch.remainder(cols + flipped.long() * (w // 2), w)
+        return rows * w + cols
+
+    return resolve
+
+
+def erp_plan(az: torch.Tensor, el: torch.Tensor, h: int, w: int, mode: str) -> SamplingPlan:
+    """Plan sampling an ``h x w`` ERP image at directions ``az``, ``el`` (float64 radians, any
+    shape, which becomes the plan's ``out_shape``)."""
+    row, col = directions_to_pixels(az, el, h, w)
+    return build_plan(row, col, (h, w), mode, erp_resolver(h, w))
+
+
+def cached_plan(builder):
+    """Cache a plan builder ``builder(*geometry) -> SamplingPlan`` (float64, CPU).
+
+    The decorated function is called as ``f(*geometry, device=..., dtype=...)``; the CPU plan is
+    cached per geometry and its converted copy per (geometry, device, dtype). Arguments must be
+    hashable (ints, floats, strings, tuples).
+    """
+    on_cpu = functools.lru_cache(maxsize=16)(builder)
+
+    @functools.lru_cache(maxsize=32)
+    def on_device(*geometry, device, dtype):
+        return on_cpu(*geometry).to(device, dtype)
+
+    functools.update_wrapper(on_device, builder)
+    return on_device
+
+
+def check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"mode must be 'bilinear' or 'nearest', got {mode!r}")
+
+
+def check_erp(x, name: str = "x") -> None:
+    """Validate an ERP batch ``(B, C, H, W)`` of floating dtype with an even width."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"{name} must be an ERP batch (B, C, H, W), got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must have a floating dtype, got {x.dtype}")
+    if x.shape[-1] % 2:
+        raise ValueError(f"{name} must have an even ERP width to wrap over the poles, got W={x.shape[-1]}")
+
+
+def check_size(value, name: str) -> int:
+    """A positive integer size argument."""
+    if isinstance(value, bool) or int(value) != value or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_angle(value, name: str) -> float:
+    """A finite angle in radians."""
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite angle in radians, got {value!r}")
+    return value
