@@ -1,0 +1,269 @@
+"""Audio energy maps (AEM): the loudness of beams steered at every ERP pixel, one map per video frame.
+
+For video frame ``k`` (interval ``[k/fps, (k+1)/fps)``) the analysis window is centred on the
+interval's centre, sample ``c_k = round((k + 0.5) * sample_rate / fps)``, and spans ``L`` samples
+``[c_k - L // 2, c_k - L // 2 + L)``; ``L`` is one frame (``round(sample_rate / fps)``) by default or
+``round(window * sample_rate)`` (AVS360 used 0.1 s). Samples outside the signal count as zeros (the
+window is zero-padded and still divided by ``L``), so the first and last maps of a signal are quieter,
+never shifted.
+
+Each window's channel covariance ``C_k = X_k X_k^T / L`` ``(channels x channels)`` is computed with
+batched matmuls, and the beam energy at a pixel with decoder vector ``y`` is ``y^T C_k y``: the mean
+power of the beam signal ``y . b(t)`` over the window. The cost is ``samples x channels^2`` plus
+``frames x pixels x channels^2``, never ``samples x pixels``.
+
+Decoders (beam pattern ``sum_l c_l P_l(cos gamma)`` around the steering direction, ``c_l`` normalised
+so that a unit plane wave from the steering direction gives exactly 1):
+
+* ``"cardioid"`` (default): in-phase weights ``g_l = N! (N+1)! / ((N+l+1)! (N-l)!)``, the pattern
+  ``((1 + cos gamma) / 2)^N``. At first order this is the virtual cardioid ``(W + d . (X, Y, Z)) / 2``
+  that AVS360's "SN3D projection" decoding gives; at higher orders a higher-order cardioid with no
+  side lobes.
+* ``"max_re"``: max-rE weights ``g_l = P_l(cos(137.9 deg / (N + 1.51)))`` (Zotter and Frank's
+  approximation): narrower main lobe, small side lobes.
+* ``"pwd"``: plane-wave decomposition (basic decoding, ``g_l = 1``): the narrowest main lobe, largest
+  side lobes.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sphsal.audio._signal import as_signal
+from sphsal.audio.ambisonics import require_ambisonic
+from sphsal.audio.harmonics import acn_degrees, normalization_gains, sh_matrix
+from sphsal.audio.timing import check_rates, frame_sample_positions, num_video_frames
+from sphsal.sphere import equirect_directions, vectors_to_directions
+
+__all__ = [
+    "DECODERS",
+    "decoder_degree_weights",
+    "beam_weights",
+    "window_covariance",
+    "temporal_smooth",
+    "energy_map",
+    "doa_intensity",
+]
+
+DECODERS = ("cardioid", "max_re", "pwd")
+
+# Elements gathered per chunk of windows (bounds memory on long signals).
+_CHUNK_ELEMENTS = 1 << 22
+# Frames beamformed per matmul in energy_map.
+_BEAM_BLOCK = 16
+
+
+def decoder_degree_weights(order: int, decoder: str = "cardioid") -> torch.Tensor:
+    """Per-degree beam weights ``c_l = g_l (2l + 1) / sum_l' g_l' (2l' + 1)``, float64 ``(order + 1,)``.
+
+    ``g_l`` are the decoder's modal weights (see the module docstring); the normalisation makes the
+    on-axis gain of the beam exactly 1.
+    """
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
+    n = order
+    degrees = np.arange(n + 1)
+    if decoder == "pwd":
+        g = np.ones(n + 1)
+    elif decoder == "cardioid":
+        g = np.array([math.factorial(n) * math.factorial(n + 1)
+                      / (math.factorial(n + deg + 1) * math.factorial(n - deg)) for deg in degrees])
+    else:
+        x = math.cos(math.radians(137.9) / (n + 1.51))
+        g = np.array([np.polynomial.legendre.Legendre.basis(int(deg))(x) for deg in degrees])
+    c = g * (2 * degrees + 1)
+    return torch.as_tensor(c / c.sum(), dtype=torch.float64)
+
+
+def beam_weights(order: int, az, el, decoder: str = "cardioid", normalization: str = "sn3d") -> torch.Tensor:
+    """Decoder vectors ``y`` ``(..., (order + 1)^2)`` float64 of beams steered at ``(az, el)`` (radians).
+
+    The beam signal is ``y . b(t)`` for a field ``b`` in ACN order with the given ``normalization``.
+    """
+    c = decoder_degree_weights(order, decoder)[acn_degrees(order)]
+    to_sn3d = normalization_gains(order, normalization, "sn3d")
+    return sh_matrix(order, az, el, "sn3d").to(torch.float64) * (c * to_sn3d)
+
+
+@functools.lru_cache(maxsize=8)
+def _quadratic_beam_matrix(order: int, height: int, width: int, decoder: str, normalization: str,
+                           dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(Q^T, rows, cols)``: ``energy = C[:, rows, cols] @ Q^T`` equals ``y^T C y`` for every pixel.
+
+    ``Q`` is ``(H * W, K)`` over the ``K = C (C + 1) / 2`` upper-triangle channel pairs, off-diagonal
+    terms doubled (``C`` is symmetric).
+    """
+    az, el = equirect_directions(height, width, dtype=torch.float64)
+    y = beam_weights(order, az, el, decoder, normalization).reshape(height * width, -1)
+    rows, cols = torch.triu_indices(y.shape[1], y.shape[1])
+    q = y[:, rows] * y[:, cols] * torch.where(rows == cols, 1.0, 2.0).to(torch.float64)
+    return q.T.to(dtype).contiguous(), rows, cols
+
+
+def window_covariance(b, sample_rate, fps, num_frames: int | None = None,
+                      window: float | None = None) -> torch.Tensor:
+    """Channel covariance of each video frame's analysis window (see the module docstring).
+
+    Args:
+        b: ``(channels, samples)`` signal (any channel count).
+        sample_rate: Hz. fps: video frames per second.
+        num_frames: number of windows ``T``; default ``floor(duration * fps)``.
+        window: window length in seconds; default one video frame.
+
+    Returns:
+        ``(T, channels, channels)`` in the dtype of ``b`` (float32 or float64): ``X_k X_k^T / L``.
+    """
+    x = as_signal(b, "b")
+    _check_framing(sample_rate, fps, num_frames, window)
+    return _covariance(x, sample_rate, fps, num_frames, window)
+
+
+def _check_framing(sample_rate, fps, num_frames, window) -> None:
+    check_rates(sample_rate, fps)
+    if num_frames is not None and (int(num_frames) != num_frames or num_frames < 0):
+        raise ValueError(f"num_frames must be a non-negative integer, got {num_frames!r}")
+    if window is not None and not window > 0:
+        raise ValueError(f"window must be a positive duration in seconds, got {window!r}")
+
+
+def _covariance(x: torch.Tensor, sample_rate, fps, num_frames: int | None,
+                window: float | None) -> torch.Tensor:
+    """:func:`window_covariance` on a checked ``(channels, samples)`` tensor."""
+    n = x.shape[1]
+    t_frames = num_video_frames(n, sample_rate, fps) if num_frames is None else int(num_frames)
+    length = max(1, round((window if window is not None else 1.0 / fps) * sample_rate))
+    starts = frame_sample_positions(t_frames, sample_rate, fps, 0.5) - length // 2
+    channels = x.shape[0]
+    out = torch.zeros(t_frames, channels, channels, dtype=x.dtype)
+    if t_frames == 0:
+        return out
+    pad_left = max(0, int(-starts.min()))
+    pad_right = max(0, int(starts.max()) + length - n)
+    padded = F.pad(x, (pad_left, pad_right))
+    starts = starts + pad_left
+    steps = np.diff(starts)
+    chunk = max(1, _CHUNK_ELEMENTS // (channels * length))
+    step = int(steps[0]) if t_frames > 1 else 1
+    if step > 0 and (steps == step).all():
+        # Evenly spaced windows (integer samples per frame): a strided view, no copy.
+        windows = padded[:, int(starts[0]):].unfold(1, length, step)
+        for first in range(0, t_frames, chunk):
+            frames = windows[:, first:first + chunk].permute(1, 0, 2)  # (t, C, L)
+            out[first:first + chunk] = frames @ frames.transpose(1, 2)
+        return out / length
+    samples_first = padded.T.contiguous()  # (samples, C): gathering whole rows is fast
+    offsets = torch.arange(length)
+    starts = torch.from_numpy(starts)
+    for first in range(0, t_frames, chunk):
+        idx = (starts[first:first + chunk, None] + offsets).reshape(-1)
+        frames = samples_first.index_select(0, idx).view(-1, length, channels)  # (t, L, C)
+        out[first:first + chunk] = frames.transpose(1, 2) @ frames
+    return out / length
+
+
+def temporal_smooth(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian smoothing of ``x`` ``(T, ...)`` along its first (time) dimension.
+
+    ``sigma`` is in frames (truncated at 3 sigma). Near the ends the kernel is cut off and renormalised,
+    so a constant sequence stays constant. ``sigma = 0`` returns ``x`` unchanged.
+    """
+    if not sigma >= 0:
+        raise ValueError(f"sigma must be non-negative, got {sigma!r}")
+    radius = int(math.ceil(3 * sigma))
+    if radius == 0 or x.shape[0] == 0:
+        return x
+    taps = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    kernel = torch.exp(-0.5 * (taps / sigma) ** 2).to(x.dtype)
+    flat = x.reshape(x.shape[0], -1).T.unsqueeze(1)  # (features, 1, T)
+    smoothed = F.conv1d(flat, kernel.view(1, 1, -1), padding=radius)
+    norm = F.conv1d(torch.ones_like(flat[:1]), kernel.view(1, 1, -1), padding=radius)
+    return (smoothed / norm).squeeze(1).T.reshape(x.shape)
+
+
+def energy_map(b, sample_rate, fps, height: int, width: int, decoder: str = "cardioid",
+               window: float | None = None, *, num_frames: int | None = None,
+               smoothing: float | None = None, quantity: str = "rms", normalization: str = "sn3d",
+               on_non_ambisonic: str = "error") -> torch.Tensor:
+    """Audio energy map of an ambisonic signal: one ERP map per video frame.
+
+    Args:
+        b: ``(channels, samples)`` ambisonic field, ACN order, ``(N+1)^2`` channels (``N >= 1``).
+        sample_rate: Hz. fps: video frames per second.
+        height, width: ERP map size (pixel centres from :func:`sphsal.sphere.equirect_directions`).
+        decoder: ``"cardioid"`` (default), ``"max_re"`` or ``"pwd"`` (module docstring).
+        window: analysis window in seconds, centred on each frame's interval; default one frame.
+        num_frames: number of maps ``T``; default ``floor(duration * fps)``. Frames past the end of the
+            signal see zeros.
+        smoothing: optional Gaussian smoothing over frames, sigma in seconds (applied to the window
+            covariances, which is the same as smoothing the energy maps).
+        quantity: ``"rms"`` (default; the beam's root-mean-square amplitude, as AVS360) or
+            ``"energy"`` (mean power, the square of the RMS).
+        normalization: normalisation of ``b``: ``"sn3d"`` (ambiX), ``"n3d"`` or ``"orthonormal"``.
+        on_non_ambisonic: ``"error"`` (default) raises ``ValueError`` for mono, stereo or other
+            non-ambisonic channel counts; ``"uniform"`` warns and returns maps of ones (uniform, so
+            after max-normalisation they carry no spatial information).
+
+    Returns:
+        ``(T, H, W)`` float32 tensor, non-negative. A unit-amplitude source gives RMS 1 at its own
+        direction (up to the window's zero padding).
+    """
+    if quantity not in ("rms", "energy"):
+        raise ValueError(f"quantity must be 'rms' or 'energy', got {quantity!r}")
+    if on_non_ambisonic not in ("error", "uniform"):
+        raise ValueError(f"on_non_ambisonic must be 'error' or 'uniform', got {on_non_ambisonic!r}")
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
+    x = as_signal(b, "b")
+    _check_framing(sample_rate, fps, num_frames, window)
+    equirect_directions(height, width)  # validates the map size
+    try:
+        order = require_ambisonic(x, "b")
+    except ValueError as err:
+        if on_non_ambisonic == "error":
+            raise
+        warnings.warn(f"{err}; returning a uniform energy map", stacklevel=2)
+        t_frames = num_video_frames(x.shape[1], sample_rate, fps) if num_frames is None else num_frames
+        return torch.ones(int(t_frames), height, width)
+    cov = _covariance(x.to(torch.float32), sample_rate, fps, num_frames, window)
+    if smoothing:
+        cov = temporal_smooth(cov, smoothing * fps)
+    q_t, rows, cols = _quadratic_beam_matrix(order, int(height), int(width), decoder, normalization,
+                                           torch.float32)
+    pairs = cov[:, rows, cols].contiguous()  # (T, K)
+    out = torch.empty(pairs.shape[0], q_t.shape[1])
+    # Small blocks of frames keep each output block in cache for the clamp and square root.
+    for first in range(0, pairs.shape[0], _BEAM_BLOCK):
+        block = out[first:first + _BEAM_BLOCK]
+        torch.mm(pairs[first:first + _BEAM_BLOCK], q_t, out=block)
+        block.clamp_min_(0.0)
+        if quantity == "rms":
+            block.sqrt_()
+    return out.reshape(-1, height, width)
+
+
+def doa_intensity(b, sample_rate, fps, window: float | None = None, *,
+                  num_frames: int | None = None) -> torch.Tensor:
+    """Direction of arrival per video frame from the pseudo-intensity vector.
+
+    The pseudo-intensity of frame ``k``'s window (same windows as :func:`energy_map`) is the mean of
+    ``W(t) * (X(t), Y(t), Z(t))`` over the window, using the first-order channels of any order field
+    (ACN 0..3 = W, Y, Z, X; valid for SN3D, N3D and orthonormal, which scale X, Y, Z alike). For a
+    single plane wave it points at the source.
+
+    Returns:
+        ``(T, 2)`` float32: azimuth and elevation in radians (:mod:`sphsal.sphere` conventions). A
+        silent window gives ``(0, 0)``.
+    """
+    x = as_signal(b, "b")
+    require_ambisonic(x, "b")
+    _check_framing(sample_rate, fps, num_frames, window)
+    cov = _covariance(x[:4].to(torch.float64), sample_rate, fps, num_frames, window)
+    intensity = torch.stack((cov[:, 0, 3], cov[:, 0, 1], cov[:, 0, 2]), dim=-1)
+    az, el = vectors_to_directions(intensity)
+    return torch.stack((az, el), dim=-1).to(torch.float32)
