@@ -14,7 +14,9 @@ import sys
 from sphsal._version import __version__
 
 # Sub-command name -> module in this package (modules are imported only when listed here).
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "project": "project",
+}
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

@@ -1,0 +1,237 @@
+"""``sphsal project``: project an ERP image or video to a cubemap, HEALPix map or perspective viewport.
+
+Without INPUT a generated test pattern (:func:`sphsal.testimages.erp_test_pattern`) is projected::
+
+    sphsal project --to cubemap --out cube.png
+    sphsal project pano.jpg --to viewport --fov 90 --yaw 30 --pitch 10 --size 480x640 --out view.png
+    sphsal project clip.mp4 --to cubemap --layout horizon --out clip_cube.mp4
+    sphsal project --to healpix --nside 64 --out map.npy
+
+Cubemaps are written in the ``dice`` (cross, default) or ``horizon`` layout. HEALPix output is a
+``.npy`` array, NESTED ordering: ``(3, Npix)`` float32 RGB in [0, 1] for an image, ``(T, 3, Npix)``
+uint8 for a video; beside it OUT with a ``.png`` suffix previews the (first) map, resampled to an ERP
+image with nearest HEALPix pixels (``healpix_to_equirect``) so the pixel layout is visible. All files
+are written atomically (temporary file, then rename).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+
+import cv2
+import numpy as np
+import torch
+
+from sphsal.projections import (
+    equirect_to_cubemap,
+    equirect_to_healpix,
+    equirect_to_perspective,
+    healpix_to_equirect,
+)
+
+TARGETS = ("cubemap", "healpix", "viewport")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+BATCH_FRAMES = 8
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("project", help="project an ERP image/video to a cubemap, HEALPix or viewport",
+                              description=__doc__.split("\n\n")[0])
+    p.add_argument("input", nargs="?", default=None,
+                   help="ERP image (png/jpg) or video (mp4); default: a generated test pattern")
+    p.add_argument("--to", required=True, choices=TARGETS, help="target projection")
+    p.add_argument("--out", required=True, help="output file (.png/.jpg, .mp4 for a video, .npy for healpix)")
+    p.add_argument("--face-size", type=int, default=None, help="cube face side in pixels (default H/2)")
+    p.add_argument("--layout", choices=("dice", "horizon"), default="dice", help="cubemap image layout")
+    p.add_argument("--nside", type=int, default=64, help="HEALPix nside, a power of 2 (default 64)")
+    p.add_argument("--fov", type=float, default=90.0, help="viewport horizontal field of view, degrees")
+    p.add_argument("--yaw", type=float, default=0.0, help="viewport yaw in degrees (positive: left)")
+    p.add_argument("--pitch", type=float, default=0.0, help="viewport pitch in degrees (positive: up)")
+    p.add_argument("--roll", type=float, default=0.0, help="viewport roll in degrees")
+    p.add_argument("--size", default="512x512", help="viewport size HxW (default 512x512)")
+    p.add_argument("--pattern-size", default="512x1024", help="size HxW of the generated pattern")
+    p.add_argument("--mode", choices=("bilinear", "nearest"), default="bilinear", help="interpolation")
+    p.set_defaults(func=run)
+
+
+def parse_hw(text: str, name: str) -> tuple[int, int]:
+    """``"HxW"`` -> ``(H, W)`` positive integers."""
+    try:
+        h, w = (int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise ValueError(f"{name} must look like HxW, e.g. 512x1024, got {text!r}") from None
+    if h < 1 or w < 1:
+        raise ValueError(f"{name} must be positive, got {text!r}")
+    return h, w
+
+
+def _projector(args, erp_h: int):
+    """A function ``(B, 3, H, W) -> (B, 3, h, w)`` images, or ``(B, 3, Npix)`` maps for healpix."""
+    if args.to == "cubemap":
+        face = args.face_size or max(1, erp_h // 2)
+        return lambda x: equirect_to_cubemap(x, face, mode=args.mode, layout=args.layout)
+    if args.to == "healpix":
+        return lambda x: equirect_to_healpix(x, args.nside, mode=args.mode)
+    out_hw = parse_hw(args.size, "--size")
+    angles = [math.radians(a) for a in (args.fov, args.yaw, args.pitch, args.roll)]
+    return lambda x: equirect_to_perspective(x, *angles, out_hw=out_hw, mode=args.mode)
+
+
+def _to_tensor(frames_bgr: list[np.ndarray]) -> torch.Tensor:
+    """uint8 BGR frames ``(H, W, 3)`` -> float32 RGB ``(B, 3, H, W)`` in [0, 1]."""
+    batch = np.stack([f[..., ::-1] for f in frames_bgr])
+    x = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float().div(255)
+    if x.shape[-1] % 2:
+        raise ValueError(f"input ERP width must be even, got {x.shape[-1]}")
+    return x
+
+
+def _to_bgr(x: torch.Tensor) -> np.ndarray:
+    """float RGB ``(3, H, W)`` -> uint8 BGR ``(H, W, 3)``."""
+    rgb = (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return np.ascontiguousarray(rgb[..., ::-1])
+
+
+def _temp_path(out: str) -> str:
+    """A new temporary file beside ``out`` keeping its suffix (OpenCV picks formats by suffix)."""
+    root, suffix = os.path.splitext(out)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(out)),
+                               prefix=os.path.basename(root) + ".", suffix=".tmp" + suffix)
+    os.close(fd)
+    return tmp
+
+
+def write_image(path: str, x: torch.Tensor) -> None:
+    """Write a float RGB ``(3, H, W)`` image atomically."""
+    tmp = _temp_path(path)
+    try:
+        if not cv2.imwrite(tmp, _to_bgr(x)):
+            raise ValueError(f"cannot write image {path!r}: unsupported suffix or unwritable directory")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_array(path: str, array: np.ndarray) -> None:
+    """Save a ``.npy`` array atomically."""
+    tmp = _temp_path(path)
+    try:
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def healpix_preview(maps: torch.Tensor) -> torch.Tensor:
+    """``(3, Npix)`` NESTED maps -> ``(3, h, 2h)`` ERP preview with nearest HEALPix pixels."""
+    nside = math.isqrt(maps.shape[-1] // 12)
+    h = min(512, max(64, 4 * nside))
+    return healpix_to_equirect(maps[None].float(), h, 2 * h, mode="nearest")[0]
+
+
+def read_image(path: str) -> torch.Tensor:
+    """An ERP image file -> ``(1, 3, H, W)`` float32 RGB in [0, 1]."""
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    if img is None:
+        raise ValueError(f"cannot read {path!r} as an image (expected an ERP png/jpg)")
+    return _to_tensor([img])
+
+
+def _check_out(args) -> None:
+    suffix = os.path.splitext(args.out)[1].lower()
+    video = args.input is not None and os.path.splitext(args.input)[1].lower() in VIDEO_SUFFIXES
+    if args.to == "healpix":
+        expected = (".npy",)
+    else:
+        expected = (".mp4",) if video else (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+    if suffix not in expected:
+        raise ValueError(f"--out {args.out!r} must end with one of {expected} for --to {args.to}"
+                         f"{' from a video' if video else ''}")
+    directory = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"output directory {directory!r} of --out does not exist")
+
+
+def project_video(args, project) -> int:
+    """Project every frame of ``args.input``; returns the number of frames written."""
+    cap = cv2.VideoCapture(args.input)
+    if not cap.isOpened():
+        raise ValueError(f"cannot open {args.input!r} as a video")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    tmp = None if args.to == "healpix" else _temp_path(args.out)
+    writer, maps, count = None, [], 0
+    try:
+        while True:
+            frames = []
+            while len(frames) < BATCH_FRAMES:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                frames.append(frame)
+            if not frames:
+                break
+            with torch.no_grad():
+                out = project(_to_tensor(frames))
+            count += len(frames)
+            if tmp is None:
+                maps.append((out.clamp(0, 1) * 255).round().to(torch.uint8).numpy())
+                continue
+            for view in out:
+                bgr = _to_bgr(view)
+                if writer is None:
+                    writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps,
+                                             (bgr.shape[1], bgr.shape[0]))
+                writer.write(bgr)
+        if count == 0:
+            raise ValueError(f"{args.input!r} holds no readable video frames")
+        if writer is not None:
+            writer.release()
+            writer = None
+            os.replace(tmp, args.out)
+        else:
+            stacked = np.concatenate(maps)
+            write_array(args.out, stacked)
+            write_image(os.path.splitext(args.out)[0] + ".png",
+                        healpix_preview(torch.from_numpy(stacked[0]).float().div(255)))
+    finally:
+        cap.release()
+        if writer is not None:
+            writer.release()
+        if tmp is not None and os.path.exists(tmp):
+            os.remove(tmp)
+    return count
+
+
+def run(args) -> int:
+    if args.input is not None and not os.path.isfile(args.input):
+        raise FileNotFoundError(f"input file {args.input!r} does not exist")
+    _check_out(args)
+    if args.input is not None and os.path.splitext(args.input)[1].lower() in VIDEO_SUFFIXES:
+        cap = cv2.VideoCapture(args.input)
+        height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        cap.release()
+        count = project_video(args, _projector(args, height))
+        print(f"wrote {args.out} ({count} frames, {args.to})")
+        return 0
+    if args.input is None:
+        from sphsal.testimages import erp_test_pattern
+
+        x = erp_test_pattern(*parse_hw(args.pattern_size, "--pattern-size"))[None]
+    else:
+        x = read_image(args.input)
+    with torch.no_grad():
+        out = _projector(args, x.shape[-2])(x)[0]
+    if args.to == "healpix":
+        write_array(args.out, out.numpy().astype(np.float32))
+        preview = os.path.splitext(args.out)[0] + ".png"
+        write_image(preview, healpix_preview(out))
+        print(f"wrote {args.out} ({tuple(out.shape)} NESTED HEALPix, nside {args.nside}) and {preview}")
+    else:
+        write_image(args.out, out)
+        print(f"wrote {args.out} ({out.shape[-2]}x{out.shape[-1]} {args.to})")
+    return 0
