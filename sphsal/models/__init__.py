@@ -1,0 +1,17 @@
+"""Saliency models by name: ``create_model("avs360")``, ``list_models()``.
+
+Registered: ``avs360`` (and its ablations ``avs360_visual``, ``avs360_no_aem``), ``spherical_unet``
+(and ``planar_unet``), ``aem_ecb``. See :mod:`sphsal.models.registry` for the interface every model
+follows, :mod:`sphsal.models.losses` for the training losses and :mod:`sphsal.models.checkpoints`
+for saving and loading weights.
+"""
+
+from sphsal.models import aem_ecb, avs360, spherical_unet  # noqa: F401  (registers the models)
+from sphsal.models.checkpoints import load_checkpoint, load_original_checkpoint, save_checkpoint
+from sphsal.models.losses import build_loss
+from sphsal.models.registry import InputSpec, create_model, list_models, register_model
+
+__all__ = [
+    "InputSpec", "register_model", "create_model", "list_models", "build_loss",
+    "save_checkpoint", "load_checkpoint", "load_original_checkpoint",
+]

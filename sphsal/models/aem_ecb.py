@@ -1,0 +1,70 @@
+"""The fixed audio-visual prior ``ECB * AEM``: no parameters, no training, any ambisonic video.
+
+The audio energy map (AEM) of the target frame says where the sound comes from; the equator centre
+bias (ECB, the AVS360 Gaussian: 15 deg in elevation, 75 deg in azimuth) says where viewers look anyway.
+Their product, sum-normalised, is a baseline that every learned audio-visual model should beat.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from sphsal.models.avs360 import equator_center_bias
+from sphsal.models.inputs import clip_energy_map, max_normalise, require_keys
+from sphsal.models.registry import InputSpec, register_model
+
+__all__ = ["AEMECBPrior", "aem_ecb"]
+
+
+class AEMECBPrior(nn.Module):
+    """``ECB * AEM`` normalised to sum 1.
+
+    Args:
+        output_size: ``(H, W)`` ERP size of the map (``W`` even).
+        clip_len: frames of audio context: the AEM is averaged over the clip's frames (1: the target
+            frame only, its 0.1 s window).
+        floor: weight of the plain ECB added to the product (``ECB * (AEM + floor)``), so silence
+            gives the centre bias instead of an empty map.
+    """
+
+    def __init__(self, output_size: tuple[int, int] = (64, 128), clip_len: int = 1, floor: float = 1e-3):
+        super().__init__()
+        output_size = (int(output_size[0]), int(output_size[1]))
+        if min(output_size) < 1 or output_size[1] % 2:
+            raise ValueError(f"output_size must be positive (H, W) with an even W, got {output_size}")
+        if floor < 0:
+            raise ValueError(f"floor must be >= 0, got {floor}")
+        self.output_size = output_size
+        self.floor = float(floor)
+        self.register_buffer("ecb", equator_center_bias(*output_size)[None, None], persistent=False)
+        self.input_spec = InputSpec(clip_len=int(clip_len), frame_size=output_size, output_size=output_size,
+                                    needs_aem=True, audio_channels=4)
+        self.default_loss = "kld"
+        self.default_optimizer = {"name": "adam", "lr": 0.0}
+
+    def forward(self, aem: torch.Tensor) -> torch.Tensor:
+        """``aem`` ``(B, 1, H, W)`` non-negative (any scale) -> ``(B, 1, H, W)`` summing to 1."""
+        if aem.dim() != 4 or aem.shape[1] != 1 or tuple(aem.shape[-2:]) != self.output_size:
+            raise ValueError(f"aem must be (B, 1, {self.output_size[0]}, {self.output_size[1]}), "
+                             f"got {tuple(aem.shape)}")
+        prior = self.ecb * (max_normalise(aem.clamp_min(0)) + self.floor)
+        return prior / prior.sum(dim=(2, 3), keepdim=True)
+
+    def prepare_inputs(self, batch: dict) -> dict:
+        """``aem``: the clip's audio energy map at ``output_size`` (``ValueError`` for non-ambisonic
+        audio)."""
+        require_keys(batch, ("audio", "sample_rate"), "aem_ecb")
+        frames = batch.get("frames")
+        num_frames = frames.shape[2] if frames is not None else self.input_spec.clip_len
+        return {"aem": clip_energy_map(batch, num_frames, self.output_size, analysis_size=self.output_size)}
+
+    def example_inputs(self, batch_size: int = 1) -> dict:
+        """A random energy map at ``output_size``."""
+        return {"aem": torch.rand(batch_size, 1, *self.output_size)}
+
+
+@register_model("aem_ecb")
+def aem_ecb(**kwargs) -> AEMECBPrior:
+    """The fixed ``ECB * AEM`` prior (see :class:`AEMECBPrior`)."""
+    return AEMECBPrior(**kwargs)

@@ -1,0 +1,157 @@
+"""Turning a collated batch of dataset items into model inputs (shared by every model's
+``prepare_inputs``).
+
+A batch holds ``frames`` ``(B, C, T, H, W)`` in ``[0, 1]``, ``audio`` ``(B, channels, S)`` covering the
+clip's time span, ``sample_rate`` (an int or a ``(B,)`` tensor), optionally ``fps`` and
+``saliency`` ``(B, H, W)``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "require_keys",
+    "fit_clip",
+    "resize_clip",
+    "normalise_clip",
+    "batch_value",
+    "clip_fps",
+    "mono_mix",
+    "clip_log_mel",
+    "clip_energy_map",
+    "max_normalise",
+]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def require_keys(batch: dict, keys: tuple[str, ...], model: str) -> None:
+    """Raise ``ValueError`` naming the model and the missing batch keys."""
+    missing = [k for k in keys if k not in batch]
+    if missing:
+        raise ValueError(f"{model} needs batch keys {list(keys)}; missing {missing} (got {sorted(batch)})")
+
+
+def fit_clip(frames: torch.Tensor, clip_len: int) -> torch.Tensor:
+    """Make a clip ``(B, C, T, H, W)`` exactly ``clip_len`` frames long, ending at its last frame
+    (the target): longer clips keep their last ``clip_len`` frames, shorter ones repeat their first
+    frame at the start (as AVS360 does at the beginning of a video)."""
+    if frames.dim() != 5:
+        raise ValueError(f"frames must be (B, C, T, H, W), got shape {tuple(frames.shape)}")
+    t = frames.shape[2]
+    if t >= clip_len:
+        return frames[:, :, t - clip_len:]
+    head = frames[:, :, :1].expand(-1, -1, clip_len - t, -1, -1)
+    return torch.cat((head, frames), dim=2)
+
+
+def resize_clip(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize every frame of ``(B, C, T, H, W)`` to ``size`` ``(H', W')`` (bilinear, antialiased when
+    shrinking); ERP frames stay ERP frames (each axis is scaled on its own)."""
+    b, c, t, h, w = frames.shape
+    if (h, w) == tuple(size):
+        return frames
+    flat = frames.transpose(1, 2).reshape(b * t, c, h, w)
+    out = F.interpolate(flat.float(), size=tuple(size), mode="bilinear", align_corners=False,
+                        antialias=size[0] < h or size[1] < w)
+    return out.reshape(b, t, c, *size).transpose(1, 2)
+
+
+def normalise_clip(frames: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+    """``(frames - mean) / std`` per colour channel of ``(B, 3, ...)`` frames in ``[0, 1]``."""
+    if frames.shape[1] != len(mean):
+        raise ValueError(f"frames must have {len(mean)} colour channels in dim 1, got shape "
+                         f"{tuple(frames.shape)}")
+    shape = (1, -1) + (1,) * (frames.dim() - 2)
+    m = torch.tensor(mean, dtype=frames.dtype, device=frames.device).view(shape)
+    s = torch.tensor(std, dtype=frames.dtype, device=frames.device).view(shape)
+    return (frames - m) / s
+
+
+def batch_value(batch: dict, key: str, i: int) -> float:
+    """Item ``i``'s scalar ``batch[key]`` (a number, a list or a ``(B,)`` tensor)."""
+    value = batch[key]
+    if isinstance(value, torch.Tensor):
+        return float(value.reshape(-1)[i] if value.numel() > 1 else value)
+    if isinstance(value, (list, tuple)):
+        return float(value[i])
+    return float(value)
+
+
+def clip_fps(batch: dict, i: int, num_frames: int) -> float:
+    """Frame rate of item ``i``: ``batch["fps"]`` when present, else implied by the audio covering the
+    clip's ``num_frames`` frames: ``num_frames * sample_rate / samples``."""
+    if "fps" in batch:
+        return batch_value(batch, "fps", i)
+    samples = batch["audio"].shape[-1]
+    if samples == 0:
+        raise ValueError("batch['audio'] is empty; cannot infer the frame rate (give batch['fps'])")
+    return num_frames * batch_value(batch, "sample_rate", i) / samples
+
+
+def mono_mix(audio: torch.Tensor) -> torch.Tensor:
+    """One channel ``(S,)`` from ``(channels, S)``: the omnidirectional W channel (ACN 0) of
+    ambisonic audio (4, 9, 16, ... channels), the mean of the channels otherwise (mono, stereo)."""
+    channels = audio.shape[0]
+    root = round(channels ** 0.5)
+    if channels >= 4 and root * root == channels:
+        return audio[0]
+    return audio.mean(dim=0)
+
+
+def clip_log_mel(batch: dict, num_frames: int) -> torch.Tensor:
+    """Log-mel features of each item's audio, one 64 x 64 example per clip frame, tiled to 3
+    channels: ``(B, 3, T, 64, 64)`` (:func:`sphsal.audio.log_mel` on the :func:`mono_mix`)."""
+    from sphsal.audio import log_mel
+
+    require_keys(batch, ("audio", "sample_rate"), "log-mel features")
+    audio = batch["audio"]
+    mels = []
+    for i in range(audio.shape[0]):
+        signal = mono_mix(audio[i].detach().float().cpu())
+        fps = clip_fps(batch, i, num_frames)
+        mel = torch.as_tensor(log_mel(signal.numpy(), int(batch_value(batch, "sample_rate", i)), fps,
+                                      num_frames=num_frames), dtype=torch.float32)
+        mels.append(mel)
+    mel = torch.stack(mels).unsqueeze(1).expand(-1, 3, -1, -1, -1)
+    return mel.contiguous().to(audio.device)
+
+
+def max_normalise(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Divide each map of ``(B, ..., H, W)`` by its maximum (maps that are all zero stay zero)."""
+    peak = x.flatten(1).amax(dim=1).clamp_min(eps)
+    return x / peak.view(-1, *([1] * (x.dim() - 1)))
+
+
+def clip_energy_map(batch: dict, num_frames: int, size: tuple[int, int], *, window: float = 0.1,
+                    analysis_size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Audio energy map of each item's clip: ``(B, 1, h, w)`` in ``[0, 1]``.
+
+    :func:`sphsal.audio.energy_map` (cardioid beams, ``window`` seconds, one map per clip frame) on an
+    ``analysis_size`` ERP grid (default: 4x ``size``), area-resized to ``size``, averaged over the
+    clip's frames and max-normalised, as AVS360 builds it. Raises ``ValueError`` when the audio is not
+    ambisonic (mono, stereo): the message names the model option that turns the AEM off.
+    """
+    from sphsal.audio import energy_map
+
+    require_keys(batch, ("audio", "sample_rate"), "the audio energy map")
+    audio = batch["audio"]
+    ah, aw = analysis_size or (4 * size[0], 4 * size[1])
+    maps = []
+    for i in range(audio.shape[0]):
+        fps = clip_fps(batch, i, num_frames)
+        try:
+            aem = energy_map(audio[i].detach().float().cpu(), int(batch_value(batch, "sample_rate", i)), fps,
+                             ah, aw, window=window, num_frames=num_frames)
+        except ValueError as err:
+            raise ValueError(f"{err}. The audio energy map (AEM) needs first-order (or higher) ambisonic "
+                             "audio; build the model with use_aem=False (sphsal --no-aem) for mono or "
+                             "stereo videos") from err
+        maps.append(aem.mean(dim=0, keepdim=True))
+    aem = F.adaptive_avg_pool2d(torch.stack(maps), size)
+    return max_normalise(aem).to(audio.device)

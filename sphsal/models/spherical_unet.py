@@ -1,0 +1,140 @@
+"""Spherical U-Net of Vo et al. (GTSD 2020) for 360-degree video saliency, and its planar ablation.
+
+Input: the RGB frame and 10 x the previous frame's saliency map (max-normalised), 4 channels at
+240 x 480 ERP. Encoder: one 3x3 convolution + BN + ReLU per level with 64 / 128 / 256 / 256 channels,
+2x2 max-pooling between levels (240x480 -> 120x240 -> 60x120 -> 30x60). Decoder: nearest x2
+upsampling, concatenation with the encoder feature of the same size, 3x3 conv + BN + ReLU to 128 and
+64 channels, and a last 3x3 conv to 1 channel without BN. The spherical model's convolutions are
+:class:`sphsal.nn.SphericalConv2d` (spherical-cap 3x3 kernel) and its pooling
+:class:`sphsal.nn.SphericalMaxPool2d` (built with :func:`sphsal.nn.convert_to_spherical`);
+``planar_unet`` keeps ``nn.Conv2d`` / ``nn.MaxPool2d``.
+
+The map is trained against 10 x the ground truth with the sphere-weighted MSE (``sphere_mse``) and
+SGD at lr 1e-4, as published. A ReLU on the last conv's output makes the returned map non-negative
+(the published network left it linear).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sphsal.models.backbones.resnet3d import scaled_widths
+from sphsal.models.inputs import max_normalise, require_keys
+from sphsal.models.registry import InputSpec, register_model
+
+__all__ = ["SaliencyUNet", "PREV_SALIENCY_SCALE", "spherical_unet", "planar_unet"]
+
+#: The previous saliency map enters (and the ground truth is compared) at 10x its [0, 1] scale.
+PREV_SALIENCY_SCALE = 10.0
+
+
+def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
+    """3x3 conv (padding 1) + BatchNorm + ReLU, size preserving."""
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+                         nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
+
+
+class SaliencyUNet(nn.Module):
+    """The GTSD U-Net (module docstring): ``(B, 3, H, W)`` frame + ``(B, 1, H, W)`` previous map ->
+    ``(B, 1, H, W)`` saliency at 10x the ground-truth scale.
+
+    Args:
+        spherical: spherical-cap convolutions and spherical pooling (``False``: planar).
+        frame_size: ``(H, W)``, both multiples of 8 (three poolings); 240 x 480 as published.
+        width_mult: scales the widths 64 / 128 / 256 / 256.
+    """
+
+    def __init__(self, spherical: bool = True, frame_size: tuple[int, int] = (240, 480),
+                 width_mult: float = 1.0):
+        super().__init__()
+        frame_size = (int(frame_size[0]), int(frame_size[1]))
+        if frame_size[0] % 8 or frame_size[1] % 8 or min(frame_size) < 8:
+            raise ValueError(f"frame_size must be multiples of 8 (three 2x2 poolings), got {frame_size}")
+        c1, c2, c3, c4 = scaled_widths(width_mult, (64, 128, 256, 256))
+        self.spherical = spherical
+        self.frame_size = frame_size
+        self.enc1 = conv_bn_relu(4, c1)
+        self.enc2 = conv_bn_relu(c1, c2)
+        self.enc3 = conv_bn_relu(c2, c3)
+        self.enc4 = conv_bn_relu(c3, c4)
+        self.pool = nn.MaxPool2d(2)
+        self.dec3 = conv_bn_relu(c4 + c3, c2)
+        self.dec2 = conv_bn_relu(c2 + c2, c1)
+        self.out = nn.Conv2d(c1 + c1, 1, 3, padding=1)
+        if spherical:
+            from sphsal.nn import convert_to_spherical
+
+            for name, child in list(self.named_children()):
+                setattr(self, name, convert_to_spherical(child))
+        self.input_spec = InputSpec(clip_len=1, frame_size=frame_size, output_size=frame_size,
+                                    needs_prev_saliency=True)
+        self.default_loss = "sphere_mse"
+        self.default_optimizer = {"name": "sgd", "lr": 1e-4, "weight_decay": 0.0}
+
+    def forward(self, image: torch.Tensor, prev_saliency: torch.Tensor) -> torch.Tensor:
+        """Args:
+            image: ``(B, 3, H, W)`` ERP frame in ``[0, 1]``.
+            prev_saliency: ``(B, 1, H, W)`` previous frame's saliency, max-normalised to ``[0, 1]``
+                (zeros for the first frame of a video).
+
+        Returns:
+            ``(B, 1, H, W)`` non-negative saliency, about 10x a ``[0, 1]`` ground truth.
+        """
+        if image.dim() != 4 or image.shape[1] != 3:
+            raise ValueError(f"image must be (B, 3, H, W), got shape {tuple(image.shape)}")
+        expected = (image.shape[0], 1, *image.shape[-2:])
+        if prev_saliency.shape != expected:
+            raise ValueError(f"prev_saliency must be (B, 1, H, W) = {expected}, "
+                             f"got {tuple(prev_saliency.shape)}")
+        e1 = self.enc1(torch.cat((image, PREV_SALIENCY_SCALE * prev_saliency), dim=1))
+        e2 = self.enc2(self.pool(e1))
+        e3 = self.enc3(self.pool(e2))
+        e4 = self.enc4(self.pool(e3))
+        d3 = self.dec3(torch.cat((_upsample(e4), e3), dim=1))
+        d2 = self.dec2(torch.cat((_upsample(d3), e2), dim=1))
+        return F.relu(self.out(torch.cat((_upsample(d2), e1), dim=1)))
+
+    def prepare_inputs(self, batch: dict) -> dict:
+        """``image``: the clip's last frame resized to ``frame_size``; ``prev_saliency``: the batch's
+        ``prev_saliency`` ``(B, H, W)`` (the ground truth of the previous frame in training, the
+        previous prediction when predicting a video) area-resized and max-normalised, or zeros when the
+        batch has none (the first frame of a video)."""
+        require_keys(batch, ("frames",), "spherical_unet")
+        frames = batch["frames"].float()
+        if frames.dim() != 5 or frames.shape[1] != 3:
+            raise ValueError(f"batch['frames'] must be (B, 3, T, H, W), got shape {tuple(frames.shape)}")
+        image = F.interpolate(frames[:, :, -1], size=self.frame_size, mode="bilinear", align_corners=False,
+                              antialias=frames.shape[-2] > self.frame_size[0])
+        prev = batch.get("prev_saliency")
+        if prev is None:
+            prev = torch.zeros(frames.shape[0], 1, *self.frame_size, device=frames.device)
+        else:
+            prev = prev.float().reshape(frames.shape[0], 1, *prev.shape[-2:])
+            shrink = prev.shape[-2] >= self.frame_size[0]
+            prev = F.interpolate(prev, size=self.frame_size, mode="area") if shrink else \
+                F.interpolate(prev, size=self.frame_size, mode="bilinear", align_corners=False)
+            prev = max_normalise(prev)
+        return {"image": image, "prev_saliency": prev}
+
+    def example_inputs(self, batch_size: int = 1) -> dict:
+        """Random frame and previous map at ``frame_size``."""
+        return {"image": torch.rand(batch_size, 3, *self.frame_size),
+                "prev_saliency": torch.rand(batch_size, 1, *self.frame_size)}
+
+
+def _upsample(x: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(x, scale_factor=2, mode="nearest")
+
+
+@register_model("spherical_unet")
+def spherical_unet(**kwargs) -> SaliencyUNet:
+    """GTSD spherical U-Net with spherical-cap convolutions (see :class:`SaliencyUNet`)."""
+    return SaliencyUNet(spherical=True, **kwargs)
+
+
+@register_model("planar_unet")
+def planar_unet(**kwargs) -> SaliencyUNet:
+    """The same U-Net with planar ``nn.Conv2d`` / ``nn.MaxPool2d`` (ablation)."""
+    return SaliencyUNet(spherical=False, **kwargs)

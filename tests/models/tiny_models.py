@@ -1,0 +1,41 @@
+"""Small configurations shared by the model tests (reduced widths and sizes keep them fast)."""
+
+import math
+
+import torch
+
+from sphsal.audio.ambisonics import encode
+
+# AVS360 at 1/16 width on 4-frame 64 x 128 clips with 32 x 32 cube faces: fusion grid 2 x 4, output 8 x 16.
+TINY_AVS360 = {"width_mult": 1 / 16, "clip_len": 4, "frame_size": (64, 128), "face_size": 32}
+TINY_UNET = {"width_mult": 1 / 16, "frame_size": (16, 32)}
+TINY_PRIOR = {"output_size": (8, 16)}
+
+TINY_KWARGS = {
+    "avs360": TINY_AVS360,
+    "avs360_visual": TINY_AVS360,
+    "avs360_no_aem": TINY_AVS360,
+    "spherical_unet": TINY_UNET,
+    "planar_unet": TINY_UNET,
+    "aem_ecb": TINY_PRIOR,
+}
+
+SAMPLE_RATE = 16000
+FPS = 10
+
+
+def ambisonic_batch(az_deg: float, batch_size: int = 1, frames: int = 4, channels: int = 4,
+                    size: tuple[int, int] = (64, 128)) -> dict:
+    """A collated batch of dataset items: random frames in [0, 1] and a first-order ambiX field (or
+    its first ``channels`` channels) of a 440 Hz tone from azimuth ``az_deg`` on the horizon."""
+    n = frames * SAMPLE_RATE // FPS
+    t = torch.arange(n) / SAMPLE_RATE
+    tone = torch.sin(2 * math.pi * 440 * t)
+    field = encode(tone, math.radians(az_deg), 0.0, order=1)[:channels].float()
+    return {
+        "frames": torch.rand(batch_size, 3, frames, *size),
+        "audio": field.expand(batch_size, -1, -1).clone(),
+        "sample_rate": torch.full((batch_size,), SAMPLE_RATE),
+        "fps": torch.full((batch_size,), float(FPS)),
+        "saliency": torch.rand(batch_size, *size),
+    }
