@@ -73,7 +73,7 @@ def resolve_weights(weights, h: int, w: int, device=None) -> torch.Tensor | None
         return solid_angle_weights(h, w, dtype=torch.float64, device=device)
     t = weights if isinstance(weights, torch.Tensor) else torch.as_tensor(weights)
     try:
-        t = torch.broadcast_to(t.to(torch.float64, device=device), (h, w))
+        t = torch.broadcast_to(t.to(dtype=torch.float64, device=device), (h, w))
     except RuntimeError as err:
         raise ValueError(
             f"weights of shape {tuple(t.shape)} do not broadcast to the map size ({h}, {w})"

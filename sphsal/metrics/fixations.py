@@ -102,8 +102,9 @@ def auc_borji(pred, fixations, *, weights=None, reduction: str = "none", splits:
 
     The prediction is min-max normalised to ``[0, 1]``. For each of ``splits`` (default 100) splits, as many
     negatives as there are fixations are drawn with replacement from all pixels (uniformly, or with
-    probability proportional to ``weights``, e.g. to the solid angle with ``weights="sphere"``), from a
-    generator seeded with ``seed`` (default 0) for every map. Thresholds run from 0 in steps of ``step``
+    probability proportional to ``weights``, e.g. to the solid angle with ``weights="sphere"``) by
+    inverse-CDF sampling of ``torch.rand(splits, n_fix, dtype=float64)`` from a generator seeded with
+    ``seed`` (default 0) for every map. Thresholds run from 0 in steps of ``step``
     (default 0.1); true positives are the weighted fraction of fixations at or above the threshold, false
     positives the fraction of negatives; trapezoid rule with (0, 0) and (1, 1) added.
     """
@@ -111,16 +112,15 @@ def auc_borji(pred, fixations, *, weights=None, reduction: str = "none", splits:
     _check_splits(splits, step)
     s = minmax(p).flatten(1)
     n_fix = counts.flatten(1).sum(dim=1).round().to(torch.int64)
-    cdf = None if w is None else torch.cumsum(w.flatten(), 0)
+    # Inverse-CDF sampling of float64 uniforms, so equal weights draw exactly the unweighted pixels.
+    pixel_w = torch.ones(s.shape[1], dtype=torch.float64, device=p.device) if w is None else w.flatten()
+    cdf = torch.cumsum(pixel_w, 0)
     gen = torch.Generator(device=p.device)
     neg_idx = []
     for n in n_fix.tolist():
         gen.manual_seed(seed)
-        if cdf is None:
-            neg_idx.append(torch.randint(s.shape[1], (splits, n), generator=gen, device=p.device))
-        else:
-            u = torch.rand(splits, n, generator=gen, dtype=torch.float64, device=p.device) * cdf[-1]
-            neg_idx.append(torch.searchsorted(cdf, u, right=True).clamp_max(s.shape[1] - 1))
+        u = torch.rand(splits, n, generator=gen, dtype=torch.float64, device=p.device) * cdf[-1]
+        neg_idx.append(torch.searchsorted(cdf, u, right=True).clamp_max(s.shape[1] - 1))
     value = _split_auc(s, counts, w, neg_idx, None, step)
     bad = _flag_empty("auc_borji", counts)
     return finish(torch.where(bad, torch.nan, value), single, reduction)
@@ -168,9 +168,10 @@ def info_gain(pred, fixations, *, baseline, weights=None, reduction: str = "none
     """
     p, counts, w, single = prepare_fixations(pred, fixations, weights)
     base, _ = as_maps(baseline, "baseline")
+    base = base.to(p.device)
     if base.shape[0] == 1:
         base = base.expand(p.shape[0], *base.shape[1:])
-    check_same_shape(p, base.to(p.device), "pred", "baseline")
+    check_same_shape(p, base, "pred", "baseline")
     gain = torch.log2(EPS + minmax_distribution(p, w)) - torch.log2(EPS + minmax_distribution(base, w))
     value = weighted_sum(counts * gain, w) / weighted_sum(counts, w)
     bad = _flag_empty("info_gain", counts)
