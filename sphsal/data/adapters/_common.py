@@ -1,0 +1,157 @@
+"""Helpers shared by the dataset adapters: options, file discovery, tables, coordinate conversion."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from fractions import Fraction
+
+import av
+import numpy as np
+
+from sphsal.data.dataset import ClipDataset, VideoEntry
+from sphsal.data.groundtruth import GazeGroundTruth, GazeSamples, default_cache_dir
+from sphsal.data.sources import AudioTrack, VideoFrames
+from sphsal.sphere import pixels_to_directions
+
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v")
+#: Keyword options every adapter passes on to :class:`~sphsal.data.dataset.ClipDataset`.
+CLIP_OPTIONS = ("clip_len", "frame_step", "clip_mode", "clip_step", "transform")
+
+
+def clip_options(options: dict, adapter: str) -> dict:
+    """Check that ``options`` holds only :data:`CLIP_OPTIONS`; return them."""
+    unknown = sorted(set(options) - set(CLIP_OPTIONS))
+    if unknown:
+        raise TypeError(f"{adapter}: unknown option(s) {', '.join(unknown)}; the common ones are "
+                        f"size, fps, split, cache_dir, {', '.join(CLIP_OPTIONS)}")
+    return options
+
+
+def make_dataset(entries: list[VideoEntry], options: dict, adapter: str) -> ClipDataset:
+    """The :class:`ClipDataset` of ``entries`` with the clip options in ``options``."""
+    if not entries:
+        raise ValueError(f"{adapter}: the selected split contains no video")
+    return ClipDataset(entries, **clip_options(options, adapter))
+
+
+def resolve_cache_dir(cache_dir) -> str | None:
+    """``cache_dir`` as given; ``None`` -> :func:`default_cache_dir`; ``False`` -> no cache."""
+    if cache_dir is False:
+        return None
+    return default_cache_dir() if cache_dir is None else os.fspath(cache_dir)
+
+
+def find_video(folder: str, stem: str) -> str:
+    """Path of the video ``<stem>.<ext>`` in ``folder`` (mp4, mkv, mov, avi, webm, m4v)."""
+    for ext in VIDEO_EXTENSIONS:
+        path = os.path.join(folder, stem + ext)
+        if os.path.isfile(path):
+            return path
+    raise FileNotFoundError(f"no video file for {stem!r}: expected {os.path.join(folder, stem)}.mp4 "
+                            f"(or {', '.join(VIDEO_EXTENSIONS[1:])})")
+
+
+def find_folder(root: str, *names: str) -> str:
+    """The first of ``root/<name>`` that is a folder (names tried in order), else FileNotFoundError."""
+    for name in names:
+        path = os.path.join(root, name)
+        if os.path.isdir(path):
+            return path
+    raise FileNotFoundError(f"dataset root {root} has no {' or '.join(repr(n) for n in names)} folder")
+
+
+def list_stems(folder: str, extensions=VIDEO_EXTENSIONS) -> list[str]:
+    """Sorted file stems in ``folder`` with one of ``extensions``."""
+    return sorted(os.path.splitext(n)[0] for n in os.listdir(folder)
+                  if os.path.splitext(n)[1].lower() in extensions and not n.startswith("."))
+
+
+def numbered_files(folder: str, extensions) -> list[str]:
+    """Files of ``folder`` with ``extensions``, sorted by the last integer in their names."""
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"folder not found: {folder}")
+    found = []
+    for name in os.listdir(folder):
+        digits = re.findall(r"\d+", os.path.splitext(name)[0])
+        if os.path.splitext(name)[1].lower() in extensions and digits:
+            found.append((int(digits[-1]), os.path.join(folder, name)))
+    if not found:
+        raise FileNotFoundError(f"no numbered {'/'.join(extensions)} files in {folder}")
+    return [path for _, path in sorted(found)]
+
+
+def has_audio_stream(path: str) -> bool:
+    """Whether the media file at ``path`` has an audio stream."""
+    try:
+        with av.open(path) as container:
+            return bool(container.streams.audio)
+    except av.error.FFmpegError as err:
+        raise ValueError(f"cannot open {path}: the file is corrupt or not a media file ({err})") from err
+
+
+def uv_to_directions(u, v) -> tuple[np.ndarray, np.ndarray]:
+    """ERP normalised coordinates (``u`` right, ``v`` down from the top-left, in ``[0, 1]``) ->
+    ``(az, el)`` radians, through :func:`sphsal.sphere.pixels_to_directions` on a 1x1 grid."""
+    u = np.asarray(u, dtype=np.float64)
+    v = np.asarray(v, dtype=np.float64)
+    az, el = pixels_to_directions(v - 0.5, u - 0.5, 1, 1)
+    return az.numpy(), el.numpy()
+
+
+def read_table(path: str, required: dict[str, tuple[str, ...]], delimiter: str | None = None) -> dict:
+    """Read a CSV file with a header row; return ``{key: float64 array}`` for each ``required`` key.
+
+    ``required`` maps a key to the accepted header names (compared case-insensitively, spaces trimmed).
+    A missing column or a non-numeric value raises ``ValueError`` naming the file.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"table not found: {path}")
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        text = f.read()
+    if delimiter is None:
+        try:
+            first_line = text.splitlines()[0] if text else ","
+            delimiter = csv.Sniffer().sniff(first_line, delimiters=",;\t ").delimiter
+        except csv.Error:
+            delimiter = ","
+    rows = [r for r in csv.reader(text.splitlines(), delimiter=delimiter, skipinitialspace=True) if r]
+    if not rows:
+        raise ValueError(f"{path} is empty: expected a header row with columns "
+                         f"{', '.join(names[0] for names in required.values())}")
+    header = [h.strip().lower() for h in rows[0]]
+    out = {}
+    for key, names in required.items():
+        col = next((header.index(n.lower()) for n in names if n.lower() in header), None)
+        if col is None:
+            raise ValueError(f"{path} has wrong columns: expected a column {names[0]!r} (found {rows[0]})")
+        try:
+            out[key] = np.array([float(r[col]) for r in rows[1:]], dtype=np.float64)
+        except (ValueError, IndexError) as err:
+            raise ValueError(f"{path}: column {names[0]!r} holds a missing or non-numeric value ({err})") \
+                from err
+    if not rows[1:]:
+        raise ValueError(f"{path} has a header but no data rows")
+    return out
+
+
+def gaze_video_entry(name: str, video_path: str, samples: GazeSamples, *, fps, size, sigma_deg: float,
+                     cache_dir: str | None, key: str, audio: bool | str = "auto") -> VideoEntry:
+    """A :class:`VideoEntry` whose frames come from ``video_path`` and whose ground truth is built from
+    gaze ``samples`` (see :class:`GazeGroundTruth`; ``cache_dir`` as resolved by
+    :func:`resolve_cache_dir`). ``audio``: ``True`` (required), ``False`` or ``"auto"`` (used when the
+    file has an audio stream)."""
+    frames = VideoFrames(video_path, fps=fps, size=size)
+    truth = GazeGroundTruth(samples, frames.fps, frames.frame_size, sigma_deg, cache_dir, key)
+    return VideoEntry(name, frames.num_frames, frames.fps, frames, truth,
+                      audio=video_audio(video_path, frames, audio))
+
+
+def video_audio(path: str, frames: VideoFrames, audio: bool | str) -> AudioTrack | None:
+    """The :class:`AudioTrack` of the video file ``path`` per the ``audio`` policy (see above)."""
+    if audio == "auto":
+        audio = has_audio_stream(path)
+    elif audio and not has_audio_stream(path):
+        raise ValueError(f"video {path} has no audio stream, but this dataset needs its audio")
+    return AudioTrack(path, Fraction(frames.num_frames) / frames.fps, frames.fps) if audio else None

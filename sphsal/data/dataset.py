@@ -1,0 +1,146 @@
+"""The torch Dataset all adapters build: clips of target frames with their audio window and ground truth.
+
+An item is a dict:
+
+* ``frames``: ``(3, T, H, W)`` float32 RGB in ``[0, 1]``, the clip of the target frame
+  (:func:`sphsal.data.clips.clip_indices`);
+* ``audio``: ``(channels, samples)`` float32, the audio under the clip's time span
+  (:func:`sphsal.data.clips.clip_span`, zeros before the video starts); ``(0, 0)`` when the dataset
+  has no audio;
+* ``sample_rate``: int (0 without audio);
+* ``saliency``: ``(H, W)`` float32 ground-truth map of the target frame; ``fixations``: ``(H, W)``
+  float32 in ``{0, 1}``;
+* ``video``: the video's name; ``frame_index``: the target frame (at the dataset's ``fps``).
+
+Splits are deterministic: unless a dataset ships its own lists, videos are sorted by name and every
+fifth one (positions 4, 9, 14, ... of the sorted list) is the test set; the rest is the train set.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from sphsal.data.clips import CLIP_MODES, audio_window, clip_indices, clip_span, slice_audio
+
+__all__ = ["VideoEntry", "ClipDataset", "split_videos", "SPLITS", "check_root"]
+
+SPLITS = ("train", "test", "all")
+TEST_EVERY = 5
+
+
+def check_root(root, *required: str) -> str:
+    """Return ``root`` as a string after checking that it and the ``required`` entries inside exist."""
+    root = os.fspath(root)
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"dataset root not found (or not a folder): {root}")
+    for name in required:
+        if not os.path.exists(os.path.join(root, name)):
+            raise FileNotFoundError(f"dataset root {root} lacks {name!r}: {os.path.join(root, name)}")
+    return root
+
+
+def split_videos(names, split: str) -> list[str]:
+    """Deterministic split of video names: sorted, every fifth (index 4, 9, ...) is ``"test"``."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    names = sorted(names)
+    if split == "all":
+        return names
+    test = split == "test"
+    return [n for i, n in enumerate(names) if (i % TEST_EVERY == TEST_EVERY - 1) == test]
+
+
+@dataclass
+class VideoEntry:
+    """One video of a dataset.
+
+    Attributes:
+        name: video name (the ``video`` field of items).
+        num_frames: number of frames at ``fps``.
+        fps: frame rate (``Fraction``) at which frames are indexed.
+        frames: ``indices -> (3, T, H, W)`` float32 clip.
+        ground_truth: ``index -> (saliency (H, W), fixations (H, W))``.
+        audio: an object with ``load() -> (audio (channels, samples), sample_rate)``, or ``None``.
+        targets: the frame indices that may be targets (``None``: all frames).
+    """
+
+    name: str
+    num_frames: int
+    fps: Fraction
+    frames: Callable
+    ground_truth: Callable
+    audio: object = None
+    targets: list[int] | None = None
+
+
+class ClipDataset(Dataset):
+    """Items of (video, target frame) pairs; see the module docstring for the item layout.
+
+    Args:
+        entries: the videos (already restricted to the split).
+        clip_len: frames ``T`` per clip.
+        frame_step: stride between target frames (e.g. 5 to evaluate every 5th frame).
+        clip_mode: ``"end"`` (the clip ends at the target, causal) or ``"center"``.
+        clip_step: spacing between the frames of a clip.
+        transform: optional callable applied to each item dict.
+    """
+
+    def __init__(self, entries: list[VideoEntry], clip_len: int = 16, frame_step: int = 1,
+                 clip_mode: str = "end", clip_step: int = 1, transform=None):
+        if clip_len < 1 or frame_step < 1 or clip_step < 1:
+            raise ValueError(f"clip_len, frame_step and clip_step must be >= 1, got {clip_len}, "
+                             f"{frame_step}, {clip_step}")
+        if clip_mode not in CLIP_MODES:
+            raise ValueError(f"clip_mode must be one of {CLIP_MODES}, got {clip_mode!r}")
+        self.entries = list(entries)
+        self.clip_len, self.frame_step = int(clip_len), int(frame_step)
+        self.clip_mode, self.clip_step = clip_mode, int(clip_step)
+        self.transform = transform
+        self.index: list[tuple[int, int]] = []
+        for v, entry in enumerate(self.entries):
+            targets = range(entry.num_frames) if entry.targets is None else entry.targets
+            self.index.extend((v, t) for t in list(targets)[::self.frame_step])
+
+    @property
+    def videos(self) -> list[str]:
+        """Names of the videos in this dataset (its split)."""
+        return [e.name for e in self.entries]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"item {i} out of range for a dataset of {len(self)} items")
+        v, t = self.index[i]
+        entry = self.entries[v]
+        indices = clip_indices(t, self.clip_len, entry.num_frames, self.clip_mode, self.clip_step)
+        frames = entry.frames(indices)
+        saliency, fixations = entry.ground_truth(t)
+        if entry.audio is not None:
+            track, sample_rate = entry.audio.load()
+            t0, t1 = clip_span(t, self.clip_len, entry.fps, self.clip_mode, self.clip_step)
+            audio = torch.from_numpy(slice_audio(track, *audio_window(t0, t1, sample_rate)))
+        else:
+            audio, sample_rate = torch.zeros((0, 0)), 0
+        item = {
+            "frames": frames,
+            "audio": audio,
+            "sample_rate": int(sample_rate),
+            "saliency": torch.from_numpy(np.ascontiguousarray(saliency, dtype=np.float32)),
+            "fixations": torch.from_numpy(np.ascontiguousarray(fixations, dtype=np.float32)),
+            "video": entry.name,
+            "frame_index": int(t),
+        }
+        return self.transform(item) if self.transform is not None else item
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(videos={len(self.entries)}, items={len(self)}, "
+                f"clip_len={self.clip_len}, frame_step={self.frame_step}, clip_mode={self.clip_mode!r})")

@@ -1,0 +1,130 @@
+"""Per-video sources the datasets draw from: frames (video file or image sequence) and audio tracks.
+
+Every source opens its files lazily and reopens them after pickling, so a dataset built in the main
+process works in DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from fractions import Fraction
+
+import cv2
+import numpy as np
+import torch
+
+from sphsal.data.clips import time_to_sample
+from sphsal.data.video import VideoReader, _parse_size
+
+__all__ = ["VideoFrames", "ImageFrames", "AudioTrack", "read_image", "resize_map"]
+
+# Decoded audio tracks, most recently used last: {path: (audio, sample_rate)} (per process).
+_AUDIO_CACHE: OrderedDict[str, tuple[np.ndarray, int]] = OrderedDict()
+_AUDIO_CACHE_TRACKS = 4
+
+
+def read_image(path: str, size=None, flags=cv2.IMREAD_COLOR) -> np.ndarray:
+    """Read an image file (``(H, W, 3)`` RGB uint8, or ``(H, W)`` with ``cv2.IMREAD_GRAYSCALE``), resized
+    to ``size = (H, W)`` with ``INTER_AREA``. Raises naming the file when it is missing or unreadable."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"image file not found: {path}")
+    image = cv2.imread(path, flags)
+    if image is None:
+        raise ValueError(f"cannot decode image {path}: the file is corrupt or not an image")
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    if size is not None and image.shape[:2] != tuple(size):
+        image = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+    return image
+
+
+def resize_map(saliency: np.ndarray, size) -> np.ndarray:
+    """Resize a saliency map ``(H, W)`` to ``size`` with ``INTER_AREA`` (mass-preserving averaging)."""
+    saliency = np.asarray(saliency, dtype=np.float32)
+    if size is None or saliency.shape == tuple(size):
+        return saliency
+    return cv2.resize(saliency, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+
+
+class VideoFrames:
+    """Clips ``(3, T, H, W)`` float32 from a video file at ``fps`` and ``size`` (see :class:`VideoReader`)."""
+
+    def __init__(self, path: str, fps=None, size=None):
+        self.path, self.fps, self.size = path, fps, _parse_size(size)
+        self._reader = None
+        with VideoReader(path, fps=fps, size=size) as reader:  # validates the file now
+            self.num_frames = len(reader)
+            self.fps = reader.fps
+            self.frame_size = (reader.height, reader.width)
+
+    def __call__(self, indices) -> torch.Tensor:
+        if self._reader is None:
+            self._reader = VideoReader(self.path, fps=self.fps, size=self.size)
+        return self._reader.read_frames(indices)
+
+    def __getstate__(self):
+        return {**self.__dict__, "_reader": None}
+
+
+class ImageFrames:
+    """Clips ``(3, T, H, W)`` float32 from an ordered list of image files (one per frame)."""
+
+    def __init__(self, paths: list[str], size=None):
+        if not paths:
+            raise ValueError("an image sequence needs at least one frame file")
+        self.paths, self.size = list(paths), _parse_size(size)
+        self.num_frames = len(self.paths)
+        first = read_image(self.paths[0], self.size)
+        self.frame_size = first.shape[:2]
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    def __call__(self, indices) -> torch.Tensor:
+        frames = []
+        for k in indices:
+            if k not in self._cache:
+                self._cache[k] = read_image(self.paths[k], self.frame_size)
+                if len(self._cache) > 64:
+                    self._cache.popitem(last=False)
+            frames.append(self._cache[k])
+        return torch.from_numpy(np.stack(frames)).permute(3, 0, 1, 2).float().div_(255.0)
+
+    def __getstate__(self):
+        return {**self.__dict__, "_cache": OrderedDict()}
+
+
+class AudioTrack:
+    """The audio of one video, ``(channels, samples)`` float32, decoded on first use and kept in a small
+    per-process cache of the most recently used tracks.
+
+    Args:
+        path: audio or video file (anything ``sphsal.audio.load_audio`` reads; ambiX on output).
+        duration: duration of the video in seconds (exact ``Fraction`` preferred). The track must cover
+            it: a shortfall of more than one video frame (``1 / fps``) raises ``ValueError`` naming the
+            file; a smaller one (codec padding) is read as silence.
+        fps: frame rate of the video, for that tolerance.
+    """
+
+    def __init__(self, path: str, duration, fps):
+        self.path, self.duration, self.fps = path, Fraction(duration), Fraction(fps)
+
+    def load(self) -> tuple[np.ndarray, int]:
+        """``(audio (channels, samples) float32, sample_rate)``; checks the length when decoding."""
+        if self.path in _AUDIO_CACHE:
+            _AUDIO_CACHE.move_to_end(self.path)
+            return _AUDIO_CACHE[self.path]
+        from sphsal.audio import load_audio
+
+        if not os.path.isfile(self.path):
+            raise FileNotFoundError(f"audio file not found: {self.path}")
+        data, sample_rate = load_audio(self.path)
+        data = np.asarray(data, dtype=np.float32)
+        needed = time_to_sample(self.duration - 1 / self.fps, sample_rate)
+        if data.ndim != 2 or data.shape[1] < needed:
+            seconds = data.shape[-1] / sample_rate
+            raise ValueError(f"audio of {self.path} is shorter than the video: {seconds:.3f} s of audio for "
+                             f"{float(self.duration):.3f} s of video")
+        _AUDIO_CACHE[self.path] = (data, int(sample_rate))
+        if len(_AUDIO_CACHE) > _AUDIO_CACHE_TRACKS:
+            _AUDIO_CACHE.popitem(last=False)
+        return _AUDIO_CACHE[self.path]

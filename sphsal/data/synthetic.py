@@ -1,0 +1,459 @@
+"""Synthetic ambisonic 360° videos with simulated viewers, written in the 360AV-HM on-disk layout.
+
+Each scene is a textured spherical background with a few discs of fixed angular radius moving along
+great circles (so they cross the +-180° seam and pass near the poles; every disc is drawn by testing
+each ERP pixel's great-circle distance to its centre, hence correctly distorted). One or two objects
+sound at a time, switching every second or so; each has its own timbre (harmonic tone, noise burst,
+amplitude-modulated tone, chirp) and is encoded into first-order ambiX (ACN/SN3D) at its exact
+direction at every audio sample with :func:`sphsal.audio.encode`. Simulated viewers look mostly at a
+sounding object, sometimes at a silent one and otherwise explore with a bias to the equator; their gaze
+(2 samples per video frame, with noise) is written as 360AV-HM CSVs for the three audio conditions.
+
+With ``audio_decisive=True`` all objects look the same, so only the sound says which one is
+interesting; with ``False`` the sounding objects are also drawn brighter with a white rim.
+
+Everything is deterministic per ``seed`` (``numpy.random.Generator``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+import numpy as np
+import torch
+
+from sphsal.atomic import atomic_path
+from sphsal.data.groundtruth import default_cache_dir
+from sphsal.sphere import (
+    directions_to_pixels,
+    directions_to_vectors,
+    equirect_directions,
+    vectors_to_directions,
+)
+
+__all__ = ["SyntheticScene", "make_scene", "make_video", "make_dataset", "default_dataset", "simulate_gaze",
+           "CONDITION_ATTENTION"]
+
+TIMBRES = ("harmonic", "noise", "am", "chirp")
+#: Probability that a viewer's chosen target is a sounding object, per audio condition and
+#: ``audio_decisive``: without spatial audio viewers find the sounding object less often.
+CONDITION_ATTENTION = {
+    True: {"ambix": 0.75, "mono": 0.45, "none": 0.3},
+    False: {"ambix": 0.8, "mono": 0.65, "none": 0.55},
+}
+_SEGMENT_SECONDS = (0.8, 1.6)  # length range of the segments during which a set of objects sounds
+_RAMP_SECONDS = 0.01  # fade in/out of each sound
+
+
+@dataclass
+class SyntheticScene:
+    """A scene: object trajectories, looks and sound schedule. Times in seconds, angles in radians.
+
+    Attributes:
+        start: ``(K, 3)`` unit vectors of the objects at ``t = 0``.
+        axis: ``(K, 3)`` unit rotation axes; object ``k`` turns about ``axis[k]`` at ``speed[k]`` rad/s.
+        speed: ``(K,)`` angular speeds (rad/s, signed).
+        radius: ``(K,)`` angular radii of the discs (rad).
+        colour: ``(K, 3)`` RGB in ``[0, 1]``.
+        timbre: timbre name per object (:data:`TIMBRES`); ``pitch``: ``(K,)`` base frequencies (Hz).
+        segments: list of ``(t0, t1, sounding object indices)`` covering ``[0, duration)``.
+        duration: seconds; ``audio_decisive``: see the module docstring; ``background_seed``: texture seed.
+    """
+
+    start: np.ndarray
+    axis: np.ndarray
+    speed: np.ndarray
+    radius: np.ndarray
+    colour: np.ndarray
+    timbre: list[str]
+    pitch: np.ndarray
+    segments: list[tuple[float, float, tuple[int, ...]]]
+    duration: float
+    audio_decisive: bool
+    background_seed: int
+
+    @property
+    def num_objects(self) -> int:
+        return len(self.radius)
+
+    def vectors(self, times) -> np.ndarray:
+        """Unit vectors ``(K, T, 3)`` of the object centres at ``times`` (Rodrigues' rotation)."""
+        times = np.asarray(times, dtype=np.float64).reshape(-1)
+        angle = self.speed[:, None] * times[None, :]  # (K, T)
+        cos, sin = np.cos(angle)[..., None], np.sin(angle)[..., None]
+        p, n = self.start[:, None, :], self.axis[:, None, :]
+        cross = np.cross(n, p)
+        dot = np.sum(n * p, axis=-1, keepdims=True)
+        return p * cos + cross * sin + n * dot * (1 - cos)
+
+    def directions(self, times) -> tuple[np.ndarray, np.ndarray]:
+        """``(az, el)``, each ``(K, T)`` radians, of the object centres at ``times``."""
+        az, el = vectors_to_directions(self.vectors(times))
+        return az.numpy(), el.numpy()
+
+    def sounding(self, times) -> np.ndarray:
+        """``(K, T)`` bool: which objects sound at ``times``."""
+        times = np.asarray(times, dtype=np.float64).reshape(-1)
+        out = np.zeros((self.num_objects, times.size), dtype=bool)
+        for t0, t1, objs in self.segments:
+            inside = (times >= t0) & (times < t1)
+            for k in objs:
+                out[k] |= inside
+        return out
+
+    def to_json(self) -> dict:
+        """JSON-friendly description (what the dataset's ``synthetic.json`` stores per video)."""
+        return {
+            "start": self.start.tolist(), "axis": self.axis.tolist(), "speed": self.speed.tolist(),
+            "radius": self.radius.tolist(), "colour": self.colour.tolist(), "timbre": list(self.timbre),
+            "pitch": self.pitch.tolist(), "segments": [[a, b, list(o)] for a, b, o in self.segments],
+            "duration": self.duration, "audio_decisive": self.audio_decisive,
+            "background_seed": self.background_seed,
+        }
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def make_scene(rng: np.random.Generator, duration: float, n_objects: int = 4,
+               audio_decisive: bool = True) -> SyntheticScene:
+    """Draw a random scene. Object 0 starts just left of the seam (az 160°) moving across it; object 1
+    moves on a meridian-like circle through the polar regions; the others move on random great circles."""
+    if n_objects < 2:
+        raise ValueError(f"n_objects must be >= 2 (a sounding and a silent object), got {n_objects}")
+    if not duration > 0:
+        raise ValueError(f"duration must be positive, got {duration}")
+    k = n_objects
+    az0 = rng.uniform(-math.pi, math.pi, k)
+    el0 = rng.uniform(-0.6, 0.6, k)
+    az0[0], el0[0] = math.radians(160), math.radians(rng.uniform(-15, 15))
+    start = directions_to_vectors(az0, el0).numpy()
+    axis = _unit(rng.normal(size=(k, 3)))
+    axis[0] = _unit(np.array([0.2 * rng.normal(), 0.2 * rng.normal(), 1.0]))  # near-horizontal motion
+    horizontal = _unit(np.cross(start[1], [0.0, 0.0, 1.0]))  # circle through both poles
+    axis[1] = horizontal
+    # Make each start vector lie on its great circle (perpendicular to the axis).
+    start = _unit(start - axis * np.sum(start * axis, axis=1, keepdims=True))
+    speed = np.radians(rng.uniform(35, 70, k)) * rng.choice([-1.0, 1.0], k)
+    speed[0] = abs(speed[0]) if axis[0, 2] > 0 else -abs(speed[0])  # towards +az: across the seam
+    radius = np.radians(rng.uniform(9, 14, k))
+    if audio_decisive:
+        colour = np.tile(np.array([[0.95, 0.55, 0.1]]), (k, 1))
+    else:
+        colour = rng.uniform(0.25, 0.95, (k, 3))
+    timbre = [TIMBRES[i % len(TIMBRES)] for i in rng.permutation(k)]
+    pitch = 220.0 * 2.0 ** (rng.permutation(k)[:k] * 5 / 12)
+    segments, t = [], 0.0
+    previous: tuple[int, ...] = ()
+    while t < duration:
+        length = rng.uniform(*_SEGMENT_SECONDS)
+        count = 2 if rng.random() < 0.25 else 1
+        choices = [i for i in range(k) if i not in previous] or list(range(k))
+        picked = rng.choice(choices, size=min(count, len(choices)), replace=False)
+        objs = tuple(sorted(int(i) for i in picked))
+        segments.append((round(t, 6), round(min(t + length, duration), 6), objs))
+        previous, t = objs, t + length
+    return SyntheticScene(start, axis, speed, radius, colour, timbre, pitch, segments, float(duration),
+                          bool(audio_decisive), int(rng.integers(2**31)))
+
+
+# --------------------------------------------------------------------------------------------------
+# Pictures
+
+def _pixel_vectors(height: int, width: int) -> np.ndarray:
+    az, el = equirect_directions(height, width, dtype=torch.float64)
+    return directions_to_vectors(az, el).numpy().astype(np.float32)
+
+
+def render_background(pixels: np.ndarray, seed: int) -> np.ndarray:
+    """Smooth seamless texture on the sphere ``(H, W, 3)`` float32 in ``[0, 1]`` from pixel vectors
+    ``(H, W, 3)``: a sum of plane waves over the unit vectors (so it has no seam and no pole artefact)."""
+    rng = np.random.default_rng(seed)
+    out = np.full(pixels.shape, 0.35, dtype=np.float32)
+    for _ in range(6):
+        direction = _unit(rng.normal(size=3)).astype(np.float32)
+        freq = rng.uniform(2.0, 9.0)
+        phase = rng.uniform(0, 2 * math.pi)
+        wave = np.sin(freq * (pixels @ direction) + phase)
+        out += (0.07 * wave)[..., None] * rng.uniform(0.3, 1.0, 3).astype(np.float32)
+    return np.clip(out, 0.0, 1.0)
+
+
+def render_frame(scene: SyntheticScene, t: float, pixels: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """The ERP picture ``(H, W, 3)`` uint8 RGB at time ``t``; ``pixels`` from the ERP grid's unit vectors."""
+    img = background.copy()
+    h, w = pixels.shape[:2]
+    pitch = math.pi / h
+    centres = scene.vectors([t])[:, 0]
+    sounding = scene.sounding([t])[:, 0]
+    for k in range(scene.num_objects):
+        r = scene.radius[k]
+        cosd = pixels @ centres[k].astype(np.float32)
+        near = cosd > math.cos(min(r + 2 * pitch, math.pi))
+        if not near.any():
+            continue
+        dist = np.arccos(np.clip(cosd[near], -1.0, 1.0))
+        alpha = np.clip((r - dist) / pitch + 0.5, 0.0, 1.0)[:, None]
+        rings = 0.8 + 0.2 * np.cos(dist * (6 * math.pi / r))[:, None]  # concentric texture
+        colour = scene.colour[k] * rings
+        if sounding[k] and not scene.audio_decisive:
+            colour = np.clip(colour * 1.3 + 0.15, 0, 1)
+            colour = np.where((dist > 0.8 * r)[:, None], 1.0, colour)  # white rim
+        img[near] = img[near] * (1 - alpha) + colour * alpha
+    return (img * 255.0 + 0.5).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------------------------------
+# Sound
+
+def _source_signal(timbre: str, pitch: float, times: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    if timbre == "harmonic":
+        return sum(np.sin(2 * math.pi * pitch * m * times) / m for m in range(1, 6)) * 0.4
+    if timbre == "noise":
+        noise = rng.normal(size=times.size)
+        kernel = np.hanning(9)
+        return np.convolve(noise, kernel / kernel.sum(), mode="same") * 0.9
+    if timbre == "am":
+        envelope = 0.5 + 0.5 * np.sin(2 * math.pi * 6.0 * times)
+        return np.sin(2 * math.pi * pitch * 1.5 * times) * envelope * 0.7
+    if timbre == "chirp":
+        return np.sin(2 * math.pi * pitch * (times + 0.5 * np.mod(times, 0.5) ** 2 * 8)) * 0.6
+    raise ValueError(f"unknown timbre {timbre!r}; expected one of {TIMBRES}")
+
+
+def render_audio(scene: SyntheticScene, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """First-order ambiX ``(4, samples)`` float32 of the scene, ``samples = round(duration * rate)``."""
+    from sphsal.audio.ambisonics import encode
+
+    n = int(round(scene.duration * sample_rate))
+    times = np.arange(n) / sample_rate
+    az, el = scene.directions(times)
+    gate = scene.sounding(times).astype(np.float64)
+    ramp = max(1, int(_RAMP_SECONDS * sample_rate))
+    window = np.hanning(2 * ramp + 1)
+    window /= window.sum()
+    out = np.zeros((4, n), dtype=np.float64)
+    for k in range(scene.num_objects):
+        smooth = np.convolve(gate[k], window, mode="same")
+        active = np.flatnonzero(smooth > 0)
+        if active.size == 0:
+            continue
+        span = slice(active[0], active[-1] + 1)  # encode only where the object sounds
+        mono = _source_signal(scene.timbre[k], float(scene.pitch[k]), times[span], rng) * smooth[span]
+        out[:, span] += np.asarray(encode(mono, az[k, span], el[k, span], order=1), dtype=np.float64)
+    out[0] += rng.normal(scale=1e-3, size=n)  # faint diffuse floor
+    return (out * (0.5 / max(1.0, np.abs(out).max() * 0.5 / 0.9))).astype(np.float32)
+
+
+def _write_mp4(path: str, frames, fps: Fraction, height: int, width: int, audio: np.ndarray,
+               sample_rate: int, audio_codec: str) -> None:
+    with atomic_path(path) as tmp:
+        _write_streams(tmp, frames, fps, height, width, audio, sample_rate, audio_codec)
+        os.chmod(tmp, 0o644)
+
+
+def _write_streams(path: str, frames, fps: Fraction, height: int, width: int, audio: np.ndarray,
+                   sample_rate: int, audio_codec: str) -> None:
+    with av.open(path, "w") as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.options = {"preset": "veryfast", "crf": "18"}
+        stream = container.add_stream(audio_codec, rate=sample_rate, layout="4.0")
+        if audio_codec == "aac":
+            stream.bit_rate = 4 * 96_000
+            stream.options = {"aac_coder": "fast"}
+        fmt = stream.codec_context.format.name
+        for image in frames:
+            for packet in video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+        block = 1024
+        for start in range(0, audio.shape[1], block):
+            chunk = np.ascontiguousarray(_to_sample_format(audio[:, start:start + block], fmt))
+            frame = av.AudioFrame.from_ndarray(chunk, format=fmt, layout="4.0")
+            frame.sample_rate, frame.pts = sample_rate, start
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def _to_sample_format(x: np.ndarray, fmt: str) -> np.ndarray:
+    """``(channels, n)`` float in [-1, 1] -> the planar/packed array PyAV expects for ``fmt``."""
+    x = np.clip(x, -1.0, 1.0)
+    if fmt in ("fltp", "flt"):
+        data = x.astype(np.float32)
+    elif fmt.startswith("s16"):
+        data = np.round(x * 32767).astype(np.int16)
+    elif fmt.startswith("s32"):
+        data = np.round(x * 2147483392).astype(np.int32)
+    else:
+        raise ValueError(f"unsupported audio sample format {fmt!r}")
+    return data if fmt.endswith("p") else data.T.reshape(1, -1)
+
+
+def make_video(path, *, duration: float = 4.0, fps=8, height: int = 128, width: int = 256, seed: int = 0,
+               n_objects: int = 4, audio_decisive: bool = True, sample_rate: int = 16000,
+               audio_codec: str = "aac") -> SyntheticScene:
+    """Write one synthetic ERP video with 4-channel ambiX audio to ``path`` (mp4, H.264 yuv420p) and
+    return its :class:`SyntheticScene`.
+
+    Args:
+        duration: seconds; the video has ``round(duration * fps)`` frames.
+        fps: frame rate; height, width: ERP size in pixels (even numbers).
+        seed: random seed of the scene.
+        n_objects: number of moving discs (>= 2).
+        audio_decisive: whether the sounding object looks like the silent ones (see module doc).
+        sample_rate: audio rate in Hz.
+        audio_codec: ``"aac"`` (as YouTube/360AV-HM files carry it) or ``"alac"`` (lossless).
+    """
+    if height % 2 or width % 2 or height < 2 or width < 2:
+        raise ValueError(f"height and width must be positive even numbers (H.264 4:2:0), "
+                         f"got {height}x{width}")
+    if audio_codec not in ("aac", "alac"):
+        raise ValueError(f"audio_codec must be 'aac' or 'alac', got {audio_codec!r}")
+    fps = Fraction(fps).limit_denominator(1001)
+    rng = np.random.default_rng(seed)
+    scene = make_scene(rng, duration, n_objects, audio_decisive)
+    pixels = _pixel_vectors(height, width)
+    background = render_background(pixels, scene.background_seed)
+    n_frames = int(round(duration * fps))
+    frames = (render_frame(scene, float(k / fps), pixels, background) for k in range(n_frames))
+    audio = render_audio(scene, sample_rate, rng)
+    _write_mp4(os.fspath(path), frames, fps, height, width, audio, sample_rate, audio_codec)
+    return scene
+
+
+# --------------------------------------------------------------------------------------------------
+# Viewers
+
+def simulate_gaze(scene: SyntheticScene, rng: np.random.Generator, n_viewers: int, rate: float,
+                  attention: float) -> list[np.ndarray]:
+    """Gaze of ``n_viewers`` simulated viewers sampled at ``rate`` Hz.
+
+    At each sample a viewer keeps its target, or (with probability 0.2, or always when its target object
+    stopped sounding) picks a new one: a sounding object with probability ``attention``, else a silent
+    object (60%) or a free look (azimuth uniform, elevation ~ N(0, 20°): the equator bias). The gaze is
+    the target direction plus 3° Gaussian noise.
+
+    Returns one ``(samples, 3)`` array per viewer: time (s), az, el (radians).
+    """
+    times = (np.arange(int(math.floor(scene.duration * rate))) + 0.5) / rate
+    vectors = scene.vectors(times)  # (K, T, 3)
+    sounding = scene.sounding(times)
+    k_all = np.arange(scene.num_objects)
+    out = []
+    for _ in range(n_viewers):
+        target, free = None, None
+        aims = np.empty((times.size, 3))
+        for i in range(times.size):
+            loud = k_all[sounding[:, i]]
+            lost = target is not None and target not in loud and rng.random() < 0.7
+            if (target is None and free is None) or lost or rng.random() < 0.2:
+                target, free = _pick_target(rng, loud, k_all, attention)
+            aims[i] = vectors[target, i] if target is not None else free
+        aims = _unit(aims + rng.normal(scale=math.radians(3), size=aims.shape))
+        az, el = vectors_to_directions(aims)
+        out.append(np.stack((times, az.numpy(), el.numpy()), axis=1))
+    return out
+
+
+def _pick_target(rng: np.random.Generator, loud: np.ndarray, k_all: np.ndarray, attention: float):
+    """A new target: ``(object index, None)`` or ``(None, free-look unit vector)``."""
+    if loud.size and rng.random() < attention:
+        return int(rng.choice(loud)), None
+    quiet = np.setdiff1d(k_all, loud)
+    if quiet.size and rng.random() < 0.6:
+        return int(rng.choice(quiet)), None
+    az, el = rng.uniform(-math.pi, math.pi), np.clip(rng.normal(0, math.radians(20)), -1.4, 1.4)
+    return None, np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
+
+
+def _write_gaze_csv(path: str, gaze: np.ndarray) -> None:
+    row, col = directions_to_pixels(gaze[:, 1], gaze[:, 2], 1, 1)
+    u, v = col.numpy() + 0.5, row.numpy() + 0.5
+    lines = ["time,2dmu,2dmv"] + [f"{t:.4f},{a:.6f},{b:.6f}" for t, a, b in zip(gaze[:, 0], u, v)]
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+        os.chmod(tmp, 0o644)
+
+
+def make_dataset(root, n_videos: int = 6, duration: float = 4.0, fps=8, height: int = 128, width: int = 256,
+                 seed: int = 0, audio_decisive: bool = True, n_objects: int = 4, n_viewers: int = 12,
+                 sample_rate: int = 16000, audio_codec: str = "aac") -> str:
+    """Write a synthetic dataset in the 360AV-HM layout under ``root`` and return ``root``::
+
+        videos/synth_000.mp4 ...                         (see :func:`make_video`)
+        dataset_public/{none,mono,ambix}/synth_000/viewer_00.csv ...   time,2dmu,2dmv at 2 x fps
+        synthetic.json                                   parameters and every scene's description
+
+    Viewers' attention to the sounding object per condition is :data:`CONDITION_ATTENTION`.
+    """
+    if n_videos < 1 or n_viewers < 1:
+        raise ValueError(f"n_videos and n_viewers must be >= 1, got {n_videos}, {n_viewers}")
+    root = os.fspath(root)
+    os.makedirs(os.path.join(root, "videos"), exist_ok=True)
+    seeds = np.random.SeedSequence(seed).spawn(n_videos)
+    scenes = {}
+    for i, child in enumerate(seeds):
+        name = f"synth_{i:03d}"
+        video_seed, gaze_seed = (int(s.generate_state(1)[0]) for s in child.spawn(2))
+        scene = make_video(os.path.join(root, "videos", name + ".mp4"), duration=duration, fps=fps,
+                           height=height, width=width, seed=video_seed, n_objects=n_objects,
+                           audio_decisive=audio_decisive, sample_rate=sample_rate, audio_codec=audio_codec)
+        rng = np.random.default_rng(gaze_seed)
+        for condition, attention in CONDITION_ATTENTION[bool(audio_decisive)].items():
+            folder = os.path.join(root, "dataset_public", condition, name)
+            os.makedirs(folder, exist_ok=True)
+            for v, gaze in enumerate(simulate_gaze(scene, rng, n_viewers, 2 * float(fps), attention)):
+                _write_gaze_csv(os.path.join(folder, f"viewer_{v:02d}.csv"), gaze)
+        scenes[name] = scene.to_json()
+    meta = {"n_videos": n_videos, "duration": duration, "fps": str(Fraction(fps)), "height": height,
+            "width": width, "seed": seed, "audio_decisive": audio_decisive, "n_objects": n_objects,
+            "n_viewers": n_viewers, "sample_rate": sample_rate, "audio_codec": audio_codec, "scenes": scenes}
+    with atomic_path(os.path.join(root, "synthetic.json")) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(meta, f, indent=1)
+        os.chmod(tmp, 0o644)
+    return root
+
+
+def default_dataset(root=None, **params) -> str:
+    """The embedded default dataset (for the demo, tests and benchmarks): :func:`make_dataset` with its
+    defaults (6 videos x 4 s, 128x256, 8 fps, audio decisive) or ``params``, generated once and reused.
+
+    ``root=None`` keeps it in ``<cache>/synthetic/<hash of the parameters>``
+    (:func:`~sphsal.data.groundtruth.default_cache_dir`). Generation happens in a temporary folder
+    renamed into place, so concurrent callers never see a half-written dataset. Returns the root path.
+    """
+    if root is None:
+        digest = hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        root = os.path.join(default_cache_dir(), "synthetic", f"default-{digest}")
+    root = os.fspath(root)
+    if os.path.isfile(os.path.join(root, "synthetic.json")):
+        return root
+    parent = os.path.dirname(os.path.abspath(root))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".synthetic-", dir=parent)
+    try:
+        make_dataset(tmp, **params)
+        try:
+            os.rename(tmp, root)
+        except OSError:
+            if not os.path.isfile(os.path.join(root, "synthetic.json")):
+                raise
+    finally:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+    return root
