@@ -3,7 +3,8 @@
 Gaze recordings (360AV-HM CSVs, VR-EyeTracking txt files, PVS-HM .mat) are converted by their adapters
 to :class:`GazeSamples` in sphsal's conventions (seconds, radians, ``az`` positive to the left, ``el``
 up). Frame ``k`` at ``fps`` takes each viewer's samples inside ``[k / fps, (k + 1) / fps)``; a viewer
-with none there contributes the sample nearest to the frame's middle if it lies within one frame period.
+with none there contributes the sample nearest to the frame's middle if it lies less than one frame
+period away (datasets whose samples are already per frame switch this off).
 The saliency map is the spherical Gaussian density of these directions
 (``sphsal.metrics.density_from_fixations``) and the fixation map marks their pixels
 (``sphsal.metrics.fixation_map``). Maps are cached as ``.npy`` files (written atomically) under
@@ -72,18 +73,22 @@ class GazeSamples:
                    source=source)
 
 
-def frame_directions(samples: GazeSamples, index: int, fps) -> tuple[np.ndarray, np.ndarray]:
-    """Gaze directions ``(az, el)`` (radians, 1-D) of frame ``index`` at ``fps`` (see the module doc)."""
+def frame_directions(samples: GazeSamples, index: int, fps, fill_gaps: bool = True):
+    """Gaze directions ``(az, el)`` (radians, 1-D arrays) of frame ``index`` at ``fps``: the samples in
+    the frame's interval, plus (``fill_gaps``) the nearest sample of each viewer absent from it when
+    that sample is less than one frame period from the frame's middle."""
     fps = Fraction(fps)
     t0, t1 = float(index / fps), float((index + 1) / fps)
     inside = (samples.time >= t0) & (samples.time < t1)
     az, el = [samples.az[inside]], [samples.el[inside]]
+    if not fill_gaps:
+        return az[0], el[0]
     missing = np.setdiff1d(np.unique(samples.viewer), np.unique(samples.viewer[inside]))
     middle, period = 0.5 * (t0 + t1), float(1 / fps)
     for v in missing:
         sel = np.flatnonzero(samples.viewer == v)
         nearest = sel[np.argmin(np.abs(samples.time[sel] - middle))]
-        if abs(samples.time[nearest] - middle) <= period:
+        if abs(samples.time[nearest] - middle) < period:
             az.append(samples.az[nearest:nearest + 1])
             el.append(samples.el[nearest:nearest + 1])
     return np.concatenate(az), np.concatenate(el)
@@ -99,14 +104,16 @@ class GazeGroundTruth:
         sigma_deg: standard deviation of the spherical Gaussian, degrees.
         cache_dir: folder for the ``.npy`` cache (``None``: compute every time).
         key: text identifying the dataset, video and options (becomes part of the cache path).
+        fill_gaps: see :func:`frame_directions`.
 
     Calling it with a frame index returns ``(saliency (H, W) float32 summing to 1, fixations (H, W)
     float32 in {0, 1})``. A frame with no gaze sample raises ``ValueError`` naming the source file
     (never a silent zero map).
     """
 
-    def __init__(self, samples: GazeSamples, fps, size, sigma_deg: float, cache_dir: str | None, key: str):
-        self.samples, self.fps = samples, Fraction(fps)
+    def __init__(self, samples: GazeSamples, fps, size, sigma_deg: float, cache_dir: str | None, key: str,
+                 fill_gaps: bool = True):
+        self.samples, self.fps, self.fill_gaps = samples, Fraction(fps), fill_gaps
         self.size = (int(size[0]), int(size[1]))
         self.sigma_deg = float(sigma_deg)
         digest = hashlib.sha1(
@@ -133,7 +140,7 @@ class GazeGroundTruth:
         """``(2, H, W)`` float32: the saliency density and the binary fixation map of frame ``index``."""
         from sphsal.metrics import density_from_fixations, fixation_map
 
-        az, el = frame_directions(self.samples, index, self.fps)
+        az, el = frame_directions(self.samples, index, self.fps, self.fill_gaps)
         if az.size == 0:
             t0 = float(index / self.fps)
             raise ValueError(f"no gaze sample of {self.samples.source} falls in frame {index} "

@@ -17,7 +17,7 @@ import torch
 from sphsal.data.clips import time_to_sample
 from sphsal.data.video import VideoReader, _parse_size
 
-__all__ = ["VideoFrames", "ImageFrames", "AudioTrack", "read_image", "resize_map"]
+__all__ = ["VideoFrames", "ImageFrames", "AudioTrack", "ImageMaps", "read_image", "resize_map"]
 
 # Decoded audio tracks, most recently used last: {path: (audio, sample_rate)} (per process).
 _AUDIO_CACHE: OrderedDict[str, tuple[np.ndarray, int]] = OrderedDict()
@@ -55,8 +55,12 @@ class VideoFrames:
         self._reader = None
         with VideoReader(path, fps=fps, size=size) as reader:  # validates the file now
             self.num_frames = len(reader)
-            self.fps = reader.fps
+            self.fps, self.source_fps = reader.fps, reader.source_fps
             self.frame_size = (reader.height, reader.width)
+
+    def source_index(self, index: int) -> int:
+        """Frame of the file shown at output frame ``index`` (see :meth:`VideoReader.source_index`)."""
+        return int(index * self.source_fps / self.fps)
 
     def __call__(self, indices) -> torch.Tensor:
         if self._reader is None:
@@ -128,3 +132,16 @@ class AudioTrack:
         if len(_AUDIO_CACHE) > _AUDIO_CACHE_TRACKS:
             _AUDIO_CACHE.popitem(last=False)
         return _AUDIO_CACHE[self.path]
+
+
+class ImageMaps:
+    """``index -> (H, W)`` float32 map read from the ``index``-th of ``paths`` (grayscale image files)."""
+
+    def __init__(self, paths: list[str]):
+        self.paths = list(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __call__(self, index: int) -> np.ndarray:
+        return read_image(self.paths[index], flags=cv2.IMREAD_GRAYSCALE).astype(np.float32)

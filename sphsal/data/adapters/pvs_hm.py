@@ -1,0 +1,92 @@
+"""``pvs-hm``: the head-movement set of Xu et al. (TPAMI), 76 videos x 58 viewers.
+
+On-disk layout::
+
+    <root>/FULLdata_per_video_frame.mat     one variable per video, array [samples, 2 x viewers]
+    <root>/videos/<video>.mp4               (``Videos/`` also accepted; names as the .mat variables)
+
+Columns ``2k`` and ``2k + 1`` are viewer ``k``'s latitude and longitude in degrees, origin at the front
+centre, up and LEFT positive, so they map directly to (elevation, azimuth). Samples are taken at twice
+the video frame rate: sample ``n`` is placed at time ``(n + 0.5) / (2 source_fps)``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import scipy.io
+
+from sphsal.data.adapters._common import (
+    find_folder,
+    find_video,
+    gaze_video_entry,
+    make_dataset,
+    resolve_cache_dir,
+)
+from sphsal.data.dataset import check_root, split_videos
+from sphsal.data.groundtruth import GazeSamples
+from sphsal.data.registry import register_dataset
+from sphsal.data.video import VideoReader
+
+MAT_FILE = "FULLdata_per_video_frame.mat"
+#: Ground-truth sigma (degrees) of PVS-HM.
+DEFAULT_SIGMA_DEG = 7.0
+SAMPLES_PER_FRAME = 2
+
+
+def load_pvs_mat(path: str) -> dict[str, np.ndarray]:
+    """``{video: array [samples, 2 x viewers]}`` from the .mat file; errors name the file."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"PVS-HM data file not found: {path}")
+    try:
+        mat = scipy.io.loadmat(path)
+    except (ValueError, OSError, TypeError) as err:
+        raise ValueError(f"cannot read {path}: not a MATLAB .mat file ({err})") from err
+    out = {}
+    for name, value in mat.items():
+        if name.startswith("__"):
+            continue
+        value = np.asarray(value)
+        if value.ndim != 2 or value.shape[1] % 2 or not np.issubdtype(value.dtype, np.number):
+            raise ValueError(f"{path}: variable {name!r} must be a numeric [samples, 2 x viewers] array, "
+                             f"got shape {value.shape}")
+        out[name] = value.astype(np.float64)
+    if not out:
+        raise ValueError(f"{path} holds no video variables")
+    return out
+
+
+def pvs_gaze(data: np.ndarray, source_fps, source: str) -> GazeSamples:
+    """A ``[samples, 2 x viewers]`` array (lat, lon degrees) -> :class:`GazeSamples`."""
+    n, cols = data.shape
+    times = (np.arange(n) + 0.5) / (SAMPLES_PER_FRAME * float(source_fps))
+    lat, lon = np.radians(data[:, 0::2]), np.radians(data[:, 1::2])
+    viewers = np.broadcast_to(np.arange(cols // 2), lat.shape)
+    return GazeSamples(np.repeat(times, cols // 2), lon.ravel(), lat.ravel(), viewers.ravel(), source=source)
+
+
+@register_dataset("pvs-hm")
+def pvs_hm(root, *, size=None, fps=None, split: str = "all", sigma_deg: float = DEFAULT_SIGMA_DEG,
+           cache_dir=None, **options):
+    """The PVS-HM set under ``root``.
+
+    Args:
+        size, fps, split, sigma_deg, cache_dir: as for ``360av-hm``.
+        **options: ``clip_len``, ``frame_step``, ``clip_mode``, ``clip_step``, ``transform``.
+    Audio is the videos' soundtrack when they have one (else an empty ``(0, 0)`` tensor).
+    """
+    root = check_root(root, MAT_FILE)
+    mat_path = os.path.join(root, MAT_FILE)
+    data = load_pvs_mat(mat_path)
+    video_dir = find_folder(root, "videos", "Videos")
+    cache = resolve_cache_dir(cache_dir)
+    entries = []
+    for name in split_videos(data, split):
+        video = find_video(video_dir, name)
+        with VideoReader(video) as reader:
+            source_fps = reader.source_fps
+        samples = pvs_gaze(data[name], source_fps, f"{mat_path} [{name}]")
+        entries.append(gaze_video_entry(name, video, samples, fps=fps, size=size, sigma_deg=sigma_deg,
+                                        cache_dir=cache, key=f"pvs-hm|{os.path.abspath(root)}|{name}"))
+    return make_dataset(entries, options, "pvs-hm")

@@ -1,0 +1,131 @@
+"""``salient360``: Salient360! 2018 videos with their saliency maps and fixations.
+
+On-disk layout (names as distributed: a map file is the video's name followed by its geometry)::
+
+    <root>/videos/<name>.mp4
+    <root>/saliency/<name>_<W>x<H>x<frames>_32b.bin       raw little-endian float32 maps
+    <root>/fixations/<name>*.csv                          optional fixation list
+
+A ``.bin`` file holds ``frames`` maps of ``H`` rows of ``W`` values (row-major, row 0 the top, the ERP
+convention already). A fixation CSV has a header with the columns ``longitude`` and ``latitude`` in
+``[0, 1]`` (from the left and from the top of the ERP image) and ``start frame`` / ``end frame``
+(0-based source frames; a fixation counts for every frame in that inclusive range). Maps and fixations
+belong to the video's own frames; with another ``fps`` the item's frame shows source frame
+``floor(k * source_fps / fps)`` and takes that frame's maps.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+import torch
+
+from sphsal.data.adapters._common import (
+    find_folder,
+    find_video,
+    list_stems,
+    make_dataset,
+    read_table,
+    uv_to_directions,
+    video_audio,
+)
+from sphsal.data.dataset import VideoEntry, check_root, split_videos
+from sphsal.data.groundtruth import MapGroundTruth
+from sphsal.data.registry import register_dataset
+from sphsal.data.sources import VideoFrames
+
+_BIN_NAME = re.compile(r"_(\d+)x(\d+)x(\d+)_32b\.bin$")
+FIXATION_COLUMNS = {
+    "lon": ("longitude", "long", "lon"),
+    "lat": ("latitude", "lat"),
+    "start": ("start frame", "start_frame", "startframe"),
+    "end": ("end frame", "end_frame", "endframe"),
+}
+
+
+class BinMaps:
+    """Per-frame maps of a Salient360! ``.bin`` file, read one frame at a time (never the whole file)."""
+
+    def __init__(self, path: str):
+        match = _BIN_NAME.search(os.path.basename(path))
+        if match is None:
+            raise ValueError(f"{path}: expected a name ending in _<W>x<H>x<frames>_32b.bin")
+        self.path = path
+        self.width, self.height, self.frames = (int(g) for g in match.groups())
+        expected = self.width * self.height * self.frames * 4
+        size = os.path.getsize(path)
+        if size != expected:
+            raise ValueError(f"{path} holds {size} bytes but its name promises {self.frames} float32 maps "
+                             f"of {self.width}x{self.height} ({expected} bytes): the file is truncated or "
+                             "corrupt")
+
+    def __call__(self, index: int) -> np.ndarray:
+        index = min(index, self.frames - 1)
+        count = self.width * self.height
+        data = np.fromfile(self.path, dtype="<f4", count=count, offset=index * count * 4)
+        return data.reshape(self.height, self.width)
+
+
+class FixationList:
+    """Binary fixation maps ``(H, W)`` per source frame from a fixation CSV (see module doc)."""
+
+    def __init__(self, path: str, size):
+        table = read_table(path, FIXATION_COLUMNS)
+        self.az, self.el = uv_to_directions(table["lon"], table["lat"])
+        self.start, self.end = table["start"], table["end"]
+        self.size = size
+
+    def __call__(self, index: int) -> np.ndarray:
+        from sphsal.metrics import fixation_map
+
+        sel = (self.start <= index) & (index <= self.end)
+        h, w = self.size
+        if not sel.any():
+            return np.zeros((h, w), dtype=np.float32)
+        directions = torch.from_numpy(np.stack((self.az[sel], self.el[sel]), axis=1))
+        return fixation_map(directions, h, w).numpy().astype(np.float32)
+
+
+class _SourceFrameMaps:
+    """Maps indexed by output frame -> the source frame's map."""
+
+    def __init__(self, maps, frames: VideoFrames):
+        self.maps, self.frames = maps, frames
+
+    def __call__(self, index: int) -> np.ndarray:
+        return self.maps(self.frames.source_index(index))
+
+
+def _find_prefixed(folder: str, name: str, pattern) -> list[str]:
+    if not os.path.isdir(folder):
+        return []
+    return sorted(os.path.join(folder, f) for f in os.listdir(folder)
+                  if (f.startswith(name + "_") or os.path.splitext(f)[0] == name) and pattern(f))
+
+
+@register_dataset("salient360")
+def salient360(root, *, size=None, fps=None, split: str = "all", **options):
+    """Salient360! 2018 videos under ``root`` (videos that have a ``.bin`` map file).
+
+    Args:
+        size, fps, split: as for ``360av-hm``.
+        **options: ``clip_len``, ``frame_step``, ``clip_mode``, ``clip_step``, ``transform``.
+    Without a fixation CSV, the fixation map marks the maxima of the saliency map.
+    """
+    root = check_root(root, "saliency")
+    video_dir = find_folder(root, "videos", "Videos")
+    entries = []
+    names = [n for n in list_stems(video_dir) if _find_prefixed(os.path.join(root, "saliency"), n,
+                                                                 _BIN_NAME.search)]
+    for name in split_videos(names, split):
+        video = find_video(video_dir, name)
+        frames = VideoFrames(video, fps=fps, size=size)
+        maps = BinMaps(_find_prefixed(os.path.join(root, "saliency"), name, _BIN_NAME.search)[0])
+        csvs = _find_prefixed(os.path.join(root, "fixations"), name, lambda f: f.lower().endswith(".csv"))
+        fixations = _SourceFrameMaps(FixationList(csvs[0], frames.frame_size), frames) if csvs else None
+        truth = MapGroundTruth(_SourceFrameMaps(maps, frames), fixations, frames.frame_size, maps.path)
+        entries.append(VideoEntry(name, frames.num_frames, frames.fps, frames, truth,
+                                  audio=video_audio(video, frames, "auto")))
+    return make_dataset(entries, options, "salient360")

@@ -1,0 +1,121 @@
+"""``stavis``: the audio-visual eye-tracking databases in the layout of STAViS (shared with AViNet).
+
+On-disk layout (``<DB>`` is a database name such as DIEM, Coutrot_db1, SumMe, ETMD_av, AVAD)::
+
+    <root>/video_frames/<DB>/<vid>/img_00001.jpg ...        frames, numbered from 1
+    <root>/video_audio/<DB>/<vid>/<vid>.wav                 soundtrack
+    <root>/annotations/<DB>/<vid>/maps/eyeMap_00001.jpg ... saliency maps
+    <root>/annotations/<DB>/<vid>/fixMap_00001.mat ...      binary fixation maps (variable eyeMap)
+    <root>/fold_lists/<DB>_list_{train,test}_{1,2,3}_fps.txt   lines "<vid> <nframes> <fps>"
+
+These videos are ordinary (not 360°) videos; frames and maps keep their planar layout. Splits are the
+published folds: ``split="train"``/``"test"`` read fold ``fold``'s lists, ``"all"`` joins both. Item
+``video`` names are ``"<DB>/<vid>"``. Frame ``k`` (0-based) is ``img_{k+1:05d}.jpg``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from fractions import Fraction
+
+import numpy as np
+import scipy.io
+
+from sphsal.data.adapters._common import make_dataset
+from sphsal.data.dataset import SPLITS, VideoEntry, check_root
+from sphsal.data.groundtruth import MapGroundTruth
+from sphsal.data.registry import register_dataset
+from sphsal.data.sources import AudioTrack, ImageFrames, ImageMaps
+
+FOLDS = (1, 2, 3)
+_LIST_NAME = re.compile(r"^(?P<db>.+)_list_(?P<split>train|test)_(?P<fold>\d)_fps\.txt$")
+
+
+def read_fold_list(path: str) -> list[tuple[str, int, Fraction]]:
+    """``[(vid, nframes, fps), ...]`` from a fold list; errors name the file and line."""
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            try:
+                out.append((parts[0], int(parts[1]), Fraction(parts[2]).limit_denominator(1001)))
+            except (IndexError, ValueError) as err:
+                raise ValueError(f"{path}, line {number}: expected '<name> <nframes> <fps>', "
+                                 f"got {line.strip()!r}") from err
+    return out
+
+
+class FixationMats:
+    """``index -> (H, W)`` binary map from ``fixMap_{index+1:05d}.mat`` files in ``folder``."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+
+    def __call__(self, index: int) -> np.ndarray:
+        path = os.path.join(self.folder, f"fixMap_{index + 1:05d}.mat")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"fixation map not found: {path}")
+        try:
+            mat = scipy.io.loadmat(path)
+        except (ValueError, OSError, TypeError) as err:
+            raise ValueError(f"cannot read {path}: not a MATLAB .mat file ({err})") from err
+        arrays = {k: v for k, v in mat.items() if not k.startswith("__") and np.ndim(v) == 2}
+        if not arrays:
+            raise ValueError(f"{path} holds no 2-D fixation map")
+        return np.asarray(arrays.get("eyeMap", next(iter(arrays.values()))), dtype=np.float32)
+
+
+def _numbered(folder: str, prefix: str, count: int, ext: str) -> list[str]:
+    paths = [os.path.join(folder, f"{prefix}{k:05d}{ext}") for k in range(1, count + 1)]
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} of {count} listed files are missing, e.g. {missing[0]}")
+    return paths
+
+
+@register_dataset("stavis")
+def stavis(root, *, databases=None, fold: int = 1, split: str = "all", size=None, **options):
+    """Databases in the STAViS layout under ``root``.
+
+    Args:
+        databases: a name or list of names (``None``: every database with fold lists).
+        fold: which published fold (1, 2 or 3) defines ``train``/``test``.
+        split: ``"train"``, ``"test"`` or ``"all"``.
+        size: frame and map size ``(H, W)`` (``None``: the images').
+        **options: ``clip_len``, ``frame_step``, ``clip_mode`` (STAViS uses ``"center"``), ``clip_step``,
+            ``transform``.
+    """
+    if fold not in FOLDS:
+        raise ValueError(f"fold must be one of {FOLDS}, got {fold!r}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    root = check_root(root, "video_frames", "video_audio", "annotations", "fold_lists")
+    lists = os.path.join(root, "fold_lists")
+    found = sorted({m["db"] for m in map(_LIST_NAME.match, os.listdir(lists)) if m})
+    if databases is None:
+        databases = found
+    elif isinstance(databases, str):
+        databases = [databases]
+    parts = ("train", "test") if split == "all" else (split,)
+    entries = []
+    for db in databases:
+        for part in parts:
+            list_path = os.path.join(lists, f"{db}_list_{part}_{fold}_fps.txt")
+            if not os.path.isfile(list_path):
+                raise FileNotFoundError(f"fold list not found: {list_path} (databases with lists: {found})")
+            for vid, nframes, fps in read_fold_list(list_path):
+                entries.append(_video_entry(root, db, vid, nframes, fps, size))
+    return make_dataset(entries, options, "stavis")
+
+
+def _video_entry(root: str, db: str, vid: str, nframes: int, fps: Fraction, size) -> VideoEntry:
+    frame_dir = os.path.join(root, "video_frames", db, vid)
+    frames = ImageFrames(_numbered(frame_dir, "img_", nframes, ".jpg"), size)
+    notes = os.path.join(root, "annotations", db, vid)
+    maps = ImageMaps(_numbered(os.path.join(notes, "maps"), "eyeMap_", nframes, ".jpg"))
+    truth = MapGroundTruth(maps, FixationMats(notes), frames.frame_size, notes)
+    audio = AudioTrack(os.path.join(root, "video_audio", db, vid, f"{vid}.wav"), Fraction(nframes) / fps, fps)
+    return VideoEntry(f"{db}/{vid}", nframes, fps, frames, truth, audio=audio)

@@ -1,0 +1,85 @@
+"""``vr-eyetracking``: the eye-tracking set of Xu et al., CVPR 2018 (208 videos, >= 31 viewers each).
+
+On-disk layout::
+
+    <root>/videos/<VVV>.mp4                    (``Videos/`` also accepted)
+    <root>/Gaze_txt_files/p<NNN>/<VVV>.txt     one file per participant and video
+
+Each gaze file is comma-separated without a header; one line per video frame. The columns used are
+:data:`FRAME_COLUMN` (the video frame index) and :data:`GAZE_COLUMNS` (gaze x, y as fractions of the
+panorama measured from its BOTTOM-left corner). They are converted here: ``u = x``, ``v = 1 - y``, then
+to (azimuth, elevation). A sample of source frame ``j`` is placed at time ``(j + 0.5) / source_fps``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from sphsal.data.adapters._common import (
+    find_folder,
+    find_video,
+    gaze_video_entry,
+    make_dataset,
+    resolve_cache_dir,
+    uv_to_directions,
+)
+from sphsal.data.dataset import check_root, split_videos
+from sphsal.data.groundtruth import GazeSamples
+from sphsal.data.registry import register_dataset
+from sphsal.data.video import VideoReader
+
+FRAME_COLUMN = 1
+GAZE_COLUMNS = (6, 7)
+#: Default Gaussian sigma (degrees): eye fixations, as Salient360!'s head+eye maps.
+DEFAULT_SIGMA_DEG = 2.0
+
+
+def read_gaze_txt(path: str, viewer: int, source_fps) -> GazeSamples:
+    """One participant's gaze file -> :class:`GazeSamples` (seconds, radians)."""
+    try:
+        table = np.loadtxt(path, delimiter=",", ndmin=2, usecols=(FRAME_COLUMN, *GAZE_COLUMNS))
+    except (ValueError, IndexError) as err:
+        raise ValueError(f"{path} has wrong columns: expected comma-separated numbers with the frame index "
+                         f"in column {FRAME_COLUMN} and gaze x, y in columns {GAZE_COLUMNS} ({err})") from err
+    if table.shape[0] == 0:
+        raise ValueError(f"{path} holds no gaze samples")
+    frame, x, y = table.T
+    az, el = uv_to_directions(x, 1.0 - y)
+    return GazeSamples((frame + 0.5) / float(source_fps), az, el, [viewer] * frame.size, source=path)
+
+
+@register_dataset("vr-eyetracking")
+def vr_eyetracking(root, *, size=None, fps=None, split: str = "all", sigma_deg: float = DEFAULT_SIGMA_DEG,
+                   cache_dir=None, **options):
+    """The VR-EyeTracking set under ``root`` (videos with at least one gaze file).
+
+    Args:
+        size, fps, split, sigma_deg, cache_dir: as for ``360av-hm``.
+        **options: ``clip_len``, ``frame_step``, ``clip_mode``, ``clip_step``, ``transform``.
+    Audio is the videos' soundtrack when they have one (else an empty ``(0, 0)`` tensor).
+    """
+    root = check_root(root, "Gaze_txt_files")
+    gaze_root = os.path.join(root, "Gaze_txt_files")
+    video_dir = find_folder(root, "videos", "Videos")
+    participants = sorted(p for p in os.listdir(gaze_root) if os.path.isdir(os.path.join(gaze_root, p)))
+    files: dict[str, list[str]] = {}
+    for p in participants:
+        for n in sorted(os.listdir(os.path.join(gaze_root, p))):
+            if n.lower().endswith(".txt"):
+                files.setdefault(os.path.splitext(n)[0], []).append(os.path.join(gaze_root, p, n))
+    if not files:
+        raise FileNotFoundError(f"no gaze files (p*/<video>.txt) under {gaze_root}")
+    cache = resolve_cache_dir(cache_dir)
+    entries = []
+    for name in split_videos(files, split):
+        video = find_video(video_dir, name)
+        with VideoReader(video) as reader:
+            source_fps = reader.source_fps
+        samples = GazeSamples.concatenate(
+            [read_gaze_txt(path, i, source_fps) for i, path in enumerate(files[name])], source=name)
+        key = f"vr-eyetracking|{os.path.abspath(root)}|{name}"
+        entries.append(gaze_video_entry(name, video, samples, fps=fps, size=size, sigma_deg=sigma_deg,
+                                        cache_dir=cache, key=key))
+    return make_dataset(entries, options, "vr-eyetracking")
