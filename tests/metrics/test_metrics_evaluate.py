@@ -1,0 +1,115 @@
+"""Tests of sphsal.metrics.evaluate (Evaluator, evaluate)."""
+
+import csv
+import json
+import math
+import os
+
+import pytest
+import torch
+
+from sphsal.metrics import Evaluator, auc_judd, cc, evaluate, kld, nss
+
+H, W = 8, 16
+
+
+def _frame(seed):
+    gen = torch.Generator().manual_seed(seed)
+    pred = torch.rand(H, W, generator=gen, dtype=torch.float64)
+    sal = torch.rand(H, W, generator=gen, dtype=torch.float64)
+    fix = torch.rand(H, W, generator=gen) > 0.85
+    return pred, sal, fix
+
+
+@pytest.fixture
+def frames():
+    return {(video, frame): _frame(10 * v + frame)
+            for v, video in enumerate(("alpha", "beta")) for frame in range(3 if video == "alpha" else 2)}
+
+
+def test_per_video_then_dataset_aggregation(frames, tmp_path):
+    ev = Evaluator(("cc", "nss", "auc_judd"), weights="sphere")
+    for (video, frame), (pred, sal, fix) in frames.items():
+        scores = ev.update(video, frame, pred, saliency=sal, fixations=fix)
+        assert scores["cc"] == pytest.approx(cc(pred, sal, weights="sphere").item())
+    per_video = {}
+    for video in ("alpha", "beta"):
+        items = [v for k, v in frames.items() if k[0] == video]
+        per_video[video] = {
+            "cc": sum(cc(p, s, weights="sphere").item() for p, s, _ in items) / len(items),
+            "nss": sum(nss(p, f, weights="sphere").item() for p, _, f in items) / len(items),
+            "auc_judd": sum(auc_judd(p, f, weights="sphere").item() for p, _, f in items) / len(items),
+        }
+    summary = ev.summary()
+    assert summary["n_videos"] == 2 and summary["n_frames"] == 5
+    for m in ("cc", "nss", "auc_judd"):
+        a, b = per_video["alpha"][m], per_video["beta"][m]
+        assert summary["videos"]["alpha"][m] == pytest.approx(a)
+        assert summary["mean"][m] == pytest.approx((a + b) / 2)
+        assert summary["std"][m] == pytest.approx(abs(a - b) / 2)
+
+    paths = ev.write(tmp_path / "out")
+    with open(paths["per_video"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["video"] for r in rows] == ["alpha", "beta", "mean", "std"]
+    assert float(rows[0]["cc"]) == pytest.approx(per_video["alpha"]["cc"])
+    assert rows[0]["n_frames"] == "3" and rows[2]["n_frames"] == "5"
+    with open(paths["per_frame"], newline="") as f:
+        assert len(list(csv.DictReader(f))) == 5
+    with open(paths["summary"]) as f:
+        assert json.load(f)["mean"]["nss"] == pytest.approx(summary["mean"]["nss"])
+    assert sorted(os.listdir(tmp_path / "out")) == ["per_frame.csv", "per_video.csv", "summary.json"]
+
+
+def test_nan_frames_are_left_out_and_counted(frames):
+    ev = Evaluator(("cc", "kld"))
+    (pred, sal, _), (_, sal2, _) = frames[("alpha", 0)], frames[("alpha", 1)]
+    ev.update("alpha", 0, pred, saliency=sal)
+    with pytest.warns(RuntimeWarning, match="constant pred"):
+        ev.update("alpha", 1, torch.ones(H, W), saliency=sal2)
+    summary = ev.summary()
+    assert summary["nan_frames"] == {"cc": 1, "kld": 0}
+    assert summary["videos"]["alpha"]["cc"] == pytest.approx(cc(pred, sal).item())
+    expected_kld = (kld(pred, sal).item() + kld(torch.ones(H, W), sal2).item()) / 2
+    assert summary["videos"]["alpha"]["kld"] == pytest.approx(expected_kld)
+    assert summary["std"]["cc"] == 0.0
+    json.dumps(summary, allow_nan=False)
+
+
+def test_evaluate_function_with_shuffled_auc_and_info_gain(frames, tmp_path):
+    preds = {k: v[0] for k, v in frames.items()}
+    gt = {k: {"saliency": v[1], "fixations": v[2]} for k, v in frames.items()}
+    baseline = torch.ones(H, W)
+    summary = evaluate(preds, gt, metrics=("auc_shuffled", "info_gain", "sim"), baseline=baseline,
+                       out_dir=tmp_path, progress=False)
+    assert set(summary["mean"]) == {"auc_shuffled", "info_gain", "sim"}
+    assert all(math.isfinite(v) for v in summary["mean"].values())
+    # the negatives of frame (beta, 0) are the fixations of (beta, 1)
+    ev = Evaluator(("auc_shuffled",))
+    ev.update("beta", 0, preds[("beta", 0)], fixations=gt[("beta", 0)]["fixations"],
+              other_fixations=gt[("beta", 1)]["fixations"])
+    ev.update("beta", 1, preds[("beta", 1)], fixations=gt[("beta", 1)]["fixations"],
+              other_fixations=gt[("beta", 0)]["fixations"])
+    expected = ev.summary()["videos"]["beta"]["auc_shuffled"]
+    assert summary["videos"]["beta"]["auc_shuffled"] == pytest.approx(expected)
+    assert (tmp_path / "summary.json").exists()
+
+
+def test_errors(frames):
+    pred, sal, fix = frames[("alpha", 0)]
+    with pytest.raises(ValueError, match="metrics must be a non-empty subset"):
+        Evaluator(("cc", "auc"))
+    with pytest.raises(ValueError, match="needs a baseline"):
+        Evaluator(("info_gain",))
+    ev = Evaluator(("cc", "nss"))
+    with pytest.raises(ValueError, match="metric 'nss' needs fixations="):
+        ev.update("alpha", 0, pred, saliency=sal)
+    ev.update("alpha", 0, pred, saliency=sal, fixations=fix)
+    with pytest.raises(ValueError, match="already scored"):
+        ev.update("alpha", 0, pred, saliency=sal, fixations=fix)
+    with pytest.raises(ValueError, match="needs other_fixations"):
+        Evaluator(("auc_shuffled",)).update("alpha", 0, pred, fixations=fix)
+    with pytest.raises(ValueError, match="nothing to write"):
+        Evaluator(("cc",)).write("unused")
+    with pytest.raises(ValueError, match="no entry for video 'gamma'"):
+        evaluate({("gamma", 0): pred}, {("alpha", 0): {"saliency": sal}}, metrics=("cc",), progress=False)
