@@ -49,8 +49,8 @@ def _smooth_inside(distance: torch.Tensor, edge, softness: float) -> torch.Tenso
 def _letter_faces(face_size: int) -> torch.Tensor:
     """``(1, 6, 1, F, F)`` masks with each face's initial drawn upright in its centre."""
     masks = np.zeros((6, face_size, face_size), dtype=np.uint8)
-    scale = face_size / 160.0
-    thickness = max(1, round(face_size / 60))
+    scale = face_size / 120.0
+    thickness = max(1, round(face_size / 40))
     for k, name in enumerate(FACE_NAMES):
         letter = name[0].upper()
         (tw, th), _ = cv2.getTextSize(letter, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)

@@ -1,0 +1,128 @@
+"""ERP <-> cubemap: face geometry, layouts, analytic accuracy, round trips, continuity, gradients."""
+
+import math
+
+import pytest
+import torch
+
+from sphsal.projections import (
+    FACE_FRAMES,
+    FACE_NAMES,
+    convert_cubemap_layout,
+    cube_face_vectors,
+    cubemap_to_equirect,
+    equirect_to_cubemap,
+    vectors_to_cube_faces,
+)
+from sphsal.sphere import vectors_to_directions
+
+
+def test_face_centres_are_the_six_axes():
+    f = 5  # odd: pixel (2, 2) is the exact face centre
+    centres = cube_face_vectors(f)[:, 2, 2]
+    expected = torch.tensor([[1, 0, 0], [0, -1, 0], [-1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, -1]],
+                            dtype=torch.float64)
+    torch.testing.assert_close(centres, expected)
+    face, a, b = vectors_to_cube_faces(expected)
+    assert face.tolist() == list(range(6))
+    assert a.abs().max() == 0 and b.abs().max() == 0
+
+
+def test_face_orientations():
+    v = cube_face_vectors(4)
+    az, el = vectors_to_directions(v)
+    # Front: column 0 is on the left (positive azimuth), row 0 at the top (positive elevation).
+    assert az[0, 1, 0] > 0 > az[0, 1, -1] and el[0, 0, 1] > 0 > el[0, -1, 1]
+    # Right face looks at azimuth -90 deg, left face at +90 deg, back at 180 deg.
+    centre_az, _ = vectors_to_directions(v[:4, 1:3, 1:3].sum(dim=(1, 2)))
+    torch.testing.assert_close(centre_az, torch.tensor([0, -math.pi / 2, math.pi, math.pi / 2],
+                                                       dtype=torch.float64))
+    # Up face: the front (+x) is at the bottom edge; down face: the front at the top edge.
+    assert v[4, -1, :, 0].min() > 0 > v[4, 0, :, 0].max()
+    assert v[5, 0, :, 0].min() > 0 > v[5, -1, :, 0].max()
+    # Edges shared: the front's top row and the up face's bottom row look the same way.
+    torch.testing.assert_close(v[0, 0] / v[0, 0].norm(dim=-1, keepdim=True),
+                               v[4, -1] / v[4, -1].norm(dim=-1, keepdim=True), atol=0.2, rtol=0)
+    assert FACE_FRAMES.shape == (6, 3, 3)
+
+
+@pytest.mark.parametrize("mode,max_err,mean_err", [("bilinear", 5e-3, 1.2e-3), ("nearest", 0.16, 0.045)])
+def test_analytic_function_matches_at_face_pixels(analytic, analytic_erp, mode, max_err, mean_err):
+    # Measured on 64x128 -> F=16: bilinear max 3.1e-3 / mean 7.9e-4, nearest max 0.11 / mean 0.031.
+    faces = equirect_to_cubemap(analytic_erp(64, 128), 16, mode=mode)
+    err = (faces[0, :, 0] - analytic(cube_face_vectors(16))).abs()
+    assert err.max() < max_err and err.mean() < mean_err
+
+
+@pytest.mark.parametrize("mode,max_err,mean_err", [("bilinear", 0.05, 9e-3), ("nearest", 0.4, 0.09)])
+def test_faces_to_equirect_matches_analytic(analytic, analytic_erp, mode, max_err, mean_err):
+    # Measured F=16 -> 64x128: bilinear max 0.037 / mean 6.2e-3, nearest max 0.28 / mean 0.063
+    # (taps beyond a face edge read the neighbouring face).
+    faces = analytic(cube_face_vectors(16))[None, :, None]
+    err = (cubemap_to_equirect(faces, 64, 128, mode=mode) - analytic_erp(64, 128)).abs()
+    assert err.max() < max_err and err.mean() < mean_err
+
+
+def test_round_trip_on_a_smooth_image(analytic_erp):
+    # Measured 64x128 -> F=32 -> 64x128, bilinear: max 0.0148, mean 0.0023.
+    x = analytic_erp(64, 128)
+    err = (cubemap_to_equirect(equirect_to_cubemap(x, 32), 64, 128) - x).abs()
+    assert err.max() < 0.02 and err.mean() < 0.0035
+
+
+def test_back_and_up_faces_are_continuous(analytic_erp):
+    # The +-180 deg seam runs down the middle of the back face and the north pole sits in the middle
+    # of the up face: the steps there are no larger than elsewhere on the face.
+    faces = equirect_to_cubemap(analytic_erp(64, 128), 16)[0, :, 0]
+    for k in (2, 4, 5):
+        steps = (faces[k, :, 1:] - faces[k, :, :-1]).abs()
+        assert steps[:, 7].max() <= 1.5 * steps.max(dim=1).values.max()
+        row_steps = (faces[k, 1:] - faces[k, :-1]).abs()
+        assert row_steps[7].max() <= 1.5 * row_steps.max()
+        assert steps.max() < 0.5
+
+
+@pytest.mark.parametrize("layout", ["stack", "horizon", "dice", "dict"])
+def test_layouts_round_trip(layout):
+    x = torch.rand(2, 3, 16, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    stack = equirect_to_cubemap(x, 8)
+    assert stack.shape == (2, 6, 3, 8, 8)
+    faces = equirect_to_cubemap(x, 8, layout=layout)
+    shapes = {"stack": (2, 6, 3, 8, 8), "horizon": (2, 3, 8, 48), "dice": (2, 3, 24, 32)}
+    if layout == "dict":
+        assert list(faces) == list(FACE_NAMES) and all(f.shape == (2, 3, 8, 8) for f in faces.values())
+    else:
+        assert faces.shape == shapes[layout]
+    torch.testing.assert_close(convert_cubemap_layout(faces, "stack"), stack, atol=0, rtol=0)
+    torch.testing.assert_close(cubemap_to_equirect(faces, 16, 32), cubemap_to_equirect(stack, 16, 32))
+
+
+def test_dice_cells():
+    stack = torch.arange(6, dtype=torch.float64).reshape(1, 6, 1, 1, 1).expand(1, 6, 1, 2, 2)
+    dice = convert_cubemap_layout(stack, "dice")[0, 0, ::2, ::2]
+    nan = -1.0
+    cells = torch.tensor([[nan, 4, nan, nan], [3, 0, 1, 2], [nan, 5, nan, nan]], dtype=torch.float64)
+    torch.testing.assert_close(torch.where(cells < 0, torch.zeros_like(cells), cells), dice)
+
+
+def test_bad_input_is_named():
+    with pytest.raises(ValueError, match="face_size"):
+        equirect_to_cubemap(torch.rand(1, 1, 8, 16), 0)
+    with pytest.raises(ValueError, match="layout"):
+        equirect_to_cubemap(torch.rand(1, 1, 8, 16), 4, layout="cross")
+    with pytest.raises(ValueError, match="faces must be a cubemap"):
+        cubemap_to_equirect(torch.rand(1, 3, 8, 9), 8, 16)
+    with pytest.raises(ValueError, match="lacks the faces"):
+        cubemap_to_equirect({"front": torch.rand(1, 1, 4, 4)}, 8, 16)
+    with pytest.raises(ValueError, match="mode"):
+        equirect_to_cubemap(torch.rand(1, 1, 8, 16), 4, mode="bicubic")
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+def test_gradients_flow(mode):
+    x = torch.rand(1, 2, 4, 8, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: equirect_to_cubemap(t, 3, mode=mode), (x,))
+    faces = torch.rand(1, 6, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: cubemap_to_equirect(t, 6, 12, mode=mode), (faces,))
+    dice = torch.rand(1, 1, 9, 12, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: cubemap_to_equirect(t, 4, 8, mode=mode), (dice,))

@@ -1,0 +1,78 @@
+"""The cached sampler behind every projection against the plain-torch reference sample_equirect."""
+
+import math
+
+import pytest
+import torch
+
+from sphsal.projections._grids import build_plan, cached_plan, erp_plan, erp_resolver
+from sphsal.sphere import directions_to_pixels, sample_equirect
+
+
+def _directions(n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    az = (torch.rand(n, n, generator=g, dtype=torch.float64) * 2 - 1) * math.pi
+    el = (torch.rand(n, n, generator=g, dtype=torch.float64) * 2 - 1) * math.pi / 2
+    # Rows right at the poles, beside them, and columns across the +-180 deg seam.
+    el[0], el[1] = math.pi / 2, -math.pi / 2
+    el[2], el[3] = math.pi / 2 - 0.01, -math.pi / 2 + 0.01
+    az[4], az[5] = math.pi - 1e-3, -math.pi + 1e-3
+    return az, el
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_bilinear_plan_matches_sample_equirect(dtype):
+    x = torch.rand(2, 3, 16, 32, dtype=dtype, generator=torch.Generator().manual_seed(1))
+    az, el = _directions(30)
+    plan = erp_plan(az, el, 16, 32, "bilinear").to(x.device, dtype)
+    assert plan.fix_index is not None and 0 < plan.fix_index.numel() < az.numel()
+    row, col = directions_to_pixels(az, el, 16, 32)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(plan(x), sample_equirect(x, row, col), atol=tol, rtol=0)
+
+
+def test_nearest_plan_matches_sample_equirect_away_from_ties():
+    x = torch.rand(1, 2, 16, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    az, el = _directions(30)
+    row, col = directions_to_pixels(az, el, 16, 32)
+    # Ties (exactly half-way between pixel centres) may go either way; keep clear of them.
+    clear = ((row - row.round()).abs() < 0.45) & ((col - col.round()).abs() < 0.45)
+    plan = erp_plan(az, el, 16, 32, "nearest")
+    ours, ref = plan(x), sample_equirect(x, row, col, mode="nearest")
+    assert clear.sum() > 500
+    torch.testing.assert_close(ours[..., clear], ref[..., clear], atol=0, rtol=0)
+
+
+def test_constant_image_stays_constant_everywhere():
+    # A read of zero padding anywhere (seam, poles) would pull the value below 1.
+    az, el = _directions(40, seed=3)
+    for mode in ("bilinear", "nearest"):
+        out = erp_plan(az, el, 8, 16, mode)(torch.ones(1, 1, 8, 16, dtype=torch.float64))
+        torch.testing.assert_close(out, torch.ones_like(out), atol=1e-12, rtol=0)
+
+
+def test_pole_taps_continue_on_the_opposite_meridian():
+    # A point just beyond the centre of row 0 is interpolated with row 0 shifted by W/2.
+    h, w = 8, 16
+    x = torch.zeros(1, 1, h, w, dtype=torch.float64)
+    x[0, 0, 0, 3] = 1.0
+    row = torch.tensor([[-0.25]], dtype=torch.float64)
+    col = torch.tensor([[3.0 + w / 2]], dtype=torch.float64)
+    plan = build_plan(row, col, (h, w), "bilinear", erp_resolver(h, w))
+    assert plan(x).item() == pytest.approx(0.25)
+
+
+def test_plans_are_cached_per_geometry_device_and_dtype():
+    calls = []
+
+    @cached_plan
+    def build(n, mode):
+        calls.append((n, mode))
+        az = torch.zeros(n, n, dtype=torch.float64)
+        return erp_plan(az, az, 4, 8, mode)
+
+    first = build(3, "bilinear", device=torch.device("cpu"), dtype=torch.float32)
+    assert build(3, "bilinear", device=torch.device("cpu"), dtype=torch.float32) is first
+    other = build(3, "bilinear", device=torch.device("cpu"), dtype=torch.float64)
+    assert other is not first and other.grid.dtype == torch.float64
+    assert calls == [(3, "bilinear")]
