@@ -8,6 +8,8 @@ amplitude-modulated tone, chirp) and is encoded into first-order ambiX (ACN/SN3D
 direction at every audio sample with :func:`sphsal.audio.encode`. Simulated viewers look mostly at a
 sounding object, sometimes at a silent one and otherwise explore with a bias to the equator; their gaze
 (2 samples per video frame, with noise) is written as 360AV-HM CSVs for the three audio conditions.
+The mp4 files carry H.264 video and 4-channel AAC (or ALAC) audio tagged with an ``SA3D`` box, as
+YouTube's spatial-media specification describes.
 
 With ``audio_decisive=True`` all objects look the same, so only the sound says which one is
 interesting; with ``False`` the sounding objects are also drawn brighter with a white rim.
@@ -232,7 +234,7 @@ def _source_signal(timbre: str, pitch: float, times: np.ndarray, rng: np.random.
 
 def render_audio(scene: SyntheticScene, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
     """First-order ambiX ``(4, samples)`` float32 of the scene, ``samples = round(duration * rate)``."""
-    from sphsal.audio.ambisonics import encode
+    from sphsal.audio import encode
 
     n = int(round(scene.duration * sample_rate))
     times = np.arange(n) / sample_rate
@@ -256,8 +258,11 @@ def render_audio(scene: SyntheticScene, sample_rate: int, rng: np.random.Generat
 
 def _write_mp4(path: str, frames, fps: Fraction, height: int, width: int, audio: np.ndarray,
                sample_rate: int, audio_codec: str) -> None:
+    from sphsal.audio import SpatialAudioMetadata, insert_sa3d
+
     with atomic_path(path) as tmp:
         _write_streams(tmp, frames, fps, height, width, audio, sample_rate, audio_codec)
+        insert_sa3d(tmp, SpatialAudioMetadata.ambix(1))  # spatial-media tag: first-order ambiX
         os.chmod(tmp, 0o644)
 
 

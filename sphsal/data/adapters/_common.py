@@ -24,8 +24,8 @@ def clip_options(options: dict, adapter: str) -> dict:
     """Check that ``options`` holds only :data:`CLIP_OPTIONS`; return them."""
     unknown = sorted(set(options) - set(CLIP_OPTIONS))
     if unknown:
-        raise TypeError(f"{adapter}: unknown option(s) {', '.join(unknown)}; the common ones are "
-                        f"size, fps, split, cache_dir, {', '.join(CLIP_OPTIONS)}")
+        raise TypeError(f"{adapter}: unknown option(s) {', '.join(unknown)}; besides the adapter's own "
+                        f"options (see its docstring) it takes {', '.join(CLIP_OPTIONS)}")
     return options
 
 

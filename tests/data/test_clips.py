@@ -1,0 +1,89 @@
+import os
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from data_fixtures import write_jpg_frames, write_wav
+
+from sphsal.data import audio_window, clip_indices, clip_span, create_dataset, slice_audio, time_to_sample
+
+
+def test_clip_ending_at_t_repeats_the_first_frame():
+    assert clip_indices(2, 5, 10) == [0, 0, 0, 1, 2]
+    assert clip_indices(9, 3, 10) == [7, 8, 9]
+    assert clip_indices(6, 3, 10, step=2) == [2, 4, 6]
+
+
+def test_clip_centred_on_t_clamps_at_both_ends():
+    assert clip_indices(5, 5, 10, mode="center") == [3, 4, 5, 6, 7]
+    assert clip_indices(0, 4, 10, mode="center") == [0, 0, 0, 1]
+    assert clip_indices(9, 4, 10, mode="center") == [7, 8, 9, 9]
+
+
+def test_clip_arguments_are_checked():
+    with pytest.raises(ValueError, match="mode"):
+        clip_indices(0, 2, 4, mode="middle")
+    with pytest.raises(IndexError):
+        clip_indices(4, 2, 4)
+
+
+@pytest.mark.parametrize("fps", [24, 25, 30, 60, Fraction(30000, 1001)])
+@pytest.mark.parametrize("sample_rate", [16000, 44100, 48000])
+def test_audio_windows_have_constant_length_and_no_drift(fps, sample_rate):
+    lengths = set()
+    for t in [0, 1, 7, 1000, 100_000]:
+        t0, t1 = clip_span(t, 16, fps)
+        s0, s1 = audio_window(t0, t1, sample_rate)
+        lengths.add(s1 - s0)
+        # The window starts exactly at the first clip frame's start sample, however far into the video.
+        assert s0 == time_to_sample(Fraction(t - 15) / Fraction(fps), sample_rate)
+        assert abs(s1 - time_to_sample(t1, sample_rate)) <= 1
+    assert len(lengths) == 1
+
+
+def test_slice_audio_pads_outside_the_signal_with_silence():
+    audio = np.arange(10, dtype=np.float32)[None]
+    np.testing.assert_array_equal(slice_audio(audio, -2, 3), [[0, 0, 0, 1, 2]])
+    np.testing.assert_array_equal(slice_audio(audio, 8, 12), [[8, 9, 0, 0]])
+
+
+def _stavis_tree(root, fps, n_frames, sample_rate, clicks):
+    """A STAViS-layout database 'DB' with one video 'v' whose audio has a one-sample click at the start
+    of each frame in ``clicks``."""
+    vid = os.path.join(root, "video_frames", "DB", "v")
+    write_jpg_frames(vid, n_frames, "img_%05d.jpg")
+    notes = os.path.join(root, "annotations", "DB", "v")
+    write_jpg_frames(os.path.join(notes, "maps"), n_frames, "eyeMap_%05d.jpg")
+    import scipy.io
+
+    for k in range(1, n_frames + 1):
+        fix = np.zeros((16, 32))
+        fix[8, k % 32] = 1
+        scipy.io.savemat(os.path.join(notes, f"fixMap_{k:05d}.mat"), {"eyeMap": fix})
+    n = time_to_sample(Fraction(n_frames) / Fraction(fps), sample_rate)
+    audio = np.zeros((1, n), dtype=np.float32)
+    for k in clicks:
+        audio[0, time_to_sample(Fraction(k) / Fraction(fps), sample_rate)] = 1.0
+    write_wav(os.path.join(root, "video_audio", "DB", "v", "v.wav"), audio, sample_rate)
+    os.makedirs(os.path.join(root, "fold_lists"), exist_ok=True)
+    for part in ("train", "test"):
+        with open(os.path.join(root, "fold_lists", f"DB_list_{part}_1_fps.txt"), "w") as f:
+            f.write(f"v {n_frames} {fps}\n" if part == "train" else "")
+
+
+@pytest.mark.parametrize("fps", [24, 25, 30, 60])
+def test_item_audio_is_frame_exact(tmp_path, fps):
+    sample_rate, n_frames, clip_len = 44100, 12, 4
+    clicks = [3, 6, 11]
+    _stavis_tree(str(tmp_path), fps, n_frames, sample_rate, clicks)
+    ds = create_dataset("stavis", tmp_path, split="train", clip_len=clip_len)
+    for item in ds:
+        t = item["frame_index"]
+        first = t - (clip_len - 1)
+        audio = item["audio"][0].numpy()
+        assert item["sample_rate"] == sample_rate
+        assert audio.shape[0] == time_to_sample(Fraction(clip_len) / fps, sample_rate)
+        expected = [time_to_sample(Fraction(k) / fps, sample_rate) - time_to_sample(Fraction(first) / fps,
+                                                                                     sample_rate)
+                    for k in clicks if first <= k <= t]
+        assert np.flatnonzero(audio).tolist() == expected
