@@ -152,7 +152,7 @@ def _covariance(x: torch.Tensor, sample_rate, fps, num_frames: int | None,
     step = int(steps[0]) if t_frames > 1 else 1
     if step > 0 and (steps == step).all():
         # Evenly spaced windows (integer samples per frame): a strided view, no copy.
-        windows = padded[:, int(starts[0]):].unfold(1, length, step)
+        windows = padded[:, int(starts[0]):].unfold(1, length, step)[:, :t_frames]
         for first in range(0, t_frames, chunk):
             frames = windows[:, first:first + chunk].permute(1, 0, 2)  # (t, C, L)
             out[first:first + chunk] = frames @ frames.transpose(1, 2)

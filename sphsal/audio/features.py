@@ -99,8 +99,7 @@ def log_mel_example_ends(num_frames: int, fps) -> np.ndarray:
     With the STFT grid of :func:`log_mel` (frame ends at ``160 j + 400 - 10480``), this is
     ``160 * round((e_k + 10080) / 160) - 10080`` for ``e_k = round((k + 1) * 16000 / fps)``.
     """
-    ends = frame_sample_positions(num_frames, VGGISH_SAMPLE_RATE, fps, offset=1.0)
-    last = _last_stft_frame(ends)
+    last = _last_stft_frame(frame_sample_positions(num_frames, VGGISH_SAMPLE_RATE, fps, offset=1.0))
     return last * STFT_HOP + STFT_WINDOW - _LEAD
 
 
@@ -110,25 +109,32 @@ def _last_stft_frame(ends: np.ndarray) -> np.ndarray:
     return np.floor((ends + _LEAD - STFT_WINDOW) / STFT_HOP + 0.5).astype(np.int64)
 
 
-def log_mel(signal, sample_rate, fps, num_frames: int | None = None) -> torch.Tensor:
+def log_mel(signal, sample_rate, fps, num_frames: int | None = None, *, frames=None) -> torch.Tensor:
     """One VGGish log-mel example per video frame (see the module docstring for alignment).
 
     Args:
         signal: ``(samples,)`` or ``(channels, samples)`` audio (ambisonics: W channel is used).
         sample_rate: Hz (resampled to 16 kHz with soxr). fps: video frames per second.
         num_frames: number of examples ``T``; default ``floor(duration * fps)``.
+        frames: optional video frame indices (non-negative ints) to compute examples for instead of
+            ``0 .. T-1``, e.g. one clip of a long video; ``num_frames`` is then ignored.
 
     Returns:
-        ``(T, 64, 64)`` float32 tensor: ``[k, i, m]`` is STFT frame ``i`` (time, oldest first) and mel
-        band ``m`` (low to high) of the example of video frame ``k``.
+        ``(T, 64, 64)`` (or ``(len(frames), 64, 64)``) float32 tensor: ``[k, i, m]`` is STFT frame ``i``
+        (time, oldest first) and mel band ``m`` (low to high) of the example of video frame ``k``.
     """
     check_rates(sample_rate, fps)
     x = as_signal(signal, "signal", ndim=(1, 2))
-    t_frames = num_video_frames(x.shape[-1], sample_rate, fps) if num_frames is None else int(num_frames)
-    if t_frames == 0:
+    if frames is None:
+        t_frames = num_video_frames(x.shape[-1], sample_rate, fps) if num_frames is None else int(num_frames)
+        frames = np.arange(t_frames)
+    frames = np.asarray(frames)
+    if frames.ndim != 1 or (frames.size and (frames.dtype.kind not in "iu" or frames.min() < 0)):
+        raise ValueError(f"frames must be a 1-D sequence of non-negative frame indices, got {frames!r}")
+    if frames.size == 0:
         return torch.zeros(0, EXAMPLE_FRAMES, MEL_BANDS)
     mono = _to_vggish_rate(x, sample_rate)
-    last = _last_stft_frame(frame_sample_positions(t_frames, VGGISH_SAMPLE_RATE, fps, offset=1.0))
+    last = _last_stft_frame(frame_sample_positions(frames, VGGISH_SAMPLE_RATE, fps, offset=1.0))
     needed = int(last.max()) * STFT_HOP + STFT_WINDOW
     padded = np.zeros(max(needed, _LEAD + mono.shape[0]), dtype=np.float32)
     padded[_LEAD:_LEAD + mono.shape[0]] = mono

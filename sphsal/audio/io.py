@@ -17,6 +17,7 @@ import soundfile
 
 from sphsal.atomic import atomic_path
 from sphsal.audio._signal import as_signal
+from sphsal.audio.ambisonics import require_ambisonic
 from sphsal.audio.harmonics import normalization_gains, num_channels
 from sphsal.audio.sa3d import SpatialAudioMetadata, read_sa3d
 
@@ -138,13 +139,15 @@ def _to_ambix(audio: np.ndarray, spatial: SpatialAudioMetadata, path: str) -> np
     return (ambix * gains[:, None].astype(np.float32)).astype(np.float32, copy=False)
 
 
-def load_audio(path, sample_rate: int | None = None, *, return_info: bool = False):
+def load_audio(path, sample_rate: int | None = None, *, ambisonic: bool = False, return_info: bool = False):
     """Read an audio file as float32 ``(channels, samples)``.
 
     Args:
         path: wav/flac/ogg (soundfile) or mp4/m4a/mov/mkv/webm (PyAV, first audio stream; any other
             extension is tried with PyAV too).
         sample_rate: resample to this rate (librosa with soxr, high quality); default keep the file's.
+        ambisonic: require ambisonic audio: mono, stereo or other non-ambisonic channel counts raise
+            ``ValueError`` naming the file (:func:`sphsal.audio.require_ambisonic`).
         return_info: also return the :class:`AudioInfo` of the file.
 
     Returns:
@@ -154,7 +157,8 @@ def load_audio(path, sample_rate: int | None = None, *, return_info: bool = Fals
 
     Raises:
         FileNotFoundError: ``path`` does not exist (the message names it).
-        ValueError: the file is corrupt, has no audio, or carries unsupported metadata (names it).
+        ValueError: the file is corrupt, has no audio, carries unsupported metadata, or is not
+            ambisonic when ``ambisonic=True`` (the message names it).
     """
     path = _check_exists(path)
     if sample_rate is not None and (int(sample_rate) != sample_rate or sample_rate <= 0):
@@ -174,6 +178,8 @@ def load_audio(path, sample_rate: int | None = None, *, return_info: bool = Fals
             audio = _to_ambix(audio, spatial, path)
     if audio.shape[1] == 0:
         raise ValueError(f"{path}: the audio holds no samples")
+    if ambisonic:
+        require_ambisonic(audio, path=path)
     if sample_rate is not None and int(sample_rate) != rate:
         audio = librosa.resample(audio, orig_sr=rate, target_sr=int(sample_rate), res_type="soxr_hq", axis=-1)
         audio = np.ascontiguousarray(audio, dtype=np.float32)

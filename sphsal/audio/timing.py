@@ -34,11 +34,13 @@ def num_video_frames(num_samples: int, sample_rate, fps) -> int:
     return math.floor(Fraction(int(num_samples)) * Fraction(fps) / Fraction(sample_rate))
 
 
-def frame_sample_positions(num_frames: int, sample_rate, fps, offset: float = 0.0) -> np.ndarray:
-    """Sample index ``round((k + offset) * sample_rate / fps)`` for ``k = 0 .. num_frames - 1``.
+def frame_sample_positions(frames, sample_rate, fps, offset: float = 0.0) -> np.ndarray:
+    """Sample index ``round((k + offset) * sample_rate / fps)`` of video frames ``k``.
 
-    ``offset = 0`` gives frame starts, ``0.5`` centres, ``1`` ends. Returns ``(num_frames,)`` int64.
+    ``frames`` is a count ``T`` (frames ``0 .. T-1``) or an array of frame indices. ``offset = 0`` gives
+    frame starts, ``0.5`` centres, ``1`` ends. Returns int64 with one entry per frame.
     """
     check_rates(sample_rate, fps)
-    k = np.arange(int(num_frames), dtype=np.float64)
+    k = np.arange(int(frames)) if np.ndim(frames) == 0 else np.asarray(frames)
+    k = k.astype(np.float64)
     return np.floor((k + offset) * float(sample_rate) / float(fps) + 0.5).astype(np.int64)
