@@ -1,0 +1,147 @@
+"""Process-level plumbing shared by training, evaluation and prediction: devices, seeding,
+``torchrun`` / DDP set-up, batching of dataset items and moving batches to a device."""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where this process runs: its device and its place in a (possibly 1-process) DDP group."""
+
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def resolve_device(device: str | None = None) -> torch.device:
+    """``device`` if given, else CUDA when available, else CPU."""
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def init_runtime(device: str | None = None) -> Runtime:
+    """Set up this process. Under ``torchrun`` (``WORLD_SIZE`` > 1) joins the process group: NCCL on
+    CUDA, gloo on CPU; each rank uses ``cuda:LOCAL_RANK`` when CUDA is used."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return Runtime(resolve_device(device))
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        dev = torch.device("cuda", local_rank)
+        torch.cuda.set_device(dev)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+    return Runtime(dev, rank, world_size)
+
+
+def shutdown_runtime(runtime: Runtime) -> None:
+    if runtime.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    """The RNG states as tensors and plain containers (loadable with ``weights_only=True``)."""
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
+        "python": _python_state_to_lists(random.getstate()),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore states saved by :func:`rng_state`."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["gauss"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _python_state_to_lists(state):
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def collate_items(items: list[dict]) -> dict:
+    """Batch dataset items (dicts of tensors, numbers and strings).
+
+    Tensors are stacked; audio windows, whose lengths can differ by a sample between clips because
+    they are cut at whole samples, are cropped to the shortest. Numbers become tensors, strings lists.
+    """
+    if not items:
+        raise ValueError("cannot collate an empty list of items")
+    batch = {}
+    for key in items[0]:
+        values = [item[key] for item in items]
+        first = values[0]
+        if isinstance(first, torch.Tensor):
+            if key == "audio":
+                n = min(v.shape[-1] for v in values)
+                values = [v[..., :n] for v in values]
+            batch[key] = torch.stack(values)
+        elif isinstance(first, np.ndarray):
+            batch[key] = torch.stack([torch.as_tensor(v) for v in values])
+        elif isinstance(first, (int, float)) and not isinstance(first, bool):
+            batch[key] = torch.tensor(values)
+        else:
+            batch[key] = values
+    return batch
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    """Move every tensor of a batch to ``device`` (others are left as they are)."""
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+            for k, v in batch.items()}
+
+
+def resize_target(target: torch.Tensor, size: tuple[int, int], *, binary: bool = False) -> torch.Tensor:
+    """Resize ground-truth maps ``(B, H, W)`` to a model's output ``size`` explicitly.
+
+    Continuous maps are area-averaged when shrinking (bilinear when enlarging); binary fixation maps
+    keep a fixation wherever any fixated pixel falls into the output cell.
+    """
+    if target.shape[-2:] == tuple(size):
+        return target
+    x = target.float().unsqueeze(1)
+    if binary:
+        out = F.adaptive_max_pool2d(x, size) if size[0] <= x.shape[-2] else F.interpolate(x, size=size)
+    elif size[0] <= x.shape[-2] and size[1] <= x.shape[-1]:
+        out = F.adaptive_avg_pool2d(x, size)
+    else:
+        out = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    return out.squeeze(1)
