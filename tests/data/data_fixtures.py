@@ -7,13 +7,15 @@ import atexit
 import os
 import shutil
 import tempfile
+from fractions import Fraction
 
 import av
 import cv2
 import numpy as np
+import scipy.io
 import soundfile
 
-from sphsal.data import make_dataset
+from sphsal.data import make_dataset, time_to_sample
 
 _SESSION: dict[str, str] = {}
 
@@ -71,3 +73,30 @@ def write_wav(path: str, audio: np.ndarray, sample_rate: int) -> str:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     soundfile.write(path, np.ascontiguousarray(audio.T), sample_rate, subtype="FLOAT")
     return path
+
+
+def write_stavis_tree(root, fps, n_frames, sample_rate, clicks=(), audio_frames=None):
+    """A STAViS-layout database 'DB' with video 'v' (fold 1: train) and 'w' (fold 1: test); the audio of
+    'v' has a one-sample click at the start of each frame in ``clicks`` and lasts ``audio_frames``
+    frames (default ``n_frames``)."""
+    vid = os.path.join(root, "video_frames", "DB", "v")
+    write_jpg_frames(vid, n_frames, "img_%05d.jpg")
+    notes = os.path.join(root, "annotations", "DB", "v")
+    write_jpg_frames(os.path.join(notes, "maps"), n_frames, "eyeMap_%05d.jpg")
+    for k in range(1, n_frames + 1):
+        fix = np.zeros((16, 32))
+        fix[8, k % 32] = 1
+        scipy.io.savemat(os.path.join(notes, f"fixMap_{k:05d}.mat"), {"eyeMap": fix})
+    n = time_to_sample(Fraction(audio_frames or n_frames) / Fraction(fps), sample_rate)
+    audio = np.zeros((1, n), dtype=np.float32)
+    for k in clicks:
+        audio[0, time_to_sample(Fraction(k) / Fraction(fps), sample_rate)] = 1.0
+    write_wav(os.path.join(root, "video_audio", "DB", "v", "v.wav"), audio, sample_rate)
+    for src in ("video_frames", "annotations", "video_audio"):
+        shutil.copytree(os.path.join(root, src, "DB", "v"), os.path.join(root, src, "DB", "w"))
+    audio_w = os.path.join(root, "video_audio", "DB", "w")
+    os.rename(os.path.join(audio_w, "v.wav"), os.path.join(audio_w, "w.wav"))
+    os.makedirs(os.path.join(root, "fold_lists"), exist_ok=True)
+    for part, vid in (("train", "v"), ("test", "w")):
+        with open(os.path.join(root, "fold_lists", f"DB_list_{part}_1_fps.txt"), "w") as f:
+            f.write(f"{vid} {n_frames} {fps}\n")

@@ -1,9 +1,8 @@
-import os
 from fractions import Fraction
 
 import numpy as np
 import pytest
-from data_fixtures import write_jpg_frames, write_wav
+from data_fixtures import write_stavis_tree
 
 from sphsal.data import audio_window, clip_indices, clip_span, create_dataset, slice_audio, time_to_sample
 
@@ -47,35 +46,11 @@ def test_slice_audio_pads_outside_the_signal_with_silence():
     np.testing.assert_array_equal(slice_audio(audio, 8, 12), [[8, 9, 0, 0]])
 
 
-def _stavis_tree(root, fps, n_frames, sample_rate, clicks):
-    """A STAViS-layout database 'DB' with one video 'v' whose audio has a one-sample click at the start
-    of each frame in ``clicks``."""
-    vid = os.path.join(root, "video_frames", "DB", "v")
-    write_jpg_frames(vid, n_frames, "img_%05d.jpg")
-    notes = os.path.join(root, "annotations", "DB", "v")
-    write_jpg_frames(os.path.join(notes, "maps"), n_frames, "eyeMap_%05d.jpg")
-    import scipy.io
-
-    for k in range(1, n_frames + 1):
-        fix = np.zeros((16, 32))
-        fix[8, k % 32] = 1
-        scipy.io.savemat(os.path.join(notes, f"fixMap_{k:05d}.mat"), {"eyeMap": fix})
-    n = time_to_sample(Fraction(n_frames) / Fraction(fps), sample_rate)
-    audio = np.zeros((1, n), dtype=np.float32)
-    for k in clicks:
-        audio[0, time_to_sample(Fraction(k) / Fraction(fps), sample_rate)] = 1.0
-    write_wav(os.path.join(root, "video_audio", "DB", "v", "v.wav"), audio, sample_rate)
-    os.makedirs(os.path.join(root, "fold_lists"), exist_ok=True)
-    for part in ("train", "test"):
-        with open(os.path.join(root, "fold_lists", f"DB_list_{part}_1_fps.txt"), "w") as f:
-            f.write(f"v {n_frames} {fps}\n" if part == "train" else "")
-
-
 @pytest.mark.parametrize("fps", [24, 25, 30, 60])
 def test_item_audio_is_frame_exact(tmp_path, fps):
     sample_rate, n_frames, clip_len = 44100, 12, 4
     clicks = [3, 6, 11]
-    _stavis_tree(str(tmp_path), fps, n_frames, sample_rate, clicks)
+    write_stavis_tree(str(tmp_path), fps, n_frames, sample_rate, clicks)
     ds = create_dataset("stavis", tmp_path, split="train", clip_len=clip_len)
     for item in ds:
         t = item["frame_index"]

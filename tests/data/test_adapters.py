@@ -1,0 +1,246 @@
+"""Each adapter reads a tiny fixture written in its real on-disk format; conventions are converted."""
+
+import math
+import os
+import pickle
+
+import cv2
+import numpy as np
+import pytest
+import scipy.io
+import torch
+from data_fixtures import write_jpg_frames, write_stavis_tree, write_video
+
+from sphsal.data import create_dataset, list_datasets, make_video, split_videos
+from sphsal.sphere import directions_to_pixels
+
+H, W = 32, 64
+
+
+def peak(saliency: torch.Tensor) -> tuple[int, int]:
+    i = int(torch.argmax(saliency))
+    return i // saliency.shape[1], i % saliency.shape[1]
+
+
+def pixel_of(az: float, el: float, h: int = H, w: int = W) -> tuple[int, int]:
+    row, col = directions_to_pixels(torch.tensor(az), torch.tensor(el), h, w)
+    return int(round(float(row))), int(round(float(col))) % w
+
+
+def near(a, b, tol=1, w=W) -> bool:
+    return abs(a[0] - b[0]) <= tol and min(abs(a[1] - b[1]), w - abs(a[1] - b[1])) <= tol
+
+
+def check_item(item, clip_len, h=H, w=W):
+    assert item["frames"].shape == (3, clip_len, h, w) and item["frames"].dtype == torch.float32
+    assert item["saliency"].shape == (h, w) and item["fixations"].shape == (h, w)
+    assert item["saliency"].sum() > 0 and item["fixations"].sum() >= 1
+    assert set(item["fixations"].unique().tolist()) <= {0.0, 1.0}
+    assert isinstance(item["video"], str) and isinstance(item["frame_index"], int)
+
+
+def test_registry_lists_every_adapter():
+    assert list_datasets() == ["360av-hm", "eccv18", "folder", "pvs-hm", "salient360", "stavis",
+                               "vr-eyetracking"]
+    with pytest.raises(ValueError, match="unknown dataset 'nope'"):
+        create_dataset("nope", ".")
+
+
+def test_splits_are_deterministic_and_disjoint():
+    names = [f"v{i:02d}" for i in range(12)][::-1]
+    train, test = split_videos(names, "train"), split_videos(names, "test")
+    assert test == ["v04", "v09"] and sorted(train + test) == sorted(names)
+    assert split_videos(names, "all") == sorted(names)
+    with pytest.raises(ValueError, match="split"):
+        split_videos(names, "val")
+
+
+# --- 360av-hm
+@pytest.fixture(scope="module")
+def av360_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("av360hm")
+    make_video(root / "videos" / "clipA.mp4", duration=1.0, fps=8, height=H, width=W, seed=1)
+    for condition in ("ambix", "mono", "none"):
+        folder = root / "dataset_public" / condition / "clipA"
+        folder.mkdir(parents=True)
+        for p, (u, v) in enumerate([(0.25, 0.25), (0.25, 0.25)]):
+            rows = "\n".join(f"{t / 16:.4f},{u},{v}" for t in range(16))
+            (folder / f"user{p}.csv").write_text("time,2dmu,2dmv\n" + rows + "\n")
+    return root
+
+
+def test_360avhm_reads_gaze_csvs_from_the_top_left(av360_root, tmp_path):
+    ds = create_dataset("360av-hm", av360_root, clip_len=3, cache_dir=tmp_path)
+    assert len(ds) == 8
+    item = ds[4]
+    check_item(item, 3)
+    assert item["audio"].shape[0] == 4 and item["sample_rate"] == 16000
+    # u = v = 0.25: a quarter turn to the left, 45 degrees up.
+    assert near(peak(item["saliency"]), pixel_of(math.pi / 2, math.pi / 4))
+    assert len(list((tmp_path / "groundtruth").rglob("*.npy"))) == 1  # cached
+    torch.testing.assert_close(create_dataset("360av-hm", av360_root, clip_len=3, cache_dir=tmp_path)[4]
+                               ["saliency"], item["saliency"])
+
+
+def test_360avhm_options_and_bad_inputs(av360_root, tmp_path):
+    with pytest.raises(ValueError, match="condition"):
+        create_dataset("360av-hm", av360_root, condition="stereo")
+    with pytest.raises(FileNotFoundError, match="no_such_root"):
+        create_dataset("360av-hm", tmp_path / "no_such_root")
+    bad = av360_root / "dataset_public" / "mono" / "clipA" / "user1.csv"
+    bad.write_text("t,x,y\n0.1,0.5,0.5\n")
+    with pytest.raises(ValueError, match="user1.csv.*wrong columns"):
+        create_dataset("360av-hm", av360_root, condition="mono", cache_dir=False)
+    with pytest.raises(TypeError, match="unknown option"):
+        create_dataset("360av-hm", av360_root, clip_length=3)
+
+
+# --- eccv18
+def test_eccv18_reads_frames_and_a_plain_data_pickle(tmp_path):
+    write_jpg_frames(str(tmp_path / "vidA"), 3, "%04d.jpg", h=H, w=W)
+    vinfo = {"vidA": {f"{k:04d}": [(0.75, 0.5), (0.75, 0.5)] for k in range(1, 4)}}
+    with open(tmp_path / "vinfo.pkl", "wb") as f:
+        pickle.dump(vinfo, f, protocol=2)
+    ds = create_dataset("eccv18", tmp_path, clip_len=2, cache_dir=False)
+    assert len(ds) == 3
+    item = ds[2]
+    check_item(item, 2)
+    assert item["audio"].shape == (0, 0) and item["sample_rate"] == 0
+    assert near(peak(item["saliency"]), pixel_of(-math.pi / 2, 0.0))  # x = 0.75: a quarter turn right
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_eccv18_refuses_pickles_that_would_run_code(tmp_path, capsys):
+    write_jpg_frames(str(tmp_path / "vidA"), 1, "%04d.jpg")
+    with open(tmp_path / "vinfo.pkl", "wb") as f:
+        pickle.dump({"vidA": {"0001": [_Exploit()]}}, f)
+    with pytest.raises(ValueError, match="vinfo.pkl.*refusing"):
+        create_dataset("eccv18", tmp_path)
+    assert "never run" not in capsys.readouterr().out
+
+
+# --- vr-eyetracking
+def test_vr_eyetracking_converts_bottom_left_fractions(tmp_path):
+    (tmp_path / "videos").mkdir()
+    write_video(str(tmp_path / "videos" / "007.mp4"), 10, 10, h=H, w=W)
+    for p in ("p001", "p002"):
+        folder = tmp_path / "Gaze_txt_files" / p
+        folder.mkdir(parents=True)
+        # columns: timestamp, frame, head x, head y, ?, ?, gaze x, gaze y (fractions from the bottom-left)
+        lines = [f"{k * 0.1:.2f},{k},0.5,0.5,0,0,0.25,0.75" for k in range(10)]
+        (folder / "007.txt").write_text("\n".join(lines) + "\n")
+    ds = create_dataset("vr-eyetracking", tmp_path, clip_len=4, fps=5, cache_dir=False)
+    assert len(ds) == 5
+    item = ds[3]
+    check_item(item, 4)
+    assert near(peak(item["saliency"]), pixel_of(math.pi / 2, math.pi / 4))  # u 0.25, v = 1 - 0.75
+    (tmp_path / "Gaze_txt_files" / "p002" / "007.txt").write_text("1,2,3\n")
+    with pytest.raises(ValueError, match="007.txt.*wrong columns"):
+        create_dataset("vr-eyetracking", tmp_path)
+
+
+# --- pvs-hm
+def test_pvs_hm_reads_lat_lon_degrees_left_positive(tmp_path):
+    (tmp_path / "videos").mkdir()
+    write_video(str(tmp_path / "videos" / "A380.mp4"), 6, 6, h=H, w=W)
+    n = 12  # two samples per frame
+    data = np.tile([30.0, 90.0, -20.0, -45.0], (n, 1))  # viewer 0 (lat, lon), viewer 1 (lat, lon)
+    scipy.io.savemat(tmp_path / "FULLdata_per_video_frame.mat", {"A380": data})
+    ds = create_dataset("pvs-hm", tmp_path, clip_len=2, cache_dir=False)
+    item = ds[5]
+    check_item(item, 2)
+    sal = item["saliency"]
+    for az, el in ((math.pi / 2, math.radians(30)), (-math.pi / 4, math.radians(-20))):
+        r, c = pixel_of(az, el)
+        assert sal[max(r - 1, 0):r + 2, max(c - 1, 0):c + 2].max() > 0.5 * sal.max()
+        assert item["fixations"][max(r - 1, 0):r + 2, max(c - 1, 0):c + 2].sum() >= 1
+
+
+# --- salient360
+def test_salient360_reads_bin_maps_and_fixation_csv(tmp_path):
+    (tmp_path / "videos").mkdir()
+    write_video(str(tmp_path / "videos" / "3_Park.mp4"), 4, 8, h=H, w=W)
+    maps = np.zeros((4, H, W), dtype="<f4")
+    for k in range(4):
+        maps[k, 5 + k, 10 + 3 * k] = 1.0  # one bright pixel per frame
+    (tmp_path / "saliency").mkdir()
+    bin_path = tmp_path / "saliency" / f"3_Park_{W}x{H}x4_32b.bin"
+    maps.tofile(bin_path)
+    (tmp_path / "fixations").mkdir()
+    (tmp_path / "fixations" / "3_Park_fixations.csv").write_text(
+        "Idx, longitude, latitude, start timestamp, end timestamp, start frame, end frame\n"
+        "0, 0.5, 0.5, 0, 200, 0, 1\n1, 0.25, 0.75, 200, 500, 2, 3\n")
+    ds = create_dataset("salient360", tmp_path, clip_len=2)
+    items = [ds[k] for k in range(4)]
+    for k, item in enumerate(items):
+        check_item(item, 2)
+        assert peak(item["saliency"]) == (5 + k, 10 + 3 * k)
+    # lon/lat in [0, 1] from the top-left: (0.5, 0.5) is the front, (0.25, 0.75) left and down.
+    assert [near(it["fixations"].nonzero()[0].tolist(), pixel_of(0.0, 0.0)) for it in items[:2]] == [True] * 2
+    assert near(items[3]["fixations"].nonzero()[0].tolist(), pixel_of(math.pi / 2, -math.pi / 4))
+    assert all(int(it["fixations"].sum()) == 1 for it in items)
+    bin_path.write_bytes(bin_path.read_bytes()[:-100])
+    with pytest.raises(ValueError, match="3_Park_64x32x4_32b.bin.*truncated"):
+        create_dataset("salient360", tmp_path)
+
+
+# --- stavis
+def test_stavis_reads_folds_maps_fixations_and_audio(tmp_path):
+    write_stavis_tree(str(tmp_path), 25, 6, 16000)
+    train = create_dataset("stavis", tmp_path, split="train", clip_len=3, clip_mode="center")
+    test = create_dataset("stavis", tmp_path, split="test", clip_len=3)
+    assert train.videos == ["DB/v"] and test.videos == ["DB/w"]
+    assert len(create_dataset("stavis", tmp_path, databases="DB")) == 12
+    item = train[2]
+    check_item(item, 3, h=16, w=32)
+    assert item["fixations"].nonzero().tolist() == [[8, 3]]  # fixMap_00003.mat
+    assert item["audio"].shape == (1, 16000 * 3 // 25)
+    with pytest.raises(FileNotFoundError, match="OTHER_list_train_1_fps.txt"):
+        create_dataset("stavis", tmp_path, databases="OTHER")
+
+
+def test_stavis_audio_shorter_than_the_video_is_an_error(tmp_path):
+    write_stavis_tree(str(tmp_path), 25, 6, 16000, audio_frames=3)
+    ds = create_dataset("stavis", tmp_path, split="train", clip_len=2)
+    with pytest.raises(ValueError, match="v.wav is shorter than the video"):
+        ds[0]
+
+
+# --- folder
+def test_folder_layout_with_and_without_fixations(tmp_path):
+    (tmp_path / "videos").mkdir()
+    write_video(str(tmp_path / "videos" / "mine.mp4"), 8, 8, h=H, w=W)
+    for sub in ("saliency", "fixations"):
+        (tmp_path / sub / "mine").mkdir(parents=True)
+    for k in range(6):  # maps for the first 6 of 8 frames, numbered from 1
+        sal = np.zeros((H, W), np.uint8)
+        sal[10, 20 + k] = 255
+        cv2.imwrite(str(tmp_path / "saliency" / "mine" / f"frame_{k + 1}.png"), sal)
+        fix = np.zeros((H, W), np.uint8)
+        fix[3, k] = 255
+        cv2.imwrite(str(tmp_path / "fixations" / "mine" / f"{k + 1:04d}.png"), fix)
+    ds = create_dataset("folder", tmp_path, clip_len=4, size=(16, 32))
+    assert len(ds) == 6
+    item = ds[5]
+    check_item(item, 4, h=16, w=32)
+    assert peak(item["saliency"]) == (5, 12)
+    assert item["fixations"].nonzero().tolist() == [[1, 2]]
+    assert item["audio"].shape == (0, 0)
+    for path in (tmp_path / "fixations" / "mine").iterdir():
+        path.unlink()
+    (tmp_path / "fixations" / "mine").rmdir()
+    item = create_dataset("folder", tmp_path, clip_len=1)[2]
+    assert item["fixations"].nonzero().tolist() == [[10, 22]]
+
+
+def test_corrupt_video_in_a_dataset_is_named(tmp_path):
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "broken.mp4").write_bytes(os.urandom(2000))
+    (tmp_path / "saliency" / "broken").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "saliency" / "broken" / "1.png"), np.full((4, 8), 9, np.uint8))
+    with pytest.raises(ValueError, match="broken.mp4"):
+        create_dataset("folder", tmp_path)
