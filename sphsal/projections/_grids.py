@@ -91,7 +91,12 @@ class SamplingPlan:
                 gathered = gathered * self.weights[0]
                 for tap, weight in zip(self.taps[1:], self.weights[1:]):
                     gathered = gathered + flat.index_select(1, tap) * weight
-            out = gathered if out is None else out.index_copy(1, self.fix_index, gathered)
+            if out is None:
+                out = gathered
+            else:
+                # In place on grid_sample's fresh output (autograd-safe: its backward does not
+                # need its output); an out-of-place index_copy would clone the whole output.
+                out.index_copy_(1, self.fix_index, gathered)
         if self.coverage is not None:
             out = out * self.coverage
         return out.reshape(b, c, *self.out_shape)
