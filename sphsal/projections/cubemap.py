@@ -146,7 +146,8 @@ def equirect_to_cubemap(x: torch.Tensor, face_size: int, mode: str = "bilinear",
         x: ``(B, C, H, W)`` ERP batch (``W`` even), any floating dtype and device.
         face_size: ``F``, the side of each face in pixels.
         mode: ``"bilinear"`` or ``"nearest"``; sampling wraps across the seam and over the poles.
-        layout: ``"stack"`` -> ``(B, 6, C, F, F)``, ``"horizon"`` -> ``(B, C, F, 6F)``, ``"dice"`` ->
+        layout: ``"stack"`` -> ``(B, 6, C, F, F)`` (a non-contiguous view of the sampled faces;
+            call ``.contiguous()`` if needed), ``"horizon"`` -> ``(B, C, F, 6F)``, ``"dice"`` ->
             ``(B, C, 3F, 4F)`` or ``"dict"`` -> ``{name: (B, C, F, F)}`` (see the module docstring for
             face orientations).
 

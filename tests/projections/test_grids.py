@@ -76,3 +76,34 @@ def test_plans_are_cached_per_geometry_device_and_dtype():
     other = build(3, "bilinear", device=torch.device("cpu"), dtype=torch.float64)
     assert other is not first and other.grid.dtype == torch.float64
     assert calls == [(3, "bilinear")]
+
+
+def _all_projections(x):
+    """Every projection and its inverse on an ERP batch ``x`` (B, C, 8, 16)."""
+    from sphsal.projections import (
+        cubemap_to_equirect,
+        equirect_to_cubemap,
+        equirect_to_healpix,
+        equirect_to_perspective,
+        healpix_to_equirect,
+        perspective_to_equirect,
+    )
+
+    view = equirect_to_perspective(x, 1.2, math.pi, 0.3, 0.1, out_hw=(5, 6))
+    return [equirect_to_cubemap(x, 4), cubemap_to_equirect(equirect_to_cubemap(x, 4), 8, 16),
+            equirect_to_healpix(x, 2), healpix_to_equirect(equirect_to_healpix(x, 2), 8, 16), view,
+            *perspective_to_equirect(view, 1.2, math.pi, 0.3, 0.1, 8, 16)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_projections_keep_the_dtype(dtype):
+    x = torch.rand(2, 3, 8, 16, dtype=dtype)
+    assert all(out.dtype == dtype for out in _all_projections(x))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_projections_on_cuda_match_cpu():
+    x = torch.rand(2, 3, 8, 16, dtype=torch.float64)
+    for cpu, cuda in zip(_all_projections(x), _all_projections(x.cuda())):
+        assert cuda.device.type == "cuda"
+        torch.testing.assert_close(cuda.cpu(), cpu)
