@@ -2,8 +2,9 @@
 
 Video frame ``k`` covers ``[k / fps, (k + 1) / fps)`` seconds. Every position is computed directly from
 ``k`` as ``round(t * sample_rate)`` (half up), never by accumulating a hop, so nothing drifts over long
-signals and non-integer ``sample_rate / fps`` ratios (44.1 kHz at 24 fps, 29.97 fps) stay exact to
-half a sample.
+signals. Rates are taken as exact fractions (a float rate is read as the nearest fraction with a
+denominator up to 10^6, so 29.97 is 2997/100 and 30000/1001 stays 30000/1001) and positions are computed
+in integer arithmetic: exact for any signal length.
 """
 
 from __future__ import annotations
@@ -24,14 +25,17 @@ def check_rates(sample_rate, fps) -> None:
             raise ValueError(f"{name} must be a positive number, got {value!r}")
 
 
+def _rational(value) -> Fraction:
+    return Fraction(value).limit_denominator(1_000_000)
+
+
 def num_video_frames(num_samples: int, sample_rate, fps) -> int:
     """``floor(duration * fps)``: the number of whole video frames in ``num_samples`` of audio.
 
-    Computed with exact rational arithmetic (``Fraction(float)``), so a 10 s signal at 30 fps gives 300,
-    never 299.
+    Exact rational arithmetic: 10 s at 30 fps gives 300 (never 299), 10 minutes at 29.97 fps 17982.
     """
     check_rates(sample_rate, fps)
-    return math.floor(Fraction(int(num_samples)) * Fraction(fps) / Fraction(sample_rate))
+    return math.floor(int(num_samples) * _rational(fps) / _rational(sample_rate))
 
 
 def frame_sample_positions(frames, sample_rate, fps, offset: float = 0.0) -> np.ndarray:
@@ -42,5 +46,9 @@ def frame_sample_positions(frames, sample_rate, fps, offset: float = 0.0) -> np.
     """
     check_rates(sample_rate, fps)
     k = np.arange(int(frames)) if np.ndim(frames) == 0 else np.asarray(frames)
-    k = k.astype(np.float64)
-    return np.floor((k + offset) * float(sample_rate) / float(fps) + 0.5).astype(np.int64)
+    k = k.astype(np.int64)
+    ratio = _rational(sample_rate) / _rational(fps)
+    shift = _rational(offset)
+    # round((k + a/d) * p/q) = floor((2 (k d + a) p + d q) / (2 d q)), all in int64.
+    p, q, a, d = ratio.numerator, ratio.denominator, shift.numerator, shift.denominator
+    return (2 * (k * d + a) * p + d * q) // (2 * d * q)
