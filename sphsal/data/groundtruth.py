@@ -138,7 +138,7 @@ class GazeGroundTruth:
 
     def compute(self, index: int) -> np.ndarray:
         """``(2, H, W)`` float32: the saliency density and the binary fixation map of frame ``index``."""
-        from sphsal.metrics import density_from_fixations, fixation_map
+        from sphsal.metrics.density import density_from_fixations, fixation_map
 
         az, el = frame_directions(self.samples, index, self.fps, self.fill_gaps)
         if az.size == 0:

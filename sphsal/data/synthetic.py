@@ -129,7 +129,8 @@ def _unit(v: np.ndarray) -> np.ndarray:
 def make_scene(rng: np.random.Generator, duration: float, n_objects: int = 4,
                audio_decisive: bool = True) -> SyntheticScene:
     """Draw a random scene. Object 0 starts just left of the seam (az 160°) moving across it; object 1
-    moves on a meridian-like circle through the polar regions; the others move on random great circles."""
+    starts 55-70° from the equator and moves on a circle through both poles; the others move on random
+    great circles."""
     if n_objects < 2:
         raise ValueError(f"n_objects must be >= 2 (a sounding and a silent object), got {n_objects}")
     if not duration > 0:
@@ -138,6 +139,7 @@ def make_scene(rng: np.random.Generator, duration: float, n_objects: int = 4,
     az0 = rng.uniform(-math.pi, math.pi, k)
     el0 = rng.uniform(-0.6, 0.6, k)
     az0[0], el0[0] = math.radians(160), math.radians(rng.uniform(-15, 15))
+    el0[1] = math.radians(rng.uniform(55, 70)) * rng.choice([-1.0, 1.0])  # starts near a pole
     start = directions_to_vectors(az0, el0).numpy()
     axis = _unit(rng.normal(size=(k, 3)))
     axis[0] = _unit(np.array([0.2 * rng.normal(), 0.2 * rng.normal(), 1.0]))  # near-horizontal motion

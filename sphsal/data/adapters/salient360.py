@@ -78,7 +78,7 @@ class FixationList:
         self.size = size
 
     def __call__(self, index: int) -> np.ndarray:
-        from sphsal.metrics import fixation_map
+        from sphsal.metrics.density import fixation_map
 
         sel = (self.start <= index) & (index <= self.end)
         h, w = self.size

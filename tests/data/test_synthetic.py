@@ -1,0 +1,138 @@
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+from data_fixtures import SYNTHETIC, synthetic_root
+
+from sphsal.audio import energy_map, load_audio, read_sa3d
+from sphsal.data import VideoReader, create_dataset, make_dataset
+from sphsal.data.synthetic import SyntheticScene, make_scene, render_frame, simulate_gaze
+from sphsal.sphere import directions_to_vectors, equirect_directions, solid_angle_weights
+
+
+def scenes(root):
+    with open(os.path.join(root, "synthetic.json")) as f:
+        meta = json.load(f)
+    out = {}
+    for name, s in meta["scenes"].items():
+        out[name] = SyntheticScene(*(np.array(s[k]) for k in ("start", "axis", "speed", "radius", "colour")),
+                                   s["timbre"], np.array(s["pitch"]), [tuple(x) for x in s["segments"]],
+                                   s["duration"], s["audio_decisive"], s["background_seed"])
+    return out
+
+
+def test_layout_of_the_generated_dataset():
+    root = synthetic_root()
+    names = [f"synth_{i:03d}" for i in range(SYNTHETIC["n_videos"])]
+    assert sorted(os.listdir(os.path.join(root, "videos"))) == [n + ".mp4" for n in names]
+    for condition in ("none", "mono", "ambix"):
+        folder = os.path.join(root, "dataset_public", condition, names[0])
+        assert len(os.listdir(folder)) == SYNTHETIC["n_viewers"]
+    with open(os.path.join(folder, "viewer_00.csv")) as f:
+        assert f.readline().strip() == "time,2dmu,2dmv"
+    path = os.path.join(root, "videos", names[0] + ".mp4")
+    with VideoReader(path) as reader:
+        assert (len(reader), reader.fps, reader.height, reader.width) == (16, 8, 64, 128)
+    audio, rate = load_audio(path)
+    assert audio.shape[0] == 4 and rate == 16000 and audio.shape[1] >= 2 * 16000
+    assert read_sa3d(path).ambisonic_order == 1
+
+
+def test_generation_is_deterministic_per_seed(tmp_path):
+    params = {"n_videos": 1, "duration": 1.0, "fps": 4, "height": 16, "width": 32, "n_viewers": 2}
+    a = make_dataset(tmp_path / "a", seed=5, **params)
+    b = make_dataset(tmp_path / "b", seed=5, **params)
+    c = make_dataset(tmp_path / "c", seed=6, **params)
+
+    def content(root):
+        with open(os.path.join(root, "synthetic.json")) as f:
+            scene = json.load(f)["scenes"]
+        with open(os.path.join(root, "dataset_public", "ambix", "synth_000", "viewer_01.csv")) as f:
+            return scene, f.read()
+
+    assert content(a) == content(b) and content(a) != content(c)
+
+
+def test_objects_cross_the_seam_and_near_the_poles():
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        scene = make_scene(rng, duration=2.0, n_objects=4)
+        az, el = scene.directions(np.linspace(0, 2.0, 81))
+        assert np.any(np.abs(np.diff(az[0])) > math.pi)  # object 0 wraps from +180 to -180 degrees
+        assert np.abs(el[1]).max() > math.radians(50)
+        segments = scene.segments
+        assert segments[0][0] == 0 and segments[-1][1] == pytest.approx(2.0)
+        assert all(1 <= len(objs) <= 2 for _, _, objs in segments)
+        assert len({objs for _, _, objs in segments}) >= 2  # the sounding object switches
+
+
+@pytest.mark.parametrize("az_deg, el_deg", [(179.0, 0.0), (30.0, 72.0)])
+def test_discs_are_drawn_as_caps_on_the_sphere(az_deg, el_deg):
+    h, w = 128, 256
+    centre = directions_to_vectors(math.radians(az_deg), math.radians(el_deg)).numpy()
+    radius = math.radians(12)
+    scene = SyntheticScene(centre[None], np.array([[0.0, 0.0, 1.0]]), np.zeros(1), np.array([radius]),
+                           np.array([[1.0, 0.0, 0.0]]), ["harmonic"], np.array([220.0]), [(0.0, 1.0, (0,))],
+                           1.0, True, 0)
+    az, el = equirect_directions(h, w, dtype=torch.float64)
+    pixels = directions_to_vectors(az, el).numpy().astype(np.float32)
+    img = render_frame(scene, 0.0, pixels, np.zeros((h, w, 3), np.float32))
+    covered = (img[..., 0] > 0.3 * 255).astype(np.float64)  # the disc's texture keeps red >= 0.6
+    area = float((torch.from_numpy(covered) * solid_angle_weights(h, w, dtype=torch.float64)).sum())
+    cap = 2 * math.pi * (1 - math.cos(radius))
+    assert area == pytest.approx(cap, rel=0.1)
+    if az_deg == 179.0:
+        assert covered[:, 0].any() and covered[:, -1].any()  # split by the seam
+
+
+def test_viewers_prefer_sounding_objects_and_the_equator():
+    scene = make_scene(np.random.default_rng(1), duration=4.0, n_objects=4)
+    gaze = np.concatenate(simulate_gaze(scene, np.random.default_rng(2), 20, 16.0, attention=0.75))
+    targets = scene.vectors(gaze[:, 0])  # (K, N, 3)
+    aim = directions_to_vectors(gaze[:, 1], gaze[:, 2]).numpy()
+    closest = np.argmax(np.einsum("knc,nc->kn", targets, aim), axis=0)
+    sounding = scene.sounding(gaze[:, 0])[closest, np.arange(len(closest))]
+    assert sounding.mean() > 0.5
+    assert np.median(np.abs(gaze[:, 2])) < math.radians(45)
+
+
+def test_roundtrip_through_the_360avhm_adapter():
+    root = synthetic_root()
+    ds = create_dataset("360av-hm", root, clip_len=4, size=(32, 64), cache_dir=False)
+    assert len(ds) == SYNTHETIC["n_videos"] * 16
+    item = ds[20]
+    assert item["frames"].shape == (3, 4, 32, 64) and item["audio"].shape == (4, 8000)
+    assert item["saliency"].shape == (32, 64) and float(item["saliency"].sum()) == pytest.approx(1.0)
+    assert item["video"] == "synth_001" and item["frame_index"] == 4
+    # Ground truth mass sits closer to the sounding object with ambisonic audio than without audio.
+    scene = scenes(root)["synth_001"]
+    az, el = equirect_directions(32, 64, dtype=torch.float64)
+    pixels = directions_to_vectors(az, el).numpy()
+
+    def mass_near_sounding(condition):
+        data = create_dataset("360av-hm", root, condition=condition, clip_len=1, size=(32, 64),
+                              cache_dir=False)
+        total = []
+        for it in (data[k] for k in range(16, 32)):
+            t = (it["frame_index"] + 0.5) / 8
+            loud = np.flatnonzero(scene.sounding([t])[:, 0])
+            near = np.zeros((32, 64), bool)
+            for k in loud:
+                near |= pixels @ scene.vectors([t])[k, 0] > math.cos(math.radians(20))
+            total.append(float(it["saliency"][torch.from_numpy(near)].sum()))
+        return np.mean(total)
+
+    assert mass_near_sounding("ambix") > mass_near_sounding("none") + 0.1
+
+
+def test_audio_energy_map_correlates_with_ground_truth_saliency():
+    ds = create_dataset("360av-hm", synthetic_root(), clip_len=4, frame_step=2, cache_dir=False)
+    ccs = []
+    for item in ds:
+        h, w = item["saliency"].shape
+        aem = energy_map(item["audio"], item["sample_rate"], 8, h, w, num_frames=4)[-1]
+        ccs.append(float(torch.corrcoef(torch.stack((aem.flatten(), item["saliency"].flatten())))[0, 1]))
+    assert min(ccs) > 0 and np.mean(ccs) > 0.1
