@@ -23,6 +23,7 @@ import tempfile
 import cv2
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from sphsal.projections import (
     equirect_to_cubemap,
@@ -53,6 +54,7 @@ def register(subparsers) -> None:
     p.add_argument("--size", default="512x512", help="viewport size HxW (default 512x512)")
     p.add_argument("--pattern-size", default="512x1024", help="size HxW of the generated pattern")
     p.add_argument("--mode", choices=("bilinear", "nearest"), default="bilinear", help="interpolation")
+    p.add_argument("--quiet", action="store_true", help="no progress bar for videos")
     p.set_defaults(func=run)
 
 
@@ -103,28 +105,36 @@ def _temp_path(out: str) -> str:
     return tmp
 
 
-def write_image(path: str, x: torch.Tensor) -> None:
-    """Write a float RGB ``(3, H, W)`` image atomically."""
+def write_atomically(path: str, write) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it to ``path``; on failure
+    the temporary file is removed and ``path`` is left untouched."""
     tmp = _temp_path(path)
     try:
-        if not cv2.imwrite(tmp, _to_bgr(x)):
-            raise ValueError(f"cannot write image {path!r}: unsupported suffix or unwritable directory")
+        write(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def write_image(path: str, x: torch.Tensor) -> None:
+    """Write a float RGB ``(3, H, W)`` image atomically."""
+
+    def write(tmp):
+        if not cv2.imwrite(tmp, _to_bgr(x)):
+            raise ValueError(f"cannot write image {path!r}: unsupported suffix or unwritable directory")
+
+    write_atomically(path, write)
 
 
 def write_array(path: str, array: np.ndarray) -> None:
     """Save a ``.npy`` array atomically."""
-    tmp = _temp_path(path)
-    try:
+
+    def write(tmp):
         with open(tmp, "wb") as f:
             np.save(f, array)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+
+    write_atomically(path, write)
 
 
 def healpix_preview(maps: torch.Tensor) -> torch.Tensor:
@@ -157,15 +167,9 @@ def _check_out(args) -> None:
         raise FileNotFoundError(f"output directory {directory!r} of --out does not exist")
 
 
-def project_video(args, project) -> int:
-    """Project every frame of ``args.input``; returns the number of frames written."""
-    cap = cv2.VideoCapture(args.input)
-    if not cap.isOpened():
-        raise ValueError(f"cannot open {args.input!r} as a video")
-    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-    tmp = None if args.to == "healpix" else _temp_path(args.out)
-    writer, maps, count = None, [], 0
-    try:
+def _read_batches(cap, total: int, quiet: bool):
+    """Yield lists of up to ``BATCH_FRAMES`` BGR frames from an open ``cv2.VideoCapture``."""
+    with tqdm(total=total or None, unit="frame", desc="project", disable=quiet) as bar:
         while True:
             frames = []
             while len(frames) < BATCH_FRAMES:
@@ -174,37 +178,58 @@ def project_video(args, project) -> int:
                     break
                 frames.append(frame)
             if not frames:
-                break
-            with torch.no_grad():
-                out = project(_to_tensor(frames))
-            count += len(frames)
-            if tmp is None:
-                maps.append((out.clamp(0, 1) * 255).round().to(torch.uint8).numpy())
-                continue
-            for view in out:
+                return
+            bar.update(len(frames))
+            yield frames
+
+
+def _write_mp4(path: str, batches, fps: float, source: str) -> int:
+    """Write float RGB batches ``(B, 3, h, w)`` projected from video ``source`` as mp4 frames;
+    returns the number of frames (an error if there were none)."""
+    writer, count = None, 0
+    try:
+        for batch in batches:
+            for view in batch:
                 bgr = _to_bgr(view)
                 if writer is None:
-                    writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps,
+                    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps,
                                              (bgr.shape[1], bgr.shape[0]))
                 writer.write(bgr)
-        if count == 0:
-            raise ValueError(f"{args.input!r} holds no readable video frames")
+                count += 1
+    finally:
         if writer is not None:
             writer.release()
-            writer = None
-            os.replace(tmp, args.out)
-        else:
-            stacked = np.concatenate(maps)
-            write_array(args.out, stacked)
-            write_image(os.path.splitext(args.out)[0] + ".png",
-                        healpix_preview(torch.from_numpy(stacked[0]).float().div(255)))
+    if count == 0:
+        raise ValueError(f"{source!r} holds no readable video frames")
+    return count
+
+
+def project_video(args, project) -> int:
+    """Project every frame of ``args.input``; returns the number of frames written."""
+    cap = cv2.VideoCapture(args.input)
+    if not cap.isOpened():
+        raise ValueError(f"cannot open {args.input!r} as a video")
+    try:
+        fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        batches = (project(_to_tensor(frames)) for frames in _read_batches(cap, total, args.quiet))
+        with torch.no_grad():
+            if args.to == "healpix":
+                maps = [(b.clamp(0, 1) * 255).round().to(torch.uint8).numpy() for b in batches]
+            else:
+                counts = []
+                write_atomically(args.out,
+                                 lambda tmp: counts.append(_write_mp4(tmp, batches, fps, args.input)))
+                return counts[0]
     finally:
         cap.release()
-        if writer is not None:
-            writer.release()
-        if tmp is not None and os.path.exists(tmp):
-            os.remove(tmp)
-    return count
+    if not maps:
+        raise ValueError(f"{args.input!r} holds no readable video frames")
+    stacked = np.concatenate(maps)
+    write_array(args.out, stacked)
+    write_image(os.path.splitext(args.out)[0] + ".png",
+                healpix_preview(torch.from_numpy(stacked[0]).float().div(255)))
+    return len(stacked)
 
 
 def run(args) -> int:

@@ -52,6 +52,13 @@ def test_image_and_video_inputs(tmp_path):
     cap.release()
     assert ok and first.shape == (24, 32, 3) and count == 3
 
+    maps = tmp_path / "clip.npy"
+    assert main(["project", str(video), "--to", "healpix", "--nside", "2", "--quiet",
+                 "--out", str(maps)]) == 0
+    array = np.load(maps)
+    assert array.shape == (3, 3, 48) and array.dtype == np.uint8
+    assert (tmp_path / "clip.png").exists()
+
 
 def test_missing_or_unreadable_input_is_named(tmp_path, capsys):
     missing = tmp_path / "nothere.png"
@@ -63,7 +70,13 @@ def test_missing_or_unreadable_input_is_named(tmp_path, capsys):
     assert "junk.jpg" in capsys.readouterr().err
     assert main(["project", "--to", "healpix", "--out", str(tmp_path / "map.png")]) == 2
     assert ".npy" in capsys.readouterr().err
-    assert not (tmp_path / "c.png").exists()
+    fake = tmp_path / "fake.mp4"
+    fake.write_bytes(b"not a video")
+    assert main(["project", str(fake), "--to", "cubemap", "--out", str(tmp_path / "c.mp4")]) == 2
+    assert "fake.mp4" in capsys.readouterr().err
+    assert main(["project", "--to", "healpix", "--out", str(tmp_path / "map.png")]) == 2
+    assert ".npy" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fake.mp4", "junk.jpg"]  # nothing written
 
 
 def test_help_lists_the_command(capsys):
