@@ -16,6 +16,10 @@ from sphsal._version import __version__
 # Sub-command name -> module in this package (modules are imported only when listed here).
 COMMANDS: dict[str, str] = {
     "project": "project",
+    "train": "train",
+    "evaluate": "evaluate",
+    "predict": "predict",
+    "models": "models",
 }
 
 

@@ -1,0 +1,56 @@
+"""``sphsal evaluate``: score a model (trained checkpoint or published weights) on a dataset split."""
+
+from __future__ import annotations
+
+import json
+
+from sphsal.cli.options import add_dataset_options, add_model_options, parse_key_values
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("evaluate", help="evaluate a model on a dataset", description=__doc__)
+    add_model_options(p)
+    add_dataset_options(p)
+    p.add_argument("--weights", default=None,
+                   help="sphsal checkpoint (a training run's last.pt or a saved model); default: untrained")
+    p.add_argument("--original-weights", default=None, help="a published checkpoint of the model")
+    p.add_argument("--out", required=True, help="folder for per_frame.csv, per_video.csv, summary.json")
+    p.add_argument("--metrics", default=None, help="comma-separated metric names (default: the standard set)")
+    p.add_argument("--planar", action="store_true", help="unweighted metrics (default: solid-angle weights)")
+    p.add_argument("--split", default="test", help="dataset split (default: test)")
+    p.add_argument("--frame-step", type=int, default=5, help="score every n-th frame (default: 5)")
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--device", default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=run)
+
+
+def load_model(args):
+    """Build ``args.model`` with ``--model-arg`` options and load ``--weights`` / ``--original-weights``."""
+    from sphsal.models import create_model
+    from sphsal.models.checkpoints import load_checkpoint, load_original_checkpoint
+
+    model = create_model(args.model, **parse_key_values(args.model_arg, "--model-arg"))
+    if args.weights:
+        load_checkpoint(args.weights, model)
+    if getattr(args, "original_weights", None):
+        load_original_checkpoint(model, args.original_weights)
+    return model
+
+
+def run(args) -> int:
+    from sphsal.data import create_dataset
+    from sphsal.engine.evaluate import evaluate_model
+    from sphsal.metrics import DEFAULT_METRICS
+
+    model = load_model(args)
+    options = {"split": args.split, "frame_step": args.frame_step, "clip_len": model.input_spec.clip_len,
+               **parse_key_values(args.dataset_arg, "--dataset-arg")}
+    dataset = create_dataset(args.dataset, args.root, **options)
+    metrics = tuple(args.metrics.split(",")) if args.metrics else DEFAULT_METRICS
+    summary = evaluate_model(model, dataset, out_dir=args.out, metrics=metrics,
+                             weights=None if args.planar else "sphere", batch_size=args.batch_size,
+                             device=args.device, progress=not args.quiet)
+    brief = {key: summary[key] for key in ("mean", "std", "n_videos")}
+    print(json.dumps(brief, indent=2))
+    return 0

@@ -1,0 +1,157 @@
+"""Prediction on videos: per-frame saliency maps (PNG and/or NPY) and an overlay MP4 with the source audio.
+
+For every frame ``t`` of a video (at the model's or a chosen frame rate) the model sees the causal clip
+of ``clip_len`` frames ending at ``t`` (sliding window; the first frame repeats at the start) and the
+audio under that clip. Outputs of a video go to ``OUT/<video name>/``::
+
+    maps/00000.png ...   the map of each frame, max-normalised to 0..255 at the frame size
+    maps/00000.npy ...   (with save_npy) the raw map (float32, model resolution, sums to 1)
+    overlay.mp4          heatmap over the frames, with the source audio
+    done.json            written last: a rerun skips videos that have it (unless overwrite=True)
+
+Every file is written atomically. A model that needs ambisonic audio (the AEM) fails with a clear
+error on a mono or stereo video; build it with ``use_aem=False`` to run it without.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from sphsal.atomic import atomic_path, write_text
+from sphsal.data.clips import audio_window, clip_indices, clip_span, slice_audio
+from sphsal.engine.evaluate import upsample_prediction
+from sphsal.engine.runtime import collate_items, resolve_device, to_device
+from sphsal.viz import overlay, tensor_to_frame, write_png, write_video
+
+DONE_NAME = "done.json"
+#: Frames are read (and overlays written) at most this large (H, W); larger videos are downscaled.
+MAX_READ_SIZE = (960, 1920)
+#: AAC carries at most this many channels; higher-order ambisonics keeps its W channel in the overlay.
+MAX_OVERLAY_CHANNELS = 8
+
+
+def _read_size(reader_height: int, reader_width: int) -> tuple[int, int]:
+    scale = min(1.0, MAX_READ_SIZE[0] / reader_height, MAX_READ_SIZE[1] / reader_width)
+    return max(2, int(round(reader_height * scale / 2)) * 2), max(2, int(round(reader_width * scale / 2)) * 2)
+
+
+def _load_video_audio(path: str, model) -> tuple[np.ndarray | None, int]:
+    """The video's audio ``(channels, samples)`` and rate; checks it is ambisonic when the model needs the
+    AEM. Returns ``(None, 0)`` for a silent video when the model needs no audio."""
+    from sphsal.audio import load_audio, require_ambisonic
+
+    spec = model.input_spec
+    needs_audio = spec.needs_audio_mel or spec.needs_aem
+    try:
+        audio, rate = load_audio(path)
+    except ValueError:
+        if needs_audio:
+            raise
+        return None, 0
+    if spec.needs_aem:
+        try:
+            require_ambisonic(audio, path=path)
+        except ValueError as err:
+            raise ValueError(f"{err}. This model uses the audio energy map; run it without (--no-aem, "
+                             "model option use_aem=False) or give a video with ambisonic audio") from err
+    return audio, rate
+
+
+@torch.no_grad()
+def predict_video(model: torch.nn.Module, path, out_dir, *, fps=None, batch_size: int = 2,
+                  save_png: bool = True, save_npy: bool = False, make_overlay: bool = True,
+                  overwrite: bool = False, device=None, progress: bool = True) -> dict:
+    """Predict the saliency of every frame of one video; returns the video's ``done.json`` record.
+
+    Args:
+        model: a registered sphsal model.
+        path: the video file.
+        out_dir: parent folder; outputs go to ``out_dir/<video file stem>/``.
+        fps: frame rate to predict at (default: the video's own).
+        batch_size: clips per forward pass.
+        save_png, save_npy, make_overlay: which outputs to write.
+        overwrite: redo a video that already has ``done.json``.
+        device, progress: torch device (default CUDA if available), tqdm bar.
+    """
+    from sphsal.data import VideoReader
+
+    path = os.fspath(path)
+    name = os.path.splitext(os.path.basename(path))[0]
+    video_dir = os.path.join(os.fspath(out_dir), name)
+    done_path = os.path.join(video_dir, DONE_NAME)
+    if os.path.exists(done_path) and not overwrite:
+        with open(done_path, encoding="utf-8") as f:
+            return {**json.load(f), "skipped": True}
+    device = resolve_device(device)
+    model = model.to(device).eval()
+    audio, rate = _load_video_audio(path, model)
+    with VideoReader(path, fps=fps) as probe:
+        size = _read_size(probe.height, probe.width)
+    reader = VideoReader(path, fps=fps, size=size)
+    n, clip_len = len(reader), model.input_spec.clip_len
+    maps_dir = os.path.join(video_dir, "maps")
+    os.makedirs(maps_dir, exist_ok=True)
+    saliency = []
+    bar = tqdm(total=n, desc=f"predict {name}", disable=not progress, unit="frame")
+    for start in range(0, n, batch_size):
+        targets = range(start, min(n, start + batch_size))
+        items = [_clip_item(reader, t, clip_len, audio, rate) for t in targets]
+        batch = to_device(collate_items(items), device)
+        pred = model(**model.prepare_inputs(batch)).float().cpu()
+        for k, t in enumerate(range(start, start + len(items))):
+            if save_npy:
+                _save_npy(os.path.join(maps_dir, f"{t:05d}.npy"), pred[k, 0].numpy())
+            full = upsample_prediction(pred[k:k + 1], size)[0]
+            if save_png:
+                peak = float(full.max())
+                grey = (full / peak * 255 if peak > 0 else full).round().clamp(0, 255).byte().numpy()
+                write_png(os.path.join(maps_dir, f"{t:05d}.png"), grey)
+            if make_overlay:
+                saliency.append(pred[k, 0].numpy())
+        bar.update(len(items))
+    bar.close()
+    if make_overlay:
+        overlay_audio = None if audio is None else (
+            audio if audio.shape[0] <= MAX_OVERLAY_CHANNELS else audio[:1])
+        frames = (overlay(tensor_to_frame(reader.read_frame(t)), saliency[t]) for t in range(n))
+        write_video(os.path.join(video_dir, "overlay.mp4"), frames, float(reader.fps),
+                    audio=overlay_audio, sample_rate=rate or None)
+    reader.close()
+    record = {"video": path, "frames": n, "fps": float(reader.fps), "size": list(size),
+              "model": type(model).__name__, "png": save_png, "npy": save_npy, "overlay": make_overlay}
+    write_text(done_path, json.dumps(record, indent=2))
+    return {**record, "skipped": False}
+
+
+def predict_videos(model: torch.nn.Module, paths: Iterable, out_dir, **options) -> list[dict]:
+    """:func:`predict_video` for many videos (each in its own sub-folder); finished ones are skipped."""
+    paths = [os.fspath(p) for p in paths]
+    missing = [p for p in paths if not os.path.exists(p)]
+    if missing:
+        raise FileNotFoundError(f"video file(s) not found: {', '.join(missing)}")
+    stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+    if len(set(stems)) != len(stems):
+        raise ValueError(f"videos must have distinct file names (outputs go to OUT/<name>/): {stems}")
+    return [predict_video(model, p, out_dir, **options) for p in paths]
+
+
+def _clip_item(reader, t: int, clip_len: int, audio: np.ndarray | None, rate: int) -> dict:
+    """A dataset-like item (no ground truth) for the clip ending at frame ``t``."""
+    frames = reader.read_frames(clip_indices(t, clip_len, len(reader), "end"))
+    item = {"frames": frames, "fps": float(reader.fps), "video": reader.path, "frame_index": t}
+    if audio is not None:
+        t0, t1 = clip_span(t, clip_len, reader.fps, "end")
+        item["audio"] = torch.from_numpy(slice_audio(audio, *audio_window(t0, t1, rate)))
+        item["sample_rate"] = int(rate)
+    return item
+
+
+def _save_npy(path: str, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array.astype(np.float32))

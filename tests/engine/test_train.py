@@ -1,0 +1,128 @@
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from sphsal.engine.train import TrainConfig, load_training_state, train
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from engine_tiny import BlobDataset  # noqa: E402
+
+
+def _config(out_dir, **kw):
+    base = dict(model="tiny_test_model", out_dir=str(out_dir), epochs=3, batch_size=2, ckpt_every=2,
+                progress=False, seed=3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _weights(path):
+    return load_training_state(path)["model"]
+
+
+def test_training_lowers_the_loss_and_writes_logs(tmp_path):
+    summary = train(_config(tmp_path, epochs=8), dataset=BlobDataset(12))
+    assert summary["step"] == 8 * 6
+    with open(tmp_path / "log.csv", newline="") as f:
+        losses = [float(r["loss"]) for r in csv.DictReader(f)]
+    assert len(losses) == 48
+    assert sum(losses[-6:]) / 6 < sum(losses[:6]) / 6
+    assert os.path.exists(tmp_path / "config.json")
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert state["progress"]["step"] == 48
+
+
+def test_stopped_and_resumed_run_matches_uninterrupted(tmp_path):
+    ds = BlobDataset(12)
+    train(_config(tmp_path / "full"), dataset=ds)
+    # Stop in the middle of the second epoch (step 8 of 18), then resume to the end.
+    train(_config(tmp_path / "part", max_steps=8), dataset=ds)
+    assert load_training_state(str(tmp_path / "part" / "last.pt"))["progress"]["step"] == 8
+    train(_config(tmp_path / "part"), dataset=ds, resume=True)
+    full, part = _weights(str(tmp_path / "full" / "last.pt")), _weights(str(tmp_path / "part" / "last.pt"))
+    for key in full:
+        assert torch.equal(full[key], part[key]), key
+    with open(tmp_path / "part" / "log.csv", newline="") as f:
+        steps = [int(r["step"]) for r in csv.DictReader(f)]
+    assert steps == list(range(1, 19))
+
+
+_WORKER = """
+import sys, time, torch
+sys.path.insert(0, {here!r})
+from engine_tiny import BlobDataset
+from sphsal.engine.train import TrainConfig, train
+
+class Slow(BlobDataset):
+    def __getitem__(self, i):
+        time.sleep({delay})
+        return super().__getitem__(i)
+
+cfg = TrainConfig(model="tiny_test_model", out_dir={out!r}, epochs=3, batch_size=2, ckpt_every=2,
+                  progress=False, seed=3)
+train(cfg, dataset=Slow(12), resume={resume})
+"""
+
+
+def _run_worker(out, resume, delay=0.0, **popen):
+    code = _WORKER.format(here=HERE, out=str(out), resume=resume, delay=delay)
+    return subprocess.Popen([sys.executable, "-c", code], **popen)
+
+
+def test_killed_process_resumes_to_the_same_weights(tmp_path):
+    ds = BlobDataset(12)
+    train(_config(tmp_path / "full"), dataset=ds)
+    proc = _run_worker(tmp_path / "killed", resume=False, delay=0.15)
+    ckpt = tmp_path / "killed" / "last.pt"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if ckpt.exists() and load_training_state(str(ckpt))["progress"]["step"] >= 4:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    step = load_training_state(str(ckpt))["progress"]["step"]
+    assert 4 <= step < 18, "the worker must be killed mid-run"
+    assert _run_worker(tmp_path / "killed", resume=True).wait() == 0
+    full, resumed = _weights(str(tmp_path / "full" / "last.pt")), _weights(str(ckpt))
+    for key in full:
+        assert torch.equal(full[key], resumed[key]), key
+
+
+_DDP = """
+import sys
+sys.path.insert(0, {here!r})
+from engine_tiny import BlobDataset
+from sphsal.engine.train import TrainConfig, train
+train(TrainConfig(model="tiny_test_model", out_dir={out!r}, epochs=2, batch_size=2, progress=False,
+                  device="cpu"), dataset=BlobDataset(12))
+"""
+
+
+def test_two_process_torchrun_on_cpu(tmp_path):
+    script = tmp_path / "ddp_train.py"
+    script.write_text(_DDP.format(here=HERE, out=str(tmp_path / "ddp")))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                             str(script)], env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = load_training_state(str(tmp_path / "ddp" / "last.pt"))
+    # 12 items / 2 processes / batch 2 = 3 steps per epoch.
+    assert state["progress"]["step"] == 6
+
+
+def test_bad_inputs_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="last.pt"):
+        train(_config(tmp_path), dataset=BlobDataset(4), resume=True)
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        train(_config(tmp_path, batch_size=8), dataset=BlobDataset(4))
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "last.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="cannot read checkpoint"):
+        train(_config(tmp_path / "bad"), dataset=BlobDataset(4), resume=True)
