@@ -1,7 +1,8 @@
 """The fixed audio-visual prior ``ECB * AEM``: no parameters, no training, any ambisonic video.
 
 The audio energy map (AEM) of the target frame says where the sound comes from; the equator centre
-bias (ECB, the AVS360 Gaussian: 15 deg in elevation, 75 deg in azimuth) says where viewers look anyway.
+bias (ECB, :func:`sphsal.priors.equator_bias`: AVS360's Gaussian, 15 deg in elevation, 75 deg in
+azimuth) says where viewers look anyway.
 Their product, sum-normalised, is a baseline that every learned audio-visual model should beat.
 """
 
@@ -10,9 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sphsal.models.avs360 import equator_center_bias
 from sphsal.models.inputs import clip_energy_map, max_normalise, require_keys
 from sphsal.models.registry import InputSpec, register_model
+from sphsal.priors import equator_bias
 
 __all__ = ["AEMECBPrior", "aem_ecb"]
 
@@ -37,7 +38,7 @@ class AEMECBPrior(nn.Module):
             raise ValueError(f"floor must be >= 0, got {floor}")
         self.output_size = output_size
         self.floor = float(floor)
-        self.register_buffer("ecb", equator_center_bias(*output_size)[None, None], persistent=False)
+        self.register_buffer("ecb", equator_bias(*output_size)[None, None], persistent=False)
         self.input_spec = InputSpec(clip_len=int(clip_len), frame_size=output_size, output_size=output_size,
                                     needs_aem=True, audio_channels=4)
         self.default_loss = "kld"

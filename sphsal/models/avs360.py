@@ -20,12 +20,16 @@ Architecture (defaults are the published sizes):
 * Audio: a second 3D ResNet-18 on log-mel features tiled to 3 channels ``(B, 3, 16, 64, 64)``,
   averaged to one 512-vector and broadcast over the grid.
 * Fusion: ``concat(visual, audio) -> 1x1 conv -> x`` (512 channels), then
-  ``x' = ReLU(ECB * (1 + AEM) * (x + max x))`` with the equator centre bias ECB (Gaussian, 15 deg in
-  elevation, 75 deg in azimuth, max 1) and the clip's audio energy map AEM (``(B, 1, 8, 10)`` in
-  ``[0, 1]``). ``max x`` is taken per sample (the released code took it over the whole batch, which
-  couples the samples of a batch; its AEM path could not run, this one does).
-* Decoder: two steps (bilinear x2, 3x3 conv, ReLU) 512 -> 512 -> 128, a 1x1 conv to 1 channel, ReLU,
-  division by the sum: a ``(B, 1, 32, 40)`` map that sums to 1.
+  ``x' = ReLU(ECB * (1 + AEM) * (x + max x))`` with the equator centre bias ECB
+  (:func:`sphsal.priors.equator_bias`: 15 deg in elevation, 75 deg in azimuth, max 1) and the clip's
+  audio energy map AEM (``(B, 1, 8, 10)`` in ``[0, 1]``). ``max x`` is taken per sample (the released
+  code took it over the whole batch, which couples the samples of a batch; its AEM path could not
+  run, this one does).
+* Decoder: two steps (bilinear x2, 3x3 conv, ReLU) 512 -> 512 -> 128, a 1x1 conv to 1 channel, a
+  non-negative activation, division by the sum: a ``(B, 1, 32, 40)`` map that sums to 1. The
+  published activation is a ReLU (``head_activation="relu"``); the default here is a softplus,
+  because a ReLU whose inputs all turn negative outputs an all-zero map that no longer gets any
+  gradient (it happens within a few steps on small models).
 
 ``width_mult`` scales every width (ResNets, fusion and decoder) and ``clip_len`` / ``frame_size`` /
 ``face_size`` the input, so a demo can run a reduced configuration of the same architecture.
@@ -33,8 +37,6 @@ Ablations: ``avs360_visual`` (no audio branch, no AEM) and ``avs360_no_aem``.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
@@ -51,14 +53,14 @@ from sphsal.models.inputs import (
     resize_clip,
 )
 from sphsal.models.registry import InputSpec, register_model
+from sphsal.priors import equator_bias
 from sphsal.sphere import pad_equirect
 
-__all__ = ["AVS360", "VIEWS", "EquirectPad", "equator_center_bias", "avs360", "avs360_visual",
-           "avs360_no_aem"]
+__all__ = ["AVS360", "VIEWS", "EquirectPad", "avs360", "avs360_visual", "avs360_no_aem"]
 
 VIEWS = ("both", "erp_spherical", "cubemap", "erp_planar", "both_planar")
 MEL_SIZE = 64
-ECB_SIGMA_DEG = (15.0, 75.0)
+HEAD_ACTIVATIONS = {"softplus": F.softplus, "relu": F.relu}
 
 
 class EquirectPad(nn.Module):
@@ -71,16 +73,6 @@ class EquirectPad(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return pad_equirect(x, self.pad)
-
-
-def equator_center_bias(h: int, w: int, sigma_el_deg: float = ECB_SIGMA_DEG[0],
-                        sigma_az_deg: float = ECB_SIGMA_DEG[1]) -> torch.Tensor:
-    """AVS360's equator centre bias on an ``h x w`` ERP grid: ``(H, W)``, maximum 1 at the front."""
-    from sphsal.priors import equator_bias
-
-    ecb = torch.as_tensor(equator_bias(h, w, math.radians(sigma_el_deg), math.radians(sigma_az_deg)),
-                          dtype=torch.float32)
-    return ecb / ecb.max()
 
 
 class UpConv(nn.Module):
@@ -107,14 +99,19 @@ class AVS360(nn.Module):
         frame_size: ``(H, W)`` of the ERP clip (256 x 320 as published); ``H`` a multiple of 32 and
             ``W`` of 64, so the fusion grid ``(H/32, W/32)`` has an even width (ERP padding wraps it).
         face_size: cube face side (128).
+        head_activation: ``"softplus"`` (default) or ``"relu"`` (published) before the sum
+            normalisation.
     """
 
     def __init__(self, view: str = "both", use_audio: bool = True, use_aem: bool = True,
                  width_mult: float = 1.0, clip_len: int = 16, frame_size: tuple[int, int] = (256, 320),
-                 face_size: int = 128):
+                 face_size: int = 128, head_activation: str = "softplus"):
         super().__init__()
         if view not in VIEWS:
             raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
+        if head_activation not in HEAD_ACTIVATIONS:
+            raise ValueError(f"head_activation must be one of {tuple(HEAD_ACTIVATIONS)}, "
+                             f"got {head_activation!r}")
         if use_aem and not use_audio:
             raise ValueError("use_aem=True needs the audio (use_audio=True)")
         if clip_len < 1:
@@ -126,6 +123,7 @@ class AVS360(nn.Module):
         if face_size < 32:
             raise ValueError(f"face_size must be at least 32 pixels, got {face_size}")
         self.view = view
+        self.head_activation = head_activation
         self.use_audio = use_audio
         self.use_aem = use_aem
         self.clip_len = int(clip_len)
@@ -145,7 +143,7 @@ class AVS360(nn.Module):
         self.up1 = UpConv(channels, channels)
         self.up2 = UpConv(channels, decoder_channels)
         self.head = nn.Conv2d(decoder_channels, 1, 1)
-        self.register_buffer("ecb", equator_center_bias(*self.fusion_size)[None, None], persistent=False)
+        self.register_buffer("ecb", equator_bias(*self.fusion_size)[None, None], persistent=False)
 
         output_size = (4 * self.fusion_size[0], 4 * self.fusion_size[1])
         self.input_spec = InputSpec(clip_len=self.clip_len, frame_size=frame_size, output_size=output_size,
@@ -239,7 +237,7 @@ class AVS360(nn.Module):
                                  f"got {tuple(aem.shape)}")
             gain = gain * (1.0 + aem)
         x = F.relu(gain * (x + x.amax(dim=(1, 2, 3), keepdim=True)))
-        sal = F.relu(self.head(self.up2(self.up1(x))))
+        sal = HEAD_ACTIVATIONS[self.head_activation](self.head(self.up2(self.up1(x))))
         return sal / sal.sum(dim=(2, 3), keepdim=True).clamp_min(1e-12)
 
     def _visual_features(self, frames, faces) -> torch.Tensor:

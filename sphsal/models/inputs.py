@@ -20,7 +20,6 @@ __all__ = [
     "normalise_clip",
     "batch_value",
     "clip_fps",
-    "mono_mix",
     "clip_log_mel",
     "clip_energy_map",
     "max_normalise",
@@ -94,30 +93,19 @@ def clip_fps(batch: dict, i: int, num_frames: int) -> float:
     return num_frames * batch_value(batch, "sample_rate", i) / samples
 
 
-def mono_mix(audio: torch.Tensor) -> torch.Tensor:
-    """One channel ``(S,)`` from ``(channels, S)``: the omnidirectional W channel (ACN 0) of
-    ambisonic audio (4, 9, 16, ... channels), the mean of the channels otherwise (mono, stereo)."""
-    channels = audio.shape[0]
-    root = round(channels ** 0.5)
-    if channels >= 4 and root * root == channels:
-        return audio[0]
-    return audio.mean(dim=0)
-
-
 def clip_log_mel(batch: dict, num_frames: int) -> torch.Tensor:
     """Log-mel features of each item's audio, one 64 x 64 example per clip frame, tiled to 3
-    channels: ``(B, 3, T, 64, 64)`` (:func:`sphsal.audio.log_mel` on the :func:`mono_mix`)."""
+    channels: ``(B, 3, T, 64, 64)`` (:func:`sphsal.audio.log_mel`, which takes the W channel of
+    ambisonic audio and the channel mean of mono or stereo audio)."""
     from sphsal.audio import log_mel
 
     require_keys(batch, ("audio", "sample_rate"), "log-mel features")
     audio = batch["audio"]
     mels = []
     for i in range(audio.shape[0]):
-        signal = mono_mix(audio[i].detach().float().cpu())
         fps = clip_fps(batch, i, num_frames)
-        mel = torch.as_tensor(log_mel(signal.numpy(), int(batch_value(batch, "sample_rate", i)), fps,
-                                      num_frames=num_frames), dtype=torch.float32)
-        mels.append(mel)
+        mels.append(log_mel(audio[i].detach().float().cpu(), int(batch_value(batch, "sample_rate", i)), fps,
+                            num_frames=num_frames))
     mel = torch.stack(mels).unsqueeze(1).expand(-1, 3, -1, -1, -1)
     return mel.contiguous().to(audio.device)
 

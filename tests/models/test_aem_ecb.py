@@ -1,0 +1,41 @@
+import pytest
+import torch
+from tiny_models import TINY_PRIOR, ambisonic_batch
+
+from sphsal.models import create_model
+from sphsal.priors import equator_bias
+
+
+def test_prior_is_the_normalised_product_of_ecb_and_aem():
+    model = create_model("aem_ecb", **TINY_PRIOR)
+    aem = torch.rand(2, 1, 8, 16)
+    out = model(aem=aem)
+    expected = equator_bias(8, 16) * (aem / aem.amax(dim=(2, 3), keepdim=True) + model.floor)
+    expected = expected / expected.sum(dim=(2, 3), keepdim=True)
+    assert torch.allclose(out, expected, atol=1e-6)
+
+
+def test_silence_gives_the_centre_bias():
+    model = create_model("aem_ecb", **TINY_PRIOR)
+    out = model(aem=torch.zeros(1, 1, 8, 16))
+    ecb = equator_bias(8, 16)
+    assert torch.allclose(out[0, 0], ecb / ecb.sum(), atol=1e-6)
+
+
+# Columns of a 16-wide ERP map: 7 and 8 straddle the front; the left (+az) is columns 0-7. The broad
+# cardioid beam times the centre bias puts the peak of a source at +-90 deg between it and the front.
+@pytest.mark.parametrize(("az_deg", "columns"),
+                         [(0.0, (7, 8)), (90.0, (3, 4, 5, 6)), (-90.0, (9, 10, 11, 12))])
+def test_sound_source_direction_drives_the_prior(az_deg, columns):
+    model = create_model("aem_ecb", output_size=(8, 16))
+    batch = ambisonic_batch(az_deg, frames=1, size=(8, 16))
+    out = model(**model.prepare_inputs(batch))
+    assert int(out[0, 0].sum(dim=0).argmax()) in columns
+
+
+def test_stereo_audio_is_refused():
+    model = create_model("aem_ecb", **TINY_PRIOR)
+    with pytest.raises(ValueError, match="not ambisonic"):
+        model.prepare_inputs(ambisonic_batch(0.0, frames=1, channels=2, size=(8, 16)))
+    with pytest.raises(ValueError, match="aem must be"):
+        model(aem=torch.rand(1, 1, 4, 4))

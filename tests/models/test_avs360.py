@@ -1,0 +1,109 @@
+import pytest
+import torch
+from tiny_models import TINY_AVS360, ambisonic_batch
+
+from sphsal.models import create_model
+from sphsal.models.avs360 import AVS360
+
+
+def _positive_decoder(model: AVS360) -> None:
+    """Make the decoder a positive smoothing operator, so the output's mass follows the fused features."""
+    for conv in (model.up1.conv, model.up2.conv, model.head):
+        torch.nn.init.constant_(conv.weight, 1.0 / conv.weight[0].numel())
+        torch.nn.init.zeros_(conv.bias)
+
+
+def _mass_by_column(out: torch.Tensor) -> torch.Tensor:
+    return out[0, 0].sum(dim=0)
+
+
+def test_aem_peak_moves_the_output_mass():
+    model = create_model("avs360", view="both_planar", **TINY_AVS360).eval()
+    _positive_decoder(model)
+    inputs = model.example_inputs()
+    h, w = model.fusion_size
+    left, right = torch.zeros(1, 1, h, w), torch.zeros(1, 1, h, w)
+    left[..., :, 0] = 1.0          # ERP column 0: azimuth near +180 deg (behind, to the left)
+    right[..., :, w - 1] = 1.0     # last column: behind, to the right
+    with torch.no_grad():
+        out_left = model(**{**inputs, "aem": left})
+        out_right = model(**{**inputs, "aem": right})
+    cols = out_left.shape[-1]
+    quarter = cols // 4
+    assert not torch.allclose(out_left, out_right)
+    assert _mass_by_column(out_left)[:quarter].sum() > _mass_by_column(out_right)[:quarter].sum()
+    assert _mass_by_column(out_right)[-quarter:].sum() > _mass_by_column(out_left)[-quarter:].sum()
+
+
+def test_prepare_inputs_builds_every_tensor_from_an_ambisonic_batch():
+    model = create_model("avs360", view="both_planar", **TINY_AVS360)
+    batch = ambisonic_batch(az_deg=-45.0, batch_size=2, frames=3, size=(96, 192))
+    inputs = model.prepare_inputs(batch)
+    t = TINY_AVS360["clip_len"]
+    assert inputs["frames"].shape == (2, 3, t, 64, 128)
+    assert inputs["faces"].shape == (2, 6, 3, t, 32, 32)
+    assert inputs["audio_mel"].shape == (2, 3, t, 64, 64)
+    assert inputs["aem"].shape == (2, 1, *model.fusion_size)
+    # A source at azimuth -45 deg (front right) is loudest in the third of the four grid columns
+    # (they span azimuths 180..90, 90..0, 0..-90 and -90..-180 deg).
+    aem = inputs["aem"][0, 0]
+    assert aem.max() == pytest.approx(1.0)
+    assert aem.sum(dim=0).argmax() == 2
+    out = model(**inputs)
+    assert out.shape == (2, 1, *model.input_spec.output_size)
+
+
+def test_stereo_audio_is_refused_unless_the_aem_is_off():
+    batch = ambisonic_batch(az_deg=0.0, channels=2)
+    with pytest.raises(ValueError, match="stereo.*not ambisonic.*use_aem=False"):
+        create_model("avs360", view="erp_planar", **TINY_AVS360).prepare_inputs(batch)
+    for model in (create_model("avs360", view="erp_planar", use_aem=False, **TINY_AVS360),
+                  create_model("avs360_no_aem", view="erp_planar", **TINY_AVS360)):
+        inputs = model.prepare_inputs(batch)
+        assert "aem" not in inputs and inputs["audio_mel"].shape[1:3] == (3, TINY_AVS360["clip_len"])
+    assert "audio_mel" not in create_model("avs360_visual", view="erp_planar", **TINY_AVS360).prepare_inputs(
+        {"frames": batch["frames"]})
+
+
+def test_spherical_erp_branch_is_built_from_spherical_convolutions():
+    from sphsal.nn import SphericalConv3d
+
+    model = create_model("avs360", view="erp_spherical", **TINY_AVS360)
+    convs = [m for m in model.visual_erp.modules() if isinstance(m, torch.nn.Conv3d | SphericalConv3d)]
+    assert convs and all(isinstance(m, SphericalConv3d) for m in convs)
+    assert model.visual_cube is None
+    assert not any(isinstance(m, SphericalConv3d) for m in model.audio.modules())
+
+
+def test_views_build_the_expected_branches():
+    both = create_model("avs360", view="both_planar", **TINY_AVS360)
+    assert both.visual_erp is not None and both.visual_cube is not None
+    cube = create_model("avs360", view="cubemap", **TINY_AVS360)
+    assert cube.visual_erp is None and set(cube.example_inputs()) == {"faces", "audio_mel", "aem"}
+    visual = create_model("avs360_visual", view="cubemap", **TINY_AVS360)
+    assert visual.audio is None and set(visual.example_inputs()) == {"faces"}
+    assert visual.input_spec.audio_channels == 0 and not visual.input_spec.needs_aem
+
+
+def test_published_default_sizes():
+    model = AVS360.__new__(AVS360)  # sizes only: building the full model is covered by the benchmark
+    AVS360.__init__(model, view="both_planar", width_mult=1 / 32)
+    assert model.input_spec.clip_len == 16
+    assert model.input_spec.frame_size == (256, 320)
+    assert model.fusion_size == (8, 10) and model.input_spec.output_size == (32, 40)
+    assert model.default_loss == "bce" and model.default_optimizer["lr"] == 1e-5
+
+
+def test_bad_options_and_inputs_are_named():
+    with pytest.raises(ValueError, match="view"):
+        AVS360(view="panorama")
+    with pytest.raises(ValueError, match="frame_size"):
+        AVS360(frame_size=(100, 200))
+    with pytest.raises(ValueError, match="avs360_visual fixes use_aem"):
+        create_model("avs360_visual", use_aem=True)
+    model = create_model("avs360", view="erp_planar", **TINY_AVS360)
+    inputs = model.example_inputs()
+    with pytest.raises(ValueError, match="missing input 'aem'"):
+        model(frames=inputs["frames"], audio_mel=inputs["audio_mel"])
+    with pytest.raises(ValueError, match="aem must be"):
+        model(**{**inputs, "aem": torch.rand(1, 1, 3, 3)})

@@ -1,0 +1,57 @@
+"""Every registered model: output contract, gradients and a few training steps on a tiny batch."""
+
+import pytest
+import torch
+from tiny_models import TINY_KWARGS
+
+from sphsal.models import build_loss, create_model
+
+SUM_NORMALISED = {"avs360", "avs360_visual", "avs360_no_aem", "aem_ecb"}
+TRAINABLE = sorted(set(TINY_KWARGS) - {"aem_ecb"})
+
+
+@pytest.mark.parametrize("name", sorted(TINY_KWARGS))
+def test_forward_on_example_inputs(name):
+    model = create_model(name, **TINY_KWARGS[name]).eval()
+    inputs = model.example_inputs(batch_size=2)
+    with torch.no_grad():
+        out = model(**inputs)
+    assert out.shape == (2, 1, *model.input_spec.output_size)
+    assert torch.isfinite(out).all() and (out >= 0).all()
+    if name in SUM_NORMALISED:
+        assert torch.allclose(out.sum(dim=(2, 3)), torch.ones(2, 1), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", TRAINABLE)
+def test_backward_reaches_every_parameter(name):
+    model = create_model(name, **TINY_KWARGS[name]).train()
+    out = model(**model.example_inputs(batch_size=2))
+    target = torch.rand(2, *out.shape[-2:])
+    build_loss(model.default_loss)(out, target).backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None, f"no gradient reaches {pname}"
+        assert torch.isfinite(p.grad).all(), pname
+    assert any(p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", TRAINABLE)
+def test_a_few_training_steps_lower_the_loss(name):
+    model = create_model(name, **TINY_KWARGS[name]).train()
+    inputs = model.example_inputs(batch_size=2)
+    h, w = model.input_spec.output_size
+    target = torch.zeros(2, h, w)
+    target[:, h // 4: h // 2, w // 4: w // 2] = 1.0   # a salient block the model can learn to find
+    loss_fn = build_loss(model.default_loss)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(8):
+        loss = loss_fn(model(**inputs), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0], losses
+
+
+def test_the_prior_has_no_parameters():
+    assert sum(p.numel() for p in create_model("aem_ecb").parameters()) == 0
