@@ -130,22 +130,70 @@ def _band_units(table: NeighbourTable, cells, out_lo: int, out_hi: int) -> tuple
     return tuple(units)
 
 
+@dataclass(frozen=True)
+class GatherRow:
+    """An output row computed as one matrix product over its ``m`` distinct source cells.
+
+    ``positions`` ``(m,)`` index :attr:`Plan.source_rows`, ``cols`` ``(m,)`` are column offsets and
+    ``scatter`` ``(K, m)`` float64 maps tap weights to cells.
+    """
+
+    out_row: int
+    positions: torch.Tensor
+    cols: torch.Tensor
+    scatter: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Banded convolution units plus the rows done by gathering (``source_rows`` ``(R,)`` are the
+    input rows those read)."""
+
+    bands: tuple[Band, ...]
+    gather_rows: tuple[GatherRow, ...]
+    source_rows: torch.Tensor
+
+
+def _gather_rows(cells_per_row: list[tuple[int, dict]], stride: int,
+                 num_taps: int) -> tuple[tuple[GatherRow, ...], torch.Tensor]:
+    sources = sorted({i * stride + ro for i, cells in cells_per_row for ro, _ in cells})
+    where = {r: n for n, r in enumerate(sources)}
+    rows = []
+    for i, cells in cells_per_row:
+        keys = sorted(cells)
+        scatter = torch.zeros(num_taps, len(keys), dtype=torch.float64)
+        for q, key in enumerate(keys):
+            for t, weight in cells[key].items():
+                scatter[t, q] += weight
+        rows.append(GatherRow(i, torch.tensor([where[i * stride + ro] for ro, _ in keys]),
+                              torch.tensor([co for _, co in keys]), scatter))
+    return tuple(rows), torch.tensor(sources, dtype=torch.long)
+
+
 @functools.lru_cache(maxsize=128)
-def banded_plan(table: NeighbourTable) -> tuple[Band, ...]:
+def banded_plan(table: NeighbourTable, gather: bool = True) -> Plan:
     """Split the output rows of ``table`` into bands of equal relative stencils and cover each band's
-    cells with convolution units (cached per table)."""
+    cells with convolution units (cached per table). With ``gather``, bands that would need more
+    than one convolution call per output row (near the poles, and every bilinear row, whose weights
+    change from row to row) are computed row by row as matrix products instead."""
     bands, lo, current = [], 0, None
     signatures = []
     for i in range(table.h_out):
         cells = _row_cells(table, i)
         signatures.append((tuple(sorted((key, tuple(sorted(v.items()))) for key, v in cells.items())), cells))
+    gathered = []
     for i in range(table.h_out + 1):
         sig = signatures[i][0] if i < table.h_out else None
         if i > lo and (sig != current or i - lo >= _MAX_BAND_ROWS):
-            bands.append(Band(lo, i, _band_units(table, signatures[lo][1], lo, i)))
+            units = _band_units(table, signatures[lo][1], lo, i)
+            if gather and len(units) > i - lo:
+                gathered += [(r, signatures[r][1]) for r in range(lo, i)]
+            else:
+                bands.append(Band(lo, i, units))
             lo = i
         current = sig if i == lo else current
-    return tuple(bands)
+    rows, sources = _gather_rows(gathered, table.stride, table.num_taps)
+    return Plan(tuple(bands), rows, sources)
 
 
 def _slab(x: torch.Tensor, unit: ConvUnit) -> torch.Tensor:
@@ -167,24 +215,54 @@ def _conv_args(unit: ConvUnit, stride: int, stride_t: int, pad_t: int, spatial_o
     return [stride_t, stride, stride], [pad_t, 0, 0], [1, *unit.dilation]
 
 
+def _gather_source(x: torch.Tensor, plan: Plan) -> torch.Tensor:
+    """The rows read by gathered rows, channels last: ``(R * B * W, C)``."""
+    return x.index_select(2, plan.source_rows).permute(2, 0, 3, 1).reshape(-1, x.shape[1])
+
+
+def _gather_index(row: GatherRow, batch: int, width: int, w_out: int, stride: int) -> torch.Tensor:
+    """Flat ``(B * W_out * m,)`` indices of a gathered row's cells into :func:`_gather_source`."""
+    col = torch.remainder(torch.arange(w_out)[:, None] * stride + row.cols[None, :], width)
+    b = torch.arange(batch)[:, None, None]
+    return ((row.positions[None, None, :] * batch + b) * width + col[None]).reshape(-1)
+
+
+def _row_weight(weight: torch.Tensor, row: GatherRow) -> torch.Tensor:
+    """``(Co, Ci, 1, K)`` weight -> ``(Co, m * Ci)`` matrix of a gathered row (cell-major)."""
+    cells = torch.matmul(weight[:, :, 0], row.scatter.to(weight.dtype))
+    return cells.transpose(1, 2).reshape(weight.shape[0], -1)
+
+
+def _output_shape(x: torch.Tensor, weight: torch.Tensor, table: NeighbourTable, stride_t: int):
+    if x.dim() == 4:
+        return x.shape[0], weight.shape[0], table.h_out, table.w_out
+    t_out = (x.shape[2] + 2 * (weight.shape[2] // 2) - weight.shape[2]) // stride_t + 1
+    return x.shape[0], weight.shape[0], t_out, table.h_out, table.w_out
+
+
 class _BandedConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, plan, table, stride_t):
         spatial_only = x.dim() == 4
         pad_t = weight.shape[2] // 2
-        out = None
-        for band in plan:
+        out = x.new_empty(_output_shape(x, weight, table, stride_t))
+        for band in plan.bands:
+            target = out[..., band.out_lo:band.out_hi, :]
             for n, unit in enumerate(band.units):
                 stride, padding, dilation = _conv_args(unit, table.stride, stride_t, pad_t, spatial_only)
                 y = torch.ops.aten.convolution(_slab(x, unit), _unit_weight(weight, unit, spatial_only), None,
                                                stride, padding, dilation, False, [0] * len(stride), 1)
-                if out is None:
-                    out = x.new_empty(*y.shape[:-2], table.h_out, table.w_out)
-                target = out[..., band.out_lo:band.out_hi, :]
                 if n == 0:
                     target.copy_(y)
                 else:
                     target.add_(y)
+        if plan.gather_rows:
+            batch, width, w_out = x.shape[0], table.width, table.w_out
+            source = _gather_source(x, plan)
+            for row in plan.gather_rows:
+                index = _gather_index(row, batch, width, w_out, table.stride)
+                y = source.index_select(0, index).view(batch * w_out, -1) @ _row_weight(weight, row).T
+                out[:, :, row.out_row, :] = y.view(batch, w_out, -1).transpose(1, 2)
         if bias is not None:
             out += bias.view(1, -1, *([1] * (out.dim() - 2)))
         ctx.save_for_backward(x, weight)
@@ -196,34 +274,56 @@ class _BandedConv(torch.autograd.Function):
     def backward(ctx, grad_out):
         x, weight = ctx.saved_tensors
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        spatial_only = x.dim() == 4
-        pad_t = weight.shape[2] // 2
         grad_x = torch.zeros_like(x) if need_x else None
         grad_w = torch.zeros_like(weight) if need_w else None
         if need_x or need_w:
-            for band in ctx.plan:
-                g = grad_out[..., band.out_lo:band.out_hi, :]
-                for unit in band.units:
-                    stride, padding, dilation = _conv_args(unit, ctx.table.stride, ctx.stride_t, pad_t,
-                                                           spatial_only)
-                    slab = _slab(x, unit)
-                    w_unit = _unit_weight(weight, unit, spatial_only)
-                    gi, gw, _ = torch.ops.aten.convolution_backward(
-                        g, slab, w_unit, None, stride, padding, dilation, False, [0] * len(stride), 1,
-                        [need_x, need_w, False])
-                    if need_w:
-                        gw = gw.reshape(*weight.shape[:3], -1)
-                        grad_w += torch.matmul(gw, unit.scatter.to(gw.dtype).T)
-                    if need_x:
-                        rows = grad_x[..., unit.row_lo:unit.row_hi, :]
-                        offset = 0
-                        for c, n in unit.segments:
-                            rows[..., c:c + n] += gi[..., offset:offset + n]
-                            offset += n
+            _units_backward(ctx, x, weight, grad_out, grad_x, grad_w)
+            if ctx.plan.gather_rows:
+                _gather_backward(ctx, x, weight, grad_out, grad_x, grad_w)
         grad_b = None
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad_out.sum(dim=[d for d in range(grad_out.dim()) if d != 1])
         return grad_x, grad_w, grad_b, None, None, None
+
+
+def _units_backward(ctx, x, weight, grad_out, grad_x, grad_w) -> None:
+    spatial_only = x.dim() == 4
+    pad_t = weight.shape[2] // 2
+    mask = [grad_x is not None, grad_w is not None, False]
+    for band in ctx.plan.bands:
+        g = grad_out[..., band.out_lo:band.out_hi, :]
+        for unit in band.units:
+            stride, padding, dilation = _conv_args(unit, ctx.table.stride, ctx.stride_t, pad_t, spatial_only)
+            gi, gw, _ = torch.ops.aten.convolution_backward(
+                g, _slab(x, unit), _unit_weight(weight, unit, spatial_only), None, stride, padding, dilation,
+                False, [0] * len(stride), 1, mask)
+            if grad_w is not None:
+                grad_w += torch.matmul(gw.reshape(*weight.shape[:3], -1), unit.scatter.to(gw.dtype).T)
+            if grad_x is not None:
+                rows = grad_x[..., unit.row_lo:unit.row_hi, :]
+                offset = 0
+                for c, n in unit.segments:
+                    rows[..., c:c + n] += gi[..., offset:offset + n]
+                    offset += n
+
+
+def _gather_backward(ctx, x, weight, grad_out, grad_x, grad_w) -> None:
+    plan, table = ctx.plan, ctx.table
+    batch, channels, width, w_out = x.shape[0], x.shape[1], table.width, table.w_out
+    source = _gather_source(x, plan)
+    grad_source = torch.zeros_like(source) if grad_x is not None else None
+    for row in plan.gather_rows:
+        index = _gather_index(row, batch, width, w_out, table.stride)
+        g = grad_out[:, :, row.out_row, :].transpose(1, 2).reshape(batch * w_out, -1)
+        if grad_w is not None:
+            cols = source.index_select(0, index).view(batch * w_out, -1)
+            gw = (g.T @ cols).view(weight.shape[0], -1, channels).transpose(1, 2)
+            grad_w[:, :, 0] += torch.matmul(gw, row.scatter.to(gw.dtype).T)
+        if grad_source is not None:
+            grad_source.index_add_(0, index, (g @ _row_weight(weight, row)).view(-1, channels))
+    if grad_x is not None:
+        grad_source = grad_source.view(len(plan.source_rows), batch, width, channels).permute(1, 3, 0, 2)
+        grad_x.index_add_(2, plan.source_rows, grad_source)
 
 
 def banded_sphere_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
@@ -241,4 +341,4 @@ def banded_sphere_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     """
     if x.dim() == 4 and weight.shape[2] != 1:
         raise ValueError(f"weight for an image must have kt = 1, got shape {tuple(weight.shape)}")
-    return _BandedConv.apply(x, weight, bias, banded_plan(table), table, stride_t)
+    return _BandedConv.apply(x, weight, bias, banded_plan(table, x.dim() == 4), table, stride_t)
