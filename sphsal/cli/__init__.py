@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "evaluate",
     "predict": "predict",
     "models": "models",
+    "demo": "demo",
 }
 
 
