@@ -26,3 +26,4 @@ def analytic_erp():
         return _analytic(directions_to_vectors(az, el))[None, None]
 
     return make
+

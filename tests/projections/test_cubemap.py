@@ -46,6 +46,19 @@ def test_face_orientations():
     assert FACE_FRAMES.shape == (6, 3, 3)
 
 
+def test_known_erp_pixels_land_on_known_faces():
+    # ERP (H, W) = (16, 32): the front is at the corner shared by rows 7-8 and columns 15-16, azimuth
+    # +90 deg (left) at columns 7-8, and row 0 touches the north pole.
+    for rows, cols, face in [((7, 9), (15, 17), 0), ((7, 9), (7, 9), 3), ((0, 1), (0, 32), 4)]:
+        x = torch.zeros(1, 1, 16, 32, dtype=torch.float64)
+        x[..., rows[0]:rows[1], cols[0]:cols[1]] = 1.0
+        faces = equirect_to_cubemap(x, 8)[0, :, 0]
+        centre = faces[face, 3:5, 3:5]
+        assert centre.min() > 0.2 and faces[face].max() == centre.max()
+        others = torch.cat([faces[k].flatten() for k in range(6) if k != face])
+        assert others.max() < centre.min()
+
+
 @pytest.mark.parametrize("mode,max_err,mean_err", [("bilinear", 5e-3, 1.2e-3), ("nearest", 0.16, 0.045)])
 def test_analytic_function_matches_at_face_pixels(analytic, analytic_erp, mode, max_err, mean_err):
     # Measured on 64x128 -> F=16: bilinear max 3.1e-3 / mean 7.9e-4, nearest max 0.11 / mean 0.031.

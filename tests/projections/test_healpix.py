@@ -34,6 +34,19 @@ def test_known_directions_land_in_known_pixels():
             assert az[pix].item() == pytest.approx(want_az, abs=0.06)
 
 
+def test_front_of_the_erp_lands_in_the_front_pixel():
+    # The four ERP pixels around the front (centre column) feed the HEALPix pixel containing +x.
+    x = torch.zeros(1, 1, 32, 64, dtype=torch.float64)
+    x[..., 15:17, 31:33] = 1.0
+    maps = equirect_to_healpix(x, 8)[0, 0]
+    # +x is a HEALPix pixel corner: the brightest pixels are those around it, within one resolution.
+    az, el = healpix_directions(8)
+    brightest = maps > maps.max() - 1e-9
+    resolution = healpy.nside2resol(8)
+    assert brightest.sum() <= 4 and maps.max() > 0.3
+    assert el[brightest].abs().max() < resolution and az[brightest].abs().max() < resolution
+
+
 @pytest.mark.parametrize("mode,max_err,mean_err", [("bilinear", 5e-3, 1.3e-3), ("nearest", 0.18, 0.055)])
 def test_analytic_function_matches_at_pixel_centres(analytic, analytic_erp, mode, max_err, mean_err):
     # Measured 64x128 -> nside 16: bilinear max 3.2e-3 / mean 8.7e-4, nearest max 0.12 / mean 0.036.

@@ -19,6 +19,15 @@ def test_centre_pixel_looks_along_rotated_front(yaw, pitch, roll):
     torch.testing.assert_close(v[2, 3] / v[2, 3].norm(), front)
 
 
+def test_view_to_the_left_sees_azimuth_90():
+    # Azimuth +90 deg is at ERP columns W/4 - 1 and W/4; a view with yaw = pi/2 centres on it.
+    x = torch.zeros(1, 1, 16, 32, dtype=torch.float64)
+    x[..., 7:9, 7:9] = 1.0
+    view = equirect_to_perspective(x, FOV, math.pi / 2, 0.0, out_hw=(6, 6))[0, 0]
+    assert view[2:4, 2:4].min() > 0.4 and view.max() == view[2:4, 2:4].max()
+    assert equirect_to_perspective(x, FOV, -math.pi / 2, 0.0, out_hw=(6, 6)).max() == 0
+
+
 def test_image_axes():
     v = perspective_vectors(FOV, 0.0, 0.0, 0.0, (4, 6))
     az, el = vectors_to_directions(v)
