@@ -3,6 +3,7 @@
 Importing this package never needs CuPy or a GPU; the CUDA backend loads on first use.
 """
 
+from sphsal.ops.pooling import sphere_avg_pool2d, sphere_max_pool2d
 from sphsal.ops.sphere_conv import (
     sphere_conv2d,
     sphere_conv2d_reference,
@@ -18,4 +19,6 @@ __all__ = [
     "sphere_conv2d_reference",
     "sphere_conv3d",
     "sphere_conv3d_reference",
+    "sphere_max_pool2d",
+    "sphere_avg_pool2d",
 ]

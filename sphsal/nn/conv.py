@@ -1,0 +1,115 @@
+"""Spherical convolution layers: drop-in replacements of ``nn.Conv2d`` / ``nn.Conv3d`` on ERP maps.
+
+They subclass the planar layers, so parameter names and shapes (``weight`` ``(Co, Ci, k, k)`` or
+``(Co, Ci, kt, k, k)``, ``bias`` ``(Co,)``) are identical and planar state dicts load unchanged; only
+``forward`` differs (:func:`sphsal.ops.sphere_conv2d` / :func:`sphsal.ops.sphere_conv3d`). The
+inherited ``padding`` attribute records the equivalent planar "same" padding (``k // 2 * dilation``
+spatially, ``kt // 2`` in time): the spherical layers never zero-pad in space (longitude wraps, the
+stencil continues over the poles) and zero-pad time by ``kt // 2`` frames.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from sphsal.ops.sphere_conv import sphere_conv2d, sphere_conv3d
+from sphsal.ops.stencils import INTERPOLATIONS, STENCILS
+
+__all__ = ["SphericalConv2d", "SphericalConv3d"]
+
+
+def _same_pair(value, name: str) -> int:
+    """An int, or a tuple of equal ints (the spatial axes must agree on the sphere)."""
+    if isinstance(value, int):
+        return value
+    values = tuple(value)
+    if len(set(values)) != 1:
+        raise ValueError(f"{name} must be equal along both spatial axes, got {value!r}")
+    return int(values[0])
+
+
+def _time_space(value, name: str) -> tuple[int, int]:
+    """``(temporal, spatial)`` of an int or a ``(t, s, s)`` triple."""
+    if isinstance(value, int):
+        return value, value
+    if len(value) != 3:
+        raise ValueError(f"{name} must be an int or (t, s, s), got {value!r}")
+    return int(value[0]), _same_pair(value[1:], name)
+
+
+def _check_options(kernel_size: int, interpolation: str, stencil: str) -> None:
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
+    if stencil not in STENCILS:
+        raise ValueError(f"stencil must be one of {STENCILS}, got {stencil!r}")
+
+
+class SphericalConv2d(nn.Conv2d):
+    """Spherical convolution ``(B, Ci, H, W)`` -> ``(B, Co, H / stride, W / stride)`` on ERP maps.
+
+    Args:
+        in_channels, out_channels: as ``nn.Conv2d``.
+        kernel_size: odd ``k`` (int or ``(k, k)``).
+        stride: 1 or any divisor of ``H`` and ``W`` (the output is an ERP grid of that size).
+        dilation: stencil radius in input pixel pitches per ring.
+        bias: learn a bias.
+        interpolation: ``"nearest"`` or ``"bilinear"``.
+        stencil: ``"cap"`` (GTSD) or ``"gnomonic"`` (SphereNet).
+        backend: ``"auto"``, ``"reference"``, ``"cpu"`` or ``"cuda"`` (see :func:`sphsal.ops.sphere_conv2d`).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size=3, stride=1, dilation=1,
+                 bias: bool = True, interpolation: str = "nearest", stencil: str = "cap",
+                 backend: str = "auto", device=None, dtype=None):
+        k = _same_pair(kernel_size, "kernel_size")
+        s = _same_pair(stride, "stride")
+        d = _same_pair(dilation, "dilation")
+        _check_options(k, interpolation, stencil)
+        super().__init__(in_channels, out_channels, k, stride=s, padding=k // 2 * d, dilation=d, bias=bias,
+                         device=device, dtype=dtype)
+        self.interpolation, self.stencil, self.backend = interpolation, stencil, backend
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return sphere_conv2d(x, self.weight, self.bias, self.stride[0], self.dilation[0], self.interpolation,
+                             self.stencil, self.backend)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, interpolation={self.interpolation}, stencil={self.stencil}"
+
+
+class SphericalConv3d(nn.Conv3d):
+    """Spatio-temporal convolution on ERP clips ``(B, Ci, T, H, W)``: planar in time, spherical in space.
+
+    Args:
+        kernel_size: int ``k`` (``kt = k``) or ``(kt, k, k)`` with ``k`` odd.
+        stride: int (time and space) or ``(st, s, s)``.
+        dilation: spatial stencil dilation (int or ``(1, d, d)``; no temporal dilation).
+        Other arguments as :class:`SphericalConv2d`.
+
+    Time is zero-padded by ``kt // 2`` frames (``nn.Conv3d(..., padding=kt // 2)``), so
+    ``T_out = (T + 2 (kt // 2) - kt) // st + 1``; space gives ``(H / s, W / s)``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size=3, stride=1, dilation=1,
+                 bias: bool = True, interpolation: str = "nearest", stencil: str = "cap",
+                 backend: str = "auto", device=None, dtype=None):
+        kt, k = _time_space(kernel_size, "kernel_size")
+        st, s = _time_space(stride, "stride")
+        d = dilation if isinstance(dilation, int) else _time_space(dilation, "dilation")[1]
+        if not isinstance(dilation, int) and int(dilation[0]) != 1:
+            raise ValueError(f"temporal dilation is not supported, got dilation={dilation!r}")
+        _check_options(k, interpolation, stencil)
+        super().__init__(in_channels, out_channels, (kt, k, k), stride=(st, s, s),
+                         padding=(kt // 2, k // 2 * d, k // 2 * d), dilation=(1, d, d), bias=bias,
+                         device=device, dtype=dtype)
+        self.interpolation, self.stencil, self.backend = interpolation, stencil, backend
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return sphere_conv3d(x, self.weight, self.bias, (self.stride[0], self.stride[1]), self.dilation[1],
+                             self.interpolation, self.stencil, self.backend)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, interpolation={self.interpolation}, stencil={self.stencil}"

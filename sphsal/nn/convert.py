@@ -1,0 +1,91 @@
+"""Turn a planar network into a spherical one: ``convert_to_spherical(model)``."""
+
+from __future__ import annotations
+
+import warnings
+
+from torch import nn
+
+from sphsal.nn.conv import SphericalConv2d, SphericalConv3d
+from sphsal.nn.pooling import SphericalAvgPool2d, SphericalMaxPool2d
+
+__all__ = ["convert_to_spherical"]
+
+_SPHERICAL = (SphericalConv2d, SphericalConv3d, SphericalMaxPool2d, SphericalAvgPool2d)
+
+
+def _conv_problem(m: nn.Module) -> str | None:
+    """Why a planar ``Conv2d`` / ``Conv3d`` has no spherical twin (None when it has one)."""
+    k, s, d, p = m.kernel_size[-2:], m.stride[-2:], m.dilation[-2:], m.padding
+    if m.groups != 1:
+        return f"groups={m.groups} is not supported"
+    if k[0] != k[1] or k[0] % 2 == 0:
+        return f"kernel_size={m.kernel_size} is not odd and square"
+    if s[0] != s[1] or d[0] != d[1]:
+        return f"stride={m.stride} / dilation={m.dilation} differ between the spatial axes"
+    if isinstance(m, nn.Conv3d) and m.dilation[0] != 1:
+        return f"temporal dilation {m.dilation[0]} is not supported"
+    if p != "same":
+        expected = (k[0] // 2 * d[0],) * 2
+        if isinstance(m, nn.Conv3d):
+            expected = (m.kernel_size[0] // 2, *expected)
+        if tuple(p) != expected:
+            return f"padding={p} is not the 'same' padding {expected} that the spherical layer implies"
+    return None
+
+
+def _pool_problem(m: nn.Module) -> str | None:
+    k, s, p = (m.kernel_size, m.stride, m.padding)
+    if getattr(m, "ceil_mode", False) or getattr(m, "dilation", 1) not in (1, (1, 1)):
+        return "ceil_mode / dilation are not supported"
+    if (k, s, p) in ((2, 2, 0), ((2, 2), (2, 2), (0, 0))):
+        return None
+    if (k, s, p) in ((3, 2, 1), ((3, 3), (2, 2), (1, 1))):
+        return None
+    return f"kernel_size={k}, stride={s}, padding={p}: only (2, 2, 0) and (3, 2, 1) map to spherical pools"
+
+
+def _twin(m: nn.Module, interpolation: str, stencil: str) -> nn.Module | str:
+    """The spherical replacement of ``m`` (weights copied) or the reason there is none."""
+    if isinstance(m, (nn.Conv2d, nn.Conv3d)):
+        problem = _conv_problem(m)
+        if problem:
+            return problem
+        cls = SphericalConv2d if isinstance(m, nn.Conv2d) else SphericalConv3d
+        twin = cls(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.dilation, m.bias is not None,
+                   interpolation, stencil, device=m.weight.device, dtype=m.weight.dtype)
+        twin.load_state_dict(m.state_dict())
+        return twin
+    problem = _pool_problem(m)
+    if problem:
+        return problem
+    cls = SphericalMaxPool2d if isinstance(m, nn.MaxPool2d) else SphericalAvgPool2d
+    k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
+    return cls(k, 2, stencil)
+
+
+def convert_to_spherical(model: nn.Module, interpolation: str = "nearest", stencil: str = "cap") -> nn.Module:
+    """Replace, in place, every ``Conv2d``, ``Conv3d``, ``MaxPool2d`` and ``AvgPool2d`` of ``model``
+    by its spherical twin, keeping the weights (transposed convolutions are not touched).
+
+    Convolutions need ``groups=1``, an odd square spatial kernel, equal spatial stride and dilation,
+    and "same" padding (``k // 2 * dilation``; ``kt // 2`` in time). Pools need kernel 2 / stride 2 /
+    padding 0 or kernel 3 / stride 2 / padding 1. Any other layer stays planar and a warning names it.
+
+    Returns ``model`` (for chaining).
+    """
+    for name, module in list(model.named_modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, _SPHERICAL):
+                continue
+            if not isinstance(child, (nn.Conv2d, nn.Conv3d, nn.MaxPool2d, nn.AvgPool2d)):
+                continue
+            full = f"{name}.{child_name}" if name else child_name
+            twin = _twin(child, interpolation, stencil)
+            if isinstance(twin, str):
+                kind = type(child).__name__
+                warnings.warn(f"convert_to_spherical: left layer {full!r} ({kind}) planar: {twin}",
+                              stacklevel=2)
+            else:
+                setattr(module, child_name, twin)
+    return model
