@@ -223,8 +223,10 @@ def _train(config, runtime: Runtime, resume, dataset, create_model, build_loss) 
     done = progress["step"] >= total
     while not done and progress["epoch"] < config.epochs:
         batches = _epoch_batches(sampler, progress["epoch"], config.batch_size)[progress["batch_in_epoch"]:]
+        # A private generator: creating the loader must not draw from the global RNG (resume exactness).
         loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate_items,
-                            num_workers=config.num_workers)
+                            num_workers=config.num_workers,
+                            generator=torch.Generator().manual_seed(config.seed + progress["epoch"]))
         for batch in loader:
             t0 = time.perf_counter()
             batch = to_device(batch, runtime.device)
