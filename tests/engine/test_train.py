@@ -109,8 +109,8 @@ def test_two_process_torchrun_on_cpu(tmp_path):
     script = tmp_path / "ddp_train.py"
     script.write_text(_DDP.format(here=HERE, out=str(tmp_path / "ddp")))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                             str(script)], env=env, capture_output=True, text=True, timeout=240)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     state = load_training_state(str(tmp_path / "ddp" / "last.pt"))
     # 12 items / 2 processes / batch 2 = 3 steps per epoch.
