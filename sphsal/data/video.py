@@ -56,7 +56,8 @@ class VideoReader:
         fps: output frame rate (frames per second; ``None`` keeps the source rate). Frame ``k`` of the
             output is the source frame covering time ``k / fps``.
         size: output ``(H, W)`` in pixels, an int ``H`` for ``(H, 2H)``, or ``None`` for the source size.
-        cache_size: how many decoded, resized frames to keep (LRU).
+        cache_size: how many decoded, resized frames to keep (LRU); ``None``: as many as fit in
+            :attr:`cache_bytes` (at most 64).
         threads: let FFmpeg decode with frame/slice threads.
 
     Attributes:
@@ -71,13 +72,16 @@ class VideoReader:
 
     #: Forward gaps (in source frames) up to this many are decoded through instead of seeking.
     max_forward_decode = 48
+    #: Memory budget of the frame cache when ``cache_size`` is ``None``.
+    cache_bytes = 256 * 2**20
 
-    def __init__(self, path, fps=None, size=None, cache_size: int = 64, threads: bool = True):
+    def __init__(self, path, fps=None, size=None, cache_size: int | None = None, threads: bool = True):
         self.path = check_video_file(path)
         self._size = _parse_size(size)
-        if cache_size < 1:
-            raise ValueError(f"cache_size must be >= 1, got {cache_size}")
-        self.cache_size = int(cache_size)
+        if cache_size is not None and cache_size < 1:
+            raise ValueError(f"cache_size must be >= 1 or None, got {cache_size}")
+        if fps is not None and not Fraction(fps) > 0:
+            raise ValueError(f"fps must be positive or None, got {fps!r}")
         try:
             self._container = av.open(self.path)
         except (av.error.FFmpegError, UnicodeDecodeError) as err:
@@ -95,8 +99,6 @@ class VideoReader:
             raise ValueError(f"video file {self.path} has no usable frame rate")
         self.source_fps = Fraction(rate)
         self.fps = self.source_fps if fps is None else Fraction(fps).limit_denominator(1_000_000)
-        if self.fps <= 0:
-            raise ValueError(f"fps must be positive, got {fps!r}")
         self.source_frames = self._count_source_frames()
         if self.source_frames < 1:
             self._container.close()
@@ -104,6 +106,9 @@ class VideoReader:
         self.source_height = self._stream.codec_context.height
         self.source_width = self._stream.codec_context.width
         self.height, self.width = self._size or (self.source_height, self.source_width)
+        self._cache_arg = cache_size
+        fitting = self.cache_bytes // (3 * self.height * self.width)
+        self.cache_size = int(cache_size or max(2, min(64, fitting)))
         self._time_base = Fraction(self._stream.time_base)
         self._start_pts = self._stream.start_time or 0
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
@@ -258,7 +263,7 @@ class VideoReader:
 
     def __getstate__(self):
         # Readers travel to DataLoader workers as their arguments and reopen the file there.
-        return {"path": self.path, "fps": self.fps, "size": self._size, "cache_size": self.cache_size}
+        return {"path": self.path, "fps": self.fps, "size": self._size, "cache_size": self._cache_arg}
 
     def __setstate__(self, state):
         self.__init__(state["path"], fps=state["fps"], size=state["size"], cache_size=state["cache_size"])

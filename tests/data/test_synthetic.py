@@ -8,7 +8,7 @@ import torch
 from data_fixtures import SYNTHETIC, synthetic_root
 
 from sphsal.audio import energy_map, load_audio, read_sa3d
-from sphsal.data import VideoReader, create_dataset, make_dataset
+from sphsal.data import VideoReader, create_dataset, default_dataset, make_dataset
 from sphsal.data.synthetic import SyntheticScene, make_scene, render_frame, simulate_gaze
 from sphsal.sphere import directions_to_vectors, equirect_directions, solid_angle_weights
 
@@ -136,3 +136,33 @@ def test_audio_energy_map_correlates_with_ground_truth_saliency():
         aem = energy_map(item["audio"], item["sample_rate"], 8, h, w, num_frames=4)[-1]
         ccs.append(float(torch.corrcoef(torch.stack((aem.flatten(), item["saliency"].flatten())))[0, 1]))
     assert min(ccs) > 0 and np.mean(ccs) > 0.1
+
+
+def test_items_batch_and_the_dataset_survives_pickling():
+    import pickle
+
+    ds = create_dataset("360av-hm", synthetic_root(), clip_len=3, frame_step=5, cache_dir=False)
+    clone = pickle.loads(pickle.dumps(ds))
+    torch.testing.assert_close(clone[1]["frames"], ds[1]["frames"])
+    batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=4)))
+    assert batch["frames"].shape == (4, 3, 3, 64, 128) and batch["audio"].shape == (4, 4, 6000)
+    assert batch["frame_index"].tolist() == [0, 5, 10, 15]
+
+
+def test_default_dataset_is_generated_once(tmp_path):
+    params = {"n_videos": 1, "duration": 0.5, "fps": 4, "height": 16, "width": 32, "n_viewers": 2}
+    root = default_dataset(tmp_path / "default", **params)
+    stamp = os.path.getmtime(os.path.join(root, "synthetic.json"))
+    assert default_dataset(tmp_path / "default", **params) == root
+    assert os.path.getmtime(os.path.join(root, "synthetic.json")) == stamp
+    assert len(create_dataset("360av-hm", root, clip_len=1, cache_dir=False)) == 2
+
+
+def test_frames_without_gaze_are_an_error_naming_the_file(tmp_path):
+    root = make_dataset(tmp_path / "d", n_videos=1, duration=1.0, fps=4, height=16, width=32, n_viewers=1)
+    csv = tmp_path / "d" / "dataset_public" / "ambix" / "synth_000" / "viewer_00.csv"
+    csv.write_text("time,2dmu,2dmv\n0.1,0.5,0.5\n")
+    ds = create_dataset("360av-hm", root, clip_len=1, cache_dir=False)
+    ds[0]
+    with pytest.raises(ValueError, match="viewer_00.csv.*no gaze sample|no gaze sample.*synth_000"):
+        ds[3]
