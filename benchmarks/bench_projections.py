@@ -5,7 +5,9 @@ batch of ``(B, 3, H, W)`` float32 ERP images, with torch and OpenCV both limited
 
 * ``sphsal``: ``equirect_to_cubemap`` / ``equirect_to_healpix`` with their cached sampling plans;
 * ``sphsal reference``: ``sphsal.sphere.sample_equirect`` (pads the image, then ``grid_sample``) at
-  the same cached coordinates -- the alternative the projections' sampler was chosen against;
+  the same cached coordinates, and ``sphsal gather-only``: the same plan as a pure precomputed
+  gather (4 taps and weights per output, ``index_select``) -- the two alternatives the projections'
+  sampler (``grid_sample`` on the unpadded image + a gather for seam/pole outputs) was chosen against;
 * ``per-image remap``: the common approach -- for each image compute the mapping in numpy
   (healpy.pix2ang for HEALPix), then ``cv2.remap`` (bilinear, columns wrapped);
 * ``cv2.remap, map precomputed``: the best case for OpenCV -- maps computed once and converted to
@@ -20,6 +22,7 @@ Megapixels per second count output pixels (all channels together). Ratios are sp
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -33,6 +36,7 @@ import numpy as np
 import torch
 
 from sphsal.projections import FACE_FRAMES, equirect_to_cubemap, equirect_to_healpix
+from sphsal.projections._grids import build_plan, erp_resolver
 from sphsal.projections.cubemap import cube_face_vectors
 from sphsal.projections.healpix import healpix_directions
 from sphsal.sphere import directions_to_pixels, sample_equirect, vectors_to_directions
@@ -110,10 +114,16 @@ def make_methods(x: torch.Tensor, images: list[np.ndarray], target: str, size: i
         az, el = az.reshape(1, -1), el.reshape(1, -1)
         npix = 12 * size * size
     row, col = directions_to_pixels(az, el, h, w)
+    # An empty cell makes every tap "foreign": the plan's gather then computes all outputs.
+    everything = build_plan(row, col, (h, w), "bilinear", erp_resolver(h, w), region=(h, -1, w, -1))
+    gather_only = dataclasses.replace(everything, grid=None, fix_index=None).to(x.device, x.dtype)
     row, col = row.float(), col.float()
 
     def run_reference():
         return sample_equirect(x, row, col)
+
+    def run_gather():
+        return gather_only(x)
 
     def run_per_image():
         out = []
@@ -130,6 +140,7 @@ def make_methods(x: torch.Tensor, images: list[np.ndarray], target: str, size: i
     methods = {
         "sphsal": run_sphsal,
         "sphsal reference (pad + grid_sample)": run_reference,
+        "sphsal gather-only (index_select)": run_gather,
         "per-image numpy map + cv2.remap": run_per_image,
         "cv2.remap, map precomputed": run_precomputed,
     }
