@@ -13,8 +13,10 @@ Bilinear sampling runs in two parts, chosen because they measured fastest on CPU
   seam, the rows next to the poles, and the cube-face edges. Those taps are resolved to their true
   spherical neighbours, so no output ever reads padding.
 
-This gives exactly the values of :func:`sphsal.sphere.sample_equirect` (the plain-torch reference,
-which pads the whole image first) without copying the image on every call.
+This gives the values of :func:`sphsal.sphere.sample_equirect` (the plain-torch reference, which
+pads the whole image first) without copying the image on every call: equal to rounding for bilinear,
+and identical for nearest except at exact ties between two pixel centres. Nearest sampling reads the
+chosen pixel centre through ``grid_sample`` and needs no gather.
 
 Plans are built once in float64 on the CPU (``build_plan``), then converted to the caller's device
 and dtype; both steps are cached (:func:`cached_plan`).
