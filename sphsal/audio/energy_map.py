@@ -9,8 +9,9 @@ never shifted.
 
 Each window's channel covariance ``C_k = X_k X_k^T / L`` ``(channels x channels)`` is computed with
 batched matmuls, and the beam energy at a pixel with decoder vector ``y`` is ``y^T C_k y``: the mean
-power of the beam signal ``y . b(t)`` over the window. The cost is ``samples x channels^2`` plus
-``frames x pixels x channels^2``, never ``samples x pixels``.
+power of the beam signal ``y . b(t)`` over the window. The quadratic forms are evaluated row by row of
+the ERP grid as trigonometric polynomials in azimuth (see ``_beam_plan``). The cost is
+``samples x channels^2`` plus about ``frames x pixels x 4N``, never ``samples x pixels``.
 
 Decoders (beam pattern ``sum_l c_l P_l(cos gamma)`` around the steering direction, ``c_l`` normalised
 so that a unit plane wave from the steering direction gives exactly 1):
@@ -54,7 +55,7 @@ __all__ = [
 DECODERS = ("cardioid", "max_re", "pwd")
 
 # Elements gathered per chunk of windows (bounds memory on long signals).
-_CHUNK_ELEMENTS = 1 << 22
+_CHUNK_ELEMENTS = 1 << 20
 # Frames beamformed per matmul in energy_map.
 _BEAM_BLOCK = 16
 
@@ -92,18 +93,32 @@ def beam_weights(order: int, az, el, decoder: str = "cardioid", normalization: s
 
 
 @functools.lru_cache(maxsize=8)
-def _quadratic_beam_matrix(order: int, height: int, width: int, decoder: str, normalization: str,
-                           dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(Q^T, rows, cols)``: ``energy = C[:, rows, cols] @ Q^T`` equals ``y^T C y`` for every pixel.
+def _beam_plan(order: int, height: int, width: int, decoder: str, normalization: str,
+               dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(A, B^T, rows, cols)`` such that ``y^T C y`` at pixel ``(i, j)`` is
+    ``sum_m (C[rows, cols] @ A)[i * M + m] * B^T[m, j]``.
 
-    ``Q`` is ``(H * W, K)`` over the ``K = C (C + 1) / 2`` upper-triangle channel pairs, off-diagonal
-    terms doubled (``C`` is symmetric).
+    ``C[rows, cols]`` lists the ``K = C (C + 1) / 2`` upper-triangle covariance entries (the quadratic
+    form weights off-diagonal ones twice). Along an ERP row the decoder weights are trigonometric
+    polynomials of degree ``N`` in azimuth, so each product ``y_p y_q`` is one of degree ``2N``: ``B``
+    ``(W, M)`` holds the ``M = 4N + 1`` functions ``1, cos az, sin az, ..., cos 2N az, sin 2N az`` at
+    the row's columns and ``A`` ``(K, H * M)`` the exact per-row coefficients (least squares in
+    float64, exact while ``W >= M``; narrower maps use the identity basis, ``M = W``). The cost per
+    frame is ``K H M + H M W`` instead of ``K H W``.
     """
     az, el = equirect_directions(height, width, dtype=torch.float64)
-    y = beam_weights(order, az, el, decoder, normalization).reshape(height * width, -1)
-    rows, cols = torch.triu_indices(y.shape[1], y.shape[1])
-    q = y[:, rows] * y[:, cols] * torch.where(rows == cols, 1.0, 2.0).to(torch.float64)
-    return q.T.to(dtype).contiguous(), rows, cols
+    y = beam_weights(order, az, el, decoder, normalization)  # (H, W, C)
+    rows, cols = torch.triu_indices(y.shape[-1], y.shape[-1])
+    q = y[..., rows] * y[..., cols] * torch.where(rows == cols, 1.0, 2.0).to(torch.float64)  # (H, W, K)
+    if width >= 4 * order + 1:
+        k = torch.arange(1, 2 * order + 1, dtype=torch.float64)
+        phase = az[0, :, None] * k
+        basis = torch.cat((torch.ones(width, 1, dtype=torch.float64), torch.cos(phase), torch.sin(phase)), 1)
+    else:
+        basis = torch.eye(width, dtype=torch.float64)
+    coef = torch.linalg.pinv(basis) @ q  # (H, M, K)
+    a = coef.permute(2, 0, 1).reshape(q.shape[-1], -1)
+    return a.to(dtype).contiguous(), basis.T.to(dtype).contiguous(), rows, cols
 
 
 def window_covariance(b, sample_rate, fps, num_frames: int | None = None,
@@ -141,30 +156,35 @@ def _covariance(x: torch.Tensor, sample_rate, fps, num_frames: int | None,
     starts = frame_sample_positions(t_frames, sample_rate, fps, 0.5) - length // 2
     channels = x.shape[0]
     out = torch.zeros(t_frames, channels, channels, dtype=x.dtype)
-    if t_frames == 0:
-        return out
-    pad_left = max(0, int(-starts.min()))
-    pad_right = max(0, int(starts.max()) + length - n)
-    padded = F.pad(x, (pad_left, pad_right))
-    starts = starts + pad_left
-    steps = np.diff(starts)
     chunk = max(1, _CHUNK_ELEMENTS // (channels * length))
-    step = int(steps[0]) if t_frames > 1 else 1
-    if step > 0 and (steps == step).all():
-        # Evenly spaced windows (integer samples per frame): a strided view, no copy.
-        windows = padded[:, int(starts[0]):].unfold(1, length, step)[:, :t_frames]
-        for first in range(0, t_frames, chunk):
-            frames = windows[:, first:first + chunk].permute(1, 0, 2)  # (t, C, L)
-            out[first:first + chunk] = frames @ frames.transpose(1, 2)
-        return out / length
-    samples_first = padded.T.contiguous()  # (samples, C): gathering whole rows is fast
-    offsets = torch.arange(length)
-    starts = torch.from_numpy(starts)
     for first in range(0, t_frames, chunk):
-        idx = (starts[first:first + chunk, None] + offsets).reshape(-1)
-        frames = samples_first.index_select(0, idx).view(-1, length, channels)  # (t, L, C)
-        out[first:first + chunk] = frames.transpose(1, 2) @ frames
+        chunk_starts = starts[first:first + chunk]
+        lo = int(chunk_starts[0])
+        segment = _excerpt(x, lo, int(chunk_starts[-1]) + length)
+        rel = chunk_starts - lo
+        steps = np.diff(rel)
+        step = int(steps[0]) if len(rel) > 1 else 1
+        if step > 0 and (steps == step).all():
+            # Evenly spaced windows (integer samples per frame): a strided view, no gather.
+            frames = segment.unfold(1, length, step)[:, :len(rel)].permute(1, 0, 2)  # (t, C, L)
+            out[first:first + len(rel)] = frames @ frames.transpose(1, 2)
+        else:
+            # Every window start as a strided view, then pick the wanted starts (copies L-long rows).
+            frames = segment.unfold(1, length, 1)[:, torch.from_numpy(rel)].permute(1, 0, 2)  # (t, C, L)
+            out[first:first + len(rel)] = frames @ frames.transpose(1, 2)
     return out / length
+
+
+def _excerpt(x: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+    """``x[:, lo:hi]`` with zeros where the range leaves the signal; a view when it stays inside."""
+    n = x.shape[1]
+    if lo >= 0 and hi <= n:
+        return x[:, lo:hi]
+    out = x.new_zeros(x.shape[0], hi - lo)
+    a, b = max(lo, 0), min(hi, n)
+    if b > a:
+        out[:, a - lo:b - lo] = x[:, a:b]
+    return out
 
 
 def temporal_smooth(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -233,18 +253,19 @@ def energy_map(b, sample_rate, fps, height: int, width: int, decoder: str = "car
     cov = _covariance(x.to(torch.float32), sample_rate, fps, num_frames, window)
     if smoothing:
         cov = temporal_smooth(cov, smoothing * fps)
-    q_t, rows, cols = _quadratic_beam_matrix(order, int(height), int(width), decoder, normalization,
-                                           torch.float32)
-    pairs = cov[:, rows, cols].contiguous()  # (T, K)
-    out = torch.empty(pairs.shape[0], q_t.shape[1])
-    # Small blocks of frames keep each output block in cache for the clamp and square root.
-    for first in range(0, pairs.shape[0], _BEAM_BLOCK):
-        block = out[first:first + _BEAM_BLOCK]
-        torch.mm(pairs[first:first + _BEAM_BLOCK], q_t, out=block)
+    a, basis_t, rows, cols = _beam_plan(order, int(height), int(width), decoder, normalization, torch.float32)
+    coef = (cov[:, rows, cols] @ a).view(-1, basis_t.shape[0])  # (T * H, M) per-row coefficients
+    out = torch.empty(cov.shape[0], height, width)
+    rows_out = out.view(-1, width)
+    step = _BEAM_BLOCK * height
+    # Blocks of frames keep each output block in cache for the clamp and square root.
+    for first in range(0, coef.shape[0], step):
+        block = rows_out[first:first + step]
+        torch.mm(coef[first:first + step], basis_t, out=block)
         block.clamp_min_(0.0)
         if quantity == "rms":
             block.sqrt_()
-    return out.reshape(-1, height, width)
+    return out
 
 
 def doa_intensity(b, sample_rate, fps, window: float | None = None, *,

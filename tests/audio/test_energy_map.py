@@ -114,16 +114,17 @@ def _per_sample_baseline(b, sample_rate, fps, h, w, decoder, window=None):
     return torch.stack(maps).float()
 
 
-@pytest.mark.parametrize(("order", "decoder", "window", "sample_rate", "fps"), [
-    (1, "cardioid", None, 8000, 10),
-    (2, "pwd", 0.1, 8000, 12),  # 666.67 samples per frame: irregular window starts
-    (3, "max_re", 0.05, 4410, 7.5),
+@pytest.mark.parametrize(("order", "decoder", "window", "sample_rate", "fps", "size"), [
+    (1, "cardioid", None, 8000, 10, (8, 16)),
+    (2, "pwd", 0.1, 8000, 12, (8, 16)),  # 666.67 samples per frame: irregular window starts
+    (3, "max_re", 0.05, 4410, 7.5, (8, 16)),
+    (3, "pwd", None, 8000, 10, (5, 8)),  # narrower than 4N + 1 columns: identity azimuth basis
 ])
-def test_matches_per_sample_beamforming(order, decoder, window, sample_rate, fps):
+def test_matches_per_sample_beamforming(order, decoder, window, sample_rate, fps, size):
     rng = np.random.default_rng(order)
     b = rng.standard_normal(((order + 1) ** 2, int(0.5 * sample_rate))).astype(np.float32)
-    m = energy_map(b, sample_rate, fps, 8, 16, decoder, window, quantity="energy")
-    torch.testing.assert_close(m, _per_sample_baseline(b, sample_rate, fps, 8, 16, decoder, window),
+    m = energy_map(b, sample_rate, fps, *size, decoder, window, quantity="energy")
+    torch.testing.assert_close(m, _per_sample_baseline(b, sample_rate, fps, *size, decoder, window),
                                rtol=1e-4, atol=1e-5)
 
 

@@ -1,0 +1,102 @@
+"""Audio energy map speed: real-time factor of sphsal.audio.energy_map against per-sample beamforming.
+
+Real-time factor (RTF) = seconds of audio / seconds of compute, on ONE thread (torch.set_num_threads(1)).
+The baseline decodes every sample to every pixel (beams = Y @ b), squares, averages over each frame's
+window and takes the square root: cost samples x pixels x channels. energy_map computes each window's
+channel covariance and evaluates y^T C y per pixel: cost samples x channels^2 + frames x pixels x channels^2.
+Both run side by side on the same signal in each repeat; the table reports medians over the repeats,
+and the baseline runs on a shorter signal so that it finishes (RTF does not depend on the length).
+RTFs are given against wall-clock time and against this process's CPU time (user + system), which
+leaves out time taken by other processes on a shared machine.
+
+Most of energy_map's remaining time for first order is the first touch of the freshly allocated output
+(about 1 MB per audio second at 64x128): PyTorch's ``THP_MEM_ALLOC_ENABLE=1`` environment variable
+(transparent huge pages for large CPU tensors) removes much of it where the kernel allows it.
+
+    python benchmarks/bench_audio.py [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from sphsal.audio import beam_weights, energy_map, frame_sample_positions, num_video_frames
+from sphsal.sphere import equirect_directions
+
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+SAMPLE_RATE = 48000
+FPS = 30
+# (name, order, height, width, seconds for energy_map, seconds for the baseline)
+CONFIGS = (
+    ("first order", 1, 64, 128, 60.0, 2.0),
+    ("third order", 3, 128, 256, 10.0, 0.2),
+)
+
+
+def per_sample_baseline(b: torch.Tensor, order: int, height: int, width: int) -> torch.Tensor:
+    """RMS maps ``(T, H, W)`` by decoding every sample to every pixel (same windows as energy_map)."""
+    az, el = equirect_directions(height, width, dtype=torch.float64)
+    y = beam_weights(order, az, el, "cardioid").reshape(height * width, -1).float()
+    length = round(SAMPLE_RATE / FPS)
+    t_frames = num_video_frames(b.shape[1], SAMPLE_RATE, FPS)
+    starts = frame_sample_positions(t_frames, SAMPLE_RATE, FPS, 0.5) - length // 2
+    maps = []
+    for start in starts:
+        seg = torch.zeros(b.shape[0], length)
+        lo, hi = max(int(start), 0), min(int(start) + length, b.shape[1])
+        seg[:, lo - start:hi - start] = b[:, lo:hi]
+        maps.append((y @ seg).square_().mean(dim=1).sqrt_().reshape(height, width))
+    return torch.stack(maps)
+
+
+def run(repeats: int) -> None:
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    print(f"energy_map vs per-sample beamforming, {SAMPLE_RATE} Hz, {FPS} fps, cardioid, 1 thread, "
+          f"median of {repeats} repeats")
+    header = (f"{'config':<12} {'ch':>3} {'map HxW':>8} {'audio s':>9} {'clock':>6} {'energy_map RTF':>15} "
+              f"{'baseline RTF':>13} {'ratio':>8} {'max rel diff':>13}")
+    print(header)
+    print("-" * len(header))
+    for name, order, h, w, seconds, base_seconds in CONFIGS:
+        channels = (order + 1) ** 2
+        b = torch.from_numpy(rng.standard_normal((channels, int(seconds * SAMPLE_RATE))).astype(np.float32))
+        short = b[:, :int(base_seconds * SAMPLE_RATE)]
+        energy_map(short, SAMPLE_RATE, FPS, h, w)  # warm-up: builds the cached beam matrix
+        rtf = {clock: ([], []) for clock in CLOCKS}
+        diffs = []
+        for _ in range(repeats):
+            ticks = {clock: fn() for clock, fn in CLOCKS.items()}
+            energy_map(b, SAMPLE_RATE, FPS, h, w)
+            for clock, fn in CLOCKS.items():
+                rtf[clock][0].append(seconds / (fn() - ticks[clock]))
+            ticks = {clock: fn() for clock, fn in CLOCKS.items()}
+            reference = per_sample_baseline(short, order, h, w)
+            for clock, fn in CLOCKS.items():
+                rtf[clock][1].append(base_seconds / (fn() - ticks[clock]))
+            fast_short = energy_map(short, SAMPLE_RATE, FPS, h, w)
+            diffs.append(float((fast_short - reference).abs().max() / reference.abs().max()))
+        for clock, (fast_rtf, base_rtf) in rtf.items():
+            fast, base = statistics.median(fast_rtf), statistics.median(base_rtf)
+            print(f"{name:<12} {channels:>3} {f'{h}x{w}':>8} {f'{seconds:g}/{base_seconds:g}':>9} {clock:>6} "
+                  f"{fast:>14.0f}x {base:>12.2f}x {fast / base:>7.0f}x {max(diffs):>13.1e}")
+            if order == 1:
+                verdict = "met" if fast >= 1000 else "NOT met"
+                print(f"{'':<12} target >= 1000x real time for first order on one core ({clock}): {verdict}")
+    print("audio s: signal length for energy_map / for the baseline; ratio = energy_map RTF / baseline RTF")
+    print(f"(window = one video frame = {round(SAMPLE_RATE / FPS)} samples)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats (median reported)")
+    run(parser.parse_args().repeats)
+
+
+if __name__ == "__main__":
+    main()
