@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "predict": "predict",
     "models": "models",
     "demo": "demo",
+    "synth": "synth",
 }
 
 

@@ -427,9 +427,10 @@ def make_dataset(root, n_videos: int = 6, duration: float = 4.0, fps=8, height: 
             for v, gaze in enumerate(simulate_gaze(scene, rng, n_viewers, 2 * float(fps), attention)):
                 _write_gaze_csv(os.path.join(folder, f"viewer_{v:02d}.csv"), gaze)
         scenes[name] = scene.to_json()
-    meta = {"n_videos": n_videos, "duration": duration, "fps": str(Fraction(fps)), "height": height,
-            "width": width, "seed": seed, "audio_decisive": audio_decisive, "n_objects": n_objects,
-            "n_viewers": n_viewers, "sample_rate": sample_rate, "audio_codec": audio_codec, "scenes": scenes}
+    meta = {"n_videos": n_videos, "duration": duration, "fps": str(Fraction(fps).limit_denominator(1001)),
+            "height": height, "width": width, "seed": seed, "audio_decisive": audio_decisive,
+            "n_objects": n_objects, "n_viewers": n_viewers, "sample_rate": sample_rate,
+            "audio_codec": audio_codec, "scenes": scenes}
     with atomic_path(os.path.join(root, "synthetic.json")) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(meta, f, indent=1)
