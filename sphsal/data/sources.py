@@ -105,29 +105,35 @@ class AudioTrack:
         path: audio or video file (anything ``sphsal.audio.load_audio`` reads; ambiX on output).
         duration: duration of the video in seconds (exact ``Fraction`` preferred). The track must cover
             it: a shortfall of more than one video frame (``1 / fps``) raises ``ValueError`` naming the
-            file; a smaller one (codec padding) is read as silence.
+            file, at construction from the declared length (``sphsal.audio.probe_audio``) and again
+            from the decoded samples; a smaller one (codec padding) is read as silence.
         fps: frame rate of the video, for that tolerance.
     """
 
     def __init__(self, path: str, duration, fps):
+        from sphsal.audio import probe_audio
+
         self.path, self.duration, self.fps = path, Fraction(duration), Fraction(fps)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"audio file not found: {path}")
+        info = probe_audio(path)
+        self._check_length(info.num_samples, info.sample_rate)
+
+    def _check_length(self, samples: int, sample_rate: int) -> None:
+        if samples < time_to_sample(self.duration - 1 / self.fps, sample_rate):
+            raise ValueError(f"audio of {self.path} is shorter than the video: {samples / sample_rate:.3f} s "
+                             f"of audio for {float(self.duration):.3f} s of video")
 
     def load(self) -> tuple[np.ndarray, int]:
-        """``(audio (channels, samples) float32, sample_rate)``; checks the length when decoding."""
+        """``(audio (channels, samples) float32, sample_rate)``."""
         if self.path in _AUDIO_CACHE:
             _AUDIO_CACHE.move_to_end(self.path)
             return _AUDIO_CACHE[self.path]
         from sphsal.audio import load_audio
 
-        if not os.path.isfile(self.path):
-            raise FileNotFoundError(f"audio file not found: {self.path}")
         data, sample_rate = load_audio(self.path)
         data = np.asarray(data, dtype=np.float32)
-        needed = time_to_sample(self.duration - 1 / self.fps, sample_rate)
-        if data.ndim != 2 or data.shape[1] < needed:
-            seconds = data.shape[-1] / sample_rate
-            raise ValueError(f"audio of {self.path} is shorter than the video: {seconds:.3f} s of audio for "
-                             f"{float(self.duration):.3f} s of video")
+        self._check_length(data.shape[-1], sample_rate)
         _AUDIO_CACHE[self.path] = (data, int(sample_rate))
         if len(_AUDIO_CACHE) > _AUDIO_CACHE_TRACKS:
             _AUDIO_CACHE.popitem(last=False)

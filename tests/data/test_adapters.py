@@ -205,9 +205,8 @@ def test_stavis_reads_folds_maps_fixations_and_audio(tmp_path):
 
 def test_stavis_audio_shorter_than_the_video_is_an_error(tmp_path):
     write_stavis_tree(str(tmp_path), 25, 6, 16000, audio_frames=3)
-    ds = create_dataset("stavis", tmp_path, split="train", clip_len=2)
     with pytest.raises(ValueError, match="v.wav is shorter than the video"):
-        ds[0]
+        create_dataset("stavis", tmp_path, split="train", clip_len=2)
 
 
 # --- folder
@@ -244,3 +243,17 @@ def test_corrupt_video_in_a_dataset_is_named(tmp_path):
     cv2.imwrite(str(tmp_path / "saliency" / "broken" / "1.png"), np.full((4, 8), 9, np.uint8))
     with pytest.raises(ValueError, match="broken.mp4"):
         create_dataset("folder", tmp_path)
+
+
+def test_360avhm_video_with_audio_shorter_than_its_frames_is_named(av360_root, tmp_path):
+    from sphsal.data.synthetic import _write_streams
+
+    root = tmp_path / "short"
+    (root / "videos").mkdir(parents=True)
+    frames = [np.zeros((H, W, 3), np.uint8)] * 16  # 2 s at 8 fps
+    _write_streams(str(root / "videos" / "clipA.mp4"), frames, 8, H, W, np.zeros((4, 8000), np.float32),
+                   16000, "aac")  # 0.5 s of audio
+    (root / "dataset_public").mkdir()
+    os.symlink(av360_root / "dataset_public" / "ambix", root / "dataset_public" / "ambix")
+    with pytest.raises(ValueError, match="clipA.mp4 is shorter than the video"):
+        create_dataset("360av-hm", root)
