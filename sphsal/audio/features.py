@@ -117,7 +117,8 @@ def log_mel(signal, sample_rate, fps, num_frames: int | None = None, *, frames=N
         sample_rate: Hz (resampled to 16 kHz with soxr). fps: video frames per second.
         num_frames: number of examples ``T``; default ``floor(duration * fps)``.
         frames: optional video frame indices (non-negative ints) to compute examples for instead of
-            ``0 .. T-1``, e.g. one clip of a long video; ``num_frames`` is then ignored.
+            ``0 .. T-1``, e.g. one clip of a long video (only the span they cover is transformed; the
+            values are the same as in the full result); ``num_frames`` is then ignored.
 
     Returns:
         ``(T, 64, 64)`` (or ``(len(frames), 64, 64)``) float32 tensor: ``[k, i, m]`` is STFT frame ``i``
@@ -135,11 +136,13 @@ def log_mel(signal, sample_rate, fps, num_frames: int | None = None, *, frames=N
         return torch.zeros(0, EXAMPLE_FRAMES, MEL_BANDS)
     mono = _to_vggish_rate(x, sample_rate)
     last = _last_stft_frame(frame_sample_positions(frames, VGGISH_SAMPLE_RATE, fps, offset=1.0))
+    # One spectrogram over the span the requested examples cover (the whole signal by default).
+    first = int(last.min()) - (EXAMPLE_FRAMES - 1)
     needed = int(last.max()) * STFT_HOP + STFT_WINDOW
     padded = np.zeros(max(needed, _LEAD + mono.shape[0]), dtype=np.float32)
     padded[_LEAD:_LEAD + mono.shape[0]] = mono
-    spec = torch.from_numpy(log_mel_spectrogram(padded[:needed]))
-    index = torch.from_numpy(last)[:, None] + torch.arange(1 - EXAMPLE_FRAMES, 1)  # (T, 64)
+    spec = torch.from_numpy(log_mel_spectrogram(padded[first * STFT_HOP:needed]))
+    index = torch.from_numpy(last - first)[:, None] + torch.arange(1 - EXAMPLE_FRAMES, 1)  # (T, 64)
     return spec[index]
 
 

@@ -28,6 +28,16 @@ def test_example_count(fps):
     assert log_mel(x, SR16, fps, num_frames=7).shape == (7, 64, 64)
 
 
+def test_selected_frames_match_the_full_result():
+    x = np.random.default_rng(4).standard_normal(SR16 * 3).astype(np.float32)
+    full = log_mel(x, SR16, 30)
+    picked = [0, 45, 89, 46]
+    torch.testing.assert_close(log_mel(x, SR16, 30, frames=picked), full[picked], rtol=0, atol=1e-5)
+    assert log_mel(x, SR16, 30, frames=[]).shape == (0, 64, 64)
+    with pytest.raises(ValueError, match="frames"):
+        log_mel(x, SR16, 30, frames=[-1])
+
+
 def test_example_count_after_resampling():
     x = np.zeros((4, 44100 * 3), dtype=np.float32)
     out = log_mel(x, 44100, 29.97)
