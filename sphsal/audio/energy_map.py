@@ -230,8 +230,9 @@ def energy_map(b, sample_rate, fps, height: int, width: int, decoder: str = "car
             after max-normalisation they carry no spatial information).
 
     Returns:
-        ``(T, H, W)`` float32 tensor, non-negative. A unit-amplitude source gives RMS 1 at its own
-        direction (up to the window's zero padding).
+        ``(T, H, W)`` float32 tensor, non-negative. A single source of RMS ``s`` gives RMS ``s`` in
+        the beam steered at it (the on-axis gain is 1 for every decoder), up to zero padding at the
+        signal ends.
     """
     if quantity not in ("rms", "energy"):
         raise ValueError(f"quantity must be 'rms' or 'energy', got {quantity!r}")
@@ -239,6 +240,8 @@ def energy_map(b, sample_rate, fps, height: int, width: int, decoder: str = "car
         raise ValueError(f"on_non_ambisonic must be 'error' or 'uniform', got {on_non_ambisonic!r}")
     if decoder not in DECODERS:
         raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
+    if smoothing is not None and not smoothing >= 0:
+        raise ValueError(f"smoothing must be a non-negative duration in seconds, got {smoothing!r}")
     x = as_signal(b, "b")
     _check_framing(sample_rate, fps, num_frames, window)
     equirect_directions(height, width)  # validates the map size

@@ -205,6 +205,10 @@ def test_bad_values():
         energy_map(np.zeros((4, SR)), SR, 0, 8, 16)
     with pytest.raises(ValueError, match="window"):
         energy_map(np.zeros((4, SR)), SR, FPS, 8, 16, window=-1.0)
+    with pytest.raises(ValueError, match="smoothing"):
+        energy_map(np.zeros((4, SR)), SR, FPS, 8, 16, smoothing=-0.5)
+    with pytest.raises(ValueError, match="normalization"):
+        energy_map(np.zeros((4, SR)), SR, FPS, 8, 16, normalization="fuma")
 
 
 @pytest.mark.parametrize("order", [1, 3])
