@@ -14,6 +14,10 @@ clips (items x clip_len per second; consecutive clips share frames, which the re
 once). Ratios are against the OpenCV loop of the same repeat; medians over the repeats. The ground-truth cache
 is filled before timing (it is built once per dataset, not per epoch). Target: >= 200 frames/s.
 
+"CPU ms/frame" is the CPU time of all the process's threads (decoder threads included) per frame: unlike
+wall-clock rates it hardly depends on what else the machine runs; ``2000 / CPU ms`` bounds the rate
+two idle cores could reach.
+
     python benchmarks/bench_data.py [--repeats 3] [--seconds 4]
 """
 
@@ -63,10 +67,11 @@ def dataset_loop(ds, order) -> int:
     return len(order) * CLIP_LEN
 
 
-def timed(fn, *args) -> tuple[float, int]:
-    start = time.perf_counter()
+def timed(fn, *args) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds of all this process's threads, frames)."""
+    start, cpu = time.perf_counter(), time.process_time()
     count = fn(*args)
-    return time.perf_counter() - start, count
+    return time.perf_counter() - start, time.process_time() - cpu, count
 
 
 def main() -> None:
@@ -95,20 +100,22 @@ def main() -> None:
             "dataset clips, in order": lambda: timed(dataset_loop, ds, range(len(ds))),
             "dataset clips, shuffled": lambda: timed(dataset_loop, ds, shuffled),
         }
-        results = {name: [] for name in methods}
+        results: dict[str, list] = {name: [] for name in methods}
         for _ in range(args.repeats):
             for name, run in methods.items():
-                seconds, frames = run()
-                results[name].append((frames / seconds, seconds))
+                seconds, cpu, frames = run()
+                results[name].append((frames / seconds, 1000 * cpu / frames))
         base = [r[0] for r in results["opencv loop (read+resize)"]]
         print(f"\nsource {SOURCE[0]}x{SOURCE[1]} -> {SIZE[0]}x{SIZE[1]}, clip_len {CLIP_LEN}, "
               f"{args.repeats} repeats (median), torch threads 1")
-        print(f"{'method':<28} {'frames/s':>10} {'clips/s':>9} {'x opencv':>9}   (dataset: frames delivered)")
+        print(f"{'method':<28} {'frames/s':>10} {'clips/s':>9} {'x opencv':>9} {'CPU ms/frame':>13}"
+              "   (dataset: frames delivered)")
         for name, rows in results.items():
             fps = statistics.median(r[0] for r in rows)
             ratio = statistics.median(r[0] / b for r, b in zip(rows, base))
+            cpu = statistics.median(r[1] for r in rows)
             clips = f"{fps / CLIP_LEN:9.1f}" if name.startswith("dataset") else f"{'-':>9}"
-            print(f"{name:<28} {fps:10.1f} {clips} {ratio:9.2f}")
+            print(f"{name:<28} {fps:10.1f} {clips} {ratio:9.2f} {cpu:13.2f}")
 
 
 if __name__ == "__main__":

@@ -103,7 +103,9 @@ class GazeGroundTruth:
         size: ``(H, W)`` of the maps.
         sigma_deg: standard deviation of the spherical Gaussian, degrees.
         cache_dir: folder for the ``.npy`` cache (``None``: compute every time).
-        key: text identifying the dataset, video and options (becomes part of the cache path).
+        key: text identifying the dataset, video and options; with the other arguments and the gaze
+            samples themselves it is hashed into the cache folder's name, so changed inputs never
+            meet stale maps.
         fill_gaps: see :func:`frame_directions`.
 
     Calling it with a frame index returns ``(saliency (H, W) float32 summing to 1, fixations (H, W)
@@ -116,8 +118,10 @@ class GazeGroundTruth:
         self.samples, self.fps, self.fill_gaps = samples, Fraction(fps), fill_gaps
         self.size = (int(size[0]), int(size[1]))
         self.sigma_deg = float(sigma_deg)
-        digest = hashlib.sha1(
-            f"{key}|{self.fps}|{self.size}|{self.sigma_deg}|{samples.time.size}".encode()).hexdigest()[:16]
+        digest = hashlib.sha1(f"{key}|{self.fps}|{self.size}|{self.sigma_deg}|{fill_gaps}".encode())
+        for array in (samples.time, samples.az, samples.el, samples.viewer):  # edited gaze: a new entry
+            digest.update(np.ascontiguousarray(array).tobytes())
+        digest = digest.hexdigest()[:16]
         self.cache_folder = None if cache_dir is None else os.path.join(cache_dir, "groundtruth", digest)
 
     def __call__(self, index: int) -> tuple[np.ndarray, np.ndarray]:

@@ -155,7 +155,7 @@ def make_scene(rng: np.random.Generator, duration: float, n_objects: int = 4,
     else:
         colour = rng.uniform(0.25, 0.95, (k, 3))
     timbre = [TIMBRES[i % len(TIMBRES)] for i in rng.permutation(k)]
-    pitch = 220.0 * 2.0 ** (rng.permutation(k)[:k] * 5 / 12)
+    pitch = 220.0 * 2.0 ** (rng.permutation(k) * 5 / 12)  # fourths apart
     segments, t = [], 0.0
     previous: tuple[int, ...] = ()
     while t < duration:
