@@ -209,7 +209,7 @@ def temporal_smooth(x: torch.Tensor, sigma: float) -> torch.Tensor:
 def energy_map(b, sample_rate, fps, height: int, width: int, decoder: str = "cardioid",
                window: float | None = None, *, num_frames: int | None = None,
                smoothing: float | None = None, quantity: str = "rms", normalization: str = "sn3d",
-               on_non_ambisonic: str = "error") -> torch.Tensor:
+               on_non_ambisonic: str = "error", out: torch.Tensor | None = None) -> torch.Tensor:
     """Audio energy map of an ambisonic signal: one ERP map per video frame.
 
     Args:
@@ -228,6 +228,9 @@ def energy_map(b, sample_rate, fps, height: int, width: int, decoder: str = "car
         on_non_ambisonic: ``"error"`` (default) raises ``ValueError`` for mono, stereo or other
             non-ambisonic channel counts; ``"uniform"`` warns and returns maps of ones (uniform, so
             after max-normalisation they carry no spatial information).
+        out: optional contiguous float32 ``(T, H, W)`` tensor to write the maps into and return, so
+            that processing a long video chunk by chunk reuses one buffer (the first touch of fresh
+            memory is a large part of the cost at first order).
 
     Returns:
         ``(T, H, W)`` float32 tensor, non-negative. A single source of RMS ``s`` gives RMS ``s`` in
@@ -252,13 +255,13 @@ def energy_map(b, sample_rate, fps, height: int, width: int, decoder: str = "car
             raise
         warnings.warn(f"{err}; returning a uniform energy map", stacklevel=2)
         t_frames = num_video_frames(x.shape[1], sample_rate, fps) if num_frames is None else num_frames
-        return torch.ones(int(t_frames), height, width)
+        return _output(out, int(t_frames), height, width).fill_(1.0)
     cov = _covariance(x.to(torch.float32), sample_rate, fps, num_frames, window)
     if smoothing:
         cov = temporal_smooth(cov, smoothing * fps)
     a, basis_t, rows, cols = _beam_plan(order, int(height), int(width), decoder, normalization, torch.float32)
     coef = (cov[:, rows, cols] @ a).view(-1, basis_t.shape[0])  # (T * H, M) per-row coefficients
-    out = torch.empty(cov.shape[0], height, width)
+    out = _output(out, cov.shape[0], height, width)
     rows_out = out.view(-1, width)
     step = _BEAM_BLOCK * height
     # Blocks of frames keep each output block in cache for the clamp and square root.
@@ -268,6 +271,17 @@ def energy_map(b, sample_rate, fps, height: int, width: int, decoder: str = "car
         block.clamp_min_(0.0)
         if quantity == "rms":
             block.sqrt_()
+    return out
+
+
+def _output(out: torch.Tensor | None, frames: int, height: int, width: int) -> torch.Tensor:
+    """``out`` checked as a contiguous float32 CPU ``(frames, height, width)`` tensor, or a new one."""
+    if out is None:
+        return torch.empty(frames, height, width)
+    if out.shape != (frames, height, width) or out.dtype != torch.float32 or not out.is_contiguous() \
+            or out.device.type != "cpu":
+        raise ValueError(f"out must be a contiguous float32 CPU tensor of shape {(frames, height, width)}, "
+                         f"got {out.dtype} {tuple(out.shape)} on {out.device}")
     return out
 
 

@@ -169,6 +169,17 @@ def test_rms_level_energy_and_normalisations():
     torch.testing.assert_close(from_n3d, energy, rtol=1e-4, atol=1e-5)
 
 
+def test_out_buffer_is_filled_and_returned():
+    b = encode(_noise(), 0.2, 0.1)
+    expected = energy_map(b, SR, FPS, 8, 16)
+    buffer = torch.full((2, 8, 16), -1.0)
+    result = energy_map(b, SR, FPS, 8, 16, out=buffer)
+    assert result is buffer
+    torch.testing.assert_close(buffer, expected)
+    with pytest.raises(ValueError, match="out"):
+        energy_map(b, SR, FPS, 8, 16, out=torch.zeros(3, 8, 16))
+
+
 def test_temporal_smoothing():
     rng = np.random.default_rng(3)
     b = encode(rng.standard_normal(SR * 2).astype(np.float32) * np.repeat(rng.uniform(0.1, 2, 20), SR // 10),
