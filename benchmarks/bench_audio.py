@@ -9,9 +9,9 @@ and the baseline runs on a shorter signal so that it finishes (RTF does not depe
 RTFs are given against wall-clock time and against this process's CPU time (user + system), which
 leaves out time taken by other processes on a shared machine.
 
-Most of energy_map's remaining time for first order is the first touch of the freshly allocated output
-(about 1 MB per audio second at 64x128): PyTorch's ``THP_MEM_ALLOC_ENABLE=1`` environment variable
-(transparent huge pages for large CPU tensors) removes much of it where the kernel allows it.
+A large part of energy_map's first-order time is the first touch of its freshly allocated output
+(about 1 MB per audio second at 64x128); the "out= reused" rows pass one preallocated buffer, as a
+pipeline that processes a long video chunk by chunk would.
 
     python benchmarks/bench_audio.py [--repeats 5]
 """
