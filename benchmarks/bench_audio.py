@@ -3,7 +3,8 @@
 Real-time factor (RTF) = seconds of audio / seconds of compute, on ONE thread (torch.set_num_threads(1)).
 The baseline decodes every sample to every pixel (beams = Y @ b), squares, averages over each frame's
 window and takes the square root: cost samples x pixels x channels. energy_map computes each window's
-channel covariance and evaluates y^T C y per pixel: cost samples x channels^2 + frames x pixels x channels^2.
+channel covariance and evaluates y^T C y per pixel, row by row as trigonometric polynomials in azimuth:
+cost samples x channels^2 + frames x pixels x (4N + 1) for order N.
 Both run side by side on the same signal in each repeat; the table reports medians over the repeats,
 and the baseline runs on a shorter signal so that it finishes (RTF does not depend on the length).
 RTFs are given against wall-clock time and against this process's CPU time (user + system), which

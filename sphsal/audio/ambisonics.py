@@ -58,7 +58,7 @@ def encode(signal, az, el, order: int = 1, normalization: str = "sn3d"):
         normalization: ``"sn3d"`` (ambiX, default), ``"n3d"`` or ``"orthonormal"``.
 
     Returns:
-        ``(( N + 1)^2, samples)``, same kind and dtype as ``signal``: ``Y(az, el)[:, None] * signal``.
+        ``((N + 1)^2, samples)``, same kind and dtype as ``signal``: ``Y(az, el)[:, None] * signal``.
         First order SN3D gains are ``[1, sin az cos el, sin el, cos az cos el]``.
     """
     s = as_signal(signal, "signal", ndim=1)
