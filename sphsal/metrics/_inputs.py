@@ -1,7 +1,9 @@
 """Input handling shared by the saliency metrics: map layouts, pixel weights, fixations, reductions.
 
-Every metric accepts maps shaped ``(H, W)``, ``(B, H, W)`` or ``(B, 1, H, W)`` and works internally on
-float64 ``(B, H, W)`` tensors. A single ``(H, W)`` map gives a 0-d result, a batch gives ``(B,)``.
+Every metric accepts maps shaped ``(H, W)``, ``(B, H, W)`` or ``(B, 1, H, W)``, seen internally as
+``(B, H, W)`` tensors kept in their own float dtype (float32 or float64; other dtypes become float64;
+every sum is accumulated in float64). A single ``(H, W)`` map gives a 0-d result, a batch gives ``(B,)``.
+Fixations are kept sparse: per map the flat indices of the fixated pixels and how many fixations each got.
 """
 
 from __future__ import annotations
@@ -14,16 +16,21 @@ import torch.nn.functional as F
 
 from sphsal.sphere import directions_to_pixels, solid_angle_weights
 
-#: Floating-point epsilon of the MIT saliency benchmark (MATLAB's ``eps``), used by KLD and info gain.
-EPS = 2.2204e-16
-
 _REDUCTIONS = ("none", "mean")
 
 
 def as_maps(x, name: str) -> tuple[torch.Tensor, bool]:
-    """Return ``(maps, single)``: ``maps`` is a float64 ``(B, H, W)`` view of ``x`` and ``single`` tells
-    whether ``x`` was one ``(H, W)`` map. Raises ``ValueError`` naming ``name`` on a bad layout, NaN
-    or inf."""
+    """Return ``(maps, single)``: ``maps`` is a ``(B, H, W)`` view of ``x`` (float32 or float64) and
+    ``single`` tells whether ``x`` was one ``(H, W)`` map. Raises ``ValueError`` naming ``name`` on a bad
+    layout. Finiteness is checked later, by the pass that reads the values (see ``_reductions``)."""
+    maps, single = _as_batch(x, name)
+    if maps.dtype not in (torch.float32, torch.float64):
+        maps = maps.to(torch.float64)
+    return maps, single
+
+
+def _as_batch(x, name: str) -> tuple[torch.Tensor, bool]:
+    """``(B, H, W)`` view of a map in any layout, any dtype, and whether it was a single map."""
     t = x if isinstance(x, torch.Tensor) else torch.as_tensor(x)
     if t.dim() == 2:
         maps, single = t.unsqueeze(0), True
@@ -33,10 +40,8 @@ def as_maps(x, name: str) -> tuple[torch.Tensor, bool]:
         maps, single = t[:, 0], False
     else:
         raise ValueError(f"{name} must be shaped (H, W), (B, H, W) or (B, 1, H, W), got {tuple(t.shape)}")
-    if maps.shape[-2] < 1 or maps.shape[-1] < 1 or maps.shape[0] < 1:
+    if min(maps.shape) < 1:
         raise ValueError(f"{name} is empty: shape {tuple(t.shape)}")
-    maps = maps.to(torch.float64)
-    check_finite(maps, name)
     return maps, single
 
 
@@ -48,13 +53,13 @@ def check_finite(t: torch.Tensor, name: str) -> None:
         raise ValueError(f"{name} contains infinite values")
 
 
-def check_same_shape(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
-    """Raise ``ValueError`` naming both arguments and shapes unless ``a`` and ``b`` have equal shapes
-    (both in the canonical ``(B, H, W)`` layout). No resizing happens: see :func:`match_size`."""
-    if a.shape != b.shape:
+def check_same_shape(shape_a, shape_b, name_a: str, name_b: str) -> None:
+    """Raise ``ValueError`` naming both arguments and shapes unless the canonical ``(B, H, W)`` shapes
+    are equal. No resizing happens: see :func:`match_size`."""
+    if tuple(shape_a) != tuple(shape_b):
         raise ValueError(
-            f"{name_a} and {name_b} must have the same (B, H, W) shape, got {tuple(a.shape)} and "
-            f"{tuple(b.shape)} (resize explicitly with sphsal.metrics.match_size)"
+            f"{name_a} and {name_b} must have the same (B, H, W) shape, got {tuple(shape_a)} and "
+            f"{tuple(shape_b)} (resize explicitly with sphsal.metrics.match_size)"
         )
 
 
@@ -86,61 +91,6 @@ def resolve_weights(weights, h: int, w: int, device=None) -> torch.Tensor | None
     return t
 
 
-def weighted_sum(x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
-    """Sum over the last two dims of ``x`` ``(B, H, W)``, each pixel times its weight -> ``(B,)``."""
-    if weights is None:
-        return x.sum(dim=(-2, -1))
-    return (x * weights).sum(dim=(-2, -1))
-
-
-def weighted_mean(x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
-    """Weighted mean ``sum(w x) / sum(w)`` over the last two dims of ``(B, H, W)`` -> ``(B,)``."""
-    if weights is None:
-        return x.mean(dim=(-2, -1))
-    return weighted_sum(x, weights) / weights.sum()
-
-
-def weighted_std(x: torch.Tensor, weights: torch.Tensor | None, mean: torch.Tensor) -> torch.Tensor:
-    """Unbiased standard deviation of ``(B, H, W)`` maps around ``mean`` ``(B,)`` -> ``(B,)``.
-
-    Unweighted: the sample std with ``N - 1``. Weighted (reliability weights ``w``):
-    ``sqrt(sum(w (x - mean)^2) / (V1 - V2 / V1))`` with ``V1 = sum(w)`` and ``V2 = sum(w^2)``, which is the
-    ``N - 1`` sample std again when all weights are equal.
-    """
-    sq = (x - mean[:, None, None]) ** 2
-    if weights is None:
-        return torch.sqrt(sq.sum(dim=(-2, -1)) / (x.shape[-2] * x.shape[-1] - 1))
-    v1 = weights.sum()
-    v2 = (weights**2).sum()
-    return torch.sqrt(weighted_sum(sq, weights) / (v1 - v2 / v1))
-
-
-def is_constant(x: torch.Tensor) -> torch.Tensor:
-    """``(B,)`` bool: which of the ``(B, H, W)`` maps have a single value everywhere."""
-    flat = x.flatten(1)
-    return flat.amax(dim=1) == flat.amin(dim=1)
-
-
-def minmax(x: torch.Tensor) -> torch.Tensor:
-    """Rescale each ``(B, H, W)`` map to ``[0, 1]``; a constant map becomes all zeros."""
-    flat = x.flatten(1)
-    lo = flat.amin(dim=1)[:, None, None]
-    span = flat.amax(dim=1)[:, None, None] - lo
-    return torch.where(span > 0, (x - lo) / torch.where(span > 0, span, 1.0), torch.zeros_like(x))
-
-
-def minmax_distribution(x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
-    """Probability mass per pixel of min-max normalised maps (the SIM / info-gain normalisation).
-
-    ``m = minmax(x)``, then ``p = w m / sum(w m)`` (``w = 1`` when unweighted), so ``p.sum() == 1``.
-    A constant map is taken as the uniform distribution ``p = w / sum(w)``.
-    """
-    m = minmax(x)
-    m = torch.where(is_constant(x)[:, None, None], torch.ones_like(m), m)
-    mass = m if weights is None else m * weights
-    return mass / mass.sum(dim=(-2, -1), keepdim=True)
-
-
 def warn_nan(metric: str, bad: torch.Tensor, reason: str) -> None:
     """Warn (``RuntimeWarning``) that the maps flagged in ``bad`` ``(B,)`` score NaN because of ``reason``."""
     if bad.any():
@@ -151,11 +101,14 @@ def warn_nan(metric: str, bad: torch.Tensor, reason: str) -> None:
 def finish(values: torch.Tensor, single: bool, reduction: str) -> torch.Tensor:
     """Apply ``reduction`` to per-map values ``(B,)``: ``"none"`` keeps ``(B,)`` (0-d for a single map),
     ``"mean"`` averages to a 0-d tensor (NaN scores propagate)."""
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
     if reduction == "mean":
         return values.mean()
     return values[0] if single else values
+
+
+def check_reduction(reduction: str) -> None:
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
 
 
 def direction_pixel_index(directions, h: int, w: int, name: str = "directions") -> torch.Tensor:
@@ -175,51 +128,67 @@ def direction_pixel_index(directions, h: int, w: int, name: str = "directions") 
     return row * w + col
 
 
-def _is_direction_list(fixations, batch: int, single: bool) -> bool:
-    if isinstance(fixations, torch.Tensor):
-        return False
-    if not isinstance(fixations, Sequence) or len(fixations) != batch:
+def _is_direction_list(fixations, batch: int) -> bool:
+    if isinstance(fixations, torch.Tensor) or not isinstance(fixations, Sequence) or len(fixations) != batch:
         return False
     first = fixations[0]
-    shape = first.shape if hasattr(first, "shape") else None
-    if shape is not None:
-        return len(shape) == 2
-    # A list of (az, el) pairs for a single map has scalar pairs as items.
-    return not (single and len(first) == 2 and all(not isinstance(v, Sequence) for v in first))
+    if hasattr(first, "shape"):
+        return len(first.shape) == 2
+    # A plain list of (az, el) pairs for a single map has pairs of numbers as items.
+    return not (batch == 1 and len(first) == 2 and all(not isinstance(v, Sequence) for v in first))
 
 
-def fixation_counts(fixations, like: torch.Tensor, name: str = "fixations") -> torch.Tensor:
-    """Number of fixations on every pixel, float64 ``(B, H, W)`` shaped like ``like``.
+def fixation_lists(fixations, shape: tuple[int, int, int], device=None,
+                   name: str = "fixations") -> tuple[torch.Tensor, torch.Tensor]:
+    """Sparse fixations of ``B`` maps of size ``H x W``: ``(idx, count)``, both ``(B, K)``.
 
-    ``fixations`` is either a binary fixation map in any of the map layouts (every non-zero pixel counts
-    as one fixation), or directions ``(az, el)`` in radians: an ``(N, 2)`` array for a single map, an
-    ``(B, N, 2)`` tensor, or a list of ``B`` arrays ``(N_b, 2)``. Directions land on their nearest pixel
+    ``idx`` (int64) holds the flat indices of the fixated pixels of each map, ``count`` (float64) how
+    many fixations each got; rows are padded to the largest number ``K >= 1`` of fixated pixels with
+    ``count = 0``. ``fixations`` is either a binary fixation map in any map layout (every non-zero pixel
+    is one fixation), or directions ``(az, el)`` in radians: an ``(N, 2)`` array for a single map, a
+    ``(B, N, 2)`` tensor, or a list of ``B`` arrays ``(N_b, 2)``. A direction counts on its nearest pixel
     (:func:`direction_pixel_index`); several fixations on one pixel all count.
     """
-    batch, h, w = like.shape
-    single = batch == 1
-    if _is_direction_list(fixations, batch, single):
+    batch, h, w = shape
+    if _is_direction_list(fixations, batch):
         per_map = list(fixations)
     else:
         t = fixations if isinstance(fixations, torch.Tensor) else torch.as_tensor(fixations)
         if t.dim() >= 2 and tuple(t.shape[-2:]) == (h, w):
-            maps, _ = as_maps(t, name)
-            check_same_shape(maps, like, name, "pred")
-            return (maps != 0).to(torch.float64)
-        if t.dim() == 2 and t.shape[-1] == 2 and single:
+            maps, _ = _as_batch(t, name)
+            check_same_shape(maps.shape, shape, name, "pred")
+            if maps.is_floating_point():
+                check_finite(maps, name)
+            nonzero = maps if maps.dtype == torch.bool else maps != 0
+            b_idx, flat = torch.nonzero(nonzero.reshape(batch, h * w), as_tuple=True)
+            return _pad_lists(b_idx.to(device), flat.to(device), None, batch)
+        if t.dim() == 2 and t.shape[-1] == 2 and batch == 1:
             per_map = [t]
         elif t.dim() == 3 and t.shape[-1] == 2 and t.shape[0] == batch:
             per_map = list(t)
         else:
             raise ValueError(
-                f"{name} must be a fixation map shaped like pred {tuple(like.shape)} or (az, el) directions "
+                f"{name} must be a fixation map shaped like pred {shape} or (az, el) directions "
                 f"((N, 2) per map), got shape {tuple(t.shape)}"
             )
-    counts = torch.zeros(batch, h * w, dtype=torch.float64, device=like.device)
-    for b, dirs in enumerate(per_map):
-        idx = direction_pixel_index(dirs, h, w, f"{name}[{b}]").to(like.device)
-        counts[b].index_add_(0, idx, torch.ones(idx.shape[0], dtype=torch.float64, device=like.device))
-    return counts.view(batch, h, w)
+    flats = [direction_pixel_index(d, h, w, f"{name}[{b}]").to(device) for b, d in enumerate(per_map)]
+    keys = torch.cat([b * h * w + f for b, f in enumerate(flats)])
+    uniq, cnt = torch.unique(keys, return_counts=True)
+    return _pad_lists(uniq // (h * w), uniq % (h * w), cnt.to(torch.float64), batch)
+
+
+def _pad_lists(b_idx: torch.Tensor, flat: torch.Tensor, cnt: torch.Tensor | None,
+               batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad (map, pixel, count) triples sorted by map into ``(B, K)`` index and count tensors."""
+    per_map = torch.bincount(b_idx, minlength=batch)
+    k = max(1, int(per_map.max())) if b_idx.numel() else 1
+    start = torch.cumsum(per_map, 0) - per_map
+    slot = torch.arange(b_idx.numel(), device=b_idx.device) - start[b_idx]
+    idx = torch.zeros(batch, k, dtype=torch.int64, device=b_idx.device)
+    count = torch.zeros(batch, k, dtype=torch.float64, device=b_idx.device)
+    idx[b_idx, slot] = flat
+    count[b_idx, slot] = 1.0 if cnt is None else cnt
+    return idx, count
 
 
 def match_size(pred: torch.Tensor, target: torch.Tensor, *, mode: str = "bilinear") -> torch.Tensor:
@@ -243,20 +212,3 @@ def match_size(pred: torch.Tensor, target: torch.Tensor, *, mode: str = "bilinea
     if mode == "bicubic":
         out = out.clamp_min(0)
     return out.reshape(*lead, *size)
-
-
-def prepare_pair(pred, target, weights, target_name: str = "target"):
-    """Canonicalise a prediction and a continuous ground truth: returns ``(p, t, w, single)`` with ``p``
-    and ``t`` float64 ``(B, H, W)`` of equal shape and ``w`` from :func:`resolve_weights`."""
-    p, single = as_maps(pred, "pred")
-    t, _ = as_maps(target, target_name)
-    check_same_shape(p, t, "pred", target_name)
-    return p, t, resolve_weights(weights, p.shape[-2], p.shape[-1], p.device), single
-
-
-def prepare_fixations(pred, fixations, weights, name: str = "fixations"):
-    """Canonicalise a prediction and its fixations: returns ``(p, counts, w, single)`` with ``counts``
-    from :func:`fixation_counts` and ``w`` from :func:`resolve_weights`."""
-    p, single = as_maps(pred, "pred")
-    counts = fixation_counts(fixations, p, name)
-    return p, counts, resolve_weights(weights, p.shape[-2], p.shape[-1], p.device), single

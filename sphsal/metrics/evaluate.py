@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 import torch
 from tqdm import tqdm
 
-from sphsal.metrics._inputs import fixation_counts
+from sphsal.metrics._inputs import fixation_lists
 from sphsal.metrics.continuous import cc, kld, sim
 from sphsal.metrics.fixations import auc_borji, auc_judd, auc_shuffled, info_gain, nss
 
@@ -199,8 +199,9 @@ def _counts(gt: Mapping, pred, video, frame) -> torch.Tensor:
     """Fixation counts ``(H, W)`` of one ground-truth entry at the size of ``pred``."""
     if gt.get("fixations") is None:
         raise ValueError(f"metric 'auc_shuffled' needs fixations for video {video!r}, frame {frame!r}")
-    like = torch.zeros(1, *torch.as_tensor(pred).shape[-2:], dtype=torch.float64)
-    return fixation_counts(gt["fixations"], like, f"fixations of {video!r} frame {frame!r}")[0]
+    h, w = torch.as_tensor(pred).shape[-2:]
+    idx, count = fixation_lists(gt["fixations"], (1, h, w), name=f"fixations of {video!r} frame {frame!r}")
+    return torch.zeros(h * w, dtype=torch.float64).index_add_(0, idx[0], count[0]).view(h, w)
 
 
 def _finite_mean(values) -> float:
