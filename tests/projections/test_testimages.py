@@ -14,13 +14,13 @@ def test_shape_dtype_range():
 
 
 def test_face_discs_land_on_their_cube_faces():
-    faces = equirect_to_cubemap(erp_test_pattern(256, 512)[None], 64)[0]
+    faces = equirect_to_cubemap(erp_test_pattern(128, 256)[None], 32)[0]
     for k, name in enumerate(FACE_NAMES):
-        # Column 22 is 16 deg from the face centre: beside the letter, inside the 20 deg disc.
-        colour = faces[k, :, 32, 22]
+        # Column 11 is 15.6 deg from the face centre: beside the letter, inside the 20 deg disc.
+        colour = faces[k, :, 16, 11]
         assert torch.allclose(colour, torch.tensor(FACE_COLOURS[name]), atol=0.05), name
         # The letter is drawn in the centre in a contrasting ink.
-        ink = faces[k, :, 26:38, 26:38].reshape(3, -1)
+        ink = faces[k, :, 13:19, 13:19].reshape(3, -1)
         assert (ink - torch.tensor(FACE_COLOURS[name])[:, None]).abs().max() > 0.4, name
 
 
