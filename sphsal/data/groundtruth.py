@@ -13,6 +13,7 @@ The saliency map is the spherical Gaussian density of these directions
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from dataclasses import dataclass
@@ -151,9 +152,28 @@ class GazeGroundTruth:
                              f"([{t0:.3f}, {t0 + float(1 / self.fps):.3f}) s)")
         directions = torch.from_numpy(np.stack((az, el), axis=1))
         h, w = self.size
-        density = density_from_fixations(directions, h, w, self.sigma_deg, norm="sum")
+        with _single_numba_thread():
+            density = density_from_fixations(directions, h, w, self.sigma_deg, norm="sum")
         fixations = fixation_map(directions, h, w)
         return np.stack((density.numpy(), fixations.numpy())).astype(np.float32)
+
+
+@contextlib.contextmanager
+def _single_numba_thread():
+    """Run numba's parallel loops on the calling thread only.
+
+    Ground truth is built inside data loading, next to FFmpeg's decoder threads (and in several
+    DataLoader workers at once); numba's OpenMP team would oversubscribe the cores: measured on
+    2 cores, interleaving frame reads with 2-thread density maps doubled the CPU time per frame.
+    """
+    import numba
+
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
 
 
 class MapGroundTruth:
