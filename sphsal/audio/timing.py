@@ -10,6 +10,7 @@ in integer arithmetic: exact for any signal length.
 from __future__ import annotations
 
 import math
+import numbers
 from fractions import Fraction
 
 import numpy as np
@@ -20,7 +21,7 @@ __all__ = ["check_rates", "num_video_frames", "frame_sample_positions"]
 def check_rates(sample_rate, fps) -> None:
     """Raise ``ValueError`` naming the argument when ``sample_rate`` or ``fps`` is not a positive number."""
     for name, value in (("sample_rate", sample_rate), ("fps", fps)):
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+        if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.integer, np.floating)) \
                 or not math.isfinite(value) or value <= 0:
             raise ValueError(f"{name} must be a positive number, got {value!r}")
 

@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "models": "models",
     "demo": "demo",
     "synth": "synth",
+    "aem": "aem",
 }
 
 

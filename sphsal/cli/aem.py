@@ -1,0 +1,65 @@
+"""``sphsal aem``: render the audio energy map of an ambisonic 360° video as a heatmap over its frames.
+
+Writes OUT (an MP4 with the heatmap over every frame, each map normalised by its own maximum, and the
+source audio kept) and, beside it, a PNG still of the frame with the loudest map (OUT with ``.png``).
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("aem", help="render a video's audio energy map", description=__doc__)
+    p.add_argument("video", metavar="VIDEO", help="360° video (ERP) with ambisonic audio")
+    p.add_argument("--out", required=True, help="output MP4 (a PNG still is written next to it)")
+    p.add_argument("--decoder", default="cardioid", choices=("cardioid", "max_re", "pwd"))
+    p.add_argument("--window", type=float, default=None,
+                   help="analysis window in seconds (default: one frame; AVS360 uses 0.1)")
+    p.add_argument("--smoothing", type=float, default=None, help="temporal smoothing sigma in seconds")
+    p.add_argument("--map-size", default="64x128", help="energy map resolution HxW (default 64x128)")
+    p.add_argument("--max-height", type=int, default=960, help="downscale frames taller than this")
+    p.add_argument("--allow-non-ambisonic", action="store_true",
+                   help="render a uniform map (with a warning) instead of failing on mono/stereo audio")
+    p.set_defaults(func=run)
+
+
+def _size(text: str) -> tuple[int, int]:
+    h, sep, w = text.lower().partition("x")
+    if not sep or not h.isdigit() or not w.isdigit():
+        raise ValueError(f"--map-size expects HxW such as 64x128, got {text!r}")
+    return int(h), int(w)
+
+
+def render_aem(video: str, out: str, *, decoder: str = "cardioid", window: float | None = None,
+               smoothing: float | None = None, map_size=(64, 128), max_height: int = 960,
+               allow_non_ambisonic: bool = False) -> tuple[str, str]:
+    """Render the AEM of ``video`` to ``out`` (MP4) and a PNG still; returns both paths."""
+    from sphsal.audio import energy_map, load_audio
+    from sphsal.data import VideoReader
+    from sphsal.viz import overlay, tensor_to_frame, write_png, write_video
+
+    audio, rate = load_audio(video, ambisonic=not allow_non_ambisonic)
+    with VideoReader(video) as probe:
+        scale = min(1.0, max_height / probe.height)
+        size = (max(2, round(probe.height * scale / 2) * 2), max(2, round(probe.width * scale / 2) * 2))
+    reader = VideoReader(video, size=size)
+    maps = energy_map(audio, rate, reader.fps, *map_size, decoder=decoder, window=window,
+                      num_frames=len(reader), smoothing=smoothing,
+                      on_non_ambisonic="uniform" if allow_non_ambisonic else "error")
+    frames = (overlay(tensor_to_frame(reader.read_frame(t)), maps[t]) for t in range(len(reader)))
+    write_video(out, frames, float(reader.fps), audio=audio if audio.shape[0] <= 8 else audio[:1],
+                sample_rate=rate)
+    loudest = int(maps.flatten(1).amax(dim=1).argmax())
+    still = os.path.splitext(out)[0] + ".png"
+    write_png(still, overlay(tensor_to_frame(reader.read_frame(loudest)), maps[loudest]))
+    reader.close()
+    return out, still
+
+
+def run(args) -> int:
+    out, still = render_aem(args.video, args.out, decoder=args.decoder, window=args.window,
+                            smoothing=args.smoothing, map_size=_size(args.map_size),
+                            max_height=args.max_height, allow_non_ambisonic=args.allow_non_ambisonic)
+    print(f"wrote {out} and {still}")
+    return 0

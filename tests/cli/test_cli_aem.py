@@ -1,0 +1,44 @@
+import os
+
+import av
+import numpy as np
+import pytest
+
+from sphsal.cli import main
+from sphsal.data import make_video
+from sphsal.viz import write_video
+
+
+def test_aem_renders_video_with_audio_and_still(tmp_path, capsys):
+    video = str(tmp_path / "foa.mp4")
+    scene = make_video(video, duration=1.0, fps=8, height=32, width=64, seed=2)
+    assert main(["aem", video, "--out", str(tmp_path / "aem.mp4"), "--map-size", "16x32"]) == 0
+    assert os.path.exists(tmp_path / "aem.png")
+    with av.open(str(tmp_path / "aem.mp4")) as c:
+        assert c.streams.video[0].frames == 8
+        assert c.streams.audio[0].codec_context.channels == 4
+    assert scene is not None and "aem.png" in capsys.readouterr().out
+
+
+def test_aem_stereo_video_is_a_clear_error(tmp_path, capsys):
+    video = str(tmp_path / "stereo.mp4")
+    frames = [np.zeros((16, 32, 3), np.uint8)] * 4
+    write_video(video, frames, 8, audio=np.zeros((2, 8000), np.float32), sample_rate=16000)
+    assert main(["aem", video, "--out", str(tmp_path / "x.mp4")]) == 2
+    err = capsys.readouterr().err
+    assert "stereo" in err and "stereo.mp4" in err
+    assert main(["aem", video, "--out", str(tmp_path / "x.mp4"), "--allow-non-ambisonic"]) == 0
+
+
+def test_aem_missing_file(tmp_path, capsys):
+    assert main(["aem", str(tmp_path / "none.mp4"), "--out", str(tmp_path / "x.mp4")]) == 2
+    assert "none.mp4" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--version", "--help"])
+def test_top_level_flags(flag, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([flag])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "sphsal" in out
