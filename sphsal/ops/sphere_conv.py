@@ -83,10 +83,8 @@ def sphere_conv2d_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.T
 
 
 def _temporal_out(t: int, kt: int, stride_t: int) -> int:
-    t_out = (t + 2 * (kt // 2) - kt) // stride_t + 1
-    if t_out < 1:
-        raise ValueError(f"sphere_conv3d: T={t} is too short for a temporal kernel of {kt}")
-    return t_out
+    """Output frames of a temporal kernel ``kt`` with ``kt // 2`` zero frames on each side."""
+    return (t + 2 * (kt // 2) - kt) // stride_t + 1
 
 
 def sphere_conv3d_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
@@ -194,7 +192,6 @@ def sphere_conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     stride_t, stride_s = _split_stride(stride)
     if stride_t < 1:
         raise ValueError(f"sphere_conv3d: temporal stride must be positive, got {stride_t}")
-    _temporal_out(x.shape[2], weight.shape[2], stride_t)
     table = _table_for(x, weight.shape[-1], stride_s, dilation, interpolation, stencil)
     chosen = _resolve_backend(x, backend)
     if chosen == "reference":

@@ -1,0 +1,89 @@
+import pytest
+import torch
+from torch import nn
+
+from sphsal.nn import (
+    SphericalAvgPool2d,
+    SphericalConv2d,
+    SphericalConv3d,
+    SphericalMaxPool2d,
+    convert_to_spherical,
+)
+from sphsal.ops import sphere_conv2d, sphere_conv3d
+
+
+def test_conv2d_is_a_drop_in_twin_of_nn_conv2d():
+    planar = nn.Conv2d(3, 5, 3, stride=2, padding=1)
+    sph = SphericalConv2d(3, 5, 3, stride=2, interpolation="bilinear", stencil="gnomonic")
+    assert isinstance(sph, nn.Conv2d)
+    shapes = lambda m: {k: v.shape for k, v in m.state_dict().items()}
+    assert shapes(sph) == shapes(planar)
+    sph.load_state_dict(planar.state_dict())
+    x = torch.randn(2, 3, 8, 16)
+    out = sph(x)
+    assert out.shape == planar(x).shape == (2, 5, 4, 8)
+    expected = sphere_conv2d(x, planar.weight, planar.bias, 2, 1, "bilinear", "gnomonic")
+    torch.testing.assert_close(out, expected)
+    assert "stencil=gnomonic" in repr(sph)
+
+
+def test_conv3d_shapes_and_state_dict():
+    planar = nn.Conv3d(3, 4, (3, 5, 5), stride=(2, 1, 1), padding=(1, 2, 2), bias=False)
+    sph = SphericalConv3d(3, 4, (3, 5, 5), stride=(2, 1, 1), bias=False)
+    sph.load_state_dict(planar.state_dict())
+    x = torch.randn(1, 3, 6, 8, 16)
+    out = sph(x)
+    assert out.shape == planar(x).shape == (1, 4, 3, 8, 16)
+    torch.testing.assert_close(out, sphere_conv3d(x, planar.weight, None, (2, 1)))
+
+
+@pytest.mark.parametrize("kwargs,match", [(dict(kernel_size=4), "odd"), (dict(stride=(1, 2)), "stride"),
+                                          (dict(stencil="square"), "stencil")])
+def test_bad_layer_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SphericalConv2d(2, 2, **kwargs)
+
+
+class _Block(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        same = stride == 1 and cin == cout
+        self.down = nn.Identity() if same else nn.Conv2d(cin, cout, 1, stride, bias=False)
+
+    def forward(self, x):
+        y = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(y)) + self.down(x))
+
+
+def _resnet():
+    return nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1), nn.ReLU(), nn.MaxPool2d(3, 2, 1), _Block(8, 8, 1),
+                         _Block(8, 16, 2), nn.AvgPool2d(2, 2), nn.Conv2d(16, 4, 3, 1, 1, groups=2))
+
+
+def test_convert_resnet_keeps_shapes_and_weights():
+    torch.manual_seed(0)
+    planar = _resnet().eval()
+    model = _resnet().eval()
+    model.load_state_dict(planar.state_dict())
+    with pytest.warns(UserWarning, match=r"'6' \(Conv2d\).*groups=2"):
+        convert_to_spherical(model)
+    assert isinstance(model[0], SphericalConv2d) and isinstance(model[3].conv1, SphericalConv2d)
+    assert isinstance(model[4].down, SphericalConv2d) and isinstance(model[2], SphericalMaxPool2d)
+    assert isinstance(model[5], SphericalAvgPool2d) and type(model[6]) is nn.Conv2d
+    for key, value in planar.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value)
+    x = torch.randn(2, 3, 16, 32)
+    with torch.no_grad():
+        assert model(x).shape == planar(x).shape == (2, 4, 2, 4)
+
+
+def test_convert_3d_network_and_unsupported_padding_warning():
+    model = nn.Sequential(nn.Conv3d(2, 4, (3, 3, 3), padding=(1, 1, 1)), nn.Conv2d(4, 4, 3, padding=0))
+    with pytest.warns(UserWarning, match=r"'1' \(Conv2d\).*padding"):
+        convert_to_spherical(model, interpolation="bilinear")
+    assert isinstance(model[0], SphericalConv3d) and model[0].interpolation == "bilinear"
+    assert model[0](torch.randn(1, 2, 4, 8, 16)).shape == (1, 4, 4, 8, 16)

@@ -1,0 +1,149 @@
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sphsal.ops import (
+    neighbour_table,
+    sphere_conv2d,
+    sphere_conv2d_reference,
+    sphere_conv3d,
+    sphere_conv3d_reference,
+)
+
+OPTIONS = list(itertools.product(["nearest", "bilinear"], ["cap", "gnomonic"], [1, 2]))
+
+
+def _data(b=2, ci=3, co=4, h=8, w=16, k=3, integer=False, dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    if integer:
+        x = torch.randint(-4, 5, (b, ci, h, w), generator=g).to(dtype)
+        weight = torch.randint(-3, 4, (co, ci, k, k), generator=g).to(dtype)
+    else:
+        x = torch.randn(b, ci, h, w, generator=g, dtype=dtype)
+        weight = torch.randn(co, ci, k, k, generator=g, dtype=dtype)
+    bias = torch.randn(co, generator=g, dtype=dtype)
+    return x, weight, bias
+
+
+@pytest.mark.parametrize("interpolation,stencil,stride", OPTIONS)
+def test_gradcheck(interpolation, stencil, stride):
+    x, weight, bias = _data(b=1, ci=2, co=2, h=6, w=12)
+    args = (x.requires_grad_(), weight.requires_grad_(), bias.requires_grad_())
+    fn = lambda x, w, b: sphere_conv2d(x, w, b, stride, 1, interpolation, stencil)
+    assert torch.autograd.gradcheck(fn, args, fast_mode=True)
+
+
+@pytest.mark.parametrize("interpolation,stencil,stride", OPTIONS)
+@pytest.mark.parametrize("dilation,k,h", [(1, 3, 8), (2, 3, 12), (1, 5, 12)])
+def test_fast_cpu_path_equals_reference(interpolation, stencil, stride, dilation, k, h):
+    x, weight, bias = _data(h=h, w=2 * h, k=k)
+    params = [t.requires_grad_() for t in (x, weight, bias)]
+    ref = sphere_conv2d_reference(x, weight, bias, stride, dilation, interpolation, stencil)
+    fast = sphere_conv2d(x, weight, bias, stride, dilation, interpolation, stencil, backend="cpu")
+    torch.testing.assert_close(fast, ref, rtol=1e-10, atol=1e-10)
+    g = torch.randn_like(ref)
+    for a, b in zip(torch.autograd.grad(ref, params, g), torch.autograd.grad(fast, params, g)):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("stencil", ["cap", "gnomonic"])
+def test_planar_rows_equal_conv2d_with_circular_longitude(stencil):
+    h, w = 24, 48
+    x, weight, bias = _data(h=h, w=w)
+    out = sphere_conv2d(x, weight, bias, stencil=stencil)
+    planar = F.conv2d(F.pad(x, (1, 1, 0, 0), mode="circular"), weight, bias)  # rows 1 .. H-2
+    table = neighbour_table(h, w, 3, 1, 1, stencil, "nearest")
+    rows = torch.arange(h)[:, None]
+    is_planar = (table.rows[..., 0] - rows == torch.tensor([-1] * 3 + [0] * 3 + [1] * 3)).all(1) & (
+        table.cols[..., 0] == torch.tensor([-1, 0, 1] * 3)).all(1)
+    planar_rows = torch.nonzero(is_planar).flatten().tolist()
+    assert h // 2 - 1 in planar_rows and h // 2 in planar_rows and len(planar_rows) >= h // 3
+    for i in planar_rows:
+        torch.testing.assert_close(out[:, :, i], planar[:, :, i - 1], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("interpolation,stencil,stride", OPTIONS)
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+def test_rolling_the_input_rolls_the_output(interpolation, stencil, stride, backend):
+    # Integer data makes every nearest-sampling sum exact, so equality is bit for bit.
+    x, weight, bias = _data(h=8, w=16, integer=True, dtype=torch.float64)
+    out = sphere_conv2d(x, weight, None, stride, 1, interpolation, stencil, backend=backend)
+    for shift in ([2, 6, -4, 10] if stride == 2 else [1, 3, -5, 8, 15]):
+        rolled = sphere_conv2d(torch.roll(x, shift, -1), weight, None, stride, 1, interpolation, stencil,
+                               backend=backend)
+        expected = torch.roll(out, shift // stride, -1)
+        if interpolation == "nearest":
+            assert torch.equal(rolled, expected)
+        else:
+            torch.testing.assert_close(rolled, expected, rtol=1e-13, atol=1e-12)
+
+
+@pytest.mark.parametrize("interpolation", ["nearest", "bilinear"])
+def test_pole_rows_draw_on_all_longitudes(interpolation):
+    x = torch.zeros(1, 1, 16, 32, dtype=torch.float64, requires_grad=True)
+    weight = torch.ones(1, 1, 3, 3, dtype=torch.float64)
+    out = sphere_conv2d(x, weight, interpolation=interpolation)
+    out[0, 0, 0, 0].backward(retain_graph=True)
+    used = torch.nonzero(x.grad[0, 0]).tolist()
+    cols = {c for _, c in used}
+    assert 16 in cols  # the opposite meridian, across the pole
+    assert max(min(c, 32 - c) for c in cols) == 16 and len(cols) >= 6
+    x.grad = None
+    out[0, 0, 8, 0].backward()  # an equator pixel only sees its 3x3 neighbourhood (nearest)
+    if interpolation == "nearest":
+        assert {c for _, c in torch.nonzero(x.grad[0, 0]).tolist()} == {31, 0, 1}
+
+
+@pytest.mark.parametrize("stride", [1, (2, 1), 2])
+@pytest.mark.parametrize("interpolation", ["nearest", "bilinear"])
+def test_conv3d_fast_path_equals_reference(stride, interpolation):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 3, 5, 8, 16, generator=g, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(4, 3, 3, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(4, generator=g, dtype=torch.float64, requires_grad=True)
+    ref = sphere_conv3d_reference(x, weight, bias, stride, 1, interpolation)
+    fast = sphere_conv3d(x, weight, bias, stride, 1, interpolation)
+    st, s = (stride, stride) if isinstance(stride, int) else stride
+    assert fast.shape == (2, 4, (5 + 2 - 3) // st + 1, 8 // s, 16 // s)
+    torch.testing.assert_close(fast, ref, rtol=1e-10, atol=1e-10)
+    grads = torch.randn_like(ref)
+    for a, b in zip(torch.autograd.grad(ref, (x, weight, bias), grads),
+                    torch.autograd.grad(fast, (x, weight, bias), grads)):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10)
+
+
+def test_conv3d_gradcheck_and_single_frame_kernel_is_per_frame_conv2d():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(1, 2, 3, 6, 12, generator=g, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(2, 2, 3, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    fn = lambda x, w: sphere_conv3d(x, w, None, (2, 2), 1, "bilinear")
+    assert torch.autograd.gradcheck(fn, (x, weight), fast_mode=True)
+    w1 = weight[:, :, 1:2].detach()
+    frames = sphere_conv3d(x.detach(), w1)
+    for t in range(3):
+        torch.testing.assert_close(frames[:, :, t], sphere_conv2d(x.detach()[:, :, t], w1[:, :, 0]))
+
+
+def test_float32_fast_path_matches_reference():
+    x, weight, bias = _data(b=1, ci=8, co=8, h=16, w=32, dtype=torch.float32)
+    for interpolation in ("nearest", "bilinear"):
+        torch.testing.assert_close(sphere_conv2d(x, weight, bias, interpolation=interpolation),
+                                   sphere_conv2d_reference(x, weight, bias, interpolation=interpolation),
+                                   rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: sphere_conv2d(torch.zeros(1, 2, 8, 15), torch.zeros(1, 2, 3, 3)), "even"),
+    (lambda: sphere_conv2d(torch.zeros(1, 2, 8, 16), torch.zeros(1, 3, 3, 3)), "input channels"),
+    (lambda: sphere_conv2d(torch.zeros(1, 2, 8, 16), torch.zeros(1, 2, 2, 2)), "square and odd"),
+    (lambda: sphere_conv2d(torch.zeros(2, 8, 16), torch.zeros(1, 2, 3, 3)), "x must be"),
+    (lambda: sphere_conv2d(torch.zeros(1, 2, 8, 16), torch.zeros(1, 2, 3, 3), backend="cuda"), "CUDA tensor"),
+    (lambda: sphere_conv2d(torch.zeros(1, 2, 8, 16), torch.zeros(1, 2, 3, 3), backend="magic"), "backend"),
+    (lambda: sphere_conv3d(torch.zeros(1, 2, 1, 8, 16), torch.zeros(1, 2, 3, 3, 3), stride=(0, 1)),
+     "temporal stride"),
+])
+def test_bad_input_gets_a_clear_error(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
