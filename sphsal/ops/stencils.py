@@ -43,7 +43,8 @@ import torch
 
 from sphsal.sphere import directions_to_pixels, pixels_to_directions
 
-__all__ = ["NeighbourTable", "neighbour_table", "stencil_offsets", "STENCILS", "INTERPOLATIONS"]
+__all__ = ["NeighbourTable", "neighbour_table", "stencil_offsets", "stencil_pixel_coords", "STENCILS",
+           "INTERPOLATIONS"]
 
 STENCILS = ("cap", "gnomonic")
 INTERPOLATIONS = ("nearest", "bilinear")
@@ -167,19 +168,26 @@ def validate_config(height: int, width: int, kernel_size: int, stride: int, dila
         raise ValueError(f"the ERP size {height}x{width} must be divisible by stride={stride}")
 
 
-@functools.lru_cache(maxsize=128)
-def neighbour_table(height: int, width: int, kernel_size: int = 3, stride: int = 1, dilation: int = 1,
-                    stencil: str = "cap", interpolation: str = "nearest") -> NeighbourTable:
-    """The cached :class:`NeighbourTable` of an ``height x width`` ERP input (CPU tensors)."""
-    validate_config(height, width, kernel_size, stride, dilation, stencil, interpolation)
+def stencil_pixel_coords(height: int, width: int, kernel_size: int = 3, stride: int = 1, dilation: int = 1,
+                         stencil: str = "cap") -> tuple[torch.Tensor, torch.Tensor]:
+    """Continuous ERP pixel coordinates ``(row, col)``, each ``(H_out, K)`` float64, of the stencil taps
+    of output column 0 (``col`` relative to it, in ``[-W/2, W/2)``; add ``j * stride`` for column ``j``).
+    Values within 1e-7 of an integer are snapped to it."""
     h_out, w_out = height // stride, width // stride
     distance, bearing = stencil_offsets(kernel_size, stencil, dilation, height)
     out_rows = torch.arange(h_out, dtype=torch.float64)[:, None]
     az0, el0 = pixels_to_directions(out_rows, torch.zeros(1, dtype=torch.float64), h_out, w_out)
     az, el = _destination(el0, float(az0.reshape(-1)[0]), distance[None, :], bearing[None, :])
     row, col = directions_to_pixels(az, el, height, width)
-    row = _snap(row)
-    col = _snap(torch.remainder(col + width / 2, width) - width / 2)  # relative to output column 0
+    return _snap(row), _snap(torch.remainder(col + width / 2, width) - width / 2)
+
+
+@functools.lru_cache(maxsize=128)
+def neighbour_table(height: int, width: int, kernel_size: int = 3, stride: int = 1, dilation: int = 1,
+                    stencil: str = "cap", interpolation: str = "nearest") -> NeighbourTable:
+    """The cached :class:`NeighbourTable` of an ``height x width`` ERP input (CPU tensors)."""
+    validate_config(height, width, kernel_size, stride, dilation, stencil, interpolation)
+    row, col = stencil_pixel_coords(height, width, kernel_size, stride, dilation, stencil)
     if interpolation == "nearest":
         rows = torch.floor(row + 0.5 + _SNAP).long().clamp(0, height - 1)[..., None]
         cols = torch.floor(col + 0.5 + _SNAP).long()[..., None]

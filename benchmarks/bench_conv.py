@@ -1,0 +1,177 @@
+"""Spherical convolution vs nn.Conv2d vs the published expand-3x approaches, side by side (CPU).
+
+For each shape, forward+backward time (median over repeats, methods interleaved within each repeat so
+that machine noise hits all of them alike) and peak extra memory of one forward+backward step
+(``ru_maxrss`` growth in a fresh subprocess per method) of:
+
+* ``planar``: ``nn.Conv2d(C, Co, 3, padding=1)``, the reference for all ratios;
+* ``sph-nearest`` / ``sph-bilinear``: ``sphsal.nn.SphericalConv2d`` (cap stencil, fast CPU path);
+* ``gather-3x``: the GTSD spherical U-Net approach, re-implemented here: an ``[H, W, 9]`` neighbour
+  index expands the input to ``3H x 3W``, then a stride-3 3x3 convolution;
+* ``grid_sample-3x``: the SphereNet approach, re-implemented here: ``grid_sample`` (bilinear) at the
+  gnomonic tap positions to ``3H x 3W``, then a stride-3 3x3 convolution.
+
+Usage: ``python benchmarks/bench_conv.py [--quick] [--repeats N] [--threads 2] [--json out.json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sphsal.nn import SphericalConv2d
+from sphsal.ops.cpu_banded import banded_plan
+from sphsal.ops.stencils import neighbour_table, stencil_pixel_coords
+
+SHAPES = [(2, 64, 64, 120, 240), (2, 64, 64, 240, 480), (1, 256, 256, 60, 120)]
+QUICK_SHAPES = [(1, 16, 16, 32, 64)]
+METHODS = ["planar", "sph-nearest", "sph-bilinear", "gather-3x", "grid_sample-3x"]
+
+
+class GatherExpandConv(nn.Module):
+    """GTSD-style: gather the 9 cap neighbours of every pixel into a 3H x 3W image, conv stride 3."""
+
+    def __init__(self, cin: int, cout: int, h: int, w: int):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, stride=3)
+        t = neighbour_table(h, w, 3, 1, 1, "cap", "nearest")
+        cols = torch.remainder(t.cols[..., 0][:, None, :] + torch.arange(w)[None, :, None], w)  # (H, W, 9)
+        index = t.rows[..., 0][:, None, :] * w + cols
+        index = index.reshape(h, w, 3, 3).permute(0, 2, 1, 3).reshape(3 * h, 3 * w)
+        self.register_buffer("index", index.reshape(-1), persistent=False)
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        return self.conv(x.reshape(b, c, h * w)[:, :, self.index].reshape(b, c, 3 * h, 3 * w))
+
+
+class GridSampleExpandConv(nn.Module):
+    """SphereNet-style: bilinear grid_sample at the 9 gnomonic taps to 3H x 3W, conv stride 3."""
+
+    def __init__(self, cin: int, cout: int, h: int, w: int):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, stride=3)
+        row, col = stencil_pixel_coords(h, w, 3, 1, 1, "gnomonic")  # (H, 9), column 0
+        col = torch.remainder(col[:, None, :] + torch.arange(w)[None, :, None], w)  # (H, W, 9)
+        row = row[:, None, :].expand(h, w, 9)
+        gx = (col + 0.5) / w * 2 - 1
+        gy = (row + 0.5) / h * 2 - 1
+        grid = torch.stack((gx, gy), -1).reshape(h, w, 3, 3, 2).permute(0, 2, 1, 3, 4)
+        grid = grid.reshape(3 * h, 3 * w, 2)
+        self.register_buffer("grid", grid[None].float(), persistent=False)
+
+    def forward(self, x):
+        grid = self.grid.expand(x.shape[0], *self.grid.shape[1:])
+        return self.conv(F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False))
+
+
+def build(method: str, shape):
+    b, cin, cout, h, w = shape
+    if method == "planar":
+        return nn.Conv2d(cin, cout, 3, padding=1)
+    if method.startswith("sph-"):
+        return SphericalConv2d(cin, cout, 3, interpolation=method[4:])
+    if method == "gather-3x":
+        return GatherExpandConv(cin, cout, h, w)
+    return GridSampleExpandConv(cin, cout, h, w)
+
+
+def step(module: nn.Module, x: torch.Tensor) -> None:
+    module.zero_grad(set_to_none=True)
+    x.grad = None
+    module(x).sum().backward()
+
+
+def measure_memory(method: str, shape, threads: int) -> float:
+    """Peak extra resident memory (MiB) of one forward+backward, in a fresh subprocess."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--memory-probe", method, ",".join(map(str, shape)),
+           "--threads", str(threads)]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def memory_probe(method: str, shape) -> float:
+    torch.manual_seed(0)
+    b, cin, _, h, w = shape
+    module = build(method, shape)
+    x = torch.randn(b, cin, h, w, requires_grad=True)
+    if method.startswith("sph-"):  # build the cached table and plan outside the measured step
+        banded_plan(neighbour_table(h, w, 3, 1, 1, "cap", method[4:]), True)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    step(module, x)
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024.0
+
+
+def time_methods(shape, repeats: int) -> dict[str, float]:
+    torch.manual_seed(0)
+    b, cin, _, h, w = shape
+    modules = {m: build(m, shape) for m in METHODS}
+    x = torch.randn(b, cin, h, w, requires_grad=True)
+    for module in modules.values():  # warm-up: tables, plans, oneDNN kernels
+        step(module, x)
+    times: dict[str, list[float]] = {m: [] for m in METHODS}
+    for _ in range(repeats):
+        for m, module in modules.items():
+            t0 = time.perf_counter()
+            step(module, x)
+            times[m].append(time.perf_counter() - t0)
+    return {m: statistics.median(v) * 1e3 for m, v in times.items()}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one small shape, 2 repeats (smoke run)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", default=None, help="save the results to this JSON file")
+    parser.add_argument("--memory-probe", nargs=2, metavar=("METHOD", "SHAPE"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.memory_probe:
+        method, shape = args.memory_probe
+        print(f"{memory_probe(method, tuple(int(v) for v in shape.split(','))):.3f}")
+        return 0
+    shapes, repeats = (QUICK_SHAPES, 2) if args.quick else (SHAPES, args.repeats)
+    results = []
+    header = f"{'shape (B, C->Co, HxW)':26s} {'method':15s} {'fwd+bwd ms':>11s} {'x planar':>9s} " \
+             f"{'peak MiB':>9s} {'x planar':>9s}"
+    print(f"torch {torch.__version__}, {args.threads} threads, median of {repeats} interleaved repeats")
+    print(header)
+    print("-" * len(header))
+    for shape in shapes:
+        b, cin, cout, h, w = shape
+        times = time_methods(shape, repeats)
+        memory = {m: measure_memory(m, shape, args.threads) for m in METHODS}
+        label = f"({b}, {cin}->{cout}, {h}x{w})"
+        for m in METHODS:
+            row = dict(shape=list(shape), method=m, time_ms=times[m], time_ratio=times[m] / times["planar"],
+                       peak_mib=memory[m], memory_ratio=memory[m] / max(memory["planar"], 1e-9))
+            results.append(row)
+            print(f"{label:26s} {m:15s} {row['time_ms']:11.1f} {row['time_ratio']:9.2f} "
+                  f"{row['peak_mib']:9.1f} {row['memory_ratio']:9.2f}")
+        for m in ("sph-nearest", "sph-bilinear"):
+            speedups = {e: times[e] / times[m] for e in ("gather-3x", "grid_sample-3x")}
+            faster = ", ".join(f"{v:.1f}x faster than {e}" for e, v in speedups.items())
+            print(f"{label:26s} {m} is {faster}")
+    if args.json:
+        tmp = args.json + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            meta = dict(torch=torch.__version__, threads=args.threads, repeats=repeats)
+            json.dump(dict(meta, results=results), f, indent=2)
+        os.replace(tmp, args.json)
+        print(f"saved {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
