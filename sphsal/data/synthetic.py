@@ -193,16 +193,26 @@ def render_background(pixels: np.ndarray, seed: int) -> np.ndarray:
 
 
 def render_frame(scene: SyntheticScene, t: float, pixels: np.ndarray, background: np.ndarray) -> np.ndarray:
-    """The ERP picture ``(H, W, 3)`` uint8 RGB at time ``t``; ``pixels`` from the ERP grid's unit vectors."""
+    """The ERP picture ``(H, W, 3)`` uint8 RGB at time ``t``.
+
+    ``pixels`` are the ERP grid's unit vectors ``(H, W, 3)`` and ``background`` the ``(H, W, 3)`` uint8
+    backdrop. Each disc covers the pixels whose great-circle distance to its centre is below its
+    radius (anti-aliased over one pixel pitch); only the rows of its elevation band are visited.
+    """
     img = background.copy()
-    h, w = pixels.shape[:2]
+    h = pixels.shape[0]
     pitch = math.pi / h
     centres = scene.vectors([t])[:, 0]
     sounding = scene.sounding([t])[:, 0]
     for k in range(scene.num_objects):
         r = scene.radius[k]
-        cosd = pixels @ centres[k].astype(np.float32)
-        near = cosd > math.cos(min(r + 2 * pitch, math.pi))
+        margin = r + 2 * pitch
+        el = math.asin(float(np.clip(centres[k, 2], -1.0, 1.0)))
+        top = max(0, int(math.floor((0.5 - (el + margin) / math.pi) * h - 0.5)))
+        bottom = min(h, int(math.ceil((0.5 - (el - margin) / math.pi) * h + 0.5)) + 1)
+        band = img[top:bottom]
+        cosd = pixels[top:bottom] @ centres[k].astype(np.float32)
+        near = cosd > math.cos(min(margin, math.pi))
         if not near.any():
             continue
         dist = np.arccos(np.clip(cosd[near], -1.0, 1.0))
@@ -212,8 +222,8 @@ def render_frame(scene: SyntheticScene, t: float, pixels: np.ndarray, background
         if sounding[k] and not scene.audio_decisive:
             colour = np.clip(colour * 1.3 + 0.15, 0, 1)
             colour = np.where((dist > 0.8 * r)[:, None], 1.0, colour)  # white rim
-        img[near] = img[near] * (1 - alpha) + colour * alpha
-    return (img * 255.0 + 0.5).astype(np.uint8)
+        band[near] = (band[near] * (1 - alpha) + colour * 255.0 * alpha + 0.5).astype(np.uint8)
+    return img
 
 
 # --------------------------------------------------------------------------------------------------
@@ -334,7 +344,7 @@ def make_video(path, *, duration: float = 4.0, fps=8, height: int = 128, width: 
     rng = np.random.default_rng(seed)
     scene = make_scene(rng, duration, n_objects, audio_decisive)
     pixels = _pixel_vectors(height, width)
-    background = render_background(pixels, scene.background_seed)
+    background = (render_background(pixels, scene.background_seed) * 255.0 + 0.5).astype(np.uint8)
     n_frames = int(round(duration * fps))
     frames = (render_frame(scene, float(k / fps), pixels, background) for k in range(n_frames))
     audio = render_audio(scene, sample_rate, rng)

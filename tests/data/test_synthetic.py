@@ -79,7 +79,7 @@ def test_discs_are_drawn_as_caps_on_the_sphere(az_deg, el_deg):
                            1.0, True, 0)
     az, el = equirect_directions(h, w, dtype=torch.float64)
     pixels = directions_to_vectors(az, el).numpy().astype(np.float32)
-    img = render_frame(scene, 0.0, pixels, np.zeros((h, w, 3), np.float32))
+    img = render_frame(scene, 0.0, pixels, np.zeros((h, w, 3), np.uint8))
     covered = (img[..., 0] > 0.3 * 255).astype(np.float64)  # the disc's texture keeps red >= 0.6
     area = float((torch.from_numpy(covered) * solid_angle_weights(h, w, dtype=torch.float64)).sum())
     cap = 2 * math.pi * (1 - math.cos(radius))
