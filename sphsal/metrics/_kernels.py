@@ -1,6 +1,6 @@
 """Numba CPU kernels of the metrics' full-map passes (the fast path; the torch code is the reference).
 
-Every kernel runs in parallel over maps and streams each map once or twice with float64 accumulators,
+Every kernel runs in parallel over maps and streams each map once with float64 accumulators,
 reading ``float32`` or ``float64`` maps as they are, without temporaries. Maps are ``(B, N)`` arrays
 (``N = H * W``), pixel weights an ``(N,)`` float64 array (all ones when unweighted). Per-map affine
 rescalings are passed as ``(B,)`` arrays ``lo``, ``scale``, ``offset`` meaning
@@ -20,29 +20,41 @@ EPS = 2.2204e-16
 
 @numba.njit(parallel=True, cache=True)
 def map_stats(x, w, out):
-    """Per map: ``out[b] = (sum w x, min x, max x, sum w (x - mean)^2)`` with ``mean = sum w x / sum w``
-    (two passes). A NaN or infinite value makes ``out[b, 0]`` non-finite."""
+    """Per map, in one pass: ``out[b] = (sum w x, min x, max x, sum w (x - mean)^2)``, ``mean = sum w x /
+    sum w``. The moments are accumulated around a shift ``k`` (the mean of 64 evenly spaced samples):
+    ``S1 = sum w (x - k)``, ``S2 = sum w (x - k)^2``, then ``sum w (x - mean)^2 = S2 - S1^2 / sum w``, which
+    stays accurate because ``k`` is close to the mean. A NaN or infinite value makes ``out[b, 0]``
+    non-finite."""
     sum_w = 0.0
     for j in range(w.shape[0]):
         sum_w += w[j]
+    n = x.shape[1]
+    step = max(1, n // 64)
     for b in numba.prange(x.shape[0]):
-        swx = 0.0
+        k = 0.0
+        m = 0
+        for j in range(0, n, step):
+            k += np.float64(x[b, j])
+            m += 1
+        k /= m
+        if not math.isfinite(k):
+            k = 0.0
+        s1 = 0.0
+        s2 = 0.0
         lo = np.inf
         hi = -np.inf
-        for j in range(x.shape[1]):
+        for j in range(n):
             v = np.float64(x[b, j])
-            swx += w[j] * v
+            d = v - k
+            wd = w[j] * d
+            s1 += wd
+            s2 += wd * d
             lo = min(lo, v)
             hi = max(hi, v)
-        mean = swx / sum_w
-        s2 = 0.0
-        for j in range(x.shape[1]):
-            d = np.float64(x[b, j]) - mean
-            s2 += w[j] * d * d
-        out[b, 0] = swx
+        out[b, 0] = s1 + k * sum_w
         out[b, 1] = lo
         out[b, 2] = hi
-        out[b, 3] = s2
+        out[b, 3] = max(s2 - s1 * s1 / sum_w, 0.0)
 
 
 @numba.njit(parallel=True, cache=True)
@@ -62,8 +74,9 @@ def kld_sum(p, t, w, sum_p, sum_t, out):
         acc = 0.0
         for j in range(p.shape[1]):
             g = w[j] * np.float64(t[b, j]) / sum_t[b]
-            q = w[j] * np.float64(p[b, j]) / sum_p[b]
-            acc += g * math.log(EPS + g / (q + EPS))
+            if g > 0:  # zero ground truth adds exactly 0 * log(EPS + 0)
+                q = w[j] * np.float64(p[b, j]) / sum_p[b]
+                acc += g * math.log(EPS + g / (q + EPS))
         out[b] = acc
 
 

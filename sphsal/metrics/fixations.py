@@ -87,12 +87,17 @@ def auc_borji(pred, fixations, *, weights=None, reduction: str = "none", splits:
     (p,), red, single = prepare({"pred": pred}, weights, backend, reduction)
     _check_splits(splits, step)
     idx, pos_w, n_fix, empty = _positives("auc_borji", fixations, p, red)
-    # Inverse-CDF sampling of float64 uniforms, so equal weights draw exactly the unweighted pixels.
-    cdf = np.cumsum(red.flat_w.cpu().numpy())
+    # Inverse-CDF sampling of float64 uniforms u: pixel floor(u N) when unweighted, the same pixels (up
+    # to rounding of the cumulative sum) as for equal weights.
+    cdf = None if red.weights is None else np.cumsum(red.flat_w.cpu().numpy())
     neg_idx = []
     for n in n_fix:
-        u = np.random.default_rng(seed).random((splits, n)) * cdf[-1]
-        neg_idx.append(np.minimum(np.searchsorted(cdf, u, side="right"), red.n - 1))
+        u = np.random.default_rng(seed).random((splits, n))
+        if cdf is None:
+            drawn = (u * red.n).astype(np.int64)
+        else:
+            drawn = np.searchsorted(cdf, u * cdf[-1], side="right")
+        neg_idx.append(np.minimum(drawn, red.n - 1))
     r = red.stats(p, "pred").rescale(uniform_if_constant=False)
     value = _split_auc(p, r, idx, pos_w, neg_idx, None, step)
     return finish(torch.where(empty, torch.nan, value), single, reduction)

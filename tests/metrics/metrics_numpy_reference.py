@@ -3,7 +3,8 @@
 They follow the published MATLAB code's structure, one image at a time with explicit threshold loops,
 and serve two purposes: the ground truth the batched torch metrics are checked against in the tests, and
 the baseline that benchmarks/bench_metrics.py times them against. Maps are 2-D float arrays; fixation
-maps are 2-D binary arrays; ``w`` is an optional 2-D pixel-weight array.
+maps are 2-D binary arrays; ``w`` is an optional 2-D pixel-weight array. Maps are converted to float64
+first, as the MATLAB code's ``im2double`` does.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def _distribution(x, w):
 
 
 def cc(pred, gt, w=None):
+    pred, gt = np.asarray(pred, np.float64), np.asarray(gt, np.float64)
     w = np.ones_like(pred) if w is None else w
     p = pred - np.average(pred, weights=w)
     g = gt - np.average(gt, weights=w)
@@ -34,6 +36,7 @@ def cc(pred, gt, w=None):
 
 
 def kld(pred, gt, w=None):
+    pred, gt = np.asarray(pred, np.float64), np.asarray(gt, np.float64)
     p = pred if w is None else pred * w
     g = gt if w is None else gt * w
     p = p / p.sum()
@@ -42,10 +45,12 @@ def kld(pred, gt, w=None):
 
 
 def sim(pred, gt, w=None):
+    pred, gt = np.asarray(pred, np.float64), np.asarray(gt, np.float64)
     return np.sum(np.minimum(_distribution(pred, w), _distribution(gt, w)))
 
 
 def nss(pred, fixmap, w=None):
+    pred = np.asarray(pred, np.float64)
     if w is None:
         z = (pred - pred.mean()) / pred.std(ddof=1)
         return z[fixmap > 0].mean()

@@ -1,0 +1,64 @@
+"""The numba fast path of the metrics against the plain-torch reference, and autograd on the reference."""
+
+import pytest
+import torch
+
+from sphsal.metrics import auc_borji, auc_judd, auc_shuffled, cc, info_gain, kld, nss, sim
+
+H, W = 10, 20
+
+
+def _data(dtype):
+    gen = torch.Generator().manual_seed(7)
+    pred = torch.rand(4, H, W, generator=gen, dtype=torch.float64).to(dtype)
+    target = (torch.rand(4, H, W, generator=gen, dtype=torch.float64) ** 2).to(dtype)
+    fix = torch.rand(4, H, W, generator=gen) > 0.9
+    fix[:, 0, 0] = True
+    return pred, target, fix
+
+
+CALLS = {
+    "cc": lambda p, t, f, **k: cc(p, t, **k),
+    "kld": lambda p, t, f, **k: kld(p, t, **k),
+    "sim": lambda p, t, f, **k: sim(p, t, **k),
+    "nss": lambda p, t, f, **k: nss(p, f, **k),
+    "auc_judd": lambda p, t, f, **k: auc_judd(p, f, **k),
+    "auc_borji": lambda p, t, f, **k: auc_borji(p, f, splits=10, **k),
+    "auc_shuffled": lambda p, t, f, **k: auc_shuffled(p, f, f.roll(1, 0), splits=10, **k),
+    "info_gain": lambda p, t, f, **k: info_gain(p, f, baseline=t[0], **k),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("weights", [None, "sphere"])
+def test_numba_matches_torch_reference(name, dtype, weights):
+    pred, target, fix = _data(dtype)
+    fast = CALLS[name](pred, target, fix, weights=weights, backend="numba")
+    slow = CALLS[name](pred, target, fix, weights=weights, backend="torch")
+    assert fast.dtype == slow.dtype == torch.float64
+    torch.testing.assert_close(fast, slow, rtol=1e-9, atol=1e-12)
+
+
+def test_non_contiguous_and_constant_maps():
+    pred, target, fix = _data(torch.float64)
+    strided = torch.rand(4, W, H, dtype=torch.float64).transpose(1, 2)
+    for backend in ("numba", "torch"):
+        torch.testing.assert_close(cc(strided, target, backend=backend), cc(strided.contiguous(), target))
+        flat = torch.ones(4, H, W)
+        torch.testing.assert_close(auc_judd(flat, fix, jitter=0, backend=backend),
+                                   torch.full((4,), 0.5, dtype=torch.float64))
+        bad = pred.clone()
+        bad[2, 1, 1] = float("inf")
+        with pytest.raises(ValueError, match="pred contains infinite values"):
+            nss(bad, fix, backend=backend)
+
+
+def test_auto_uses_the_differentiable_reference_for_gradients():
+    pred, target, fix = _data(torch.float64)
+    pred = pred[:2].clone().requires_grad_(True)
+    for fn in (lambda p: cc(p, target[:2]), lambda p: kld(p, target[:2]), lambda p: sim(p, target[:2]),
+               lambda p: nss(p, fix[:2])):
+        assert torch.autograd.gradcheck(lambda p, f=fn: f(p).sum(), (pred,))
+    with pytest.raises(ValueError, match="backend must be one of"):
+        cc(pred, target[:2], backend="cuda")
