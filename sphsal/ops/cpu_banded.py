@@ -29,6 +29,8 @@ __all__ = ["ConvUnit", "Band", "banded_plan", "banded_sphere_conv"]
 
 # Bands longer than this many output rows are split so that transient slabs stay small.
 _MAX_BAND_ROWS = 32
+# Gathered rows are multiplied in batches of at most this many rows (bounds the transient copy).
+_GATHER_CHUNK = 8
 
 
 @dataclass(frozen=True)
@@ -131,14 +133,15 @@ def _band_units(table: NeighbourTable, cells, out_lo: int, out_hi: int) -> tuple
 
 
 @dataclass(frozen=True)
-class GatherRow:
-    """An output row computed as one matrix product over its ``m`` distinct source cells.
+class GatherGroup:
+    """Output rows computed together as one batched matrix product over their source cells.
 
-    ``positions`` ``(m,)`` index :attr:`Plan.source_rows`, ``cols`` ``(m,)`` are column offsets and
-    ``scatter`` ``(K, m)`` float64 maps tap weights to cells.
+    All ``n`` rows have ``m`` distinct (row, column offset) cells: ``positions`` ``(n, m)`` index
+    :attr:`Plan.source_rows`, ``cols`` ``(n, m)`` are column offsets, ``scatter`` ``(n, K, m)`` float64
+    maps tap weights to cells.
     """
 
-    out_row: int
+    out_rows: torch.Tensor
     positions: torch.Tensor
     cols: torch.Tensor
     scatter: torch.Tensor
@@ -150,24 +153,32 @@ class Plan:
     input rows those read)."""
 
     bands: tuple[Band, ...]
-    gather_rows: tuple[GatherRow, ...]
+    gather_groups: tuple[GatherGroup, ...]
     source_rows: torch.Tensor
 
 
-def _gather_rows(cells_per_row: list[tuple[int, dict]], stride: int,
-                 num_taps: int) -> tuple[tuple[GatherRow, ...], torch.Tensor]:
+def _gather_groups(cells_per_row: list[tuple[int, dict]], stride: int,
+                   num_taps: int) -> tuple[tuple[GatherGroup, ...], torch.Tensor]:
+    """Group gathered rows by their number of cells, at most ``_GATHER_CHUNK`` rows per group."""
     sources = sorted({i * stride + ro for i, cells in cells_per_row for ro, _ in cells})
     where = {r: n for n, r in enumerate(sources)}
-    rows = []
+    by_size: dict[int, list] = {}
     for i, cells in cells_per_row:
         keys = sorted(cells)
         scatter = torch.zeros(num_taps, len(keys), dtype=torch.float64)
         for q, key in enumerate(keys):
             for t, weight in cells[key].items():
                 scatter[t, q] += weight
-        rows.append(GatherRow(i, torch.tensor([where[i * stride + ro] for ro, _ in keys]),
-                              torch.tensor([co for _, co in keys]), scatter))
-    return tuple(rows), torch.tensor(sources, dtype=torch.long)
+        by_size.setdefault(len(keys), []).append(
+            (i, [where[i * stride + ro] for ro, _ in keys], [co for _, co in keys], scatter))
+    groups = []
+    for rows in by_size.values():
+        for lo in range(0, len(rows), _GATHER_CHUNK):
+            chunk = rows[lo:lo + _GATHER_CHUNK]
+            out_rows, positions, cols, scatters = zip(*chunk)
+            groups.append(GatherGroup(torch.tensor(out_rows), torch.tensor(positions), torch.tensor(cols),
+                                      torch.stack(scatters)))
+    return tuple(groups), torch.tensor(sources, dtype=torch.long)
 
 
 @functools.lru_cache(maxsize=128)
@@ -192,8 +203,8 @@ def banded_plan(table: NeighbourTable, gather: bool = True) -> Plan:
                 bands.append(Band(lo, i, units))
             lo = i
         current = sig if i == lo else current
-    rows, sources = _gather_rows(gathered, table.stride, table.num_taps)
-    return Plan(tuple(bands), rows, sources)
+    groups, sources = _gather_groups(gathered, table.stride, table.num_taps)
+    return Plan(tuple(bands), groups, sources)
 
 
 def _slab(x: torch.Tensor, unit: ConvUnit) -> torch.Tensor:
@@ -220,17 +231,18 @@ def _gather_source(x: torch.Tensor, plan: Plan) -> torch.Tensor:
     return x.index_select(2, plan.source_rows).permute(2, 0, 3, 1).reshape(-1, x.shape[1])
 
 
-def _gather_index(row: GatherRow, batch: int, width: int, w_out: int, stride: int) -> torch.Tensor:
-    """Flat ``(B * W_out * m,)`` indices of a gathered row's cells into :func:`_gather_source`."""
-    col = torch.remainder(torch.arange(w_out)[:, None] * stride + row.cols[None, :], width)
-    b = torch.arange(batch)[:, None, None]
-    return ((row.positions[None, None, :] * batch + b) * width + col[None]).reshape(-1)
+def _gather_index(group: GatherGroup, batch: int, width: int, w_out: int, stride: int) -> torch.Tensor:
+    """Flat ``(n * B * W_out * m,)`` indices of a group's cells into :func:`_gather_source`."""
+    col = torch.remainder(torch.arange(w_out)[None, :, None] * stride + group.cols[:, None, :], width)
+    b = torch.arange(batch)[None, :, None, None]
+    return ((group.positions[:, None, None, :] * batch + b) * width + col[:, None]).reshape(-1)
 
 
-def _row_weight(weight: torch.Tensor, row: GatherRow) -> torch.Tensor:
-    """``(Co, Ci, 1, K)`` weight -> ``(Co, m * Ci)`` matrix of a gathered row (cell-major)."""
-    cells = torch.matmul(weight[:, :, 0], row.scatter.to(weight.dtype))
-    return cells.transpose(1, 2).reshape(weight.shape[0], -1)
+def _group_weight(weight: torch.Tensor, group: GatherGroup) -> torch.Tensor:
+    """``(Co, Ci, 1, K)`` weight -> ``(n, m * Ci, Co)`` matrices of a gather group (cell-major rows)."""
+    co, ci = weight.shape[:2]
+    cells = torch.matmul(weight.reshape(co * ci, -1), group.scatter.to(weight.dtype))  # (n, Co * Ci, m)
+    return cells.view(-1, co, ci, cells.shape[-1]).permute(0, 3, 2, 1).reshape(cells.shape[0], -1, co)
 
 
 def _output_shape(x: torch.Tensor, weight: torch.Tensor, table: NeighbourTable, stride_t: int):
@@ -256,13 +268,14 @@ class _BandedConv(torch.autograd.Function):
                     target.copy_(y)
                 else:
                     target.add_(y)
-        if plan.gather_rows:
+        if plan.gather_groups:
             batch, width, w_out = x.shape[0], table.width, table.w_out
             source = _gather_source(x, plan)
-            for row in plan.gather_rows:
-                index = _gather_index(row, batch, width, w_out, table.stride)
-                y = source.index_select(0, index).view(batch * w_out, -1) @ _row_weight(weight, row).T
-                out[:, :, row.out_row, :] = y.view(batch, w_out, -1).transpose(1, 2)
+            for group in plan.gather_groups:
+                index = _gather_index(group, batch, width, w_out, table.stride)
+                cols = source.index_select(0, index).view(len(group.out_rows), batch * w_out, -1)
+                y = torch.bmm(cols, _group_weight(weight, group))  # (n, B * W_out, Co)
+                out[:, :, group.out_rows, :] = y.view(-1, batch, w_out, y.shape[-1]).permute(1, 3, 0, 2)
         if bias is not None:
             out += bias.view(1, -1, *([1] * (out.dim() - 2)))
         ctx.save_for_backward(x, weight)
@@ -278,7 +291,7 @@ class _BandedConv(torch.autograd.Function):
         grad_w = torch.zeros_like(weight) if need_w else None
         if need_x or need_w:
             _units_backward(ctx, x, weight, grad_out, grad_x, grad_w)
-            if ctx.plan.gather_rows:
+            if ctx.plan.gather_groups:
                 _gather_backward(ctx, x, weight, grad_out, grad_x, grad_w)
         grad_b = None
         if ctx.has_bias and ctx.needs_input_grad[2]:
@@ -310,17 +323,22 @@ def _units_backward(ctx, x, weight, grad_out, grad_x, grad_w) -> None:
 def _gather_backward(ctx, x, weight, grad_out, grad_x, grad_w) -> None:
     plan, table = ctx.plan, ctx.table
     batch, channels, width, w_out = x.shape[0], x.shape[1], table.width, table.w_out
+    co = weight.shape[0]
     source = _gather_source(x, plan)
     grad_source = torch.zeros_like(source) if grad_x is not None else None
-    for row in plan.gather_rows:
-        index = _gather_index(row, batch, width, w_out, table.stride)
-        g = grad_out[:, :, row.out_row, :].transpose(1, 2).reshape(batch * w_out, -1)
+    for group in plan.gather_groups:
+        n = len(group.out_rows)
+        index = _gather_index(group, batch, width, w_out, table.stride)
+        g = grad_out[:, :, group.out_rows, :].permute(2, 0, 3, 1).reshape(n, batch * w_out, co)
         if grad_w is not None:
-            cols = source.index_select(0, index).view(batch * w_out, -1)
-            gw = (g.T @ cols).view(weight.shape[0], -1, channels).transpose(1, 2)
-            grad_w[:, :, 0] += torch.matmul(gw, row.scatter.to(gw.dtype).T)
+            cols = source.index_select(0, index).view(n, batch * w_out, -1)
+            gw = torch.bmm(cols.transpose(1, 2), g)  # (n, m * Ci, Co)
+            gw = gw.view(n, -1, channels, co).permute(0, 3, 2, 1).reshape(n, co * channels, -1)
+            gw = torch.matmul(gw, group.scatter.to(gw.dtype).transpose(1, 2)).sum(0)
+            grad_w[:, :, 0] += gw.view(co, channels, -1)
         if grad_source is not None:
-            grad_source.index_add_(0, index, (g @ _row_weight(weight, row)).view(-1, channels))
+            grad_cols = torch.bmm(g, _group_weight(weight, group).transpose(1, 2))
+            grad_source.index_add_(0, index, grad_cols.view(-1, channels))
     if grad_x is not None:
         grad_source = grad_source.view(len(plan.source_rows), batch, width, channels).permute(1, 3, 0, 2)
         grad_x.index_add_(2, plan.source_rows, grad_source)
