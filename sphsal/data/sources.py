@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from sphsal.data.clips import time_to_sample
-from sphsal.data.video import VideoReader, _parse_size
+from sphsal.data.video import VideoReader, _parse_size, source_frame
 
 __all__ = ["VideoFrames", "ImageFrames", "AudioTrack", "ImageMaps", "read_image", "resize_map"]
 
@@ -60,7 +60,7 @@ class VideoFrames:
 
     def source_index(self, index: int) -> int:
         """Frame of the file shown at output frame ``index`` (see :meth:`VideoReader.source_index`)."""
-        return int(index * self.source_fps / self.fps)
+        return source_frame(index, self.source_fps, self.fps)
 
     def __call__(self, indices) -> torch.Tensor:
         if self._reader is None:

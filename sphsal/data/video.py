@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 import torch
 
-__all__ = ["VideoReader", "check_video_file"]
+__all__ = ["VideoReader", "check_video_file", "source_frame"]
 
 # Pixel formats whose planes can be resized before a BT.601 limited-range colour conversion.
 _I420_FORMATS = ("yuv420p",)
@@ -40,6 +40,11 @@ def check_video_file(path: str | os.PathLike) -> str:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"video file not found: {path}")
     return path
+
+
+def source_frame(index: int, source_fps, fps) -> int:
+    """Source frame covering the time ``index / fps``: ``floor(index * source_fps / fps)`` (exact)."""
+    return int(index * Fraction(source_fps) / Fraction(fps))
 
 
 def _parse_size(size) -> tuple[int, int] | None:
@@ -95,6 +100,7 @@ class VideoReader:
             self._container.close()
             raise ValueError(f"video file {self.path} has no video stream")
         self._stream = self._container.streams.video[0]
+        self._threads = bool(threads)
         if threads:
             self._stream.thread_type = "AUTO"
         rate = self._stream.average_rate or self._stream.guessed_rate or self._stream.base_rate
@@ -144,7 +150,7 @@ class VideoReader:
         """Source frame shown at output frame ``index``: ``floor(index * source_fps / fps)``."""
         if not 0 <= index < len(self):
             raise IndexError(f"frame index {index} out of range [0, {len(self)}) for {self.path}")
-        return min(int(index * self.source_fps / self.fps), self.source_frames - 1)
+        return min(source_frame(index, self.source_fps, self.fps), self.source_frames - 1)
 
     # ----------------------------------------------------------------------------------------------
     def read_frame(self, index: int, dtype=torch.float32) -> torch.Tensor:
@@ -261,10 +267,11 @@ class VideoReader:
 
     def __getstate__(self):
         # Readers travel to DataLoader workers as their arguments and reopen the file there.
-        return {"path": self.path, "fps": self.fps, "size": self._size, "cache_size": self._cache_arg}
+        return {"path": self.path, "fps": self.fps, "size": self._size, "cache_size": self._cache_arg,
+                "threads": self._threads}
 
     def __setstate__(self, state):
-        self.__init__(state["path"], fps=state["fps"], size=state["size"], cache_size=state["cache_size"])
+        self.__init__(**state)
 
     def __repr__(self) -> str:
         return (f"VideoReader({self.path!r}, fps={float(self.fps):g}, size=({self.height}, {self.width}), "
