@@ -132,14 +132,14 @@ def test_vr_eyetracking_converts_bottom_left_fractions(tmp_path):
         folder.mkdir(parents=True)
         # columns: timestamp, frame, head x, head y, ?, ?, gaze x, gaze y (fractions from the bottom-left)
         lines = [f"{k * 0.1:.2f},{k},0.5,0.5,0,0,0.25,0.75" for k in range(10)]
-        (folder / "007.txt").write_text("\n".join(lines) + "\n")
+        (folder / f"007._2017-10-13-10-{p[-2:]}_ori_0.txt").write_text("\n".join(lines) + "\n")
     ds = create_dataset("vr-eyetracking", tmp_path, clip_len=4, fps=5, cache_dir=False)
     assert len(ds) == 5
     item = ds[3]
     check_item(item, 4)
     assert near(peak(item["saliency"]), pixel_of(math.pi / 2, math.pi / 4))  # u 0.25, v = 1 - 0.75
-    (tmp_path / "Gaze_txt_files" / "p002" / "007.txt").write_text("1,2,3\n")
-    with pytest.raises(ValueError, match="007.txt.*wrong columns"):
+    (tmp_path / "Gaze_txt_files" / "p002" / "007._2017-10-13-10-02_ori_0.txt").write_text("1,2,3\n")
+    with pytest.raises(ValueError, match="ori_0.txt has wrong columns"):
         create_dataset("vr-eyetracking", tmp_path)
 
 

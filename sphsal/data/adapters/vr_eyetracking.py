@@ -2,8 +2,10 @@
 
 On-disk layout::
 
-    <root>/videos/<VVV>.mp4                    (``Videos/`` also accepted)
-    <root>/Gaze_txt_files/p<NNN>/<VVV>.txt     one file per participant and video
+    <root>/Videos/<VVV>.mp4                          (``videos/`` also accepted)
+    <root>/Gaze_txt_files/p<NNN>/<VVV>.<suffix>.txt  one file per participant and video, e.g.
+                                                     ``180._2017-10-13-10-28_ori_0.txt``: the video
+                                                     id is the name up to its first dot
 
 Each gaze file is comma-separated without a header; one line per video frame. The columns used are
 :data:`FRAME_COLUMN` (the video frame index) and :data:`GAZE_COLUMNS` (gaze x, y as fractions of the
@@ -62,15 +64,15 @@ def vr_eyetracking(root, *, size=None, fps=None, split: str = "all", sigma_deg: 
     """
     root = check_root(root, "Gaze_txt_files")
     gaze_root = os.path.join(root, "Gaze_txt_files")
-    video_dir = find_folder(root, "videos", "Videos")
+    video_dir = find_folder(root, "Videos", "videos")
     participants = sorted(p for p in os.listdir(gaze_root) if os.path.isdir(os.path.join(gaze_root, p)))
     files: dict[str, list[str]] = {}
     for p in participants:
         for n in sorted(os.listdir(os.path.join(gaze_root, p))):
             if n.lower().endswith(".txt"):
-                files.setdefault(os.path.splitext(n)[0], []).append(os.path.join(gaze_root, p, n))
+                files.setdefault(n.split(".")[0], []).append(os.path.join(gaze_root, p, n))
     if not files:
-        raise FileNotFoundError(f"no gaze files (p*/<video>.txt) under {gaze_root}")
+        raise FileNotFoundError(f"no gaze files (p*/<video>.*.txt) under {gaze_root}")
     cache = resolve_cache_dir(cache_dir)
     entries = []
     for name in split_videos(files, split):
