@@ -11,9 +11,11 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sphsal.metrics import _kernels
 from sphsal.sphere import directions_to_pixels, solid_angle_weights
 
 _REDUCTIONS = ("none", "mean")
@@ -159,8 +161,10 @@ def fixation_lists(fixations, shape: tuple[int, int, int], device=None,
             check_same_shape(maps.shape, shape, name, "pred")
             if maps.is_floating_point():
                 check_finite(maps, name)
-            nonzero = maps if maps.dtype == torch.bool else maps != 0
-            b_idx, flat = torch.nonzero(nonzero.reshape(batch, h * w), as_tuple=True)
+            nonzero = (maps if maps.dtype == torch.bool else maps != 0).reshape(batch, h * w)
+            if nonzero.device.type == "cpu":
+                return _cpu_lists(nonzero, device)
+            b_idx, flat = torch.nonzero(nonzero, as_tuple=True)
             return _pad_lists(b_idx.to(device), flat.to(device), None, batch)
         if t.dim() == 2 and t.shape[-1] == 2 and batch == 1:
             per_map = [t]
@@ -175,6 +179,18 @@ def fixation_lists(fixations, shape: tuple[int, int, int], device=None,
     keys = torch.cat([b * h * w + f for b, f in enumerate(flats)])
     uniq, cnt = torch.unique(keys, return_counts=True)
     return _pad_lists(uniq // (h * w), uniq % (h * w), cnt.to(torch.float64), batch)
+
+
+def _cpu_lists(nonzero: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`fixation_lists` of a CPU ``(B, N)`` bool mask with the numba kernels (one parallel pass to
+    count, one to fill; the same result as ``torch.nonzero``)."""
+    mask = nonzero.contiguous().numpy()
+    counts = np.zeros(mask.shape[0], dtype=np.int64)
+    _kernels.nonzero_counts(mask, counts)
+    idx = np.zeros((mask.shape[0], max(1, int(counts.max()))), dtype=np.int64)
+    _kernels.nonzero_fill(mask, idx)
+    count = (np.arange(idx.shape[1]) < counts[:, None]).astype(np.float64)
+    return torch.from_numpy(idx).to(device), torch.from_numpy(count).to(device)
 
 
 def _pad_lists(b_idx: torch.Tensor, flat: torch.Tensor, cnt: torch.Tensor | None,

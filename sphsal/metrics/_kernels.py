@@ -155,3 +155,25 @@ def _bucket(s):
     """Bucket of a score ``s >= 0`` among ``_BUCKETS`` equal buckets of ``[0, 1]`` (the last one also
     takes ``s >= 1``)."""
     return min(int(s * _BUCKETS), _BUCKETS - 1)
+
+
+@numba.njit(parallel=True, cache=True)
+def nonzero_counts(mask, counts):
+    """``counts[b]`` = number of ``True`` entries of ``mask[b]`` (``(B, N)`` bool)."""
+    for b in numba.prange(mask.shape[0]):
+        c = 0
+        for j in range(mask.shape[1]):
+            c += mask[b, j]
+        counts[b] = c
+
+
+@numba.njit(parallel=True, cache=True)
+def nonzero_fill(mask, idx):
+    """Write the flat indices of the ``True`` entries of every ``mask[b]`` into ``idx[b, :count]``, in
+    increasing order (``idx`` is ``(B, K)``, ``K`` at least the largest count)."""
+    for b in numba.prange(mask.shape[0]):
+        c = 0
+        for j in range(mask.shape[1]):
+            if mask[b, j]:
+                idx[b, c] = j
+                c += 1

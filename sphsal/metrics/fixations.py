@@ -144,15 +144,15 @@ def info_gain(pred, fixations, *, baseline, weights=None, reduction: str = "none
     """
     (p,), red, single = prepare({"pred": pred}, weights, backend, reduction)
     base, _ = as_maps(baseline, "baseline")
-    if base.shape[0] == 1:
-        base = base.expand(p.shape[0], *base.shape[1:])
-    check_same_shape(p.shape, base.shape, "pred", "baseline")
+    base = base.to(p.device)
+    check_same_shape(p.shape, (p.shape[0] if base.shape[0] == 1 else base.shape[0], *base.shape[1:]),
+                     "pred", "baseline")
     idx, pos_w, _, empty = _positives("info_gain", fixations, p, red)
     gain = 0.0
-    for x, name, sign in ((p, "pred", 1.0), (base.to(p.device), "baseline", -1.0)):
-        r = red.stats(x, name).rescale(uniform_if_constant=True)
-        mass = red.flat_w[idx] * r.apply(gather(x, idx)) / r.norm[:, None]
-        gain = gain + sign * torch.log2(EPS + mass)
+    for x, name, sign in ((p, "pred", 1.0), (base, "baseline", -1.0)):
+        r = red.stats(x, name).rescale(uniform_if_constant=True)  # one baseline map: (1,) statistics
+        values = gather(x.expand(p.shape[0], *x.shape[1:]), idx)
+        gain = gain + sign * torch.log2(EPS + red.flat_w[idx] * r.apply(values) / r.norm[:, None])
     value = (pos_w * gain).sum(dim=1) / pos_w.sum(dim=1)
     return finish(torch.where(empty, torch.nan, value), single, reduction)
 

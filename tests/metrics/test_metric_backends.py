@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from sphsal.metrics import auc_borji, auc_judd, auc_shuffled, cc, info_gain, kld, nss, sim
+from sphsal.metrics._inputs import _cpu_lists, _pad_lists
 
 H, W = 10, 20
 
@@ -62,3 +63,12 @@ def test_auto_uses_the_differentiable_reference_for_gradients():
         assert torch.autograd.gradcheck(lambda p, f=fn: f(p).sum(), (pred,))
     with pytest.raises(ValueError, match="backend must be one of"):
         cc(pred, target[:2], backend="cuda")
+
+
+def test_cpu_fixation_lists_match_torch_nonzero():
+    mask = torch.rand(5, 300) > 0.9
+    mask[3] = False
+    b_idx, flat = torch.nonzero(mask, as_tuple=True)
+    expected = _pad_lists(b_idx, flat, None, 5)
+    for got, want in zip(_cpu_lists(mask, "cpu"), expected):
+        torch.testing.assert_close(got, want)
