@@ -5,14 +5,21 @@ column offset, interpolation weight) form a band. Near the equator the band's ta
 3x3 neighbourhood, further out dilated or irregular column patterns. Each band's distinct
 ``(row offset, column offset)`` cells are covered by *units*: grids ``ro0 + dr * [0, nh)`` x
 ``co0 + dc * [0, nw)`` that hold only occupied cells (exact arithmetic progressions, no zero taps).
-A unit is one ``nn.Conv2d``-style call (``conv3d`` for clips) with dilation ``(dr, dc)`` on the rows
-of the band, whose columns are read with circular wrap; its ``(nh, nw)`` weight is the layer's
-``(Co, Ci, K)`` weight scattered into the cells (bilinear weights included). The rows next to the
-poles, where taps spread over all longitudes, simply become several small units (down to one tap:
-a 1x1 convolution on a shifted view of one source row).
+A unit is one ``nn.Conv2d``-style call (``conv3d`` for clips) with dilation ``(dr, dc)`` on a view of
+the band's rows of the input padded circularly by a few columns; its ``(nh, nw)`` weight is the
+layer's ``(Co, Ci, K)`` weight scattered into the cells (bilinear weights included). All cell weights
+of a plan come from one matrix product of the weight with a ``(K, cells)`` scatter matrix.
 
-Nothing K-times expanded is kept: the autograd function saves only ``x`` and the weight and redoes the
-cheap slab extraction in backward, where ``aten.convolution_backward`` gives the gradients of each unit.
+Rows whose band would need more than one convolution call per row (next to the poles, where the taps
+spread over all longitudes, and every bilinear row, whose weights change from row to row) are
+*gathered* instead (images only): a few consecutive rows at a time, their ``m`` source cells are
+copied into a ``(rows, B * W_out, m * Ci)`` block and multiplied by per-row ``(m * Ci, Co)`` matrices
+with one batched matrix product.
+
+Nothing K-times expanded is kept for backward: the autograd function saves only ``x`` and the weight
+and redoes the cheap extraction in backward, where ``aten.convolution_backward`` and batched matrix
+products give the gradients. Few, large operations are used on purpose: on a busy machine every
+parallel operation costs a thread hand-off.
 """
 
 from __future__ import annotations
@@ -25,29 +32,33 @@ import torch
 
 from sphsal.ops.stencils import NeighbourTable
 
-__all__ = ["ConvUnit", "Band", "banded_plan", "banded_sphere_conv"]
+__all__ = ["ConvUnit", "Band", "GatherGroup", "Plan", "banded_plan", "banded_sphere_conv"]
 
 # Bands longer than this many output rows are split so that transient slabs stay small.
 _MAX_BAND_ROWS = 32
-# Gathered rows are multiplied in batches of at most this many rows (bounds the transient copy).
-_GATHER_CHUNK = 8
+# Consecutive gathered rows are multiplied in batches of at most this many rows (bounds the transient
+# K-fold copy of those rows).
+_GATHER_CHUNK = 12
+# Bands whose column offsets reach further than this are gathered (keeps the circular halo small).
+_MAX_HALO = 8
 
 
 @dataclass(frozen=True)
 class ConvUnit:
     """One planar convolution of a band.
 
-    ``row_lo:row_hi`` are the input rows read, ``segments`` the ``(first column, count)`` runs of
-    input columns (wrapped at ``W``) concatenated into the slab, ``box = (nh, nw)`` and ``dilation``
-    its kernel grid, ``scatter`` ``(K, nh * nw)`` float64 maps tap weights to grid cells.
+    Input rows ``row_lo:row_hi`` and columns ``col_lo:col_hi`` (may reach ``-halo`` .. ``W + halo``;
+    read from the circularly padded input), kernel grid ``box = (nh, nw)`` with ``dilation``, whose
+    cell weights are columns ``cells`` of :attr:`Plan.scatter`.
     """
 
     row_lo: int
     row_hi: int
-    segments: tuple[tuple[int, int], ...]
+    col_lo: int
+    col_hi: int
     box: tuple[int, int]
     dilation: tuple[int, int]
-    scatter: torch.Tensor
+    cells: tuple[int, int]
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,34 @@ class Band:
     out_lo: int
     out_hi: int
     units: tuple[ConvUnit, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class GatherGroup:
+    """Consecutive output rows ``out_lo:out_hi`` (``n`` of them) computed by one batched matrix product.
+
+    Each row has ``m`` source cells (rows with fewer are padded with zero-weight cells):
+    ``positions`` ``(n, m)`` index :attr:`Plan.source_rows`, ``cols`` ``(n, m)`` are column offsets,
+    and the cell weights are columns ``cells`` (row-major ``n x m``) of :attr:`Plan.scatter`.
+    """
+
+    out_lo: int
+    out_hi: int
+    positions: torch.Tensor
+    cols: torch.Tensor
+    cells: tuple[int, int]
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """How to compute one table: ``pieces`` (bands and gather groups in output-row order),
+    ``scatter`` ``(K, cells)`` float64 tap-to-cell weights, ``source_rows`` ``(R,)`` the input rows
+    that gather groups read, ``halo`` the circular column padding the units need."""
+
+    pieces: tuple[Band | GatherGroup, ...]
+    scatter: torch.Tensor
+    source_rows: torch.Tensor
+    halo: int
 
 
 def _ap_groups(values: list[int]) -> list[tuple[int, int, int]]:
@@ -81,17 +120,6 @@ def _ap_groups(values: list[int]) -> list[tuple[int, int, int]]:
     return groups
 
 
-def _column_segments(start: int, length: int, width: int) -> tuple[tuple[int, int], ...]:
-    """Runs ``(first, count)`` of columns ``start, start + 1, ... (length of them)`` modulo ``width``."""
-    segments, col = [], start % width
-    while length > 0:
-        n = min(width - col, length)
-        segments.append((col, n))
-        length -= n
-        col = 0
-    return tuple(segments)
-
-
 def _row_cells(table: NeighbourTable, i: int) -> dict[tuple[int, int], dict[int, float]]:
     """``{(row offset, column offset): {tap: weight}}`` of output row ``i`` (zero weights dropped)."""
     cells: dict[tuple[int, int], dict[int, float]] = {}
@@ -107,7 +135,30 @@ def _row_cells(table: NeighbourTable, i: int) -> dict[tuple[int, int], dict[int,
     return cells
 
 
-def _band_units(table: NeighbourTable, cells, out_lo: int, out_hi: int) -> tuple[ConvUnit, ...]:
+class _ScatterBuilder:
+    """Collects ``(K,)`` tap-weight columns; ``add`` returns the column range it used."""
+
+    def __init__(self, num_taps: int):
+        self.num_taps, self.columns = num_taps, []
+
+    def add(self, columns: list[dict[int, float]]) -> tuple[int, int]:
+        start = len(self.columns)
+        for taps in columns:
+            col = torch.zeros(self.num_taps, dtype=torch.float64)
+            for t, weight in taps.items():
+                col[t] += weight
+            self.columns.append(col)
+        return start, len(self.columns)
+
+    def matrix(self) -> torch.Tensor:
+        if not self.columns:
+            return torch.zeros(self.num_taps, 0, dtype=torch.float64)
+        return torch.stack(self.columns, dim=1)
+
+
+def _band_units(table: NeighbourTable, cells, out_lo: int, out_hi: int,
+                scatter: _ScatterBuilder | None) -> tuple[ConvUnit, ...]:
+    """Units covering a band's cells (with ``scatter=None`` only their number matters)."""
     by_row: dict[int, list[int]] = {}
     for ro, co in cells:
         by_row.setdefault(ro, []).append(co)
@@ -115,122 +166,66 @@ def _band_units(table: NeighbourTable, cells, out_lo: int, out_hi: int) -> tuple
     for ro in sorted(by_row):
         for group in _ap_groups(by_row[ro]):
             col_groups.setdefault(group, []).append(ro)
-    s, w = table.stride, table.width
+    s = table.stride
     units = []
     for (co0, dc, nw), ros in col_groups.items():
         for ro0, dr, nh in _ap_groups(ros):
-            scatter = torch.zeros(table.num_taps, nh * nw, dtype=torch.float64)
-            for a in range(nh):
-                for b in range(nw):
-                    for t, weight in cells[(ro0 + a * dr, co0 + b * dc)].items():
-                        scatter[t, a * nw + b] += weight
-            row_lo = out_lo * s + ro0
-            row_hi = (out_hi - 1) * s + ro0 + dr * (nh - 1) + 1
-            length = (table.w_out - 1) * s + dc * (nw - 1) + 1
-            units.append(ConvUnit(row_lo, row_hi, _column_segments(co0, length, w), (nh, nw), (dr, dc),
-                                  scatter))
+            span = (0, 0) if scatter is None else scatter.add(
+                [cells[(ro0 + a * dr, co0 + b * dc)] for a in range(nh) for b in range(nw)])
+            units.append(ConvUnit(out_lo * s + ro0, (out_hi - 1) * s + ro0 + dr * (nh - 1) + 1, co0,
+                                  (table.w_out - 1) * s + co0 + dc * (nw - 1) + 1, (nh, nw), (dr, dc), span))
     return tuple(units)
 
 
-@dataclass(frozen=True)
-class GatherGroup:
-    """Output rows computed together as one batched matrix product over their source cells.
-
-    All ``n`` rows have ``m`` distinct (row, column offset) cells: ``positions`` ``(n, m)`` index
-    :attr:`Plan.source_rows`, ``cols`` ``(n, m)`` are column offsets, ``scatter`` ``(n, K, m)`` float64
-    maps tap weights to cells.
-    """
-
-    out_rows: torch.Tensor
-    positions: torch.Tensor
-    cols: torch.Tensor
-    scatter: torch.Tensor
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Banded convolution units plus the rows done by gathering (``source_rows`` ``(R,)`` are the
-    input rows those read)."""
-
-    bands: tuple[Band, ...]
-    gather_groups: tuple[GatherGroup, ...]
-    source_rows: torch.Tensor
-
-
-def _gather_groups(cells_per_row: list[tuple[int, dict]], stride: int,
-                   num_taps: int) -> tuple[tuple[GatherGroup, ...], torch.Tensor]:
-    """Group gathered rows by their number of cells, at most ``_GATHER_CHUNK`` rows per group."""
-    sources = sorted({i * stride + ro for i, cells in cells_per_row for ro, _ in cells})
-    where = {r: n for n, r in enumerate(sources)}
-    by_size: dict[int, list] = {}
-    for i, cells in cells_per_row:
+def _gather_group(table: NeighbourTable, rows: list[tuple[int, dict]], where: dict[int, int],
+                  scatter: _ScatterBuilder) -> GatherGroup:
+    m = max(len(cells) for _, cells in rows)
+    positions, cols, columns = [], [], []
+    for i, cells in rows:
         keys = sorted(cells)
-        scatter = torch.zeros(num_taps, len(keys), dtype=torch.float64)
-        for q, key in enumerate(keys):
-            for t, weight in cells[key].items():
-                scatter[t, q] += weight
-        by_size.setdefault(len(keys), []).append(
-            (i, [where[i * stride + ro] for ro, _ in keys], [co for _, co in keys], scatter))
-    groups = []
-    for rows in by_size.values():
-        for lo in range(0, len(rows), _GATHER_CHUNK):
-            chunk = rows[lo:lo + _GATHER_CHUNK]
-            out_rows, positions, cols, scatters = zip(*chunk)
-            groups.append(GatherGroup(torch.tensor(out_rows), torch.tensor(positions), torch.tensor(cols),
-                                      torch.stack(scatters)))
-    return tuple(groups), torch.tensor(sources, dtype=torch.long)
+        pad = m - len(keys)
+        positions.append([where[i * table.stride + ro] for ro, _ in keys] + [0] * pad)
+        cols.append([co for _, co in keys] + [0] * pad)
+        columns += [cells[key] for key in keys] + [{}] * pad
+    return GatherGroup(rows[0][0], rows[-1][0] + 1, torch.tensor(positions), torch.tensor(cols),
+                       scatter.add(columns))
 
 
 @functools.lru_cache(maxsize=128)
 def banded_plan(table: NeighbourTable, gather: bool = True) -> Plan:
-    """Split the output rows of ``table`` into bands of equal relative stencils and cover each band's
-    cells with convolution units (cached per table). With ``gather``, bands that would need more
-    than one convolution call per output row (near the poles, and every bilinear row, whose weights
-    change from row to row) are computed row by row as matrix products instead."""
-    bands, lo, current = [], 0, None
-    signatures = []
-    for i in range(table.h_out):
-        cells = _row_cells(table, i)
-        signatures.append((tuple(sorted((key, tuple(sorted(v.items()))) for key, v in cells.items())), cells))
-    gathered = []
-    for i in range(table.h_out + 1):
-        sig = signatures[i][0] if i < table.h_out else None
-        if i > lo and (sig != current or i - lo >= _MAX_BAND_ROWS):
-            units = _band_units(table, signatures[lo][1], lo, i)
-            if gather and len(units) > i - lo:
-                gathered += [(r, signatures[r][1]) for r in range(lo, i)]
-            else:
-                bands.append(Band(lo, i, units))
+    """Split the output rows of ``table`` into bands of equal relative stencils covered by convolution
+    units and (with ``gather``) groups of gathered rows; cached per table."""
+    cells = [_row_cells(table, i) for i in range(table.h_out)]
+    signatures = [tuple(sorted((key, tuple(sorted(v.items()))) for key, v in c.items())) for c in cells]
+    spans, lo = [], 0  # (first row, end row, gathered?)
+    for i in range(1, table.h_out + 1):
+        if i == table.h_out or signatures[i] != signatures[lo] or i - lo >= _MAX_BAND_ROWS:
+            wide = max(abs(co) for _, co in cells[lo]) > _MAX_HALO
+            many = len(_band_units(table, cells[lo], lo, i, None)) > i - lo
+            spans.append((lo, i, gather and (wide or many)))
             lo = i
-        current = sig if i == lo else current
-    groups, sources = _gather_groups(gathered, table.stride, table.num_taps)
-    return Plan(tuple(bands), groups, sources)
+    gathered_rows = [r for a, b, g in spans if g for r in range(a, b)]
+    sources = sorted({r * table.stride + ro for r in gathered_rows for ro, _ in cells[r]})
+    where = {r: n for n, r in enumerate(sources)}
+    scatter, pieces, pending = _ScatterBuilder(table.num_taps), [], []
+    for a, b, g in spans + [(table.h_out, table.h_out, False)]:
+        for r in range(a, b) if g else ():
+            if pending and (r != pending[-1][0] + 1 or len(pending) == _GATHER_CHUNK):
+                pieces.append(_gather_group(table, pending, where, scatter))
+                pending = []
+            pending.append((r, cells[r]))
+        if not g:
+            if pending:
+                pieces.append(_gather_group(table, pending, where, scatter))
+                pending = []
+            if b > a:
+                pieces.append(Band(a, b, _band_units(table, cells[a], a, b, scatter)))
+    units = [u for p in pieces if isinstance(p, Band) for u in p.units]
+    halo = max([0] + [-u.col_lo for u in units] + [u.col_hi - table.width for u in units])
+    return Plan(tuple(pieces), scatter.matrix(), torch.tensor(sources, dtype=torch.long), halo)
 
 
-def _slab(x: torch.Tensor, unit: ConvUnit) -> torch.Tensor:
-    rows = x[..., unit.row_lo:unit.row_hi, :]
-    parts = [rows[..., c:c + n] for c, n in unit.segments]
-    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
-
-
-def _unit_weight(weight: torch.Tensor, unit: ConvUnit, spatial_only: bool) -> torch.Tensor:
-    """``weight`` ``(Co, Ci, kt, K)`` -> the unit's ``(Co, Ci, [kt,] nh, nw)`` kernel."""
-    cells = torch.matmul(weight, unit.scatter.to(weight.dtype))
-    cells = cells.reshape(*weight.shape[:3], *unit.box)
-    return cells[:, :, 0] if spatial_only else cells
-
-
-def _conv_args(unit: ConvUnit, stride: int, stride_t: int, pad_t: int, spatial_only: bool):
-    if spatial_only:
-        return [stride, stride], [0, 0], list(unit.dilation)
-    return [stride_t, stride, stride], [pad_t, 0, 0], [1, *unit.dilation]
-
-
-def _gather_source(x: torch.Tensor, plan: Plan) -> torch.Tensor:
-    """The rows read by gathered rows, channels last: ``(R * B * W, C)``."""
-    return x.index_select(2, plan.source_rows).permute(2, 0, 3, 1).reshape(-1, x.shape[1])
-
-
+@functools.lru_cache(maxsize=256)
 def _gather_index(group: GatherGroup, batch: int, width: int, w_out: int, stride: int) -> torch.Tensor:
     """Flat ``(n * B * W_out * m,)`` indices of a group's cells into :func:`_gather_source`."""
     col = torch.remainder(torch.arange(w_out)[None, :, None] * stride + group.cols[:, None, :], width)
@@ -238,18 +233,41 @@ def _gather_index(group: GatherGroup, batch: int, width: int, w_out: int, stride
     return ((group.positions[:, None, None, :] * batch + b) * width + col[:, None]).reshape(-1)
 
 
-def _group_weight(weight: torch.Tensor, group: GatherGroup) -> torch.Tensor:
-    """``(Co, Ci, 1, K)`` weight -> ``(n, m * Ci, Co)`` matrices of a gather group (cell-major rows)."""
-    co, ci = weight.shape[:2]
-    cells = torch.matmul(weight.reshape(co * ci, -1), group.scatter.to(weight.dtype))  # (n, Co * Ci, m)
-    return cells.view(-1, co, ci, cells.shape[-1]).permute(0, 3, 2, 1).reshape(cells.shape[0], -1, co)
+def _gather_source(x: torch.Tensor, plan: Plan) -> torch.Tensor:
+    """The rows read by gather groups, channels last: ``(R * B * W, C)``."""
+    return x.index_select(2, plan.source_rows).permute(2, 0, 3, 1).reshape(-1, x.shape[1])
 
 
-def _output_shape(x: torch.Tensor, weight: torch.Tensor, table: NeighbourTable, stride_t: int):
-    if x.dim() == 4:
-        return x.shape[0], weight.shape[0], table.h_out, table.w_out
-    t_out = (x.shape[2] + 2 * (weight.shape[2] // 2) - weight.shape[2]) // stride_t + 1
-    return x.shape[0], weight.shape[0], t_out, table.h_out, table.w_out
+def _pad_columns(x: torch.Tensor, halo: int) -> torch.Tensor:
+    return x if halo == 0 else torch.cat((x[..., -halo:], x, x[..., :halo]), dim=-1)
+
+
+def _cell_weights(weight: torch.Tensor, plan: Plan) -> torch.Tensor:
+    """``(Co, Ci, kt, K)`` weight -> ``(Co, Ci, kt, cells)`` weights of every cell of the plan."""
+    flat = weight.reshape(-1, weight.shape[-1]) @ plan.scatter.to(weight.dtype)
+    return flat.view(*weight.shape[:3], -1)
+
+
+def _unit_weight(cell_weights: torch.Tensor, unit: ConvUnit, spatial_only: bool) -> torch.Tensor:
+    w = cell_weights[..., unit.cells[0]:unit.cells[1]].unflatten(-1, unit.box)
+    return w[:, :, 0] if spatial_only else w
+
+
+def _group_weight(cell_weights: torch.Tensor, group: GatherGroup) -> torch.Tensor:
+    """``(n, m * Ci, Co)`` matrices of a gather group (cell-major rows)."""
+    n = group.out_hi - group.out_lo
+    w = cell_weights[:, :, 0, group.cells[0]:group.cells[1]].unflatten(-1, (n, -1))  # (Co, Ci, n, m)
+    return w.permute(2, 3, 1, 0).reshape(n, -1, w.shape[0])
+
+
+def _unit_view(x_pad: torch.Tensor, unit: ConvUnit, halo: int) -> torch.Tensor:
+    return x_pad[..., unit.row_lo:unit.row_hi, unit.col_lo + halo:unit.col_hi + halo]
+
+
+def _conv_args(unit: ConvUnit, stride: int, stride_t: int, pad_t: int, spatial_only: bool):
+    if spatial_only:
+        return [stride, stride], [0, 0], list(unit.dilation), [0, 0]
+    return [stride_t, stride, stride], [pad_t, 0, 0], [1, *unit.dilation], [0, 0, 0]
 
 
 class _BandedConv(torch.autograd.Function):
@@ -257,25 +275,29 @@ class _BandedConv(torch.autograd.Function):
     def forward(ctx, x, weight, bias, plan, table, stride_t):
         spatial_only = x.dim() == 4
         pad_t = weight.shape[2] // 2
-        out = x.new_empty(_output_shape(x, weight, table, stride_t))
-        for band in plan.bands:
-            target = out[..., band.out_lo:band.out_hi, :]
-            for n, unit in enumerate(band.units):
-                stride, padding, dilation = _conv_args(unit, table.stride, stride_t, pad_t, spatial_only)
-                y = torch.ops.aten.convolution(_slab(x, unit), _unit_weight(weight, unit, spatial_only), None,
-                                               stride, padding, dilation, False, [0] * len(stride), 1)
-                if n == 0:
-                    target.copy_(y)
-                else:
-                    target.add_(y)
-        if plan.gather_groups:
-            batch, width, w_out = x.shape[0], table.width, table.w_out
-            source = _gather_source(x, plan)
-            for group in plan.gather_groups:
-                index = _gather_index(group, batch, width, w_out, table.stride)
-                cols = source.index_select(0, index).view(len(group.out_rows), batch * w_out, -1)
-                y = torch.bmm(cols, _group_weight(weight, group))  # (n, B * W_out, Co)
-                out[:, :, group.out_rows, :] = y.view(-1, batch, w_out, y.shape[-1]).permute(1, 3, 0, 2)
+        cell_weights = _cell_weights(weight, plan)
+        x_pad = _pad_columns(x, plan.halo)
+        source = _gather_source(x, plan) if len(plan.source_rows) else None
+        batch, w_out = x.shape[0], table.w_out
+        pieces = []
+        for piece in plan.pieces:
+            if isinstance(piece, Band):
+                y = None
+                for unit in piece.units:
+                    stride, padding, dilation, out_pad = _conv_args(unit, table.stride, stride_t, pad_t,
+                                                                    spatial_only)
+                    z = torch.ops.aten.convolution(_unit_view(x_pad, unit, plan.halo),
+                                                   _unit_weight(cell_weights, unit, spatial_only), None,
+                                                   stride, padding, dilation, False, out_pad, 1)
+                    y = z if y is None else y.add_(z)
+                pieces.append(y)
+            else:
+                index = _gather_index(piece, batch, table.width, w_out, table.stride)
+                n = piece.out_hi - piece.out_lo
+                cols = source.index_select(0, index).view(n, batch * w_out, -1)
+                y = torch.bmm(cols, _group_weight(cell_weights, piece))  # (n, B * W_out, Co)
+                pieces.append(y.view(n, batch, w_out, -1).permute(1, 3, 0, 2))
+        out = torch.cat(pieces, dim=-2) if len(pieces) > 1 else pieces[0].contiguous()
         if bias is not None:
             out += bias.view(1, -1, *([1] * (out.dim() - 2)))
         ctx.save_for_backward(x, weight)
@@ -287,61 +309,67 @@ class _BandedConv(torch.autograd.Function):
     def backward(ctx, grad_out):
         x, weight = ctx.saved_tensors
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        grad_x = torch.zeros_like(x) if need_x else None
-        grad_w = torch.zeros_like(weight) if need_w else None
+        grad_x = grad_w = grad_b = None
         if need_x or need_w:
-            _units_backward(ctx, x, weight, grad_out, grad_x, grad_w)
-            if ctx.plan.gather_groups:
-                _gather_backward(ctx, x, weight, grad_out, grad_x, grad_w)
-        grad_b = None
+            grad_x, grad_w = _backward(ctx.plan, ctx.table, ctx.stride_t, x, weight, grad_out, need_x, need_w)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad_out.sum(dim=[d for d in range(grad_out.dim()) if d != 1])
         return grad_x, grad_w, grad_b, None, None, None
 
 
-def _units_backward(ctx, x, weight, grad_out, grad_x, grad_w) -> None:
+def _backward(plan: Plan, table: NeighbourTable, stride_t: int, x, weight, grad_out, need_x: bool,
+              need_w: bool):
     spatial_only = x.dim() == 4
     pad_t = weight.shape[2] // 2
-    mask = [grad_x is not None, grad_w is not None, False]
-    for band in ctx.plan.bands:
-        g = grad_out[..., band.out_lo:band.out_hi, :]
-        for unit in band.units:
-            stride, padding, dilation = _conv_args(unit, ctx.table.stride, ctx.stride_t, pad_t, spatial_only)
-            gi, gw, _ = torch.ops.aten.convolution_backward(
-                g, _slab(x, unit), _unit_weight(weight, unit, spatial_only), None, stride, padding, dilation,
-                False, [0] * len(stride), 1, mask)
-            if grad_w is not None:
-                grad_w += torch.matmul(gw.reshape(*weight.shape[:3], -1), unit.scatter.to(gw.dtype).T)
-            if grad_x is not None:
-                rows = grad_x[..., unit.row_lo:unit.row_hi, :]
-                offset = 0
-                for c, n in unit.segments:
-                    rows[..., c:c + n] += gi[..., offset:offset + n]
-                    offset += n
-
-
-def _gather_backward(ctx, x, weight, grad_out, grad_x, grad_w) -> None:
-    plan, table = ctx.plan, ctx.table
-    batch, channels, width, w_out = x.shape[0], x.shape[1], table.width, table.w_out
-    co = weight.shape[0]
-    source = _gather_source(x, plan)
-    grad_source = torch.zeros_like(source) if grad_x is not None else None
-    for group in plan.gather_groups:
-        n = len(group.out_rows)
-        index = _gather_index(group, batch, width, w_out, table.stride)
-        g = grad_out[:, :, group.out_rows, :].permute(2, 0, 3, 1).reshape(n, batch * w_out, co)
-        if grad_w is not None:
-            cols = source.index_select(0, index).view(n, batch * w_out, -1)
-            gw = torch.bmm(cols.transpose(1, 2), g)  # (n, m * Ci, Co)
-            gw = gw.view(n, -1, channels, co).permute(0, 3, 2, 1).reshape(n, co * channels, -1)
-            gw = torch.matmul(gw, group.scatter.to(gw.dtype).transpose(1, 2)).sum(0)
-            grad_w[:, :, 0] += gw.view(co, channels, -1)
-        if grad_source is not None:
-            grad_cols = torch.bmm(g, _group_weight(weight, group).transpose(1, 2))
-            grad_source.index_add_(0, index, grad_cols.view(-1, channels))
-    if grad_x is not None:
-        grad_source = grad_source.view(len(plan.source_rows), batch, width, channels).permute(1, 3, 0, 2)
-        grad_x.index_add_(2, plan.source_rows, grad_source)
+    batch, channels, co, w_out, halo = x.shape[0], x.shape[1], weight.shape[0], table.w_out, plan.halo
+    cell_weights = _cell_weights(weight, plan)
+    x_pad = _pad_columns(x, halo)
+    grad_x_pad = torch.zeros_like(x_pad) if need_x else None
+    grad_cells = torch.zeros_like(cell_weights) if need_w else None
+    has_groups = len(plan.source_rows) > 0
+    source = _gather_source(x, plan) if has_groups else None
+    grad_source = torch.zeros_like(source) if has_groups and need_x else None
+    for piece in plan.pieces:
+        if isinstance(piece, Band):
+            g = grad_out[..., piece.out_lo:piece.out_hi, :]
+            for unit in piece.units:
+                stride, padding, dilation, out_pad = _conv_args(unit, table.stride, stride_t, pad_t,
+                                                                spatial_only)
+                gi, gw, _ = torch.ops.aten.convolution_backward(
+                    g, _unit_view(x_pad, unit, halo), _unit_weight(cell_weights, unit, spatial_only), None,
+                    stride, padding, dilation, False, out_pad, 1, [need_x, need_w, False])
+                if need_x:
+                    _unit_view(grad_x_pad, unit, halo).add_(gi)
+                if need_w:
+                    target = grad_cells[..., unit.cells[0]:unit.cells[1]]
+                    target.copy_(gw.flatten(-2).reshape(target.shape))
+        else:
+            n = piece.out_hi - piece.out_lo
+            index = _gather_index(piece, batch, table.width, w_out, table.stride)
+            g = grad_out[:, :, piece.out_lo:piece.out_hi, :].permute(2, 0, 3, 1).reshape(n, batch * w_out, co)
+            if need_w:
+                cols = source.index_select(0, index).view(n, batch * w_out, -1)
+                gw = torch.bmm(cols.transpose(1, 2), g).view(n, -1, channels, co)  # (n, m, Ci, Co)
+                target = grad_cells[:, :, 0, piece.cells[0]:piece.cells[1]].unflatten(-1, (n, -1))
+                target.copy_(gw.permute(3, 2, 0, 1))
+            if need_x:
+                grad_cols = torch.bmm(g, _group_weight(cell_weights, piece).transpose(1, 2))
+                grad_source.index_add_(0, index, grad_cols.view(-1, channels))
+    grad_w = None
+    if need_w:
+        flat = grad_cells.reshape(-1, grad_cells.shape[-1])
+        grad_w = (flat @ plan.scatter.to(weight.dtype).T).view_as(weight)
+    grad_x = None
+    if need_x:
+        width = table.width
+        grad_x = grad_x_pad if halo == 0 else grad_x_pad[..., halo:halo + width].clone()
+        if halo:
+            grad_x[..., :halo] += grad_x_pad[..., halo + width:]
+            grad_x[..., width - halo:] += grad_x_pad[..., :halo]
+        if has_groups:
+            grad_source = grad_source.view(len(plan.source_rows), batch, width, channels).permute(1, 3, 0, 2)
+            grad_x.index_add_(2, plan.source_rows, grad_source)
+    return grad_x, grad_w
 
 
 def banded_sphere_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
