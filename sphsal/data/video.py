@@ -32,6 +32,8 @@ __all__ = ["VideoReader", "check_video_file", "source_frame"]
 
 # Pixel formats whose planes can be resized before a BT.601 limited-range colour conversion.
 _I420_FORMATS = ("yuv420p",)
+# Decoders inherited from a parent process (fork): never used nor freed here (see _own_decoder).
+_INHERITED: list = []
 
 
 def check_video_file(path: str | os.PathLike) -> str:
@@ -99,6 +101,7 @@ class VideoReader:
         if not self._container.streams.video:
             self._container.close()
             raise ValueError(f"video file {self.path} has no video stream")
+        self._pid = os.getpid()
         self._stream = self._container.streams.video[0]
         self._threads = bool(threads)
         if threads:
@@ -179,10 +182,27 @@ class VideoReader:
             yield self.read_frame(k)
 
     # ----------------------------------------------------------------------------------------------
+    def _own_decoder(self) -> None:
+        """Reopen the file when this reader was created in another process.
+
+        A forked child (a DataLoader worker) inherits a copy of the FFmpeg decoder without its worker
+        threads: decoding with it, or even freeing it, hangs. The copy is parked in a list that is
+        never freed (workers leave through ``os._exit``) and the file is opened afresh.
+        """
+        if self._pid == os.getpid():
+            return
+        _INHERITED.append((self._container, self._frames, self._last))
+        self._container = av.open(self.path)
+        self._stream = self._container.streams.video[0]
+        if self._threads:
+            self._stream.thread_type = "AUTO"
+        self._frames, self._last, self._pid = None, None, os.getpid()
+
     def _get(self, src: int) -> np.ndarray:
         if src in self._cache:
             self._cache.move_to_end(src)
             return self._cache[src]
+        self._own_decoder()
         array = self._to_array(self._decode(src))
         self._cache[src] = array
         if len(self._cache) > self.cache_size:
@@ -253,11 +273,14 @@ class VideoReader:
 
     # ----------------------------------------------------------------------------------------------
     def close(self) -> None:
-        """Release the file and the decoder."""
+        """Release the file and the decoder (a decoder inherited from another process is left alone)."""
+        self._cache.clear()
+        if self._pid != os.getpid():
+            _INHERITED.append((self._container, self._frames, self._last))
+        else:
+            self._container.close()
         self._frames = None
         self._last = None
-        self._cache.clear()
-        self._container.close()
 
     def __enter__(self):
         return self

@@ -166,3 +166,14 @@ def test_frames_without_gaze_are_an_error_naming_the_file(tmp_path):
     ds[0]
     with pytest.raises(ValueError, match="viewer_00.csv.*no gaze sample|no gaze sample.*synth_000"):
         ds[3]
+
+
+def test_dataloader_workers_after_reads_in_the_parent():
+    # Forked workers inherit the parent's open decoder; they must reopen the file, not hang on it.
+    ds = create_dataset("360av-hm", synthetic_root(), clip_len=2, frame_step=4, cache_dir=False)
+    expected = ds[3]["frames"]
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2, timeout=60,
+                                         multiprocessing_context="fork")
+    frames = torch.cat([batch["frames"] for batch in loader])
+    assert frames.shape[0] == len(ds)
+    torch.testing.assert_close(frames[3], expected)
