@@ -7,7 +7,9 @@ temporary folder. In each repeat, side by side on the same file:
 * ``VideoReader``: ``sphsal.data.VideoReader(size=(256, 512))``, every frame in order;
 * ``dataset, in order``: ``create_dataset("360av-hm", size=(256, 512), clip_len=16)`` items one after the
   other (16-frame clip + 4-channel audio window + cached ground truth), as an evaluation loop reads them;
-* ``dataset, shuffled``: the same items in a seeded random order, as a training loop reads them.
+* ``dataset, shuffled``: the same items in a seeded random order, as a training loop reads them;
+* ``DataLoader, 2 workers``: a shuffled epoch through ``torch.utils.data.DataLoader`` (batch 4, two
+  worker processes, their start-up included). Its CPU column counts the main process only.
 
 frames/s: for the two loops, frames decoded and resized per second; for the dataset, frames delivered in
 clips (items x clip_len per second; consecutive clips share frames, which the reader's cache decodes
@@ -67,6 +69,13 @@ def dataset_loop(ds, order) -> int:
     return len(order) * CLIP_LEN
 
 
+def loader_loop(ds, workers: int) -> int:
+    """One shuffled epoch through a DataLoader (batch 4, seeded order, ``workers`` processes)."""
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, shuffle=True, num_workers=workers,
+                                         generator=torch.Generator().manual_seed(0))
+    return sum(batch["frames"].shape[0] for batch in loader) * CLIP_LEN
+
+
 def timed(fn, *args) -> tuple[float, float, int]:
     """(wall seconds, CPU seconds of all this process's threads, frames)."""
     start, cpu = time.perf_counter(), time.process_time()
@@ -99,6 +108,7 @@ def main() -> None:
             "VideoReader, in order": lambda: timed(reader_loop, path),
             "dataset clips, in order": lambda: timed(dataset_loop, ds, range(len(ds))),
             "dataset clips, shuffled": lambda: timed(dataset_loop, ds, shuffled),
+            "DataLoader, 2 workers": lambda: timed(loader_loop, ds, 2),
         }
         results: dict[str, list] = {name: [] for name in methods}
         for _ in range(args.repeats):
@@ -114,7 +124,8 @@ def main() -> None:
             fps = statistics.median(r[0] for r in rows)
             ratio = statistics.median(r[0] / b for r, b in zip(rows, base))
             cpu = statistics.median(r[1] for r in rows)
-            clips = f"{fps / CLIP_LEN:9.1f}" if name.startswith("dataset") else f"{'-':>9}"
+            per_frame = name.startswith(("opencv", "VideoReader"))
+            clips = f"{'-':>9}" if per_frame else f"{fps / CLIP_LEN:9.1f}"
             print(f"{name:<28} {fps:10.1f} {clips} {ratio:9.2f} {cpu:13.2f}")
 
 
