@@ -10,8 +10,8 @@ the band's rows of the input padded circularly by a few columns; its ``(nh, nw)`
 layer's ``(Co, Ci, K)`` weight scattered into the cells (bilinear weights included). All cell weights
 of a plan come from one matrix product of the weight with a ``(K, cells)`` scatter matrix.
 
-Rows whose band would need more than one convolution call per row (next to the poles, where the taps
-spread over all longitudes, and every bilinear row, whose weights change from row to row) are
+Rows whose band would need more than one convolution call per two rows (next to the poles, where the
+taps spread over all longitudes, and most bilinear rows, whose weights change from row to row) are
 *gathered* instead (images only): a few consecutive rows at a time, their ``m`` source cells are
 copied into a ``(rows, B * W_out, m * Ci)`` block and multiplied by per-row ``(m * Ci, Co)`` matrices
 with one batched matrix product.
@@ -38,7 +38,7 @@ __all__ = ["ConvUnit", "Band", "GatherGroup", "Plan", "banded_plan", "banded_sph
 _MAX_BAND_ROWS = 32
 # Consecutive gathered rows are multiplied in batches of at most this many rows (bounds the transient
 # K-fold copy of those rows).
-_GATHER_CHUNK = 12
+_GATHER_CHUNK = 16
 # Bands whose column offsets reach further than this are gathered (keeps the circular halo small).
 _MAX_HALO = 8
 
@@ -201,7 +201,7 @@ def banded_plan(table: NeighbourTable, gather: bool = True) -> Plan:
     for i in range(1, table.h_out + 1):
         if i == table.h_out or signatures[i] != signatures[lo] or i - lo >= _MAX_BAND_ROWS:
             wide = max(abs(co) for _, co in cells[lo]) > _MAX_HALO
-            many = len(_band_units(table, cells[lo], lo, i, None)) > i - lo
+            many = 2 * len(_band_units(table, cells[lo], lo, i, None)) > i - lo
             spans.append((lo, i, gather and (wide or many)))
             lo = i
     gathered_rows = [r for a, b, g in spans if g for r in range(a, b)]
