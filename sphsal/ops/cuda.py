@@ -154,8 +154,12 @@ def _device_table(table: NeighbourTable, device: torch.device):
 def sphere_conv2d_cuda(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                        table: NeighbourTable) -> torch.Tensor:
     """``(B, Ci, H, W)`` CUDA input, ``(Co, Ci, k, k)`` weight -> ``(B, Co, H_out, W_out)``."""
+    if x.shape[0] * table.h_out > 65535:
+        raise ValueError(f"the CUDA backend handles at most 65535 output rows per call (B * H_out), got "
+                         f"{x.shape[0]} x {table.h_out}; split the batch")
     rows, cols, taps = _device_table(table, x.device)
-    out = _forward_op(x, weight.reshape(*weight.shape[:2], -1), rows, cols, taps, table.stride)
+    weight = weight.to(x.dtype).reshape(*weight.shape[:2], -1)  # the kernels read both in x's dtype
+    out = _forward_op(x, weight, rows, cols, taps, table.stride)
     if bias is not None:
         out = out + bias.view(1, -1, 1, 1).to(out.dtype)
     return out
