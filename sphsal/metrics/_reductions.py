@@ -77,7 +77,6 @@ class Reducer:
         auto_numba = backend == "auto" and device.type == "cpu" and not requires_grad
         self.use_numba = backend == "numba" or auto_numba
         self.n = shape[-2] * shape[-1]
-        self.device = device
         self.weights = weights
         ones = torch.ones(self.n, dtype=torch.float64, device=device)
         self.flat_w = ones if weights is None else weights.reshape(-1).to(device).contiguous()
@@ -187,10 +186,24 @@ class Reducer:
             hist_all.scatter_add_(1, bins, self.flat_w.expand(rows, -1))
             hist_all.scatter_add_(1, pos_bins, -self.flat_w[idx] * valid)  # fixated pixels are no negatives
             hist_pos = torch.zeros_like(hist_all).scatter_add_(1, pos_bins, pw)
-            for hist, out in ((hist_pos, tprs), (hist_all, fprs)):
-                above = hist[:, 1:].flip(1).cumsum(1)  # weight at or above each threshold, highest first
-                out.append(above / hist.sum(dim=1, keepdim=True))
+            tprs.append(fraction_at_or_above(hist_pos))
+            fprs.append(fraction_at_or_above(hist_all))
         return torch.cat(tprs), torch.cat(fprs)
+
+
+def threshold_histogram(values: torch.Tensor, weights: torch.Tensor,
+                        thresholds: torch.Tensor) -> torch.Tensor:
+    """Weight of ``values`` ``(R, M)`` per bin of ascending ``thresholds`` ``(K,)`` or ``(R, K)``:
+    ``(R, K + 1)``, bin ``m`` holding the values with exactly ``m`` thresholds ``<= value``."""
+    bins = torch.searchsorted(thresholds.contiguous(), values.contiguous(), right=True)
+    hist = torch.zeros(values.shape[0], thresholds.shape[-1] + 1, dtype=torch.float64, device=values.device)
+    return hist.scatter_add_(1, bins, weights.to(torch.float64))
+
+
+def fraction_at_or_above(hist: torch.Tensor) -> torch.Tensor:
+    """From a ``(R, K + 1)`` histogram over ascending thresholds (bin ``m``: ``m`` thresholds ``<=`` the
+    value), the weighted fraction of values ``>=`` each threshold, highest threshold first, ``(R, K)``."""
+    return hist[:, 1:].flip(1).cumsum(1) / hist.sum(dim=1, keepdim=True)
 
 
 def prepare(maps: dict, weights, backend: str, reduction: str):

@@ -22,7 +22,15 @@ import numpy as np
 import torch
 
 from sphsal.metrics._inputs import as_maps, check_same_shape, finish, fixation_lists, warn_nan
-from sphsal.metrics._reductions import EPS, Reducer, Rescale, gather, prepare
+from sphsal.metrics._reductions import (
+    EPS,
+    Reducer,
+    Rescale,
+    fraction_at_or_above,
+    gather,
+    prepare,
+    threshold_histogram,
+)
 
 __all__ = ["nss", "auc_judd", "auc_borji", "auc_shuffled", "info_gain"]
 
@@ -207,7 +215,9 @@ def _split_auc(p: torch.Tensor, r: Rescale, pos_idx: torch.Tensor, pos_w: torch.
     neg_val = r.apply(gather(p, flat_idx.view(batch, -1))).view(batch, splits, m)
     pos_val = r.apply(gather(p, pos_idx))
     n_steps = int(1.0 / step + 1e-9)
-    thresholds = torch.arange(n_steps, -1, -1, dtype=torch.float64, device=p.device) * step
-    tpr = (pos_w[..., None] * (pos_val[..., None] >= thresholds)).sum(dim=1) / pos_w.sum(dim=1, keepdim=True)
-    fpr = (neg_w[..., None] * (neg_val[..., None] >= thresholds)).sum(dim=2) / neg_w.sum(dim=2)[..., None]
+    thresholds = torch.arange(n_steps + 1, dtype=torch.float64, device=p.device) * step
+    tpr = fraction_at_or_above(threshold_histogram(pos_val, pos_w, thresholds))
+    fpr = fraction_at_or_above(threshold_histogram(neg_val.view(batch * splits, m),
+                                                   neg_w.view(batch * splits, m), thresholds))
+    fpr = fpr.view(batch, splits, -1)
     return _roc_area(tpr[:, None].expand_as(fpr), fpr).mean(dim=1)
