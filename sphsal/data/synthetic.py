@@ -244,6 +244,12 @@ def _source_signal(timbre: str, pitch: float, times: np.ndarray, rng: np.random.
     raise ValueError(f"unknown timbre {timbre!r}; expected one of {TIMBRES}")
 
 
+def _runs(mask: np.ndarray) -> list[slice]:
+    """Slices of the runs of ``True`` in a 1-D boolean array."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], mask.astype(np.int8), [0]))))
+    return [slice(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
+
+
 def render_audio(scene: SyntheticScene, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
     """First-order ambiX ``(4, samples)`` float32 of the scene, ``samples = round(duration * rate)``."""
     from sphsal.audio import encode
@@ -258,12 +264,9 @@ def render_audio(scene: SyntheticScene, sample_rate: int, rng: np.random.Generat
     out = np.zeros((4, n), dtype=np.float64)
     for k in range(scene.num_objects):
         smooth = np.convolve(gate[k], window, mode="same")
-        active = np.flatnonzero(smooth > 0)
-        if active.size == 0:
-            continue
-        span = slice(active[0], active[-1] + 1)  # encode only where the object sounds
-        mono = _source_signal(scene.timbre[k], float(scene.pitch[k]), times[span], rng) * smooth[span]
-        out[:, span] += np.asarray(encode(mono, az[k, span], el[k, span], order=1), dtype=np.float64)
+        for span in _runs(smooth > 0):  # encode only where the object sounds
+            mono = _source_signal(scene.timbre[k], float(scene.pitch[k]), times[span], rng) * smooth[span]
+            out[:, span] += np.asarray(encode(mono, az[k, span], el[k, span], order=1), dtype=np.float64)
     out[0] += rng.normal(scale=1e-3, size=n)  # faint diffuse floor
     return (out * (0.5 / max(1.0, np.abs(out).max() * 0.5 / 0.9))).astype(np.float32)
 
