@@ -66,8 +66,7 @@ class SaliencyUNet(nn.Module):
         if spherical:
             from sphsal.nn import convert_to_spherical
 
-            for name, child in list(self.named_children()):
-                setattr(self, name, convert_to_spherical(child))
+            convert_to_spherical(self)
         self.input_spec = InputSpec(clip_len=1, frame_size=frame_size, output_size=frame_size,
                                     needs_prev_saliency=True)
         self.default_loss = "sphere_mse"

@@ -11,21 +11,15 @@ TRAINABLE = sorted(set(TINY_KWARGS) - {"aem_ecb"})
 
 
 @pytest.mark.parametrize("name", sorted(TINY_KWARGS))
-def test_forward_on_example_inputs(name):
-    model = create_model(name, **TINY_KWARGS[name]).eval()
-    inputs = model.example_inputs(batch_size=2)
-    with torch.no_grad():
-        out = model(**inputs)
+def test_forward_contract_and_backward_to_every_parameter(name):
+    model = create_model(name, **TINY_KWARGS[name]).train()
+    out = model(**model.example_inputs(batch_size=2))
     assert out.shape == (2, 1, *model.input_spec.output_size)
     assert torch.isfinite(out).all() and (out >= 0).all()
     if name in SUM_NORMALISED:
         assert torch.allclose(out.sum(dim=(2, 3)), torch.ones(2, 1), atol=1e-5)
-
-
-@pytest.mark.parametrize("name", TRAINABLE)
-def test_backward_reaches_every_parameter(name):
-    model = create_model(name, **TINY_KWARGS[name]).train()
-    out = model(**model.example_inputs(batch_size=2))
+    if name not in TRAINABLE:
+        return
     target = torch.rand(2, *out.shape[-2:])
     build_loss(model.default_loss)(out, target).backward()
     for pname, p in model.named_parameters():
@@ -34,9 +28,14 @@ def test_backward_reaches_every_parameter(name):
     assert any(p.grad.abs().sum() > 0 for p in model.parameters())
 
 
+# The AVS360 ablations differ from avs360 in the audio path only; they train with planar visual views
+# here to keep the suite fast (the spherical CPU convolution costs ~1 s per step even at this size).
+TRAIN_KWARGS = {"avs360_visual": {"view": "both_planar"}, "avs360_no_aem": {"view": "both_planar"}}
+
+
 @pytest.mark.parametrize("name", TRAINABLE)
 def test_a_few_training_steps_lower_the_loss(name):
-    model = create_model(name, **TINY_KWARGS[name]).train()
+    model = create_model(name, **TINY_KWARGS[name], **TRAIN_KWARGS.get(name, {})).train()
     inputs = model.example_inputs(batch_size=2)
     h, w = model.input_spec.output_size
     target = torch.zeros(2, h, w)
