@@ -230,6 +230,7 @@ def render_frame(scene: SyntheticScene, t: float, pixels: np.ndarray, background
 # Sound
 
 def _source_signal(timbre: str, pitch: float, times: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Mono signal (peak about 1) of a timbre at ``times`` (seconds); ``pitch`` in Hz."""
     if timbre == "harmonic":
         return sum(np.sin(2 * math.pi * pitch * m * times) / m for m in range(1, 6)) * 0.4
     if timbre == "noise":
@@ -268,7 +269,8 @@ def render_audio(scene: SyntheticScene, sample_rate: int, rng: np.random.Generat
             mono = _source_signal(scene.timbre[k], float(scene.pitch[k]), times[span], rng) * smooth[span]
             out[:, span] += np.asarray(encode(mono, az[k, span], el[k, span], order=1), dtype=np.float64)
     out[0] += rng.normal(scale=1e-3, size=n)  # faint diffuse floor
-    return (out * (0.5 / max(1.0, np.abs(out).max() * 0.5 / 0.9))).astype(np.float32)
+    gain = min(0.5, 0.9 / np.abs(out).max())  # W peaks at 0.9 at most: no clipping in the codec
+    return (out * gain).astype(np.float32)
 
 
 def _write_mp4(path: str, frames, fps: Fraction, height: int, width: int, audio: np.ndarray,
