@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from sphsal.data.clips import time_to_sample
-from sphsal.data.video import VideoReader, _parse_size, source_frame
+from sphsal.data.video import VideoReader, parse_size, source_frame
 
 __all__ = ["VideoFrames", "ImageFrames", "AudioTrack", "ImageMaps", "read_image", "resize_map"]
 
@@ -40,7 +40,7 @@ def read_image(path: str, size=None, flags=cv2.IMREAD_COLOR) -> np.ndarray:
 
 
 def resize_map(saliency: np.ndarray, size) -> np.ndarray:
-    """Resize a saliency map ``(H, W)`` to ``size`` with ``INTER_AREA`` (mass-preserving averaging)."""
+    """Resize a saliency map ``(H, W)`` to ``size`` with ``INTER_AREA`` (area averaging)."""
     saliency = np.asarray(saliency, dtype=np.float32)
     if size is None or saliency.shape == tuple(size):
         return saliency
@@ -51,7 +51,7 @@ class VideoFrames:
     """Clips ``(3, T, H, W)`` float32 from a video file at ``fps`` and ``size`` (see :class:`VideoReader`)."""
 
     def __init__(self, path: str, fps=None, size=None):
-        self.path, self.fps, self.size = path, fps, _parse_size(size)
+        self.path, self.fps, self.size = path, fps, parse_size(size)
         self._reader = None
         with VideoReader(path, fps=fps, size=size) as reader:  # validates the file now
             self.num_frames = len(reader)
@@ -77,7 +77,7 @@ class ImageFrames:
     def __init__(self, paths: list[str], size=None):
         if not paths:
             raise ValueError("an image sequence needs at least one frame file")
-        self.paths, self.size = list(paths), _parse_size(size)
+        self.paths, self.size = list(paths), parse_size(size)
         self.num_frames = len(self.paths)
         first = read_image(self.paths[0], self.size)
         self.frame_size = first.shape[:2]

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 import torch
 
-__all__ = ["VideoReader", "check_video_file", "source_frame"]
+__all__ = ["VideoReader", "check_video_file", "source_frame", "parse_size"]
 
 # Pixel formats whose planes can be resized before a BT.601 limited-range colour conversion.
 _I420_FORMATS = ("yuv420p",)
@@ -49,7 +49,8 @@ def source_frame(index: int, source_fps, fps) -> int:
     return int(index * Fraction(source_fps) / Fraction(fps))
 
 
-def _parse_size(size) -> tuple[int, int] | None:
+def parse_size(size) -> tuple[int, int] | None:
+    """``(H, W)`` from ``(H, W)``, an int ``H`` (meaning ``(H, 2H)``) or ``None`` (kept)."""
     if size is None:
         return None
     if isinstance(size, int):
@@ -88,7 +89,7 @@ class VideoReader:
 
     def __init__(self, path, fps=None, size=None, cache_size: int | None = None, threads: bool = True):
         self.path = check_video_file(path)
-        self._size = _parse_size(size)
+        self._size = parse_size(size)
         if cache_size is not None and cache_size < 1:
             raise ValueError(f"cache_size must be >= 1 or None, got {cache_size}")
         if fps is not None and not Fraction(fps) > 0:
