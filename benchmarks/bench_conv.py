@@ -2,7 +2,7 @@
 
 For each shape, forward+backward time (median over repeats, methods interleaved within each repeat so
 that machine noise hits all of them alike) and peak extra memory of one forward+backward step
-(``ru_maxrss`` growth in a fresh subprocess per method) of:
+(peak resident-set growth, ``VmHWM`` after resetting it, in a fresh subprocess per method; Linux) of:
 
 * ``planar``: ``nn.Conv2d(C, Co, 3, padding=1)``, the reference for all ratios;
 * ``sph-nearest`` / ``sph-bilinear``: ``sphsal.nn.SphericalConv2d`` (cap stencil, fast CPU path);
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -100,16 +99,28 @@ def measure_memory(method: str, shape, threads: int) -> float:
     return float(result.stdout.strip().splitlines()[-1])
 
 
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not found in /proc/self/status")
+
+
 def memory_probe(method: str, shape) -> float:
+    """Peak RSS growth (MiB) over one forward+backward. The kernel's peak-RSS mark is reset first
+    (``/proc/self/clear_refs``), so memory used while importing does not hide the step's peak."""
     torch.manual_seed(0)
     b, cin, _, h, w = shape
     module = build(method, shape)
     x = torch.randn(b, cin, h, w, requires_grad=True)
     if method.startswith("sph-"):  # build the cached table and plan outside the measured step
         banded_plan(neighbour_table(h, w, 3, 1, 1, "cap", method[4:]), True)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+        f.write("5")
+    before = _status_kib("VmRSS")
     step(module, x)
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024.0
+    return (_status_kib("VmHWM") - before) / 1024.0
 
 
 def time_methods(shape, repeats: int) -> dict[str, float]:

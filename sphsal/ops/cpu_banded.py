@@ -36,9 +36,9 @@ __all__ = ["ConvUnit", "Band", "GatherGroup", "Plan", "banded_plan", "banded_sph
 
 # Bands longer than this many output rows are split so that transient slabs stay small.
 _MAX_BAND_ROWS = 32
-# Consecutive gathered rows are multiplied in batches of at most this many rows (bounds the transient
-# K-fold copy of those rows).
-_GATHER_CHUNK = 16
+# Consecutive gathered rows are multiplied in batches of at most this many source cells in total
+# (rows x cells per row; bounds the transient copy of the gathered cells).
+_GATHER_CELLS = 72
 # Bands whose column offsets reach further than this are gathered (keeps the circular halo small).
 _MAX_HALO = 8
 
@@ -210,7 +210,8 @@ def banded_plan(table: NeighbourTable, gather: bool = True) -> Plan:
     scatter, pieces, pending = _ScatterBuilder(table.num_taps), [], []
     for a, b, g in spans + [(table.h_out, table.h_out, False)]:
         for r in range(a, b) if g else ():
-            if pending and (r != pending[-1][0] + 1 or len(pending) == _GATHER_CHUNK):
+            cells_if_added = (len(pending) + 1) * max([len(cells[r])] + [len(c) for _, c in pending])
+            if pending and (r != pending[-1][0] + 1 or cells_if_added > _GATHER_CELLS):
                 pieces.append(_gather_group(table, pending, where, scatter))
                 pending = []
             pending.append((r, cells[r]))
@@ -279,7 +280,7 @@ class _BandedConv(torch.autograd.Function):
         x_pad = _pad_columns(x, plan.halo)
         source = _gather_source(x, plan) if len(plan.source_rows) else None
         batch, w_out = x.shape[0], table.w_out
-        pieces = []
+        out = None
         for piece in plan.pieces:
             if isinstance(piece, Band):
                 y = None
@@ -290,14 +291,15 @@ class _BandedConv(torch.autograd.Function):
                                                    _unit_weight(cell_weights, unit, spatial_only), None,
                                                    stride, padding, dilation, False, out_pad, 1)
                     y = z if y is None else y.add_(z)
-                pieces.append(y)
             else:
                 index = _gather_index(piece, batch, table.width, w_out, table.stride)
                 n = piece.out_hi - piece.out_lo
                 cols = source.index_select(0, index).view(n, batch * w_out, -1)
                 y = torch.bmm(cols, _group_weight(cell_weights, piece))  # (n, B * W_out, Co)
-                pieces.append(y.view(n, batch, w_out, -1).permute(1, 3, 0, 2))
-        out = torch.cat(pieces, dim=-2) if len(pieces) > 1 else pieces[0].contiguous()
+                y = y.view(n, batch, w_out, -1).permute(1, 3, 0, 2)
+            if out is None:
+                out = x.new_empty(*y.shape[:-2], table.h_out, w_out)
+            out[..., piece.out_lo:piece.out_hi, :] = y
         if bias is not None:
             out += bias.view(1, -1, *([1] * (out.dim() - 2)))
         ctx.save_for_backward(x, weight)
@@ -362,10 +364,10 @@ def _backward(plan: Plan, table: NeighbourTable, stride_t: int, x, weight, grad_
     grad_x = None
     if need_x:
         width = table.width
-        grad_x = grad_x_pad if halo == 0 else grad_x_pad[..., halo:halo + width].clone()
-        if halo:
-            grad_x[..., :halo] += grad_x_pad[..., halo + width:]
-            grad_x[..., width - halo:] += grad_x_pad[..., :halo]
+        if halo:  # fold the circular halo back onto the columns it copied, in place
+            grad_x_pad[..., halo:2 * halo] += grad_x_pad[..., halo + width:]
+            grad_x_pad[..., width:width + halo] += grad_x_pad[..., :halo]
+        grad_x = grad_x_pad[..., halo:halo + width]
         if has_groups:
             grad_source = grad_source.view(len(plan.source_rows), batch, width, channels).permute(1, 3, 0, 2)
             grad_x.index_add_(2, plan.source_rows, grad_source)
