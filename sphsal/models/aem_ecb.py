@@ -42,6 +42,7 @@ class AEMECBPrior(nn.Module):
         self.input_spec = InputSpec(clip_len=int(clip_len), frame_size=output_size, output_size=output_size,
                                     needs_aem=True, audio_channels=4)
         self.default_loss = "kld"
+        # Nothing to train: the prior has no parameters (the recipe only completes the model API).
         self.default_optimizer = {"name": "adam", "lr": 0.0}
 
     def forward(self, aem: torch.Tensor) -> torch.Tensor:
