@@ -7,8 +7,8 @@ column offset, interpolation weight) form a band. Near the equator the band's ta
 ``co0 + dc * [0, nw)`` that hold only occupied cells (exact arithmetic progressions, no zero taps).
 A unit is one ``nn.Conv2d``-style call (``conv3d`` for clips) with dilation ``(dr, dc)`` on a view of
 the band's rows of the input padded circularly by a few columns; its ``(nh, nw)`` weight is the
-layer's ``(Co, Ci, K)`` weight scattered into the cells (bilinear weights included). All cell weights
-of a plan come from one matrix product of the weight with a ``(K, cells)`` scatter matrix.
+layer's ``(Co, Ci, K)`` weight scattered into the cells (bilinear weights included): all cell weights
+of a band come from one matrix product of the weight with the band's ``(K, cells)`` scatter matrix.
 
 Rows whose band would need more than one convolution call per two rows (next to the poles, where the
 taps spread over all longitudes, and most bilinear rows, whose weights change from row to row) are
@@ -38,7 +38,7 @@ __all__ = ["ConvUnit", "Band", "GatherGroup", "Plan", "banded_plan", "banded_sph
 _MAX_BAND_ROWS = 32
 # Consecutive gathered rows are multiplied in batches of at most this many source cells in total
 # (rows x cells per row; bounds the transient copy of the gathered cells).
-_GATHER_CELLS = 72
+_GATHER_CELLS = 48
 # Bands whose column offsets reach further than this are gathered (keeps the circular halo small).
 _MAX_HALO = 8
 
@@ -49,7 +49,7 @@ class ConvUnit:
 
     Input rows ``row_lo:row_hi`` and columns ``col_lo:col_hi`` (may reach ``-halo`` .. ``W + halo``;
     read from the circularly padded input), kernel grid ``box = (nh, nw)`` with ``dilation``, whose
-    cell weights are columns ``cells`` of :attr:`Plan.scatter`.
+    cell weights are columns ``cells`` of its band's ``scatter``.
     """
 
     row_lo: int
@@ -63,11 +63,13 @@ class ConvUnit:
 
 @dataclass(frozen=True)
 class Band:
-    """Output rows ``out_lo:out_hi`` and the units summed into them."""
+    """Output rows ``out_lo:out_hi``, the units summed into them and their ``(K, cells)`` float64
+    tap-to-cell weights ``scatter``."""
 
     out_lo: int
     out_hi: int
     units: tuple[ConvUnit, ...]
+    scatter: torch.Tensor
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,24 +78,24 @@ class GatherGroup:
 
     Each row has ``m`` source cells (rows with fewer are padded with zero-weight cells):
     ``positions`` ``(n, m)`` index :attr:`Plan.source_rows`, ``cols`` ``(n, m)`` are column offsets,
-    and the cell weights are columns ``cells`` (row-major ``n x m``) of :attr:`Plan.scatter`.
+    and ``scatter`` ``(K, n * m)`` float64 (row-major ``n x m`` columns) maps tap weights to cells; the
+    group's ``(n, m * Ci, Co)`` matrices are built when the group is computed, never for all rows at once.
     """
 
     out_lo: int
     out_hi: int
     positions: torch.Tensor
     cols: torch.Tensor
-    cells: tuple[int, int]
+    scatter: torch.Tensor
 
 
 @dataclass(frozen=True, eq=False)
 class Plan:
     """How to compute one table: ``pieces`` (bands and gather groups in output-row order),
-    ``scatter`` ``(K, cells)`` float64 tap-to-cell weights, ``source_rows`` ``(R,)`` the input rows
-    that gather groups read, ``halo`` the circular column padding the units need."""
+    ``source_rows`` ``(R,)`` the input rows that gather groups read, ``halo`` the circular column
+    padding the units need."""
 
     pieces: tuple[Band | GatherGroup, ...]
-    scatter: torch.Tensor
     source_rows: torch.Tensor
     halo: int
 
@@ -177,8 +179,7 @@ def _band_units(table: NeighbourTable, cells, out_lo: int, out_hi: int,
     return tuple(units)
 
 
-def _gather_group(table: NeighbourTable, rows: list[tuple[int, dict]], where: dict[int, int],
-                  scatter: _ScatterBuilder) -> GatherGroup:
+def _gather_group(table: NeighbourTable, rows: list[tuple[int, dict]], where: dict[int, int]) -> GatherGroup:
     m = max(len(cells) for _, cells in rows)
     positions, cols, columns = [], [], []
     for i, cells in rows:
@@ -187,8 +188,10 @@ def _gather_group(table: NeighbourTable, rows: list[tuple[int, dict]], where: di
         positions.append([where[i * table.stride + ro] for ro, _ in keys] + [0] * pad)
         cols.append([co for _, co in keys] + [0] * pad)
         columns += [cells[key] for key in keys] + [{}] * pad
+    scatter = _ScatterBuilder(table.num_taps)
+    scatter.add(columns)
     return GatherGroup(rows[0][0], rows[-1][0] + 1, torch.tensor(positions), torch.tensor(cols),
-                       scatter.add(columns))
+                       scatter.matrix())
 
 
 @functools.lru_cache(maxsize=128)
@@ -207,23 +210,24 @@ def banded_plan(table: NeighbourTable, gather: bool = True) -> Plan:
     gathered_rows = [r for a, b, g in spans if g for r in range(a, b)]
     sources = sorted({r * table.stride + ro for r in gathered_rows for ro, _ in cells[r]})
     where = {r: n for n, r in enumerate(sources)}
-    scatter, pieces, pending = _ScatterBuilder(table.num_taps), [], []
+    pieces, pending = [], []
     for a, b, g in spans + [(table.h_out, table.h_out, False)]:
         for r in range(a, b) if g else ():
             cells_if_added = (len(pending) + 1) * max([len(cells[r])] + [len(c) for _, c in pending])
             if pending and (r != pending[-1][0] + 1 or cells_if_added > _GATHER_CELLS):
-                pieces.append(_gather_group(table, pending, where, scatter))
+                pieces.append(_gather_group(table, pending, where))
                 pending = []
             pending.append((r, cells[r]))
         if not g:
             if pending:
-                pieces.append(_gather_group(table, pending, where, scatter))
+                pieces.append(_gather_group(table, pending, where))
                 pending = []
             if b > a:
-                pieces.append(Band(a, b, _band_units(table, cells[a], a, b, scatter)))
+                scatter = _ScatterBuilder(table.num_taps)
+                pieces.append(Band(a, b, _band_units(table, cells[a], a, b, scatter), scatter.matrix()))
     units = [u for p in pieces if isinstance(p, Band) for u in p.units]
     halo = max([0] + [-u.col_lo for u in units] + [u.col_hi - table.width for u in units])
-    return Plan(tuple(pieces), scatter.matrix(), torch.tensor(sources, dtype=torch.long), halo)
+    return Plan(tuple(pieces), torch.tensor(sources, dtype=torch.long), halo)
 
 
 @functools.lru_cache(maxsize=256)
@@ -243,10 +247,10 @@ def _pad_columns(x: torch.Tensor, halo: int) -> torch.Tensor:
     return x if halo == 0 else torch.cat((x[..., -halo:], x, x[..., :halo]), dim=-1)
 
 
-def _cell_weights(weight: torch.Tensor, plan: Plan) -> torch.Tensor:
-    """``(Co, Ci, kt, K)`` weight -> ``(Co, Ci, kt, cells)`` weights of every cell of the plan."""
-    flat = weight.reshape(-1, weight.shape[-1]) @ plan.scatter.to(weight.dtype)
-    return flat.view(*weight.shape[:3], -1)
+def _cell_weights(weight: torch.Tensor, band: Band) -> torch.Tensor:
+    """``(Co, Ci, kt, K)`` weight -> ``(Co, Ci, kt, cells)`` weights of every cell of a band."""
+    flat = weight.reshape(-1, weight.shape[-1]) @ band.scatter.to(weight.dtype)
+    return flat.view(*weight.shape[:3], band.scatter.shape[1])
 
 
 def _unit_weight(cell_weights: torch.Tensor, unit: ConvUnit, spatial_only: bool) -> torch.Tensor:
@@ -254,11 +258,15 @@ def _unit_weight(cell_weights: torch.Tensor, unit: ConvUnit, spatial_only: bool)
     return w[:, :, 0] if spatial_only else w
 
 
-def _group_weight(cell_weights: torch.Tensor, group: GatherGroup) -> torch.Tensor:
-    """``(n, m * Ci, Co)`` matrices of a gather group (cell-major rows)."""
+def _taps_first(weight: torch.Tensor) -> torch.Tensor:
+    """``(Co, Ci, 1, K)`` weight -> ``(K, Ci * Co)``."""
+    return weight[:, :, 0].permute(2, 1, 0).reshape(weight.shape[-1], -1)
+
+
+def _group_weight(weight_taps: torch.Tensor, group: GatherGroup, co: int) -> torch.Tensor:
+    """``(K, Ci * Co)`` weight -> ``(n, m * Ci, Co)`` matrices of a gather group (cell-major rows)."""
     n = group.out_hi - group.out_lo
-    w = cell_weights[:, :, 0, group.cells[0]:group.cells[1]].unflatten(-1, (n, -1))  # (Co, Ci, n, m)
-    return w.permute(2, 3, 1, 0).reshape(n, -1, w.shape[0])
+    return (group.scatter.T.to(weight_taps.dtype) @ weight_taps).view(n, -1, co)
 
 
 def _unit_view(x_pad: torch.Tensor, unit: ConvUnit, halo: int) -> torch.Tensor:
@@ -276,14 +284,14 @@ class _BandedConv(torch.autograd.Function):
     def forward(ctx, x, weight, bias, plan, table, stride_t):
         spatial_only = x.dim() == 4
         pad_t = weight.shape[2] // 2
-        cell_weights = _cell_weights(weight, plan)
         x_pad = _pad_columns(x, plan.halo)
         source = _gather_source(x, plan) if len(plan.source_rows) else None
+        weight_taps = _taps_first(weight) if len(plan.source_rows) else None
         batch, w_out = x.shape[0], table.w_out
         out = None
         for piece in plan.pieces:
             if isinstance(piece, Band):
-                y = None
+                y, cell_weights = None, _cell_weights(weight, piece)
                 for unit in piece.units:
                     stride, padding, dilation, out_pad = _conv_args(unit, table.stride, stride_t, pad_t,
                                                                     spatial_only)
@@ -295,7 +303,7 @@ class _BandedConv(torch.autograd.Function):
                 index = _gather_index(piece, batch, table.width, w_out, table.stride)
                 n = piece.out_hi - piece.out_lo
                 cols = source.index_select(0, index).view(n, batch * w_out, -1)
-                y = torch.bmm(cols, _group_weight(cell_weights, piece))  # (n, B * W_out, Co)
+                y = torch.bmm(cols, _group_weight(weight_taps, piece, weight.shape[0]))  # (n, B * W_out, Co)
                 y = y.view(n, batch, w_out, -1).permute(1, 3, 0, 2)
             if out is None:
                 out = x.new_empty(*y.shape[:-2], table.h_out, w_out)
@@ -324,16 +332,19 @@ def _backward(plan: Plan, table: NeighbourTable, stride_t: int, x, weight, grad_
     spatial_only = x.dim() == 4
     pad_t = weight.shape[2] // 2
     batch, channels, co, w_out, halo = x.shape[0], x.shape[1], weight.shape[0], table.w_out, plan.halo
-    cell_weights = _cell_weights(weight, plan)
     x_pad = _pad_columns(x, halo)
     grad_x_pad = torch.zeros_like(x_pad) if need_x else None
-    grad_cells = torch.zeros_like(cell_weights) if need_w else None
+    grad_w = torch.zeros_like(weight) if need_w else None
     has_groups = len(plan.source_rows) > 0
     source = _gather_source(x, plan) if has_groups else None
+    weight_taps = _taps_first(weight) if has_groups else None
+    grad_taps = torch.zeros_like(weight_taps) if has_groups and need_w else None
     grad_source = torch.zeros_like(source) if has_groups and need_x else None
     for piece in plan.pieces:
         if isinstance(piece, Band):
             g = grad_out[..., piece.out_lo:piece.out_hi, :]
+            cell_weights = _cell_weights(weight, piece)
+            grad_cells = torch.zeros_like(cell_weights) if need_w else None
             for unit in piece.units:
                 stride, padding, dilation, out_pad = _conv_args(unit, table.stride, stride_t, pad_t,
                                                                 spatial_only)
@@ -345,23 +356,23 @@ def _backward(plan: Plan, table: NeighbourTable, stride_t: int, x, weight, grad_
                 if need_w:
                     target = grad_cells[..., unit.cells[0]:unit.cells[1]]
                     target.copy_(gw.flatten(-2).reshape(target.shape))
+            if need_w:
+                flat = grad_cells.reshape(-1, piece.scatter.shape[1])
+                grad_w += (flat @ piece.scatter.to(weight.dtype).T).view_as(weight)
         else:
             n = piece.out_hi - piece.out_lo
             index = _gather_index(piece, batch, table.width, w_out, table.stride)
             g = grad_out[:, :, piece.out_lo:piece.out_hi, :].permute(2, 0, 3, 1).reshape(n, batch * w_out, co)
             if need_w:
                 cols = source.index_select(0, index).view(n, batch * w_out, -1)
-                gw = torch.bmm(cols.transpose(1, 2), g).view(n, -1, channels, co)  # (n, m, Ci, Co)
-                target = grad_cells[:, :, 0, piece.cells[0]:piece.cells[1]].unflatten(-1, (n, -1))
-                target.copy_(gw.permute(3, 2, 0, 1))
+                gw = torch.bmm(cols.transpose(1, 2), g)  # (n, m * Ci, Co)
+                grad_taps += piece.scatter.to(gw.dtype) @ gw.view(-1, channels * co)
             if need_x:
-                grad_cols = torch.bmm(g, _group_weight(cell_weights, piece).transpose(1, 2))
+                grad_cols = torch.bmm(g, _group_weight(weight_taps, piece, co).transpose(1, 2))
                 grad_source.index_add_(0, index, grad_cols.view(-1, channels))
-    grad_w = None
-    if need_w:
-        flat = grad_cells.reshape(-1, grad_cells.shape[-1])
-        grad_w = (flat @ plan.scatter.to(weight.dtype).T).view_as(weight)
     grad_x = None
+    if grad_taps is not None:
+        grad_w[:, :, 0] += grad_taps.view(-1, channels, co).permute(2, 1, 0)
     if need_x:
         width = table.width
         if halo:  # fold the circular halo back onto the columns it copied, in place
