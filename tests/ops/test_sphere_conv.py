@@ -36,7 +36,7 @@ def test_gradcheck(interpolation, stencil, stride):
 
 
 @pytest.mark.parametrize("interpolation,stencil,stride", OPTIONS)
-@pytest.mark.parametrize("dilation,k,h", [(1, 3, 8), (2, 3, 12), (1, 5, 12)])
+@pytest.mark.parametrize("dilation,k,h", [(1, 3, 8), (2, 3, 10), (1, 5, 10)])
 def test_fast_cpu_path_equals_reference(interpolation, stencil, stride, dilation, k, h):
     x, weight, bias = _data(h=h, w=2 * h, k=k)
     params = [t.requires_grad_() for t in (x, weight, bias)]
@@ -70,7 +70,7 @@ def test_rolling_the_input_rolls_the_output(interpolation, stencil, stride, back
     # Integer data makes every nearest-sampling sum exact, so equality is bit for bit.
     x, weight, bias = _data(h=8, w=16, integer=True, dtype=torch.float64)
     out = sphere_conv2d(x, weight, None, stride, 1, interpolation, stencil, backend=backend)
-    for shift in ([2, 6, -4, 10] if stride == 2 else [1, 3, -5, 8, 15]):
+    for shift in ([2, -4, 10] if stride == 2 else [1, -5, 15]):
         rolled = sphere_conv2d(torch.roll(x, shift, -1), weight, None, stride, 1, interpolation, stencil,
                                backend=backend)
         expected = torch.roll(out, shift // stride, -1)
