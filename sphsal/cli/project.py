@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 
 import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from sphsal.atomic import atomic_path
 from sphsal.projections import (
     equirect_to_cubemap,
     equirect_to_healpix,
@@ -96,25 +96,10 @@ def _to_bgr(x: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(rgb[..., ::-1])
 
 
-def _temp_path(out: str) -> str:
-    """A new temporary file beside ``out`` keeping its suffix (OpenCV picks formats by suffix)."""
-    root, suffix = os.path.splitext(out)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(out)),
-                               prefix=os.path.basename(root) + ".", suffix=".tmp" + suffix)
-    os.close(fd)
-    return tmp
-
-
 def write_atomically(path: str, write) -> None:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it to ``path``; on failure
-    the temporary file is removed and ``path`` is left untouched."""
-    tmp = _temp_path(path)
-    try:
+    """Call ``write(tmp)`` on a temporary file beside ``path`` (same suffix), then rename it to ``path``."""
+    with atomic_path(path) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def write_image(path: str, x: torch.Tensor) -> None:

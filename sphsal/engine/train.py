@@ -134,14 +134,11 @@ def _save(path: str, model, optimizer, scaler, progress: dict, config: TrainConf
 
 
 def load_training_state(path: str) -> dict:
-    """Read a training checkpoint safely (``weights_only=True``); clear errors for missing/corrupt files."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no checkpoint to resume from: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means an unusable file
-        raise ValueError(f"cannot read checkpoint {path}: {err}") from err
-    if not isinstance(state, dict) or "model" not in state or "progress" not in state:
+    """Read a training checkpoint (``weights_only=True``); clear errors for missing or corrupt files."""
+    from sphsal.models.checkpoints import read_checkpoint
+
+    state = read_checkpoint(path)
+    if "model" not in state or "progress" not in state:
         raise ValueError(f"{path} is not a sphsal training checkpoint")
     return state
 

@@ -18,12 +18,12 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 
 import torch
 from tqdm import tqdm
 
+from sphsal.atomic import write_text
 from sphsal.metrics._inputs import fixation_lists
 from sphsal.metrics.continuous import cc, kld, sim
 from sphsal.metrics.fixations import auc_borji, auc_judd, auc_shuffled, info_gain, nss
@@ -150,9 +150,9 @@ class Evaluator:
             "per_video": os.path.join(out_dir, "per_video.csv"),
             "summary": os.path.join(out_dir, "summary.json"),
         }
-        _write_atomic(paths["per_frame"], _csv_text(["video", "frame", *self.metrics], frame_rows))
-        _write_atomic(paths["per_video"], _csv_text(["video", "n_frames", *self.metrics], video_rows))
-        _write_atomic(paths["summary"], json.dumps(summary, indent=2) + "\n")
+        write_text(paths["per_frame"], _csv_text(["video", "frame", *self.metrics], frame_rows))
+        write_text(paths["per_video"], _csv_text(["video", "n_frames", *self.metrics], video_rows))
+        write_text(paths["summary"], json.dumps(summary, indent=2) + "\n")
         return paths
 
 
@@ -226,18 +226,3 @@ def _csv_text(header: list[str], rows: list[list]) -> str:
     writer.writerow(header)
     writer.writerows([["" if v is None else v for v in row] for row in rows])
     return buf.getvalue()
-
-
-def _write_atomic(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
