@@ -115,7 +115,7 @@ def memory_probe(method: str, shape) -> float:
     module = build(method, shape)
     x = torch.randn(b, cin, h, w, requires_grad=True)
     if method.startswith("sph-"):  # build the cached table and plan outside the measured step
-        banded_plan(neighbour_table(h, w, 3, 1, 1, "cap", method[4:]), True)
+        banded_plan(neighbour_table(h, w, 3, 1, 1, "cap", method[4:]))
     with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
         f.write("5")
     before = _status_kib("VmRSS")

@@ -5,16 +5,21 @@ column offset, interpolation weight) form a band. Near the equator the band's ta
 3x3 neighbourhood, further out dilated or irregular column patterns. Each band's distinct
 ``(row offset, column offset)`` cells are covered by *units*: grids ``ro0 + dr * [0, nh)`` x
 ``co0 + dc * [0, nw)`` that hold only occupied cells (exact arithmetic progressions, no zero taps).
-A unit is one ``nn.Conv2d``-style call (``conv3d`` for clips) with dilation ``(dr, dc)`` on a view of
+A unit is one ``nn.Conv2d``-style call with dilation ``(dr, dc)`` on a view of
 the band's rows of the input padded circularly by a few columns; its ``(nh, nw)`` weight is the
 layer's ``(Co, Ci, K)`` weight scattered into the cells (bilinear weights included): all cell weights
 of a band come from one matrix product of the weight with the band's ``(K, cells)`` scatter matrix.
 
 Rows whose band would need more than one convolution call per two rows (next to the poles, where the
 taps spread over all longitudes, and most bilinear rows, whose weights change from row to row) are
-*gathered* instead (images only): a few consecutive rows at a time, their ``m`` source cells are
-copied into a ``(rows, B * W_out, m * Ci)`` block and multiplied by per-row ``(m * Ci, Co)`` matrices
-with one batched matrix product.
+*gathered* instead: consecutive rows at a time, their ``m`` source cells are copied into a
+``(rows, B * W_out, m * Ci)`` block and multiplied by per-row ``(m * Ci, Co)`` matrices with one
+batched matrix product.
+
+Clips (``sphere_conv3d``) are folded into images: the ``kt`` zero-padded temporal taps of each output
+frame become channels, ``(B, Ci, T, H, W)`` -> ``(B * T_out, Ci * kt, H, W)``, so a clip layer is one
+image layer (the same few large operations at any clip length; autograd keeps that ``kt``-times
+folded input, never a ``K``-times expanded one).
 
 Nothing K-times expanded is kept for backward: the autograd function saves only ``x`` and the weight
 and redoes the cheap extraction in backward, where ``aten.convolution_backward`` and batched matrix
@@ -29,16 +34,16 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from sphsal.ops.stencils import NeighbourTable
 
 __all__ = ["ConvUnit", "Band", "GatherGroup", "Plan", "banded_plan", "banded_sphere_conv"]
 
-# Bands longer than this many output rows are split so that transient slabs stay small.
-_MAX_BAND_ROWS = 32
-# Consecutive gathered rows are multiplied in batches of at most this many source cells in total
-# (rows x cells per row; bounds the transient copy of the gathered cells).
-_GATHER_CELLS = 48
+# Consecutive gathered rows are multiplied in batches whose gathered block (rows x cells per row x
+# W_out per batch item and channel) stays below max(H * W / 2, _GATHER_MIN_BLOCK): at most half the
+# input's size on large grids, and one or two batches for the whole sphere on small ones.
+_GATHER_MIN_BLOCK = 4096
 # Bands whose column offsets reach further than this are gathered (keeps the circular halo small).
 _MAX_HALO = 8
 
@@ -195,26 +200,27 @@ def _gather_group(table: NeighbourTable, rows: list[tuple[int, dict]], where: di
 
 
 @functools.lru_cache(maxsize=128)
-def banded_plan(table: NeighbourTable, gather: bool = True) -> Plan:
+def banded_plan(table: NeighbourTable) -> Plan:
     """Split the output rows of ``table`` into bands of equal relative stencils covered by convolution
-    units and (with ``gather``) groups of gathered rows; cached per table."""
+    units and groups of gathered rows; cached per table."""
     cells = [_row_cells(table, i) for i in range(table.h_out)]
     signatures = [tuple(sorted((key, tuple(sorted(v.items()))) for key, v in c.items())) for c in cells]
     spans, lo = [], 0  # (first row, end row, gathered?)
     for i in range(1, table.h_out + 1):
-        if i == table.h_out or signatures[i] != signatures[lo] or i - lo >= _MAX_BAND_ROWS:
+        if i == table.h_out or signatures[i] != signatures[lo]:
             wide = max(abs(co) for _, co in cells[lo]) > _MAX_HALO
             many = 2 * len(_band_units(table, cells[lo], lo, i, None)) > i - lo
-            spans.append((lo, i, gather and (wide or many)))
+            spans.append((lo, i, wide or many))
             lo = i
     gathered_rows = [r for a, b, g in spans if g for r in range(a, b)]
     sources = sorted({r * table.stride + ro for r in gathered_rows for ro, _ in cells[r]})
     where = {r: n for n, r in enumerate(sources)}
+    block = max(table.height * table.width // 2, _GATHER_MIN_BLOCK) // table.w_out
     pieces, pending = [], []
     for a, b, g in spans + [(table.h_out, table.h_out, False)]:
         for r in range(a, b) if g else ():
             cells_if_added = (len(pending) + 1) * max([len(cells[r])] + [len(c) for _, c in pending])
-            if pending and (r != pending[-1][0] + 1 or cells_if_added > _GATHER_CELLS):
+            if pending and (r != pending[-1][0] + 1 or cells_if_added > block):
                 pieces.append(_gather_group(table, pending, where))
                 pending = []
             pending.append((r, cells[r]))
@@ -253,9 +259,9 @@ def _cell_weights(weight: torch.Tensor, band: Band) -> torch.Tensor:
     return flat.view(*weight.shape[:3], band.scatter.shape[1])
 
 
-def _unit_weight(cell_weights: torch.Tensor, unit: ConvUnit, spatial_only: bool) -> torch.Tensor:
-    w = cell_weights[..., unit.cells[0]:unit.cells[1]].unflatten(-1, unit.box)
-    return w[:, :, 0] if spatial_only else w
+def _unit_weight(cell_weights: torch.Tensor, unit: ConvUnit) -> torch.Tensor:
+    """``(Co, Ci, 1, cells)`` -> the unit's ``(Co, Ci, nh, nw)`` conv2d weight."""
+    return cell_weights[:, :, 0, unit.cells[0]:unit.cells[1]].unflatten(-1, unit.box)
 
 
 def _taps_first(weight: torch.Tensor) -> torch.Tensor:
@@ -273,17 +279,9 @@ def _unit_view(x_pad: torch.Tensor, unit: ConvUnit, halo: int) -> torch.Tensor:
     return x_pad[..., unit.row_lo:unit.row_hi, unit.col_lo + halo:unit.col_hi + halo]
 
 
-def _conv_args(unit: ConvUnit, stride: int, stride_t: int, pad_t: int, spatial_only: bool):
-    if spatial_only:
-        return [stride, stride], [0, 0], list(unit.dilation), [0, 0]
-    return [stride_t, stride, stride], [pad_t, 0, 0], [1, *unit.dilation], [0, 0, 0]
-
-
 class _BandedConv(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, plan, table, stride_t):
-        spatial_only = x.dim() == 4
-        pad_t = weight.shape[2] // 2
+    def forward(ctx, x, weight, bias, plan, table):
         x_pad = _pad_columns(x, plan.halo)
         source = _gather_source(x, plan) if len(plan.source_rows) else None
         weight_taps = _taps_first(weight) if len(plan.source_rows) else None
@@ -293,11 +291,8 @@ class _BandedConv(torch.autograd.Function):
             if isinstance(piece, Band):
                 y, cell_weights = None, _cell_weights(weight, piece)
                 for unit in piece.units:
-                    stride, padding, dilation, out_pad = _conv_args(unit, table.stride, stride_t, pad_t,
-                                                                    spatial_only)
-                    z = torch.ops.aten.convolution(_unit_view(x_pad, unit, plan.halo),
-                                                   _unit_weight(cell_weights, unit, spatial_only), None,
-                                                   stride, padding, dilation, False, out_pad, 1)
+                    z = F.conv2d(_unit_view(x_pad, unit, plan.halo), _unit_weight(cell_weights, unit),
+                                 stride=table.stride, dilation=unit.dilation)
                     y = z if y is None else y.add_(z)
             else:
                 index = _gather_index(piece, batch, table.width, w_out, table.stride)
@@ -311,7 +306,7 @@ class _BandedConv(torch.autograd.Function):
         if bias is not None:
             out += bias.view(1, -1, *([1] * (out.dim() - 2)))
         ctx.save_for_backward(x, weight)
-        ctx.plan, ctx.table, ctx.stride_t, ctx.has_bias = plan, table, stride_t, bias is not None
+        ctx.plan, ctx.table, ctx.has_bias = plan, table, bias is not None
         return out
 
     @staticmethod
@@ -321,16 +316,13 @@ class _BandedConv(torch.autograd.Function):
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_x = grad_w = grad_b = None
         if need_x or need_w:
-            grad_x, grad_w = _backward(ctx.plan, ctx.table, ctx.stride_t, x, weight, grad_out, need_x, need_w)
+            grad_x, grad_w = _backward(ctx.plan, ctx.table, x, weight, grad_out, need_x, need_w)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad_out.sum(dim=[d for d in range(grad_out.dim()) if d != 1])
-        return grad_x, grad_w, grad_b, None, None, None
+        return grad_x, grad_w, grad_b, None, None
 
 
-def _backward(plan: Plan, table: NeighbourTable, stride_t: int, x, weight, grad_out, need_x: bool,
-              need_w: bool):
-    spatial_only = x.dim() == 4
-    pad_t = weight.shape[2] // 2
+def _backward(plan: Plan, table: NeighbourTable, x, weight, grad_out, need_x: bool, need_w: bool):
     batch, channels, co, w_out, halo = x.shape[0], x.shape[1], weight.shape[0], table.w_out, plan.halo
     x_pad = _pad_columns(x, halo)
     grad_x_pad = torch.zeros_like(x_pad) if need_x else None
@@ -346,11 +338,10 @@ def _backward(plan: Plan, table: NeighbourTable, stride_t: int, x, weight, grad_
             cell_weights = _cell_weights(weight, piece)
             grad_cells = torch.zeros_like(cell_weights) if need_w else None
             for unit in piece.units:
-                stride, padding, dilation, out_pad = _conv_args(unit, table.stride, stride_t, pad_t,
-                                                                spatial_only)
                 gi, gw, _ = torch.ops.aten.convolution_backward(
-                    g, _unit_view(x_pad, unit, halo), _unit_weight(cell_weights, unit, spatial_only), None,
-                    stride, padding, dilation, False, out_pad, 1, [need_x, need_w, False])
+                    g, _unit_view(x_pad, unit, halo), _unit_weight(cell_weights, unit), None,
+                    [table.stride] * 2, [0, 0], list(unit.dilation), False, [0, 0], 1,
+                    [need_x, need_w, False])
                 if need_x:
                     _unit_view(grad_x_pad, unit, halo).add_(gi)
                 if need_w:
@@ -385,9 +376,22 @@ def _backward(plan: Plan, table: NeighbourTable, stride_t: int, x, weight, grad_
     return grad_x, grad_w
 
 
+def _fold_time(x: torch.Tensor, kt: int, stride_t: int) -> torch.Tensor:
+    """``(B, Ci, T, H, W)`` -> ``(B * T_out, Ci * kt, H, W)``: channel ``ci * kt + d`` of output frame
+    ``f`` is input frame ``f * stride_t + d - kt // 2`` (zero outside the clip)."""
+    pad = kt // 2
+    t_out = (x.shape[2] + 2 * pad - kt) // stride_t + 1
+    if kt == 1 and stride_t == 1:
+        return x.transpose(1, 2).reshape(-1, x.shape[1], *x.shape[-2:])
+    padded = F.pad(x, (0, 0, 0, 0, pad, pad))
+    last = stride_t * (t_out - 1) + 1
+    frames = torch.stack([padded[:, :, d: d + last: stride_t] for d in range(kt)], dim=3)
+    return frames.transpose(1, 2).reshape(-1, x.shape[1] * kt, *x.shape[-2:])
+
+
 def banded_sphere_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                        table: NeighbourTable, stride_t: int = 1) -> torch.Tensor:
-    """Spherical convolution by banded planar convolutions.
+    """Spherical convolution by banded planar convolutions and gathered pole rows.
 
     Args:
         x: ``(B, Ci, H, W)`` or ``(B, Ci, T, H, W)``.
@@ -398,6 +402,12 @@ def banded_sphere_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
 
     Returns ``(B, Co, H_out, W_out)`` or ``(B, Co, T_out, H_out, W_out)``.
     """
-    if x.dim() == 4 and weight.shape[2] != 1:
-        raise ValueError(f"weight for an image must have kt = 1, got shape {tuple(weight.shape)}")
-    return _BandedConv.apply(x, weight, bias, banded_plan(table, x.dim() == 4), table, stride_t)
+    plan = banded_plan(table)
+    if x.dim() == 4:
+        if weight.shape[2] != 1:
+            raise ValueError(f"weight for an image must have kt = 1, got shape {tuple(weight.shape)}")
+        return _BandedConv.apply(x, weight, bias, plan, table)
+    co, ci, kt = weight.shape[:3]
+    folded = _fold_time(x, kt, stride_t)
+    out = _BandedConv.apply(folded, weight.reshape(co, ci * kt, 1, -1), bias, plan, table)
+    return out.view(x.shape[0], -1, *out.shape[1:]).transpose(1, 2).contiguous()
