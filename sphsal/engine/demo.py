@@ -30,6 +30,8 @@ from sphsal.atomic import atomic_path, write_text
 DEMO_DATA = {"n_videos": 10, "duration": 6.0, "fps": 8, "height": 64, "width": 128,
              "audio_decisive": True, "n_objects": 4, "n_viewers": 12}
 #: Reduced AVS360 configuration (same architecture, smaller tensors).
+#: Ground truth of the demo: a Gaussian of 7 degrees on the sphere (PVS-HM's sigma) around the gaze.
+DEMO_SIGMA_DEG = 7.0
 DEMO_MODEL_OPTIONS = {"width_mult": 0.25, "clip_len": 4, "frame_size": (64, 128), "face_size": 32}
 #: Training recipe of the demo (from scratch, so a larger learning rate than the paper's fine-tuning).
 DEMO_TRAIN = {"epochs": 6, "batch_size": 4, "lr": 1e-3, "loss": "kld+cc"}
@@ -38,10 +40,11 @@ PRIOR = "aem_ecb"
 REPORT_METRICS = ("cc", "nss", "auc_judd", "kld", "sim")
 
 
-def _dataset(root: str, split: str, clip_len: int, frame_step: int = 1):
+def _dataset(root: str, split: str, clip_len: int, sigma_deg: float, frame_step: int = 1):
     from sphsal.data import create_dataset
 
-    return create_dataset("360av-hm", root, split=split, clip_len=clip_len, frame_step=frame_step)
+    return create_dataset("360av-hm", root, split=split, clip_len=clip_len, frame_step=frame_step,
+                          sigma_deg=sigma_deg)
 
 
 def _make_data(out_dir: str, seed: int, data: dict) -> str:
@@ -86,7 +89,7 @@ def _plot(results: dict, path: str) -> None:
 
 def run_demo(out_dir: str = "demo_out", *, seed: int = 0, quick: bool = False, progress: bool = True,
              data: dict | None = None, model_options: dict | None = None, train_options: dict | None = None,
-             log=print) -> dict:
+             sigma_deg: float = DEMO_SIGMA_DEG, log=print) -> dict:
     """Run the demo; returns the content of ``metrics.json``.
 
     Args:
@@ -96,6 +99,7 @@ def run_demo(out_dir: str = "demo_out", *, seed: int = 0, quick: bool = False, p
         progress: tqdm bars.
         data, model_options, train_options: overrides of :data:`DEMO_DATA`,
             :data:`DEMO_MODEL_OPTIONS`, :data:`DEMO_TRAIN`.
+        sigma_deg: ground-truth Gaussian sigma in degrees.
         log: where progress lines go.
     """
     from sphsal.engine.evaluate import evaluate_model
@@ -116,8 +120,8 @@ def run_demo(out_dir: str = "demo_out", *, seed: int = 0, quick: bool = False, p
     root = _make_data(out_dir, seed, data)
     timings = {"data_s": time.perf_counter() - start}
     clip_len = model_options["clip_len"]
-    train_set = _dataset(root, "train", clip_len)
-    test_set = _dataset(root, "test", clip_len)
+    train_set = _dataset(root, "train", clip_len, sigma_deg)
+    test_set = _dataset(root, "test", clip_len, sigma_deg)
     log(f"synthetic dataset: {len(train_set.videos)} train videos ({len(train_set)} clips), "
         f"{len(test_set.videos)} test videos ({len(test_set)} clips)")
 
@@ -155,7 +159,8 @@ def run_demo(out_dir: str = "demo_out", *, seed: int = 0, quick: bool = False, p
         "description": "AVS360 (reduced configuration) vs its visual-only ablation vs the AEM x ECB "
                        "prior, trained from scratch on synthetic ambisonic 360-degree videos where audio "
                        "is decisive; sphere-weighted metrics on held-out videos",
-        "data": {**data, "seed": seed, "train_videos": train_set.videos, "test_videos": test_set.videos},
+        "data": {**data, "seed": seed, "sigma_deg": sigma_deg, "train_videos": train_set.videos,
+                 "test_videos": test_set.videos},
         "model_options": {k: list(v) if isinstance(v, tuple) else v for k, v in model_options.items()},
         "train": train_options,
         "quick": quick,
