@@ -11,6 +11,9 @@ that machine noise hits all of them alike) and peak extra memory of one forward+
 * ``grid_sample-3x``: the SphereNet approach, re-implemented here: ``grid_sample`` (bilinear) at the
   gnomonic tap positions to ``3H x 3W``, then a stride-3 3x3 convolution.
 
+A second table times ``SphericalConv3d`` against ``nn.Conv3d(C, C, 3, padding=1)`` at the small clip
+shapes of AVS360's encoder, where per-operation overhead rather than arithmetic dominates.
+
 Usage: ``python benchmarks/bench_conv.py [--quick] [--repeats N] [--threads 2] [--json out.json]``.
 """
 
@@ -28,12 +31,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sphsal.nn import SphericalConv2d
+from sphsal.nn import SphericalConv2d, SphericalConv3d
 from sphsal.ops.cpu_banded import banded_plan
 from sphsal.ops.stencils import neighbour_table, stencil_pixel_coords
 
 SHAPES = [(2, 64, 64, 120, 240), (2, 64, 64, 240, 480), (1, 256, 256, 60, 120)]
 QUICK_SHAPES = [(1, 16, 16, 32, 64)]
+CLIP_SHAPES = [(4, 16, 4, 32, 64), (4, 32, 4, 16, 32), (4, 64, 2, 8, 16), (4, 128, 1, 4, 8)]
+QUICK_CLIP_SHAPES = [(2, 8, 2, 8, 16)]
+CLIP_METHODS = ["planar3d", "sph3d-nearest", "sph3d-bilinear"]
 METHODS = ["planar", "sph-nearest", "sph-bilinear", "gather-3x", "grid_sample-3x"]
 
 
@@ -123,20 +129,50 @@ def memory_probe(method: str, shape) -> float:
     return (_status_kib("VmHWM") - before) / 1024.0
 
 
-def time_methods(shape, repeats: int) -> dict[str, float]:
-    torch.manual_seed(0)
-    b, cin, _, h, w = shape
-    modules = {m: build(m, shape) for m in METHODS}
-    x = torch.randn(b, cin, h, w, requires_grad=True)
+def time_modules(modules: dict[str, nn.Module], x: torch.Tensor, repeats: int) -> dict[str, float]:
+    """Median forward+backward milliseconds of each module, interleaved, after one warm-up step."""
     for module in modules.values():  # warm-up: tables, plans, oneDNN kernels
         step(module, x)
-    times: dict[str, list[float]] = {m: [] for m in METHODS}
+    times: dict[str, list[float]] = {m: [] for m in modules}
     for _ in range(repeats):
         for m, module in modules.items():
             t0 = time.perf_counter()
             step(module, x)
             times[m].append(time.perf_counter() - t0)
     return {m: statistics.median(v) * 1e3 for m, v in times.items()}
+
+
+def time_methods(shape, repeats: int) -> dict[str, float]:
+    torch.manual_seed(0)
+    b, cin, _, h, w = shape
+    x = torch.randn(b, cin, h, w, requires_grad=True)
+    return time_modules({m: build(m, shape) for m in METHODS}, x, repeats)
+
+
+def clip_table(shapes, repeats: int) -> list[dict]:
+    """Time SphericalConv3d against nn.Conv3d (first call included as ``first_ms``) and print rows."""
+    rows = []
+    print(f"{'clip (B, C, T, HxW)':26s} {'method':15s} {'fwd+bwd ms':>11s} {'x planar':>9s} {'first ms':>9s}")
+    for shape in shapes:
+        b, c, t, h, w = shape
+        torch.manual_seed(0)
+        x = torch.randn(b, c, t, h, w, requires_grad=True)
+        modules = {"planar3d": nn.Conv3d(c, c, 3, padding=1),
+                   "sph3d-nearest": SphericalConv3d(c, c, 3, interpolation="nearest"),
+                   "sph3d-bilinear": SphericalConv3d(c, c, 3, interpolation="bilinear")}
+        first = {}
+        for m, module in modules.items():  # first call: neighbour table, plan, oneDNN kernels
+            t0 = time.perf_counter()
+            step(module, x)
+            first[m] = (time.perf_counter() - t0) * 1e3
+        times = time_modules(modules, x, repeats)
+        label = f"({b}, {c}, {t}, {h}x{w})"
+        for m in CLIP_METHODS:
+            row = dict(shape=list(shape), method=m, time_ms=times[m], time_ratio=times[m] / times["planar3d"],
+                       first_ms=first[m])
+            rows.append(row)
+            print(f"{label:26s} {m:15s} {row['time_ms']:11.1f} {row['time_ratio']:9.2f} {first[m]:9.1f}")
+    return rows
 
 
 def main(argv=None) -> int:
@@ -153,6 +189,7 @@ def main(argv=None) -> int:
         print(f"{memory_probe(method, tuple(int(v) for v in shape.split(','))):.3f}")
         return 0
     shapes, repeats = (QUICK_SHAPES, 2) if args.quick else (SHAPES, args.repeats)
+    clip_shapes = QUICK_CLIP_SHAPES if args.quick else CLIP_SHAPES
     results = []
     header = f"{'shape (B, C->Co, HxW)':26s} {'method':15s} {'fwd+bwd ms':>11s} {'x planar':>9s} " \
              f"{'peak MiB':>9s} {'x planar':>9s}"
@@ -174,11 +211,12 @@ def main(argv=None) -> int:
             speedups = {e: times[e] / times[m] for e in ("gather-3x", "grid_sample-3x")}
             faster = ", ".join(f"{v:.1f}x faster than {e}" for e, v in speedups.items())
             print(f"{label:26s} {m} is {faster}")
+    clips = clip_table(clip_shapes, repeats)
     if args.json:
         tmp = args.json + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
             meta = dict(torch=torch.__version__, threads=args.threads, repeats=repeats)
-            json.dump(dict(meta, results=results), f, indent=2)
+            json.dump(dict(meta, results=results, clips=clips), f, indent=2)
         os.replace(tmp, args.json)
         print(f"saved {args.json}")
     return 0
