@@ -253,15 +253,39 @@ def _pad_columns(x: torch.Tensor, halo: int) -> torch.Tensor:
     return x if halo == 0 else torch.cat((x[..., -halo:], x, x[..., :halo]), dim=-1)
 
 
-def _cell_weights(weight: torch.Tensor, band: Band) -> torch.Tensor:
-    """``(Co, Ci, kt, K)`` weight -> ``(Co, Ci, kt, cells)`` weights of every cell of a band."""
-    flat = weight.reshape(-1, weight.shape[-1]) @ band.scatter.to(weight.dtype)
-    return flat.view(*weight.shape[:3], band.scatter.shape[1])
+@functools.lru_cache(maxsize=256)
+def _plan_scatters(plan: Plan, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
+    """All bands' scatter matrices side by side ``(K, band cells)``, all gather groups' ``(K, group
+    cells)``, in ``dtype``, and each piece's first column in its matrix: the weights of every piece
+    come from one matrix product per call."""
+    bands = [p.scatter for p in plan.pieces if isinstance(p, Band)]
+    groups = [p.scatter for p in plan.pieces if not isinstance(p, Band)]
+    num_taps = (bands + groups)[0].shape[0]
+    offsets, seen = [], {True: 0, False: 0}
+    for p in plan.pieces:
+        is_band = isinstance(p, Band)
+        offsets.append(seen[is_band])
+        seen[is_band] += p.scatter.shape[1]
+
+    def joined(mats):
+        return torch.cat(mats, dim=1).to(dtype) if mats else torch.zeros(num_taps, 0, dtype=dtype)
+
+    return joined(bands), joined(groups), tuple(offsets)
 
 
-def _unit_weight(cell_weights: torch.Tensor, unit: ConvUnit) -> torch.Tensor:
-    """``(Co, Ci, 1, cells)`` -> the unit's ``(Co, Ci, nh, nw)`` conv2d weight."""
-    return cell_weights[:, :, 0, unit.cells[0]:unit.cells[1]].unflatten(-1, unit.box)
+def _piece_weights(weight: torch.Tensor, plan: Plan) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
+    """``(Co, Ci, 1, K)`` weight -> band cell weights ``(Co, Ci, band cells)``, gather-group cell
+    weights ``(group cells, Ci * Co)`` and the piece offsets of :func:`_plan_scatters`."""
+    co, ci, _, k = weight.shape
+    band_s, group_s, offsets = _plan_scatters(plan, weight.dtype)
+    band_w = (weight.reshape(co * ci, k) @ band_s).view(co, ci, -1)
+    group_w = group_s.T @ _taps_first(weight)
+    return band_w, group_w, offsets
+
+
+def _unit_weight(band_w: torch.Tensor, unit: ConvUnit, offset: int) -> torch.Tensor:
+    """The unit's ``(Co, Ci, nh, nw)`` conv2d weight out of the ``(Co, Ci, band cells)`` cell weights."""
+    return band_w[:, :, offset + unit.cells[0]:offset + unit.cells[1]].unflatten(-1, unit.box)
 
 
 def _taps_first(weight: torch.Tensor) -> torch.Tensor:
@@ -269,10 +293,9 @@ def _taps_first(weight: torch.Tensor) -> torch.Tensor:
     return weight[:, :, 0].permute(2, 1, 0).reshape(weight.shape[-1], -1)
 
 
-def _group_weight(weight_taps: torch.Tensor, group: GatherGroup, co: int) -> torch.Tensor:
-    """``(K, Ci * Co)`` weight -> ``(n, m * Ci, Co)`` matrices of a gather group (cell-major rows)."""
-    n = group.out_hi - group.out_lo
-    return (group.scatter.T.to(weight_taps.dtype) @ weight_taps).view(n, -1, co)
+def _group_rows(group: GatherGroup, offset: int) -> slice:
+    """Rows of a group's cells in the ``(group cells, ...)`` weight matrices."""
+    return slice(offset, offset + group.scatter.shape[1])
 
 
 def _unit_view(x_pad: torch.Tensor, unit: ConvUnit, halo: int) -> torch.Tensor:
@@ -284,21 +307,21 @@ class _BandedConv(torch.autograd.Function):
     def forward(ctx, x, weight, bias, plan, table):
         x_pad = _pad_columns(x, plan.halo)
         source = _gather_source(x, plan) if len(plan.source_rows) else None
-        weight_taps = _taps_first(weight) if len(plan.source_rows) else None
-        batch, w_out = x.shape[0], table.w_out
+        band_w, group_w, offsets = _piece_weights(weight, plan)
+        batch, w_out, co = x.shape[0], table.w_out, weight.shape[0]
         out = None
-        for piece in plan.pieces:
+        for piece, offset in zip(plan.pieces, offsets):
             if isinstance(piece, Band):
-                y, cell_weights = None, _cell_weights(weight, piece)
+                y = None
                 for unit in piece.units:
-                    z = F.conv2d(_unit_view(x_pad, unit, plan.halo), _unit_weight(cell_weights, unit),
+                    z = F.conv2d(_unit_view(x_pad, unit, plan.halo), _unit_weight(band_w, unit, offset),
                                  stride=table.stride, dilation=unit.dilation)
                     y = z if y is None else y.add_(z)
             else:
                 index = _gather_index(piece, batch, table.width, w_out, table.stride)
                 n = piece.out_hi - piece.out_lo
                 cols = source.index_select(0, index).view(n, batch * w_out, -1)
-                y = torch.bmm(cols, _group_weight(weight_taps, piece, weight.shape[0]))  # (n, B * W_out, Co)
+                y = torch.bmm(cols, group_w[_group_rows(piece, offset)].view(n, -1, co))  # (n, B * W_out, Co)
                 y = y.view(n, batch, w_out, -1).permute(1, 3, 0, 2)
             if out is None:
                 out = x.new_empty(*y.shape[:-2], table.h_out, w_out)
@@ -326,44 +349,40 @@ def _backward(plan: Plan, table: NeighbourTable, x, weight, grad_out, need_x: bo
     batch, channels, co, w_out, halo = x.shape[0], x.shape[1], weight.shape[0], table.w_out, plan.halo
     x_pad = _pad_columns(x, halo)
     grad_x_pad = torch.zeros_like(x_pad) if need_x else None
-    grad_w = torch.zeros_like(weight) if need_w else None
     has_groups = len(plan.source_rows) > 0
     source = _gather_source(x, plan) if has_groups else None
-    weight_taps = _taps_first(weight) if has_groups else None
-    grad_taps = torch.zeros_like(weight_taps) if has_groups and need_w else None
+    band_w, group_w, offsets = _piece_weights(weight, plan)
+    grad_band = torch.empty_like(band_w) if need_w else None  # every cell belongs to one unit
+    grad_group = torch.empty_like(group_w) if need_w else None  # every row belongs to one group
     grad_source = torch.zeros_like(source) if has_groups and need_x else None
-    for piece in plan.pieces:
+    for piece, offset in zip(plan.pieces, offsets):
         if isinstance(piece, Band):
             g = grad_out[..., piece.out_lo:piece.out_hi, :]
-            cell_weights = _cell_weights(weight, piece)
-            grad_cells = torch.zeros_like(cell_weights) if need_w else None
             for unit in piece.units:
                 gi, gw, _ = torch.ops.aten.convolution_backward(
-                    g, _unit_view(x_pad, unit, halo), _unit_weight(cell_weights, unit), None,
+                    g, _unit_view(x_pad, unit, halo), _unit_weight(band_w, unit, offset), None,
                     [table.stride] * 2, [0, 0], list(unit.dilation), False, [0, 0], 1,
                     [need_x, need_w, False])
                 if need_x:
                     _unit_view(grad_x_pad, unit, halo).add_(gi)
                 if need_w:
-                    target = grad_cells[..., unit.cells[0]:unit.cells[1]]
-                    target.copy_(gw.flatten(-2).reshape(target.shape))
-            if need_w:
-                flat = grad_cells.reshape(-1, piece.scatter.shape[1])
-                grad_w += (flat @ piece.scatter.to(weight.dtype).T).view_as(weight)
+                    _unit_weight(grad_band, unit, offset).copy_(gw)
         else:
             n = piece.out_hi - piece.out_lo
             index = _gather_index(piece, batch, table.width, w_out, table.stride)
             g = grad_out[:, :, piece.out_lo:piece.out_hi, :].permute(2, 0, 3, 1).reshape(n, batch * w_out, co)
+            rows = _group_rows(piece, offset)
             if need_w:
                 cols = source.index_select(0, index).view(n, batch * w_out, -1)
-                gw = torch.bmm(cols.transpose(1, 2), g)  # (n, m * Ci, Co)
-                grad_taps += piece.scatter.to(gw.dtype) @ gw.view(-1, channels * co)
+                torch.bmm(cols.transpose(1, 2), g, out=grad_group[rows].view(n, -1, co))  # (n, m * Ci, Co)
             if need_x:
-                grad_cols = torch.bmm(g, _group_weight(weight_taps, piece, co).transpose(1, 2))
+                grad_cols = torch.bmm(g, group_w[rows].view(n, -1, co).transpose(1, 2))
                 grad_source.index_add_(0, index, grad_cols.view(-1, channels))
-    grad_x = None
-    if grad_taps is not None:
-        grad_w[:, :, 0] += grad_taps.view(-1, channels, co).permute(2, 1, 0)
+    grad_x = grad_w = None
+    if need_w:
+        band_s, group_s, _ = _plan_scatters(plan, weight.dtype)
+        grad_w = (grad_band.view(co * channels, -1) @ band_s.T).view_as(weight)
+        grad_w[:, :, 0] += (group_s @ grad_group).view(-1, channels, co).permute(2, 1, 0)
     if need_x:
         width = table.width
         if halo:  # fold the circular halo back onto the columns it copied, in place
