@@ -256,8 +256,9 @@ def _pad_columns(x: torch.Tensor, halo: int) -> torch.Tensor:
 @functools.lru_cache(maxsize=256)
 def _plan_scatters(plan: Plan, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
     """All bands' scatter matrices side by side ``(K, band cells)``, all gather groups' ``(K, group
-    cells)``, in ``dtype``, and each piece's first column in its matrix: the weights of every piece
-    come from one matrix product per call."""
+    cells)``, in ``dtype``, and each piece's first column in its matrix: all band weights come from
+    one matrix product per call (a group's ``(n * m, Ci * Co)`` weights are built when it is computed,
+    never for all groups at once: they are ``m / K`` times the layer's weight per gathered row)."""
     bands = [p.scatter for p in plan.pieces if isinstance(p, Band)]
     groups = [p.scatter for p in plan.pieces if not isinstance(p, Band)]
     num_taps = (bands + groups)[0].shape[0]
@@ -273,14 +274,10 @@ def _plan_scatters(plan: Plan, dtype: torch.dtype) -> tuple[torch.Tensor, torch.
     return joined(bands), joined(groups), tuple(offsets)
 
 
-def _piece_weights(weight: torch.Tensor, plan: Plan) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
-    """``(Co, Ci, 1, K)`` weight -> band cell weights ``(Co, Ci, band cells)``, gather-group cell
-    weights ``(group cells, Ci * Co)`` and the piece offsets of :func:`_plan_scatters`."""
+def _band_weights(weight: torch.Tensor, plan: Plan) -> torch.Tensor:
+    """``(Co, Ci, 1, K)`` weight -> cell weights ``(Co, Ci, band cells)`` of all bands."""
     co, ci, _, k = weight.shape
-    band_s, group_s, offsets = _plan_scatters(plan, weight.dtype)
-    band_w = (weight.reshape(co * ci, k) @ band_s).view(co, ci, -1)
-    group_w = group_s.T @ _taps_first(weight)
-    return band_w, group_w, offsets
+    return (weight.reshape(co * ci, k) @ _plan_scatters(plan, weight.dtype)[0]).view(co, ci, -1)
 
 
 def _unit_weight(band_w: torch.Tensor, unit: ConvUnit, offset: int) -> torch.Tensor:
@@ -293,9 +290,9 @@ def _taps_first(weight: torch.Tensor) -> torch.Tensor:
     return weight[:, :, 0].permute(2, 1, 0).reshape(weight.shape[-1], -1)
 
 
-def _group_rows(group: GatherGroup, offset: int) -> slice:
-    """Rows of a group's cells in the ``(group cells, ...)`` weight matrices."""
-    return slice(offset, offset + group.scatter.shape[1])
+def _group_scatter(plan: Plan, group: GatherGroup, offset: int, dtype: torch.dtype) -> torch.Tensor:
+    """The group's ``(K, n * m)`` columns of the joined gather-group scatter matrix."""
+    return _plan_scatters(plan, dtype)[1][:, offset:offset + group.scatter.shape[1]]
 
 
 def _unit_view(x_pad: torch.Tensor, unit: ConvUnit, halo: int) -> torch.Tensor:
@@ -307,7 +304,8 @@ class _BandedConv(torch.autograd.Function):
     def forward(ctx, x, weight, bias, plan, table):
         x_pad = _pad_columns(x, plan.halo)
         source = _gather_source(x, plan) if len(plan.source_rows) else None
-        band_w, group_w, offsets = _piece_weights(weight, plan)
+        band_w, offsets = _band_weights(weight, plan), _plan_scatters(plan, weight.dtype)[2]
+        weight_taps = _taps_first(weight) if len(plan.source_rows) else None
         batch, w_out, co = x.shape[0], table.w_out, weight.shape[0]
         out = None
         for piece, offset in zip(plan.pieces, offsets):
@@ -321,7 +319,8 @@ class _BandedConv(torch.autograd.Function):
                 index = _gather_index(piece, batch, table.width, w_out, table.stride)
                 n = piece.out_hi - piece.out_lo
                 cols = source.index_select(0, index).view(n, batch * w_out, -1)
-                y = torch.bmm(cols, group_w[_group_rows(piece, offset)].view(n, -1, co))  # (n, B * W_out, Co)
+                group_w = _group_scatter(plan, piece, offset, weight.dtype).T @ weight_taps
+                y = torch.bmm(cols, group_w.view(n, -1, co))  # (n, B * W_out, Co)
                 y = y.view(n, batch, w_out, -1).permute(1, 3, 0, 2)
             if out is None:
                 out = x.new_empty(*y.shape[:-2], table.h_out, w_out)
@@ -351,9 +350,10 @@ def _backward(plan: Plan, table: NeighbourTable, x, weight, grad_out, need_x: bo
     grad_x_pad = torch.zeros_like(x_pad) if need_x else None
     has_groups = len(plan.source_rows) > 0
     source = _gather_source(x, plan) if has_groups else None
-    band_w, group_w, offsets = _piece_weights(weight, plan)
+    band_w, offsets = _band_weights(weight, plan), _plan_scatters(plan, weight.dtype)[2]
     grad_band = torch.empty_like(band_w) if need_w else None  # every cell belongs to one unit
-    grad_group = torch.empty_like(group_w) if need_w else None  # every row belongs to one group
+    weight_taps = _taps_first(weight) if has_groups else None
+    grad_taps = torch.zeros_like(weight_taps) if has_groups and need_w else None
     grad_source = torch.zeros_like(source) if has_groups and need_x else None
     for piece, offset in zip(plan.pieces, offsets):
         if isinstance(piece, Band):
@@ -371,18 +371,19 @@ def _backward(plan: Plan, table: NeighbourTable, x, weight, grad_out, need_x: bo
             n = piece.out_hi - piece.out_lo
             index = _gather_index(piece, batch, table.width, w_out, table.stride)
             g = grad_out[:, :, piece.out_lo:piece.out_hi, :].permute(2, 0, 3, 1).reshape(n, batch * w_out, co)
-            rows = _group_rows(piece, offset)
+            scatter = _group_scatter(plan, piece, offset, weight.dtype)
             if need_w:
                 cols = source.index_select(0, index).view(n, batch * w_out, -1)
-                torch.bmm(cols.transpose(1, 2), g, out=grad_group[rows].view(n, -1, co))  # (n, m * Ci, Co)
+                gw = torch.bmm(cols.transpose(1, 2), g)  # (n, m * Ci, Co)
+                grad_taps.addmm_(scatter, gw.view(-1, channels * co))
             if need_x:
-                grad_cols = torch.bmm(g, group_w[rows].view(n, -1, co).transpose(1, 2))
+                grad_cols = torch.bmm(g, (scatter.T @ weight_taps).view(n, -1, co).transpose(1, 2))
                 grad_source.index_add_(0, index, grad_cols.view(-1, channels))
     grad_x = grad_w = None
     if need_w:
-        band_s, group_s, _ = _plan_scatters(plan, weight.dtype)
-        grad_w = (grad_band.view(co * channels, -1) @ band_s.T).view_as(weight)
-        grad_w[:, :, 0] += (group_s @ grad_group).view(-1, channels, co).permute(2, 1, 0)
+        grad_w = (grad_band.view(co * channels, -1) @ _plan_scatters(plan, weight.dtype)[0].T).view_as(weight)
+        if has_groups:
+            grad_w[:, :, 0] += grad_taps.view(-1, channels, co).permute(2, 1, 0)
     if need_x:
         width = table.width
         if halo:  # fold the circular halo back onto the columns it copied, in place
