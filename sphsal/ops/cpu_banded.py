@@ -7,8 +7,9 @@ column offset, interpolation weight) form a band. Near the equator the band's ta
 ``co0 + dc * [0, nw)`` that hold only occupied cells (exact arithmetic progressions, no zero taps).
 A unit is one ``nn.Conv2d``-style call with dilation ``(dr, dc)`` on a view of
 the band's rows of the input padded circularly by a few columns; its ``(nh, nw)`` weight is the
-layer's ``(Co, Ci, K)`` weight scattered into the cells (bilinear weights included): all cell weights
-of a band come from one matrix product of the weight with the band's ``(K, cells)`` scatter matrix.
+layer's ``(Co, Ci, K)`` weight scattered into the cells (bilinear weights included): the cell
+weights of all bands come from one matrix product of the weight with their joined ``(K, cells)``
+scatter matrices.
 
 Rows whose band would need more than one convolution call per two rows (next to the poles, where the
 taps spread over all longitudes, and most bilinear rows, whose weights change from row to row) are
