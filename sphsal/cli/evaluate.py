@@ -39,14 +39,14 @@ def load_model(args):
 
 
 def run(args) -> int:
-    from sphsal.data import create_dataset
     from sphsal.engine.evaluate import evaluate_model
+    from sphsal.engine.train import dataset_for_model
     from sphsal.metrics import DEFAULT_METRICS
 
     model = load_model(args)
-    options = {"split": args.split, "frame_step": args.frame_step, "clip_len": model.input_spec.clip_len,
+    options = {"split": args.split, "frame_step": args.frame_step,
                **parse_key_values(args.dataset_arg, "--dataset-arg")}
-    dataset = create_dataset(args.dataset, args.root, **options)
+    dataset = dataset_for_model(model, args.dataset, args.root, **options)
     metrics = tuple(args.metrics.split(",")) if args.metrics else DEFAULT_METRICS
     summary = evaluate_model(model, dataset, out_dir=args.out, metrics=metrics,
                              weights=None if args.planar else "sphere", batch_size=args.batch_size,

@@ -90,10 +90,13 @@ class ClipDataset(Dataset):
         clip_mode: ``"end"`` (the clip ends at the target, causal) or ``"center"``.
         clip_step: spacing between the frames of a clip.
         transform: optional callable applied to each item dict.
+        prev_saliency: also give each item ``prev_saliency`` ``(H, W)``, the ground-truth map of the
+            frame before the target (zeros for a video's first frame), for models that take the
+            previous map as input (the spherical U-Net).
     """
 
     def __init__(self, entries: list[VideoEntry], clip_len: int = 16, frame_step: int = 1,
-                 clip_mode: str = "end", clip_step: int = 1, transform=None):
+                 clip_mode: str = "end", clip_step: int = 1, transform=None, prev_saliency: bool = False):
         if clip_len < 1 or frame_step < 1 or clip_step < 1:
             raise ValueError(f"clip_len, frame_step and clip_step must be >= 1, got {clip_len}, "
                              f"{frame_step}, {clip_step}")
@@ -103,6 +106,7 @@ class ClipDataset(Dataset):
         self.clip_len, self.frame_step = int(clip_len), int(frame_step)
         self.clip_mode, self.clip_step = clip_mode, int(clip_step)
         self.transform = transform
+        self.prev_saliency = bool(prev_saliency)
         self.index: list[tuple[int, int]] = []
         for v, entry in enumerate(self.entries):
             targets = range(entry.num_frames) if entry.targets is None else entry.targets
@@ -139,6 +143,9 @@ class ClipDataset(Dataset):
             "video": entry.name,
             "frame_index": int(t),
         }
+        if self.prev_saliency:
+            prev = entry.ground_truth(t - 1)[0] if t > 0 else np.zeros_like(saliency)
+            item["prev_saliency"] = torch.from_numpy(np.ascontiguousarray(prev, dtype=np.float32))
         return self.transform(item) if self.transform is not None else item
 
     def __repr__(self) -> str:

@@ -2,7 +2,9 @@
 
 For every frame ``t`` of a video (at the model's or a chosen frame rate) the model sees the causal clip
 of ``clip_len`` frames ending at ``t`` (sliding window; the first frame repeats at the start) and the
-audio under that clip. Outputs of a video go to ``OUT/<video name>/``::
+audio under that clip. Models that read the previous frame's saliency (the spherical U-Net) get their
+own prediction for frame ``t - 1`` (zeros before the first frame). Outputs of a video go to
+``OUT/<video name>/``::
 
     maps/00000.png ...   the map of each frame, max-normalised to 0..255 at the frame size
     maps/00000.npy ...   (with save_npy) the raw map (float32, model resolution, sums to 1)
@@ -98,12 +100,20 @@ def predict_video(model: torch.nn.Module, path, out_dir, *, fps=None, batch_size
     maps_dir = os.path.join(video_dir, "maps")
     os.makedirs(maps_dir, exist_ok=True)
     saliency = []
+    feedback = model.input_spec.needs_prev_saliency
+    if feedback:
+        batch_size = 1  # each frame needs the previous frame's prediction
+    previous = None
     bar = tqdm(total=n, desc=f"predict {name}", disable=not progress, unit="frame")
     for start in range(0, n, batch_size):
         targets = range(start, min(n, start + batch_size))
         items = [_clip_item(reader, t, clip_len, audio, rate) for t in targets]
+        if feedback:
+            items[0]["prev_saliency"] = torch.zeros(size) if previous is None else previous
         batch = to_device(collate_items(items), device)
         pred = model(**model.prepare_inputs(batch)).float().cpu()
+        if feedback:
+            previous = upsample_prediction(pred, size)[0]
         for k, t in enumerate(range(start, start + len(items))):
             if save_npy:
                 _save_npy(os.path.join(maps_dir, f"{t:05d}.npy"), pred[k, 0].numpy())

@@ -73,6 +73,18 @@ class TrainConfig:
     device: str | None = None
 
 
+def dataset_for_model(model, name: str, root, **options):
+    """``create_dataset(name, root, **options)`` with what the model's inputs need: its clip length
+    (unless given) and the previous frame's ground truth for models that read it."""
+    from sphsal.data import create_dataset
+
+    spec = model.input_spec
+    options.setdefault("clip_len", spec.clip_len)
+    if spec.needs_prev_saliency:
+        options.setdefault("prev_saliency", True)
+    return create_dataset(name, root, **options)
+
+
 def build_optimizer(model: torch.nn.Module, recipe: dict, lr: float | None = None) -> torch.optim.Optimizer:
     """The optimiser named by a model's recipe ``{"name": "adam"|"adamw"|"sgd", "lr": ..., ...}``."""
     recipe = dict(recipe)
@@ -178,15 +190,13 @@ def _train(config, runtime: Runtime, resume, dataset, create_model, build_loss) 
     if runtime.is_main:
         os.makedirs(out_dir, exist_ok=True)
     seed_everything(config.seed)
+    model = create_model(config.model, **config.model_kwargs).to(runtime.device)
     if dataset is None:
-        from sphsal.data import create_dataset
-
-        dataset = create_dataset(config.dataset, config.root, **config.dataset_kwargs)
+        dataset = dataset_for_model(model, config.dataset, config.root, **config.dataset_kwargs)
     if len(dataset) < config.batch_size * runtime.world_size:
         raise ValueError(f"dataset has {len(dataset)} items, fewer than one batch "
                          f"({config.batch_size} x {runtime.world_size} processes)")
 
-    model = create_model(config.model, **config.model_kwargs).to(runtime.device)
     optimizer = build_optimizer(model, model.default_optimizer, config.lr)
     loss_fn = build_loss(config.loss or model.default_loss)
     use_amp = config.amp and runtime.device.type == "cuda"

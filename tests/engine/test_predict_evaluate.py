@@ -62,3 +62,33 @@ def test_evaluate_prior_on_synthetic_dataset(tmp_path):
         saved = json.load(f)
     assert saved["mean"]["cc"] == pytest.approx(summary["mean"]["cc"])
     assert -1 <= summary["mean"]["cc"] <= 1
+
+
+def test_unet_prediction_feeds_back_its_previous_map(tmp_path, monkeypatch):
+    import torch
+
+    from sphsal.engine.evaluate import upsample_prediction
+
+    video = _video(tmp_path / "v.mp4", channels=4, n=3)
+    torch.manual_seed(0)
+    model = create_model("spherical_unet", frame_size=(16, 32), width_mult=0.125)
+    seen = []
+    original = model.prepare_inputs
+    monkeypatch.setattr(model, "prepare_inputs", lambda batch: seen.append(batch["prev_saliency"].clone())
+                        or original(batch))
+    predict_videos(model, [video], tmp_path / "out", progress=False, save_npy=True, make_overlay=False)
+    assert len(seen) == 3 and float(seen[0].abs().sum()) == 0.0
+    first = torch.from_numpy(np.load(tmp_path / "out" / "v" / "maps" / "00000.npy"))
+    assert torch.allclose(seen[1][0], upsample_prediction(first[None, None], (32, 64))[0])
+
+
+def test_training_dataset_gets_the_previous_ground_truth(tmp_path):
+    from sphsal.data import make_dataset
+    from sphsal.engine.train import dataset_for_model
+
+    root = make_dataset(tmp_path / "data", n_videos=1, duration=1.0, fps=8, height=32, width=64, seed=3)
+    model = create_model("planar_unet", frame_size=(16, 32), width_mult=0.125)
+    ds = dataset_for_model(model, "360av-hm", root)
+    assert ds.clip_len == model.input_spec.clip_len
+    assert float(ds[0]["prev_saliency"].abs().sum()) == 0.0
+    assert np.allclose(ds[3]["prev_saliency"].numpy(), ds[2]["saliency"].numpy())
