@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "demo": "demo",
     "synth": "synth",
     "aem": "aem",
+    "bench": "bench",
 }
 
 
