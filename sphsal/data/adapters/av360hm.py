@@ -64,7 +64,7 @@ def av360hm(root, *, condition: str = "ambix", size=None, fps=None, split: str =
         sigma_deg: Gaussian sigma of the ground truth, degrees.
         cache_dir: ground-truth cache folder (``None``: :func:`~sphsal.data.groundtruth.default_cache_dir`,
             ``False``: no cache).
-        **options: ``clip_len``, ``frame_step``, ``clip_mode``, ``clip_step``, ``transform``.
+        **options: the ClipDataset options (``clip_len``, ``frame_step``, ``clip_mode``, ...).
     """
     if condition not in CONDITIONS:
         raise ValueError(f"condition must be one of {CONDITIONS}, got {condition!r}")

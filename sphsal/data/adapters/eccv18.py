@@ -82,7 +82,7 @@ def eccv18(root, *, size=None, split: str = "all", sigma_deg: float = DEFAULT_SI
         size: frame and map size ``(H, W)`` (``None``: the images').
         split: ``"train"``, ``"test"`` or ``"all"`` (sorted names, every fifth to test).
         sigma_deg, cache_dir: as for ``360av-hm``.
-        **options: ``clip_len``, ``frame_step``, ``clip_mode``, ``clip_step``, ``transform``.
+        **options: the ClipDataset options (``clip_len``, ``frame_step``, ``clip_mode``, ...).
     The dataset has no audio (items carry an empty ``(0, 0)`` audio tensor).
     """
     root = check_root(root, "vinfo.pkl")

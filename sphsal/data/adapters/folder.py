@@ -32,7 +32,7 @@ def folder(root, *, size=None, split: str = "all", **options):
     Args:
         size: frame and map size ``(H, W)`` (``None``: the video's).
         split: ``"train"``, ``"test"`` or ``"all"`` (sorted names, every fifth to test).
-        **options: ``clip_len``, ``frame_step``, ``clip_mode``, ``clip_step``, ``transform``.
+        **options: the ClipDataset options (``clip_len``, ``frame_step``, ``clip_mode``, ...).
     """
     root = check_root(root, "videos", "saliency")
     saliency_root = os.path.join(root, "saliency")

@@ -73,7 +73,7 @@ def pvs_hm(root, *, size=None, fps=None, split: str = "all", sigma_deg: float = 
 
     Args:
         size, fps, split, sigma_deg, cache_dir: as for ``360av-hm``.
-        **options: ``clip_len``, ``frame_step``, ``clip_mode``, ``clip_step``, ``transform``.
+        **options: the ClipDataset options (``clip_len``, ``frame_step``, ``clip_mode``, ...).
     Audio is the videos' soundtrack when they have one (else an empty ``(0, 0)`` tensor).
     """
     root = check_root(root, MAT_FILE)

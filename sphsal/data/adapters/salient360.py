@@ -111,7 +111,7 @@ def salient360(root, *, size=None, fps=None, split: str = "all", **options):
 
     Args:
         size, fps, split: as for ``360av-hm``.
-        **options: ``clip_len``, ``frame_step``, ``clip_mode``, ``clip_step``, ``transform``.
+        **options: the ClipDataset options (``clip_len``, ``frame_step``, ``clip_mode``, ...).
     Without a fixation CSV, the fixation map marks the maxima of the saliency map.
     """
     root = check_root(root, "saliency")

@@ -59,7 +59,7 @@ def vr_eyetracking(root, *, size=None, fps=None, split: str = "all", sigma_deg: 
 
     Args:
         size, fps, split, sigma_deg, cache_dir: as for ``360av-hm``.
-        **options: ``clip_len``, ``frame_step``, ``clip_mode``, ``clip_step``, ``transform``.
+        **options: the ClipDataset options (``clip_len``, ``frame_step``, ``clip_mode``, ...).
     Audio is the videos' soundtrack when they have one (else an empty ``(0, 0)`` tensor).
     """
     root = check_root(root, "Gaze_txt_files")
