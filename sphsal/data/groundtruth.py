@@ -160,14 +160,20 @@ class GazeGroundTruth:
 
 @contextlib.contextmanager
 def _single_numba_thread():
-    """Run numba's parallel loops on the calling thread (ground truth is built inside data loading, next
-    to FFmpeg's decoder threads and in several DataLoader workers at once), with the package's threading
-    policy (:mod:`sphsal.numba_threads`)."""
+    """Run numba's parallel loops on the calling thread, without OpenMP spin-waiting threads.
+
+    Ground truth is built inside data loading, next to FFmpeg's decoder threads (and in several
+    DataLoader workers at once). Measured on 2 cores: once numba's OpenMP layer had run a parallel
+    region, its idle threads kept spinning and every later frame read cost 2.5x the CPU time, even
+    with ``numba.set_num_threads(1)``. So when no numba parallel region has run in this process yet,
+    numba is pointed at its ``workqueue`` layer (which sleeps when idle) before the first one.
+    """
     import numba
 
-    from sphsal.numba_threads import prefer_sleeping_threads
-
-    prefer_sleeping_threads()
+    try:
+        numba.threading_layer()
+    except ValueError:  # no parallel region has run in this process: the layer can still be chosen
+        numba.config.THREADING_LAYER = "workqueue"
     previous = numba.get_num_threads()
     numba.set_num_threads(1)
     try:

@@ -15,11 +15,6 @@ import math
 import numba
 import numpy as np
 
-from sphsal.numba_threads import prefer_sleeping_threads
-
-# Every numba-parallel kernel of sphsal.metrics (density.py included) loads this module first.
-prefer_sleeping_threads()
-
 EPS = 2.2204e-16
 
 
