@@ -231,8 +231,11 @@ def _train(config, runtime: Runtime, resume, dataset, create_model, build_loss) 
     while not done and progress["epoch"] < config.epochs:
         batches = _epoch_batches(sampler, progress["epoch"], config.batch_size)[progress["batch_in_epoch"]:]
         # A private generator: creating the loader must not draw from the global RNG (resume exactness).
+        # Workers start from a fork server: a plain fork after numba's parallel kernels have run in this
+        # process (metrics, densities) deadlocks the children's own numba kernels.
         loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate_items,
                             num_workers=config.num_workers,
+                            multiprocessing_context="forkserver" if config.num_workers > 0 else None,
                             generator=torch.Generator().manual_seed(config.seed + progress["epoch"]))
         for batch in loader:
             t0 = time.perf_counter()

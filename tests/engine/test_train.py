@@ -126,3 +126,29 @@ def test_bad_inputs_are_named(tmp_path):
     (tmp_path / "bad" / "last.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="cannot read checkpoint"):
         train(_config(tmp_path / "bad"), dataset=BlobDataset(4), resume=True)
+
+
+_WORKERS = """
+import sys, torch
+sys.path.insert(0, {here!r})
+import engine_tiny  # noqa: F401  (registers tiny_test_model)
+from sphsal.data import create_dataset, make_dataset
+from sphsal.engine.train import TrainConfig, train
+from sphsal.metrics import density_from_fixations
+
+if __name__ == "__main__":
+    root = make_dataset({data!r}, n_videos=2, duration=1.0, fps=8, height=16, width=32, seed=0)
+    density_from_fixations(torch.tensor([[0.1, 0.2]]), 16, 32, 7.0)  # numba threads start in the parent
+    ds = create_dataset("360av-hm", root, clip_len=2, cache_dir=False)
+    train(TrainConfig(model="tiny_test_model", out_dir={out!r}, max_steps=4, batch_size=2, num_workers=2,
+                      progress=False), dataset=ds)
+"""
+
+
+def test_loader_workers_after_numba_kernels_in_the_parent(tmp_path):
+    # Ground truth is computed with numba inside the workers; they must not deadlock.
+    script = tmp_path / "workers.py"
+    script.write_text(_WORKERS.format(here=HERE, data=str(tmp_path / "data"), out=str(tmp_path / "run")))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert load_training_state(str(tmp_path / "run" / "last.pt"))["progress"]["step"] == 4
