@@ -55,6 +55,13 @@ def overlay(frame: np.ndarray, saliency, alpha: float = 0.5) -> np.ndarray:
     return (frame * (1 - weight) + colour * weight).astype(np.uint8)
 
 
+def capped_size(height: int, width: int, max_height: int = 960, max_width: int = 1920) -> tuple[int, int]:
+    """``(H, W)`` scaled down (aspect kept) to fit ``max_height x max_width``, rounded to even numbers
+    (H.264 with yuv420p needs them); never scaled up."""
+    scale = min(1.0, max_height / height, max_width / width)
+    return max(2, round(height * scale / 2) * 2), max(2, round(width * scale / 2) * 2)
+
+
 def tensor_to_frame(x: torch.Tensor) -> np.ndarray:
     """``(3, H, W)`` float tensor in [0, 1] -> ``(H, W, 3)`` uint8 RGB array."""
     if x.dim() != 3 or x.shape[0] != 3:

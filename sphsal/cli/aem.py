@@ -37,12 +37,11 @@ def render_aem(video: str, out: str, *, decoder: str = "cardioid", window: float
     """Render the AEM of ``video`` to ``out`` (MP4) and a PNG still; returns both paths."""
     from sphsal.audio import energy_map, load_audio
     from sphsal.data import VideoReader
-    from sphsal.viz import overlay, tensor_to_frame, write_png, write_video
+    from sphsal.viz import capped_size, overlay, tensor_to_frame, write_png, write_video
 
     audio, rate = load_audio(video, ambisonic=not allow_non_ambisonic)
     with VideoReader(video) as probe:
-        scale = min(1.0, max_height / probe.height)
-        size = (max(2, round(probe.height * scale / 2) * 2), max(2, round(probe.width * scale / 2) * 2))
+        size = capped_size(probe.height, probe.width, max_height, 2 * probe.width)
     reader = VideoReader(video, size=size)
     maps = energy_map(audio, rate, reader.fps, *map_size, decoder=decoder, window=window,
                       num_frames=len(reader), smoothing=smoothing,

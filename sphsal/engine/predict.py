@@ -29,18 +29,11 @@ from sphsal.atomic import atomic_path, write_text
 from sphsal.data.clips import audio_window, clip_indices, clip_span, slice_audio
 from sphsal.engine.evaluate import upsample_prediction
 from sphsal.engine.runtime import collate_items, resolve_device, to_device
-from sphsal.viz import overlay, tensor_to_frame, write_png, write_video
+from sphsal.viz import capped_size, overlay, tensor_to_frame, write_png, write_video
 
 DONE_NAME = "done.json"
-#: Frames are read (and overlays written) at most this large (H, W); larger videos are downscaled.
-MAX_READ_SIZE = (960, 1920)
 #: AAC carries at most this many channels; higher-order ambisonics keeps its W channel in the overlay.
 MAX_OVERLAY_CHANNELS = 8
-
-
-def _read_size(reader_height: int, reader_width: int) -> tuple[int, int]:
-    scale = min(1.0, MAX_READ_SIZE[0] / reader_height, MAX_READ_SIZE[1] / reader_width)
-    return max(2, int(round(reader_height * scale / 2)) * 2), max(2, int(round(reader_width * scale / 2)) * 2)
 
 
 def _load_video_audio(path: str, model) -> tuple[np.ndarray | None, int]:
@@ -94,7 +87,7 @@ def predict_video(model: torch.nn.Module, path, out_dir, *, fps=None, batch_size
     model = model.to(device).eval()
     audio, rate = _load_video_audio(path, model)
     with VideoReader(path, fps=fps) as probe:
-        size = _read_size(probe.height, probe.width)
+        size = capped_size(probe.height, probe.width)  # larger videos are downscaled
     reader = VideoReader(path, fps=fps, size=size)
     n, clip_len = len(reader), model.input_spec.clip_len
     maps_dir = os.path.join(video_dir, "maps")

@@ -36,6 +36,19 @@ def make_dataset(entries: list[VideoEntry], options: dict, adapter: str) -> Clip
     return ClipDataset(entries, **clip_options(options, adapter))
 
 
+def read_mat(path: str, what: str) -> dict:
+    """``scipy.io.loadmat(path)``; ``FileNotFoundError`` ("<what> not found") or ``ValueError`` naming the
+    file when it is missing or not a MATLAB file."""
+    import scipy.io
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        return scipy.io.loadmat(path)
+    except (ValueError, OSError, TypeError) as err:
+        raise ValueError(f"cannot read {path}: not a MATLAB .mat file ({err})") from err
+
+
 def resolve_cache_dir(cache_dir) -> str | None:
     """``cache_dir`` as given; ``None`` -> :func:`default_cache_dir`; ``False`` -> no cache."""
     if cache_dir is False:

@@ -15,13 +15,13 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import scipy.io
 
 from sphsal.data.adapters._common import (
     find_folder,
     find_video,
     gaze_video_entry,
     make_dataset,
+    read_mat,
     resolve_cache_dir,
 )
 from sphsal.data.dataset import check_root, split_videos
@@ -37,12 +37,7 @@ SAMPLES_PER_FRAME = 2
 
 def load_pvs_mat(path: str) -> dict[str, np.ndarray]:
     """``{video: array [samples, 2 x viewers]}`` from the .mat file; errors name the file."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"PVS-HM data file not found: {path}")
-    try:
-        mat = scipy.io.loadmat(path)
-    except (ValueError, OSError, TypeError) as err:
-        raise ValueError(f"cannot read {path}: not a MATLAB .mat file ({err})") from err
+    mat = read_mat(path, "PVS-HM data file")
     out = {}
     for name, value in mat.items():
         if name.startswith("__"):

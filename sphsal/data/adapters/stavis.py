@@ -20,9 +20,8 @@ import re
 from fractions import Fraction
 
 import numpy as np
-import scipy.io
 
-from sphsal.data.adapters._common import make_dataset
+from sphsal.data.adapters._common import make_dataset, read_mat
 from sphsal.data.dataset import SPLITS, VideoEntry, check_root
 from sphsal.data.groundtruth import MapGroundTruth
 from sphsal.data.registry import register_dataset
@@ -56,12 +55,7 @@ class FixationMats:
 
     def __call__(self, index: int) -> np.ndarray:
         path = os.path.join(self.folder, f"fixMap_{index + 1:05d}.mat")
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"fixation map not found: {path}")
-        try:
-            mat = scipy.io.loadmat(path)
-        except (ValueError, OSError, TypeError) as err:
-            raise ValueError(f"cannot read {path}: not a MATLAB .mat file ({err})") from err
+        mat = read_mat(path, "fixation map")
         arrays = {k: v for k, v in mat.items() if not k.startswith("__") and np.ndim(v) == 2}
         if not arrays:
             raise ValueError(f"{path} holds no 2-D fixation map")
