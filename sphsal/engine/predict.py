@@ -1,10 +1,10 @@
 """Prediction on videos: per-frame saliency maps (PNG and/or NPY) and an overlay MP4 with the source audio.
 
 For every frame ``t`` of a video (at the model's or a chosen frame rate) the model sees the causal clip
-of ``clip_len`` frames ending at ``t`` (sliding window; the first frame repeats at the start) and the
-audio under that clip. Models that read the previous frame's saliency (the spherical U-Net) get their
-own prediction for frame ``t - 1`` (zeros before the first frame). Outputs of a video go to
-``OUT/<video name>/``::
+of ``clip_len`` frames ending at ``t`` (sliding window; the first frame repeats at the start; centred on
+``t`` for models whose ``input_spec.clip_mode`` is ``"center"``) and the audio under that clip. Models
+that read the previous frame's saliency (the spherical U-Net) get their own prediction for frame ``t - 1``
+(zeros before the first frame). Outputs of a video go to ``OUT/<video name>/``::
 
     maps/00000.png ...   the map of each frame, max-normalised to 0..255 at the frame size
     maps/00000.npy ...   (with save_npy) the raw map (float32, model resolution, sums to 1)
@@ -100,7 +100,7 @@ def predict_video(model: torch.nn.Module, path, out_dir, *, fps=None, batch_size
     bar = tqdm(total=n, desc=f"predict {name}", disable=not progress, unit="frame")
     for start in range(0, n, batch_size):
         targets = range(start, min(n, start + batch_size))
-        items = [_clip_item(reader, t, clip_len, audio, rate) for t in targets]
+        items = [_clip_item(reader, t, clip_len, audio, rate, model.input_spec.clip_mode) for t in targets]
         if feedback:
             items[0]["prev_saliency"] = torch.zeros(size) if previous is None else previous
         batch = to_device(collate_items(items), device)
@@ -144,12 +144,13 @@ def predict_videos(model: torch.nn.Module, paths: Iterable, out_dir, **options) 
     return [predict_video(model, p, out_dir, **options) for p in paths]
 
 
-def _clip_item(reader, t: int, clip_len: int, audio: np.ndarray | None, rate: int) -> dict:
-    """A dataset-like item (no ground truth) for the clip ending at frame ``t``."""
-    frames = reader.read_frames(clip_indices(t, clip_len, len(reader), "end"))
+def _clip_item(reader, t: int, clip_len: int, audio: np.ndarray | None, rate: int, mode: str = "end") -> dict:
+    """A dataset-like item (no ground truth) for the clip of target frame ``t`` (``mode``: the clip ends
+    at ``t`` or is centred on it, :func:`sphsal.data.clips.clip_indices`)."""
+    frames = reader.read_frames(clip_indices(t, clip_len, len(reader), mode))
     item = {"frames": frames, "fps": float(reader.fps), "video": reader.path, "frame_index": t}
     if audio is not None:
-        t0, t1 = clip_span(t, clip_len, reader.fps, "end")
+        t0, t1 = clip_span(t, clip_len, reader.fps, mode)
         item["audio"] = torch.from_numpy(slice_audio(audio, *audio_window(t0, t1, rate)))
         item["sample_rate"] = int(rate)
     return item

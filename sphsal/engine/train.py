@@ -74,12 +74,14 @@ class TrainConfig:
 
 
 def dataset_for_model(model, name: str, root, **options):
-    """``create_dataset(name, root, **options)`` with what the model's inputs need: its clip length
-    (unless given) and the previous frame's ground truth for models that read it."""
+    """``create_dataset(name, root, **options)`` with what the model's inputs need: its clip length and
+    target position in the clip (unless given) and the previous frame's ground truth for models that
+    read it."""
     from sphsal.data import create_dataset
 
     spec = model.input_spec
     options.setdefault("clip_len", spec.clip_len)
+    options.setdefault("clip_mode", spec.clip_mode)
     if spec.needs_prev_saliency:
         options.setdefault("prev_saliency", True)
     return create_dataset(name, root, **options)

@@ -29,7 +29,9 @@ class InputSpec:
     """What a model reads from a dataset item and what it returns.
 
     Attributes:
-        clip_len: frames per input clip (1 for single-frame models); the target is the last frame.
+        clip_len: frames per input clip (1 for single-frame models).
+        clip_mode: where the target frame sits in the clip: ``"end"`` (the last frame, causal) or
+            ``"center"`` (frame ``clip_len // 2``, as STAViS); the dataset's ``clip_mode``.
         frame_size: ``(H, W)`` ERP size the frames are resized to.
         output_size: ``(H, W)`` of the predicted map.
         needs_audio_mel: the model reads log-mel features of the clip's audio.
@@ -42,6 +44,7 @@ class InputSpec:
     clip_len: int
     frame_size: tuple[int, int]
     output_size: tuple[int, int]
+    clip_mode: str = "end"
     needs_audio_mel: bool = False
     needs_aem: bool = False
     needs_prev_saliency: bool = False
