@@ -12,6 +12,7 @@ TRAINABLE = sorted(set(TINY_KWARGS) - {"aem_ecb"})
 
 @pytest.mark.parametrize("name", sorted(TINY_KWARGS))
 def test_forward_contract_and_backward_to_every_parameter(name):
+    torch.manual_seed(0)
     model = create_model(name, **TINY_KWARGS[name]).train()
     out = model(**model.example_inputs(batch_size=2))
     assert out.shape == (2, 1, *model.input_spec.output_size)
@@ -21,7 +22,7 @@ def test_forward_contract_and_backward_to_every_parameter(name):
     if name not in TRAINABLE:
         return
     target = torch.rand(2, *out.shape[-2:])
-    build_loss(model.default_loss)(out, target).backward()
+    build_loss(model.default_loss)(out, target, target > 0.9).backward()
     for pname, p in model.named_parameters():
         assert p.grad is not None, f"no gradient reaches {pname}"
         assert torch.isfinite(p.grad).all(), pname
@@ -35,6 +36,7 @@ TRAIN_KWARGS = {"avs360_visual": {"view": "both_planar"}, "avs360_no_aem": {"vie
 
 @pytest.mark.parametrize("name", TRAINABLE)
 def test_a_few_training_steps_lower_the_loss(name):
+    torch.manual_seed(0)  # tiny BN-free decoders (ViNet's) can start with all-dead ReLUs at some seeds
     model = create_model(name, **TINY_KWARGS[name], **TRAIN_KWARGS.get(name, {})).train()
     inputs = model.example_inputs(batch_size=2)
     h, w = model.input_spec.output_size
@@ -44,7 +46,7 @@ def test_a_few_training_steps_lower_the_loss(name):
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(8):
-        loss = loss_fn(model(**inputs), target)
+        loss = loss_fn(model(**inputs), target, target > 0.5)  # fixations for losses with nss
         opt.zero_grad()
         loss.backward()
         opt.step()

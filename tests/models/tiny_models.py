@@ -12,6 +12,13 @@ from sphsal.audio.ambisonics import encode
 TINY_AVS360 = {"width_mult": 1 / 16, "clip_len": 2, "frame_size": (32, 64), "face_size": 32}
 TINY_UNET = {"width_mult": 1 / 16, "frame_size": (16, 32)}
 TINY_PRIOR = {"output_size": (8, 16)}
+# The baselines at 1/16 width: 8-frame 64 x 128 clips for the S3D models (deepest grid 2 x 4), 4-frame
+# 32 x 64 clips for STAViS, 32 x 64 frames (4 x 8 output) for mvva; SoundNet gets its shortest input.
+TINY_VINET = {"width_mult": 1 / 16, "clip_len": 8, "frame_size": (64, 128)}
+TINY_AVINET = {**TINY_VINET, "audio_samples": 4574}
+TINY_STAVIS = {"width_mult": 1 / 16, "clip_len": 4, "frame_size": (32, 64), "audio_samples": 4574}
+TINY_STAVIS_VISUAL = {k: v for k, v in TINY_STAVIS.items() if k != "audio_samples"}
+TINY_MVVA = {"width_mult": 1 / 16, "frame_size": (32, 64), "steps": 2, "gap": 1, "mel_windows": 8}
 
 TINY_KWARGS = {
     "avs360": TINY_AVS360,
@@ -20,6 +27,16 @@ TINY_KWARGS = {
     "spherical_unet": TINY_UNET,
     "planar_unet": TINY_UNET,
     "aem_ecb": TINY_PRIOR,
+    "vinet": TINY_VINET,
+    "vinet_sph": TINY_VINET,
+    "avinet": TINY_AVINET,
+    "avinet_sph": TINY_AVINET,
+    "stavis": TINY_STAVIS,
+    "stavis_sph": TINY_STAVIS,
+    "stavis_visual": TINY_STAVIS_VISUAL,
+    "stavis_visual_sph": TINY_STAVIS_VISUAL,
+    "mvva": TINY_MVVA,
+    "mvva_sph": TINY_MVVA,
 }
 
 SAMPLE_RATE = 16000
