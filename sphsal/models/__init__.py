@@ -9,7 +9,6 @@ for saving and loading weights.
 """
 
 from sphsal.models import aem_ecb, avinet, avs360, mvva, spherical_unet, stavis, vinet  # noqa: F401
-
 from sphsal.models.checkpoints import load_checkpoint, load_original_checkpoint, save_checkpoint
 from sphsal.models.losses import build_loss
 from sphsal.models.registry import InputSpec, create_model, list_models, register_model
