@@ -23,10 +23,18 @@ CASCADE = "haarcascade_frontalface_default.xml"
 
 @functools.lru_cache(maxsize=1)
 def face_detector():
-    """OpenCV's bundled frontal-face Haar cascade (``cv2.data.haarcascades``)."""
+    """OpenCV's bundled frontal-face Haar cascade (``cv2.data.haarcascades``); ``ImportError`` saying what
+    to install when the OpenCV build has none (OpenCV 5 moved the Haar cascades out of its main package)."""
+    import os
+
     import cv2
 
-    path = cv2.data.haarcascades + CASCADE
+    path = os.path.join(getattr(getattr(cv2, "data", None), "haarcascades", ""), CASCADE)
+    if not hasattr(cv2, "CascadeClassifier") or not os.path.isfile(path):
+        raise ImportError(f"the face maps need OpenCV's Haar cascade {CASCADE}, which OpenCV "
+                          f"{cv2.__version__} does not ship; install it with: pip install "
+                          "'opencv-python-headless<5' (or give the batch precomputed face maps as "
+                          "batch['face_map'])")
     detector = cv2.CascadeClassifier(path)
     if detector.empty():
         raise RuntimeError(f"cannot load OpenCV's face cascade {path}")

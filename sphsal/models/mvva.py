@@ -36,10 +36,11 @@ from torch import nn
 
 from sphsal.models.audio_inputs import clip_mel_windows
 from sphsal.models.face_map import face_maps
-from sphsal.models.inputs import fit_clip, normalise_clip, require_keys, resize_clip
+from sphsal.models.inputs import fit_clip, max_normalise, normalise_clip, require_keys, resize_clip
 from sphsal.models.registry import InputSpec, register_model
 from sphsal.models.spherical import make_spherical
 from sphsal.models.state_maps import rename_prefixes
+from sphsal.models.vinet import check_frame_size
 
 __all__ = ["MVVA", "ConvLSTMCell", "mvva", "mvva_sph"]
 
@@ -90,11 +91,7 @@ class MVVA(nn.Module):
     def __init__(self, width_mult: float = 1.0, frame_size: tuple[int, int] = (256, 256), steps: int = 12,
                  gap: int = 5, mel_windows: int = 16, spherical: bool = False):
         super().__init__()
-        frame_size = (int(frame_size[0]), int(frame_size[1]))
-        if min(frame_size) < 16 or frame_size[0] % 8 or frame_size[1] % 8:
-            raise ValueError(f"mvva: frame_size must be (H, W) with multiples of 8, got {frame_size}")
-        if spherical and frame_size[1] % 16:
-            raise ValueError(f"mvva: a spherical model needs W a multiple of 16, got frame_size={frame_size}")
+        frame_size = check_frame_size(frame_size, 8, spherical, "mvva")
         if steps < 1 or gap < 1 or mel_windows < 8 or mel_windows % 8:
             raise ValueError(f"mvva: need steps >= 1, gap >= 1 and mel_windows a multiple of 8, got "
                              f"steps={steps}, gap={gap}, mel_windows={mel_windows}")
@@ -144,13 +141,19 @@ class MVVA(nn.Module):
     # ------------------------------------------------------------------ inputs
     def prepare_inputs(self, batch: dict) -> dict:
         """``frames`` (the last ``clip_len`` frames, resized, 0..255 minus the VGG mean), ``mel``
-        (:func:`clip_mel_windows` at ``(H/4, W/4)``) and ``face`` (the target frame's face map on the
-        output grid, released scale) from a collated batch."""
+        (:func:`clip_mel_windows` at ``(H/4, W/4)``) and ``face`` (on the output grid, released scale:
+        the batch's ``face_map`` when it has one, else the faces detected in the target frame,
+        :func:`sphsal.models.face_map.face_maps`) from a collated batch."""
         require_keys(batch, ("frames", "audio", "sample_rate"), "mvva")
         frames = batch["frames"].float()
         if frames.dim() != 5:
             raise ValueError(f"mvva: batch['frames'] must be (B, 3, T, H, W), got {tuple(frames.shape)}")
-        face = face_maps(frames[:, :, -1], self.grid)
+        if "face_map" in batch:  # e.g. from face annotations: (B, H, W), any non-negative scale
+            given = batch["face_map"].float()
+            given = given.reshape(frames.shape[0], 1, *given.shape[-2:])
+            face = max_normalise(F.adaptive_avg_pool2d(given, self.grid))
+        else:
+            face = face_maps(frames[:, :, -1], self.grid)
         face = torch.where(face.flatten(1).amax(1)[:, None, None, None] > 0, 255.0 * face - FACE_OFFSET, face)
         if frames.shape[2] < self.mel_windows:
             raise ValueError(f"mvva: the clip has {frames.shape[2]} frames; the audio needs the "

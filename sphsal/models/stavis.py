@@ -40,7 +40,7 @@ from sphsal.models.inputs import normalise_clip, require_keys, resize_clip
 from sphsal.models.registry import InputSpec, register_model
 from sphsal.models.spherical import BilinearUpsample, make_spherical
 from sphsal.models.state_maps import rename_prefixes
-from sphsal.models.vinet import check_clip
+from sphsal.models.vinet import check_clip, check_frame_size
 
 __all__ = ["STAViS", "SaliencyHead", "SoundLocalisation", "centre_clip", "stavis", "stavis_visual",
            "stavis_sph", "stavis_visual_sph"]
@@ -116,15 +116,10 @@ class STAViS(nn.Module):
                  frame_size: tuple[int, int] = (112, 112), audio_samples: int = 35280,
                  spherical: bool = False):
         super().__init__()
-        frame_size = (int(frame_size[0]), int(frame_size[1]))
         self.name = "stavis" if use_audio else "stavis_visual"
+        frame_size = check_frame_size(frame_size, 16, spherical, self.name)
         if clip_len < 2:
             raise ValueError(f"{self.name}: clip_len must be at least 2, got {clip_len}")
-        if min(frame_size) < 16 or frame_size[0] % 16 or frame_size[1] % 16:
-            raise ValueError(f"{self.name}: frame_size must be (H, W) with multiples of 16, got {frame_size}")
-        if spherical and frame_size[1] % 32:
-            raise ValueError(f"{self.name}: a spherical model needs W a multiple of 32 (even-width grids "
-                             f"wrap over the poles), got frame_size={frame_size}")
         if use_audio and audio_samples < SoundNet8.min_samples():
             raise ValueError(f"{self.name}: audio_samples must be at least {SoundNet8.min_samples()}, "
                              f"got {audio_samples}")

@@ -29,7 +29,8 @@ from sphsal.models.registry import InputSpec, register_model
 from sphsal.models.spherical import BilinearUpsample, make_spherical
 from sphsal.models.state_maps import fold_time_weight, rename_prefixes
 
-__all__ = ["ViNet", "ViNetDecoder", "FoldConv3d", "fold_time", "vinet", "vinet_sph", "check_clip"]
+__all__ = ["ViNet", "ViNetDecoder", "FoldConv3d", "fold_time", "vinet", "vinet_sph", "check_clip",
+           "check_frame_size"]
 
 #: Released decoder module -> sphsal decoder module (``DecoderConvUp``, the 32-frame decoder).
 DECODER_NAMES = {"convtsp1.0.": "conv1.conv.", "convtsp2.0.": "conv2.conv.", "convtsp3.0.": "conv3.conv.",
@@ -109,6 +110,19 @@ def check_clip(frames, clip_len: int, frame_size: tuple[int, int], model: str) -
                          "prepare_inputs fits a batch to this size")
 
 
+def check_frame_size(frame_size, stride: int, spherical: bool, model: str) -> tuple[int, int]:
+    """``(H, W)`` as ints; ``ValueError`` naming ``model`` unless both are multiples of the network's
+    ``stride`` (and ``W`` of ``2 stride`` when ``spherical``: the deepest ERP grid must have an even
+    width to wrap over the poles)."""
+    h, w = int(frame_size[0]), int(frame_size[1])
+    if min(h, w) < stride or h % stride or w % stride:
+        raise ValueError(f"{model}: frame_size must be (H, W) with multiples of {stride}, got {frame_size}")
+    if spherical and w % (2 * stride):
+        raise ValueError(f"{model}: a spherical model needs W a multiple of {2 * stride} (an even-width "
+                         f"deepest grid wraps over the poles), got frame_size={frame_size}")
+    return h, w
+
+
 class ViNet(nn.Module):
     """ViNet (module docstring).
 
@@ -124,14 +138,9 @@ class ViNet(nn.Module):
     def __init__(self, width_mult: float = 1.0, clip_len: int = 32, frame_size: tuple[int, int] = (224, 384),
                  spherical: bool = False):
         super().__init__()
-        frame_size = (int(frame_size[0]), int(frame_size[1]))
+        frame_size = check_frame_size(frame_size, 32, spherical, self.name)
         if clip_len < 8 or clip_len % 8:
             raise ValueError(f"{self.name}: clip_len must be a positive multiple of 8, got {clip_len}")
-        if min(frame_size) < 32 or frame_size[0] % 32 or frame_size[1] % 32:
-            raise ValueError(f"{self.name}: frame_size must be (H, W) with multiples of 32, got {frame_size}")
-        if spherical and frame_size[1] % 64:
-            raise ValueError(f"{self.name}: a spherical model needs W a multiple of 64 (an even-width "
-                             f"deepest grid wraps over the poles), got frame_size={frame_size}")
         self.clip_len, self.frame_size, self.spherical = int(clip_len), frame_size, spherical
         self.grid = (clip_len // 8, frame_size[0] // 32, frame_size[1] // 32)
         self.encoder = S3DEncoder(width_mult)

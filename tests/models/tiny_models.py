@@ -58,3 +58,20 @@ def ambisonic_batch(az_deg: float, batch_size: int = 1, frames: int = 4, channel
         "fps": torch.full((batch_size,), float(FPS)),
         "saliency": torch.rand(batch_size, *size),
     }
+
+
+def roll_mismatch(model, inputs: dict, shift: int) -> float:
+    """Largest difference between the output for ``inputs["frames"]`` rolled by ``shift`` ERP columns
+    and the output rolled by ``shift`` columns (train-mode BatchNorm: statistics over all positions)."""
+    model.train()
+    with torch.no_grad():
+        out = model(**inputs)
+        rolled = model(**{**inputs, "frames": torch.roll(inputs["frames"], shift, -1)})
+    return float((rolled - torch.roll(out, shift, -1)).abs().max() / out.std())
+
+
+def conv_types(model) -> dict:
+    """``{module name: class name}`` of the model's layers that carry weights or pool."""
+    layers = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
+    return {n: type(m).__name__ for n, m in model.named_modules()
+            if isinstance(m, layers) or "Pool" in type(m).__name__}
