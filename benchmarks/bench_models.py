@@ -2,7 +2,9 @@
 SphericalConv3d against nn.Conv3d, measured side by side in one run.
 
 Every model runs at its default (published) size with batch 1 on random inputs
-(``model.example_inputs()``); ``--quick`` uses reduced sizes of the same architectures. The entries
+(``model.example_inputs()``); ``--quick`` uses reduced sizes of the same architectures. Each baseline
+``<name>`` and its spherical variant ``<name>_sph`` are also printed side by side (same architecture,
+same input). The entries
 of a table are timed in interleaved rounds (A, B, C, A, B, C, ...) after one warm-up round, so load
 changes on a shared machine hit them alike; the median of the rounds is reported.
 
@@ -28,11 +30,19 @@ QUICK_KWARGS = {
     "avs360": {"width_mult": 0.25, "clip_len": 8, "frame_size": (128, 192), "face_size": 64},
     "spherical_unet": {"width_mult": 0.5, "frame_size": (120, 240)},
     "aem_ecb": {},
+    # SoundNet gets 0.6 s (13,230 samples): its conv6 then has 2 steps, which batch-1 BatchNorm needs.
+    "vinet": {"width_mult": 0.25, "clip_len": 8, "frame_size": (64, 128)},
+    "avinet": {"width_mult": 0.25, "clip_len": 8, "frame_size": (64, 128), "audio_samples": 13230},
+    "stavis": {"width_mult": 0.25, "clip_len": 8, "frame_size": (64, 128), "audio_samples": 13230},
+    "stavis_visual": {"width_mult": 0.25, "clip_len": 8, "frame_size": (64, 128)},
+    "mvva": {"width_mult": 0.25, "frame_size": (64, 128), "steps": 4, "gap": 2, "mel_windows": 8},
 }
 
 
 def quick_kwargs(name: str) -> dict:
-    """The --quick options of a model (AVS360 ablations share AVS360's, the U-Nets theirs)."""
+    """The --quick options of a model (AVS360 ablations share AVS360's, the U-Nets theirs, a ``_sph``
+    variant its planar model's)."""
+    name = name.removesuffix("_sph")
     family = "avs360" if name.startswith("avs360") else "spherical_unet" if name.endswith("unet") else name
     return dict(QUICK_KWARGS.get(family, {}))
 
@@ -46,6 +56,7 @@ class Entry:
     model: torch.nn.Module
     inputs: dict
     target: torch.Tensor
+    fixations: torch.Tensor
     optimizer: torch.optim.Optimizer | None
     infer_s: list[float] = field(default_factory=list)
     train_s: list[float] = field(default_factory=list)
@@ -74,7 +85,7 @@ def time_train_step(entry: Entry, device: torch.device) -> float:
     entry.model.train()
     _sync(device)
     t0 = time.perf_counter()
-    loss = build_loss(entry.model.default_loss)(entry.model(**entry.inputs), entry.target)
+    loss = build_loss(entry.model.default_loss)(entry.model(**entry.inputs), entry.target, entry.fixations)
     entry.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     entry.optimizer.step()
@@ -100,7 +111,7 @@ def build_entry(label: str, name: str, kwargs: dict, device: torch.device) -> En
     target = torch.rand(1, *model.input_spec.output_size, device=device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=1e-6) if params else None
-    return Entry(label, model, inputs, target, optimizer)
+    return Entry(label, model, inputs, target, target > 0.9, optimizer)  # fixations for losses with nss
 
 
 def describe(entry: Entry) -> dict:
@@ -120,13 +131,13 @@ def describe(entry: Entry) -> dict:
 
 
 def format_models(rows: list[dict]) -> str:
-    lines = [f"{'model':<16} {'clip x H x W':>16} {'out':>8} {'params M':>9} {'infer ms':>9} {'frames/s':>9} "
+    lines = [f"{'model':<18} {'clip x H x W':>16} {'out':>8} {'params M':>9} {'infer ms':>9} {'frames/s':>9} "
              f"{'train step s':>13}"]
     for r in rows:
         size = f"{r['clip_len']}x{r['frame_size'][0]}x{r['frame_size'][1]}"
         out = f"{r['output_size'][0]}x{r['output_size'][1]}"
         train = f"{r['train_step_s']:.3f}" if r["train_step_s"] is not None else "-"
-        lines.append(f"{r['model']:<16} {size:>16} {out:>8} {r['params_M']:>9.2f} {1e3 * r['infer_s']:>9.1f} "
+        lines.append(f"{r['model']:<18} {size:>16} {out:>8} {r['params_M']:>9.2f} {1e3 * r['infer_s']:>9.1f} "
                      f"{r['frames_per_s']:>9.2f} {train:>13}")
     return "\n".join(lines)
 
@@ -141,6 +152,24 @@ def format_pair(title: str, spherical: dict, planar: dict) -> str:
         train = f"{row['train_step_s']:.3f}" if row["train_step_s"] is not None else "-"
         lines.append(f"{label + ' (' + row['model'] + ')':<30} {1e3 * row['infer_s']:>9.1f} {train:>13}")
     lines.append(f"{'ratio spherical/planar':<30} {ratio('infer_s'):>9} {ratio('train_step_s'):>13}")
+    return "\n".join(lines)
+
+
+def format_spherical_pairs(rows: list[dict]) -> str:
+    """One line per ``<name>`` / ``<name>_sph`` pair among ``rows``: times and spherical/planar ratios."""
+    by_name = {r["model"]: r for r in rows}
+    lines = [f"{'model':<16} {'params M':>9} {'infer ms planar':>16} {'spherical':>10} {'ratio':>6} "
+             f"{'train s planar':>15} {'spherical':>10} {'ratio':>6}"]
+    for name, planar in by_name.items():
+        sph = by_name.get(name + "_sph")
+        if sph is None:
+            continue
+        train = f"{'-':>15} {'-':>10} {'-':>6}"
+        if planar["train_step_s"] is not None and sph["train_step_s"] is not None:
+            train = (f"{planar['train_step_s']:>15.3f} {sph['train_step_s']:>10.3f} "
+                     f"{sph['train_step_s'] / planar['train_step_s']:>5.2f}x")
+        lines.append(f"{name:<16} {planar['params_M']:>9.2f} {1e3 * planar['infer_s']:>16.1f} "
+                     f"{1e3 * sph['infer_s']:>10.1f} {sph['infer_s'] / planar['infer_s']:>5.2f}x {train}")
     return "\n".join(lines)
 
 
@@ -193,6 +222,10 @@ def main(argv=None) -> int:
         print("\n" + format_pair(title, spherical, planar), flush=True)
         report["avs360_erp"] = {"spherical": spherical, "planar": planar,
                                 "infer_ratio": spherical["infer_s"] / planar["infer_s"]}
+    pairs = format_spherical_pairs(rows)
+    if pairs.count("\n"):
+        title = "Baselines, planar vs spherical (<name> vs <name>_sph, from the table above)"
+        print(f"\n{title}\n{pairs}", flush=True)
     by_name = {r["model"]: r for r in rows}
     if "spherical_unet" in by_name and "planar_unet" in by_name:
         print("\n" + format_pair("U-Net: SphericalConv2d vs nn.Conv2d (from the table above)",
