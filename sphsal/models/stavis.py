@@ -23,9 +23,9 @@
   only, so the last head has no score conv (the released one fed only that deep supervision).
 
 ``stavis_sph`` / ``stavis_visual_sph``: the visual network made spherical
-(:func:`sphsal.models.spherical.make_spherical`). Every layer is seam-consistent (the attention softmax
-and the localisation act per position or over all positions): rolling the ERP input by 16 columns
-rolls the output by 16 columns.
+(:func:`sphsal.models.spherical.make_spherical`), on 112 x 224 ERP frames by default. Every layer is
+seam-consistent (the attention softmax and the localisation act per position or over all positions):
+rolling the ERP input by 16 columns rolls the output by 16 columns.
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ __all__ = ["STAViS", "SaliencyHead", "SoundLocalisation", "centre_clip", "stavis
 
 ACTIVITYNET_MEAN = (114.7748, 107.7354, 99.4750)
 HEAD_STRIDES = (2, 4, 8, 16)
+#: Default ERP frame of the spherical variants (2:1; its 7 x 14 deepest grid has an even width).
+SPHERICAL_FRAME_SIZE = (112, 224)
 
 
 def centre_clip(frames: torch.Tensor, clip_len: int) -> torch.Tensor:
@@ -232,11 +234,12 @@ def stavis_visual(**kwargs) -> STAViS:
 
 @register_model("stavis_sph")
 def stavis_sph(**kwargs) -> STAViS:
-    """Audio-visual STAViS with a spherical visual network."""
-    return STAViS(**{**kwargs, "use_audio": True, "spherical": True})
+    """Audio-visual STAViS with a spherical visual network, on 112 x 224 ERP frames by default (the
+    published square 112 x 112 leaves an odd-width 7 x 7 deepest grid, which cannot wrap over the poles)."""
+    return STAViS(**{"frame_size": SPHERICAL_FRAME_SIZE, **kwargs, "use_audio": True, "spherical": True})
 
 
 @register_model("stavis_visual_sph")
 def stavis_visual_sph(**kwargs) -> STAViS:
-    """Visual-only STAViS with a spherical visual network."""
-    return STAViS(**{**kwargs, "use_audio": False, "spherical": True})
+    """Visual-only STAViS with a spherical visual network (112 x 224 ERP frames by default)."""
+    return STAViS(**{"frame_size": SPHERICAL_FRAME_SIZE, **kwargs, "use_audio": False, "spherical": True})

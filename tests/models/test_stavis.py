@@ -20,6 +20,16 @@ def test_published_recipe_and_middle_target_frame():
     assert centre_clip(frames[:, :, :5], 4).flatten().tolist() == [0, 1, 2, 3]
 
 
+@pytest.mark.parametrize("name", ["vinet", "avinet", "stavis", "stavis_visual", "mvva"])
+def test_every_baseline_and_its_spherical_variant_build_at_the_default_sizes(name):
+    planar, sph = create_model(name, width_mult=1 / 32), create_model(name + "_sph", width_mult=1 / 32)
+    assert planar.input_spec.clip_len == sph.input_spec.clip_len
+    if name.startswith("stavis"):  # the published 112 x 112 grid is odd-width at stride 16
+        assert (planar.input_spec.frame_size, sph.input_spec.frame_size) == ((112, 112), (112, 224))
+    else:
+        assert planar.input_spec.frame_size == sph.input_spec.frame_size
+
+
 @pytest.mark.parametrize("name", ["stavis_sph", "stavis_visual_sph"])
 def test_spherical_stavis_is_seam_consistent(name):
     torch.manual_seed(0)
