@@ -45,4 +45,8 @@ def run(args) -> int:
     script = os.path.join(folder, f"bench_{args.name}.py")
     if not os.path.exists(script):
         raise ValueError(f"unknown benchmark {args.name!r}; available: {', '.join(available())}")
-    return subprocess.call([sys.executable, script, *args.args])
+    # The script imports the same sphsal as this process, installed or not.
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(sphsal.__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
+    return subprocess.call([sys.executable, script, *args.args], env=env)

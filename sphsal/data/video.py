@@ -18,8 +18,10 @@ the bottleneck.
 
 from __future__ import annotations
 
+import gc
 import math
 import os
+import weakref
 from collections import OrderedDict
 from fractions import Fraction
 
@@ -32,8 +34,29 @@ __all__ = ["VideoReader", "check_video_file", "source_frame", "parse_size"]
 
 # Pixel formats whose planes can be resized before a BT.601 limited-range colour conversion.
 _I420_FORMATS = ("yuv420p",)
-# Decoders inherited from a parent process (fork): never used nor freed here (see _own_decoder).
+# Decoders inherited from a parent process (fork): never used nor freed here (see _park_inherited).
 _INHERITED: list = []
+# Every reader with an open decoder in this process (weak: readers still die normally).
+_LIVE_READERS: weakref.WeakSet = weakref.WeakSet()
+
+
+def _park_inherited() -> None:
+    """In a forked child, take every inherited decoder out of use before any code can touch it.
+
+    A forked child (a DataLoader worker) inherits copies of the parent's FFmpeg decoders without their
+    worker threads: decoding with such a copy, or even freeing it, blocks forever (freeing destroys a
+    condition variable those threads were waiting on; a garbage collection in any thread of the child
+    can trigger it while holding the GIL). So each copy is parked in :data:`_INHERITED`, which is never
+    freed (workers leave through ``os._exit``), and its reader reopens the file on its next read.
+    A dropped reader's decoder sits in PyAV's own reference cycles until the next garbage collection;
+    such garbage is collected in the parent just before the fork, where its threads still exist.
+    """
+    for reader in list(_LIVE_READERS):
+        _INHERITED.append((reader._container, reader._stream, reader._frames, reader._last))
+        reader._container = reader._stream = reader._frames = reader._last = None
+
+
+os.register_at_fork(before=gc.collect, after_in_child=_park_inherited)
 
 
 def check_video_file(path: str | os.PathLike) -> str:
@@ -102,7 +125,6 @@ class VideoReader:
         if not self._container.streams.video:
             self._container.close()
             raise ValueError(f"video file {self.path} has no video stream")
-        self._pid = os.getpid()
         self._stream = self._container.streams.video[0]
         self._threads = bool(threads)
         if threads:
@@ -128,6 +150,7 @@ class VideoReader:
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._frames = None  # live decode iterator (None: the next read seeks)
         self._last = None  # (source index, av.VideoFrame) most recently decoded
+        _LIVE_READERS.add(self)
 
     # ----------------------------------------------------------------------------------------------
     def _count_source_frames(self) -> int:
@@ -184,20 +207,15 @@ class VideoReader:
 
     # ----------------------------------------------------------------------------------------------
     def _own_decoder(self) -> None:
-        """Reopen the file when this reader was created in another process.
-
-        A forked child (a DataLoader worker) inherits a copy of the FFmpeg decoder without its worker
-        threads: decoding with it, or even freeing it, hangs. The copy is parked in a list that is
-        never freed (workers leave through ``os._exit``) and the file is opened afresh.
-        """
-        if self._pid == os.getpid():
+        """Open the file again when the decoder was closed or parked after a fork (see _park_inherited)."""
+        if self._container is not None:
             return
-        _INHERITED.append((self._container, self._frames, self._last))
         self._container = av.open(self.path)
         self._stream = self._container.streams.video[0]
         if self._threads:
             self._stream.thread_type = "AUTO"
-        self._frames, self._last, self._pid = None, None, os.getpid()
+        self._frames, self._last = None, None
+        _LIVE_READERS.add(self)
 
     def _get(self, src: int) -> np.ndarray:
         if src in self._cache:
@@ -274,14 +292,12 @@ class VideoReader:
 
     # ----------------------------------------------------------------------------------------------
     def close(self) -> None:
-        """Release the file and the decoder (a decoder inherited from another process is left alone)."""
+        """Release the file and the decoder (a later read opens the file again)."""
         self._cache.clear()
-        if self._pid != os.getpid():
-            _INHERITED.append((self._container, self._frames, self._last))
-        else:
+        if self._container is not None:
             self._container.close()
-        self._frames = None
-        self._last = None
+        _LIVE_READERS.discard(self)
+        self._container = self._stream = self._frames = self._last = None
 
     def __enter__(self):
         return self

@@ -1,3 +1,4 @@
+import gc
 import json
 import math
 import os
@@ -177,3 +178,24 @@ def test_dataloader_workers_after_reads_in_the_parent():
     frames = torch.cat([batch["frames"] for batch in loader])
     assert frames.shape[0] == len(ds)
     torch.testing.assert_close(frames[3], expected)
+
+
+def _collect_garbage(_worker_id):
+    gc.collect()
+
+
+def test_workers_never_free_decoders_inherited_from_the_parent():
+    # A dropped reader leaves its threaded decoder in PyAV's own reference cycles until the next garbage
+    # collection. A worker must never be the one to free it: its threads do not exist in the worker and
+    # freeing it there blocks forever.
+    ds = create_dataset("360av-hm", synthetic_root(), clip_len=2, frame_step=4, cache_dir=False)
+    gc.disable()  # keep the garbage until the fork
+    try:
+        reader = VideoReader(os.path.join(synthetic_root(), "videos", ds.videos[0] + ".mp4"))
+        reader.read_frame(5)  # the decoder's threads are running
+        del reader
+        loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2, timeout=60,
+                                             multiprocessing_context="fork", worker_init_fn=_collect_garbage)
+        assert sum(batch["frames"].shape[0] for batch in loader) == len(ds)
+    finally:
+        gc.enable()
