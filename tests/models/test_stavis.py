@@ -95,3 +95,25 @@ def test_load_original_checkpoint_maps_the_published_layout(name):
     assert "score_dsn.3.score_dsn.weight" in ignored and "score_dsn.0.upscale.weight" in ignored
     for key, value in source.state_dict().items():
         assert torch.equal(target.state_dict()[key], value), key
+
+
+def test_training_data_and_prediction_centre_the_clip_on_the_target(tmp_path):
+    import numpy as np
+
+    from sphsal.data import make_dataset
+    from sphsal.engine.predict import predict_videos
+    from sphsal.engine.train import dataset_for_model
+    from sphsal.viz import write_video
+
+    root = make_dataset(tmp_path / "data", n_videos=1, duration=1.0, fps=8, height=32, width=64, seed=3)
+    model = create_model("stavis", **TINY_STAVIS)
+    dataset = dataset_for_model(model, "360av-hm", root)
+    assert (dataset.clip_len, dataset.clip_mode) == (4, "center")
+    item = dataset[3]
+    assert torch.equal(item["frames"][:, 2], dataset[2]["frames"][:, 3])  # frame 3 sits at index 4 // 2
+    frames = [(np.random.default_rng(k).random((32, 64, 3)) * 255).astype(np.uint8) for k in range(4)]
+    write_video(tmp_path / "v.mp4", frames, 8, audio=np.zeros((1, 8000), np.float32), sample_rate=16000)
+    visual = create_model("stavis_visual", **TINY_STAVIS_VISUAL)
+    [record] = predict_videos(visual, [tmp_path / "v.mp4"], tmp_path / "out", progress=False,
+                              make_overlay=False)
+    assert record["frames"] == 4 and len(list((tmp_path / "out" / "v" / "maps").iterdir())) == 4
