@@ -46,7 +46,7 @@ setup(
         "numpy>=1.24",
         "numba>=0.59",
         "healpy>=1.16",
-        "opencv-python-headless>=4.8",
+        "opencv-python-headless>=4.8,<5",  # OpenCV 5 no longer bundles the Haar face cascades
         "librosa>=0.10",
         "matplotlib>=3.7",
         "av>=11",

@@ -53,6 +53,7 @@ from sphsal.models.inputs import (
     resize_clip,
 )
 from sphsal.models.registry import InputSpec, register_model
+from sphsal.models.state_maps import rename_prefixes
 from sphsal.priors import equator_bias
 from sphsal.sphere import pad_equirect
 
@@ -277,15 +278,11 @@ class AVS360(nn.Module):
                     "audio_branch.": "audio.", "combinedEmbedding.": "fusion.",
                     "upscale1.combine.": "up1.conv.", "upscale2.combine.": "up2.conv.", "saliency.": "head."}
         own = self.state_dict()
-        mapped, ignored = {}, []
-        for key, value in state.items():
-            new = next((dst + key[len(src):] for src, dst in prefixes.items() if key.startswith(src)), None)
-            if new is None or new not in own:
-                ignored.append(key)
-                continue
-            if new == "fusion.weight" and not self.use_audio:
-                value = value[:, : own[new].shape[1]]
-            mapped[new] = value
+
+        def visual_half(key: str, value: torch.Tensor) -> torch.Tensor:
+            return value[:, : own[key].shape[1]] if key == "fusion.weight" and not self.use_audio else value
+
+        mapped, ignored = rename_prefixes(state, prefixes, own, visual_half)
         return mapped, ignored
 
 
