@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 
 from sphsal.atomic import write_text
-from sphsal.models import build_loss, create_model, list_models
+from sphsal.models import build_loss, create_model, list_models, model_family
 
 # Reduced configurations of the same architectures for --quick.
 QUICK_KWARGS = {
@@ -40,11 +40,8 @@ QUICK_KWARGS = {
 
 
 def quick_kwargs(name: str) -> dict:
-    """The --quick options of a model (AVS360 ablations share AVS360's, the U-Nets theirs, a ``_sph``
-    variant its planar model's)."""
-    name = name.removesuffix("_sph")
-    family = "avs360" if name.startswith("avs360") else "spherical_unet" if name.endswith("unet") else name
-    return dict(QUICK_KWARGS.get(family, {}))
+    """The --quick options of a model (shared by its family: see :func:`sphsal.models.model_family`)."""
+    return dict(QUICK_KWARGS.get(model_family(name), {}))
 
 
 @dataclass

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sphsal.models.inputs import clip_energy_map, max_normalise, require_keys
+from sphsal.models.inputs import check_aem_options, clip_energy_map, max_normalise, require_keys
 from sphsal.models.registry import InputSpec, register_model
 from sphsal.priors import equator_bias
 
@@ -27,10 +27,14 @@ class AEMECBPrior(nn.Module):
             frame only, its 0.1 s window).
         floor: weight of the plain ECB added to the product (``ECB * (AEM + floor)``), so silence
             gives the centre bias instead of an empty map.
+        aem_decoder, aem_quantity: beams and measure of the AEM (as :class:`sphsal.models.avs360.AVS360`).
     """
 
-    def __init__(self, output_size: tuple[int, int] = (64, 128), clip_len: int = 1, floor: float = 1e-3):
+    def __init__(self, output_size: tuple[int, int] = (64, 128), clip_len: int = 1, floor: float = 1e-3,
+                 aem_decoder: str = "cardioid", aem_quantity: str = "rms"):
         super().__init__()
+        check_aem_options(aem_decoder, aem_quantity)
+        self.aem_decoder, self.aem_quantity = aem_decoder, aem_quantity
         output_size = (int(output_size[0]), int(output_size[1]))
         if min(output_size) < 1 or output_size[1] % 2:
             raise ValueError(f"output_size must be positive (H, W) with an even W, got {output_size}")
@@ -59,7 +63,8 @@ class AEMECBPrior(nn.Module):
         require_keys(batch, ("audio", "sample_rate"), "aem_ecb")
         frames = batch.get("frames")
         num_frames = frames.shape[2] if frames is not None else self.input_spec.clip_len
-        return {"aem": clip_energy_map(batch, num_frames, self.output_size, analysis_size=self.output_size)}
+        return {"aem": clip_energy_map(batch, num_frames, self.output_size, analysis_size=self.output_size,
+                                       decoder=self.aem_decoder, quantity=self.aem_quantity)}
 
     def example_inputs(self, batch_size: int = 1) -> dict:
         """A random energy map at ``output_size``."""

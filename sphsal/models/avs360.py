@@ -45,6 +45,7 @@ from torch import nn
 from sphsal.models.backbones.resnet3d import resnet3d18, scaled_widths
 from sphsal.models.cube_padding import CubePad
 from sphsal.models.inputs import (
+    check_aem_options,
     clip_energy_map,
     clip_log_mel,
     fit_clip,
@@ -102,12 +103,18 @@ class AVS360(nn.Module):
         face_size: cube face side (128).
         head_activation: ``"softplus"`` (default) or ``"relu"`` (published) before the sum
             normalisation.
+        aem_decoder, aem_quantity: beams and measure of the AEM (:func:`sphsal.audio.energy_map`;
+            published: ``"cardioid"`` beams, ``"rms"``). ``"pwd"`` beams and ``"energy"`` give a
+            sharper map: a source 90 degrees off the beam weighs 1/16 instead of 1/2.
     """
 
     def __init__(self, view: str = "both", use_audio: bool = True, use_aem: bool = True,
                  width_mult: float = 1.0, clip_len: int = 16, frame_size: tuple[int, int] = (256, 320),
-                 face_size: int = 128, head_activation: str = "softplus"):
+                 face_size: int = 128, head_activation: str = "softplus", aem_decoder: str = "cardioid",
+                 aem_quantity: str = "rms"):
         super().__init__()
+        check_aem_options(aem_decoder, aem_quantity)
+        self.aem_decoder, self.aem_quantity = aem_decoder, aem_quantity
         if view not in VIEWS:
             raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
         if head_activation not in HEAD_ACTIVATIONS:
@@ -181,7 +188,8 @@ class AVS360(nn.Module):
         if self.visual_cube is not None:
             inputs["faces"] = self.clip_to_faces(frames)
         if self.use_aem:
-            inputs["aem"] = clip_energy_map(batch, t_in, self.fusion_size)
+            inputs["aem"] = clip_energy_map(batch, t_in, self.fusion_size, decoder=self.aem_decoder,
+                                            quantity=self.aem_quantity)
         if self.use_audio:
             inputs["audio_mel"] = fit_clip(clip_log_mel(batch, t_in), self.clip_len)
         return inputs

@@ -116,14 +116,26 @@ def max_normalise(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     return x / peak.view(-1, *([1] * (x.dim() - 1)))
 
 
+def check_aem_options(decoder: str, quantity: str) -> None:
+    """``ValueError`` naming the option unless ``decoder`` / ``quantity`` are valid AEM settings."""
+    from sphsal.audio.energy_map import DECODERS
+
+    if decoder not in DECODERS:
+        raise ValueError(f"aem_decoder must be one of {DECODERS}, got {decoder!r}")
+    if quantity not in ("rms", "energy"):
+        raise ValueError(f"aem_quantity must be 'rms' or 'energy', got {quantity!r}")
+
+
 def clip_energy_map(batch: dict, num_frames: int, size: tuple[int, int], *, window: float = 0.1,
-                    analysis_size: tuple[int, int] | None = None) -> torch.Tensor:
+                    analysis_size: tuple[int, int] | None = None, decoder: str = "cardioid",
+                    quantity: str = "rms") -> torch.Tensor:
     """Audio energy map of each item's clip: ``(B, 1, h, w)`` in ``[0, 1]``.
 
-    :func:`sphsal.audio.energy_map` (cardioid beams, ``window`` seconds, one map per clip frame) on an
-    ``analysis_size`` ERP grid (default: 4x ``size``), area-resized to ``size``, averaged over the
-    clip's frames and max-normalised, as AVS360 builds it. Raises ``ValueError`` when the audio is not
-    ambisonic (mono, stereo): the message names the model option that turns the AEM off.
+    :func:`sphsal.audio.energy_map` (``decoder`` beams, default cardioid; ``quantity`` ``"rms"`` or
+    ``"energy"``; ``window`` seconds, one map per clip frame) on an ``analysis_size`` ERP grid
+    (default: 4x ``size``), area-resized to ``size``, averaged over the clip's frames and
+    max-normalised, as AVS360 builds it. Raises ``ValueError`` when the audio is not ambisonic (mono,
+    stereo): the message names the model option that turns the AEM off.
     """
     from sphsal.audio import energy_map
 
@@ -135,7 +147,7 @@ def clip_energy_map(batch: dict, num_frames: int, size: tuple[int, int], *, wind
         fps = clip_fps(batch, i, num_frames)
         try:
             aem = energy_map(audio[i].detach().float().cpu(), int(batch_value(batch, "sample_rate", i)), fps,
-                             ah, aw, window=window, num_frames=num_frames)
+                             ah, aw, decoder=decoder, window=window, num_frames=num_frames, quantity=quantity)
         except ValueError as err:
             raise ValueError(f"{err}. The audio energy map (AEM) needs first-order (or higher) ambisonic "
                              "audio; build the model with use_aem=False (sphsal --no-aem) for mono or "

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-__all__ = ["InputSpec", "register_model", "create_model", "list_models"]
+__all__ = ["InputSpec", "register_model", "create_model", "list_models", "model_family"]
 
 _FACTORIES: dict[str, Callable[..., nn.Module]] = {}
 
@@ -78,3 +78,13 @@ def create_model(name: str, **kwargs) -> nn.Module:
 def list_models() -> list[str]:
     """Names of the registered models, sorted."""
     return sorted(_FACTORIES)
+
+
+def model_family(name: str) -> str:
+    """The model a registered name is a variant of, whose size options it shares: the spherical
+    ``<name>_sph`` -> ``<name>``, the AVS360 ablations -> ``avs360``, ``planar_unet`` -> ``spherical_unet``
+    (other names are their own family)."""
+    name = name.removesuffix("_sph")
+    if name.startswith("avs360"):
+        return "avs360"
+    return "spherical_unet" if name == "planar_unet" else name

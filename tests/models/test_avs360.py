@@ -49,6 +49,25 @@ def test_prepare_inputs_builds_every_tensor_from_an_ambisonic_batch():
     assert out.shape == (2, 1, *model.input_spec.output_size)
 
 
+def test_plane_wave_energy_aem_is_sharper_than_the_published_cardioid_rms():
+    batch = ambisonic_batch(az_deg=0.0, frames=3, size=(48, 96))
+    maps = {}
+    for decoder, quantity in (("cardioid", "rms"), ("pwd", "energy")):
+        model = create_model("avs360", view="erp_planar", aem_decoder=decoder, aem_quantity=quantity,
+                             **{**TINY_AVS360, "frame_size": (128, 256)})
+        maps[decoder] = model.prepare_inputs(batch)["aem"][0, 0]  # 4 x 8 fusion grid, front = columns 3, 4
+    for aem in maps.values():
+        assert aem.max() == pytest.approx(1.0) and aem[1:3, 3:5].min() > 0.8
+    # the equator cells 45-135 degrees off the source (columns 1, 2 and 5, 6)
+    side = [1, 2, 5, 6]
+    assert maps["pwd"][1:3, side].max() < 0.4 and maps["cardioid"][1:3, side].min() > 0.35
+    assert (maps["pwd"][1:3, side] < 0.6 * maps["cardioid"][1:3, side]).all()
+    with pytest.raises(ValueError, match="aem_decoder"):
+        create_model("avs360", aem_decoder="hypercube")
+    with pytest.raises(ValueError, match="aem_quantity"):
+        create_model("aem_ecb", aem_quantity="loudness")
+
+
 def test_stereo_audio_is_refused_unless_the_aem_is_off():
     batch = ambisonic_batch(az_deg=0.0, channels=2)
     with pytest.raises(ValueError, match="stereo.*not ambisonic.*use_aem=False"):
