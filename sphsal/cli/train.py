@@ -15,6 +15,9 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: the model's recipe)")
     p.add_argument("--loss", default=None, help="loss spec, e.g. 'kld+0.5*cc' (default: the model's recipe)")
+    p.add_argument("--lr-schedule", default="constant",
+                   help="learning-rate schedule over the run: constant (default) or cosine")
+    p.add_argument("--warmup-steps", type=int, default=0, help="linear learning-rate warm-up steps")
     p.add_argument("--clip-grad", type=float, default=5.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ckpt-every", type=int, default=50)
@@ -35,6 +38,7 @@ def run(args) -> int:
         model_kwargs=parse_key_values(args.model_arg, "--model-arg"),
         dataset_kwargs=parse_key_values(args.dataset_arg, "--dataset-arg"),
         epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
+        lr_schedule=args.lr_schedule, warmup_steps=args.warmup_steps,
         loss=args.loss, clip_grad=args.clip_grad, seed=args.seed, amp=not args.no_amp,
         ckpt_every=args.ckpt_every, num_workers=args.workers, tensorboard=args.tensorboard,
         progress=not args.quiet, device=args.device,

@@ -40,6 +40,21 @@ from sphsal.engine.runtime import (
 CHECKPOINT_NAME = "last.pt"
 LOG_NAME = "log.csv"
 _LOG_FIELDS = ("step", "epoch", "loss", "lr", "grad_norm", "seconds")
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def lr_factor(schedule: str, step: int, total: int, warmup_steps: int = 0) -> float:
+    """Multiplier of the base learning rate for optimisation step ``step`` (0-based) of ``total``:
+    a linear ramp over the first ``warmup_steps`` steps, then 1 (``"constant"``) or a half cosine from
+    1 down to 0 at the last step (``"cosine"``)."""
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    done = (step - warmup_steps) / max(1, total - 1 - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(done, 1.0)))
 
 
 @dataclass
@@ -49,6 +64,9 @@ class TrainConfig:
     ``lr`` and ``loss`` default to the model's own recipe (``model.default_optimizer``,
     ``model.default_loss``); ``loss`` is a spec such as ``"kld+0.5*cc"`` (see
     :func:`sphsal.models.losses.build_loss`). ``max_steps`` stops early (counted over all epochs).
+    ``lr_schedule`` (:data:`LR_SCHEDULES`) and ``warmup_steps`` scale the learning rate by
+    :func:`lr_factor` of the step over all ``epochs`` (``max_steps`` does not shorten it); a pure
+    function of the step, so a resumed run follows it exactly.
     """
 
     model: str
@@ -61,6 +79,8 @@ class TrainConfig:
     max_steps: int | None = None
     batch_size: int = 2
     lr: float | None = None
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
     loss: str | None = None
     clip_grad: float | None = 5.0
     seed: int = 0
@@ -200,6 +220,8 @@ def _train(config, runtime: Runtime, resume, dataset, create_model, build_loss) 
                          f"({config.batch_size} x {runtime.world_size} processes)")
 
     optimizer = build_optimizer(model, model.default_optimizer, config.lr)
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
+    lr_factor(config.lr_schedule, 0, 1)  # a bad schedule name fails before any work
     loss_fn = build_loss(config.loss or model.default_loss)
     use_amp = config.amp and runtime.device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -223,7 +245,7 @@ def _train(config, runtime: Runtime, resume, dataset, create_model, build_loss) 
     sampler = DistributedSampler(dataset, num_replicas=runtime.world_size, rank=runtime.rank, shuffle=True,
                                  seed=config.seed, drop_last=True)
     steps_per_epoch = len(sampler) // config.batch_size
-    total = config.epochs * steps_per_epoch
+    total = horizon = config.epochs * steps_per_epoch  # the schedule spans every epoch
     if config.max_steps is not None:
         total = min(total, config.max_steps)
     bar = tqdm(total=total, initial=progress["step"], disable=not (config.progress and runtime.is_main),
@@ -251,6 +273,9 @@ def _train(config, runtime: Runtime, resume, dataset, create_model, build_loss) 
                 raise FloatingPointError(f"loss became {loss.item()} at step {progress['step'] + 1}; "
                                          "lower the learning rate or check the data")
             optimizer.zero_grad(set_to_none=True)
+            factor = lr_factor(config.lr_schedule, progress["step"], horizon, config.warmup_steps)
+            for group, base_lr in zip(optimizer.param_groups, base_lrs):
+                group["lr"] = base_lr * factor
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad or math.inf)

@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 
-from sphsal.engine.train import TrainConfig, load_training_state, train
+from sphsal.engine.train import TrainConfig, load_training_state, lr_factor, train
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -51,6 +51,26 @@ def test_stopped_and_resumed_run_matches_uninterrupted(tmp_path):
     with open(tmp_path / "part" / "log.csv", newline="") as f:
         steps = [int(r["step"]) for r in csv.DictReader(f)]
     assert steps == list(range(1, 19))
+
+
+def test_learning_rate_schedules_and_their_exact_resume(tmp_path):
+    assert [lr_factor("cosine", s, 5, warmup_steps=2) for s in range(5)] == pytest.approx(
+        [0.5, 1.0, 1.0, 0.5, 0.0])
+    assert lr_factor("constant", 7, 10, warmup_steps=4) == 1.0
+    with pytest.raises(ValueError, match="lr_schedule"):
+        lr_factor("step", 0, 10)
+    ds = BlobDataset(12)
+    schedule = {"lr_schedule": "cosine", "warmup_steps": 3}
+    train(_config(tmp_path / "full", **schedule), dataset=ds)
+    with open(tmp_path / "full" / "log.csv", newline="") as f:
+        lrs = [float(r["lr"]) for r in csv.DictReader(f)]
+    assert lrs[:3] == pytest.approx([1e-2 / 3, 2e-2 / 3, 1e-2]) and lrs[-1] == 0.0
+    assert all(a >= b for a, b in zip(lrs[2:], lrs[3:]))
+    train(_config(tmp_path / "part", max_steps=8, **schedule), dataset=ds)
+    train(_config(tmp_path / "part", **schedule), dataset=ds, resume=True)
+    full, part = _weights(str(tmp_path / "full" / "last.pt")), _weights(str(tmp_path / "part" / "last.pt"))
+    for key in full:
+        assert torch.equal(full[key], part[key]), key
 
 
 _WORKER = """
