@@ -7,11 +7,16 @@ metrics.json, comparison.png and overlay.mp4.
 
 from __future__ import annotations
 
+from sphsal.engine.demo import DEMO_MODELS
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("demo", help="train and compare AVS360 on synthetic ambisonic videos",
                               description=__doc__)
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
+    p.add_argument("--models", default=",".join(DEMO_MODELS),
+                   help="comma-separated registered models to train and compare (default: %(default)s; "
+                        "the AEM x ECB prior is always evaluated; see sphsal models)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="a tiny smoke run (numbers are meaningless)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -21,5 +26,6 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from sphsal.engine.demo import run_demo
 
-    run_demo(args.out, seed=args.seed, quick=args.quick, progress=not args.quiet)
+    models = [name.strip() for name in args.models.split(",") if name.strip()]
+    run_demo(args.out, models=models, seed=args.seed, quick=args.quick, progress=not args.quiet)
     return 0

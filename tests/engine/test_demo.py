@@ -1,0 +1,43 @@
+"""`sphsal demo` end to end on a tiny configuration (the numbers of a quick run mean nothing; the
+full demo's figures are in README.md)."""
+
+import json
+
+import pytest
+
+from sphsal.cli import main
+from sphsal.engine.demo import demo_model_options, run_demo
+
+TINY = {
+    "avs360_visual": {"width_mult": 1 / 16, "clip_len": 2, "frame_size": (64, 128), "face_size": 32},
+    "vinet": {"width_mult": 1 / 16, "clip_len": 4, "frame_size": (64, 128)},
+}
+
+
+def test_quick_demo_trains_evaluates_and_writes_its_outputs(tmp_path):
+    lines = []
+    report = run_demo(str(tmp_path), models=tuple(TINY), quick=True, progress=False, model_options=TINY,
+                      train_options={"batch_size": 8}, log=lines.append)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["results"].keys() == {"avs360_visual", "vinet", "aem_ecb"}
+    for result in saved["results"].values():
+        assert result["n_frames"] > 0
+        assert -1 <= result["mean"]["cc"] <= 1 and result["mean"]["kld"] >= 0
+    assert saved["model_options"]["vinet"]["frame_size"] == [64, 128]
+    test_videos, train_videos = set(saved["data"]["test_videos"]), set(saved["data"]["train_videos"])
+    assert test_videos and train_videos and not test_videos & train_videos
+    assert (tmp_path / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "overlay.mp4").stat().st_size > 0
+    assert report["results"] == saved["results"]
+    assert any("reduced vinet configuration" in line for line in lines)
+    assert any(line.startswith("model") and "cc" in line for line in lines)  # the printed table
+
+
+def test_every_family_has_demo_options_and_unknown_models_are_errors(tmp_path):
+    assert demo_model_options("avs360_visual") == demo_model_options("avs360")
+    assert demo_model_options("vinet_sph") == demo_model_options("vinet")
+    with pytest.raises(ValueError, match="registered trainable models.*nope"):
+        run_demo(str(tmp_path), models=("nope",), progress=False)
+    with pytest.raises(ValueError, match="aem_ecb"):
+        run_demo(str(tmp_path), models=("aem_ecb",), progress=False)
+    assert main(["demo", "--models", "nope", "--out", str(tmp_path)]) != 0
