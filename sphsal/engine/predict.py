@@ -42,7 +42,7 @@ def _load_video_audio(path: str, model) -> tuple[np.ndarray | None, int]:
     from sphsal.audio import load_audio, require_ambisonic
 
     spec = model.input_spec
-    needs_audio = spec.needs_audio_mel or spec.needs_aem
+    needs_audio = spec.audio_channels > 0 or spec.needs_audio_mel or spec.needs_aem
     try:
         audio, rate = load_audio(path)
     except ValueError:

@@ -117,3 +117,16 @@ def test_training_data_and_prediction_centre_the_clip_on_the_target(tmp_path):
     [record] = predict_videos(visual, [tmp_path / "v.mp4"], tmp_path / "out", progress=False,
                               make_overlay=False)
     assert record["frames"] == 4 and len(list((tmp_path / "out" / "v" / "maps").iterdir())) == 4
+
+
+def test_predicting_a_silent_video_with_an_audio_model_names_the_file(tmp_path):
+    import numpy as np
+
+    from sphsal.engine.predict import predict_videos
+    from sphsal.viz import write_video
+
+    frames = [np.zeros((32, 64, 3), np.uint8)] * 4
+    write_video(tmp_path / "silent.mp4", frames, 8)
+    with pytest.raises(ValueError, match="silent.mp4"):
+        predict_videos(create_model("stavis", **TINY_STAVIS), [tmp_path / "silent.mp4"], tmp_path / "out",
+                       progress=False, make_overlay=False)
