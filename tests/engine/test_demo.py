@@ -10,7 +10,7 @@ from sphsal.engine.demo import demo_model_options, run_demo
 
 TINY = {
     "avs360_visual": {"width_mult": 1 / 16, "clip_len": 2, "frame_size": (64, 128), "face_size": 32},
-    "vinet": {"width_mult": 1 / 16, "clip_len": 4, "frame_size": (64, 128)},
+    "vinet": {"width_mult": 1 / 16, "clip_len": 8, "frame_size": (64, 128)},
 }
 
 
