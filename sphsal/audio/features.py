@@ -59,11 +59,17 @@ def mono_downmix(signal) -> np.ndarray:
     return x[0].copy() if order is not None and order >= 1 else x.mean(axis=0)
 
 
-def _to_vggish_rate(signal, sample_rate) -> np.ndarray:
+def mono_at_rate(signal, sample_rate: int, rate: int) -> np.ndarray:
+    """:func:`mono_downmix` of ``signal`` (at ``sample_rate`` Hz), resampled to ``rate`` Hz (soxr):
+    ``(samples,)`` float32."""
     mono = mono_downmix(signal)
-    if sample_rate != VGGISH_SAMPLE_RATE:
-        mono = librosa.resample(mono, orig_sr=sample_rate, target_sr=VGGISH_SAMPLE_RATE, res_type="soxr_hq")
+    if sample_rate != rate and mono.size:
+        mono = librosa.resample(mono, orig_sr=sample_rate, target_sr=rate, res_type="soxr_hq")
     return np.asarray(mono, dtype=np.float32)
+
+
+def _to_vggish_rate(signal, sample_rate) -> np.ndarray:
+    return mono_at_rate(signal, sample_rate, VGGISH_SAMPLE_RATE)
 
 
 @functools.lru_cache(maxsize=1)

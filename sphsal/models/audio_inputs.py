@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sphsal.audio.features import mono_downmix
+from sphsal.audio.features import mono_at_rate
 from sphsal.models.inputs import batch_value, clip_fps, require_keys
 
 __all__ = ["clip_waveform", "clip_mel_windows", "MEL_HOP", "MEL_RATE"]
@@ -29,13 +29,10 @@ MEL_HOP = 512
 
 def _mono(batch: dict, i: int, rate: int) -> np.ndarray:
     """Item ``i``'s audio as float32 mono at ``rate`` Hz."""
-    mono = mono_downmix(batch["audio"][i].detach().float().cpu())
     source = int(batch_value(batch, "sample_rate", i))
     if source <= 0:
         raise ValueError(f"batch['sample_rate'] of item {i} is {source}; the model needs the clip's audio")
-    if source != rate and mono.size:
-        mono = librosa.resample(mono, orig_sr=source, target_sr=rate, res_type="soxr_hq")
-    return np.asarray(mono, dtype=np.float32)
+    return mono_at_rate(batch["audio"][i].detach().float().cpu(), source, rate)
 
 
 def clip_waveform(batch: dict, length: int, sample_rate: int = 22050) -> torch.Tensor:

@@ -17,14 +17,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.utils import _triple
 
 from sphsal.sphere import pad_equirect
 
 __all__ = ["BilinearUpsample", "EquirectMaxPool3d", "bilinear_upsample", "make_spherical"]
-
-
-def _triple(value) -> tuple[int, int, int]:
-    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * 3
 
 
 def bilinear_upsample(x: torch.Tensor, scale: int, erp: bool = False) -> torch.Tensor:
