@@ -10,7 +10,8 @@ never shifted.
 Each window's channel covariance ``C_k = X_k X_k^T / L`` ``(channels x channels)`` is computed with
 batched matmuls, and the beam energy at a pixel with decoder vector ``y`` is ``y^T C_k y``: the mean
 power of the beam signal ``y . b(t)`` over the window. The quadratic forms are evaluated row by row of
-the ERP grid as trigonometric polynomials in azimuth (see ``_beam_plan``). The cost is
+the ERP grid as trigonometric polynomials in azimuth (see ``_beam_plan``) by a numba kernel that finishes
+each map row (clamp, square root) in cache and writes it once (``_kernels.beam_rows``). The cost is
 ``samples x channels^2`` plus about ``frames x pixels x 4N``, never ``samples x pixels``.
 
 Decoders (beam pattern ``sum_l c_l P_l(cos gamma)`` around the steering direction, ``c_l`` normalised
@@ -56,8 +57,6 @@ DECODERS = ("cardioid", "max_re", "pwd")
 
 # Elements gathered per chunk of windows (bounds memory on long signals).
 _CHUNK_ELEMENTS = 1 << 20
-# Frames beamformed per matmul in energy_map.
-_BEAM_BLOCK = 16
 
 
 def decoder_degree_weights(order: int, decoder: str = "cardioid") -> torch.Tensor:
@@ -256,28 +255,27 @@ def energy_map(b, sample_rate, fps, height: int, width: int, decoder: str = "car
         warnings.warn(f"{err}; returning a uniform energy map", stacklevel=2)
         t_frames = num_video_frames(x.shape[1], sample_rate, fps) if num_frames is None else num_frames
         return _output(out, int(t_frames), height, width).fill_(1.0)
-    cov = _covariance(x.to(torch.float32), sample_rate, fps, num_frames, window)
+    cov = _covariance(x.to("cpu", torch.float32), sample_rate, fps, num_frames, window)
     if smoothing:
         cov = temporal_smooth(cov, smoothing * fps)
     a, basis_t, rows, cols = _beam_plan(order, int(height), int(width), decoder, normalization, torch.float32)
     coef = (cov[:, rows, cols] @ a).view(-1, basis_t.shape[0])  # (T * H, M) per-row coefficients
     out = _output(out, cov.shape[0], height, width)
-    rows_out = out.view(-1, width)
-    step = _BEAM_BLOCK * height
-    # Blocks of frames keep each output block in cache for the clamp and square root.
-    for first in range(0, coef.shape[0], step):
-        block = rows_out[first:first + step]
-        torch.mm(coef[first:first + step], basis_t, out=block)
-        block.clamp_min_(0.0)
-        if quantity == "rms":
-            block.sqrt_()
+    from sphsal.audio._kernels import beam_rows  # numba: imported on first use, not with sphsal.audio
+
+    beam_rows(coef.numpy(), basis_t.numpy(), quantity == "rms", out.view(-1, width).numpy())
     return out
 
 
 def _output(out: torch.Tensor | None, frames: int, height: int, width: int) -> torch.Tensor:
-    """``out`` checked as a contiguous float32 CPU ``(frames, height, width)`` tensor, or a new one."""
+    """``out`` checked as a contiguous float32 CPU ``(frames, height, width)`` tensor, or a new one.
+
+    A new one is allocated by numpy, which asks Linux for transparent huge pages on large arrays: the
+    first touch of the maps then faults one 2 MB page instead of 512 small ones, and that first touch
+    was most of energy_map's time at first order.
+    """
     if out is None:
-        return torch.empty(frames, height, width)
+        return torch.from_numpy(np.empty((frames, height, width), dtype=np.float32))
     if out.shape != (frames, height, width) or out.dtype != torch.float32 or not out.is_contiguous() \
             or out.device.type != "cpu":
         raise ValueError(f"out must be a contiguous float32 CPU tensor of shape {(frames, height, width)}, "

@@ -232,3 +232,19 @@ def test_doa_intensity(order):
     silent = doa_intensity(np.zeros((4, SR)), SR, FPS)
     assert bool((silent == 0).all())
     del rng
+
+
+@pytest.mark.parametrize("quantity", ["rms", "energy"])
+def test_beam_rows_kernel_matches_torch(quantity):
+    from sphsal.audio._kernels import beam_rows
+
+    rng = np.random.default_rng(11)
+    for terms in range(1, 15):  # every split into the kernel's sweeps of five, four and one terms
+        coef = torch.from_numpy(rng.standard_normal((7, terms)).astype(np.float32))
+        basis_t = torch.from_numpy(rng.standard_normal((terms, 24)).astype(np.float32))
+        out = torch.full((7, 24), float("nan"))
+        beam_rows(coef.numpy(), basis_t.numpy(), quantity == "rms", out.numpy())
+        expected = (coef.double() @ basis_t.double()).clamp_min(0.0)
+        if quantity == "rms":
+            expected = expected.sqrt()
+        torch.testing.assert_close(out, expected.float(), rtol=1e-5, atol=1e-5)
