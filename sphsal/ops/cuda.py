@@ -1,28 +1,39 @@
-"""CUDA backend of spherical convolution: ``csrc/sphere_conv.cu`` compiled at run time by NVRTC (CuPy).
+"""CUDA backend of spherical convolution: the kernels in ``csrc/`` compiled at run time by NVRTC (CuPy).
+
+Two kernel families: tensor-core implicit GEMMs (``sphere_conv_mma.cu``: mma.sync, float16, bfloat16,
+and float32 as TF32) and exact float32 kernels (``sphere_conv.cu``), chosen by :func:`uses_tensor_cores`
+the way ``nn.Conv2d`` chooses TF32. Both gather the stencil taps through the row-wise neighbour table
+into shared memory; nothing K-times expanded is stored. The input gradient is the same gather kernel run
+on the output gradient with the transposed weight and the table's inverse (:func:`_inverse_table`), so
+it needs no atomics; the weight gradient is a split reduction with one float atomic per element and block.
 
 The kernels are wrapped as the custom ops ``sphsal::sphere_conv2d_fwd`` and ``sphsal::sphere_conv2d_bwd``
 (``torch.library.custom_op`` with ``register_fake`` and ``register_autograd``) and launched on PyTorch's
-current CUDA stream. float32, float16 and bfloat16 inputs are supported (float32 accumulation);
-gradients are accumulated in float32 and returned in the input's dtype. Importing this module needs
-neither CuPy nor a GPU; calling the ops without CuPy raises an ``ImportError`` saying what to install.
+current CUDA stream; products accumulate in float32 and results come back in the input's dtype.
+Importing this module needs neither CuPy nor a GPU; calling the ops without CuPy raises an
+``ImportError`` saying what to install.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import warnings
 
 import numpy as np
 import torch
 
 from sphsal.ops.stencils import NeighbourTable
 
-__all__ = ["available", "kernel_source_path", "sphere_conv2d_cuda", "sphere_conv3d_cuda"]
+__all__ = ["available", "kernel_source_path", "sphere_conv2d_cuda", "sphere_conv3d_cuda", "uses_tensor_cores"]
 
-_TILE, _PER_THREAD = 32, 4  # must match csrc/sphere_conv.cu
+_TILE, _PER_THREAD = 32, 4  # exact kernels (sphere_conv.cu): tile and channels per thread
+_MMA_TILE, _MMA_SLICE, _MMA_THREADS = 64, 32, 128  # sphere_conv_mma.cu: BM = BN, BK, 4 warps
 _SHARED_FLOATS = 12288      # 48 KiB of dynamic shared memory
 _TYPE_NAMES = {torch.float32: "float", torch.float16: "half_t", torch.bfloat16: "bf16_t"}
-_KERNELS = ("sphere_conv_forward", "sphere_conv_backward_input", "sphere_conv_backward_weight")
+_EXACT_KERNELS = ("sphere_conv_forward<float>", "sphere_conv_backward_weight<float>")
+_MMA_KERNELS = tuple(f"{k}<{t}>" for k in ("sphere_conv_mma_gather", "sphere_conv_mma_weight_grad")
+                     for t in _TYPE_NAMES.values())
 
 
 def available() -> bool:
@@ -46,120 +57,215 @@ def kernel_source_path(name: str = "sphere_conv.cu") -> str:
 
 
 @functools.cache
-def _module():
+def _module(source: str, names: tuple[str, ...]):
     try:
         import cupy
     except ImportError as err:
         raise ImportError("the CUDA backend of sphsal.ops needs CuPy: pip install cupy-cuda12x "
                           "(or sphsal[cuda])") from err
-    with open(kernel_source_path(), encoding="utf-8") as f:
+    path = kernel_source_path(source)
+    with open(path, encoding="utf-8") as f:
         code = f.read()
-    names = [f"{k}<{t}>" for k in _KERNELS for t in _TYPE_NAMES.values()]
-    return cupy.RawModule(code=code, options=("--std=c++14",), name_expressions=names)
+    return cupy.RawModule(code=code, options=("--std=c++14", f"-I{os.path.dirname(path)}"),
+                          name_expressions=list(names))
 
 
-def _kernel(name: str, dtype: torch.dtype):
-    if dtype not in _TYPE_NAMES:
-        raise ValueError(f"the CUDA backend supports float32, float16 and bfloat16, got {dtype}")
-    return _module().get_function(f"{name}<{_TYPE_NAMES[dtype]}>")
-
-
-def _launch(name: str, dtype: torch.dtype, grid, block, args, shared_floats: int = 0) -> None:
+@functools.lru_cache(maxsize=16)
+def _stream(pointer: int):
     import cupy
+
+    with warnings.catch_warnings():  # newer CuPy prefers Stream.from_external; this works in all versions
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return cupy.cuda.ExternalStream(pointer)
+
+
+def _launch(kernel: str, grid, block, args, shared_floats: int = 0) -> None:
+    """Launch ``kernel`` (a name with its template argument) on PyTorch's current stream."""
+    source, names = ("sphere_conv.cu", _EXACT_KERNELS) if kernel in _EXACT_KERNELS \
+        else ("sphere_conv_mma.cu", _MMA_KERNELS)
 
     def arg(v):
         if isinstance(v, torch.Tensor):
             return np.uint64(v.data_ptr())
         return np.int32(v)
 
-    stream = cupy.cuda.ExternalStream(torch.cuda.current_stream().cuda_stream)
-    with stream:
-        _kernel(name, dtype)(grid, block, tuple(arg(a) for a in args), shared_mem=4 * shared_floats)
+    function = _module(source, names).get_function(kernel)
+    if 4 * shared_floats > function.max_dynamic_shared_size_bytes:  # large tables: opt in to more
+        function.max_dynamic_shared_size_bytes = 4 * shared_floats
+    with _stream(torch.cuda.current_stream().cuda_stream):
+        function(grid, block, tuple(arg(a) for a in args), shared_mem=4 * shared_floats)
 
 
-def _dims(x, weight, rows, stride):
-    b, c, h, w = x.shape
-    h_out, k, p = rows.shape
-    return b, c, h, w, weight.shape[0], k, p, h_out, w // stride
+@functools.lru_cache(maxsize=8)
+def _device_facts(index: int) -> tuple[bool, int]:
+    """(has tensor-core mma.sync, i.e. compute capability >= 8.0; number of multiprocessors)."""
+    props = torch.cuda.get_device_properties(index)
+    return props.major >= 8, props.multi_processor_count
+
+
+def uses_tensor_cores(x: torch.Tensor) -> bool:
+    """Whether CUDA tensor ``x`` is convolved by the tensor-core kernels: float16 and bfloat16 on GPUs of
+    compute capability 8.0 or newer, and float32 there too (as TF32) while
+    ``torch.backends.cudnn.allow_tf32`` is True (PyTorch's default, which ``nn.Conv2d`` follows);
+    otherwise by the exact float32 kernels."""
+    if not _device_facts(x.device.index if x.device.index is not None else torch.cuda.current_device())[0]:
+        return False
+    return x.dtype != torch.float32 or torch.backends.cudnn.allow_tf32
 
 
 def _ceil(a: int, b: int) -> int:
     return -(-a // b)
 
 
+def _check_dtype(x: torch.Tensor) -> None:
+    if x.dtype not in _TYPE_NAMES:
+        raise ValueError(f"the CUDA backend supports float32, float16 and bfloat16, got {x.dtype}")
+
+
+def _gather_conv(x: torch.Tensor, weight: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
+                 taps: torch.Tensor, stride: int, w_out: int) -> torch.Tensor:
+    """``out[b, o, i, j] = sum_{c, t} weight[o, c, t] * sample_t(x[b, c], i, j)`` through the table
+    ``(H_out, K, P)``: ``(B, C, H, W)`` contiguous x, ``(Co, C, K)`` weight (any strides) ->
+    ``(B, Co, H_out, w_out)`` in x's dtype."""
+    b, c, h, w = x.shape
+    co, k, p, h_out = weight.shape[0], rows.shape[1], rows.shape[2], rows.shape[0]
+    if b * h_out > 65535:
+        raise ValueError(f"the CUDA backend handles at most 65535 output rows per call (B * H_out), got "
+                         f"{b} x {h_out}; split the batch")
+    if uses_tensor_cores(x):
+        out = x.new_empty(b, co, h_out, w_out)
+        tap_major = weight.transpose(1, 2).contiguous()  # (Co, K, C)
+        _launch(f"sphere_conv_mma_gather<{_TYPE_NAMES[x.dtype]}>",
+                (_ceil(w_out, _MMA_TILE), _ceil(co, _MMA_TILE), b * h_out), (_MMA_THREADS, 1, 1),
+                (x, tap_major, rows, cols, taps, out, b, c, h, w, co, k, p, h_out, w_out, stride),
+                shared_floats=k * p * (_MMA_TILE + 1))
+        return out
+    xf, wf = x.float(), weight.float().contiguous()
+    out = xf.new_empty(b, co, h_out, w_out)
+    cc = max(1, min(8, _SHARED_FLOATS // (2 * k * _TILE)))
+    _launch("sphere_conv_forward<float>", (_ceil(w_out, _TILE), _ceil(co, _TILE), b * h_out),
+            (_TILE, _TILE // _PER_THREAD, 1),
+            (xf, wf, rows, cols, taps, out, b, c, h, w, co, k, p, h_out, w_out, stride, cc),
+            shared_floats=2 * cc * k * _TILE)
+    return out.to(x.dtype)
+
+
+def _weight_grad(grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, rows: torch.Tensor,
+                 cols: torch.Tensor, taps: torch.Tensor, stride: int) -> torch.Tensor:
+    """``grad_w[o, c, t] = sum_{b, i, j} grad_out[b, o, i, j] * sample_t(x[b, c], i, j)``, float32
+    ``(Co, C, K)``."""
+    b, c, h, w = x.shape
+    co, k, p, h_out, w_out = weight.shape[0], rows.shape[1], rows.shape[2], rows.shape[0], grad_out.shape[3]
+    grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=x.device)
+    if uses_tensor_cores(x):
+        tiles = _ceil(co, _MMA_TILE) * _ceil(c * k, _MMA_TILE)
+        sms = _device_facts(x.device.index if x.device.index is not None else torch.cuda.current_device())[1]
+        per_block = max(1, _ceil(b * h_out * tiles, 4 * sms))  # about four blocks per multiprocessor
+        _launch(f"sphere_conv_mma_weight_grad<{_TYPE_NAMES[x.dtype]}>",
+                (_ceil(co, _MMA_TILE), _ceil(c * k, _MMA_TILE), _ceil(b * h_out, per_block)),
+                (_MMA_THREADS, 1, 1),
+                (grad_out, x, rows, cols, taps, grad_w, b, c, h, w, co, k, p, h_out, w_out, stride,
+                 per_block), shared_floats=2 * k * p * (_MMA_SLICE + 1))
+        return grad_w.view(co, k, c).transpose(1, 2)  # the kernel's layout is tap-major
+    per_block = 4  # output rows per weight-gradient block
+    grid = (_ceil(co, 16), _ceil(c, 16), k * _ceil(h_out, per_block))
+    _launch("sphere_conv_backward_weight<float>", grid, (16, 16, 1),
+            (grad_out.float(), x.float(), rows, cols, taps, grad_w, b, c, h, w, co, k, p, h_out, w_out,
+             stride, per_block))
+    return grad_w
+
+
 @torch.library.custom_op("sphsal::sphere_conv2d_fwd", mutates_args=())
 def _forward_op(x: torch.Tensor, weight: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
-                taps: torch.Tensor, stride: int) -> torch.Tensor:
-    x, weight = x.contiguous(), weight.contiguous()
-    b, c, h, w, co, k, p, h_out, w_out = _dims(x, weight, rows, stride)
-    out = x.new_empty(b, co, h_out, w_out)
-    cc = max(1, min(8, _SHARED_FLOATS // (2 * k * _TILE)))
-    _launch("sphere_conv_forward", x.dtype, (_ceil(w_out, _TILE), _ceil(co, _TILE), b * h_out),
-            (_TILE, _TILE // _PER_THREAD, 1),
-            (x, weight, rows, cols, taps, out, b, c, h, w, co, k, p, h_out, w_out, stride, cc),
-            shared_floats=2 * cc * k * _TILE)
-    return out
+                taps: torch.Tensor, inv_rows: torch.Tensor, inv_cols: torch.Tensor, inv_taps: torch.Tensor,
+                stride: int) -> torch.Tensor:
+    """``(B, C, H, W)`` x, ``(Co, C, K)`` weight, table ``(H_out, K, P)`` -> ``(B, Co, H_out, W / stride)``.
+    The inverse table ``(H, K, Q)`` (:func:`_inverse_table`) is kept for the backward pass."""
+    _check_dtype(x)
+    return _gather_conv(x.contiguous(), weight.contiguous(), rows, cols, taps, stride, x.shape[3] // stride)
 
 
 @_forward_op.register_fake
-def _(x, weight, rows, cols, taps, stride):
+def _(x, weight, rows, cols, taps, inv_rows, inv_cols, inv_taps, stride):
     return x.new_empty(x.shape[0], weight.shape[0], rows.shape[0], x.shape[3] // stride)
 
 
 @torch.library.custom_op("sphsal::sphere_conv2d_bwd", mutates_args=())
 def _backward_op(grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, rows: torch.Tensor,
-                 cols: torch.Tensor, taps: torch.Tensor, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+                 cols: torch.Tensor, taps: torch.Tensor, inv_rows: torch.Tensor, inv_cols: torch.Tensor,
+                 inv_taps: torch.Tensor, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients of :func:`_forward_op`. The input's is a gather too: the output gradient, zero-inserted
+    to the input's width when ``stride > 1``, convolved with the transposed weight through the inverse
+    table; no atomics, each input pixel written once."""
     grad_out, x, weight = grad_out.contiguous(), x.contiguous(), weight.contiguous()
-    b, c, h, w, co, k, p, h_out, w_out = _dims(x, weight, rows, stride)
-    grad_x = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
-    grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=x.device)
-    oc = 32
-    _launch("sphere_conv_backward_input", x.dtype, (_ceil(w_out, _TILE), _ceil(c, _TILE), b * h_out),
-            (_TILE, _TILE // _PER_THREAD, 1),
-            (grad_out, weight, rows, cols, taps, grad_x, b, c, h, w, co, k, p, h_out, w_out, stride, oc),
-            shared_floats=2 * oc * _TILE)
-    per_block = 4  # output rows per weight-gradient block
-    grid = (_ceil(co, 16), _ceil(c, 16), k * _ceil(h_out, per_block))
-    _launch("sphere_conv_backward_weight", x.dtype, grid, (16, 16, 1),
-            (grad_out, x, rows, cols, taps, grad_w, b, c, h, w, co, k, p, h_out, w_out, stride, per_block))
-    return grad_x.to(x.dtype), grad_w.to(weight.dtype)
+    b, co, h_out, w_out = grad_out.shape
+    width = x.shape[3]
+    g_up = grad_out
+    if stride > 1:
+        g_up = grad_out.new_zeros(b, co, h_out, width)
+        g_up[..., ::stride] = grad_out
+    grad_x = _gather_conv(g_up, weight.transpose(0, 1), inv_rows, inv_cols, inv_taps, 1, width)
+    grad_w = _weight_grad(grad_out, x, weight, rows, cols, taps, stride)
+    return grad_x, grad_w.to(weight.dtype).contiguous()
 
 
 @_backward_op.register_fake
-def _(grad_out, x, weight, rows, cols, taps, stride):
+def _(grad_out, x, weight, rows, cols, taps, inv_rows, inv_cols, inv_taps, stride):
     return torch.empty_like(x), torch.empty_like(weight)
 
 
 def _setup_context(ctx, inputs, output):
-    x, weight, rows, cols, taps, stride = inputs
-    ctx.save_for_backward(x, weight, rows, cols, taps)
-    ctx.stride = stride
+    ctx.save_for_backward(*inputs[:8])
+    ctx.stride = inputs[8]
 
 
 def _backward(ctx, grad_out):
-    x, weight, rows, cols, taps = ctx.saved_tensors
-    grad_x, grad_w = _backward_op(grad_out, x, weight, rows, cols, taps, ctx.stride)
-    return grad_x, grad_w, None, None, None, None
+    grad_x, grad_w = _backward_op(grad_out, *ctx.saved_tensors, ctx.stride)
+    return (grad_x, grad_w) + (None,) * 7
 
 
 _forward_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 @functools.lru_cache(maxsize=64)
-def _device_table(table: NeighbourTable, device: torch.device):
-    return (table.rows.to(device=device, dtype=torch.int32), table.cols.to(device=device, dtype=torch.int32),
-            table.weights.to(device=device, dtype=torch.float32))
+def _inverse_table(table: NeighbourTable) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For every input pixel row ``r`` and tap ``t``, who reads it: ``(H, K, Q)`` output rows ``i``,
+    column shifts ``s`` and weights ``w`` such that the adjoint of the table's sampling is
+    ``grad_x[r, col] = sum_{t, q} w * g_up[i, (col + s) mod W]`` per tap (``g_up``: the output gradient
+    at input resolution, output column ``j`` at ``j * stride``). Entries with the same ``(i, s)`` are
+    merged; unused ones have weight 0. Float64 weights, int64 indices, on the CPU."""
+    h, w, k, h_out = table.height, table.width, table.num_taps, table.h_out
+    used = table.weights != 0
+    tap = torch.arange(k)[None, :, None].expand_as(table.rows)[used]
+    out_row = torch.arange(h_out)[:, None, None].expand_as(table.rows)[used]
+    key = ((table.rows[used] * k + tap) * h_out + out_row) * w + torch.remainder(-table.cols[used], w)
+    keys, where = torch.unique(key, return_inverse=True)  # sorted, so grouped by (row, tap)
+    weights = torch.zeros(len(keys), dtype=torch.float64).index_add_(0, where, table.weights[used])
+    group = keys // (h_out * w)
+    counts = torch.bincount(group, minlength=h * k)
+    slot = torch.arange(len(keys)) - (torch.cumsum(counts, 0) - counts)[group]
+    q = int(counts.max())
+    rows, cols = torch.zeros(h * k, q, dtype=torch.long), torch.zeros(h * k, q, dtype=torch.long)
+    taps = torch.zeros(h * k, q, dtype=torch.float64)
+    rows[group, slot] = (keys // w) % h_out
+    cols[group, slot] = keys % w
+    taps[group, slot] = weights
+    return rows.view(h, k, q), cols.view(h, k, q), taps.view(h, k, q)
+
+
+@functools.lru_cache(maxsize=64)
+def _device_table(table: NeighbourTable, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """The table and its inverse as int32 / float32 tensors on ``device``."""
+    tensors = (table.rows, table.cols, table.weights, *_inverse_table(table))
+    return tuple(t.to(device=device, dtype=torch.float32 if t.is_floating_point() else torch.int32)
+                 for t in tensors)
 
 
 def sphere_conv2d_cuda(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                        table: NeighbourTable) -> torch.Tensor:
     """``(B, Ci, H, W)`` CUDA input, ``(Co, Ci, k, k)`` weight -> ``(B, Co, H_out, W_out)``."""
-    if x.shape[0] * table.h_out > 65535:
-        raise ValueError(f"the CUDA backend handles at most 65535 output rows per call (B * H_out), got "
-                         f"{x.shape[0]} x {table.h_out}; split the batch")
-    rows, cols, taps = _device_table(table, x.device)
     weight = weight.to(x.dtype).reshape(*weight.shape[:2], -1)  # the kernels read both in x's dtype
-    out = _forward_op(x, weight, rows, cols, taps, table.stride)
+    out = _forward_op(x, weight, *_device_table(table, x.device), table.stride)
     if bias is not None:
         out = out + bias.view(1, -1, 1, 1).to(out.dtype)
     return out

@@ -1,0 +1,314 @@
+// Tensor-core kernels of spherical convolution (mma.sync, sm_80 and newer): implicit GEMMs whose
+// gathered operand is read through the row-wise neighbour table straight into shared memory, so no
+// K-times expanded tensor ever exists in device memory.
+//
+// Operands: float inputs are rounded to TF32 (m16n8k8), half_t / bf16_t inputs are used as they are
+// (m16n8k16); products accumulate in float.
+//
+// sphere_conv_mma_gather  out[b, o, i, j] = sum_{t, c} weight[o, t, c] * sample_t(x[b, c], i, j)
+//   x (B, C, H, W), weight (Co, K, C) (tap-major), table (H_out, K, P), out (B, Co, H_out, W_out), all
+//   scalar_t. This is the forward pass, and also the gradient of the input when given the transposed
+//   weight (C, K, Co), the (zero-inserted, see sphsal/ops/cuda.py) output gradient as x and the inverse
+//   table.
+// sphere_conv_mma_weight_grad  grad_w[o, t, c] += sum_{b, i, j} grad_out[b, o, i, j] * sample_t(x[b, c], i, j)
+//   over the rows_per_block output rows (b, i) of its block; grad_w (Co, K, C) float, one atomic per
+//   element and block.
+//
+// Both kernels: 128 threads (four warps), a 64 x 64 tile of the result per block, each warp a 32 x 32
+// piece of it (2 x 4 mma tiles); the reduction is staged 32 at a time in shared memory as
+// As[m][k] (tile rows) and Bs[n][k] (tile columns), k contiguous, padded so that the fragment reads
+// are free of bank conflicts.
+
+#include "sphere_conv_common.cuh"
+
+#define BM 64
+#define BN 64
+#define BK 32
+#define THREADS 128
+
+// Shared-memory operand: a TF32 value in a float for float inputs, the 16-bit pattern otherwise.
+template <typename scalar_t> struct Operand {
+    typedef unsigned short type;
+    static const int ld = BK + 8;  // row stride (elements): 20 words, conflict-free fragment reads
+};
+template <> struct Operand<float> {
+    typedef float type;
+    static const int ld = BK + 4;  // 36 words
+};
+
+template <typename scalar_t> __device__ __forceinline__ typename Operand<scalar_t>::type to_operand(float v);
+template <> __device__ __forceinline__ float to_operand<float>(float v) {
+    unsigned int u;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(u) : "f"(v));
+    return __uint_as_float(u);
+}
+template <> __device__ __forceinline__ unsigned short to_operand<half_t>(float v) {
+    return from_float<half_t>(v).bits;
+}
+template <> __device__ __forceinline__ unsigned short to_operand<bf16_t>(float v) {
+    return from_float<bf16_t>(v).bits;
+}
+
+__device__ __forceinline__ void mma_tf32(float* d, const unsigned int* a, const unsigned int* b) {
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+                 "{%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+__device__ __forceinline__ void mma_16bit(float* d, const unsigned int* a, const unsigned int* b, half_t) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+                 "{%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+__device__ __forceinline__ void mma_16bit(float* d, const unsigned int* a, const unsigned int* b, bf16_t) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+                 "{%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+// One warp's 32 x 32 piece (rows wm * 32.., columns wn * 32..) of As x Bs^T over one BK slice.
+// Fragment layouts: PTX ISA, "Matrix fragments for mma.m16n8k8" (.tf32) and "mma.m16n8k16" (.f16/.bf16).
+__device__ __forceinline__ void warp_mma(const float* As, const float* Bs, float (*acc)[4][4], int wm, int wn,
+                                         int lane, float) {
+    const int g = lane >> 2, q = lane & 3, ld = Operand<float>::ld;
+#pragma unroll
+    for (int kb = 0; kb < BK; kb += 8) {
+        unsigned int a[2][4], b[4][2];
+#pragma unroll
+        for (int mi = 0; mi < 2; ++mi) {
+            const float* r = As + (wm * 32 + mi * 16 + g) * ld + kb + q;
+            a[mi][0] = __float_as_uint(r[0]);
+            a[mi][1] = __float_as_uint(r[8 * ld]);
+            a[mi][2] = __float_as_uint(r[4]);
+            a[mi][3] = __float_as_uint(r[8 * ld + 4]);
+        }
+#pragma unroll
+        for (int ni = 0; ni < 4; ++ni) {
+            const float* r = Bs + (wn * 32 + ni * 8 + g) * ld + kb + q;
+            b[ni][0] = __float_as_uint(r[0]);
+            b[ni][1] = __float_as_uint(r[4]);
+        }
+#pragma unroll
+        for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+            for (int ni = 0; ni < 4; ++ni) mma_tf32(acc[mi][ni], a[mi], b[ni]);
+    }
+}
+
+template <typename scalar_t>
+__device__ __forceinline__ void warp_mma(const unsigned short* As, const unsigned short* Bs, float (*acc)[4][4],
+                                         int wm, int wn, int lane, scalar_t tag) {
+    const int g = lane >> 2, q = lane & 3, ld = Operand<scalar_t>::ld;
+#pragma unroll
+    for (int kb = 0; kb < BK; kb += 16) {
+        unsigned int a[2][4], b[4][2];
+#pragma unroll
+        for (int mi = 0; mi < 2; ++mi) {
+            const unsigned short* r = As + (wm * 32 + mi * 16 + g) * ld + kb + 2 * q;
+            a[mi][0] = *reinterpret_cast<const unsigned int*>(r);
+            a[mi][1] = *reinterpret_cast<const unsigned int*>(r + 8 * ld);
+            a[mi][2] = *reinterpret_cast<const unsigned int*>(r + 8);
+            a[mi][3] = *reinterpret_cast<const unsigned int*>(r + 8 * ld + 8);
+        }
+#pragma unroll
+        for (int ni = 0; ni < 4; ++ni) {
+            const unsigned short* r = Bs + (wn * 32 + ni * 8 + g) * ld + kb + 2 * q;
+            b[ni][0] = *reinterpret_cast<const unsigned int*>(r);
+            b[ni][1] = *reinterpret_cast<const unsigned int*>(r + 8);
+        }
+#pragma unroll
+        for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+            for (int ni = 0; ni < 4; ++ni) mma_16bit(acc[mi][ni], a[mi], b[ni], tag);
+    }
+}
+
+// Calls f(m, n, value) for each of the warp's accumulator elements (tile coordinates).
+template <typename F>
+__device__ __forceinline__ void for_each_result(float (*acc)[4][4], int wm, int wn, int lane, F f) {
+    const int g = lane >> 2, q = lane & 3;
+#pragma unroll
+    for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+        for (int ni = 0; ni < 4; ++ni)
+#pragma unroll
+            for (int r = 0; r < 4; ++r)
+                f(wm * 32 + mi * 16 + g + (r >> 1) * 8, wn * 32 + ni * 8 + 2 * q + (r & 1), acc[mi][ni][r]);
+}
+
+#define PER_THREAD_A (BM * BK / THREADS)  // 16 values of each staged tile per thread
+#define PER_THREAD_B (BN * BK / THREADS)
+
+// Offsets (row * W + column, column wrapped) of the K * P table entries of output row i for the
+// output columns j_first .. j_first + count - 1, as s_off[(t * P + p) * count + n], and their weights
+// s_wt[t * P + p]. Called by all threads of the block.
+__device__ __forceinline__ void stage_offsets(int* s_off, float* s_wt, const int* __restrict__ rows,
+                                              const int* __restrict__ cols, const float* __restrict__ taps,
+                                              int i, int KP, int j_first, int count, int stride, int W) {
+    for (int e = threadIdx.x; e < KP * count; e += THREADS) {
+        const int tp = e / count, entry = i * KP + tp;
+        int col = ((j_first + e % count) * stride + cols[entry]) % W;
+        s_off[e] = rows[entry] * W + (col < 0 ? col + W : col);
+    }
+    for (int e = threadIdx.x; e < KP; e += THREADS) s_wt[e] = taps[i * KP + e];
+}
+
+// Sample of one staged tap: entries t * P + p of the staged offsets (stride `count`, column n). The
+// first entry is always read; the others (bilinear corners, an inverse table's extra entries) only
+// where their weight is not zero, which is the same for the whole warp.
+template <typename scalar_t>
+__device__ __forceinline__ float staged_sample(const scalar_t* __restrict__ plane, const int* s_off,
+                                               const float* s_wt, int t, int P, int count, int n) {
+    const int* off = s_off + t * P * count + n;
+    float v = s_wt[t * P] * to_float(plane[off[0]]);
+    for (int p = 1; p < P; ++p) {
+        const float wt = s_wt[t * P + p];
+        if (wt != 0.f) v += wt * to_float(plane[off[p * count]]);
+    }
+    return v;
+}
+
+// grid = (ceil(W_out / BN), ceil(Co / BM), B * H_out), block = THREADS, dynamic shared memory
+// K * P * (BN + 1) * 4 bytes. The reduction index is tap-major, k = t * C + c: weight is (Co, K, C).
+// While slice k0 is multiplied, slice k0 + BK is already being read into registers.
+template <typename scalar_t>
+__global__ void __launch_bounds__(THREADS, 4)
+sphere_conv_mma_gather(const scalar_t* __restrict__ x, const scalar_t* __restrict__ weight,
+                       const int* __restrict__ rows, const int* __restrict__ cols, const float* __restrict__ taps,
+                       scalar_t* __restrict__ out, int B, int C, int H, int W, int Co, int K, int P, int H_out,
+                       int W_out, int stride) {
+    typedef typename Operand<scalar_t>::type operand_t;
+    const int ld = Operand<scalar_t>::ld;
+    __shared__ __align__(16) operand_t As[BM * Operand<scalar_t>::ld];
+    __shared__ __align__(16) operand_t Bs[BN * Operand<scalar_t>::ld];
+    extern __shared__ int s_dynamic[];
+    int* s_off = s_dynamic;
+    float* s_wt = reinterpret_cast<float*>(s_dynamic + K * P * BN);
+    const int b = blockIdx.z / H_out, i = blockIdx.z % H_out;
+    const int j0 = blockIdx.x * BN, o0 = blockIdx.y * BM;
+    const int tid = threadIdx.x, lane = tid & 31, wm = (tid >> 5) >> 1, wn = (tid >> 5) & 1;
+    const int reduction = C * K;
+    const scalar_t* xb = x + (long long)b * C * H * W;
+    const int a_k = tid % BK, a_m = tid / BK;  // A: weight row a_m + 4u, reduction a_k
+    const int n = tid % BN, b_k = tid / BN;    // B: column n, reduction b_k + 2u
+    stage_offsets(s_off, s_wt, rows, cols, taps, i, K * P, j0, BN, stride, W);
+    __syncthreads();
+    float ra[PER_THREAD_A], rb[PER_THREAD_B];
+    auto load = [&](int k0) {
+#pragma unroll
+        for (int u = 0; u < PER_THREAD_A; ++u) {
+            const int o = o0 + a_m + 4 * u, k = k0 + a_k;
+            ra[u] = (o < Co && k < reduction) ? to_float(weight[(long long)o * reduction + k]) : 0.f;
+        }
+        int t = (k0 + b_k) / C, c = k0 + b_k - t * C;
+#pragma unroll
+        for (int u = 0; u < PER_THREAD_B; ++u) {
+            rb[u] = t < K ? staged_sample(xb + (long long)c * H * W, s_off, s_wt, t, P, BN, n) : 0.f;
+            for (c += 2; c >= C; c -= C) ++t;
+        }
+    };
+    load(0);
+    float acc[2][4][4] = {};
+    for (int k0 = 0; k0 < reduction; k0 += BK) {
+#pragma unroll
+        for (int u = 0; u < PER_THREAD_A; ++u) As[(a_m + 4 * u) * ld + a_k] = to_operand<scalar_t>(ra[u]);
+#pragma unroll
+        for (int u = 0; u < PER_THREAD_B; ++u) Bs[n * ld + b_k + 2 * u] = to_operand<scalar_t>(rb[u]);
+        __syncthreads();
+        if (k0 + BK < reduction) load(k0 + BK);
+        warp_mma(As, Bs, acc, wm, wn, lane, scalar_t());
+        __syncthreads();
+    }
+    for_each_result(acc, wm, wn, lane, [&](int m, int nn, float v) {
+        const int o = o0 + m, jj = j0 + nn;
+        if (o < Co && jj < W_out) out[(((long long)b * Co + o) * H_out + i) * W_out + jj] = from_float<scalar_t>(v);
+    });
+}
+
+// grid = (ceil(Co / BM), ceil(K * C / BN), ceil(B * H_out / rows_per_block)), block = THREADS, dynamic
+// shared memory 2 * K * P * (BK + 1) * 4 bytes. grad_w is (Co, K, C), tap-major like the forward's
+// weight. The reduction runs over slices of BK output columns of the block's rows; while one slice is
+// multiplied the next is read into registers, through offsets staged one slice ahead (two buffers).
+template <typename scalar_t>
+__global__ void __launch_bounds__(THREADS, 4)
+sphere_conv_mma_weight_grad(const scalar_t* __restrict__ grad_out, const scalar_t* __restrict__ x,
+                            const int* __restrict__ rows, const int* __restrict__ cols,
+                            const float* __restrict__ taps, float* __restrict__ grad_w, int B, int C, int H,
+                            int W, int Co, int K, int P, int H_out, int W_out, int stride, int rows_per_block) {
+    typedef typename Operand<scalar_t>::type operand_t;
+    const int ld = Operand<scalar_t>::ld;
+    __shared__ __align__(16) operand_t As[BM * Operand<scalar_t>::ld];
+    __shared__ __align__(16) operand_t Bs[BN * Operand<scalar_t>::ld];
+    extern __shared__ int s_dynamic[];
+    const int KP = K * P;
+    const int o0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
+    const int first = blockIdx.z * rows_per_block, last = min(B * H_out, first + rows_per_block);
+    if (first >= last) return;
+    const int tid = threadIdx.x, lane = tid & 31, wm = (tid >> 5) >> 1, wn = (tid >> 5) & 1;
+    const int reduction = C * K, slices_per_row = (W_out + BK - 1) / BK;
+    const int kk = tid % BK, row4 = tid / BK;  // both tiles: output column kk, tile row row4 + 4u
+    auto offsets = [&](int slice) { return s_dynamic + (slice & 1) * KP * (BK + 1); };
+    auto stage = [&](int slice) {
+        const int row = first + slice / slices_per_row;
+        int* s_off = offsets(slice);
+        stage_offsets(s_off, reinterpret_cast<float*>(s_off + KP * BK), rows, cols, taps, row % H_out, KP,
+                      (slice % slices_per_row) * BK, BK, stride, W);
+    };
+    float ra[PER_THREAD_A], rb[PER_THREAD_B];
+    auto load = [&](int slice) {
+        const int row = first + slice / slices_per_row, j = (slice % slices_per_row) * BK + kk;
+        const int b = row / H_out, i = row % H_out;
+        const int* s_off = offsets(slice);
+        const float* s_wt = reinterpret_cast<const float*>(s_off + KP * BK);
+#pragma unroll
+        for (int u = 0; u < PER_THREAD_A; ++u) {
+            const int o = o0 + row4 + 4 * u;
+            ra[u] = (o < Co && j < W_out) ? to_float(grad_out[(((long long)b * Co + o) * H_out + i) * W_out + j])
+                                          : 0.f;
+        }
+        int t = (n0 + row4) / C, c = n0 + row4 - t * C;
+        const scalar_t* xb = x + (long long)b * C * H * W;
+#pragma unroll
+        for (int u = 0; u < PER_THREAD_B; ++u) {
+            rb[u] = (j < W_out && t < K) ? staged_sample(xb + (long long)c * H * W, s_off, s_wt, t, P, BK, kk)
+                                         : 0.f;
+            for (c += 4; c >= C; c -= C) ++t;
+        }
+    };
+    const int slices = (last - first) * slices_per_row;
+    stage(0);
+    __syncthreads();
+    load(0);
+    float acc[2][4][4] = {};
+    for (int slice = 0; slice < slices; ++slice) {
+#pragma unroll
+        for (int u = 0; u < PER_THREAD_A; ++u) As[(row4 + 4 * u) * ld + kk] = to_operand<scalar_t>(ra[u]);
+#pragma unroll
+        for (int u = 0; u < PER_THREAD_B; ++u) Bs[(row4 + 4 * u) * ld + kk] = to_operand<scalar_t>(rb[u]);
+        if (slice + 1 < slices) stage(slice + 1);
+        __syncthreads();
+        if (slice + 1 < slices) load(slice + 1);
+        warp_mma(As, Bs, acc, wm, wn, lane, scalar_t());
+        __syncthreads();
+    }
+    for_each_result(acc, wm, wn, lane, [&](int m, int nn, float v) {
+        const int o = o0 + m, tc = n0 + nn;
+        if (o < Co && tc < reduction) atomicAdd(grad_w + (long long)o * reduction + tc, v);
+    });
+}
+
+#define SPHSAL_INSTANTIATE_MMA(T)                                                                           \
+    template __global__ void sphere_conv_mma_gather<T>(const T*, const T*, const int*, const int*,          \
+                                                       const float*, T*, int, int, int, int, int, int, int, \
+                                                       int, int, int);                                      \
+    template __global__ void sphere_conv_mma_weight_grad<T>(const T*, const T*, const int*, const int*,     \
+                                                            const float*, float*, int, int, int, int, int,  \
+                                                            int, int, int, int, int, int);
+
+SPHSAL_INSTANTIATE_MMA(float)
+SPHSAL_INSTANTIATE_MMA(half_t)
+SPHSAL_INSTANTIATE_MMA(bf16_t)
