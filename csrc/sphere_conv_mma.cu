@@ -144,15 +144,19 @@ __device__ __forceinline__ void for_each_result(float (*acc)[4][4], int wm, int 
 #define PER_THREAD_B (BN * BK / THREADS)
 
 // Offsets (row * W + column, column wrapped) of the K * P table entries of output row i for the
-// output columns j_first .. j_first + count - 1, as s_off[(t * P + p) * count + n], and their weights
-// s_wt[t * P + p]. Called by all threads of the block.
+// output columns j_first .. j_first + count - 1 (those past j_last read column j_last, unused), as
+// s_off[(t * P + p) * count + n], and their weights s_wt[t * P + p]. Table column offsets lie in
+// [-W/2, W), so one wrap each way suffices. Called by all threads of the block.
 __device__ __forceinline__ void stage_offsets(int* s_off, float* s_wt, const int* __restrict__ rows,
                                               const int* __restrict__ cols, const float* __restrict__ taps,
-                                              int i, int KP, int j_first, int count, int stride, int W) {
+                                              int i, int KP, int j_first, int j_last, int count, int stride,
+                                              int W) {
     for (int e = threadIdx.x; e < KP * count; e += THREADS) {
         const int tp = e / count, entry = i * KP + tp;
-        int col = ((j_first + e % count) * stride + cols[entry]) % W;
-        s_off[e] = rows[entry] * W + (col < 0 ? col + W : col);
+        int col = min(j_first + e % count, j_last) * stride + cols[entry];
+        col += (col < 0) ? W : 0;
+        col -= (col >= W) ? W : 0;
+        s_off[e] = rows[entry] * W + col;
     }
     for (int e = threadIdx.x; e < KP; e += THREADS) s_wt[e] = taps[i * KP + e];
 }
@@ -172,15 +176,47 @@ __device__ __forceinline__ float staged_sample(const scalar_t* __restrict__ plan
     return v;
 }
 
-// grid = (ceil(W_out / BN), ceil(Co / BM), B * H_out), block = THREADS, dynamic shared memory
-// K * P * (BN + 1) * 4 bytes. The reduction index is tap-major, k = t * C + c: weight is (Co, K, C).
-// While slice k0 is multiplied, slice k0 + BK is already being read into registers.
+// 16 consecutive operands, packed for 16-byte shared-memory stores: 4 words of TF32 floats per uint4
+// (float), 8 16-bit values per uint4 (half_t, bf16_t).
+template <typename scalar_t> struct Packed16 {
+    static const int vectors = 2;
+    uint4 v[2];
+    __device__ __forceinline__ void pack(const float* f) {
+        unsigned int* w = reinterpret_cast<unsigned int*>(v);
+#pragma unroll
+        for (int e = 0; e < 8; ++e)
+            w[e] = (unsigned int)to_operand<scalar_t>(f[2 * e]) |
+                   ((unsigned int)to_operand<scalar_t>(f[2 * e + 1]) << 16);
+    }
+};
+template <> struct Packed16<float> {
+    static const int vectors = 4;
+    uint4 v[4];
+    __device__ __forceinline__ void pack(const float* f) {
+        unsigned int* w = reinterpret_cast<unsigned int*>(v);
+#pragma unroll
+        for (int e = 0; e < 16; ++e) w[e] = __float_as_uint(to_operand<float>(f[e]));
+    }
+};
+
+template <typename scalar_t>
+__device__ __forceinline__ void store_packed(typename Operand<scalar_t>::type* dst, const Packed16<scalar_t>& p) {
+#pragma unroll
+    for (int v = 0; v < Packed16<scalar_t>::vectors; ++v) reinterpret_cast<uint4*>(dst)[v] = p.v[v];
+}
+
+// grid = (ceil(W_out / BN), Co_pad / BM, B * H_out), block = THREADS, dynamic shared memory
+// K * P * (BN + 1) * 4 bytes. The reduction index is tap-major, k = t * C + c. `weight` holds the
+// operands already (TF32-rounded floats or 16-bit values), (Co_pad, k_pad) with Co_pad a multiple of
+// BM, k_pad of BK, zero beyond (Co, K * C), rows 16-byte aligned. Each thread stages 16 consecutive
+// reduction values of one tile row or column with 16-byte stores; while slice k0 is multiplied,
+// slice k0 + BK is already being read into registers.
 template <typename scalar_t>
 __global__ void __launch_bounds__(THREADS, 4)
-sphere_conv_mma_gather(const scalar_t* __restrict__ x, const scalar_t* __restrict__ weight,
+sphere_conv_mma_gather(const scalar_t* __restrict__ x, const typename Operand<scalar_t>::type* __restrict__ weight,
                        const int* __restrict__ rows, const int* __restrict__ cols, const float* __restrict__ taps,
                        scalar_t* __restrict__ out, int B, int C, int H, int W, int Co, int K, int P, int H_out,
-                       int W_out, int stride) {
+                       int W_out, int stride, int k_pad) {
     typedef typename Operand<scalar_t>::type operand_t;
     const int ld = Operand<scalar_t>::ld;
     __shared__ __align__(16) operand_t As[BM * Operand<scalar_t>::ld];
@@ -192,39 +228,62 @@ sphere_conv_mma_gather(const scalar_t* __restrict__ x, const scalar_t* __restric
     const int j0 = blockIdx.x * BN, o0 = blockIdx.y * BM;
     const int tid = threadIdx.x, lane = tid & 31, wm = (tid >> 5) >> 1, wn = (tid >> 5) & 1;
     const int reduction = C * K;
-    const scalar_t* xb = x + (long long)b * C * H * W;
-    const int a_k = tid % BK, a_m = tid / BK;  // A: weight row a_m + 4u, reduction a_k
-    const int n = tid % BN, b_k = tid / BN;    // B: column n, reduction b_k + 2u
-    stage_offsets(s_off, s_wt, rows, cols, taps, i, K * P, j0, BN, stride, W);
+    const long long plane_size = (long long)H * W;
+    const scalar_t* xb = x + (long long)b * C * plane_size;
+    const int m = tid >> 1, a_half = (tid & 1) * 16;  // A: row m, reduction a_half .. a_half + 15
+    const int n = tid % BN, b_half = (tid / BN) * 16;  // B: column n, reduction b_half .. b_half + 15
+    const operand_t* a_row = weight + (long long)(o0 + m) * k_pad + a_half;
+    const bool slice_has_one_tap = C % BK == 0;
+    stage_offsets(s_off, s_wt, rows, cols, taps, i, K * P, j0, W_out - 1, BN, stride, W);
     __syncthreads();
-    float ra[PER_THREAD_A], rb[PER_THREAD_B];
+    const int vec = 16 / sizeof(operand_t);
+    uint4 ra[Packed16<scalar_t>::vectors];
+    float rb[16];
     auto load = [&](int k0) {
 #pragma unroll
-        for (int u = 0; u < PER_THREAD_A; ++u) {
-            const int o = o0 + a_m + 4 * u, k = k0 + a_k;
-            ra[u] = (o < Co && k < reduction) ? to_float(weight[(long long)o * reduction + k]) : 0.f;
-        }
-        int t = (k0 + b_k) / C, c = k0 + b_k - t * C;
+        for (int v = 0; v < Packed16<scalar_t>::vectors; ++v)
+            ra[v] = *reinterpret_cast<const uint4*>(a_row + k0 + v * vec);
+        const int k = k0 + b_half;
+        if (slice_has_one_tap) {  // one tap t for all 16 values: its offsets read once
+            const int t = k / C;
+            const scalar_t* plane = xb + (long long)(k - t * C) * plane_size;
+            const int* off = s_off + t * P * BN + n;
+            const int first = off[0];
+            const float w0 = s_wt[t * P];
 #pragma unroll
-        for (int u = 0; u < PER_THREAD_B; ++u) {
-            rb[u] = t < K ? staged_sample(xb + (long long)c * H * W, s_off, s_wt, t, P, BN, n) : 0.f;
-            for (c += 2; c >= C; c -= C) ++t;
+            for (int u = 0; u < 16; ++u) rb[u] = t < K ? w0 * to_float(plane[u * plane_size + first]) : 0.f;
+            for (int p = 1; p < P; ++p) {
+                const float wt = s_wt[t * P + p];
+                if (t >= K || wt == 0.f) continue;
+                const int o = off[p * BN];
+#pragma unroll
+                for (int u = 0; u < 16; ++u) rb[u] += wt * to_float(plane[u * plane_size + o]);
+            }
+        } else {
+            int t = k / C, c = k - t * C;
+#pragma unroll
+            for (int u = 0; u < 16; ++u) {
+                rb[u] = t < K ? staged_sample(xb + c * plane_size, s_off, s_wt, t, P, BN, n) : 0.f;
+                if (++c == C) c = 0, ++t;
+            }
         }
     };
     load(0);
     float acc[2][4][4] = {};
     for (int k0 = 0; k0 < reduction; k0 += BK) {
 #pragma unroll
-        for (int u = 0; u < PER_THREAD_A; ++u) As[(a_m + 4 * u) * ld + a_k] = to_operand<scalar_t>(ra[u]);
-#pragma unroll
-        for (int u = 0; u < PER_THREAD_B; ++u) Bs[n * ld + b_k + 2 * u] = to_operand<scalar_t>(rb[u]);
+        for (int v = 0; v < Packed16<scalar_t>::vectors; ++v)
+            reinterpret_cast<uint4*>(As + m * ld + a_half)[v] = ra[v];
+        Packed16<scalar_t> pb;
+        pb.pack(rb);
+        store_packed<scalar_t>(Bs + n * ld + b_half, pb);
         __syncthreads();
         if (k0 + BK < reduction) load(k0 + BK);
         warp_mma(As, Bs, acc, wm, wn, lane, scalar_t());
         __syncthreads();
     }
-    for_each_result(acc, wm, wn, lane, [&](int m, int nn, float v) {
-        const int o = o0 + m, jj = j0 + nn;
+    for_each_result(acc, wm, wn, lane, [&](int mm, int nn, float v) {
+        const int o = o0 + mm, jj = j0 + nn;
         if (o < Co && jj < W_out) out[(((long long)b * Co + o) * H_out + i) * W_out + jj] = from_float<scalar_t>(v);
     });
 }
@@ -251,12 +310,14 @@ sphere_conv_mma_weight_grad(const scalar_t* __restrict__ grad_out, const scalar_
     const int tid = threadIdx.x, lane = tid & 31, wm = (tid >> 5) >> 1, wn = (tid >> 5) & 1;
     const int reduction = C * K, slices_per_row = (W_out + BK - 1) / BK;
     const int kk = tid % BK, row4 = tid / BK;  // both tiles: output column kk, tile row row4 + 4u
+    const long long plane_size = (long long)H * W;
+    const bool tile_has_one_tap = C % BN == 0;
     auto offsets = [&](int slice) { return s_dynamic + (slice & 1) * KP * (BK + 1); };
     auto stage = [&](int slice) {
         const int row = first + slice / slices_per_row;
         int* s_off = offsets(slice);
         stage_offsets(s_off, reinterpret_cast<float*>(s_off + KP * BK), rows, cols, taps, row % H_out, KP,
-                      (slice % slices_per_row) * BK, BK, stride, W);
+                      (slice % slices_per_row) * BK, W_out - 1, BK, stride, W);
     };
     float ra[PER_THREAD_A], rb[PER_THREAD_B];
     auto load = [&](int slice) {
@@ -264,18 +325,35 @@ sphere_conv_mma_weight_grad(const scalar_t* __restrict__ grad_out, const scalar_
         const int b = row / H_out, i = row % H_out;
         const int* s_off = offsets(slice);
         const float* s_wt = reinterpret_cast<const float*>(s_off + KP * BK);
+        const scalar_t* g = grad_out + (((long long)b * Co + o0 + row4) * H_out + i) * W_out + j;
+        const long long g_step = 4LL * H_out * W_out;  // four output channels on
 #pragma unroll
-        for (int u = 0; u < PER_THREAD_A; ++u) {
-            const int o = o0 + row4 + 4 * u;
-            ra[u] = (o < Co && j < W_out) ? to_float(grad_out[(((long long)b * Co + o) * H_out + i) * W_out + j])
-                                          : 0.f;
+        for (int u = 0; u < PER_THREAD_A; ++u)
+            ra[u] = (o0 + row4 + 4 * u < Co && j < W_out) ? to_float(g[u * g_step]) : 0.f;
+        const scalar_t* xb = x + (long long)b * C * plane_size;
+        if (tile_has_one_tap) {  // all 64 (t, c) of the tile share t: its offsets read once
+            const int t = n0 / C;
+            const scalar_t* plane = xb + (long long)(n0 - t * C + row4) * plane_size;
+            const int* off = s_off + t * P * BK + kk;
+            const float w0 = s_wt[t * P];
+            const int first_off = off[0];
+#pragma unroll
+            for (int u = 0; u < PER_THREAD_B; ++u)
+                rb[u] = (j < W_out) ? w0 * to_float(plane[4 * u * plane_size + first_off]) : 0.f;
+            for (int p = 1; p < P; ++p) {
+                const float wt = s_wt[t * P + p];
+                if (wt == 0.f) continue;
+                const int o = off[p * BK];
+#pragma unroll
+                for (int u = 0; u < PER_THREAD_B; ++u)
+                    rb[u] += (j < W_out) ? wt * to_float(plane[4 * u * plane_size + o]) : 0.f;
+            }
+            return;
         }
         int t = (n0 + row4) / C, c = n0 + row4 - t * C;
-        const scalar_t* xb = x + (long long)b * C * H * W;
 #pragma unroll
         for (int u = 0; u < PER_THREAD_B; ++u) {
-            rb[u] = (j < W_out && t < K) ? staged_sample(xb + (long long)c * H * W, s_off, s_wt, t, P, BK, kk)
-                                         : 0.f;
+            rb[u] = (j < W_out && t < K) ? staged_sample(xb + c * plane_size, s_off, s_wt, t, P, BK, kk) : 0.f;
             for (c += 4; c >= C; c -= C) ++t;
         }
     };
@@ -302,9 +380,9 @@ sphere_conv_mma_weight_grad(const scalar_t* __restrict__ grad_out, const scalar_
 }
 
 #define SPHSAL_INSTANTIATE_MMA(T)                                                                           \
-    template __global__ void sphere_conv_mma_gather<T>(const T*, const T*, const int*, const int*,          \
-                                                       const float*, T*, int, int, int, int, int, int, int, \
-                                                       int, int, int);                                      \
+    template __global__ void sphere_conv_mma_gather<T>(const T*, const Operand<T>::type*, const int*,       \
+                                                       const int*, const float*, T*, int, int, int, int,    \
+                                                       int, int, int, int, int, int, int);                  \
     template __global__ void sphere_conv_mma_weight_grad<T>(const T*, const T*, const int*, const int*,     \
                                                             const float*, float*, int, int, int, int, int,  \
                                                             int, int, int, int, int, int);

@@ -79,19 +79,27 @@ def _stream(pointer: int):
         return cupy.cuda.ExternalStream(pointer)
 
 
-def _launch(kernel: str, grid, block, args, shared_floats: int = 0) -> None:
-    """Launch ``kernel`` (a name with its template argument) on PyTorch's current stream."""
+@functools.cache
+def _function(kernel: str, shared_bytes: int):
+    """The compiled ``kernel`` (a name with its template argument), allowed ``shared_bytes`` of dynamic
+    shared memory (large tables opt in beyond the default 48 KiB)."""
     source, names = ("sphere_conv.cu", _EXACT_KERNELS) if kernel in _EXACT_KERNELS \
         else ("sphere_conv_mma.cu", _MMA_KERNELS)
+    function = _module(source, names).get_function(kernel)
+    if shared_bytes > function.max_dynamic_shared_size_bytes:
+        function.max_dynamic_shared_size_bytes = shared_bytes
+    return function
+
+
+def _launch(kernel: str, grid, block, args, shared_floats: int = 0) -> None:
+    """Launch ``kernel`` on PyTorch's current stream; tensors are passed as device pointers."""
 
     def arg(v):
         if isinstance(v, torch.Tensor):
             return np.uint64(v.data_ptr())
         return np.int32(v)
 
-    function = _module(source, names).get_function(kernel)
-    if 4 * shared_floats > function.max_dynamic_shared_size_bytes:  # large tables: opt in to more
-        function.max_dynamic_shared_size_bytes = 4 * shared_floats
+    function = _function(kernel, 4 * shared_floats)
     with _stream(torch.cuda.current_stream().cuda_stream):
         function(grid, block, tuple(arg(a) for a in args), shared_mem=4 * shared_floats)
 
@@ -122,6 +130,20 @@ def _check_dtype(x: torch.Tensor) -> None:
         raise ValueError(f"the CUDA backend supports float32, float16 and bfloat16, got {x.dtype}")
 
 
+def _mma_weight(weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``(Co, C, K)`` weight -> the gather kernel's A operands ``(Co_pad, k_pad)``: tap-major
+    ``k = t * C + c``, zero-padded to whole ``64 x 32`` tiles, in ``dtype``; float32 rounded to TF32
+    (round half away from zero on the bit pattern, as ``cvt.rna.tf32.f32``)."""
+    co, c, k = weight.shape
+    operands = weight.new_zeros(_ceil(co, _MMA_TILE) * _MMA_TILE, _ceil(k * c, _MMA_SLICE) * _MMA_SLICE,
+                                dtype=dtype)
+    operands[:co, :k * c] = weight.transpose(1, 2).reshape(co, k * c)
+    if dtype == torch.float32:
+        bits = operands.view(torch.int32)
+        bits.add_(0x1000).bitwise_and_(-0x2000)
+    return operands
+
+
 def _gather_conv(x: torch.Tensor, weight: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
                  taps: torch.Tensor, stride: int, w_out: int) -> torch.Tensor:
     """``out[b, o, i, j] = sum_{c, t} weight[o, c, t] * sample_t(x[b, c], i, j)`` through the table
@@ -134,11 +156,11 @@ def _gather_conv(x: torch.Tensor, weight: torch.Tensor, rows: torch.Tensor, cols
                          f"{b} x {h_out}; split the batch")
     if uses_tensor_cores(x):
         out = x.new_empty(b, co, h_out, w_out)
-        tap_major = weight.transpose(1, 2).contiguous()  # (Co, K, C)
+        operands = _mma_weight(weight, x.dtype)
         _launch(f"sphere_conv_mma_gather<{_TYPE_NAMES[x.dtype]}>",
-                (_ceil(w_out, _MMA_TILE), _ceil(co, _MMA_TILE), b * h_out), (_MMA_THREADS, 1, 1),
-                (x, tap_major, rows, cols, taps, out, b, c, h, w, co, k, p, h_out, w_out, stride),
-                shared_floats=k * p * (_MMA_TILE + 1))
+                (_ceil(w_out, _MMA_TILE), operands.shape[0] // _MMA_TILE, b * h_out), (_MMA_THREADS, 1, 1),
+                (x, operands, rows, cols, taps, out, b, c, h, w, co, k, p, h_out, w_out, stride,
+                 operands.shape[1]), shared_floats=k * p * (_MMA_TILE + 1))
         return out
     xf, wf = x.float(), weight.float().contiguous()
     out = xf.new_empty(b, co, h_out, w_out)
