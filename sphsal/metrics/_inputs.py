@@ -8,6 +8,7 @@ Fixations are kept sparse: per map the flat indices of the fixated pixels and ho
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Sequence
 
@@ -19,6 +20,7 @@ from sphsal.metrics import _kernels
 from sphsal.sphere import directions_to_pixels, solid_angle_weights
 
 _REDUCTIONS = ("none", "mean")
+_LIST_CAPACITY = 256  # fixated pixels per map that the first pass of _cpu_lists keeps
 
 
 def as_maps(x, name: str) -> tuple[torch.Tensor, bool]:
@@ -162,7 +164,7 @@ def fixation_lists(fixations, shape: tuple[int, int, int], device=None,
             if maps.is_floating_point():
                 check_finite(maps, name)
             nonzero = (maps if maps.dtype == torch.bool else maps != 0).reshape(batch, h * w)
-            if nonzero.device.type == "cpu":
+            if nonzero.device.type == "cpu" and sys.byteorder == "little":
                 return _cpu_lists(nonzero, device)
             b_idx, flat = torch.nonzero(nonzero, as_tuple=True)
             return _pad_lists(b_idx.to(device), flat.to(device), None, batch)
@@ -182,13 +184,21 @@ def fixation_lists(fixations, shape: tuple[int, int, int], device=None,
 
 
 def _cpu_lists(nonzero: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`fixation_lists` of a CPU ``(B, N)`` bool mask with the numba kernels (one parallel pass to
-    count, one to fill; the same result as ``torch.nonzero``)."""
+    """:func:`fixation_lists` of a CPU ``(B, N)`` bool mask with a numba kernel (one parallel pass that
+    reads the mask eight bytes at a time, a second one only if a map has more than ``_LIST_CAPACITY``
+    fixated pixels; the same result as ``torch.nonzero``)."""
     mask = nonzero.contiguous().numpy()
+    if mask.shape[1] % 8:
+        mask = np.pad(mask, ((0, 0), (0, 8 - mask.shape[1] % 8)))
+    words = mask.view(np.uint64)
     counts = np.zeros(mask.shape[0], dtype=np.int64)
-    _kernels.nonzero_counts(mask, counts)
-    idx = np.zeros((mask.shape[0], max(1, int(counts.max()))), dtype=np.int64)
-    _kernels.nonzero_fill(mask, idx)
+    idx = np.zeros((mask.shape[0], _LIST_CAPACITY), dtype=np.int64)
+    _kernels.nonzero_lists(words, idx, counts)
+    k = max(1, int(counts.max()))
+    if k > _LIST_CAPACITY:
+        idx = np.zeros((mask.shape[0], k), dtype=np.int64)
+        _kernels.nonzero_lists(words, idx, counts)
+    idx = np.ascontiguousarray(idx[:, :k])
     count = (np.arange(idx.shape[1]) < counts[:, None]).astype(np.float64)
     return torch.from_numpy(idx).to(device), torch.from_numpy(count).to(device)
 

@@ -66,7 +66,12 @@ class Rescale:
 
 
 class Reducer:
-    """Full-map reductions of ``(B, H, W)`` maps under ``weights`` (float64 ``(H, W)`` or ``None``)."""
+    """Full-map reductions of ``(B, H, W)`` maps under ``weights`` (float64 ``(H, W)`` or ``None``).
+
+    Every method checks that the maps it reads are finite (``ValueError`` naming the argument). The
+    numba path passes the kernels one weight per row when the weights are constant along rows (``None``
+    and ``"sphere"``), and the full ``(H, W)`` weights otherwise.
+    """
 
     def __init__(self, backend: str, weights: torch.Tensor | None, shape, device, requires_grad: bool):
         if backend not in BACKENDS:
@@ -76,19 +81,40 @@ class Reducer:
             raise ValueError(f"backend='numba' runs on CPU tensors only, got tensors on {device}")
         auto_numba = backend == "auto" and device.type == "cpu" and not requires_grad
         self.use_numba = backend == "numba" or auto_numba
-        self.n = shape[-2] * shape[-1]
+        h, w = shape[-2], shape[-1]
+        self.n = h * w
         self.weights = weights
-        ones = torch.ones(self.n, dtype=torch.float64, device=device)
-        self.flat_w = ones if weights is None else weights.reshape(-1).to(device).contiguous()
-        self.sum_w = float(self.flat_w.sum())
+        if weights is None:
+            self.flat_w = torch.ones(1, dtype=torch.float64, device=device).expand(self.n)
+            self.sum_w = float(self.n)
+        else:
+            self.flat_w = weights.reshape(-1).to(device).contiguous()
+            self.sum_w = float(self.flat_w.sum())
         self.chunk = max(1, _CHUNK_PIXELS // self.n)
+        if self.use_numba:
+            self._wr, self._wf = _kernel_weights(weights, h, w)
 
     # -- helpers ------------------------------------------------------------------------------------------
-    def _np(self, x: torch.Tensor) -> np.ndarray:
-        return x.detach().reshape(x.shape[0], -1).contiguous().numpy()
+    @staticmethod
+    def _np(x: torch.Tensor) -> np.ndarray:
+        return x.detach().contiguous().numpy()
 
     def _vec(self, x: torch.Tensor) -> np.ndarray:
         return x.detach().to(torch.float64).contiguous().numpy()
+
+    def _stats(self, mom: np.ndarray) -> Stats:
+        """:class:`Stats` from kernel moments ``(B, 5)`` = ``(S1, S2, k, lo, hi)`` (see ``_kernels``)."""
+        s1, s2, k, lo, hi = torch.from_numpy(mom).unbind(1)
+        return Stats(self.sum_w, s1 + k * self.sum_w, lo, hi, (s2 - s1 * s1 / self.sum_w).clamp_min(0.0))
+
+    @staticmethod
+    def _check_moments(mom: np.ndarray, maps, names) -> None:
+        """Raise as :func:`check_finite` for the first of ``maps`` whose moments (``(B, 5)`` blocks of
+        ``mom``) show NaN or infinite values."""
+        for m, (x, name) in enumerate(zip(maps, names)):
+            ext = mom[:, _kernels.N_MOMENTS * m + 3:_kernels.N_MOMENTS * m + 5]
+            if not np.isfinite(ext).all():
+                check_finite(x, name)
 
     def _chunks(self, *maps: torch.Tensor):
         """Yield float64 ``(b, N)`` chunks of the given ``(B, H, W)`` maps and the chunk's slice."""
@@ -99,16 +125,24 @@ class Reducer:
     def _wsum(self, x: torch.Tensor) -> torch.Tensor:
         return x @ self.flat_w if self.weights is not None else x.sum(dim=1)
 
+    def _pair(self, kernel, p, t, names, *extra) -> tuple[Stats, Stats, torch.Tensor]:
+        """Run a pair kernel (``cc_pass``, ``kld_pass``, ``sim_pass``): statistics of both maps and the
+        kernel's per-map value."""
+        mom = np.empty((p.shape[0], 2 * _kernels.N_MOMENTS))
+        value = np.empty(p.shape[0])
+        kernel(self._np(p), self._np(t), self._wr, self._wf, *extra, mom, value)
+        self._check_moments(mom, (p, t), names)
+        n = _kernels.N_MOMENTS
+        return self._stats(mom[:, :n]), self._stats(mom[:, n:]), torch.from_numpy(value)
+
     # -- reductions ---------------------------------------------------------------------------------------
     def stats(self, x: torch.Tensor, name: str) -> Stats:
         """:class:`Stats` of maps ``x``; ``ValueError`` naming ``name`` if ``x`` holds NaN or inf."""
         if self.use_numba:
-            out = np.empty((x.shape[0], 4))
-            _kernels.map_stats(self._np(x), self._vec(self.flat_w), out)
-            if not np.isfinite(out[:, 0]).all():
-                check_finite(x, name)
-            out = torch.from_numpy(out)
-            return Stats(self.sum_w, out[:, 0], out[:, 1], out[:, 2], out[:, 3])
+            mom = np.empty((x.shape[0], _kernels.N_MOMENTS))
+            _kernels.moments(self._np(x), self._wr, self._wf, mom)
+            self._check_moments(mom, (x,), (name,))
+            return self._stats(mom)
         check_finite(x, name)
         parts = []
         for _, (c,) in self._chunks(x):
@@ -118,38 +152,37 @@ class Reducer:
         out = torch.cat(parts)
         return Stats(self.sum_w, out[:, 0], out[:, 1], out[:, 2], out[:, 3])
 
-    def cross(self, p, t, mean_p, mean_t) -> torch.Tensor:
-        """``sum w (p - mean_p)(t - mean_t)`` per map, ``(B,)``."""
+    def cc(self, p, t, names=("pred", "target")) -> tuple[Stats, Stats, torch.Tensor]:
+        """Statistics of ``p`` and ``t`` and ``sum w (p - mean_p)(t - mean_t)`` per map, ``(B,)``."""
         if self.use_numba:
-            out = np.empty(p.shape[0])
-            _kernels.centred_cross(self._np(p), self._np(t), self._vec(self.flat_w), self._vec(mean_p),
-                                   self._vec(mean_t), out)
-            return torch.from_numpy(out)
-        return torch.cat([self._wsum((cp - mean_p[sl, None]) * (ct - mean_t[sl, None]))
-                          for sl, (cp, ct) in self._chunks(p, t)])
+            return self._pair(_kernels.cc_pass, p, t, names, self.sum_w)
+        sp, st = self.stats(p, names[0]), self.stats(t, names[1])
+        return sp, st, torch.cat([self._wsum((cp - sp.mean[sl, None]) * (ct - st.mean[sl, None]))
+                                  for sl, (cp, ct) in self._chunks(p, t)])
 
-    def kld(self, p, t, sum_p, sum_t) -> torch.Tensor:
-        """``sum g log(EPS + g / (q + EPS))`` with ``g = w t / sum_t``, ``q = w p / sum_p``, ``(B,)``."""
+    def kld(self, p, t, names=("pred", "target")) -> tuple[Stats, Stats, torch.Tensor]:
+        """Statistics of ``p`` and ``t`` and ``sum g log(EPS + g / (q + EPS))`` per map with masses
+        ``g = w t / sum w t``, ``q = w p / sum w p``; the value is NaN (numba) or meaningless (torch) for
+        maps with a negative value or a zero sum."""
         if self.use_numba:
-            out = np.empty(p.shape[0])
-            _kernels.kld_sum(self._np(p), self._np(t), self._vec(self.flat_w), self._vec(sum_p),
-                             self._vec(sum_t), out)
-            return torch.from_numpy(out)
+            return self._pair(_kernels.kld_pass, p, t, names, self.sum_w)
+        sp, st = self.stats(p, names[0]), self.stats(t, names[1])
+        sum_p = torch.where(sp.swx > 0, sp.swx, 1.0)
+        sum_t = torch.where(st.swx > 0, st.swx, 1.0)
         parts = []
         for sl, (cp, ct) in self._chunks(p, t):
             g = ct * self.flat_w / sum_t[sl, None]
             q = cp * self.flat_w / sum_p[sl, None]
             parts.append((g * torch.log(EPS + g / (q + EPS))).sum(dim=1))
-        return torch.cat(parts)
+        return sp, st, torch.cat(parts)
 
-    def sim(self, p, t, rp: Rescale, rt: Rescale) -> torch.Tensor:
-        """``sum min(w m_p / norm_p, w m_t / norm_t)`` per map, ``(B,)``."""
+    def sim(self, p, t, names=("pred", "target")) -> torch.Tensor:
+        """``sum min(w m_p / norm_p, w m_t / norm_t)`` per map, ``(B,)``, with the min-max rescalings of
+        :meth:`Stats.rescale` (a constant map uniform)."""
         if self.use_numba:
-            out = np.empty(p.shape[0])
-            _kernels.sim_sum(self._np(p), self._np(t), self._vec(self.flat_w),
-                             *(self._vec(v) for v in (rp.lo, rp.scale, rp.offset, rp.norm)),
-                             *(self._vec(v) for v in (rt.lo, rt.scale, rt.offset, rt.norm)), out)
-            return torch.from_numpy(out)
+            return self._pair(_kernels.sim_pass, p, t, names, self.sum_w)[2]
+        rp = self.stats(p, names[0]).rescale(uniform_if_constant=True)
+        rt = self.stats(t, names[1]).rescale(uniform_if_constant=True)
         parts = []
         for sl, (cp, ct) in self._chunks(p, t):
             mp = self.flat_w * ((cp - rp.lo[sl, None]) * rp.scale[sl, None] + rp.offset[sl, None])
@@ -157,20 +190,25 @@ class Reducer:
             parts.append(torch.minimum(mp / rp.norm[sl, None], mt / rt.norm[sl, None]).sum(dim=1))
         return torch.cat(parts)
 
-    def judd(self, p, r: Rescale, jitter: torch.Tensor, pos_idx: torch.Tensor,
-             pos_w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def judd(self, p, jitter: torch.Tensor, pos_idx: torch.Tensor, pos_w: torch.Tensor,
+             name: str = "pred") -> tuple[torch.Tensor, torch.Tensor]:
         """AUC-Judd ROC rates ``(tpr, fpr)``, each ``(B, K)``, highest threshold first.
 
-        Scores ``s = (p - lo) * scale + jitter`` (``jitter``: float64 ``(N,)``); thresholds at the scores
-        of the fixated pixels ``pos_idx`` ``(B, K)`` (weights ``pos_w``, 0 for padding); negatives are
-        the other pixels with their weights. Equal scores fall on the same side of every threshold.
+        Scores ``s = (p - lo) * scale + jitter`` (min-max to ``[0, 1]``, a constant map all zeros;
+        ``jitter``: float64 ``(N,)``); thresholds at the scores of the fixated pixels ``pos_idx``
+        ``(B, K)`` (weights ``pos_w``, 0 for padding); negatives are the other pixels with their weights.
+        Equal scores fall on the same side of every threshold.
         """
         if self.use_numba:
             tpr = np.empty(pos_idx.shape)
             fpr = np.empty(pos_idx.shape)
-            _kernels.judd_rates(self._np(p), self._vec(self.flat_w), self._vec(r.lo), self._vec(r.scale),
-                                self._vec(jitter), pos_idx.contiguous().numpy(), self._vec(pos_w), tpr, fpr)
+            mom = np.empty((p.shape[0], _kernels.N_MOMENTS))
+            _kernels.judd_pass(self._np(p), self._wr, self._wf, self.sum_w,
+                               self._vec(jitter).reshape(p.shape[-2:]), pos_idx.contiguous().numpy(),
+                               self._vec(pos_w), mom, tpr, fpr)
+            self._check_moments(mom, (p,), (name,))
             return torch.from_numpy(tpr), torch.from_numpy(fpr)
+        r = self.stats(p, name).rescale(uniform_if_constant=False)
         tprs, fprs = [], []
         k = pos_idx.shape[1]
         for sl, (c,) in self._chunks(p):
@@ -189,6 +227,17 @@ class Reducer:
             tprs.append(fraction_at_or_above(hist_pos))
             fprs.append(fraction_at_or_above(hist_all))
         return torch.cat(tprs), torch.cat(fprs)
+
+
+def _kernel_weights(weights: torch.Tensor | None, h: int, w: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The kernels' weights: ``(row weights (H,), None)`` when ``weights`` is ``None`` or constant along
+    every row (as the solid angle of ERP pixels), else ``(ones (H,), weights (H, W))``."""
+    if weights is None:
+        return np.ones(h), None
+    w64 = weights.detach().to(device="cpu", dtype=torch.float64)
+    if bool((w64 == w64[:, :1]).all()):
+        return w64[:, 0].contiguous().numpy(), None
+    return np.ones(h), w64.contiguous().numpy()
 
 
 def threshold_histogram(values: torch.Tensor, weights: torch.Tensor,

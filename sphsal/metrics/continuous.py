@@ -28,8 +28,8 @@ def cc(pred, target, *, weights=None, reduction: str = "none", backend: str = "a
     score is NaN with a ``RuntimeWarning``.
     """
     (p, t), red, single = prepare({"pred": pred, "target": target}, weights, backend, reduction)
-    sp, st = red.stats(p, "pred"), red.stats(t, "target")
-    value = red.cross(p, t, sp.mean, st.mean) / torch.sqrt(sp.ss * st.ss)
+    sp, st, cross = red.cc(p, t)
+    value = cross / torch.sqrt(sp.ss * st.ss)
     bad = sp.constant | st.constant
     warn_nan("cc", bad, "constant pred or target")
     return finish(torch.where(bad, torch.nan, value), single, reduction)
@@ -44,13 +44,12 @@ def kld(pred, target, *, weights=None, reduction: str = "none", backend: str = "
     ``RuntimeWarning``. Negative values raise ``ValueError``.
     """
     (p, t), red, single = prepare({"pred": pred, "target": target}, weights, backend, reduction)
-    sp, st = red.stats(p, "pred"), red.stats(t, "target")
+    sp, st, value = red.kld(p, t)
     for s, name in ((sp, "pred"), (st, "target")):
         if (s.lo < 0).any():
             raise ValueError(f"kld needs non-negative maps, {name} has negative values")
     bad = (sp.swx == 0) | (st.swx == 0)
     warn_nan("kld", bad, "pred or target sums to zero")
-    value = red.kld(p, t, torch.where(bad, 1.0, sp.swx), torch.where(bad, 1.0, st.swx))
     return finish(torch.where(bad, torch.nan, value), single, reduction)
 
 
@@ -62,6 +61,4 @@ def sim(pred, target, *, weights=None, reduction: str = "none", backend: str = "
     counts as the uniform distribution ``w / sum(w)`` (no NaN).
     """
     (p, t), red, single = prepare({"pred": pred, "target": target}, weights, backend, reduction)
-    sp, st = red.stats(p, "pred"), red.stats(t, "target")
-    value = red.sim(p, t, sp.rescale(uniform_if_constant=True), st.rescale(uniform_if_constant=True))
-    return finish(value, single, reduction)
+    return finish(red.sim(p, t), single, reduction)

@@ -18,6 +18,8 @@ map's score does not depend on the other maps of its batch (nor on the device).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -71,9 +73,8 @@ def auc_judd(pred, fixations, *, weights=None, reduction: str = "none", jitter: 
     idx, pos_w, _, empty = _positives("auc_judd", fixations, p, red)
     noise = torch.zeros(red.n, dtype=torch.float64, device=p.device)
     if jitter:
-        noise = jitter * torch.from_numpy(np.random.default_rng(seed).random(red.n)).to(p.device)
-    r = red.stats(p, "pred").rescale(uniform_if_constant=False)
-    tpr, fpr = red.judd(p, r, noise, idx, pos_w)
+        noise = jitter * torch.tensor(_pixel_uniforms(seed, red.n), device=p.device)
+    tpr, fpr = red.judd(p, noise, idx, pos_w)
     value = _roc_area(tpr, fpr)
     no_neg = ~empty & (red.sum_w - (red.flat_w[idx] * (pos_w > 0)).sum(dim=1) <= 0)
     warn_nan("auc_judd", no_neg, "no non-fixated pixel (no negatives)")
@@ -100,7 +101,7 @@ def auc_borji(pred, fixations, *, weights=None, reduction: str = "none", splits:
     cdf = None if red.weights is None else np.cumsum(red.flat_w.cpu().numpy())
     neg_idx = []
     for n in n_fix:
-        u = np.random.default_rng(seed).random((splits, n))
+        u = _split_uniforms(seed, splits, n)
         if cdf is None:
             drawn = (u * red.n).astype(np.int64)
         else:
@@ -132,7 +133,7 @@ def auc_shuffled(pred, fixations, other_fixations, *, weights=None, reduction: s
     neg_idx = []
     for b, n in enumerate(n_fix):
         pool = np.repeat(other_idx[b], other_cnt[b])
-        order = np.random.default_rng(seed).random((splits, pool.shape[0])).argsort(axis=1)
+        order = _permutations(seed, splits, pool.shape[0])
         neg_idx.append(pool[order[:, :min(n, pool.shape[0])]])
     r = red.stats(p, "pred").rescale(uniform_if_constant=False)
     value = _split_auc(p, r, idx, pos_w, neg_idx, red.flat_w, step)
@@ -174,6 +175,26 @@ def _positives(metric: str, fixations, p: torch.Tensor, red: Reducer):
     empty = total == 0
     warn_nan(metric, empty, "no fixations")
     return idx, count * red.flat_w[idx], total.round().long().tolist(), empty
+
+
+def _uniforms(seed: int, *shape: int) -> np.ndarray:
+    """``default_rng(seed).random(shape)``, read-only. Every map draws from a new generator, so maps of
+    the same shape draw the same numbers: the callers cache them."""
+    u = np.random.default_rng(seed).random(shape)
+    u.flags.writeable = False
+    return u
+
+
+_split_uniforms = functools.lru_cache(maxsize=64)(_uniforms)  # (splits, n) per fixation count
+_pixel_uniforms = functools.lru_cache(maxsize=4)(_uniforms)  # (H * W,) AUC-Judd jitter
+
+
+@functools.lru_cache(maxsize=64)
+def _permutations(seed: int, splits: int, n: int) -> np.ndarray:
+    """``default_rng(seed).random((splits, n)).argsort(axis=1)``, cached (read-only)."""
+    order = _uniforms(seed, splits, n).argsort(axis=1)
+    order.flags.writeable = False
+    return order
 
 
 def _check_splits(splits: int, step: float) -> None:

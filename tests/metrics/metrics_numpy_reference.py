@@ -15,8 +15,9 @@ EPS = 2.2204e-16
 
 
 def _minmax(x):
-    span = x.max() - x.min()
-    return (x - x.min()) / span if span > 0 else np.zeros_like(x)
+    lo = x.min()
+    span = x.max() - lo
+    return (x - lo) / span if span > 0 else np.zeros_like(x)
 
 
 def _distribution(x, w):
@@ -29,7 +30,10 @@ def _distribution(x, w):
 
 def cc(pred, gt, w=None):
     pred, gt = np.asarray(pred, np.float64), np.asarray(gt, np.float64)
-    w = np.ones_like(pred) if w is None else w
+    if w is None:  # Pearson's r of the centred maps (MIT z-scores them first: the same value)
+        p = pred - pred.mean()
+        g = gt - gt.mean()
+        return np.sum(p * g) / np.sqrt(np.sum(p * p) * np.sum(g * g))
     p = pred - np.average(pred, weights=w)
     g = gt - np.average(gt, weights=w)
     return np.sum(w * p * g) / np.sqrt(np.sum(w * p * p) * np.sum(w * g * g))
