@@ -46,7 +46,22 @@ template <> __device__ __forceinline__ unsigned short to_operand<half_t>(float v
     return from_float<half_t>(v).bits;
 }
 template <> __device__ __forceinline__ unsigned short to_operand<bf16_t>(float v) {
-    return from_float<bf16_t>(v).bits;
+    unsigned short h;
+    asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(v));  // sm_80 and newer, as mma.sync
+    return h;
+}
+
+// The operand of an input value taken as it is (a nearest tap, an output gradient): no arithmetic, so
+// 16-bit values keep their bits; float is rounded to TF32.
+__device__ __forceinline__ float raw_operand(float v) { return to_operand<float>(v); }
+__device__ __forceinline__ unsigned short raw_operand(half_t v) { return v.bits; }
+__device__ __forceinline__ unsigned short raw_operand(bf16_t v) { return v.bits; }
+
+template <typename scalar_t> __device__ __forceinline__ scalar_t to_output(float v) { return from_float<scalar_t>(v); }
+template <> __device__ __forceinline__ bf16_t to_output<bf16_t>(float v) {
+    bf16_t h;
+    h.bits = to_operand<bf16_t>(v);
+    return h;
 }
 
 __device__ __forceinline__ void mma_tf32(float* d, const unsigned int* a, const unsigned int* b) {
@@ -176,17 +191,14 @@ __device__ __forceinline__ float staged_sample(const scalar_t* __restrict__ plan
     return v;
 }
 
-// 16 consecutive operands, packed for 16-byte shared-memory stores: 4 words of TF32 floats per uint4
-// (float), 8 16-bit values per uint4 (half_t, bf16_t).
+// 16 consecutive operands (TF32 floats or 16-bit patterns) packed for 16-byte shared-memory stores.
 template <typename scalar_t> struct Packed16 {
     static const int vectors = 2;
     uint4 v[2];
-    __device__ __forceinline__ void pack(const float* f) {
+    __device__ __forceinline__ void pack(const unsigned short* f) {
         unsigned int* w = reinterpret_cast<unsigned int*>(v);
 #pragma unroll
-        for (int e = 0; e < 8; ++e)
-            w[e] = (unsigned int)to_operand<scalar_t>(f[2 * e]) |
-                   ((unsigned int)to_operand<scalar_t>(f[2 * e + 1]) << 16);
+        for (int e = 0; e < 8; ++e) w[e] = (unsigned int)f[2 * e] | ((unsigned int)f[2 * e + 1] << 16);
     }
 };
 template <> struct Packed16<float> {
@@ -195,7 +207,7 @@ template <> struct Packed16<float> {
     __device__ __forceinline__ void pack(const float* f) {
         unsigned int* w = reinterpret_cast<unsigned int*>(v);
 #pragma unroll
-        for (int e = 0; e < 16; ++e) w[e] = __float_as_uint(to_operand<float>(f[e]));
+        for (int e = 0; e < 16; ++e) w[e] = __float_as_uint(f[e]);
     }
 };
 
@@ -238,7 +250,7 @@ sphere_conv_mma_gather(const scalar_t* __restrict__ x, const typename Operand<sc
     __syncthreads();
     const int vec = 16 / sizeof(operand_t);
     uint4 ra[Packed16<scalar_t>::vectors];
-    float rb[16];
+    operand_t rb[16];
     auto load = [&](int k0) {
 #pragma unroll
         for (int v = 0; v < Packed16<scalar_t>::vectors; ++v)
@@ -250,20 +262,32 @@ sphere_conv_mma_gather(const scalar_t* __restrict__ x, const typename Operand<sc
             const int* off = s_off + t * P * BN + n;
             const int first = off[0];
             const float w0 = s_wt[t * P];
+            if (t >= K) {
 #pragma unroll
-            for (int u = 0; u < 16; ++u) rb[u] = t < K ? w0 * to_float(plane[u * plane_size + first]) : 0.f;
-            for (int p = 1; p < P; ++p) {
-                const float wt = s_wt[t * P + p];
-                if (t >= K || wt == 0.f) continue;
-                const int o = off[p * BN];
+                for (int u = 0; u < 16; ++u) rb[u] = to_operand<scalar_t>(0.f);
+            } else if (P == 1 && w0 == 1.f) {  // a nearest tap: the input's own bits
 #pragma unroll
-                for (int u = 0; u < 16; ++u) rb[u] += wt * to_float(plane[u * plane_size + o]);
+                for (int u = 0; u < 16; ++u) rb[u] = raw_operand(plane[u * plane_size + first]);
+            } else {
+                float sum[16];
+#pragma unroll
+                for (int u = 0; u < 16; ++u) sum[u] = w0 * to_float(plane[u * plane_size + first]);
+                for (int p = 1; p < P; ++p) {
+                    const float wt = s_wt[t * P + p];
+                    if (wt == 0.f) continue;
+                    const int o = off[p * BN];
+#pragma unroll
+                    for (int u = 0; u < 16; ++u) sum[u] += wt * to_float(plane[u * plane_size + o]);
+                }
+#pragma unroll
+                for (int u = 0; u < 16; ++u) rb[u] = to_operand<scalar_t>(sum[u]);
             }
         } else {
             int t = k / C, c = k - t * C;
 #pragma unroll
             for (int u = 0; u < 16; ++u) {
-                rb[u] = t < K ? staged_sample(xb + c * plane_size, s_off, s_wt, t, P, BN, n) : 0.f;
+                rb[u] = to_operand<scalar_t>(t < K ? staged_sample(xb + c * plane_size, s_off, s_wt, t, P, BN, n)
+                                                   : 0.f);
                 if (++c == C) c = 0, ++t;
             }
         }
@@ -284,7 +308,7 @@ sphere_conv_mma_gather(const scalar_t* __restrict__ x, const typename Operand<sc
     }
     for_each_result(acc, wm, wn, lane, [&](int mm, int nn, float v) {
         const int o = o0 + mm, jj = j0 + nn;
-        if (o < Co && jj < W_out) out[(((long long)b * Co + o) * H_out + i) * W_out + jj] = from_float<scalar_t>(v);
+        if (o < Co && jj < W_out) out[(((long long)b * Co + o) * H_out + i) * W_out + jj] = to_output<scalar_t>(v);
     });
 }
 
@@ -319,7 +343,8 @@ sphere_conv_mma_weight_grad(const scalar_t* __restrict__ grad_out, const scalar_
         stage_offsets(s_off, reinterpret_cast<float*>(s_off + KP * BK), rows, cols, taps, row % H_out, KP,
                       (slice % slices_per_row) * BK, W_out - 1, BK, stride, W);
     };
-    float ra[PER_THREAD_A], rb[PER_THREAD_B];
+    operand_t ra[PER_THREAD_A], rb[PER_THREAD_B];
+    const operand_t zero = to_operand<scalar_t>(0.f);
     auto load = [&](int slice) {
         const int row = first + slice / slices_per_row, j = (slice % slices_per_row) * BK + kk;
         const int b = row / H_out, i = row % H_out;
@@ -329,7 +354,7 @@ sphere_conv_mma_weight_grad(const scalar_t* __restrict__ grad_out, const scalar_
         const long long g_step = 4LL * H_out * W_out;  // four output channels on
 #pragma unroll
         for (int u = 0; u < PER_THREAD_A; ++u)
-            ra[u] = (o0 + row4 + 4 * u < Co && j < W_out) ? to_float(g[u * g_step]) : 0.f;
+            ra[u] = (o0 + row4 + 4 * u < Co && j < W_out) ? raw_operand(g[u * g_step]) : zero;
         const scalar_t* xb = x + (long long)b * C * plane_size;
         if (tile_has_one_tap) {  // all 64 (t, c) of the tile share t: its offsets read once
             const int t = n0 / C;
@@ -337,23 +362,33 @@ sphere_conv_mma_weight_grad(const scalar_t* __restrict__ grad_out, const scalar_
             const int* off = s_off + t * P * BK + kk;
             const float w0 = s_wt[t * P];
             const int first_off = off[0];
+            if (P == 1 && w0 == 1.f) {  // a nearest tap: the input's own bits
+#pragma unroll
+                for (int u = 0; u < PER_THREAD_B; ++u)
+                    rb[u] = (j < W_out) ? raw_operand(plane[4 * u * plane_size + first_off]) : zero;
+                return;
+            }
+            float sum[PER_THREAD_B];
 #pragma unroll
             for (int u = 0; u < PER_THREAD_B; ++u)
-                rb[u] = (j < W_out) ? w0 * to_float(plane[4 * u * plane_size + first_off]) : 0.f;
+                sum[u] = (j < W_out) ? w0 * to_float(plane[4 * u * plane_size + first_off]) : 0.f;
             for (int p = 1; p < P; ++p) {
                 const float wt = s_wt[t * P + p];
                 if (wt == 0.f) continue;
                 const int o = off[p * BK];
 #pragma unroll
                 for (int u = 0; u < PER_THREAD_B; ++u)
-                    rb[u] += (j < W_out) ? wt * to_float(plane[4 * u * plane_size + o]) : 0.f;
+                    sum[u] += (j < W_out) ? wt * to_float(plane[4 * u * plane_size + o]) : 0.f;
             }
+#pragma unroll
+            for (int u = 0; u < PER_THREAD_B; ++u) rb[u] = to_operand<scalar_t>(sum[u]);
             return;
         }
         int t = (n0 + row4) / C, c = n0 + row4 - t * C;
 #pragma unroll
         for (int u = 0; u < PER_THREAD_B; ++u) {
-            rb[u] = (j < W_out && t < K) ? staged_sample(xb + c * plane_size, s_off, s_wt, t, P, BK, kk) : 0.f;
+            rb[u] = to_operand<scalar_t>((j < W_out && t < K) ? staged_sample(xb + c * plane_size, s_off, s_wt, t,
+                                                                              P, BK, kk) : 0.f);
             for (c += 4; c >= C; c -= C) ++t;
         }
     };
@@ -364,9 +399,9 @@ sphere_conv_mma_weight_grad(const scalar_t* __restrict__ grad_out, const scalar_
     float acc[2][4][4] = {};
     for (int slice = 0; slice < slices; ++slice) {
 #pragma unroll
-        for (int u = 0; u < PER_THREAD_A; ++u) As[(row4 + 4 * u) * ld + kk] = to_operand<scalar_t>(ra[u]);
+        for (int u = 0; u < PER_THREAD_A; ++u) As[(row4 + 4 * u) * ld + kk] = ra[u];
 #pragma unroll
-        for (int u = 0; u < PER_THREAD_B; ++u) Bs[(row4 + 4 * u) * ld + kk] = to_operand<scalar_t>(rb[u]);
+        for (int u = 0; u < PER_THREAD_B; ++u) Bs[(row4 + 4 * u) * ld + kk] = rb[u];
         if (slice + 1 < slices) stage(slice + 1);
         __syncthreads();
         if (slice + 1 < slices) load(slice + 1);
@@ -379,13 +414,32 @@ sphere_conv_mma_weight_grad(const scalar_t* __restrict__ grad_out, const scalar_
     });
 }
 
+// The gather kernel's A operands from a weight read as w[o * s_o + c * s_c + t * s_t] (the forward
+// weight (Co, C, K), or its transpose for the input gradient, without a copy): out (co_pad, k_pad),
+// tap-major k = t * C + c, zero beyond (Co, K * C), float rounded to TF32. One thread per element.
+template <typename scalar_t>
+__global__ void sphere_conv_mma_operands(const scalar_t* __restrict__ w, typename Operand<scalar_t>::type* __restrict__ out,
+                                         int Co, int C, int K, int s_o, int s_c, int s_t, int co_pad, int k_pad) {
+    const long long e = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (e >= (long long)co_pad * k_pad) return;
+    const int o = e / k_pad, k = e % k_pad;
+    float v = 0.f;
+    if (o < Co && k < C * K) {
+        const int t = k / C, c = k - t * C;
+        v = to_float(w[(long long)o * s_o + (long long)c * s_c + (long long)t * s_t]);
+    }
+    out[e] = to_operand<scalar_t>(v);
+}
+
 #define SPHSAL_INSTANTIATE_MMA(T)                                                                           \
     template __global__ void sphere_conv_mma_gather<T>(const T*, const Operand<T>::type*, const int*,       \
                                                        const int*, const float*, T*, int, int, int, int,    \
                                                        int, int, int, int, int, int, int);                  \
     template __global__ void sphere_conv_mma_weight_grad<T>(const T*, const T*, const int*, const int*,     \
                                                             const float*, float*, int, int, int, int, int,  \
-                                                            int, int, int, int, int, int);
+                                                            int, int, int, int, int, int);                  \
+    template __global__ void sphere_conv_mma_operands<T>(const T*, Operand<T>::type*, int, int, int, int, int,  \
+                                                         int, int, int);
 
 SPHSAL_INSTANTIATE_MMA(float)
 SPHSAL_INSTANTIATE_MMA(half_t)

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from sphsal.ops.stencils import NeighbourTable
+from sphsal.ops.time_fold import fold_time, unfold_time
 
 __all__ = ["ConvUnit", "Band", "GatherGroup", "Plan", "banded_plan", "banded_sphere_conv"]
 
@@ -401,19 +402,6 @@ def _backward(plan: Plan, table: NeighbourTable, x, weight, grad_out, need_x: bo
     return grad_x, grad_w
 
 
-def _fold_time(x: torch.Tensor, kt: int, stride_t: int) -> torch.Tensor:
-    """``(B, Ci, T, H, W)`` -> ``(B * T_out, Ci * kt, H, W)``: channel ``ci * kt + d`` of output frame
-    ``f`` is input frame ``f * stride_t + d - kt // 2`` (zero outside the clip)."""
-    pad = kt // 2
-    t_out = (x.shape[2] + 2 * pad - kt) // stride_t + 1
-    if kt == 1 and stride_t == 1:
-        return x.transpose(1, 2).reshape(-1, x.shape[1], *x.shape[-2:])
-    padded = F.pad(x, (0, 0, 0, 0, pad, pad))
-    last = stride_t * (t_out - 1) + 1
-    frames = torch.stack([padded[:, :, d: d + last: stride_t] for d in range(kt)], dim=3)
-    return frames.transpose(1, 2).reshape(-1, x.shape[1] * kt, *x.shape[-2:])
-
-
 def banded_sphere_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                        table: NeighbourTable, stride_t: int = 1) -> torch.Tensor:
     """Spherical convolution by banded planar convolutions and gathered pole rows.
@@ -433,6 +421,5 @@ def banded_sphere_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
             raise ValueError(f"weight for an image must have kt = 1, got shape {tuple(weight.shape)}")
         return _BandedConv.apply(x, weight, bias, plan, table)
     co, ci, kt = weight.shape[:3]
-    folded = _fold_time(x, kt, stride_t)
-    out = _BandedConv.apply(folded, weight.reshape(co, ci * kt, 1, -1), bias, plan, table)
-    return out.view(x.shape[0], -1, *out.shape[1:]).transpose(1, 2).contiguous()
+    out = _BandedConv.apply(fold_time(x, kt, stride_t), weight.reshape(co, ci * kt, 1, -1), bias, plan, table)
+    return unfold_time(out, x.shape[0])

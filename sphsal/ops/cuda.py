@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from sphsal.ops.stencils import NeighbourTable
+from sphsal.ops.time_fold import fold_time, unfold_time
 
 __all__ = ["available", "kernel_source_path", "sphere_conv2d_cuda", "sphere_conv3d_cuda", "uses_tensor_cores"]
 
@@ -32,8 +33,8 @@ _MMA_TILE, _MMA_SLICE, _MMA_THREADS = 64, 32, 128  # sphere_conv_mma.cu: BM = BN
 _SHARED_FLOATS = 12288      # 48 KiB of dynamic shared memory
 _TYPE_NAMES = {torch.float32: "float", torch.float16: "half_t", torch.bfloat16: "bf16_t"}
 _EXACT_KERNELS = ("sphere_conv_forward<float>", "sphere_conv_backward_weight<float>")
-_MMA_KERNELS = tuple(f"{k}<{t}>" for k in ("sphere_conv_mma_gather", "sphere_conv_mma_weight_grad")
-                     for t in _TYPE_NAMES.values())
+_MMA_KERNELS = tuple(f"{k}<{t}>" for k in ("sphere_conv_mma_gather", "sphere_conv_mma_weight_grad",
+                                           "sphere_conv_mma_operands") for t in _TYPE_NAMES.values())
 
 
 def available() -> bool:
@@ -131,16 +132,15 @@ def _check_dtype(x: torch.Tensor) -> None:
 
 
 def _mma_weight(weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """``(Co, C, K)`` weight -> the gather kernel's A operands ``(Co_pad, k_pad)``: tap-major
-    ``k = t * C + c``, zero-padded to whole ``64 x 32`` tiles, in ``dtype``; float32 rounded to TF32
-    (round half away from zero on the bit pattern, as ``cvt.rna.tf32.f32``)."""
+    """``(Co, C, K)`` weight (any strides) -> the gather kernel's A operands ``(Co_pad, k_pad)`` in one
+    launch: tap-major ``k = t * C + c``, zero-padded to whole ``64 x 32`` tiles, in ``dtype``, float32
+    rounded to TF32."""
     co, c, k = weight.shape
-    operands = weight.new_zeros(_ceil(co, _MMA_TILE) * _MMA_TILE, _ceil(k * c, _MMA_SLICE) * _MMA_SLICE,
-                                dtype=dtype)
-    operands[:co, :k * c] = weight.transpose(1, 2).reshape(co, k * c)
-    if dtype == torch.float32:
-        bits = operands.view(torch.int32)
-        bits.add_(0x1000).bitwise_and_(-0x2000)
+    co_pad, k_pad = _ceil(co, _MMA_TILE) * _MMA_TILE, _ceil(k * c, _MMA_SLICE) * _MMA_SLICE
+    operands = torch.empty(co_pad, k_pad, dtype=dtype, device=weight.device)
+    weight = weight.to(dtype)
+    _launch(f"sphere_conv_mma_operands<{_TYPE_NAMES[dtype]}>", (_ceil(co_pad * k_pad, 256), 1, 1),
+            (256, 1, 1), (weight, operands, co, c, k, *weight.stride(), co_pad, k_pad))
     return operands
 
 
@@ -295,19 +295,10 @@ def sphere_conv2d_cuda(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
 
 def sphere_conv3d_cuda(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                        table: NeighbourTable, stride_t: int) -> torch.Tensor:
-    """``(B, Ci, T, H, W)`` CUDA clip: one 2D spherical convolution per temporal tap (time zero-padded
-    by ``kt // 2``), frames folded into the batch. Returns ``(B, Co, T_out, H_out, W_out)``."""
-    b, _, t, h, w = x.shape
-    kt = weight.shape[2]
-    pad = kt // 2
-    t_out = (t + 2 * pad - kt) // stride_t + 1
-    padded = torch.nn.functional.pad(x, (0, 0, 0, 0, pad, pad))
-    out = None
-    for d in range(kt):
-        frames = padded[:, :, d: d + stride_t * (t_out - 1) + 1: stride_t].transpose(1, 2)
-        y = sphere_conv2d_cuda(frames.reshape(b * t_out, -1, h, w), weight[:, :, d], None, table)
-        out = y if out is None else out + y
-    out = out.reshape(b, t_out, *out.shape[1:]).transpose(1, 2)
-    if bias is not None:
-        out = out + bias.view(1, -1, 1, 1, 1).to(out.dtype)
-    return out
+    """``(B, Ci, T, H, W)`` CUDA clip (time zero-padded by ``kt // 2``): one image convolution of the
+    clip with its temporal taps folded into channels (:mod:`sphsal.ops.time_fold`). Returns
+    ``(B, Co, T_out, H_out, W_out)``."""
+    co, ci, kt = weight.shape[:3]
+    out = sphere_conv2d_cuda(fold_time(x, kt, stride_t), weight.reshape(co, ci * kt, *weight.shape[3:]), bias,
+                             table)
+    return unfold_time(out, x.shape[0])

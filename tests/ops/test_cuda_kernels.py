@@ -14,7 +14,8 @@ from sphsal.ops.stencils import neighbour_table
 CSRC = os.path.dirname(kernel_source_path())
 SOURCES = sorted(glob.glob(os.path.join(CSRC, "*.cu")))
 KERNELS = {"sphere_conv.cu": (["sphere_conv_forward", "sphere_conv_backward_weight"], 1),
-           "sphere_conv_mma.cu": (["sphere_conv_mma_gather", "sphere_conv_mma_weight_grad"], 3)}
+           "sphere_conv_mma.cu": (["sphere_conv_mma_gather", "sphere_conv_mma_weight_grad",
+                                   "sphere_conv_mma_operands"], 3)}
 
 
 def test_kernel_sources_are_found():
@@ -26,8 +27,8 @@ def test_kernel_sources_are_found():
 @pytest.mark.parametrize("source", SOURCES, ids=os.path.basename)
 def test_cuda_sources_compile_to_ptx(source, tmp_path):
     out = tmp_path / "kernel.ptx"
-    result = subprocess.run(["nvcc", "-ptx", "-arch=sm_80", "-std=c++14", f"-I{CSRC}", source, "-o", str(out)],
-                            capture_output=True, text=True, timeout=300)
+    command = ["nvcc", "-ptx", "-arch=sm_80", "-std=c++14", f"-I{CSRC}", source, "-o", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     ptx = out.read_text()
     names, instances = KERNELS[os.path.basename(source)]
@@ -131,15 +132,16 @@ def test_cuda_rolls_with_the_input(shift):
 
 
 @needs_gpu
-def test_cuda_conv3d_equals_the_reference():
+@pytest.mark.parametrize("stride", [(1, 2), (2, 1)])
+def test_cuda_conv3d_equals_the_reference(stride):
     g = torch.Generator().manual_seed(4)
     x = torch.randn(2, 8, 3, 12, 24, generator=g, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(16, 8, 3, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
-    ref = sphere_conv3d_reference(x, weight, None, (1, 2), 1, "nearest")
+    ref = sphere_conv3d_reference(x, weight, None, stride, 1, "nearest")
     grad = torch.randn(ref.shape, generator=g, dtype=torch.float64)
     ref_grads = torch.autograd.grad(ref, (x, weight), grad)
     params = [t.detach().to("cuda", torch.bfloat16).requires_grad_() for t in (x, weight)]
-    out = sphere_conv3d(*params, None, (1, 2), 1, "nearest", backend="cuda")
+    out = sphere_conv3d(*params, None, stride, 1, "nearest", backend="cuda")
     _compare(out, ref, torch.bfloat16, True)
     for got, expected in zip(torch.autograd.grad(out, params, grad.to("cuda", torch.bfloat16)), ref_grads):
         _compare(got, expected, torch.bfloat16, True)
@@ -151,6 +153,7 @@ def test_cuda_ops_compile_with_torch_compile():
     g = torch.Generator().manual_seed(5)
     x = torch.randn(1, 8, 16, 32, generator=g).cuda().requires_grad_()
     weight = torch.randn(8, 8, 3, 3, generator=g).cuda()
-    compiled = torch.compile(lambda a: sphere_conv2d(a, weight, backend="cuda").square().sum(), fullgraph=True)
-    eager = sphere_conv2d(x, weight, backend="cuda").square().sum()
+    loss = lambda a: sphere_conv2d(a, weight, backend="cuda").square().sum()  # noqa: E731
+    compiled = torch.compile(loss, fullgraph=True)
+    eager = loss(x)
     torch.testing.assert_close(compiled(x), eager, rtol=1e-5, atol=1e-5)
