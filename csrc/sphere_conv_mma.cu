@@ -51,8 +51,9 @@ template <> __device__ __forceinline__ unsigned short to_operand<bf16_t>(float v
     return h;
 }
 
-// The operand of an input value taken as it is (a nearest tap, an output gradient): no arithmetic, so
-// 16-bit values keep their bits; float is rounded to TF32.
+// The operand of a staged value (taken as it is for a nearest tap or an output gradient, else an
+// interpolated sum already rounded to scalar_t, as the operand would be): 16-bit values keep their
+// bits; float is rounded to TF32.
 __device__ __forceinline__ float raw_operand(float v) { return to_operand<float>(v); }
 __device__ __forceinline__ unsigned short raw_operand(half_t v) { return v.bits; }
 __device__ __forceinline__ unsigned short raw_operand(bf16_t v) { return v.bits; }
@@ -250,7 +251,8 @@ sphere_conv_mma_gather(const scalar_t* __restrict__ x, const typename Operand<sc
     __syncthreads();
     const int vec = 16 / sizeof(operand_t);
     uint4 ra[Packed16<scalar_t>::vectors];
-    operand_t rb[16];
+    scalar_t rb[16];  // raw values, converted to operands only when stored (loads stay in flight)
+    const scalar_t zero = to_output<scalar_t>(0.f);
     auto load = [&](int k0) {
 #pragma unroll
         for (int v = 0; v < Packed16<scalar_t>::vectors; ++v)
@@ -264,10 +266,10 @@ sphere_conv_mma_gather(const scalar_t* __restrict__ x, const typename Operand<sc
             const float w0 = s_wt[t * P];
             if (t >= K) {
 #pragma unroll
-                for (int u = 0; u < 16; ++u) rb[u] = to_operand<scalar_t>(0.f);
-            } else if (P == 1 && w0 == 1.f) {  // a nearest tap: the input's own bits
+                for (int u = 0; u < 16; ++u) rb[u] = zero;
+            } else if (P == 1 && w0 == 1.f) {  // a nearest tap: the input's own value
 #pragma unroll
-                for (int u = 0; u < 16; ++u) rb[u] = raw_operand(plane[u * plane_size + first]);
+                for (int u = 0; u < 16; ++u) rb[u] = plane[u * plane_size + first];
             } else {
                 float sum[16];
 #pragma unroll
@@ -280,14 +282,14 @@ sphere_conv_mma_gather(const scalar_t* __restrict__ x, const typename Operand<sc
                     for (int u = 0; u < 16; ++u) sum[u] += wt * to_float(plane[u * plane_size + o]);
                 }
 #pragma unroll
-                for (int u = 0; u < 16; ++u) rb[u] = to_operand<scalar_t>(sum[u]);
+                for (int u = 0; u < 16; ++u) rb[u] = to_output<scalar_t>(sum[u]);
             }
         } else {
             int t = k / C, c = k - t * C;
 #pragma unroll
             for (int u = 0; u < 16; ++u) {
-                rb[u] = to_operand<scalar_t>(t < K ? staged_sample(xb + c * plane_size, s_off, s_wt, t, P, BN, n)
-                                                   : 0.f);
+                rb[u] = to_output<scalar_t>(t < K ? staged_sample(xb + c * plane_size, s_off, s_wt, t, P, BN, n)
+                                                  : 0.f);
                 if (++c == C) c = 0, ++t;
             }
         }
@@ -298,8 +300,11 @@ sphere_conv_mma_gather(const scalar_t* __restrict__ x, const typename Operand<sc
 #pragma unroll
         for (int v = 0; v < Packed16<scalar_t>::vectors; ++v)
             reinterpret_cast<uint4*>(As + m * ld + a_half)[v] = ra[v];
+        operand_t operands[16];
+#pragma unroll
+        for (int u = 0; u < 16; ++u) operands[u] = raw_operand(rb[u]);
         Packed16<scalar_t> pb;
-        pb.pack(rb);
+        pb.pack(operands);
         store_packed<scalar_t>(Bs + n * ld + b_half, pb);
         __syncthreads();
         if (k0 + BK < reduction) load(k0 + BK);
@@ -343,8 +348,8 @@ sphere_conv_mma_weight_grad(const scalar_t* __restrict__ grad_out, const scalar_
         stage_offsets(s_off, reinterpret_cast<float*>(s_off + KP * BK), rows, cols, taps, row % H_out, KP,
                       (slice % slices_per_row) * BK, W_out - 1, BK, stride, W);
     };
-    operand_t ra[PER_THREAD_A], rb[PER_THREAD_B];
-    const operand_t zero = to_operand<scalar_t>(0.f);
+    scalar_t ra[PER_THREAD_A], rb[PER_THREAD_B];  // raw values, converted when stored
+    const scalar_t zero = to_output<scalar_t>(0.f);
     auto load = [&](int slice) {
         const int row = first + slice / slices_per_row, j = (slice % slices_per_row) * BK + kk;
         const int b = row / H_out, i = row % H_out;
@@ -354,7 +359,7 @@ sphere_conv_mma_weight_grad(const scalar_t* __restrict__ grad_out, const scalar_
         const long long g_step = 4LL * H_out * W_out;  // four output channels on
 #pragma unroll
         for (int u = 0; u < PER_THREAD_A; ++u)
-            ra[u] = (o0 + row4 + 4 * u < Co && j < W_out) ? raw_operand(g[u * g_step]) : zero;
+            ra[u] = (o0 + row4 + 4 * u < Co && j < W_out) ? g[u * g_step] : zero;
         const scalar_t* xb = x + (long long)b * C * plane_size;
         if (tile_has_one_tap) {  // all 64 (t, c) of the tile share t: its offsets read once
             const int t = n0 / C;
@@ -365,7 +370,7 @@ sphere_conv_mma_weight_grad(const scalar_t* __restrict__ grad_out, const scalar_
             if (P == 1 && w0 == 1.f) {  // a nearest tap: the input's own bits
 #pragma unroll
                 for (int u = 0; u < PER_THREAD_B; ++u)
-                    rb[u] = (j < W_out) ? raw_operand(plane[4 * u * plane_size + first_off]) : zero;
+                    rb[u] = (j < W_out) ? plane[4 * u * plane_size + first_off] : zero;
                 return;
             }
             float sum[PER_THREAD_B];
@@ -381,14 +386,14 @@ sphere_conv_mma_weight_grad(const scalar_t* __restrict__ grad_out, const scalar_
                     sum[u] += (j < W_out) ? wt * to_float(plane[4 * u * plane_size + o]) : 0.f;
             }
 #pragma unroll
-            for (int u = 0; u < PER_THREAD_B; ++u) rb[u] = to_operand<scalar_t>(sum[u]);
+            for (int u = 0; u < PER_THREAD_B; ++u) rb[u] = to_output<scalar_t>(sum[u]);
             return;
         }
         int t = (n0 + row4) / C, c = n0 + row4 - t * C;
 #pragma unroll
         for (int u = 0; u < PER_THREAD_B; ++u) {
-            rb[u] = to_operand<scalar_t>((j < W_out && t < K) ? staged_sample(xb + c * plane_size, s_off, s_wt, t,
-                                                                              P, BK, kk) : 0.f);
+            rb[u] = to_output<scalar_t>((j < W_out && t < K) ? staged_sample(xb + c * plane_size, s_off, s_wt, t,
+                                                                             P, BK, kk) : 0.f);
             for (c += 4; c >= C; c -= C) ++t;
         }
     };
@@ -399,9 +404,9 @@ sphere_conv_mma_weight_grad(const scalar_t* __restrict__ grad_out, const scalar_
     float acc[2][4][4] = {};
     for (int slice = 0; slice < slices; ++slice) {
 #pragma unroll
-        for (int u = 0; u < PER_THREAD_A; ++u) As[(row4 + 4 * u) * ld + kk] = ra[u];
+        for (int u = 0; u < PER_THREAD_A; ++u) As[(row4 + 4 * u) * ld + kk] = raw_operand(ra[u]);
 #pragma unroll
-        for (int u = 0; u < PER_THREAD_B; ++u) Bs[(row4 + 4 * u) * ld + kk] = rb[u];
+        for (int u = 0; u < PER_THREAD_B; ++u) Bs[(row4 + 4 * u) * ld + kk] = raw_operand(rb[u]);
         if (slice + 1 < slices) stage(slice + 1);
         __syncthreads();
         if (slice + 1 < slices) load(slice + 1);
