@@ -8,6 +8,7 @@ Fixations are kept sparse: per map the flat indices of the fixated pixels and ho
 
 from __future__ import annotations
 
+import functools
 import sys
 import warnings
 from collections.abc import Sequence
@@ -79,7 +80,7 @@ def resolve_weights(weights, h: int, w: int, device=None) -> torch.Tensor | None
     if isinstance(weights, str):
         if weights != "sphere":
             raise ValueError(f"weights must be None, 'sphere' or a tensor, got {weights!r}")
-        return solid_angle_weights(h, w, dtype=torch.float64, device=device)
+        return _sphere_weights(h, w, str(torch.device(device or "cpu")))
     t = weights if isinstance(weights, torch.Tensor) else torch.as_tensor(weights)
     try:
         t = torch.broadcast_to(t.to(dtype=torch.float64, device=device), (h, w))
@@ -93,6 +94,13 @@ def resolve_weights(weights, h: int, w: int, device=None) -> torch.Tensor | None
     if not (t > 0).any():
         raise ValueError("weights are all zero")
     return t
+
+
+@functools.lru_cache(maxsize=8)
+def _sphere_weights(h: int, w: int, device: str) -> torch.Tensor:
+    """:func:`sphsal.sphere.solid_angle_weights` in float64, cached per size and device (the metrics only
+    read it)."""
+    return solid_angle_weights(h, w, dtype=torch.float64, device=device)
 
 
 def warn_nan(metric: str, bad: torch.Tensor, reason: str) -> None:

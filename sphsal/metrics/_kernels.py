@@ -405,6 +405,52 @@ def judd_pass(p, wr, wf, sum_w, jitter, pos_idx, pos_w, mom, tpr, fpr):
             fpr[b, n_k - c] = above_neg / neg_total
 
 
+@numba.njit(**_JIT_EXACT)
+def split_auc(p, lo, scale, offset, pos_idx, pos_w, neg_idx, neg_w, thresholds, out):
+    """Mean over splits of the ROC area with fixed ``thresholds`` (ascending), as in AUC-Borji.
+
+    Scores are ``(p - lo) * scale + offset`` (per map ``(B,)`` rescalings). The positives of map ``b``
+    are the pixels ``pos_idx[b]`` (flat indices) with weights ``pos_w[b]``; split ``s`` has the negatives
+    ``neg_idx[b, s]`` with weights ``neg_w[b, s]`` (0 for padding). True / false positive rates at each
+    threshold are the weighted fractions of positives / negatives scoring ``>=`` it; the trapezoid area
+    under them, closed by (0, 0) and (1, 1), is averaged over the splits into ``out[b]``.
+    """
+    n_t = thresholds.shape[0]
+    for b in numba.prange(p.shape[0]):
+        hist = np.empty(n_t + 1)
+        tpr = np.empty(n_t)
+        fpr = np.empty(n_t)
+        _rates(p, b, lo[b], scale[b], offset[b], pos_idx[b], pos_w[b], thresholds, hist, tpr)
+        total = 0.0
+        for s in range(neg_idx.shape[1]):
+            _rates(p, b, lo[b], scale[b], offset[b], neg_idx[b, s], neg_w[b, s], thresholds, hist, fpr)
+            area = 0.0
+            x, y = 0.0, 0.0
+            for k in range(n_t):  # highest threshold first
+                area += (fpr[k] - x) * (tpr[k] + y)
+                x, y = fpr[k], tpr[k]
+            total += (area + (1.0 - x) * (1.0 + y)) / 2
+        out[b] = total / neg_idx.shape[1]
+
+
+@numba.njit(inline="always")
+def _rates(p, b, lo, scale, offset, idx, weight, thresholds, hist, rate):
+    """Weighted fraction of the pixels ``idx`` of map ``b`` scoring ``>=`` each threshold, highest
+    threshold first, into ``rate`` (``hist``: scratch, one bin per number of thresholds ``<=`` a score)."""
+    w = p.shape[2]
+    n_t = thresholds.shape[0]
+    hist[:] = 0.0
+    for k in range(idx.shape[0]):
+        f = idx[k]
+        v = (np.float64(p[b, f // w, f % w]) - lo) * scale + offset
+        hist[np.searchsorted(thresholds, v, side="right")] += weight[k]
+    total = hist.sum()
+    above = 0.0
+    for c in range(n_t, 0, -1):
+        above += hist[c]
+        rate[n_t - c] = above / total
+
+
 _BUCKETS = 4096  # a power of two
 
 

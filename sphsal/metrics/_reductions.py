@@ -229,6 +229,35 @@ class Reducer:
         return torch.cat(tprs), torch.cat(fprs)
 
 
+    def split_auc(self, p, r: Rescale, pos_idx, pos_w, neg_idx, neg_w, thresholds) -> torch.Tensor:
+        """Mean over splits of the ROC area with fixed ascending ``thresholds`` ``(T,)`` of the scores
+        ``r.apply(p)`` (AUC-Borji and shuffled AUC), ``(B,)``: positives ``pos_idx`` (flat pixel indices)
+        with weights ``pos_w``, ``(B, K)``; per split negatives ``neg_idx`` with weights ``neg_w``,
+        ``(B, S, M)`` (0 for padding)."""
+        if self.use_numba:
+            out = np.empty(p.shape[0])
+            _kernels.split_auc(self._np(p), self._vec(r.lo), self._vec(r.scale), self._vec(r.offset),
+                               pos_idx.contiguous().numpy(), self._vec(pos_w), neg_idx.contiguous().numpy(),
+                               self._vec(neg_w), self._vec(thresholds), out)
+            return torch.from_numpy(out)
+        batch, splits, m = neg_idx.shape
+        neg_val = r.apply(gather(p, neg_idx.reshape(batch, -1))).view(batch, splits, m)
+        pos_val = r.apply(gather(p, pos_idx))
+        tpr = fraction_at_or_above(threshold_histogram(pos_val, pos_w, thresholds))
+        fpr = fraction_at_or_above(threshold_histogram(neg_val.view(batch * splits, m),
+                                                       neg_w.reshape(batch * splits, m), thresholds))
+        return roc_area(tpr[:, None].expand(batch, splits, -1), fpr.view(batch, splits, -1)).mean(dim=1)
+
+
+def roc_area(tpr: torch.Tensor, fpr: torch.Tensor) -> torch.Tensor:
+    """Trapezoid area under ROC points ``(..., K)`` (highest threshold first), closed by (0, 0) and
+    (1, 1)."""
+    zero = torch.zeros(*tpr.shape[:-1], 1, dtype=tpr.dtype, device=tpr.device)
+    tpr = torch.cat((zero, tpr, zero + 1), dim=-1)
+    fpr = torch.cat((zero, fpr, zero + 1), dim=-1)
+    return torch.trapezoid(tpr, fpr, dim=-1)
+
+
 def _kernel_weights(weights: torch.Tensor | None, h: int, w: int) -> tuple[np.ndarray, np.ndarray | None]:
     """The kernels' weights: ``(row weights (H,), None)`` when ``weights`` is ``None`` or constant along
     every row (as the solid angle of ERP pixels), else ``(ones (H,), weights (H, W))``."""

@@ -8,13 +8,18 @@ fixations and truncated at ``d <= truncate * sigma``; it is exact everywhere on 
 
 from __future__ import annotations
 
+import decimal
 import math
+import struct
 
 import numba
 import numpy as np
 import torch
+from numba import types
+from numba.extending import overload
 
 from sphsal.metrics._inputs import check_finite, direction_pixel_index
+from sphsal.metrics._kernels import _bits_to_f64
 from sphsal.sphere import _check_hw, equirect_directions, great_circle_distance, solid_angle_weights
 
 __all__ = ["SIGMA", "fixation_map", "density_from_fixations"]
@@ -113,17 +118,40 @@ def _density_numba(d: np.ndarray, h: int, w: int, sigma: float, radius: float) -
     row_el = (0.5 - (np.arange(h) + 0.5) / h) * math.pi
     out = np.zeros((h, w), dtype=np.float64)
     _cap_gaussian_rows(row_el, np.sin(col_az / 2), np.cos(col_az / 2), fix_az, fix_el,
-                       radius, 1.0 / (2 * sigma * sigma), out)
+                       radius, 1.0 / (2 * sigma * sigma), _squared_distance_series(radius), out)
     return out
 
 
-@numba.njit(parallel=True, cache=True)
-def _cap_gaussian_rows(row_el, sin_half_col, cos_half_col, fix_az, fix_el, radius, inv_two_var, out):
+_SERIES_TERMS = 24
+
+
+def _squared_distance_series(radius: float) -> np.ndarray | None:
+    """Coefficients ``a_1 .. a_n`` (highest first, ``n = _SERIES_TERMS``) of
+    ``d^2 = (2 asin(sqrt(hav)))^2 = sum a_k hav^k``, ``a_k = 2 4^k / (k^2 C(2k, k))`` (the series of
+    ``asin^2``), or ``None`` when its remainder exceeds ``1e-17 d^2`` for distances up to ``radius``
+    (caps wider than about 58 degrees)."""
+    hav_r = math.sin(min(radius, math.pi) / 2) ** 2
+
+    def coef(k):
+        return 2 * 4**k / (k * k * math.comb(2 * k, k))
+
+    n = _SERIES_TERMS
+    tail = sum(coef(k) * hav_r**k for k in range(n + 1, n + 400))
+    if tail > 1e-17 * 4 * hav_r:
+        return None
+    return np.array([coef(k) for k in range(n, 0, -1)])
+
+
+@numba.njit(parallel=True, cache=True, fastmath={"contract"}, error_model="numpy")
+def _cap_gaussian_rows(row_el, sin_half_col, cos_half_col, fix_az, fix_el, radius, inv_two_var, series, out):
     """Add ``exp(-d^2 inv_two_var)`` for every pixel within ``radius`` of every fixation into ``out``.
 
-    Rows run in parallel (each writes only its own row). ``d`` is the haversine great-circle distance
-    ``2 asin(sqrt(sin^2(del/2) + cos el cos el_f sin^2(daz/2)))``, with ``sin(daz/2)`` from the
-    half-angle tables of the column and fixation azimuths (no cancellation for tiny distances).
+    Rows run in parallel (each writes only its own row). ``d`` is the haversine great-circle distance,
+    ``d^2 = (2 asin(sqrt(hav)))^2``, ``hav = sin^2(del/2) + cos el cos el_f sin^2(daz/2)``, with
+    ``sin(daz/2)`` from the half-angle tables of the column and fixation azimuths (no cancellation for
+    tiny distances). On each row the cap covers one or two runs of columns (two across the seam), and
+    the loop over a run vectorises: ``d^2`` is the polynomial ``series`` in ``hav`` (or, when ``None``,
+    from ``math.asin``) and the exponential is :func:`_exp_neg`.
     """
     h, w = out.shape
     cos_r = math.cos(radius)
@@ -151,10 +179,71 @@ def _cap_gaussian_rows(row_el, sin_half_col, cos_half_col, fix_az, fix_el, radiu
                     if 2 * half + 1 < w:
                         j0 = int(math.ceil(centre - half))
                         j1 = int(math.floor(centre + half))
-            for jj in range(j0, j1 + 1):
-                j = jj % w
-                s = sin_half_col[j] * cos_half_f - cos_half_col[j] * sin_half_f
-                hav = min(hav_lat + cos_prod * s * s, 1.0)
-                dist = 2 * math.asin(math.sqrt(hav))
-                if dist <= radius:
-                    out[i, j] += math.exp(-dist * dist * inv_two_var)
+            # the columns [j0, j1] (fewer than w) wrapped into [0, w): one run, or two across the seam
+            shift = (j0 // w) * w
+            j0, j1 = j0 - shift, j1 - shift
+            row = out[i]
+            b = min(j1, w - 1) + 1
+            _add_cap_run(row[j0:b], sin_half_col[j0:b], cos_half_col[j0:b], sin_half_f, cos_half_f, hav_lat,
+                         cos_prod, radius, inv_two_var, series)
+            if j1 >= w:
+                b = j1 - w + 1
+                _add_cap_run(row[:b], sin_half_col[:b], cos_half_col[:b], sin_half_f, cos_half_f, hav_lat,
+                             cos_prod, radius, inv_two_var, series)
+
+
+@numba.njit(inline="always", fastmath={"contract"}, error_model="numpy")
+def _add_cap_run(row, sin_half_col, cos_half_col, sin_half_f, cos_half_f, hav_lat, cos_prod, radius,
+                 inv_two_var, series):
+    """Add one fixation's Gaussian to a run of columns of a row (all arrays are views of that run, so
+    the indices are known to be non-negative and the loop vectorises)."""
+    for j in range(row.shape[0]):
+        s = sin_half_col[j] * cos_half_f - cos_half_col[j] * sin_half_f
+        hav = min(hav_lat + cos_prod * s * s, 1.0)
+        d2 = _squared_distance(hav, series)
+        g = _exp_neg(-d2 * inv_two_var)
+        row[j] += g if d2 <= radius * radius else 0.0
+
+
+def _squared_distance(hav, series):
+    """``(2 asin(sqrt(hav)))^2``: the polynomial ``series`` in ``hav`` (Horner, unrolled), or
+    ``math.asin`` when ``series`` is ``None`` (resolved at compile time)."""
+
+
+@overload(_squared_distance)
+def _squared_distance_impl(hav, series):
+    if isinstance(series, types.NoneType):
+        def with_asin(hav, series):
+            d = 2 * math.asin(math.sqrt(hav))
+            return d * d
+        return with_asin
+
+    def with_series(hav, series):
+        acc = 0.0
+        for k in range(_SERIES_TERMS):  # a constant trip count: unrolled
+            acc = acc * hav + series[k]
+        return acc * hav
+
+    return with_series
+
+
+_INV_LN2 = 1 / math.log(2)
+_LN2_HI = struct.unpack("<d", struct.pack("<Q", struct.unpack("<Q", struct.pack("<d", math.log(2)))[0]
+                                          & ~0xFFFFFFFF))[0]  # ln 2 with 21 significant bits
+_LN2_LO = float(decimal.Decimal("0.693147180559945309417232121458176568075500134") - decimal.Decimal(_LN2_HI))
+_EXP_TAYLOR = tuple(1 / math.factorial(n) for n in range(14))
+
+
+@numba.njit(inline="always", fastmath={"contract"}, error_model="numpy")
+def _exp_neg(x):
+    """``exp(x)`` for ``x <= 0`` without a library call (so loops vectorise); 0 below -708 (where the
+    result would not be a normal float64). ``x = k ln 2 + r``, ``|r| <= ln 2 / 2``, with ``k ln 2`` in
+    two parts (the first exact for any ``|k| < 2^11``); ``exp(r)`` by its Taylor series to ``r^13``
+    (remainder below 5e-18 relative); ``2^k`` from the exponent bits."""
+    k = np.floor(x * _INV_LN2 + 0.5)
+    r = (x - k * _LN2_HI) - k * _LN2_LO
+    p = _EXP_TAYLOR[13]
+    for n in range(12, -1, -1):
+        p = p * r + _EXP_TAYLOR[n]
+    scale = _bits_to_f64((np.int64(np.int32(max(k, -1022.0))) + 1023) << 52)
+    return p * scale if x >= -708.0 else 0.0

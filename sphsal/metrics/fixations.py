@@ -24,15 +24,7 @@ import numpy as np
 import torch
 
 from sphsal.metrics._inputs import as_maps, check_same_shape, finish, fixation_lists, warn_nan
-from sphsal.metrics._reductions import (
-    EPS,
-    Reducer,
-    Rescale,
-    fraction_at_or_above,
-    gather,
-    prepare,
-    threshold_histogram,
-)
+from sphsal.metrics._reductions import EPS, Reducer, Rescale, gather, prepare, roc_area
 
 __all__ = ["nss", "auc_judd", "auc_borji", "auc_shuffled", "info_gain"]
 
@@ -49,7 +41,8 @@ def nss(pred, fixations, *, weights=None, reduction: str = "none", backend: str 
     (p,), red, single = prepare({"pred": pred}, weights, backend, reduction)
     idx, pos_w, _, empty = _positives("nss", fixations, p, red)
     sp = red.stats(p, "pred")
-    v1, v2 = red.sum_w, float((red.flat_w**2).sum())
+    v1 = red.sum_w
+    v2 = v1 if red.weights is None else float((red.flat_w**2).sum())
     std = torch.sqrt(sp.ss / (v1 - v2 / v1))
     value = (pos_w * (gather(p, idx) - sp.mean[:, None])).sum(dim=1) / (std * pos_w.sum(dim=1))
     warn_nan("nss", sp.constant, "constant pred")
@@ -75,7 +68,7 @@ def auc_judd(pred, fixations, *, weights=None, reduction: str = "none", jitter: 
     if jitter:
         noise = jitter * torch.tensor(_pixel_uniforms(seed, red.n), device=p.device)
     tpr, fpr = red.judd(p, noise, idx, pos_w)
-    value = _roc_area(tpr, fpr)
+    value = roc_area(tpr, fpr)
     no_neg = ~empty & (red.sum_w - (red.flat_w[idx] * (pos_w > 0)).sum(dim=1) <= 0)
     warn_nan("auc_judd", no_neg, "no non-fixated pixel (no negatives)")
     return finish(torch.where(empty | no_neg, torch.nan, value), single, reduction)
@@ -108,7 +101,7 @@ def auc_borji(pred, fixations, *, weights=None, reduction: str = "none", splits:
             drawn = np.searchsorted(cdf, u * cdf[-1], side="right")
         neg_idx.append(np.minimum(drawn, red.n - 1))
     r = red.stats(p, "pred").rescale(uniform_if_constant=False)
-    value = _split_auc(p, r, idx, pos_w, neg_idx, None, step)
+    value = _split_auc(p, red, r, idx, pos_w, neg_idx, None, step)
     return finish(torch.where(empty, torch.nan, value), single, reduction)
 
 
@@ -136,7 +129,7 @@ def auc_shuffled(pred, fixations, other_fixations, *, weights=None, reduction: s
         order = _permutations(seed, splits, pool.shape[0])
         neg_idx.append(pool[order[:, :min(n, pool.shape[0])]])
     r = red.stats(p, "pred").rescale(uniform_if_constant=False)
-    value = _split_auc(p, r, idx, pos_w, neg_idx, red.flat_w, step)
+    value = _split_auc(p, red, r, idx, pos_w, neg_idx, red.flat_w, step)
     no_other = ~empty & torch.from_numpy(other_cnt.sum(axis=1) == 0).to(p.device)
     warn_nan("auc_shuffled", no_other, "empty other_fixations")
     return finish(torch.where(empty | no_other, torch.nan, value), single, reduction)
@@ -204,16 +197,7 @@ def _check_splits(splits: int, step: float) -> None:
         raise ValueError(f"step must be in (0, 1], got {step!r}")
 
 
-def _roc_area(tpr: torch.Tensor, fpr: torch.Tensor) -> torch.Tensor:
-    """Trapezoid area under ROC points ``(..., K)`` (highest threshold first), closed by (0, 0) and
-    (1, 1)."""
-    zero = torch.zeros(*tpr.shape[:-1], 1, dtype=tpr.dtype, device=tpr.device)
-    tpr = torch.cat((zero, tpr, zero + 1), dim=-1)
-    fpr = torch.cat((zero, fpr, zero + 1), dim=-1)
-    return torch.trapezoid(tpr, fpr, dim=-1)
-
-
-def _split_auc(p: torch.Tensor, r: Rescale, pos_idx: torch.Tensor, pos_w: torch.Tensor,
+def _split_auc(p: torch.Tensor, red: Reducer, r: Rescale, pos_idx: torch.Tensor, pos_w: torch.Tensor,
                neg_idx: list[np.ndarray], neg_pixel_w: torch.Tensor | None, step: float) -> torch.Tensor:
     """Mean AUC over splits with sampled negatives (AUC-Borji and shuffled AUC), ``(B,)``.
 
@@ -233,12 +217,6 @@ def _split_auc(p: torch.Tensor, r: Rescale, pos_idx: torch.Tensor, pos_w: torch.
     neg_w = torch.from_numpy(taken).to(p.device)
     if neg_pixel_w is not None:
         neg_w = neg_w * neg_pixel_w[flat_idx]
-    neg_val = r.apply(gather(p, flat_idx.view(batch, -1))).view(batch, splits, m)
-    pos_val = r.apply(gather(p, pos_idx))
     n_steps = int(1.0 / step + 1e-9)
     thresholds = torch.arange(n_steps + 1, dtype=torch.float64, device=p.device) * step
-    tpr = fraction_at_or_above(threshold_histogram(pos_val, pos_w, thresholds))
-    fpr = fraction_at_or_above(threshold_histogram(neg_val.view(batch * splits, m),
-                                                   neg_w.view(batch * splits, m), thresholds))
-    fpr = fpr.view(batch, splits, -1)
-    return _roc_area(tpr[:, None].expand_as(fpr), fpr).mean(dim=1)
+    return red.split_auc(p, r, pos_idx, pos_w, flat_idx, neg_w, thresholds)

@@ -75,6 +75,17 @@ def test_rolls_with_the_fixations(directions):
         torch.testing.assert_close(out, torch.roll(base, -k, dims=-1), rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("sigma", [7.0, 30.0])
+def test_azimuths_beyond_pi_wrap(directions, sigma):
+    base = density_from_fixations(directions, H, W, sigma, dtype=torch.float64)
+    for turns in (2, -3):
+        moved = directions.clone()
+        moved[:, 0] += turns * 2 * math.pi
+        for backend in ("numba", "torch"):
+            out = density_from_fixations(moved, H, W, sigma, dtype=torch.float64, backend=backend)
+            torch.testing.assert_close(out, base, rtol=1e-9, atol=1e-12)
+
+
 def test_round_cap_at_the_pole():
     for el in (math.pi / 2, -math.pi / 2):
         d = torch.tensor([[1.234, el]], dtype=torch.float64)
