@@ -9,6 +9,7 @@ fixations and truncated at ``d <= truncate * sigma``; it is exact everywhere on 
 from __future__ import annotations
 
 import decimal
+import functools
 import math
 import struct
 
@@ -126,7 +127,14 @@ _SERIES_TERMS = 24
 
 
 def _squared_distance_series(radius: float) -> np.ndarray | None:
-    """Coefficients ``a_1 .. a_n`` (highest first, ``n = _SERIES_TERMS``) of
+    """:func:`_series_coefficients` as an array for the kernel (or ``None``)."""
+    coefs = _series_coefficients(radius)
+    return None if coefs is None else np.array(coefs)
+
+
+@functools.lru_cache(maxsize=64)
+def _series_coefficients(radius: float) -> tuple[float, ...] | None:
+    """Coefficients ``a_1 .. a_n`` (``n = _SERIES_TERMS``, an even number) of
     ``d^2 = (2 asin(sqrt(hav)))^2 = sum a_k hav^k``, ``a_k = 2 4^k / (k^2 C(2k, k))`` (the series of
     ``asin^2``), or ``None`` when its remainder exceeds ``1e-17 d^2`` for distances up to ``radius``
     (caps wider than about 58 degrees)."""
@@ -139,7 +147,7 @@ def _squared_distance_series(radius: float) -> np.ndarray | None:
     tail = sum(coef(k) * hav_r**k for k in range(n + 1, n + 400))
     if tail > 1e-17 * 4 * hav_r:
         return None
-    return np.array([coef(k) for k in range(n, 0, -1)])
+    return tuple(coef(k) for k in range(1, n + 1))
 
 
 @numba.njit(parallel=True, cache=True, fastmath={"contract"}, error_model="numpy")
@@ -219,10 +227,14 @@ def _squared_distance_impl(hav, series):
         return with_asin
 
     def with_series(hav, series):
-        acc = 0.0
-        for k in range(_SERIES_TERMS):  # a constant trip count: unrolled
-            acc = acc * hav + series[k]
-        return acc * hav
+        # Horner in hav^2 on the even and the odd coefficients: two independent chains (a constant trip
+        # count, unrolled)
+        h2 = hav * hav
+        even, odd = series[_SERIES_TERMS - 2], series[_SERIES_TERMS - 1]
+        for k in range(_SERIES_TERMS // 2 - 2, -1, -1):
+            even = even * h2 + series[2 * k]
+            odd = odd * h2 + series[2 * k + 1]
+        return hav * (even + hav * odd)
 
     return with_series
 
@@ -231,19 +243,22 @@ _INV_LN2 = 1 / math.log(2)
 _LN2_HI = struct.unpack("<d", struct.pack("<Q", struct.unpack("<Q", struct.pack("<d", math.log(2)))[0]
                                           & ~0xFFFFFFFF))[0]  # ln 2 with 21 significant bits
 _LN2_LO = float(decimal.Decimal("0.693147180559945309417232121458176568075500134") - decimal.Decimal(_LN2_HI))
-_EXP_TAYLOR = tuple(1 / math.factorial(n) for n in range(14))
+_EXP_TAYLOR = np.array([1 / math.factorial(n) for n in range(14)])
 
 
 @numba.njit(inline="always", fastmath={"contract"}, error_model="numpy")
 def _exp_neg(x):
     """``exp(x)`` for ``x <= 0`` without a library call (so loops vectorise); 0 below -708 (where the
     result would not be a normal float64). ``x = k ln 2 + r``, ``|r| <= ln 2 / 2``, with ``k ln 2`` in
-    two parts (the first exact for any ``|k| < 2^11``); ``exp(r)`` by its Taylor series to ``r^13``
-    (remainder below 5e-18 relative); ``2^k`` from the exponent bits."""
+    two parts (the first exact for the ``k`` that occur); ``exp(r)`` by its Taylor series to ``r^13``
+    (remainder below 5e-18 relative; Horner in ``r^2`` on the even and the odd terms); ``2^k`` from the
+    exponent bits."""
     k = np.floor(x * _INV_LN2 + 0.5)
     r = (x - k * _LN2_HI) - k * _LN2_LO
-    p = _EXP_TAYLOR[13]
-    for n in range(12, -1, -1):
-        p = p * r + _EXP_TAYLOR[n]
+    r2 = r * r
+    even, odd = _EXP_TAYLOR[12], _EXP_TAYLOR[13]
+    for n in range(5, -1, -1):
+        even = even * r2 + _EXP_TAYLOR[2 * n]
+        odd = odd * r2 + _EXP_TAYLOR[2 * n + 1]
     scale = _bits_to_f64((np.int64(np.int32(max(k, -1022.0))) + 1023) << 52)
-    return p * scale if x >= -708.0 else 0.0
+    return (even + r * odd) * scale if x >= -708.0 else 0.0

@@ -167,7 +167,8 @@ def _positives(metric: str, fixations, p: torch.Tensor, red: Reducer):
     total = count.sum(dim=1)
     empty = total == 0
     warn_nan(metric, empty, "no fixations")
-    return idx, count * red.flat_w[idx], total.round().long().tolist(), empty
+    pos_w = count if red.weights is None else count * red.flat_w[idx]
+    return idx, pos_w, total.round().long().tolist(), empty
 
 
 def _uniforms(seed: int, *shape: int) -> np.ndarray:
@@ -215,7 +216,7 @@ def _split_auc(p: torch.Tensor, red: Reducer, r: Rescale, pos_idx: torch.Tensor,
         taken[b, :, :n.shape[1]] = 1.0
     flat_idx = torch.from_numpy(flat_idx).to(p.device)
     neg_w = torch.from_numpy(taken).to(p.device)
-    if neg_pixel_w is not None:
+    if neg_pixel_w is not None and red.weights is not None:
         neg_w = neg_w * neg_pixel_w[flat_idx]
     n_steps = int(1.0 / step + 1e-9)
     thresholds = torch.arange(n_steps + 1, dtype=torch.float64, device=p.device) * step
