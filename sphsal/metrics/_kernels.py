@@ -370,11 +370,14 @@ def judd_pass(p, wr, wf, sum_w, jitter, pos_idx, pos_w, mom, tpr, fpr):
             first[g + 1] += first[g]
         per_bucket = np.zeros(_BUCKETS)
         hist_all = np.zeros(n_k + 1)  # then the negatives' histogram
+        row_buckets = np.empty(w, dtype=np.int32)
         for i in range(p.shape[1]):
+            for j in range(w):  # vectorised
+                row_buckets[j] = _bucket((np.float64(p[b, i, j]) - lo) * scale + jitter[i, j])
             for j in range(w):
-                s = (np.float64(p[b, i, j]) - lo) * scale + jitter[i, j]
-                g = _bucket(s)
+                g = row_buckets[j]
                 if shared[g]:
+                    s = (np.float64(p[b, i, j]) - lo) * scale + jitter[i, j]
                     c = first[g]
                     while c < first[g + 1] and thr[c] <= s:
                         c += 1
@@ -458,7 +461,7 @@ _BUCKETS = 4096  # a power of two
 def _bucket(s):
     """Bucket of a score ``s >= 0`` among ``_BUCKETS`` equal buckets of ``[0, 1]`` (the last one also
     takes ``s >= 1``)."""
-    return min(int(s * _BUCKETS), _BUCKETS - 1)
+    return min(np.int32(s * _BUCKETS), np.int32(_BUCKETS - 1))
 
 
 @numba.njit(parallel=True, cache=True)
