@@ -33,6 +33,12 @@ Architecture (defaults are the published sizes):
 
 ``width_mult`` scales every width (ResNets, fusion and decoder) and ``clip_len`` / ``frame_size`` /
 ``face_size`` the input, so a demo can run a reduced configuration of the same architecture.
+
+sphsal extension, not part of the published model (off by default): ``output_aem=True`` also computes
+the clip's AEM at the output resolution ``(B, 1, 4h, 4w)`` and feeds it to the 1x1 head as one more
+input channel (initial weight :data:`OUTPUT_AEM_INIT`), so that the map can follow the sound on a grid
+4 times finer in each direction than the fusion grid (a fusion cell of 128 x 256 frames spans 45 deg).
+Published checkpoints fit the default head only.
 Ablations: ``avs360_visual`` (no audio branch, no AEM) and ``avs360_no_aem``.
 """
 
@@ -63,6 +69,9 @@ __all__ = ["AVS360", "VIEWS", "EquirectPad", "avs360", "avs360_visual", "avs360_
 VIEWS = ("both", "erp_spherical", "cubemap", "erp_planar", "both_planar")
 MEL_SIZE = 64
 HEAD_ACTIVATIONS = {"softplus": F.softplus, "relu": F.relu}
+#: Initial weight of the output-resolution AEM channel in the head (``output_aem=True``): the head starts
+#: as ``softplus(visual + 2 AEM)``, the visual map weighted by up to ``e^2`` towards the sound.
+OUTPUT_AEM_INIT = 2.0
 
 
 class EquirectPad(nn.Module):
@@ -106,12 +115,14 @@ class AVS360(nn.Module):
         aem_decoder, aem_quantity: beams and measure of the AEM (:func:`sphsal.audio.energy_map`;
             published: ``"cardioid"`` beams, ``"rms"``). ``"pwd"`` beams and ``"energy"`` give a
             sharper map: a source 90 degrees off the beam weighs 1/16 instead of 1/2.
+        output_aem: sphsal extension (module docstring): the AEM at the output resolution as an extra
+            input channel of the head. Inert when ``use_aem=False``, so the ablations accept it.
     """
 
     def __init__(self, view: str = "both", use_audio: bool = True, use_aem: bool = True,
                  width_mult: float = 1.0, clip_len: int = 16, frame_size: tuple[int, int] = (256, 320),
                  face_size: int = 128, head_activation: str = "softplus", aem_decoder: str = "cardioid",
-                 aem_quantity: str = "rms"):
+                 aem_quantity: str = "rms", output_aem: bool = False):
         super().__init__()
         check_aem_options(aem_decoder, aem_quantity)
         self.aem_decoder, self.aem_quantity = aem_decoder, aem_quantity
@@ -148,12 +159,19 @@ class AVS360(nn.Module):
                             if view in ("both", "cubemap", "both_planar") else None)
         self.audio = resnet3d18(width_mult) if use_audio else None
         self.fusion = nn.Conv2d(channels * (2 if use_audio else 1), channels, 1)
+        # sphsal extension, not in the published model: the AEM at the output resolution as one more
+        # input channel of the head (inert without the AEM, so the ablations accept the same options).
+        self.output_aem = bool(output_aem) and use_aem
         self.up1 = UpConv(channels, channels)
         self.up2 = UpConv(channels, decoder_channels)
-        self.head = nn.Conv2d(decoder_channels, 1, 1)
+        self.head = nn.Conv2d(decoder_channels + (1 if self.output_aem else 0), 1, 1)
+        if self.output_aem:
+            with torch.no_grad():
+                self.head.weight[:, -1] = OUTPUT_AEM_INIT
         self.register_buffer("ecb", equator_bias(*self.fusion_size)[None, None], persistent=False)
 
         output_size = (4 * self.fusion_size[0], 4 * self.fusion_size[1])
+        self.output_size = output_size
         self.input_spec = InputSpec(clip_len=self.clip_len, frame_size=frame_size, output_size=output_size,
                                     needs_audio_mel=use_audio, needs_aem=use_aem,
                                     audio_channels=4 if use_aem else (1 if use_audio else 0))
@@ -190,6 +208,9 @@ class AVS360(nn.Module):
         if self.use_aem:
             inputs["aem"] = clip_energy_map(batch, t_in, self.fusion_size, decoder=self.aem_decoder,
                                             quantity=self.aem_quantity)
+        if self.output_aem:
+            inputs["aem_out"] = clip_energy_map(batch, t_in, self.output_size, decoder=self.aem_decoder,
+                                                quantity=self.aem_quantity)
         if self.use_audio:
             inputs["audio_mel"] = fit_clip(clip_log_mel(batch, t_in), self.clip_len)
         return inputs
@@ -214,11 +235,14 @@ class AVS360(nn.Module):
             inputs["audio_mel"] = torch.randn(batch_size, 3, t, MEL_SIZE, MEL_SIZE)
         if self.use_aem:
             inputs["aem"] = torch.rand(batch_size, 1, *self.fusion_size)
+        if self.output_aem:
+            inputs["aem_out"] = torch.rand(batch_size, 1, *self.output_size)
         return inputs
 
     # ------------------------------------------------------------------ forward
     def forward(self, frames: torch.Tensor | None = None, faces: torch.Tensor | None = None,
-                audio_mel: torch.Tensor | None = None, aem: torch.Tensor | None = None) -> torch.Tensor:
+                audio_mel: torch.Tensor | None = None, aem: torch.Tensor | None = None,
+                aem_out: torch.Tensor | None = None) -> torch.Tensor:
         """Saliency of the clip's last frame.
 
         Args:
@@ -228,6 +252,8 @@ class AVS360(nn.Module):
             audio_mel: ``(B, 3, T, 64, 64)`` log-mel features (unless ``use_audio=False``).
             aem: ``(B, 1, h, w)`` audio energy map in ``[0, 1]`` on the fusion grid
                 ``(ceil(H/32), ceil(W/32))`` (unless ``use_aem=False``).
+            aem_out: ``(B, 1, 4h, 4w)`` audio energy map in ``[0, 1]`` at the output resolution (only
+                with ``output_aem=True``).
 
         Returns:
             ``(B, 1, 4h, 4w)`` non-negative map summing to 1 per sample.
@@ -246,7 +272,14 @@ class AVS360(nn.Module):
                                  f"got {tuple(aem.shape)}")
             gain = gain * (1.0 + aem)
         x = F.relu(gain * (x + x.amax(dim=(1, 2, 3), keepdim=True)))
-        sal = HEAD_ACTIVATIONS[self.head_activation](self.head(self.up2(self.up1(x))))
+        x = self.up2(self.up1(x))
+        if self.output_aem:
+            _check_input(aem_out, "aem_out", 4)
+            if tuple(aem_out.shape[-2:]) != self.output_size or aem_out.shape[1] != 1:
+                raise ValueError(f"aem_out must be (B, 1, {self.output_size[0]}, {self.output_size[1]}), "
+                                 f"got {tuple(aem_out.shape)}")
+            x = torch.cat((x, aem_out.to(x.dtype)), dim=1)
+        sal = HEAD_ACTIVATIONS[self.head_activation](self.head(x))
         return sal / sal.sum(dim=(2, 3), keepdim=True).clamp_min(1e-12)
 
     def _visual_features(self, frames, faces) -> torch.Tensor:

@@ -122,3 +122,64 @@ def test_bad_options_and_inputs_are_named():
         model(frames=inputs["frames"], audio_mel=inputs["audio_mel"])
     with pytest.raises(ValueError, match="aem must be"):
         model(**{**inputs, "aem": torch.rand(1, 1, 3, 3)})
+
+
+def test_output_aem_is_off_by_default_and_leaves_the_published_model_unchanged():
+    default = create_model("avs360", view="both_planar", **TINY_AVS360)
+    explicit = create_model("avs360", view="both_planar", output_aem=False, **TINY_AVS360)
+    assert not default.output_aem and "aem_out" not in default.example_inputs()
+    assert default.state_dict().keys() == explicit.state_dict().keys()
+    assert default.head.in_channels == default.up2.conv.out_channels
+    batch = ambisonic_batch(az_deg=0.0, frames=3, size=(48, 96))
+    assert "aem_out" not in default.prepare_inputs(batch)
+    # inert without the AEM, so the ablations take the same options as the full model
+    for name in ("avs360_visual", "avs360_no_aem"):
+        ablation = create_model(name, view="erp_planar", output_aem=True, **TINY_AVS360)
+        assert not ablation.output_aem and ablation.head.in_channels == ablation.up2.conv.out_channels
+
+
+def test_output_aem_feeds_the_head_an_output_resolution_map_from_the_audio():
+    model = create_model("avs360", view="both_planar", output_aem=True, **TINY_AVS360)
+    h, w = model.input_spec.output_size
+    assert model.head.in_channels == model.up2.conv.out_channels + 1
+    inputs = model.example_inputs(batch_size=2)
+    assert inputs["aem_out"].shape == (2, 1, h, w)
+    out = model(**inputs)
+    assert out.shape == (2, 1, h, w)
+    assert torch.allclose(out.sum(dim=(2, 3)), torch.ones(2, 1), atol=1e-5)
+    # from a batch: a source at azimuth -90 deg (the right, 3/4 of the ERP width) peaks there
+    batch = ambisonic_batch(az_deg=-90.0, batch_size=2, frames=3, size=(48, 96))
+    built = model.prepare_inputs(batch)
+    assert built["aem_out"].shape == (2, 1, h, w) and built["aem"].shape == (2, 1, *model.fusion_size)
+    column = int(built["aem_out"][0, 0].sum(dim=0).argmax())
+    assert abs(column + 0.5 - 0.75 * w) <= 1
+    with pytest.raises(ValueError, match="missing input 'aem_out'"):
+        model(**{k: v for k, v in inputs.items() if k != "aem_out"})
+    with pytest.raises(ValueError, match="aem_out must be"):
+        model(**{**inputs, "aem_out": torch.rand(2, 1, h // 2, w // 2)})
+
+
+def test_output_aem_moves_the_output_mass_and_gets_gradients():
+    model = create_model("avs360", view="both_planar", output_aem=True, **TINY_AVS360)
+    _positive_decoder(model)
+    torch.nn.init.constant_(model.head.weight[:, -1], 4.0)
+    inputs = model.example_inputs()
+    h, w = model.input_spec.output_size
+    inputs["aem"] = torch.ones(1, 1, *model.fusion_size)  # the coarse AEM says nothing
+    left, right = torch.zeros(1, 1, h, w), torch.zeros(1, 1, h, w)
+    left[..., : w // 2] = 1.0
+    right[..., w // 2:] = 1.0
+    with torch.no_grad():
+        out_left = model(**{**inputs, "aem_out": left})
+        out_right = model(**{**inputs, "aem_out": right})
+    assert _mass_by_column(out_left)[: w // 2].sum() > 0.5 > _mass_by_column(out_right)[: w // 2].sum()
+
+    model = create_model("avs360", view="both_planar", output_aem=True, **TINY_AVS360)
+    inputs = model.example_inputs(batch_size=2)
+    inputs["aem_out"].requires_grad_(True)
+    target = torch.rand(2, 1, h, w)
+    loss = -(target / target.sum(dim=(2, 3), keepdim=True) * model(**inputs).clamp_min(1e-12).log()).sum()
+    loss.backward()
+    assert model.head.weight.grad[:, -1].abs().sum() > 0
+    assert inputs["aem_out"].grad.abs().sum() > 0
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
