@@ -41,3 +41,12 @@ def test_every_family_has_demo_options_and_unknown_models_are_errors(tmp_path):
     with pytest.raises(ValueError, match="aem_ecb"):
         run_demo(str(tmp_path), models=("aem_ecb",), progress=False)
     assert main(["demo", "--models", "nope", "--out", str(tmp_path)]) != 0
+
+
+def test_demo_avs360_uses_the_output_aem_and_its_visual_ablation_ignores_it():
+    from sphsal.models import create_model
+
+    full = create_model("avs360", **demo_model_options("avs360"))
+    visual = create_model("avs360_visual", **demo_model_options("avs360_visual"))
+    assert full.output_aem and full.input_spec.output_size == (16, 32)
+    assert not visual.output_aem and visual.input_spec.output_size == full.input_spec.output_size
