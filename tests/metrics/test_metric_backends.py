@@ -72,3 +72,24 @@ def test_cpu_fixation_lists_match_torch_nonzero():
     expected = _pad_lists(b_idx, flat, None, 5)
     for got, want in zip(_cpu_lists(mask, "cpu"), expected):
         torch.testing.assert_close(got, want)
+
+
+def test_kernel_log_is_within_two_ulp_of_numpy():
+    import numba
+    import numpy as np
+
+    from sphsal.metrics._kernels import _log
+
+    @numba.njit(error_model="numpy", fastmath={"reassoc", "contract"})
+    def logs(y, out):
+        for j in range(y.shape[0]):
+            out[j] = _log(y[j])
+
+    rng = np.random.default_rng(0)
+    y = np.concatenate([np.exp(rng.uniform(-708, 709, 200_000)), 1 + rng.uniform(-1e-3, 1e-3, 20_000),
+                        [2.2204e-16, 0.5, 1.0, 2.0, np.sqrt(0.5), np.sqrt(2), np.nextafter(np.sqrt(2), 0)]])
+    out = np.empty_like(y)
+    logs(y, out)
+    expected = np.log(y)
+    ulp = np.spacing(np.maximum(np.abs(expected), np.finfo(float).tiny))
+    assert (np.abs(out - expected) <= 2 * ulp).all()
