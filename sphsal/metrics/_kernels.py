@@ -9,9 +9,13 @@ while the map is still in the CPU cache.
   ERP pixel depends only on its row), times ``wf`` ``(H, W)`` when the weights also vary along rows, else
   ``None`` (numba compiles a variant without it). Sums are accumulated per row, then weighted.
 * The row loops are vectorised: ``fastmath`` allows only reassociation and contraction, so NaN and
-  infinities keep IEEE semantics. Extrema are taken on integer order keys of the floats' bits (vector
-  integer min/max), and the extrema tell whether a map holds NaN or infinite values.
+  infinities keep IEEE semantics; ``error_model="numpy"`` drops the division-by-zero checks that would
+  stop vectorisation. Extrema are taken on integer order keys of the floats' bits (vector integer
+  min/max), and the extrema tell whether a map holds NaN or infinite values. AUC-Judd, whose ties must
+  be decided exactly as by the torch reference, is compiled without ``fastmath``.
 * Logarithms (KLD) use :func:`_log`, a polynomial that vectorises, within 2 ulp of ``numpy.log``.
+* AUC-Borji and shuffled AUC: :func:`split_auc` scores the positives and every split's negatives of a
+  map in one task.
 
 The moments of a map are ``(S1, S2, k, lo, hi)``: ``S1 = sum w (x - k)``, ``S2 = sum w (x - k)^2`` around a
 shift ``k`` close to the mean (the mean of at most 64 evenly spaced pixels), and the extrema. Then

@@ -4,8 +4,9 @@ Every metric reduces its maps to a few per-map numbers (weighted moments, extrem
 AUC-Judd ROC rates); the rest works on ``(B,)`` or ``(B, K)`` tensors. :class:`Reducer` computes those
 numbers either with torch (``backend="torch"``: the reference, differentiable, any device; maps are
 processed in chunks to bound memory) or with the numba kernels of :mod:`sphsal.metrics._kernels`
-(``backend="numba"``: CPU only, one or two streaming passes per map, no temporaries). ``"auto"`` takes
-numba for CPU tensors that do not require gradients, torch otherwise.
+(``backend="numba"``: CPU only, one or two streaming passes per map, no temporaries; a metric's passes
+run in one kernel, so a map's second pass finds it in the CPU cache). ``"auto"`` takes numba for CPU
+tensors that do not require gradients, torch otherwise.
 """
 
 from __future__ import annotations
