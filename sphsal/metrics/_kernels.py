@@ -166,8 +166,8 @@ def _opaque(typingctx, x):
     """``x`` unchanged, through an empty inline-assembly statement the optimiser cannot see through.
 
     Under reassociation LLVM turns ``(1 / s) * v`` in a loop into ``v / s``, a division per element;
-    hiding where ``1 / s`` comes from keeps the multiplication. (On a CPU without a known register
-    constraint for float64 it is the identity: the division then comes back, a cost, not an error.)
+    hiding where ``1 / s`` comes from keeps the multiplication. (Other than on x86-64 it is the identity:
+    the division then comes back, a cost, not an error.)
     """
     if x != types.float64:
         return None
@@ -181,7 +181,8 @@ def _opaque(typingctx, x):
     return types.float64(x), codegen
 
 
-_FLOAT_REGISTER = {"x86_64": "x", "amd64": "x", "aarch64": "w", "arm64": "w"}.get(platform.machine().lower())
+# the inline-assembly register class of a float64 (SSE/AVX register); only x86-64, where it is tested
+_FLOAT_REGISTER = {"x86_64": "x", "amd64": "x"}.get(platform.machine().lower())
 
 
 @numba.njit(inline="always")
