@@ -1,6 +1,6 @@
 // Exact float32 kernels of spherical convolution (plain FMA, no tensor cores): used for float32 inputs
 // when TF32 is disabled (torch.backends.cudnn.allow_tf32 = False); sphere_conv_mma.cu has the
-// tensor-core kernels used otherwise. Table layout and sampling: sphere_conv_common.cuh.
+// tensor-core kernels used otherwise. Table layout: sphere_conv_common.cuh.
 //
 //   x       (B, C, H, W)            input
 //   weight  (Co, C, K)              K = k * k taps, row-major over the planar kernel
@@ -10,6 +10,23 @@
 // accumulates the weight gradient with float atomics into a float buffer grad_w (Co, C, K).
 
 #include "sphere_conv_common.cuh"
+
+// Interpolated sample of tap t of output pixel (i, j) in channel plane `plane` (H * W values).
+template <typename scalar_t>
+__device__ __forceinline__ float sample_tap(const scalar_t* __restrict__ plane, const int* __restrict__ rows,
+                                            const int* __restrict__ cols, const float* __restrict__ taps,
+                                            int entry, int P, int j, int stride, int W) {
+    float v = 0.f;
+    for (int p = 0; p < P; ++p) {
+        const float wt = taps[entry + p];
+        if (wt != 0.f) {
+            int col = (j * stride + cols[entry + p]) % W;
+            if (col < 0) col += W;
+            v += wt * to_float(plane[(long long)rows[entry + p] * W + col]);
+        }
+    }
+    return v;
+}
 
 #define TILE 32          // output columns per block, and output (or input) channels per block
 #define PER_THREAD 4     // channels per thread: blockDim = (TILE, TILE / PER_THREAD)

@@ -1,5 +1,5 @@
-// Shared by the spherical-convolution kernels (sphere_conv.cu, sphere_conv_mma.cu): 16-bit scalar types,
-// conversions and the interpolated read of one stencil tap.
+// Shared by the spherical-convolution kernels (sphere_conv.cu, sphere_conv_mma.cu): 16-bit scalar types
+// and their conversions (float -> bfloat16 is a hardware cvt in sphere_conv_mma.cu, sm_80 and newer).
 //
 // Neighbour-table layout (sphsal.ops.stencils, all contiguous):
 //   rows    (H_out, K, P) int32     source rows in [0, H)
@@ -33,32 +33,3 @@ template <> __device__ __forceinline__ half_t from_float<half_t>(float f) {
     asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h.bits) : "f"(f));
     return h;
 }
-template <> __device__ __forceinline__ bf16_t from_float<bf16_t>(float f) {
-    bf16_t h;
-    unsigned int u = __float_as_uint(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) {
-        h.bits = 0x7fc0;  // NaN
-    } else {
-        u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest even
-        h.bits = (unsigned short)(u >> 16);
-    }
-    return h;
-}
-
-// Interpolated sample of tap t of output pixel (i, j) in channel plane `plane` (H * W values).
-template <typename scalar_t>
-__device__ __forceinline__ float sample_tap(const scalar_t* __restrict__ plane, const int* __restrict__ rows,
-                                            const int* __restrict__ cols, const float* __restrict__ taps,
-                                            int entry, int P, int j, int stride, int W) {
-    float v = 0.f;
-    for (int p = 0; p < P; ++p) {
-        const float wt = taps[entry + p];
-        if (wt != 0.f) {
-            int col = (j * stride + cols[entry + p]) % W;
-            if (col < 0) col += W;
-            v += wt * to_float(plane[(long long)rows[entry + p] * W + col]);
-        }
-    }
-    return v;
-}
-

@@ -266,18 +266,12 @@ class AVS360(nn.Module):
         x = self.fusion(x)
         gain = self.ecb
         if self.use_aem:
-            _check_input(aem, "aem", 4)
-            if tuple(aem.shape[-2:]) != self.fusion_size or aem.shape[1] != 1:
-                raise ValueError(f"aem must be (B, 1, {self.fusion_size[0]}, {self.fusion_size[1]}), "
-                                 f"got {tuple(aem.shape)}")
+            _check_map(aem, "aem", self.fusion_size)
             gain = gain * (1.0 + aem)
         x = F.relu(gain * (x + x.amax(dim=(1, 2, 3), keepdim=True)))
         x = self.up2(self.up1(x))
         if self.output_aem:
-            _check_input(aem_out, "aem_out", 4)
-            if tuple(aem_out.shape[-2:]) != self.output_size or aem_out.shape[1] != 1:
-                raise ValueError(f"aem_out must be (B, 1, {self.output_size[0]}, {self.output_size[1]}), "
-                                 f"got {tuple(aem_out.shape)}")
+            _check_map(aem_out, "aem_out", self.output_size)
             x = torch.cat((x, aem_out.to(x.dtype)), dim=1)
         sal = HEAD_ACTIVATIONS[self.head_activation](self.head(x))
         return sal / sal.sum(dim=(2, 3), keepdim=True).clamp_min(1e-12)
@@ -332,6 +326,13 @@ def _check_input(x, name: str, ndim: int) -> None:
         raise ValueError(f"avs360: missing input {name!r} (see AVS360.forward)")
     if x.dim() != ndim:
         raise ValueError(f"avs360: {name} must have {ndim} dimensions, got shape {tuple(x.shape)}")
+
+
+def _check_map(x, name: str, size: tuple[int, int]) -> None:
+    """``x`` must be a ``(B, 1, *size)`` map."""
+    _check_input(x, name, 4)
+    if tuple(x.shape[-2:]) != tuple(size) or x.shape[1] != 1:
+        raise ValueError(f"{name} must be (B, 1, {size[0]}, {size[1]}), got {tuple(x.shape)}")
 
 
 @register_model("avs360")

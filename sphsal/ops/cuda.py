@@ -106,10 +106,15 @@ def _launch(kernel: str, grid, block, args, shared_floats: int = 0) -> None:
 
 
 @functools.lru_cache(maxsize=8)
-def _device_facts(index: int) -> tuple[bool, int]:
-    """(has tensor-core mma.sync, i.e. compute capability >= 8.0; number of multiprocessors)."""
+def _properties(index: int) -> tuple[bool, int]:
     props = torch.cuda.get_device_properties(index)
     return props.major >= 8, props.multi_processor_count
+
+
+def _device_facts(x: torch.Tensor) -> tuple[bool, int]:
+    """For CUDA tensor ``x``'s device: (has tensor-core mma.sync, i.e. compute capability >= 8.0;
+    number of multiprocessors)."""
+    return _properties(x.device.index if x.device.index is not None else torch.cuda.current_device())
 
 
 def uses_tensor_cores(x: torch.Tensor) -> bool:
@@ -117,7 +122,7 @@ def uses_tensor_cores(x: torch.Tensor) -> bool:
     compute capability 8.0 or newer, and float32 there too (as TF32) while
     ``torch.backends.cudnn.allow_tf32`` is True (PyTorch's default, which ``nn.Conv2d`` follows);
     otherwise by the exact float32 kernels."""
-    if not _device_facts(x.device.index if x.device.index is not None else torch.cuda.current_device())[0]:
+    if not _device_facts(x)[0]:
         return False
     return x.dtype != torch.float32 or torch.backends.cudnn.allow_tf32
 
@@ -181,7 +186,7 @@ def _weight_grad(grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, 
     grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=x.device)
     if uses_tensor_cores(x):
         tiles = _ceil(co, _MMA_TILE) * _ceil(c * k, _MMA_TILE)
-        sms = _device_facts(x.device.index if x.device.index is not None else torch.cuda.current_device())[1]
+        sms = _device_facts(x)[1]
         per_block = max(1, _ceil(b * h_out * tiles, 4 * sms))  # about four blocks per multiprocessor
         _launch(f"sphere_conv_mma_weight_grad<{_TYPE_NAMES[x.dtype]}>",
                 (_ceil(co, _MMA_TILE), _ceil(c * k, _MMA_TILE), _ceil(b * h_out, per_block)),
