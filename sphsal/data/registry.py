@@ -41,7 +41,14 @@ def list_datasets() -> list[str]:
 
 def create_dataset(name: str, root, **options):
     """Build the dataset ``name`` from the files under ``root``; ``options`` go to the adapter (see each
-    adapter's docstring; all take ``clip_len``, ``size``, ``fps``, ``split``, ``frame_step``)."""
+    adapter's docstring).
+
+    Every adapter takes ``size``, ``split`` and the :class:`~sphsal.data.dataset.ClipDataset` options
+    (``clip_len``, ``frame_step``, ``clip_mode``, ``clip_step``, ``transform``, ``prev_saliency``). The
+    video-file adapters (``360av-hm``, ``vr-eyetracking``, ``pvs-hm``, ``salient360``) also take ``fps``;
+    ``eccv18``, ``stavis`` and ``folder`` index the frames as stored. An unknown option raises
+    ``TypeError`` naming it.
+    """
     _load_adapters()
     if name not in _FACTORIES:
         raise ValueError(f"unknown dataset {name!r}; available: {', '.join(sorted(_FACTORIES))}")

@@ -257,3 +257,56 @@ def test_360avhm_video_with_audio_shorter_than_its_frames_is_named(av360_root, t
     os.symlink(av360_root / "dataset_public" / "ambix", root / "dataset_public" / "ambix")
     with pytest.raises(ValueError, match="clipA.mp4 is shorter than the video"):
         create_dataset("360av-hm", root)
+
+
+# --- bad inputs shared by every adapter
+@pytest.mark.parametrize("name", ["360av-hm", "eccv18", "folder", "pvs-hm", "salient360", "stavis",
+                                  "vr-eyetracking"])
+def test_every_adapter_names_a_missing_root(name, tmp_path):
+    missing = tmp_path / "no_such_root"
+    with pytest.raises(FileNotFoundError, match="no_such_root"):
+        create_dataset(name, missing)
+    # A root that exists but lacks the adapter's files names what it expected, never an empty dataset.
+    with pytest.raises(FileNotFoundError, match=str(tmp_path)):
+        create_dataset(name, tmp_path)
+
+
+def test_360avhm_condition_picks_the_gaze_folder_and_defaults_to_ambix(tmp_path):
+    make_video(tmp_path / "videos" / "clipA.mp4", duration=0.5, fps=8, height=H, width=W, seed=2)
+    # Each condition looks elsewhere: ambix a quarter turn left, mono a quarter turn right, none the front.
+    looks = {"ambix": (0.25, 0.5), "mono": (0.75, 0.5), "none": (0.5, 0.5)}
+    for condition, (u, v) in looks.items():
+        folder = tmp_path / "dataset_public" / condition / "clipA"
+        folder.mkdir(parents=True)
+        rows = "\n".join(f"{t / 16:.4f},{u},{v}" for t in range(8))
+        (folder / "user0.csv").write_text("time,2dmu,2dmv\n" + rows + "\n")
+    expected = {"ambix": math.pi / 2, "mono": -math.pi / 2, "none": 0.0}
+    default = create_dataset("360av-hm", tmp_path, clip_len=1, cache_dir=False)[2]
+    assert near(peak(default["saliency"]), pixel_of(expected["ambix"], 0.0))
+    for condition, az in expected.items():
+        item = create_dataset("360av-hm", tmp_path, condition=condition, clip_len=1, cache_dir=False)[2]
+        assert near(peak(item["saliency"]), pixel_of(az, 0.0)), condition
+
+
+def test_salient360_fixation_csv_with_wrong_columns_is_named(tmp_path):
+    (tmp_path / "videos").mkdir()
+    write_video(str(tmp_path / "videos" / "1_Bar.mp4"), 2, 8, h=H, w=W)
+    (tmp_path / "saliency").mkdir()
+    np.ones((2, H, W), dtype="<f4").tofile(tmp_path / "saliency" / f"1_Bar_{W}x{H}x2_32b.bin")
+    (tmp_path / "fixations").mkdir()
+    (tmp_path / "fixations" / "1_Bar_fixations.csv").write_text("Idx, x, y, start frame, end frame\n"
+                                                                 "0, 0.5, 0.5, 0, 1\n")
+    with pytest.raises(ValueError, match="1_Bar_fixations.csv has wrong columns.*longitude"):
+        create_dataset("salient360", tmp_path)
+
+
+def test_an_all_zero_saliency_map_is_an_error_naming_its_folder(tmp_path):
+    (tmp_path / "videos").mkdir()
+    write_video(str(tmp_path / "videos" / "mine.mp4"), 2, 8, h=H, w=W)
+    (tmp_path / "saliency" / "mine").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "saliency" / "mine" / "1.png"), np.full((H, W), 200, np.uint8))
+    cv2.imwrite(str(tmp_path / "saliency" / "mine" / "2.png"), np.zeros((H, W), np.uint8))
+    ds = create_dataset("folder", tmp_path, clip_len=1)
+    check_item(ds[0], 1)
+    with pytest.raises(ValueError, match=r"frame 1 in .*saliency/mine is empty"):
+        ds[1]

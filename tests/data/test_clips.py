@@ -1,8 +1,9 @@
 from fractions import Fraction
 
+import cv2
 import numpy as np
 import pytest
-from data_fixtures import write_stavis_tree
+from data_fixtures import frame_number, frame_pattern, write_stavis_tree
 
 from sphsal.data import audio_window, clip_indices, clip_span, create_dataset, slice_audio, time_to_sample
 
@@ -62,3 +63,36 @@ def test_item_audio_is_frame_exact(tmp_path, fps):
                                                                                      sample_rate)
                     for k in clicks if first <= k <= t]
         assert np.flatnonzero(audio).tolist() == expected
+
+
+@pytest.mark.parametrize("fps", [24, 25, 30, 60])
+def test_mp4_item_frames_and_audio_are_frame_exact(tmp_path, fps):
+    # One mp4 holding both streams (H.264 video, lossless ALAC audio), read through the folder adapter:
+    # each item's clip shows the frames clip_indices names, and its audio window puts a click written at
+    # the start of frame k at the exact sample offset of frame k within the clip.
+    from sphsal.data.synthetic import _write_streams
+
+    sample_rate, n_frames, clip_len, h, w = 44100, 12, 4, 32, 64
+    clicks = [0, 3, 6, 11]
+    audio = np.zeros((4, time_to_sample(Fraction(n_frames, fps), sample_rate)), dtype=np.float32)
+    for k in clicks:
+        audio[0, time_to_sample(Fraction(k, fps), sample_rate)] = 0.5
+    (tmp_path / "videos").mkdir()
+    frames = [frame_pattern(k, h, w) for k in range(n_frames)]
+    _write_streams(str(tmp_path / "videos" / "v.mp4"), frames, fps, h, w, audio, sample_rate, "alac")
+    (tmp_path / "saliency" / "v").mkdir(parents=True)
+    for k in range(n_frames):
+        cv2.imwrite(str(tmp_path / "saliency" / "v" / f"{k:04d}.png"), np.full((h, w), 9, np.uint8))
+    ds = create_dataset("folder", tmp_path, clip_len=clip_len)
+    assert len(ds) == n_frames
+    for item in ds:
+        t = item["frame_index"]
+        first = t - (clip_len - 1)
+        shown = [frame_number(item["frames"][:, k]) for k in range(clip_len)]
+        assert shown == clip_indices(t, clip_len, n_frames)
+        assert item["sample_rate"] == sample_rate
+        track = item["audio"][0].numpy()
+        assert track.shape[0] == time_to_sample(Fraction(clip_len, fps), sample_rate)
+        start = time_to_sample(Fraction(first, fps), sample_rate)
+        expected = [time_to_sample(Fraction(k, fps), sample_rate) - start for k in clicks if first <= k <= t]
+        assert np.flatnonzero(np.abs(track) > 0.25).tolist() == expected

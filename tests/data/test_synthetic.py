@@ -1,3 +1,4 @@
+import dataclasses
 import gc
 import json
 import math
@@ -10,7 +11,14 @@ from data_fixtures import SYNTHETIC, synthetic_root
 
 from sphsal.audio import energy_map, load_audio, read_sa3d
 from sphsal.data import VideoReader, create_dataset, default_dataset, make_dataset
-from sphsal.data.synthetic import SyntheticScene, make_scene, render_frame, simulate_gaze
+from sphsal.data.synthetic import (
+    TIMBRES,
+    SyntheticScene,
+    make_scene,
+    render_audio,
+    render_frame,
+    simulate_gaze,
+)
 from sphsal.sphere import directions_to_vectors, equirect_directions, solid_angle_weights
 
 
@@ -87,6 +95,50 @@ def test_discs_are_drawn_as_caps_on_the_sphere(az_deg, el_deg):
     assert area == pytest.approx(cap, rel=0.1)
     if az_deg == 179.0:
         assert covered[:, 0].any() and covered[:, -1].any()  # split by the seam
+
+
+def _frame(scene, t, h=32, w=64):
+    az, el = equirect_directions(h, w, dtype=torch.float64)
+    pixels = directions_to_vectors(az, el).numpy().astype(np.float32)
+    return render_frame(scene, t, pixels, np.zeros((h, w, 3), np.uint8))
+
+
+def test_audio_decisive_hides_which_object_sounds_from_the_picture():
+    for seed in range(3):
+        scene = make_scene(np.random.default_rng(seed), duration=2.0, n_objects=4, audio_decisive=True)
+        # Every object looks the same and the picture does not depend on which one sounds.
+        assert np.ptp(scene.colour, axis=0).max() == 0
+        for k in range(4):
+            other = dataclasses.replace(scene, segments=[(0.0, 2.0, (k,))])
+            assert np.array_equal(_frame(other, 0.7), _frame(scene, 0.7))
+        # Without it the sounding object is drawn differently (brighter, with a rim).
+        visible = dataclasses.replace(scene, audio_decisive=False)
+        frames = [_frame(dataclasses.replace(visible, segments=[(0.0, 2.0, (k,))]), 0.7) for k in range(4)]
+        assert not np.array_equal(frames[0], frames[1])
+    shown = make_scene(np.random.default_rng(0), duration=2.0, n_objects=4, audio_decisive=False)
+    assert np.ptp(shown.colour, axis=0).max() > 0
+
+
+def test_sources_have_distinct_timbres_and_are_encoded_at_their_directions():
+    rate, block = 16000, 400  # 25 ms blocks
+    for seed in range(3):
+        scene = make_scene(np.random.default_rng(seed), duration=3.0, n_objects=4)
+        assert sorted(scene.timbre) == sorted(TIMBRES) and len(set(scene.pitch.tolist())) == 4
+        audio = render_audio(scene, rate, np.random.default_rng(seed)).astype(np.float64)
+        w, y, z, x = audio  # ambiX: ACN order W, Y, Z, X (SN3D)
+        checked = 0
+        for t0, t1, objs in scene.segments:
+            if len(objs) != 1:
+                continue
+            # Blocks well inside the segment (away from the 10 ms fades); intensity = W times (X, Y, Z).
+            for s0 in range(int((t0 + 0.03) * rate), int((t1 - 0.03) * rate) - block, block):
+                sl = slice(s0, s0 + block)
+                intensity = np.array([np.sum(w[sl] * x[sl]), np.sum(w[sl] * y[sl]), np.sum(w[sl] * z[sl])])
+                truth = scene.vectors([(s0 + block / 2) / rate])[objs[0], 0]
+                cos = intensity @ truth / np.linalg.norm(intensity)
+                assert cos > math.cos(math.radians(3)), (seed, t0, objs)
+                checked += 1
+        assert checked > 20
 
 
 def test_viewers_prefer_sounding_objects_and_the_equator():

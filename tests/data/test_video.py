@@ -64,6 +64,21 @@ def test_reader_survives_pickling_for_dataloader_workers(video):
     clone.close()
 
 
+def test_the_frame_cache_stays_bounded_however_long_the_video(video):
+    # The reader never holds the whole video: at most ``cache_size`` decoded frames stay in memory.
+    with VideoReader(video, cache_size=3) as reader:
+        for k in range(len(reader)):
+            reader.read_frame(k)
+            assert len(reader._cache) <= 3
+    with VideoReader(video, size=(16, 32)) as reader:
+        assert 2 <= reader.cache_size <= 64
+        assert reader.cache_size * 3 * 16 * 32 <= max(reader.cache_bytes, 2 * 3 * 16 * 32)
+        reader.read_frames(range(len(reader)))
+        assert len(reader._cache) <= reader.cache_size
+    with pytest.raises(ValueError, match="cache_size"):
+        VideoReader(video, cache_size=0)
+
+
 def test_missing_file_is_named(tmp_path):
     path = str(tmp_path / "nothing.mp4")
     with pytest.raises(FileNotFoundError, match="nothing.mp4"):
