@@ -78,6 +78,20 @@ def test_plans_are_cached_per_geometry_device_and_dtype():
     assert calls == [(3, "bilinear")]
 
 
+def test_every_projection_reuses_its_cached_plan():
+    from sphsal.projections import cubemap, healpix, perspective
+
+    builders = [cubemap._to_cube_plan, cubemap._from_cube_plan, healpix._to_healpix_plan,
+                healpix._from_healpix_plan, perspective._to_view_plan, perspective._from_view_plan]
+    x = torch.rand(1, 2, 8, 16, dtype=torch.float64)
+    _all_projections(x)  # builds (or finds) every plan for this geometry
+    hits = [b.cache_info().hits for b in builders]
+    misses = [b.cache_info().misses for b in builders]
+    _all_projections(x + 1)  # same geometry, device and dtype, other values
+    assert [b.cache_info().misses for b in builders] == misses
+    assert all(b.cache_info().hits > h for b, h in zip(builders, hits))
+
+
 def _all_projections(x):
     """Every projection and its inverse on an ERP batch ``x`` (B, C, 8, 16)."""
     from sphsal.projections import (
