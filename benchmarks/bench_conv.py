@@ -32,7 +32,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from sphsal.nn import SphericalConv2d, SphericalConv3d
-from sphsal.ops.cpu_banded import banded_plan
 from sphsal.ops.stencils import neighbour_table, stencil_pixel_coords
 
 SHAPES = [(2, 64, 64, 120, 240), (2, 64, 64, 240, 480), (1, 256, 256, 60, 120)]
@@ -98,10 +97,16 @@ def step(module: nn.Module, x: torch.Tensor) -> None:
 
 
 def measure_memory(method: str, shape, threads: int) -> float:
-    """Peak extra resident memory (MiB) of one forward+backward, in a fresh subprocess."""
+    """Peak extra resident memory (MiB) of one forward+backward, in a fresh subprocess.
+
+    glibc's malloc runs with a fixed mmap threshold of 64 KiB there, so every large buffer is mapped
+    when allocated and unmapped when freed and the resident set follows the live tensors (by default
+    the threshold grows after the first large free and later buffers come from a heap that keeps them).
+    """
     cmd = [sys.executable, os.path.abspath(__file__), "--memory-probe", method, ",".join(map(str, shape)),
            "--threads", str(threads)]
-    result = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    result = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
     return float(result.stdout.strip().splitlines()[-1])
 
 
@@ -114,14 +119,16 @@ def _status_kib(field: str) -> int:
 
 
 def memory_probe(method: str, shape) -> float:
-    """Peak RSS growth (MiB) over one forward+backward. The kernel's peak-RSS mark is reset first
-    (``/proc/self/clear_refs``), so memory used while importing does not hide the step's peak."""
+    """Peak RSS growth (MiB) over one forward+backward step. One warm-up step first, so one-time costs
+    (loading compiled kernels, oneDNN primitives, tables and plans) are not counted; then the kernel's
+    peak-RSS mark is reset (``/proc/self/clear_refs``) and the measured step runs."""
     torch.manual_seed(0)
     b, cin, _, h, w = shape
     module = build(method, shape)
     x = torch.randn(b, cin, h, w, requires_grad=True)
-    if method.startswith("sph-"):  # build the cached table and plan outside the measured step
-        banded_plan(neighbour_table(h, w, 3, 1, 1, "cap", method[4:]))
+    step(module, x)
+    module.zero_grad(set_to_none=True)
+    x.grad = None
     with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
         f.write("5")
     before = _status_kib("VmRSS")

@@ -4,28 +4,35 @@ Consecutive output rows whose stencils have the same relative taps (source row m
 column offset, interpolation weight) form a band. Near the equator the band's taps are the planar
 3x3 neighbourhood, further out dilated or irregular column patterns. Each band's distinct
 ``(row offset, column offset)`` cells are covered by *units*: grids ``ro0 + dr * [0, nh)`` x
-``co0 + dc * [0, nw)`` that hold only occupied cells (exact arithmetic progressions, no zero taps).
-A unit is one ``nn.Conv2d``-style call with dilation ``(dr, dc)`` on a view of
-the band's rows of the input padded circularly by a few columns; its ``(nh, nw)`` weight is the
-layer's ``(Co, Ci, K)`` weight scattered into the cells (bilinear weights included): the cell
-weights of all bands come from one matrix product of the weight with their joined ``(K, cells)``
-scatter matrices.
+``co0 + dc * [0, nw)`` that hold only occupied cells (exact arithmetic progressions; a unit whose
+column span ``dc * (nw - 1)`` is odd gets one zero column so that it has a centre). A unit is one
+``F.conv2d`` call with dilation ``(dr, dc)``; its ``(nh, nw)`` weight is the layer's ``(Co, Ci, K)``
+weight scattered into the cells (bilinear weights included) by one matrix product with the unit's
+``(K, cells)`` scatter matrix, made when the unit runs (one unit's cell weights exist at a time).
 
 Rows whose band would need more than one convolution call per two rows (next to the poles, where the
 taps spread over all longitudes, and most bilinear rows, whose weights change from row to row) are
-*gathered* instead, a few consecutive rows at a time: each tap's value is read from its source pixel
-(nearest) or interpolated from its four (bilinear), giving a ``(rows * B * W_out, K * Ci)`` block, and
-one matrix product with the layer's ``(K * Ci, Co)`` weight, shared by every row, gives the outputs.
+*gathered* instead, a few consecutive rows at a time: a numba kernel reads each tap's value from its
+source pixel (nearest) or interpolates it from its four (bilinear) into a ``(rows * B * W_out, K * Ci)``
+block, and one matrix product with the layer's ``(K * Ci, Co)`` weight, shared by every row, gives the
+outputs.
+
+The data layout is *flat channels-last*: the input is copied once into ``(H, B, W + 2 halo, C)``, its
+columns padded circularly by ``halo`` on both sides, with ``halo`` zero pixels before and after the
+whole buffer. Seen as a channels-last ``(1, C, H, B * (W + 2 halo))`` image, every band's rows are a
+contiguous slice, so oneDNN convolves them in place (no copies, no layout reorders); the columns where
+one batch item's window reaches into the next are computed and thrown away. Each unit's input view is
+shifted by its centre column and padded by half its span, so every unit's output lands on the same
+``(rows, B, (W + 2 halo) / stride, Co)`` grid, and so does the output gradient in backward: one buffer
+serves all units. Weight gradients are one matrix product per cell on shifted views of the same
+buffers (oneDNN's channels-last weight gradient is 3x slower than its NCHW one on AVX2).
 
 Clips (``sphere_conv3d``) are folded into images: the ``kt`` zero-padded temporal taps of each output
 frame become channels, ``(B, Ci, T, H, W)`` -> ``(B * T_out, Ci * kt, H, W)``, so a clip layer is one
-image layer (the same few large operations at any clip length; autograd keeps that ``kt``-times
-folded input, never a ``K``-times expanded one).
+image layer (autograd keeps that ``kt``-times folded input, never a ``K``-times expanded one).
 
 Nothing K-times expanded is kept for backward: the autograd function saves only ``x`` and the weight
-and redoes the cheap extraction in backward, where ``aten.convolution_backward`` and batched matrix
-products give the gradients. Few, large operations are used on purpose: on a busy machine every
-parallel operation costs a thread hand-off.
+and rebuilds the flat input in backward. float32 and float64 run natively; other dtypes in float32.
 """
 
 from __future__ import annotations
@@ -44,29 +51,37 @@ __all__ = ["ConvUnit", "Band", "GatherGroup", "Plan", "banded_plan", "banded_sph
 
 # Consecutive gathered rows are multiplied in groups whose gathered block (rows x W_out x K taps per
 # batch item and channel) stays below max(H * W / 8, _GATHER_MIN_BLOCK): an eighth of the input's size
-# on large grids (small blocks stay in cache: measured 1.5x faster than half the input at 240 x 480,
-# bilinear), and one or two groups for the whole sphere on small ones.
+# on large grids (small blocks stay in cache), and one or two groups for the whole sphere on small ones.
 _GATHER_MIN_BLOCK = 4096
-# Bands whose column offsets reach further than this are gathered (keeps the circular halo small).
+# Bands whose column offsets reach further than this are gathered; at most W / 16 on narrow grids,
+# where the 2 * halo padding columns would otherwise be a large share of the work.
 _MAX_HALO = 8
+# Slices of the tall matrix products of the weight gradient (see _chunked_gram).
+_GRAM_CHUNKS = 4
 
 
 @dataclass(frozen=True)
 class ConvUnit:
     """One planar convolution of a band.
 
-    Input rows ``row_lo:row_hi`` and columns ``col_lo:col_hi`` (may reach ``-halo`` .. ``W + halo``;
-    read from the circularly padded input), kernel grid ``box = (nh, nw)`` with ``dilation``, whose
-    cell weights are columns ``cells`` of its band's ``scatter``.
+    Input rows ``row_lo:row_hi``; kernel grid ``box = (nh, nw)`` with ``dilation = (dr, dc)`` whose cell
+    ``(a, b)`` is column offset ``shift + (b - (nw - 1) / 2) * dc``: the input view is shifted by
+    ``shift`` columns and padded by ``pad = dc * (nw - 1) / 2``. Its cell weights are columns ``cells``
+    of its band's ``scatter``.
     """
 
     row_lo: int
     row_hi: int
-    col_lo: int
-    col_hi: int
+    shift: int
+    pad: int
     box: tuple[int, int]
     dilation: tuple[int, int]
     cells: tuple[int, int]
+
+    @property
+    def reach(self) -> int:
+        """How many columns beyond a pixel's own the unit reads, either way."""
+        return abs(self.shift) + self.pad
 
 
 @dataclass(frozen=True)
@@ -82,28 +97,20 @@ class Band:
 
 @dataclass(frozen=True, eq=False)
 class GatherGroup:
-    """Consecutive output rows ``out_lo:out_hi`` (``n`` of them) computed by one matrix product.
-
-    For each row, tap and interpolation corner: ``positions`` ``(n, K, P)`` index
-    :attr:`Plan.source_rows`, ``cols`` ``(n, K, P)`` are column offsets (relative to ``j * stride``) and
-    ``weights`` ``(n, K, P)`` float64 the interpolation weights (``None`` when ``P = 1``: nearest taps).
-    """
+    """Consecutive output rows ``out_lo:out_hi`` computed by one matrix product (their taps are read
+    from the table by the gather kernels)."""
 
     out_lo: int
     out_hi: int
-    positions: torch.Tensor
-    cols: torch.Tensor
-    weights: torch.Tensor | None
 
 
 @dataclass(frozen=True, eq=False)
 class Plan:
-    """How to compute one table: ``pieces`` (bands and gather groups in output-row order),
-    ``source_rows`` ``(R,)`` the input rows that gather groups read, ``halo`` the circular column
-    padding the units need, ``num_taps`` the stencil's ``K``."""
+    """How to compute one table: ``pieces`` (bands and gather groups in output-row order), ``halo``
+    the circular column padding of the flat layout (a multiple of the stride), ``num_taps`` the
+    stencil's ``K``."""
 
     pieces: tuple[Band | GatherGroup, ...]
-    source_rows: torch.Tensor
     halo: int
     num_taps: int
 
@@ -179,19 +186,18 @@ def _band_units(table: NeighbourTable, cells, out_lo: int, out_hi: int,
     s = table.stride
     units = []
     for (co0, dc, nw), ros in col_groups.items():
+        box_w = nw + (dc * (nw - 1)) % 2  # an odd span gets a zero column on the right
         for ro0, dr, nh in _ap_groups(ros):
             span = (0, 0) if scatter is None else scatter.add(
-                [cells[(ro0 + a * dr, co0 + b * dc)] for a in range(nh) for b in range(nw)])
-            units.append(ConvUnit(out_lo * s + ro0, (out_hi - 1) * s + ro0 + dr * (nh - 1) + 1, co0,
-                                  (table.w_out - 1) * s + co0 + dc * (nw - 1) + 1, (nh, nw), (dr, dc), span))
+                [cells.get((ro0 + a * dr, co0 + b * dc), {}) for a in range(nh) for b in range(box_w)])
+            pad = dc * (box_w - 1) // 2
+            row_hi = (out_hi - 1) * s + ro0 + dr * (nh - 1) + 1
+            units.append(ConvUnit(out_lo * s + ro0, row_hi, co0 + pad, pad, (nh, box_w), (dr, dc), span))
     return tuple(units)
 
 
-def _gather_group(table: NeighbourTable, rows: list[int], where: dict[int, int]) -> GatherGroup:
-    lo, hi = rows[0], rows[-1] + 1
-    positions = table.rows[lo:hi].clone().apply_(where.__getitem__)
-    weights = table.weights[lo:hi] if table.weights.shape[-1] > 1 else None
-    return GatherGroup(lo, hi, positions, table.cols[lo:hi], weights)
+def _max_halo(width: int) -> int:
+    return max(1, min(_MAX_HALO, width // 16))
 
 
 @functools.lru_cache(maxsize=128)
@@ -203,140 +209,189 @@ def banded_plan(table: NeighbourTable) -> Plan:
     spans, lo = [], 0  # (first row, end row, gathered?)
     for i in range(1, table.h_out + 1):
         if i == table.h_out or signatures[i] != signatures[lo]:
-            wide = max(abs(co) for _, co in cells[lo]) > _MAX_HALO
-            many = 2 * len(_band_units(table, cells[lo], lo, i, None)) > i - lo
-            spans.append((lo, i, wide or many))
+            units = _band_units(table, cells[lo], lo, i, None)
+            wide = max(u.reach for u in units) > _max_halo(table.width)
+            spans.append((lo, i, wide or 2 * len(units) > i - lo))
             lo = i
-    gathered_rows = [r for a, b, g in spans if g for r in range(a, b)]
-    sources = sorted(set(table.rows[gathered_rows].reshape(-1).tolist()))
-    where = {r: n for n, r in enumerate(sources)}
     rows_per_group = max(1, max(table.height * table.width // 8, _GATHER_MIN_BLOCK)
                          // (table.w_out * table.num_taps))
     pieces, pending = [], []
     for a, b, g in spans + [(table.h_out, table.h_out, False)]:
         for r in range(a, b) if g else ():
             if pending and (r != pending[-1] + 1 or len(pending) == rows_per_group):
-                pieces.append(_gather_group(table, pending, where))
+                pieces.append(GatherGroup(pending[0], pending[-1] + 1))
                 pending = []
             pending.append(r)
         if not g:
             if pending:
-                pieces.append(_gather_group(table, pending, where))
+                pieces.append(GatherGroup(pending[0], pending[-1] + 1))
                 pending = []
             if b > a:
                 scatter = _ScatterBuilder(table.num_taps)
                 pieces.append(Band(a, b, _band_units(table, cells[a], a, b, scatter), scatter.matrix()))
-    units = [u for p in pieces if isinstance(p, Band) for u in p.units]
-    halo = max([0] + [-u.col_lo for u in units] + [u.col_hi - table.width for u in units])
-    return Plan(tuple(pieces), torch.tensor(sources, dtype=torch.long), halo, table.num_taps)
+    reach = max([0] + [u.reach for p in pieces if isinstance(p, Band) for u in p.units])
+    halo = -(-reach // table.stride) * table.stride
+    return Plan(tuple(pieces), halo, table.num_taps)
+
+
+@dataclass(frozen=True)
+class _Flat:
+    """The flat channels-last layout of a ``(B, C, H, W)`` tensor: ``(H, B, W + 2 halo, C)`` rows after
+    ``halo`` guard pixels (zero), followed by ``halo`` more."""
+
+    batch: int
+    height: int
+    width: int
+    halo: int
+
+    @property
+    def padded_width(self) -> int:
+        return self.width + 2 * self.halo
+
+    @property
+    def row_pixels(self) -> int:
+        return self.batch * self.padded_width
+
+    @property
+    def pixels(self) -> int:
+        return self.height * self.row_pixels + 2 * self.halo
+
+    def rows(self, buffer: torch.Tensor) -> torch.Tensor:
+        """The ``(H, B, W + 2 halo, C)`` view of a ``(pixels, C)`` buffer."""
+        return buffer[self.halo:self.halo + self.height * self.row_pixels].view(
+            self.height, self.batch, self.padded_width, -1)
+
+    def image(self, buffer: torch.Tensor, first: int, count: int, length: int) -> torch.Tensor:
+        """``count`` rows of ``length`` pixels from buffer pixel ``first`` as a channels-last
+        ``(1, C, count, length)`` image (a view)."""
+        return buffer[first:first + count * length].view(1, count, length, -1).permute(0, 3, 1, 2)
+
+
+def _to_flat(x: torch.Tensor, flat: _Flat) -> torch.Tensor:
+    """Copy ``x`` ``(B, C, H, W)`` into a new flat ``(pixels, C)`` buffer, halo columns included."""
+    buffer = x.new_empty(flat.pixels, x.shape[1])
+    h = flat.halo
+    buffer[:h].zero_()
+    buffer[buffer.shape[0] - h:].zero_()
+    rows = flat.rows(buffer)
+    rows[:, :, h:h + flat.width] = x.permute(2, 0, 3, 1)
+    if h:
+        rows[:, :, :h] = rows[:, :, flat.width:flat.width + h]
+        rows[:, :, h + flat.width:] = rows[:, :, h:2 * h]
+    return buffer
+
+
+def _from_flat(buffer: torch.Tensor, flat: _Flat, like: torch.Tensor) -> torch.Tensor:
+    """Fold the halo columns of a flat gradient buffer back onto the columns they copied and return
+    it as a tensor shaped (and laid out) like ``like``."""
+    rows, h, w = flat.rows(buffer), flat.halo, flat.width
+    if h:
+        rows[:, :, h:2 * h] += rows[:, :, h + w:]
+        rows[:, :, w:w + h] += rows[:, :, :h]
+    out = torch.empty_like(like)
+    out.copy_(rows[:, :, h:h + w].permute(1, 3, 0, 2))
+    return out
+
+
+def _out_grid(y: torch.Tensor, flat: _Flat, stride: int, w_out: int) -> torch.Tensor:
+    """A unit's channels-last output ``(1, Co, n, B * (W + 2 halo) / stride)`` as ``(B, Co, n, W_out)``."""
+    n = y.shape[2]
+    grid = y.permute(0, 2, 3, 1).reshape(n, flat.batch, flat.padded_width // stride, -1)
+    first = flat.halo // stride
+    return grid[:, :, first:first + w_out].permute(1, 3, 0, 2)
 
 
 @functools.lru_cache(maxsize=256)
-def _gather_index(group: GatherGroup, batch: int, width: int, w_out: int, stride: int) -> torch.Tensor:
-    """``(P, n * B * W_out * K)`` indices of each interpolation corner of a group's taps into
-    :func:`_gather_source` (order: row, batch item, output column, tap)."""
-    col = torch.remainder(torch.arange(w_out)[None, :, None, None] * stride + group.cols[:, None], width)
-    b = torch.arange(batch)[None, :, None, None, None]
-    index = (group.positions[:, None, None] * batch + b) * width + col[:, None]  # (n, B, W_out, K, P)
-    return index.permute(4, 0, 1, 2, 3).reshape(index.shape[-1], -1)
+def _unit_scatter(band: Band, unit: ConvUnit, dtype: torch.dtype) -> torch.Tensor:
+    """The unit's ``(K, cells)`` tap-to-cell weights in ``dtype``."""
+    return band.scatter[:, unit.cells[0]:unit.cells[1]].to(dtype)
 
 
-def _gather_taps(source: torch.Tensor, group: GatherGroup, index: torch.Tensor) -> torch.Tensor:
-    """The group's tap values ``(n * B * W_out, K * C)``: source pixels, interpolated when bilinear."""
-    n, num_taps = group.positions.shape[:2]
-    taps = source.index_select(0, index[0])
-    if group.weights is not None:
-        weights = group.weights.to(source.dtype)
-        taps = taps.view(n, -1, num_taps, source.shape[1]).mul_(weights[:, None, :, 0, None])
-        for p in range(1, index.shape[0]):
-            corner = source.index_select(0, index[p]).view_as(taps)
-            taps.addcmul_(corner, weights[:, None, :, p, None])
-    return taps.view(-1, num_taps * source.shape[1])
+@functools.lru_cache(maxsize=64)
+def _kernel_table(table: NeighbourTable, dtype: torch.dtype):
+    from sphsal.ops import _cpu_kernels
+
+    return _cpu_kernels.table_arrays(table.rows, table.cols, table.weights, table.width, dtype)
 
 
-def _scatter_taps(grad_source: torch.Tensor, group: GatherGroup, index: torch.Tensor,
-                  grad_taps: torch.Tensor) -> None:
-    """Adjoint of :func:`_gather_taps`: add ``grad_taps`` ``(n * B * W_out, K * C)`` into ``grad_source``."""
-    n, num_taps = group.positions.shape[:2]
-    channels = grad_source.shape[1]
-    if group.weights is None:
-        grad_source.index_add_(0, index[0], grad_taps.view(-1, channels))
-        return
-    weights = group.weights.to(grad_taps.dtype)
-    grad = grad_taps.view(n, -1, num_taps, channels)
-    for p in range(index.shape[0]):
-        grad_source.index_add_(0, index[p], (grad * weights[:, None, :, p, None]).view(-1, channels))
-
-
-def _gather_source(x: torch.Tensor, plan: Plan) -> torch.Tensor:
-    """The rows read by gather groups, channels last: ``(R * B * W, C)``."""
-    return x.index_select(2, plan.source_rows).permute(2, 0, 3, 1).reshape(-1, x.shape[1])
-
-
-def _pad_columns(x: torch.Tensor, halo: int) -> torch.Tensor:
-    return x if halo == 0 else torch.cat((x[..., -halo:], x, x[..., :halo]), dim=-1)
-
-
-@functools.lru_cache(maxsize=256)
-def _plan_scatters(plan: Plan, dtype: torch.dtype) -> tuple[torch.Tensor, tuple[int, ...]]:
-    """All bands' scatter matrices side by side ``(K, band cells)`` in ``dtype`` and each piece's first
-    column in it (gather groups take none): all band weights come from one matrix product per call."""
-    bands = [p.scatter for p in plan.pieces if isinstance(p, Band)]
-    offsets, seen = [], 0
-    for p in plan.pieces:
-        offsets.append(seen)
-        seen += p.scatter.shape[1] if isinstance(p, Band) else 0
-    num_taps = plan.num_taps
-    joined = torch.cat(bands, dim=1).to(dtype) if bands else torch.zeros(num_taps, 0, dtype=dtype)
-    return joined, tuple(offsets)
-
-
-def _band_weights(weight: torch.Tensor, plan: Plan) -> torch.Tensor:
-    """``(Co, Ci, 1, K)`` weight -> cell weights ``(Co, Ci, band cells)`` of all bands."""
-    co, ci, _, k = weight.shape
-    return (weight.reshape(co * ci, k) @ _plan_scatters(plan, weight.dtype)[0]).view(co, ci, -1)
-
-
-def _unit_weight(band_w: torch.Tensor, unit: ConvUnit, offset: int) -> torch.Tensor:
-    """The unit's ``(Co, Ci, nh, nw)`` conv2d weight out of the ``(Co, Ci, band cells)`` cell weights."""
-    return band_w[:, :, offset + unit.cells[0]:offset + unit.cells[1]].unflatten(-1, unit.box)
+def _unit_weight(weight: torch.Tensor, band: Band, unit: ConvUnit) -> torch.Tensor:
+    """``(Co, Ci, K)`` weight -> the unit's ``(Co, Ci, nh, nw)`` conv2d weight (made per unit, so that
+    at most one unit's cell weights exist at a time)."""
+    co, ci, k = weight.shape
+    return (weight.reshape(co * ci, k) @ _unit_scatter(band, unit, weight.dtype)).view(co, ci, *unit.box)
 
 
 def _taps_first(weight: torch.Tensor) -> torch.Tensor:
-    """``(Co, Ci, 1, K)`` weight -> ``(K * Ci, Co)``, the matrix of the gathered taps."""
-    return weight[:, :, 0].permute(2, 1, 0).reshape(-1, weight.shape[0])
+    """``(Co, Ci, K)`` weight -> ``(K * Ci, Co)``, the matrix of the gathered taps."""
+    return weight.permute(2, 1, 0).reshape(-1, weight.shape[0])
 
 
-def _unit_view(x_pad: torch.Tensor, unit: ConvUnit, halo: int) -> torch.Tensor:
-    return x_pad[..., unit.row_lo:unit.row_hi, unit.col_lo + halo:unit.col_hi + halo]
+def _unit_input(buffer: torch.Tensor, flat: _Flat, unit: ConvUnit) -> torch.Tensor:
+    """The unit's input rows of the flat buffer, shifted by ``unit.shift`` columns, as a channels-last
+    ``(1, C, rows, B * (W + 2 halo))`` image."""
+    first = flat.halo + unit.row_lo * flat.row_pixels + unit.shift
+    return flat.image(buffer, first, unit.row_hi - unit.row_lo, flat.row_pixels)
+
+
+def _gather(buffer: torch.Tensor, flat: _Flat, table: NeighbourTable, group: GatherGroup) -> torch.Tensor:
+    """The group's tap values ``(n * B * W_out, K * C)``."""
+    from sphsal.ops import _cpu_kernels
+
+    n = group.out_hi - group.out_lo
+    block = buffer.new_empty(n, flat.batch, table.w_out, table.num_taps * buffer.shape[1])
+    _cpu_kernels.gather_taps(flat.rows(buffer).numpy(), flat.halo, group.out_lo, group.out_hi,
+                             *_kernel_table(table, buffer.dtype), table.stride, block.numpy())
+    return block.view(n * flat.batch * table.w_out, -1)
+
+
+def _scatter(grad_taps: torch.Tensor, grad_buffer: torch.Tensor, flat: _Flat, table: NeighbourTable,
+             group: GatherGroup) -> None:
+    """Add the group's tap gradients ``(n * B * W_out, K * C)`` into the flat gradient buffer."""
+    from sphsal.ops import _cpu_kernels
+
+    n = group.out_hi - group.out_lo
+    block = grad_taps.view(n, flat.batch, table.w_out, -1)
+    _cpu_kernels.scatter_taps(block.numpy(), flat.halo, group.out_lo, group.out_hi,
+                              *_kernel_table(table, grad_taps.dtype), table.stride,
+                              flat.rows(grad_buffer).numpy(),
+                              _cpu_kernels.channel_chunk(grad_buffer.shape[1], torch.get_num_threads()))
+
+
+def _memory_format(x: torch.Tensor) -> torch.memory_format:
+    """channels_last for a channels-last input (as nn.Conv2d does), else contiguous."""
+    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+def _conv_args(unit: ConvUnit, stride: int) -> dict:
+    return dict(stride=stride, padding=(0, unit.pad), dilation=unit.dilation)
 
 
 class _BandedConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, plan, table):
-        x_pad = _pad_columns(x, plan.halo)
-        source = _gather_source(x, plan) if len(plan.source_rows) else None
-        band_w, offsets = _band_weights(weight, plan), _plan_scatters(plan, weight.dtype)[1]
-        weight_taps = _taps_first(weight) if len(plan.source_rows) else None
-        batch, w_out = x.shape[0], table.w_out
-        out = None
-        for piece, offset in zip(plan.pieces, offsets):
+        from sphsal.ops import _cpu_kernels
+
+        _cpu_kernels.match_torch_threads()
+        flat = _Flat(x.shape[0], table.height, table.width, plan.halo)
+        buffer = _to_flat(x, flat)
+        weight_taps = _taps_first(weight)
+        out = torch.empty(x.shape[0], weight.shape[0], table.h_out, table.w_out, dtype=x.dtype,
+                          memory_format=_memory_format(x))
+        for piece in plan.pieces:
+            rows = out[:, :, piece.out_lo:piece.out_hi]
             if isinstance(piece, Band):
                 y = None
                 for unit in piece.units:
-                    z = F.conv2d(_unit_view(x_pad, unit, plan.halo), _unit_weight(band_w, unit, offset),
-                                 stride=table.stride, dilation=unit.dilation)
+                    z = F.conv2d(_unit_input(buffer, flat, unit), _unit_weight(weight, piece, unit),
+                                 bias if y is None else None, **_conv_args(unit, table.stride))
                     y = z if y is None else y.add_(z)
+                rows.copy_(_out_grid(y, flat, table.stride, table.w_out))
             else:
-                index = _gather_index(piece, batch, table.width, w_out, table.stride)
-                n = piece.out_hi - piece.out_lo
-                y = _gather_taps(source, piece, index) @ weight_taps  # (n * B * W_out, Co)
-                y = y.view(n, batch, w_out, -1).permute(1, 3, 0, 2)
-            if out is None:
-                out = x.new_empty(*y.shape[:-2], table.h_out, w_out)
-            out[..., piece.out_lo:piece.out_hi, :] = y
-        if bias is not None:
-            out += bias.view(1, -1, *([1] * (out.dim() - 2)))
+                taps = _gather(buffer, flat, table, piece)
+                y = taps @ weight_taps if bias is None else torch.addmm(bias, taps, weight_taps)
+                y = y.view(piece.out_hi - piece.out_lo, x.shape[0], table.w_out, -1)
+                rows.copy_(y.permute(1, 3, 0, 2))
         ctx.save_for_backward(x, weight)
         ctx.plan, ctx.table, ctx.has_bias = plan, table, bias is not None
         return out
@@ -350,55 +405,95 @@ class _BandedConv(torch.autograd.Function):
         if need_x or need_w:
             grad_x, grad_w = _backward(ctx.plan, ctx.table, x, weight, grad_out, need_x, need_w)
         if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_b = grad_out.sum(dim=[d for d in range(grad_out.dim()) if d != 1])
+            grad_b = grad_out.sum(dim=(0, 2, 3))
         return grad_x, grad_w, grad_b, None, None
 
 
+def _grad_flat(grad_out: torch.Tensor, flat: _Flat, stride: int) -> torch.Tensor:
+    """The output gradient ``(B, Co, H_out, W_out)`` on the units' output grid ``(H_out * B *
+    (W + 2 halo) / stride, Co)``, zero in the columns that are thrown away."""
+    width, first = flat.padded_width // stride, flat.halo // stride
+    grid = grad_out.new_empty(grad_out.shape[2], flat.batch, width, grad_out.shape[1])
+    w_out = grad_out.shape[3]
+    grid[:, :, :first].zero_()
+    grid[:, :, first + w_out:].zero_()
+    grid[:, :, first:first + w_out] = grad_out.permute(2, 0, 3, 1)
+    return grid.view(-1, grad_out.shape[1])
+
+
+def _chunked_gram(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a.T @ b`` for tall ``(M, Ci)`` and ``(M, Co)``: as a batch of ``_GRAM_CHUNKS`` products over
+    slices of ``M`` (MKL splits one product with a small result poorly across threads: 1.17x faster
+    on 2 threads at ``M = 31488``, ``C = 64``)."""
+    m = a.shape[0] - a.shape[0] % _GRAM_CHUNKS
+    if m < _GRAM_CHUNKS * 1024:
+        return a.T @ b
+    out = torch.bmm(a[:m].view(_GRAM_CHUNKS, m // _GRAM_CHUNKS, -1).transpose(1, 2),
+                    b[:m].view(_GRAM_CHUNKS, m // _GRAM_CHUNKS, -1)).sum(0)
+    return out.addmm_(a[m:].T, b[m:]) if m < a.shape[0] else out
+
+
+def _cell_weight_grads(buffer: torch.Tensor, grad_grid: torch.Tensor, flat: _Flat, band: Band,
+                       unit: ConvUnit, stride: int) -> torch.Tensor:
+    """``(cells, Ci, Co)`` weight gradients of a unit's cells: one matrix product of a shifted view of
+    the flat input with the output gradient rows per cell."""
+    n = band.out_hi - band.out_lo
+    out_row = flat.row_pixels // stride
+    grad = grad_grid[band.out_lo * out_row:band.out_hi * out_row]  # (n * out_row, Co)
+    channels = buffer.shape[1]
+    (nh, nw), (dr, dc) = unit.box, unit.dilation
+    grads = []
+    for a in range(nh):
+        for b in range(nw):
+            first = flat.halo + (unit.row_lo + a * dr) * flat.row_pixels + unit.shift - unit.pad + b * dc
+            if stride == 1:
+                source = buffer[first:first + n * out_row]
+                grads.append(_chunked_gram(source, grad))
+            else:
+                source = buffer.as_strided((n, out_row, channels),
+                                           (stride * flat.row_pixels * channels, stride * channels, 1),
+                                           buffer.storage_offset() + first * channels)
+                grads.append(torch.bmm(source.transpose(1, 2), grad.view(n, out_row, -1)).sum(0))
+    return torch.stack(grads)
+
+
 def _backward(plan: Plan, table: NeighbourTable, x, weight, grad_out, need_x: bool, need_w: bool):
-    batch, channels, co, w_out, halo = x.shape[0], x.shape[1], weight.shape[0], table.w_out, plan.halo
-    x_pad = _pad_columns(x, halo)
-    grad_x_pad = torch.zeros_like(x_pad) if need_x else None
-    has_groups = len(plan.source_rows) > 0
-    source = _gather_source(x, plan) if has_groups else None
-    band_w, offsets = _band_weights(weight, plan), _plan_scatters(plan, weight.dtype)[1]
-    grad_band = torch.empty_like(band_w) if need_w else None  # every cell belongs to one unit
-    weight_taps = _taps_first(weight) if has_groups else None
-    grad_weight_taps = torch.zeros_like(weight_taps) if has_groups and need_w else None
-    grad_source = torch.zeros_like(source) if has_groups and need_x else None
-    for piece, offset in zip(plan.pieces, offsets):
+    from sphsal.ops import _cpu_kernels
+
+    _cpu_kernels.match_torch_threads()
+    batch, channels, co, stride = x.shape[0], x.shape[1], weight.shape[0], table.stride
+    flat = _Flat(batch, table.height, table.width, plan.halo)
+    buffer = _to_flat(x, flat)
+    grad_grid = _grad_flat(grad_out, flat, stride)
+    grad_buffer = torch.zeros_like(buffer) if need_x else None
+    weight_taps = _taps_first(weight)
+    grad_taps = weight_taps.new_zeros(weight_taps.shape) if need_w else None  # (K * Ci, Co) = (K, Ci, Co)
+    out_row = flat.row_pixels // stride
+    for piece in plan.pieces:
+        n = piece.out_hi - piece.out_lo
         if isinstance(piece, Band):
-            g = grad_out[..., piece.out_lo:piece.out_hi, :]
+            grad_rows = flat.image(grad_grid, piece.out_lo * out_row, n, out_row)
             for unit in piece.units:
-                gi, gw, _ = torch.ops.aten.convolution_backward(
-                    g, _unit_view(x_pad, unit, halo), _unit_weight(band_w, unit, offset), None,
-                    [table.stride] * 2, [0, 0], list(unit.dilation), False, [0, 0], 1,
-                    [need_x, need_w, False])
                 if need_x:
-                    _unit_view(grad_x_pad, unit, halo).add_(gi)
+                    source = _unit_input(buffer, flat, unit)
+                    gi = torch.ops.aten.convolution_backward(
+                        grad_rows, source, _unit_weight(weight, piece, unit), None, [stride] * 2,
+                        [0, unit.pad], list(unit.dilation), False, [0, 0], 1, [True, False, False])[0]
+                    _unit_input(grad_buffer, flat, unit).add_(gi)
                 if need_w:
-                    _unit_weight(grad_band, unit, offset).copy_(gw)
+                    grad_cells = _cell_weight_grads(buffer, grad_grid, flat, piece, unit, stride)
+                    grad_taps.view(-1, channels * co).addmm_(_unit_scatter(piece, unit, weight.dtype),
+                                                             grad_cells.view(-1, channels * co))
         else:
-            n = piece.out_hi - piece.out_lo
-            index = _gather_index(piece, batch, table.width, w_out, table.stride)
-            g = grad_out[:, :, piece.out_lo:piece.out_hi].permute(2, 0, 3, 1).reshape(n * batch * w_out, co)
+            grad = grad_grid.view(table.h_out, batch, out_row // batch, co)[
+                piece.out_lo:piece.out_hi, :, flat.halo // stride:flat.halo // stride + table.w_out]
+            grad = grad.reshape(-1, co)
             if need_w:
-                grad_weight_taps.addmm_(_gather_taps(source, piece, index).T, g)
+                grad_taps.addmm_(_gather(buffer, flat, table, piece).T, grad)
             if need_x:
-                _scatter_taps(grad_source, piece, index, g @ weight_taps.T)
-    grad_x = grad_w = None
-    if need_w:
-        grad_w = (grad_band.view(co * channels, -1) @ _plan_scatters(plan, weight.dtype)[0].T).view_as(weight)
-        if has_groups:
-            grad_w[:, :, 0] += grad_weight_taps.view(-1, channels, co).permute(2, 1, 0)
-    if need_x:
-        width = table.width
-        if halo:  # fold the circular halo back onto the columns it copied, in place
-            grad_x_pad[..., halo:2 * halo] += grad_x_pad[..., halo + width:]
-            grad_x_pad[..., width:width + halo] += grad_x_pad[..., :halo]
-        grad_x = grad_x_pad[..., halo:halo + width]
-        if has_groups:
-            grad_source = grad_source.view(len(plan.source_rows), batch, width, channels).permute(1, 3, 0, 2)
-            grad_x.index_add_(2, plan.source_rows, grad_source)
+                _scatter(grad @ weight_taps.T, grad_buffer, flat, table, piece)
+    grad_x = _from_flat(grad_buffer, flat, x) if need_x else None
+    grad_w = grad_taps.view(-1, channels, co).permute(2, 1, 0) if need_w else None
     return grad_x, grad_w
 
 
@@ -413,13 +508,17 @@ def banded_sphere_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
         table: the :class:`~sphsal.ops.stencils.NeighbourTable` for ``x``'s ERP size.
         stride_t: temporal stride (clips; time is zero-padded by ``kt // 2``).
 
-    Returns ``(B, Co, H_out, W_out)`` or ``(B, Co, T_out, H_out, W_out)``.
+    Returns ``(B, Co, H_out, W_out)`` or ``(B, Co, T_out, H_out, W_out)`` in ``x``'s dtype (computed in
+    float32 unless that is float64) and memory format.
     """
+    if x.dtype not in (torch.float32, torch.float64):
+        bias = None if bias is None else bias.float()
+        return banded_sphere_conv(x.float(), weight.float(), bias, table, stride_t).to(x.dtype)
     plan = banded_plan(table)
     if x.dim() == 4:
         if weight.shape[2] != 1:
             raise ValueError(f"weight for an image must have kt = 1, got shape {tuple(weight.shape)}")
-        return _BandedConv.apply(x, weight, bias, plan, table)
+        return _BandedConv.apply(x, weight[:, :, 0], bias, plan, table)
     co, ci, kt = weight.shape[:3]
-    out = _BandedConv.apply(fold_time(x, kt, stride_t), weight.reshape(co, ci * kt, 1, -1), bias, plan, table)
+    out = _BandedConv.apply(fold_time(x, kt, stride_t), weight.reshape(co, ci * kt, -1), bias, plan, table)
     return unfold_time(out, x.shape[0])

@@ -147,3 +147,70 @@ def test_float32_fast_path_matches_reference():
 def test_bad_input_gets_a_clear_error(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@pytest.mark.parametrize("interpolation,stencil,stride", OPTIONS)
+def test_fast_path_equals_reference_on_a_grid_with_every_kind_of_piece(interpolation, stencil, stride):
+    """60 x 120 has plain 3x3 bands, bands of two units, units widened by a zero column (odd column
+    spans at stride 2) and gathered rows; the fast path must match the reference on all of them."""
+    from sphsal.ops.cpu_banded import Band, GatherGroup, banded_plan
+
+    h, w = 60, 120
+    plan = banded_plan(neighbour_table(h, w, 3, stride, 1, stencil, interpolation))
+    kinds = {type(p) for p in plan.pieces}
+    if interpolation == "nearest":
+        assert kinds == {Band, GatherGroup}
+    if (interpolation, stencil) == ("nearest", "cap"):
+        assert any(len(p.units) > 1 for p in plan.pieces if isinstance(p, Band))
+    x, weight, bias = _data(b=2, ci=2, co=3, h=h, w=w)
+    params = [t.requires_grad_() for t in (x, weight, bias)]
+    ref = sphere_conv2d_reference(x, weight, bias, stride, 1, interpolation, stencil)
+    fast = sphere_conv2d(x, weight, bias, stride, 1, interpolation, stencil, backend="cpu")
+    torch.testing.assert_close(fast, ref, rtol=1e-10, atol=1e-10)
+    g = torch.randn_like(ref)
+    for a, b in zip(torch.autograd.grad(ref, params, g), torch.autograd.grad(fast, params, g)):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10)
+
+
+def test_odd_column_spans_are_widened_to_a_centred_box():
+    from sphsal.ops.cpu_banded import Band, banded_plan
+
+    plan = banded_plan(neighbour_table(60, 120, 3, 2, 1, "cap", "nearest"))
+    units = [u for p in plan.pieces if isinstance(p, Band) for u in p.units]
+    assert all(u.dilation[1] * (u.box[1] - 1) == 2 * u.pad for u in units)
+    assert plan.halo % 2 == 0 and plan.halo >= max(u.reach for u in units)
+
+
+def test_channels_last_input_gives_channels_last_output_and_other_dtypes_run_in_float32():
+    x, weight, bias = _data(b=2, ci=4, co=3, h=16, w=32, dtype=torch.float32)
+    ref = sphere_conv2d(x, weight, bias)
+    out = sphere_conv2d(x.contiguous(memory_format=torch.channels_last), weight, bias)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, ref)
+    half = sphere_conv2d(x.bfloat16(), weight.bfloat16(), bias.bfloat16())
+    assert half.dtype == torch.bfloat16
+    torch.testing.assert_close(half.float(), ref, rtol=0.05, atol=0.1)
+
+
+def test_the_fast_path_keeps_torch_thread_count():
+    """Starting numba's OpenMP layer resets the OpenMP thread count; the fast path restores torch's."""
+    import subprocess
+    import sys
+
+    code = ("import torch; from sphsal.ops import sphere_conv2d; torch.set_num_threads(1); "
+            "sphere_conv2d(torch.randn(1, 2, 8, 16), torch.randn(2, 2, 3, 3)); "
+            "print(torch.get_num_threads())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"
+
+
+@pytest.mark.parametrize("ci,co", [(1, 1), (3, 1), (1, 3), (4, 5)])
+def test_fast_path_with_single_channels_and_channels_last_weights(ci, co):
+    x, weight, bias = _data(b=1, ci=ci, co=co, h=8, w=16)
+    weight = weight.contiguous(memory_format=torch.channels_last)
+    params = [t.requires_grad_() for t in (x, weight, bias)]
+    ref = sphere_conv2d_reference(x, weight, bias)
+    fast = sphere_conv2d(x, weight, bias, backend="cpu")
+    torch.testing.assert_close(fast, ref, rtol=1e-10, atol=1e-10)
+    for a, b in zip(torch.autograd.grad(ref.sum(), params), torch.autograd.grad(fast.sum(), params)):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10)

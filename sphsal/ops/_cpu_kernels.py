@@ -1,0 +1,120 @@
+"""Numba kernels of the CPU spherical convolution's gathered rows (:mod:`sphsal.ops.cpu_banded`), kept
+apart so that importing :mod:`sphsal.ops` does not import numba.
+
+Both kernels work on the *flat* channels-last layout of the fast path: ``src`` ``(H, B, W + 2 halo, C)``,
+input row ``r`` of batch item ``b`` at ``src[r, b, halo:halo + W]``. For output rows ``i0:i1`` they
+read or write a *tap block* ``(n, B, W_out, K * C)`` (``n = i1 - i0``): element ``[i - i0, b, j, t * C + c]``
+is tap ``t`` of output pixel ``(i, j)`` in channel ``c``, the sum over corners ``p`` of
+``weights[i, t, p] * src[rows[i, t, p], b, halo + (j * stride + cols[i, t, p]) mod W, c]``. The table
+arrays are those of :class:`~sphsal.ops.stencils.NeighbourTable` with columns reduced to ``[0, W)``
+(:func:`table_arrays`). Channels are innermost, so every tap is a contiguous run of ``C`` values.
+
+The tests check both kernels through :func:`sphsal.ops.sphere_conv2d` (``backend="cpu"``) against the
+plain torch reference: outputs, gradients and float64 gradcheck.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import torch
+
+# 16 float32 values fill one 64-byte cache line.
+_CHANNEL_CHUNK = 16
+_threads_started = False
+
+
+@numba.njit(parallel=True, cache=True)
+def gather_taps(src, halo, i0, i1, rows, cols, weights, stride, block):
+    """Fill ``block`` ``(n, B, W_out, K * C)`` with the tap values of output rows ``i0:i1``."""
+    batch, channels = src.shape[1], src.shape[3]
+    width = src.shape[2] - 2 * halo
+    num_taps, corners = rows.shape[1], rows.shape[2]
+    w_out = block.shape[2]
+    for q in numba.prange((i1 - i0) * batch):
+        i, b = i0 + q // batch, q % batch
+        out_row = block[q // batch, b]
+        for t in range(num_taps):
+            c0 = t * channels
+            for p in range(corners):
+                off, w = cols[i, t, p], weights[i, t, p]
+                src_row = src[rows[i, t, p], b]
+                for j in range(w_out):
+                    col = j * stride + off
+                    if col >= width:
+                        col -= width
+                    s = src_row[halo + col]
+                    d = out_row[j, c0:c0 + channels]
+                    if corners == 1:
+                        d[:] = s
+                    elif p == 0:
+                        for c in range(channels):
+                            d[c] = w * s[c]
+                    else:
+                        for c in range(channels):
+                            d[c] += w * s[c]
+
+
+@numba.njit(parallel=True, cache=True)
+def scatter_taps(block, halo, i0, i1, rows, cols, weights, stride, grad_src, chunk):
+    """Adjoint of :func:`gather_taps`: add the tap gradients ``block`` into ``grad_src``. Parallel over
+    ``chunk`` channels at a time (see :func:`channel_chunk`), so no two threads write the same value."""
+    batch, channels = grad_src.shape[1], grad_src.shape[3]
+    width = grad_src.shape[2] - 2 * halo
+    num_taps, corners = rows.shape[1], rows.shape[2]
+    w_out = block.shape[2]
+    for task in numba.prange((channels + chunk - 1) // chunk):
+        lo = task * chunk
+        hi = min(channels, lo + chunk)
+        for i in range(i0, i1):
+            for b in range(batch):
+                grad_row = block[i - i0, b]
+                for t in range(num_taps):
+                    c0 = t * channels + lo
+                    for p in range(corners):
+                        w = weights[i, t, p]
+                        dst_row = grad_src[rows[i, t, p], b]
+                        for j in range(w_out):
+                            col = j * stride + cols[i, t, p]
+                            if col >= width:
+                                col -= width
+                            d = dst_row[halo + col, lo:hi]
+                            g = grad_row[j, c0:c0 + hi - lo]
+                            for c in range(hi - lo):
+                                d[c] += w * g[c]
+
+
+def channel_chunk(channels: int, threads: int) -> int:
+    """Channels per task of :func:`scatter_taps`: one task per thread, in whole 64-byte lines of
+    float32 values (16 channels) so that two threads never write the same cache line."""
+    lines = -(-channels // (_CHANNEL_CHUNK * max(1, threads)))
+    return _CHANNEL_CHUNK * lines
+
+
+def table_arrays(rows: torch.Tensor, cols: torch.Tensor, weights: torch.Tensor, width: int,
+                 dtype: torch.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The kernels' table arrays: int64 rows, columns reduced to ``[0, W)``, weights in ``dtype``."""
+    return (np.ascontiguousarray(rows.numpy(), dtype=np.int64),
+            np.ascontiguousarray(torch.remainder(cols, width).numpy(), dtype=np.int64),
+            weights.to(dtype).contiguous().numpy())
+
+
+def match_torch_threads() -> None:
+    """Run numba's parallel kernels on torch's intra-op thread count.
+
+    Starting numba's OpenMP threading layer (the first parallel call in a process) resets the OpenMP
+    thread count that torch uses; torch's count is restored after that first start.
+    """
+    global _threads_started
+    threads = torch.get_num_threads()
+    if not _threads_started:
+        _start_threads(np.zeros(2))
+        torch.set_num_threads(threads)
+        _threads_started = True
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+
+
+@numba.njit(parallel=True, cache=True)
+def _start_threads(values):
+    for i in numba.prange(values.shape[0]):
+        values[i] = i
