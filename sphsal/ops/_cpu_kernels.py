@@ -84,6 +84,72 @@ def scatter_taps(block, halo, i0, i1, rows, cols, weights, stride, grad_src, chu
                                 d[c] += w * g[c]
 
 
+@numba.njit(parallel=True, cache=True)
+def to_rows_last(x, kt, stride_t, first, wrap, dst):
+    """The flat rows ``dst`` ``(H, B * T_out, L, C * kt)`` of a clip ``x`` ``(B, C, T, H, W)``.
+
+    Frame ``f`` of clip ``b`` is flat image ``b * T_out + f``; its channel ``c * kt + d`` is input frame
+    ``f * stride_t + d - kt // 2`` (zero outside the clip): the ``kt`` temporal taps folded into
+    channels. Columns ``first:first + W`` hold the image; the other columns repeat it circularly
+    (``wrap``, with ``L = W + 2 first``) or are zero. An image is a clip with ``T = kt = 1``.
+    """
+    batch, channels, frames, height, width = x.shape
+    images, length = dst.shape[1], dst.shape[2]
+    t_out = images // batch
+    pad = kt // 2
+    for q in numba.prange(height * images):
+        h, n = q // images, q % images
+        b, f = n // t_out, n % t_out
+        row = dst[h, n]
+        for c in range(channels):
+            for d in range(kt):
+                t = f * stride_t + d - pad
+                k = c * kt + d
+                if t < 0 or t >= frames:
+                    for j in range(length):
+                        row[j, k] = 0
+                    continue
+                src = x[b, c, t, h]
+                for j in range(width):
+                    row[first + j, k] = src[j]
+                for j in range(first):
+                    row[j, k] = src[width - first + j] if wrap else 0
+                for j in range(first + width, length):
+                    row[j, k] = src[j - first - width] if wrap else 0
+
+
+@numba.njit(parallel=True, cache=True)
+def to_channels_first(src, first, fold, kt, stride_t, dst):
+    """Adjoint-style inverse of :func:`to_rows_last`: ``dst`` ``(B, C, T, n, W)`` from the flat rows
+    ``src`` ``(n, B * T_out, L, C * kt)``, columns ``first:first + W``.
+
+    Each frame ``t`` sums the folded channels ``c * kt + d`` of the output frames ``f`` with
+    ``f * stride_t + d - kt // 2 = t``; with ``fold > 0`` the ``fold`` columns on either side of
+    ``first:first + W`` are added onto the ``fold`` columns at the opposite end (the circular halo's
+    gradient). With ``kt = stride_t = 1`` it is a plain layout change (forward outputs). Parallel over
+    rows; 1.8x faster than torch's strided copy on 2 threads at ``(2, 64, 120, 240)``.
+    """
+    batch, channels, frames, n, width = dst.shape
+    t_out = src.shape[1] // batch
+    pad = kt // 2
+    for q in numba.prange(batch * frames * n):
+        b, t, i = q // (frames * n), (q // n) % frames, q % n
+        for c in range(channels):
+            out = dst[b, c, t, i]
+            out[:] = 0
+            for d in range(kt):
+                f = t + pad - d
+                if f < 0 or f % stride_t != 0 or f // stride_t >= t_out:
+                    continue
+                row = src[i, b * t_out + f // stride_t]
+                k = c * kt + d
+                for j in range(width):
+                    out[j] += row[first + j, k]
+                for j in range(fold):
+                    out[j] += row[first + width + j, k]
+                    out[width - fold + j] += row[first - fold + j, k]
+
+
 def channel_chunk(channels: int, threads: int) -> int:
     """Channels per task of :func:`scatter_taps`: one task per thread, in whole 64-byte lines of
     float32 values (16 channels) so that two threads never write the same cache line."""

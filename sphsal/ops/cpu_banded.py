@@ -45,14 +45,13 @@ import torch
 import torch.nn.functional as F
 
 from sphsal.ops.stencils import NeighbourTable
-from sphsal.ops.time_fold import fold_time, unfold_time
 
 __all__ = ["ConvUnit", "Band", "GatherGroup", "Plan", "banded_plan", "banded_sphere_conv"]
 
-# Consecutive gathered rows are multiplied in groups whose gathered block (rows x W_out x K taps per
-# batch item and channel) stays below max(H * W / 8, _GATHER_MIN_BLOCK): an eighth of the input's size
-# on large grids (small blocks stay in cache), and one or two groups for the whole sphere on small ones.
-_GATHER_MIN_BLOCK = 4096
+# Gathered rows are multiplied a few at a time: their tap block (rows x B x W_out x K x C values) stays
+# below this many bytes (at least one row) and is reused from chunk to chunk (a fresh block per chunk
+# paid its page faults every time: 2.5x slower at AVS360's clip shapes).
+_GATHER_BLOCK_BYTES = 4 << 20
 # Bands whose column offsets reach further than this are gathered; at most W / 16 on narrow grids,
 # where the 2 * halo padding columns would otherwise be a large share of the work.
 _MAX_HALO = 8
@@ -97,8 +96,8 @@ class Band:
 
 @dataclass(frozen=True, eq=False)
 class GatherGroup:
-    """Consecutive output rows ``out_lo:out_hi`` computed by one matrix product (their taps are read
-    from the table by the gather kernels)."""
+    """Consecutive gathered output rows ``out_lo:out_hi`` (their taps are read from the table by the
+    gather kernels, a few rows per matrix product)."""
 
     out_lo: int
     out_hi: int
@@ -213,19 +212,14 @@ def banded_plan(table: NeighbourTable) -> Plan:
             wide = max(u.reach for u in units) > _max_halo(table.width)
             spans.append((lo, i, wide or 2 * len(units) > i - lo))
             lo = i
-    rows_per_group = max(1, max(table.height * table.width // 8, _GATHER_MIN_BLOCK)
-                         // (table.w_out * table.num_taps))
-    pieces, pending = [], []
+    pieces, pending = [], None  # pending: first row of the gathered run in progress
     for a, b, g in spans + [(table.h_out, table.h_out, False)]:
-        for r in range(a, b) if g else ():
-            if pending and (r != pending[-1] + 1 or len(pending) == rows_per_group):
-                pieces.append(GatherGroup(pending[0], pending[-1] + 1))
-                pending = []
-            pending.append(r)
+        if g and pending is None:
+            pending = a
         if not g:
-            if pending:
-                pieces.append(GatherGroup(pending[0], pending[-1] + 1))
-                pending = []
+            if pending is not None:
+                pieces.append(GatherGroup(pending, a))
+                pending = None
             if b > a:
                 scatter = _ScatterBuilder(table.num_taps)
                 pieces.append(Band(a, b, _band_units(table, cells[a], a, b, scatter), scatter.matrix()))
@@ -236,8 +230,10 @@ def banded_plan(table: NeighbourTable) -> Plan:
 
 @dataclass(frozen=True)
 class _Flat:
-    """The flat channels-last layout of a ``(B, C, H, W)`` tensor: ``(H, B, W + 2 halo, C)`` rows after
-    ``halo`` guard pixels (zero), followed by ``halo`` more."""
+    """The flat channels-last layout of ``batch`` images ``(C, H, W)``: ``(H, batch, W + 2 halo, C)`` rows
+    after ``halo`` guard pixels (zero), followed by ``halo`` more. A clip's frames are images
+    ``b * T_out + f`` with the temporal taps folded into channels (see
+    :func:`~sphsal.ops._cpu_kernels.to_rows_last`)."""
 
     batch: int
     height: int
@@ -267,38 +263,38 @@ class _Flat:
         return buffer[first:first + count * length].view(1, count, length, -1).permute(0, 3, 1, 2)
 
 
-def _to_flat(x: torch.Tensor, flat: _Flat) -> torch.Tensor:
-    """Copy ``x`` ``(B, C, H, W)`` into a new flat ``(pixels, C)`` buffer, halo columns included."""
-    buffer = x.new_empty(flat.pixels, x.shape[1])
-    h = flat.halo
-    buffer[:h].zero_()
-    buffer[buffer.shape[0] - h:].zero_()
-    rows = flat.rows(buffer)
-    rows[:, :, h:h + flat.width] = x.permute(2, 0, 3, 1)
-    if h:
-        rows[:, :, :h] = rows[:, :, flat.width:flat.width + h]
-        rows[:, :, h + flat.width:] = rows[:, :, h:2 * h]
+def _as_clip(x: torch.Tensor) -> torch.Tensor:
+    """``(B, C, H, W)`` images as one-frame clips ``(B, C, 1, H, W)`` (a view); clips unchanged."""
+    return x.unsqueeze(2) if x.dim() == 4 else x
+
+
+def _to_flat(x: torch.Tensor, flat: _Flat, kt: int, stride_t: int) -> torch.Tensor:
+    """Copy ``x`` (images or clips, temporal taps folded) into a new flat ``(pixels, C * kt)`` buffer,
+    halo columns included."""
+    from sphsal.ops import _cpu_kernels
+
+    clip = _as_clip(x).contiguous()
+    buffer = x.new_empty(flat.pixels, clip.shape[1] * kt)
+    buffer[:flat.halo].zero_()
+    buffer[buffer.shape[0] - flat.halo:].zero_()
+    _cpu_kernels.to_rows_last(clip.numpy(), kt, stride_t, flat.halo, True, flat.rows(buffer).numpy())
     return buffer
 
 
-def _from_flat(buffer: torch.Tensor, flat: _Flat, like: torch.Tensor) -> torch.Tensor:
-    """Fold the halo columns of a flat gradient buffer back onto the columns they copied and return
-    it as a tensor shaped (and laid out) like ``like``."""
-    rows, h, w = flat.rows(buffer), flat.halo, flat.width
-    if h:
-        rows[:, :, h:2 * h] += rows[:, :, h + w:]
-        rows[:, :, w:w + h] += rows[:, :, :h]
-    out = torch.empty_like(like)
-    out.copy_(rows[:, :, h:h + w].permute(1, 3, 0, 2))
-    return out
+def _to_channels_first(src: torch.Tensor, first: int, fold: int, dst: torch.Tensor, kt: int = 1,
+                       stride_t: int = 1) -> None:
+    """``dst`` (images ``(B, C, n, W)`` or clips ``(B, C, T, n, W)``) from the flat rows ``src``, columns
+    ``first:first + W`` (temporal taps unfolded and the ``fold`` halo columns on either side folded
+    back, see :func:`~sphsal.ops._cpu_kernels.to_channels_first`)."""
+    from sphsal.ops import _cpu_kernels
+
+    _cpu_kernels.to_channels_first(src.numpy(), first, fold, kt, stride_t, _as_clip(dst).numpy())
 
 
-def _out_grid(y: torch.Tensor, flat: _Flat, stride: int, w_out: int) -> torch.Tensor:
-    """A unit's channels-last output ``(1, Co, n, B * (W + 2 halo) / stride)`` as ``(B, Co, n, W_out)``."""
-    n = y.shape[2]
-    grid = y.permute(0, 2, 3, 1).reshape(n, flat.batch, flat.padded_width // stride, -1)
-    first = flat.halo // stride
-    return grid[:, :, first:first + w_out].permute(1, 3, 0, 2)
+def _out_rows(y: torch.Tensor, flat: _Flat, stride: int) -> torch.Tensor:
+    """A unit's channels-last output ``(1, Co, n, B * (W + 2 halo) / stride)`` as flat rows ``(n, B,
+    (W + 2 halo) / stride, Co)``."""
+    return y.permute(0, 2, 3, 1).view(y.shape[2], flat.batch, flat.padded_width // stride, -1)
 
 
 @functools.lru_cache(maxsize=256)
@@ -326,41 +322,67 @@ def _taps_first(weight: torch.Tensor) -> torch.Tensor:
     return weight.permute(2, 1, 0).reshape(-1, weight.shape[0])
 
 
+def _unit_span(flat: _Flat, unit: ConvUnit) -> tuple[int, int]:
+    """First buffer pixel and pixel count of the unit's input rows (shifted by ``unit.shift``)."""
+    first = flat.halo + unit.row_lo * flat.row_pixels + unit.shift
+    return first, (unit.row_hi - unit.row_lo) * flat.row_pixels
+
+
 def _unit_input(buffer: torch.Tensor, flat: _Flat, unit: ConvUnit) -> torch.Tensor:
     """The unit's input rows of the flat buffer, shifted by ``unit.shift`` columns, as a channels-last
     ``(1, C, rows, B * (W + 2 halo))`` image."""
-    first = flat.halo + unit.row_lo * flat.row_pixels + unit.shift
+    first = _unit_span(flat, unit)[0]
     return flat.image(buffer, first, unit.row_hi - unit.row_lo, flat.row_pixels)
 
 
-def _gather(buffer: torch.Tensor, flat: _Flat, table: NeighbourTable, group: GatherGroup) -> torch.Tensor:
-    """The group's tap values ``(n * B * W_out, K * C)``."""
-    from sphsal.ops import _cpu_kernels
+class _TapBlocks:
+    """The tap blocks of one call's gathered rows: chunks of at most ``rows`` output rows, one reused
+    ``(rows * B * W_out, K * C)`` buffer (see ``_GATHER_BLOCK_BYTES``)."""
 
-    n = group.out_hi - group.out_lo
-    block = buffer.new_empty(n, flat.batch, table.w_out, table.num_taps * buffer.shape[1])
-    _cpu_kernels.gather_taps(flat.rows(buffer).numpy(), flat.halo, group.out_lo, group.out_hi,
-                             *_kernel_table(table, buffer.dtype), table.stride, block.numpy())
-    return block.view(n * flat.batch * table.w_out, -1)
+    def __init__(self, buffer: torch.Tensor, flat: _Flat, table: NeighbourTable):
+        self.buffer, self.flat, self.table = buffer, flat, table
+        self.pixels_per_row = flat.batch * table.w_out
+        width = table.num_taps * buffer.shape[1]
+        self.rows = max(1, _GATHER_BLOCK_BYTES // (self.pixels_per_row * width * buffer.element_size()))
+        self.arrays = _kernel_table(table, buffer.dtype)
+        self.block = buffer.new_empty(0, width)
 
+    def chunks(self, group: GatherGroup) -> list[tuple[int, int]]:
+        starts = range(group.out_lo, group.out_hi, self.rows)
+        return [(lo, min(lo + self.rows, group.out_hi)) for lo in starts]
 
-def _scatter(grad_taps: torch.Tensor, grad_buffer: torch.Tensor, flat: _Flat, table: NeighbourTable,
-             group: GatherGroup) -> None:
-    """Add the group's tap gradients ``(n * B * W_out, K * C)`` into the flat gradient buffer."""
-    from sphsal.ops import _cpu_kernels
+    def view(self, lo: int, hi: int) -> torch.Tensor:
+        """The block for output rows ``lo:hi``, ``((hi - lo) * B * W_out, K * C)``, contents undefined."""
+        if self.block.shape[0] == 0:
+            self.block = self.buffer.new_empty(self.rows * self.pixels_per_row, self.block.shape[1])
+        return self.block[:(hi - lo) * self.pixels_per_row]
 
-    n = group.out_hi - group.out_lo
-    block = grad_taps.view(n, flat.batch, table.w_out, -1)
-    _cpu_kernels.scatter_taps(block.numpy(), flat.halo, group.out_lo, group.out_hi,
-                              *_kernel_table(table, grad_taps.dtype), table.stride,
-                              flat.rows(grad_buffer).numpy(),
-                              _cpu_kernels.channel_chunk(grad_buffer.shape[1], torch.get_num_threads()))
+    def _kernel_view(self, block: torch.Tensor, lo: int, hi: int):
+        return block.view(hi - lo, self.flat.batch, self.table.w_out, -1).numpy()
+
+    def gather(self, lo: int, hi: int) -> torch.Tensor:
+        """The tap values of output rows ``lo:hi`` (in the reused block)."""
+        from sphsal.ops import _cpu_kernels
+
+        block = self.view(lo, hi)
+        _cpu_kernels.gather_taps(self.flat.rows(self.buffer).numpy(), self.flat.halo, lo, hi, *self.arrays,
+                                 self.table.stride, self._kernel_view(block, lo, hi))
+        return block
+
+    def scatter(self, grad_taps: torch.Tensor, lo: int, hi: int, grad_buffer: torch.Tensor) -> None:
+        """Add the tap gradients of output rows ``lo:hi`` into the flat gradient buffer."""
+        from sphsal.ops import _cpu_kernels
+
+        chunk = _cpu_kernels.channel_chunk(grad_buffer.shape[1], torch.get_num_threads())
+        _cpu_kernels.scatter_taps(self._kernel_view(grad_taps, lo, hi), self.flat.halo, lo, hi, *self.arrays,
+                                  self.table.stride, self.flat.rows(grad_buffer).numpy(), chunk)
 
 
 def _memory_format(x: torch.Tensor) -> torch.memory_format:
-    """channels_last for a channels-last input (as nn.Conv2d does), else contiguous."""
-    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-    return torch.channels_last if channels_last else torch.contiguous_format
+    """channels_last for a channels-last image input (as nn.Conv2d does), else contiguous."""
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 def _conv_args(unit: ConvUnit, stride: int) -> dict:
@@ -369,31 +391,35 @@ def _conv_args(unit: ConvUnit, stride: int) -> dict:
 
 class _BandedConv(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, plan, table):
+    def forward(ctx, x, weight, bias, plan, table, kt, stride_t):
         from sphsal.ops import _cpu_kernels
 
         _cpu_kernels.match_torch_threads()
-        flat = _Flat(x.shape[0], table.height, table.width, plan.halo)
-        buffer = _to_flat(x, flat)
+        t_out = _frames_out(x, kt, stride_t)
+        flat = _Flat(x.shape[0] * t_out, table.height, table.width, plan.halo)
+        buffer = _to_flat(x, flat, kt, stride_t)
         weight_taps = _taps_first(weight)
-        out = torch.empty(x.shape[0], weight.shape[0], table.h_out, table.w_out, dtype=x.dtype,
+        blocks = _TapBlocks(buffer, flat, table)
+        frames = (t_out,) if x.dim() == 5 else ()
+        out = torch.empty((x.shape[0], weight.shape[0], *frames, table.h_out, table.w_out), dtype=x.dtype,
                           memory_format=_memory_format(x))
         for piece in plan.pieces:
-            rows = out[:, :, piece.out_lo:piece.out_hi]
+            rows = out[..., piece.out_lo:piece.out_hi, :]
             if isinstance(piece, Band):
                 y = None
                 for unit in piece.units:
                     z = F.conv2d(_unit_input(buffer, flat, unit), _unit_weight(weight, piece, unit),
                                  bias if y is None else None, **_conv_args(unit, table.stride))
                     y = z if y is None else y.add_(z)
-                rows.copy_(_out_grid(y, flat, table.stride, table.w_out))
+                _to_channels_first(_out_rows(y, flat, table.stride), flat.halo // table.stride, 0, rows)
             else:
-                taps = _gather(buffer, flat, table, piece)
-                y = taps @ weight_taps if bias is None else torch.addmm(bias, taps, weight_taps)
-                y = y.view(piece.out_hi - piece.out_lo, x.shape[0], table.w_out, -1)
-                rows.copy_(y.permute(1, 3, 0, 2))
+                for lo, hi in blocks.chunks(piece):
+                    taps = blocks.gather(lo, hi)
+                    y = taps @ weight_taps if bias is None else torch.addmm(bias, taps, weight_taps)
+                    y = y.view(hi - lo, flat.batch, table.w_out, -1)
+                    _to_channels_first(y, 0, 0, out[..., lo:hi, :])
         ctx.save_for_backward(x, weight)
-        ctx.plan, ctx.table, ctx.has_bias = plan, table, bias is not None
+        ctx.plan, ctx.table, ctx.has_bias, ctx.time = plan, table, bias is not None, (kt, stride_t)
         return out
 
     @staticmethod
@@ -403,22 +429,26 @@ class _BandedConv(torch.autograd.Function):
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_x = grad_w = grad_b = None
         if need_x or need_w:
-            grad_x, grad_w = _backward(ctx.plan, ctx.table, x, weight, grad_out, need_x, need_w)
+            grad_x, grad_w = _backward(ctx.plan, ctx.table, *ctx.time, x, weight, grad_out, need_x, need_w)
         if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_b = grad_out.sum(dim=(0, 2, 3))
-        return grad_x, grad_w, grad_b, None, None
+            grad_b = grad_out.sum(dim=[d for d in range(grad_out.dim()) if d != 1])
+        return grad_x, grad_w, grad_b, None, None, None, None
+
+
+def _frames_out(x: torch.Tensor, kt: int, stride_t: int) -> int:
+    """Output frames of a clip (time zero-padded by ``kt // 2``); 1 for an image."""
+    return (x.shape[2] + 2 * (kt // 2) - kt) // stride_t + 1 if x.dim() == 5 else 1
 
 
 def _grad_flat(grad_out: torch.Tensor, flat: _Flat, stride: int) -> torch.Tensor:
-    """The output gradient ``(B, Co, H_out, W_out)`` on the units' output grid ``(H_out * B *
+    """The output gradient (images or clips) on the units' output grid ``(H_out * images *
     (W + 2 halo) / stride, Co)``, zero in the columns that are thrown away."""
-    width, first = flat.padded_width // stride, flat.halo // stride
-    grid = grad_out.new_empty(grad_out.shape[2], flat.batch, width, grad_out.shape[1])
-    w_out = grad_out.shape[3]
-    grid[:, :, :first].zero_()
-    grid[:, :, first + w_out:].zero_()
-    grid[:, :, first:first + w_out] = grad_out.permute(2, 0, 3, 1)
-    return grid.view(-1, grad_out.shape[1])
+    from sphsal.ops import _cpu_kernels
+
+    clip = _as_clip(grad_out).contiguous()
+    grid = grad_out.new_empty(clip.shape[3], flat.batch, flat.padded_width // stride, clip.shape[1])
+    _cpu_kernels.to_rows_last(clip.numpy(), 1, 1, flat.halo // stride, False, grid.numpy())
+    return grid.view(-1, clip.shape[1])
 
 
 def _chunked_gram(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -457,42 +487,73 @@ def _cell_weight_grads(buffer: torch.Tensor, grad_grid: torch.Tensor, flat: _Fla
     return torch.stack(grads)
 
 
-def _backward(plan: Plan, table: NeighbourTable, x, weight, grad_out, need_x: bool, need_w: bool):
+def _anchor(plan: Plan) -> tuple[Band, ConvUnit] | None:
+    """The unit reading the most rows: its input gradient is copied, not added, into the gradient
+    buffer (processed first; the rest of the buffer is zeroed)."""
+    units = [(p, u) for p in plan.pieces if isinstance(p, Band) for u in p.units]
+    return max(units, key=lambda pu: pu[1].row_hi - pu[1].row_lo, default=None)
+
+
+def _grad_buffer(buffer: torch.Tensor, flat: _Flat, anchor: tuple[Band, ConvUnit] | None) -> torch.Tensor:
+    """The flat input gradient buffer, zero outside the anchor unit's rows (see :func:`_anchor`)."""
+    grad = torch.empty_like(buffer)
+    if anchor is None:
+        return grad.zero_()
+    first, count = _unit_span(flat, anchor[1])
+    grad[:first].zero_()
+    grad[first + count:].zero_()
+    return grad
+
+
+def _backward(plan: Plan, table: NeighbourTable, kt: int, stride_t: int, x, weight, grad_out, need_x: bool,
+              need_w: bool):
     from sphsal.ops import _cpu_kernels
 
     _cpu_kernels.match_torch_threads()
-    batch, channels, co, stride = x.shape[0], x.shape[1], weight.shape[0], table.stride
-    flat = _Flat(batch, table.height, table.width, plan.halo)
-    buffer = _to_flat(x, flat)
+    channels, co, stride = weight.shape[1], weight.shape[0], table.stride
+    flat = _Flat(x.shape[0] * _frames_out(x, kt, stride_t), table.height, table.width, plan.halo)
+    batch = flat.batch
+    buffer = _to_flat(x, flat, kt, stride_t)
     grad_grid = _grad_flat(grad_out, flat, stride)
-    grad_buffer = torch.zeros_like(buffer) if need_x else None
+    anchor = _anchor(plan) if need_x else None
+    grad_buffer = _grad_buffer(buffer, flat, anchor) if need_x else None
     weight_taps = _taps_first(weight)
     grad_taps = weight_taps.new_zeros(weight_taps.shape) if need_w else None  # (K * Ci, Co) = (K, Ci, Co)
     out_row = flat.row_pixels // stride
-    for piece in plan.pieces:
+    blocks = _TapBlocks(buffer, flat, table)
+    for piece in sorted(plan.pieces, key=lambda p: anchor is None or p is not anchor[0]):
         n = piece.out_hi - piece.out_lo
         if isinstance(piece, Band):
             grad_rows = flat.image(grad_grid, piece.out_lo * out_row, n, out_row)
-            for unit in piece.units:
+            for unit in sorted(piece.units, key=lambda u: anchor is None or u is not anchor[1]):
                 if need_x:
                     source = _unit_input(buffer, flat, unit)
                     gi = torch.ops.aten.convolution_backward(
                         grad_rows, source, _unit_weight(weight, piece, unit), None, [stride] * 2,
                         [0, unit.pad], list(unit.dilation), False, [0, 0], 1, [True, False, False])[0]
-                    _unit_input(grad_buffer, flat, unit).add_(gi)
+                    target = _unit_input(grad_buffer, flat, unit)
+                    if anchor is not None and unit is anchor[1]:
+                        target.copy_(gi)
+                    else:
+                        target.add_(gi)
                 if need_w:
                     grad_cells = _cell_weight_grads(buffer, grad_grid, flat, piece, unit, stride)
                     grad_taps.view(-1, channels * co).addmm_(_unit_scatter(piece, unit, weight.dtype),
                                                              grad_cells.view(-1, channels * co))
         else:
-            grad = grad_grid.view(table.h_out, batch, out_row // batch, co)[
-                piece.out_lo:piece.out_hi, :, flat.halo // stride:flat.halo // stride + table.w_out]
-            grad = grad.reshape(-1, co)
-            if need_w:
-                grad_taps.addmm_(_gather(buffer, flat, table, piece).T, grad)
-            if need_x:
-                _scatter(grad @ weight_taps.T, grad_buffer, flat, table, piece)
-    grad_x = _from_flat(grad_buffer, flat, x) if need_x else None
+            grid = grad_grid.view(table.h_out, batch, out_row // batch, co)
+            first = flat.halo // stride
+            for lo, hi in blocks.chunks(piece):
+                grad = grid[lo:hi, :, first:first + table.w_out].reshape(-1, co)
+                if need_w:
+                    grad_taps.addmm_(blocks.gather(lo, hi).T, grad)
+                if need_x:
+                    grad_block = torch.mm(grad, weight_taps.T, out=blocks.view(lo, hi))
+                    blocks.scatter(grad_block, lo, hi, grad_buffer)
+    grad_x = None
+    if need_x:
+        grad_x = torch.empty_like(x)
+        _to_channels_first(flat.rows(grad_buffer), flat.halo, flat.halo, grad_x, kt, stride_t)
     grad_w = grad_taps.view(-1, channels, co).permute(2, 1, 0) if need_w else None
     return grad_x, grad_w
 
@@ -514,11 +575,8 @@ def banded_sphere_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     if x.dtype not in (torch.float32, torch.float64):
         bias = None if bias is None else bias.float()
         return banded_sphere_conv(x.float(), weight.float(), bias, table, stride_t).to(x.dtype)
-    plan = banded_plan(table)
-    if x.dim() == 4:
-        if weight.shape[2] != 1:
-            raise ValueError(f"weight for an image must have kt = 1, got shape {tuple(weight.shape)}")
-        return _BandedConv.apply(x, weight[:, :, 0], bias, plan, table)
     co, ci, kt = weight.shape[:3]
-    out = _BandedConv.apply(fold_time(x, kt, stride_t), weight.reshape(co, ci * kt, -1), bias, plan, table)
-    return unfold_time(out, x.shape[0])
+    if x.dim() == 4 and kt != 1:
+        raise ValueError(f"weight for an image must have kt = 1, got shape {tuple(weight.shape)}")
+    weight = weight.reshape(co, ci * kt, -1)
+    return _BandedConv.apply(x, weight, bias, banded_plan(table), table, kt, stride_t)
