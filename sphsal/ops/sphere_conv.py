@@ -6,10 +6,10 @@ the tap at row offset ``a - k//2`` (down) and column offset ``b - k//2`` (right)
 so planar weights apply unchanged. Longitude wraps across the seam and the stencil continues over the
 poles; no value comes from zero padding (only the temporal axis of ``sphere_conv3d`` is zero-padded).
 
-Backends: ``"reference"`` (gathers all taps, the ground truth), ``"cpu"`` (banded planar convolutions,
-:mod:`sphsal.ops.cpu_banded`), ``"cuda"`` (the NVRTC kernel, :mod:`sphsal.ops.cuda`). ``"auto"`` picks
-``"cuda"`` for CUDA tensors when CuPy is importable (else the reference, with a one-time warning) and
-``"cpu"`` otherwise.
+Backends: ``"reference"`` (gathers all taps, the ground truth), ``"cpu"`` (banded planar convolutions on
+a channels-last layout and numba-gathered pole rows, :mod:`sphsal.ops.cpu_banded`), ``"cuda"`` (the
+NVRTC kernel, :mod:`sphsal.ops.cuda`). ``"auto"`` picks ``"cuda"`` for CUDA tensors when CuPy is
+importable (else the reference, with a one-time warning) and ``"cpu"`` otherwise.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 A ``(B, Ci, T, H, W)`` clip convolved with a ``kt``-tap temporal kernel (time zero-padded by ``kt // 2``,
 temporal stride ``stride_t``) is an image convolution of ``(B * T_out, Ci * kt, H, W)`` frames with the
 weight reshaped to ``(Co, Ci * kt, ...)``: the same few large operations at any clip length. Used by the
-CPU and CUDA backends of :func:`sphsal.ops.sphere_conv3d`.
+CUDA backend of :func:`sphsal.ops.sphere_conv3d` (the CPU backend folds the same way, straight into its
+flat layout: :func:`sphsal.ops._cpu_kernels.to_rows_last`).
 """
 
 from __future__ import annotations
