@@ -14,7 +14,8 @@ that machine noise hits all of them alike) and peak extra memory of one forward+
 A second table times ``SphericalConv3d`` against ``nn.Conv3d(C, C, 3, padding=1)`` at the small clip
 shapes of AVS360's encoder, where per-operation overhead rather than arithmetic dominates.
 
-Usage: ``python benchmarks/bench_conv.py [--quick] [--repeats N] [--threads 2] [--json out.json]``.
+Usage: ``python benchmarks/bench_conv.py [--quick] [--repeats N] [--threads 2] [--json out.json]
+[--shape B,C,CO,H,W ...]``.
 """
 
 from __future__ import annotations
@@ -159,6 +160,8 @@ def time_methods(shape, repeats: int) -> dict[str, float]:
 def clip_table(shapes, repeats: int) -> list[dict]:
     """Time SphericalConv3d against nn.Conv3d (first call included as ``first_ms``) and print rows."""
     rows = []
+    if not shapes:
+        return rows
     print(f"{'clip (B, C, T, HxW)':26s} {'method':15s} {'fwd+bwd ms':>11s} {'x planar':>9s} {'first ms':>9s}")
     for shape in shapes:
         b, c, t, h, w = shape
@@ -188,6 +191,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default=None, help="save the results to this JSON file")
+    parser.add_argument("--shape", action="append", default=None, metavar="B,C,CO,H,W",
+                        help="time only these image shapes (repeatable; no clip table)")
     parser.add_argument("--memory-probe", nargs=2, metavar=("METHOD", "SHAPE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -197,6 +202,8 @@ def main(argv=None) -> int:
         return 0
     shapes, repeats = (QUICK_SHAPES, 2) if args.quick else (SHAPES, args.repeats)
     clip_shapes = QUICK_CLIP_SHAPES if args.quick else CLIP_SHAPES
+    if args.shape:
+        shapes, clip_shapes = [tuple(int(v) for v in shape.split(",")) for shape in args.shape], []
     results = []
     header = f"{'shape (B, C->Co, HxW)':26s} {'method':15s} {'fwd+bwd ms':>11s} {'x planar':>9s} " \
              f"{'peak MiB':>9s} {'x planar':>9s}"
