@@ -34,10 +34,12 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
+from sphsal._numba_parallel import parallel_kernel
+
 EPS = 2.2204e-16
 _FAST = {"reassoc", "contract"}
-_JIT = {"parallel": True, "cache": True, "fastmath": _FAST, "error_model": "numpy"}
-_JIT_EXACT = {"parallel": True, "cache": True, "error_model": "numpy"}  # no reassociation, no contraction
+_JIT = {"cache": True, "fastmath": _FAST, "error_model": "numpy"}
+_JIT_EXACT = {"cache": True, "error_model": "numpy"}  # no reassociation, no contraction
 _NAN = math.nan
 
 #: Number of moments per map in the kernels' outputs: S1, S2, k, lo, hi.
@@ -274,14 +276,14 @@ def _rescale(mom, o, sum_w, uniform_if_constant):
 # -- kernels -------------------------------------------------------------------------------------------------
 
 
-@numba.njit(**_JIT)
+@parallel_kernel(**_JIT)
 def moments(x, wr, wf, mom):
     """``mom[b] = (S1, S2, k, lo, hi)`` of every map ``x[b]``."""
     for b in numba.prange(x.shape[0]):
         _moments(x, b, wr, wf, mom[b], 0)
 
 
-@numba.njit(**_JIT)
+@parallel_kernel(**_JIT)
 def cc_pass(p, t, wr, wf, sum_w, mom, cross):
     """Moments of ``p[b]`` and ``t[b]`` into ``mom[b, :5]`` and ``mom[b, 5:]``, and
     ``cross[b] = sum w (p - mean_p) (t - mean_t)`` (NaN where a map is not finite), accumulated with the
@@ -292,7 +294,7 @@ def cc_pass(p, t, wr, wf, sum_w, mom, cross):
         cross[b] = c - mom[b, 0] * mom[b, N_MOMENTS] / sum_w if ok_p and ok_t else _NAN
 
 
-@numba.njit(**_JIT)
+@parallel_kernel(**_JIT)
 def kld_pass(p, t, wr, wf, sum_w, mom, value):
     """Moments of ``p[b]``, ``t[b]`` (as :func:`cc_pass`) and ``value[b] = sum g log(EPS + g / (q + EPS))``
     with masses ``g = w t / sum w t``, ``q = w p / sum w p``; NaN where a map is not finite, has a
@@ -320,7 +322,7 @@ def kld_pass(p, t, wr, wf, sum_w, mom, value):
         value[b] = acc
 
 
-@numba.njit(**_JIT)
+@parallel_kernel(**_JIT)
 def sim_pass(p, t, wr, wf, sum_w, mom, value):
     """Moments of ``p[b]``, ``t[b]`` (as :func:`cc_pass`) and ``value[b] = sum min(w m_p / norm_p,
     w m_t / norm_t)`` of the min-max rescaled maps ``m`` (a constant map uniform); NaN where a map is
@@ -346,7 +348,7 @@ def sim_pass(p, t, wr, wf, sum_w, mom, value):
         value[b] = acc
 
 
-@numba.njit(**_JIT_EXACT)
+@parallel_kernel(**_JIT_EXACT)
 def judd_pass(p, wr, wf, sum_w, jitter, pos_idx, pos_w, mom, tpr, fpr):
     """Moments of ``p[b]`` into ``mom[b]`` and the ROC points of AUC-Judd at the fixated values, highest
     threshold first (NaN where the map is not finite).
@@ -425,7 +427,7 @@ def judd_pass(p, wr, wf, sum_w, jitter, pos_idx, pos_w, mom, tpr, fpr):
             fpr[b, n_k - c] = above_neg / neg_total
 
 
-@numba.njit(**_JIT_EXACT)
+@parallel_kernel(**_JIT_EXACT)
 def split_auc(p, lo, scale, offset, pos_idx, pos_w, neg_idx, neg_w, thresholds, out):
     """Mean over splits of the ROC area with fixed ``thresholds`` (ascending), as in AUC-Borji.
 
@@ -481,7 +483,7 @@ def _bucket(s):
     return min(np.int32(s * _BUCKETS), np.int32(_BUCKETS - 1))
 
 
-@numba.njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def nonzero_lists(words, idx, counts):
     """Flat byte indices of the non-zero bytes of every ``words[b]`` (a bool mask read as ``(B, M)``
     little-endian uint64 words, so runs of eight zero bytes cost one test), in increasing order:

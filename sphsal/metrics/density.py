@@ -19,6 +19,7 @@ import torch
 from numba import types
 from numba.extending import overload
 
+from sphsal._numba_parallel import parallel_kernel
 from sphsal.metrics._inputs import check_finite, direction_pixel_index
 from sphsal.metrics._kernels import _bits_to_f64
 from sphsal.sphere import _check_hw, equirect_directions, great_circle_distance, solid_angle_weights
@@ -151,7 +152,7 @@ def _series_coefficients(radius: float) -> tuple[float, ...] | None:
     return tuple(coef(k) for k in range(1, n + 1))
 
 
-@numba.njit(parallel=True, cache=True, fastmath={"contract"}, error_model="numpy")
+@parallel_kernel(cache=True, fastmath={"contract"}, error_model="numpy")
 def _cap_gaussian_rows(row_el, sin_half_col, cos_half_col, fix_az, fix_el, radius, inv_two_var, series, out):
     """Add ``exp(-d^2 inv_two_var)`` for every pixel within ``radius`` of every fixation into ``out``.
 

@@ -19,12 +19,14 @@ import numba
 import numpy as np
 import torch
 
+from sphsal._numba_parallel import forked_from_openmp, parallel_kernel
+
 # 16 float32 values fill one 64-byte cache line.
 _CHANNEL_CHUNK = 16
 _threads_started = False
 
 
-@numba.njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def gather_taps(src, halo, i0, i1, rows, cols, weights, stride, block):
     """Fill ``block`` ``(n, B, W_out, K * C)`` with the tap values of output rows ``i0:i1``."""
     batch, channels = src.shape[1], src.shape[3]
@@ -55,7 +57,7 @@ def gather_taps(src, halo, i0, i1, rows, cols, weights, stride, block):
                             d[c] += w * s[c]
 
 
-@numba.njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def scatter_taps(block, halo, i0, i1, rows, cols, weights, stride, grad_src, chunk):
     """Adjoint of :func:`gather_taps`: add the tap gradients ``block`` into ``grad_src``. Parallel over
     ``chunk`` channels at a time (see :func:`channel_chunk`), so no two threads write the same value."""
@@ -84,7 +86,7 @@ def scatter_taps(block, halo, i0, i1, rows, cols, weights, stride, grad_src, chu
                                 d[c] += w * g[c]
 
 
-@numba.njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def to_rows_last(x, kt, stride_t, first, wrap, dst):
     """The flat rows ``dst`` ``(H, B * T_out, L, C * kt)`` of a clip ``x`` ``(B, C, T, H, W)``.
 
@@ -118,7 +120,7 @@ def to_rows_last(x, kt, stride_t, first, wrap, dst):
                     row[j, k] = src[j - first - width] if wrap else 0
 
 
-@numba.njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def to_channels_first(src, first, fold, kt, stride_t, dst):
     """Adjoint-style inverse of :func:`to_rows_last`: ``dst`` ``(B, C, T, n, W)`` from the flat rows
     ``src`` ``(n, B * T_out, L, C * kt)``, columns ``first:first + W``.
@@ -169,9 +171,13 @@ def match_torch_threads() -> None:
     """Run numba's parallel kernels on torch's intra-op thread count.
 
     Starting numba's OpenMP threading layer (the first parallel call in a process) resets the OpenMP
-    thread count that torch uses; torch's count is restored after that first start.
+    thread count that torch uses; torch's count is restored after that first start. In a process
+    forked from one that ran OpenMP threads the kernels run serially (see :mod:`sphsal._numba_parallel`)
+    and nothing is started.
     """
     global _threads_started
+    if forked_from_openmp():
+        return
     threads = torch.get_num_threads()
     if not _threads_started:
         _start_threads(np.zeros(2))
@@ -180,7 +186,7 @@ def match_torch_threads() -> None:
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
 
 
-@numba.njit(parallel=True, cache=True)
+@parallel_kernel(cache=True)
 def _start_threads(values):
     for i in numba.prange(values.shape[0]):
         values[i] = i

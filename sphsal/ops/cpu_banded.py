@@ -27,12 +27,14 @@ shifted by its centre column and padded by half its span, so every unit's output
 serves all units. Weight gradients are one matrix product per cell on shifted views of the same
 buffers (oneDNN's channels-last weight gradient is 3x slower than its NCHW one on AVX2).
 
-Clips (``sphere_conv3d``) are folded into images: the ``kt`` zero-padded temporal taps of each output
-frame become channels, ``(B, Ci, T, H, W)`` -> ``(B * T_out, Ci * kt, H, W)``, so a clip layer is one
-image layer (autograd keeps that ``kt``-times folded input, never a ``K``-times expanded one).
+Clips (``sphere_conv3d``) are folded into images while they are copied into the flat buffer: the
+``kt`` zero-padded temporal taps of each output frame become channels, ``(B, Ci, T, H, W)`` ->
+``B * T_out`` images of ``Ci * kt`` channels, so a clip layer is one image layer; the input gradient
+is unfolded back the same way.
 
-Nothing K-times expanded is kept for backward: the autograd function saves only ``x`` and the weight
-and rebuilds the flat input in backward. float32 and float64 run natively; other dtypes in float32.
+Nothing expanded is kept for backward: the autograd function saves only ``x`` (the clip itself, not
+its folded copy) and the weight, and rebuilds the flat input in backward. float32 and float64 run
+natively; other dtypes in float32. Numba's kernels run on torch's intra-op thread count.
 """
 
 from __future__ import annotations

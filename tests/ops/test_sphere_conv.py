@@ -214,3 +214,35 @@ def test_fast_path_with_single_channels_and_channels_last_weights(ci, co):
     torch.testing.assert_close(fast, ref, rtol=1e-10, atol=1e-10)
     for a, b in zip(torch.autograd.grad(ref.sum(), params), torch.autograd.grad(fast.sum(), params)):
         torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10)
+
+
+def test_forked_dataloader_workers_run_the_kernels_after_the_parent_did():
+    """GNU OpenMP is not fork-safe: numba terminates a forked child that starts a parallel region after
+    its parent ran one. sphsal's kernels run their serial twins there (a worker computing ground truth
+    or running a spherical layer after the training process ran spherical layers)."""
+    import subprocess
+    import sys
+
+    code = """
+import torch
+from sphsal.ops import sphere_conv2d
+from sphsal.metrics import density_from_fixations
+
+x, w = torch.randn(1, 2, 8, 16), torch.randn(2, 2, 3, 3)
+sphere_conv2d(torch.randn(2, 4, 32, 64), torch.randn(4, 4, 3, 3)).sum()  # starts numba's threads here
+
+class Items(torch.utils.data.Dataset):
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        density = density_from_fixations(torch.tensor([[0.1, 0.2]]), 16, 32, 5.0)
+        return sphere_conv2d(x, w).sum() + density.sum()
+
+loader = torch.utils.data.DataLoader(Items(), num_workers=2, multiprocessing_context="fork", timeout=120)
+values = [float(v) for v in loader]
+assert len(values) == 2 and all(v == v for v in values), values
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
