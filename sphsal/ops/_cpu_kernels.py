@@ -1,15 +1,16 @@
-"""Numba kernels of the CPU spherical convolution's gathered rows (:mod:`sphsal.ops.cpu_banded`), kept
-apart so that importing :mod:`sphsal.ops` does not import numba.
+"""Numba kernels of the CPU spherical convolution (:mod:`sphsal.ops.cpu_banded`): its gathered rows and
+its layout changes, kept apart so that importing :mod:`sphsal.ops` does not import numba.
 
-Both kernels work on the *flat* channels-last layout of the fast path: ``src`` ``(H, B, W + 2 halo, C)``,
-input row ``r`` of batch item ``b`` at ``src[r, b, halo:halo + W]``. For output rows ``i0:i1`` they
-read or write a *tap block* ``(n, B, W_out, K * C)`` (``n = i1 - i0``): element ``[i - i0, b, j, t * C + c]``
-is tap ``t`` of output pixel ``(i, j)`` in channel ``c``, the sum over corners ``p`` of
-``weights[i, t, p] * src[rows[i, t, p], b, halo + (j * stride + cols[i, t, p]) mod W, c]``. The table
-arrays are those of :class:`~sphsal.ops.stencils.NeighbourTable` with columns reduced to ``[0, W)``
+:func:`to_rows_last` and :func:`to_channels_first` copy tensors into and out of the *flat* channels-last
+layout of the fast path, ``src`` ``(H, B, W + 2 halo, C)``. The gather and scatter kernels work on that
+layout: input row ``r`` of batch item ``b`` at ``src[r, b, halo:halo + W]``. For output rows ``i0:i1``
+they read or write a *tap block* ``(n, B, W_out, K * C)`` (``n = i1 - i0``): element
+``[i - i0, b, j, t * C + c]`` is tap ``t`` of output pixel ``(i, j)`` in channel ``c``, the sum over
+corners ``p`` of ``weights[i, t, p] * src[rows[i, t, p], b, halo + (j * stride + cols[i, t, p]) mod W, c]``.
+The table arrays are those of :class:`~sphsal.ops.stencils.NeighbourTable` with columns reduced to ``[0, W)``
 (:func:`table_arrays`). Channels are innermost, so every tap is a contiguous run of ``C`` values.
 
-The tests check both kernels through :func:`sphsal.ops.sphere_conv2d` (``backend="cpu"``) against the
+The tests check all kernels through :func:`sphsal.ops.sphere_conv2d` (``backend="cpu"``) against the
 plain torch reference: outputs, gradients and float64 gradcheck.
 """
 

@@ -337,8 +337,8 @@ def _unit_span(flat: _Flat, unit: ConvUnit) -> tuple[int, int]:
 def _unit_input(buffer: torch.Tensor, flat: _Flat, unit: ConvUnit) -> torch.Tensor:
     """The unit's input rows of the flat buffer, shifted by ``unit.shift`` columns, as a channels-last
     ``(1, C, rows, B * (W + 2 halo))`` image."""
-    first = _unit_span(flat, unit)[0]
-    return flat.image(buffer, first, unit.row_hi - unit.row_lo, flat.row_pixels)
+    first, count = _unit_span(flat, unit)
+    return flat.image(buffer, first, count // flat.row_pixels, flat.row_pixels)
 
 
 class _TapBlocks:
@@ -351,7 +351,7 @@ class _TapBlocks:
         width = table.num_taps * buffer.shape[1]
         self.rows = max(1, _GATHER_BLOCK_BYTES // (self.pixels_per_row * width * buffer.element_size()))
         self.arrays = _kernel_table(table, buffer.dtype)
-        self.block = buffer.new_empty(0, width)
+        self.width, self.block = width, None
 
     def chunks(self, group: GatherGroup) -> list[tuple[int, int]]:
         starts = range(group.out_lo, group.out_hi, self.rows)
@@ -359,8 +359,8 @@ class _TapBlocks:
 
     def view(self, lo: int, hi: int) -> torch.Tensor:
         """The block for output rows ``lo:hi``, ``((hi - lo) * B * W_out, K * C)``, contents undefined."""
-        if self.block.shape[0] == 0:
-            self.block = self.buffer.new_empty(self.rows * self.pixels_per_row, self.block.shape[1])
+        if self.block is None:
+            self.block = self.buffer.new_empty(self.rows * self.pixels_per_row, self.width)
         return self.block[:(hi - lo) * self.pixels_per_row]
 
     def _kernel_view(self, block: torch.Tensor, lo: int, hi: int):
@@ -391,10 +391,6 @@ def _memory_format(x: torch.Tensor) -> torch.memory_format:
     return torch.contiguous_format
 
 
-def _conv_args(unit: ConvUnit, stride: int) -> dict:
-    return dict(stride=stride, padding=(0, unit.pad), dilation=unit.dilation)
-
-
 class _BandedConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, plan, table, kt, stride_t):
@@ -410,14 +406,14 @@ class _BandedConv(torch.autograd.Function):
         out = torch.empty((x.shape[0], weight.shape[0], *frames, table.h_out, table.w_out), dtype=x.dtype,
                           memory_format=_memory_format(x))
         for piece in plan.pieces:
-            rows = out[..., piece.out_lo:piece.out_hi, :]
             if isinstance(piece, Band):
                 y = None
                 for unit in piece.units:
                     z = F.conv2d(_unit_input(buffer, flat, unit), _unit_weight(weight, piece, unit),
-                                 bias if y is None else None, **_conv_args(unit, table.stride))
+                                 bias if y is None else None, table.stride, (0, unit.pad), unit.dilation)
                     y = z if y is None else y.add_(z)
-                _to_channels_first(_out_rows(y, flat, table.stride), flat.halo // table.stride, 0, rows)
+                _to_channels_first(_out_rows(y, flat, table.stride), flat.halo // table.stride, 0,
+                                   out[..., piece.out_lo:piece.out_hi, :])
             else:
                 for lo, hi in blocks.chunks(piece):
                     taps = blocks.gather(lo, hi)
@@ -443,7 +439,9 @@ class _BandedConv(torch.autograd.Function):
 
 def _frames_out(x: torch.Tensor, kt: int, stride_t: int) -> int:
     """Output frames of a clip (time zero-padded by ``kt // 2``); 1 for an image."""
-    return (x.shape[2] + 2 * (kt // 2) - kt) // stride_t + 1 if x.dim() == 5 else 1
+    from sphsal.ops.sphere_conv import _temporal_out
+
+    return _temporal_out(x.shape[2], kt, stride_t) if x.dim() == 5 else 1
 
 
 def _grad_flat(grad_out: torch.Tensor, flat: _Flat, stride: int) -> torch.Tensor:
