@@ -379,7 +379,7 @@ class _TapBlocks:
         """Add the tap gradients of output rows ``lo:hi`` into the flat gradient buffer."""
         from sphsal.ops import _cpu_kernels
 
-        chunk = _cpu_kernels.channel_chunk(grad_buffer.shape[1], torch.get_num_threads())
+        chunk = _cpu_kernels.channel_chunk(grad_buffer.shape[1], torch.get_num_threads(), self.flat.batch)
         _cpu_kernels.scatter_taps(self._kernel_view(grad_taps, lo, hi), self.flat.halo, lo, hi, *self.arrays,
                                   self.table.stride, self.flat.rows(grad_buffer).numpy(), chunk)
 
