@@ -316,11 +316,31 @@ def _kernel_table(table: NeighbourTable, dtype: torch.dtype):
     return _cpu_kernels.table_arrays(table.rows, table.cols, table.weights, table.width, dtype)
 
 
+@functools.lru_cache(maxsize=256)
+def _unit_taps(band: Band, unit: ConvUnit) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """For a unit whose cells each hold at most one tap at weight 1 (nearest sampling): the tap of each
+    cell (0 for an empty one) and the empty cells; None where a cell mixes weights (bilinear)."""
+    scatter = band.scatter[:, unit.cells[0]:unit.cells[1]]
+    if not bool(((scatter == 0) | (scatter == 1)).all()) or bool((scatter.sum(0) > 1).any()):
+        return None
+    return scatter.argmax(0), (scatter.sum(0) == 0).nonzero().flatten()
+
+
 def _unit_weight(weight: torch.Tensor, band: Band, unit: ConvUnit) -> torch.Tensor:
     """``(Co, Ci, K)`` weight -> the unit's ``(Co, Ci, nh, nw)`` conv2d weight (made per unit, so that
-    at most one unit's cell weights exist at a time)."""
+    at most one unit's cell weights exist at a time): the cells' taps picked where each cell holds one
+    (4x faster than the product at C = 256), else the product with the unit's scatter matrix."""
     co, ci, k = weight.shape
-    return (weight.reshape(co * ci, k) @ _unit_scatter(band, unit, weight.dtype)).view(co, ci, *unit.box)
+    taps = _unit_taps(band, unit)
+    if taps is None:
+        cells = weight.reshape(co * ci, k) @ _unit_scatter(band, unit, weight.dtype)
+    elif taps[0].equal(torch.arange(k)):  # the planar k x k stencil: the weight itself
+        cells = weight
+    else:
+        cells = weight.index_select(2, taps[0])
+        if len(taps[1]):
+            cells.index_fill_(2, taps[1], 0)
+    return cells.view(co, ci, *unit.box)
 
 
 def _taps_first(weight: torch.Tensor) -> torch.Tensor:
@@ -417,7 +437,9 @@ class _BandedConv(torch.autograd.Function):
             else:
                 for lo, hi in blocks.chunks(piece):
                     taps = blocks.gather(lo, hi)
-                    y = taps @ weight_taps if bias is None else torch.addmm(bias, taps, weight_taps)
+                    y = taps @ weight_taps  # then the bias: addmm's bias pre-fill is 9% slower
+                    if bias is not None:
+                        y += bias
                     y = y.view(hi - lo, flat.batch, table.w_out, -1)
                     _to_channels_first(y, 0, 0, out[..., lo:hi, :])
         ctx.save_for_backward(x, weight)
@@ -523,6 +545,7 @@ def _backward(plan: Plan, table: NeighbourTable, kt: int, stride_t: int, x, weig
     grad_buffer = _grad_buffer(buffer, flat, anchor) if need_x else None
     weight_taps = _taps_first(weight)
     grad_taps = weight_taps.new_zeros(weight_taps.shape) if need_w else None  # (K * Ci, Co) = (K, Ci, Co)
+    taps_weight = weight_taps.T.contiguous()  # (Co, K * Ci): 8% faster products than the transposed view
     out_row = flat.row_pixels // stride
     blocks = _TapBlocks(buffer, flat, table)
     for piece in sorted(plan.pieces, key=lambda p: anchor is None or p is not anchor[0]):
@@ -552,7 +575,7 @@ def _backward(plan: Plan, table: NeighbourTable, kt: int, stride_t: int, x, weig
                 if need_w:
                     grad_taps.addmm_(blocks.gather(lo, hi).T, grad)
                 if need_x:
-                    grad_block = torch.mm(grad, weight_taps.T, out=blocks.view(lo, hi))
+                    grad_block = torch.mm(grad, taps_weight, out=blocks.view(lo, hi))
                     blocks.scatter(grad_block, lo, hi, grad_buffer)
     grad_x = None
     if need_x:
