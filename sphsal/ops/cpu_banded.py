@@ -578,6 +578,7 @@ def _backward(plan: Plan, table: NeighbourTable, kt: int, stride_t: int, x, weig
                     grad_block = torch.mm(grad, taps_weight, out=blocks.view(lo, hi))
                     blocks.scatter(grad_block, lo, hi, grad_buffer)
     grad_x = None
+    del buffer, grad_grid, blocks  # freed before the result is allocated, which may reuse their memory
     if need_x:
         grad_x = torch.empty_like(x)
         _to_channels_first(flat.rows(grad_buffer), flat.halo, flat.halo, grad_x, kt, stride_t)
