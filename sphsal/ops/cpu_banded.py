@@ -317,13 +317,22 @@ def _kernel_table(table: NeighbourTable, dtype: torch.dtype):
 
 
 @functools.lru_cache(maxsize=256)
+def _cell_taps(band: Band, unit: ConvUnit) -> tuple[tuple[tuple[int, float], ...], ...]:
+    """The ``(tap, weight)`` pairs of each of the unit's cells (nonzero weights only)."""
+    scatter = band.scatter[:, unit.cells[0]:unit.cells[1]]
+    return tuple(tuple((int(t), float(scatter[t, c])) for t in scatter[:, c].nonzero().flatten())
+                 for c in range(scatter.shape[1]))
+
+
+@functools.lru_cache(maxsize=256)
 def _unit_taps(band: Band, unit: ConvUnit) -> tuple[torch.Tensor, torch.Tensor] | None:
     """For a unit whose cells each hold at most one tap at weight 1 (nearest sampling): the tap of each
     cell (0 for an empty one) and the empty cells; None where a cell mixes weights (bilinear)."""
-    scatter = band.scatter[:, unit.cells[0]:unit.cells[1]]
-    if not bool(((scatter == 0) | (scatter == 1)).all()) or bool((scatter.sum(0) > 1).any()):
+    cells = _cell_taps(band, unit)
+    if any(len(taps) > 1 or (taps and taps[0][1] != 1.0) for taps in cells):
         return None
-    return scatter.argmax(0), (scatter.sum(0) == 0).nonzero().flatten()
+    return (torch.tensor([taps[0][0] if taps else 0 for taps in cells]),
+            torch.tensor([c for c, taps in enumerate(cells) if not taps], dtype=torch.long))
 
 
 def _unit_weight(weight: torch.Tensor, band: Band, unit: ConvUnit) -> torch.Tensor:
@@ -489,28 +498,31 @@ def _chunked_gram(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return out.addmm_(a[m:].T, b[m:]) if m < a.shape[0] else out
 
 
-def _cell_weight_grads(buffer: torch.Tensor, grad_grid: torch.Tensor, flat: _Flat, band: Band,
-                       unit: ConvUnit, stride: int) -> torch.Tensor:
-    """``(cells, Ci, Co)`` weight gradients of a unit's cells: one matrix product of a shifted view of
-    the flat input with the output gradient rows per cell."""
+def _add_cell_weight_grads(grad_taps: torch.Tensor, buffer: torch.Tensor, grad_grid: torch.Tensor,
+                           flat: _Flat, band: Band, unit: ConvUnit, stride: int) -> None:
+    """Add the weight gradients of a unit's cells into ``grad_taps`` ``(K, Ci, Co)``: per cell, one
+    matrix product of a shifted view of the flat input with the output gradient rows, added to the
+    cell's taps (one cell's gradient exists at a time)."""
     n = band.out_hi - band.out_lo
     out_row = flat.row_pixels // stride
     grad = grad_grid[band.out_lo * out_row:band.out_hi * out_row]  # (n * out_row, Co)
     channels = buffer.shape[1]
     (nh, nw), (dr, dc) = unit.box, unit.dilation
-    grads = []
+    cell_taps = _cell_taps(band, unit)
     for a in range(nh):
         for b in range(nw):
+            if not cell_taps[a * nw + b]:
+                continue
             first = flat.halo + (unit.row_lo + a * dr) * flat.row_pixels + unit.shift - unit.pad + b * dc
             if stride == 1:
-                source = buffer[first:first + n * out_row]
-                grads.append(_chunked_gram(source, grad))
+                gram = _chunked_gram(buffer[first:first + n * out_row], grad)
             else:
                 source = buffer.as_strided((n, out_row, channels),
                                            (stride * flat.row_pixels * channels, stride * channels, 1),
                                            buffer.storage_offset() + first * channels)
-                grads.append(torch.bmm(source.transpose(1, 2), grad.view(n, out_row, -1)).sum(0))
-    return torch.stack(grads)
+                gram = torch.bmm(source.transpose(1, 2), grad.view(n, out_row, -1)).sum(0)
+            for tap, weight in cell_taps[a * nw + b]:
+                grad_taps[tap].add_(gram, alpha=weight)
 
 
 def _anchor(plan: Plan) -> tuple[Band, ConvUnit] | None:
@@ -543,9 +555,10 @@ def _backward(plan: Plan, table: NeighbourTable, kt: int, stride_t: int, x, weig
     grad_grid = _grad_flat(grad_out, flat, stride)
     anchor = _anchor(plan) if need_x else None
     grad_buffer = _grad_buffer(buffer, flat, anchor) if need_x else None
-    weight_taps = _taps_first(weight)
-    grad_taps = weight_taps.new_zeros(weight_taps.shape) if need_w else None  # (K * Ci, Co) = (K, Ci, Co)
-    taps_weight = weight_taps.T.contiguous()  # (Co, K * Ci): 8% faster products than the transposed view
+    grad_taps = weight.new_zeros(weight.shape[2] * channels, co) if need_w else None  # (K * Ci, Co)
+    taps_weight = None  # (Co, K * Ci) for gathered rows: 8% faster products than the transposed taps
+    if need_x and any(isinstance(piece, GatherGroup) for piece in plan.pieces):
+        taps_weight = weight.transpose(1, 2).reshape(co, -1)
     out_row = flat.row_pixels // stride
     blocks = _TapBlocks(buffer, flat, table)
     for piece in sorted(plan.pieces, key=lambda p: anchor is None or p is not anchor[0]):
@@ -564,9 +577,8 @@ def _backward(plan: Plan, table: NeighbourTable, kt: int, stride_t: int, x, weig
                     else:
                         target.add_(gi)
                 if need_w:
-                    grad_cells = _cell_weight_grads(buffer, grad_grid, flat, piece, unit, stride)
-                    grad_taps.view(-1, channels * co).addmm_(_unit_scatter(piece, unit, weight.dtype),
-                                                             grad_cells.view(-1, channels * co))
+                    _add_cell_weight_grads(grad_taps.view(-1, channels, co), buffer, grad_grid, flat, piece,
+                                           unit, stride)
         else:
             grid = grad_grid.view(table.h_out, batch, out_row // batch, co)
             first = flat.halo // stride
