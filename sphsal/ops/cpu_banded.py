@@ -429,7 +429,8 @@ class _BandedConv(torch.autograd.Function):
         t_out = _frames_out(x, kt, stride_t)
         flat = _Flat(x.shape[0] * t_out, table.height, table.width, plan.halo)
         buffer = _to_flat(x, flat, kt, stride_t)
-        weight_taps = _taps_first(weight)
+        gathered = any(isinstance(piece, GatherGroup) for piece in plan.pieces)
+        weight_taps = _taps_first(weight) if gathered else None
         blocks = _TapBlocks(buffer, flat, table)
         frames = (t_out,) if x.dim() == 5 else ()
         out = torch.empty((x.shape[0], weight.shape[0], *frames, table.h_out, table.w_out), dtype=x.dtype,
