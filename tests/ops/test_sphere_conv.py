@@ -172,6 +172,29 @@ def test_fast_path_equals_reference_on_a_grid_with_every_kind_of_piece(interpola
         torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("interpolation", ["nearest", "bilinear"])
+@pytest.mark.parametrize("b", [1, 3])
+def test_gathered_rows_split_over_batch_items_and_channel_chunks(interpolation, b):
+    """The tap scatter runs one task per (batch item, chunk of channels): with 40 channels on 3 threads
+    a single image is split into chunks of 16, 16 and 8 channels, three images into whole ones."""
+    from sphsal.ops import _cpu_kernels
+
+    assert _cpu_kernels.channel_chunk(40, 3, 1) == 16 and _cpu_kernels.channel_chunk(40, 3, 3) == 48
+    assert _cpu_kernels.channel_chunk(64, 2, 2) == 64 and _cpu_kernels.channel_chunk(64, 2, 1) == 32
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        x, weight, bias = _data(b=b, ci=40, co=5, h=8, w=16)
+        params = [t.requires_grad_() for t in (x, weight, bias)]
+        ref = sphere_conv2d_reference(x, weight, bias, 1, 1, interpolation)
+        fast = sphere_conv2d(x, weight, bias, 1, 1, interpolation, backend="cpu")
+        g = torch.randn_like(ref)
+        for a, c in zip(torch.autograd.grad(ref, params, g), torch.autograd.grad(fast, params, g)):
+            torch.testing.assert_close(c, a, rtol=1e-10, atol=1e-10)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_odd_column_spans_are_widened_to_a_centred_box():
     from sphsal.ops.cpu_banded import Band, banded_plan
 
