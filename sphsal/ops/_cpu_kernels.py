@@ -50,10 +50,7 @@ def gather_taps(src, halo, i0, i1, rows, cols, weights, stride, block):
             if corners == 1:
                 off, src_row = cols[i, t, 0], src[rows[i, t, 0], b]
                 for j in range(w_out):
-                    col = j * stride + off
-                    if col >= width:
-                        col -= width
-                    out_row[j, c0:c0 + channels] = src_row[halo + col]
+                    out_row[j, c0:c0 + channels] = src_row[halo + _wrap(j * stride + off, width)]
                 continue
             w0, w1, w2, w3 = weights[i, t, 0], weights[i, t, 1], weights[i, t, 2], weights[i, t, 3]
             r0, r1 = src[rows[i, t, 0], b], src[rows[i, t, 1], b]

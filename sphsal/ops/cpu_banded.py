@@ -118,6 +118,11 @@ class Plan:
     halo: int
     num_taps: int
 
+    @property
+    def gathered(self) -> bool:
+        """Whether any output rows are gathered."""
+        return any(isinstance(piece, GatherGroup) for piece in self.pieces)
+
 
 def _ap_groups(values: list[int]) -> list[tuple[int, int, int]]:
     """Cover sorted distinct integers by exact arithmetic progressions ``(start, step, count)``,
@@ -325,25 +330,28 @@ def _cell_taps(band: Band, unit: ConvUnit) -> tuple[tuple[tuple[int, float], ...
 
 
 @functools.lru_cache(maxsize=256)
-def _unit_taps(band: Band, unit: ConvUnit) -> tuple[torch.Tensor, torch.Tensor] | None:
+def _unit_taps(band: Band, unit: ConvUnit) -> tuple[torch.Tensor | None, torch.Tensor] | None:
     """For a unit whose cells each hold at most one tap at weight 1 (nearest sampling): the tap of each
-    cell (0 for an empty one) and the empty cells; None where a cell mixes weights (bilinear)."""
+    cell (0 for an empty one; None when the cells are the taps in order, the planar ``k x k`` stencil)
+    and the empty cells; None where a cell mixes weights (bilinear)."""
     cells = _cell_taps(band, unit)
     if any(len(taps) > 1 or (taps and taps[0][1] != 1.0) for taps in cells):
         return None
-    return (torch.tensor([taps[0][0] if taps else 0 for taps in cells]),
-            torch.tensor([c for c, taps in enumerate(cells) if not taps], dtype=torch.long))
+    tap = [taps[0][0] if taps else 0 for taps in cells]
+    empty = torch.tensor([c for c, taps in enumerate(cells) if not taps], dtype=torch.long)
+    return (None if tap == list(range(band.scatter.shape[0])) else torch.tensor(tap)), empty
 
 
 def _unit_weight(weight: torch.Tensor, band: Band, unit: ConvUnit) -> torch.Tensor:
     """``(Co, Ci, K)`` weight -> the unit's ``(Co, Ci, nh, nw)`` conv2d weight (made per unit, so that
-    at most one unit's cell weights exist at a time): the cells' taps picked where each cell holds one
-    (4x faster than the product at C = 256), else the product with the unit's scatter matrix."""
+    at most one unit's cell weights exist at a time): the weight itself for the planar stencil, the
+    cells' taps picked where each cell holds one (4x faster than the product at C = 256), else the
+    product with the unit's scatter matrix."""
     co, ci, k = weight.shape
     taps = _unit_taps(band, unit)
     if taps is None:
         cells = weight.reshape(co * ci, k) @ _unit_scatter(band, unit, weight.dtype)
-    elif taps[0].equal(torch.arange(k)):  # the planar k x k stencil: the weight itself
+    elif taps[0] is None:
         cells = weight
     else:
         cells = weight.index_select(2, taps[0])
@@ -429,8 +437,7 @@ class _BandedConv(torch.autograd.Function):
         t_out = _frames_out(x, kt, stride_t)
         flat = _Flat(x.shape[0] * t_out, table.height, table.width, plan.halo)
         buffer = _to_flat(x, flat, kt, stride_t)
-        gathered = any(isinstance(piece, GatherGroup) for piece in plan.pieces)
-        weight_taps = _taps_first(weight) if gathered else None
+        weight_taps = _taps_first(weight) if plan.gathered else None
         blocks = _TapBlocks(buffer, flat, table)
         frames = (t_out,) if x.dim() == 5 else ()
         out = torch.empty((x.shape[0], weight.shape[0], *frames, table.h_out, table.w_out), dtype=x.dtype,
@@ -558,7 +565,7 @@ def _backward(plan: Plan, table: NeighbourTable, kt: int, stride_t: int, x, weig
     grad_buffer = _grad_buffer(buffer, flat, anchor) if need_x else None
     grad_taps = weight.new_zeros(weight.shape[2] * channels, co) if need_w else None  # (K * Ci, Co)
     taps_weight = None  # (Co, K * Ci) for gathered rows: 8% faster products than the transposed taps
-    if need_x and any(isinstance(piece, GatherGroup) for piece in plan.pieces):
+    if need_x and plan.gathered:
         taps_weight = weight.transpose(1, 2).reshape(co, -1)
     out_row = flat.row_pixels // stride
     blocks = _TapBlocks(buffer, flat, table)
