@@ -11,6 +11,11 @@ that machine noise hits all of them alike) and peak extra memory of one forward+
 * ``grid_sample-3x``: the SphereNet approach, re-implemented here: ``grid_sample`` (bilinear) at the
   gnomonic tap positions to ``3H x 3W``, then a stride-3 3x3 convolution.
 
+Next to each time, the MiB of pages the step faulted in (median per step): a buffer that the C
+allocator gave back to the system between steps is faulted in again, and whether it was given back
+depends on what the process allocated before, not only on the method. The expand-3x methods' tensors
+(over glibc's 32 MiB mapping limit) are faulted in at every step.
+
 A second table times ``SphericalConv3d`` against ``nn.Conv3d(C, C, 3, padding=1)`` at the small clip
 shapes of AVS360's encoder, where per-operation overhead rather than arithmetic dominates.
 
@@ -23,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -137,20 +143,32 @@ def memory_probe(method: str, shape) -> float:
     return (_status_kib("VmHWM") - before) / 1024.0
 
 
-def time_modules(modules: dict[str, nn.Module], x: torch.Tensor, repeats: int) -> dict[str, float]:
-    """Median forward+backward milliseconds of each module, interleaved, after one warm-up step."""
+def _minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def time_modules(modules: dict[str, nn.Module], x: torch.Tensor, repeats: int
+                 ) -> tuple[dict[str, float], dict[str, float]]:
+    """Median forward+backward milliseconds of each module, interleaved, after one warm-up step; and
+    the median MiB of memory pages faulted in per step (4 KiB minor page faults: memory the C allocator
+    had given back to the system and takes again, about 0.7 ms per MiB on the 2-core VM of
+    RESULTS.md; how much depends on what ran before, so it is printed next to the time)."""
     for module in modules.values():  # warm-up: tables, plans, oneDNN kernels
         step(module, x)
     times: dict[str, list[float]] = {m: [] for m in modules}
+    faults: dict[str, list[int]] = {m: [] for m in modules}
     for _ in range(repeats):
         for m, module in modules.items():
-            t0 = time.perf_counter()
+            f0, t0 = _minor_faults(), time.perf_counter()
             step(module, x)
             times[m].append(time.perf_counter() - t0)
-    return {m: statistics.median(v) * 1e3 for m, v in times.items()}
+            faults[m].append(_minor_faults() - f0)
+    page_mib = resource.getpagesize() / 2**20
+    return ({m: statistics.median(v) * 1e3 for m, v in times.items()},
+            {m: statistics.median(v) * page_mib for m, v in faults.items()})
 
 
-def time_methods(shape, repeats: int) -> dict[str, float]:
+def time_methods(shape, repeats: int) -> tuple[dict[str, float], dict[str, float]]:
     torch.manual_seed(0)
     b, cin, _, h, w = shape
     x = torch.randn(b, cin, h, w, requires_grad=True)
@@ -175,7 +193,7 @@ def clip_table(shapes, repeats: int) -> list[dict]:
             t0 = time.perf_counter()
             step(module, x)
             first[m] = (time.perf_counter() - t0) * 1e3
-        times = time_modules(modules, x, repeats)
+        times, _ = time_modules(modules, x, repeats)
         label = f"({b}, {c}, {t}, {h}x{w})"
         for m in CLIP_METHODS:
             row = dict(shape=list(shape), method=m, time_ms=times[m], time_ratio=times[m] / times["planar3d"],
@@ -206,21 +224,22 @@ def main(argv=None) -> int:
         shapes, clip_shapes = [tuple(int(v) for v in shape.split(",")) for shape in args.shape], []
     results = []
     header = f"{'shape (B, C->Co, HxW)':26s} {'method':15s} {'fwd+bwd ms':>11s} {'x planar':>9s} " \
-             f"{'peak MiB':>9s} {'x planar':>9s}"
+             f"{'peak MiB':>9s} {'x planar':>9s} {'faulted MiB':>12s}"
     print(f"torch {torch.__version__}, {args.threads} threads, median of {repeats} interleaved repeats")
     print(header)
     print("-" * len(header))
     for shape in shapes:
         b, cin, cout, h, w = shape
-        times = time_methods(shape, repeats)
+        times, faulted = time_methods(shape, repeats)
         memory = {m: measure_memory(m, shape, args.threads) for m in METHODS}
         label = f"({b}, {cin}->{cout}, {h}x{w})"
         for m in METHODS:
             row = dict(shape=list(shape), method=m, time_ms=times[m], time_ratio=times[m] / times["planar"],
-                       peak_mib=memory[m], memory_ratio=memory[m] / max(memory["planar"], 1e-9))
+                       peak_mib=memory[m], memory_ratio=memory[m] / max(memory["planar"], 1e-9),
+                       faulted_mib=faulted[m])
             results.append(row)
             print(f"{label:26s} {m:15s} {row['time_ms']:11.1f} {row['time_ratio']:9.2f} "
-                  f"{row['peak_mib']:9.1f} {row['memory_ratio']:9.2f}")
+                  f"{row['peak_mib']:9.1f} {row['memory_ratio']:9.2f} {row['faulted_mib']:12.1f}")
         for m in ("sph-nearest", "sph-bilinear"):
             speedups = {e: times[e] / times[m] for e in ("gather-3x", "grid_sample-3x")}
             faster = ", ".join(f"{v:.1f}x faster than {e}" for e, v in speedups.items())
