@@ -144,6 +144,7 @@ def memory_probe(method: str, shape) -> float:
 
 
 def _minor_faults() -> int:
+    """Minor page faults of this process so far (Unix)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
