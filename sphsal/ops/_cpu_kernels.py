@@ -105,7 +105,7 @@ def to_rows_last(x, kt, stride_t, first, wrap, dst):
     than writing channel by channel across the row, whose 256-byte strided stores overflow L1.
     """
     batch, channels, frames, height, width = x.shape
-    images, length = dst.shape[1], dst.shape[2]
+    images = dst.shape[1]
     t_out = images // batch
     pad = kt // 2
     for q in numba.prange(height * images):

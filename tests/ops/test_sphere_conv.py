@@ -27,6 +27,14 @@ def _data(b=2, ci=3, co=4, h=8, w=16, k=3, integer=False, dtype=torch.float64, s
     return x, weight, bias
 
 
+@pytest.fixture(params=[False, True], ids=["cell-products", "onednn"])
+def weight_grad_method(request, monkeypatch):
+    """Each way the fast CPU path can take the band units' weight gradients (the CPU picks one, see
+    ``sphsal.ops.cpu_banded.ONEDNN_WEIGHT_GRAD``; both must equal the reference)."""
+    monkeypatch.setattr("sphsal.ops.cpu_banded.ONEDNN_WEIGHT_GRAD", request.param)
+
+
+@pytest.mark.usefixtures("weight_grad_method")
 @pytest.mark.parametrize("interpolation,stencil,stride", OPTIONS)
 def test_gradcheck(interpolation, stencil, stride):
     x, weight, bias = _data(b=1, ci=2, co=2, h=6, w=12)
@@ -35,6 +43,7 @@ def test_gradcheck(interpolation, stencil, stride):
     assert torch.autograd.gradcheck(fn, args, fast_mode=True)
 
 
+@pytest.mark.usefixtures("weight_grad_method")
 @pytest.mark.parametrize("interpolation,stencil,stride", OPTIONS)
 @pytest.mark.parametrize("dilation,k,h", [(1, 3, 8), (2, 3, 10), (1, 5, 10)])
 def test_fast_cpu_path_equals_reference(interpolation, stencil, stride, dilation, k, h):
@@ -96,6 +105,7 @@ def test_pole_rows_draw_on_all_longitudes(interpolation):
         assert {c for _, c in torch.nonzero(x.grad[0, 0]).tolist()} == {31, 0, 1}
 
 
+@pytest.mark.usefixtures("weight_grad_method")
 @pytest.mark.parametrize("stride", [1, (2, 1), 2])
 @pytest.mark.parametrize("interpolation", ["nearest", "bilinear"])
 def test_conv3d_fast_path_equals_reference(stride, interpolation):
@@ -149,6 +159,7 @@ def test_bad_input_gets_a_clear_error(call, match):
         call()
 
 
+@pytest.mark.usefixtures("weight_grad_method")
 @pytest.mark.parametrize("interpolation,stencil,stride", OPTIONS)
 def test_fast_path_equals_reference_on_a_grid_with_every_kind_of_piece(interpolation, stencil, stride):
     """60 x 120 has plain 3x3 bands, bands of two units, units widened by a zero column (odd column
