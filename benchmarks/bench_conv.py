@@ -150,18 +150,21 @@ def _minor_faults() -> int:
 
 def time_modules(modules: dict[str, nn.Module], x: torch.Tensor, repeats: int
                  ) -> tuple[dict[str, float], dict[str, float]]:
-    """Median forward+backward milliseconds of each module, interleaved, after one warm-up step; and
-    the median MiB of memory pages faulted in per step (4 KiB minor page faults: memory the C allocator
-    had given back to the system and takes again, about 0.7 ms per MiB on the 2-core VM of
-    RESULTS.md; how much depends on what ran before, so it is printed next to the time)."""
+    """Median forward+backward milliseconds of each module, interleaved (the order rotates by one module
+    per repeat, so that no module always follows the same one: a step after an expand-3x step starts
+    with cold caches), after one warm-up step; and the median MiB of memory pages faulted in per step
+    (4 KiB minor page faults: memory the C allocator had given back to the system and takes again,
+    about 0.7 ms per MiB on the 2-core VM of RESULTS.md; how much depends on what ran before, so it is
+    printed next to the time)."""
     for module in modules.values():  # warm-up: tables, plans, oneDNN kernels
         step(module, x)
     times: dict[str, list[float]] = {m: [] for m in modules}
     faults: dict[str, list[int]] = {m: [] for m in modules}
-    for _ in range(repeats):
-        for m, module in modules.items():
+    names = list(modules)
+    for r in range(repeats):
+        for m in names[r % len(names):] + names[:r % len(names)]:
             f0, t0 = _minor_faults(), time.perf_counter()
-            step(module, x)
+            step(modules[m], x)
             times[m].append(time.perf_counter() - t0)
             faults[m].append(_minor_faults() - f0)
     page_mib = resource.getpagesize() / 2**20
