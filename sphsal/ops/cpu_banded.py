@@ -14,8 +14,8 @@ Rows whose band would need more than one convolution call per two rows (next to 
 taps spread over all longitudes, and most bilinear rows, whose weights change from row to row) are
 *gathered* instead, a few consecutive rows at a time: a numba kernel reads each tap's value from its
 source pixel (nearest) or interpolates it from its four (bilinear) into a ``(rows * B * W_out, K * Ci)``
-block, and one matrix product with the layer's ``(K * Ci, Co)`` weight, shared by every row, gives the
-outputs.
+block, and one 1x1 convolution with the layer's weight as ``(Co, K * Ci)``, shared by every row, gives
+the outputs (matrix products in backward).
 
 The data layout is *flat channels-last*: the input is copied once into ``(H, B, W + 2 halo, C)``, its
 columns padded circularly by ``halo`` on both sides, with ``halo`` zero pixels before and after the
@@ -366,9 +366,19 @@ def _unit_weight(weight: torch.Tensor, band: Band, unit: ConvUnit) -> torch.Tens
     return cells.view(co, ci, *unit.box)
 
 
-def _taps_first(weight: torch.Tensor) -> torch.Tensor:
-    """``(Co, Ci, K)`` weight -> ``(K * Ci, Co)``, the matrix of the gathered taps."""
-    return weight.permute(2, 1, 0).reshape(-1, weight.shape[0])
+def _taps_1x1(weight: torch.Tensor) -> torch.Tensor:
+    """``(Co, Ci, K)`` weight -> ``(Co, K * Ci, 1, 1)``, the 1x1 convolution of the gathered taps."""
+    return weight.transpose(1, 2).reshape(weight.shape[0], -1, 1, 1)
+
+
+def _gathered_forward(taps: torch.Tensor, weight_1x1: torch.Tensor,
+                      bias: torch.Tensor | None) -> torch.Tensor:
+    """Outputs ``(M, Co)`` of a tap block ``(M, K * Ci)``: a 1x1 convolution (bias included) of the block
+    seen as a channels-last ``(1, K * Ci, 1, M)`` image. oneDNN's 1x1 convolution rather than a matrix
+    product: on an AVX-512 Xeon 1.25x faster alone at ``M = 1440``, ``K * Ci = 576``, and the forward of
+    (2, 64, 120x240) bilinear, all rows gathered, 15% faster."""
+    image = taps.view(1, 1, taps.shape[0], -1).permute(0, 3, 1, 2)
+    return F.conv2d(image, weight_1x1, bias).permute(0, 2, 3, 1).reshape(taps.shape[0], -1)
 
 
 def _unit_span(flat: _Flat, unit: ConvUnit) -> tuple[int, int]:
@@ -443,7 +453,7 @@ class _BandedConv(torch.autograd.Function):
         t_out = _frames_out(x, kt, stride_t)
         flat = _Flat(x.shape[0] * t_out, table.height, table.width, plan.halo)
         buffer = _to_flat(x, flat, kt, stride_t)
-        weight_taps = _taps_first(weight) if plan.gathered else None
+        weight_1x1 = _taps_1x1(weight) if plan.gathered else None
         blocks = _TapBlocks(buffer, flat, table)
         frames = (t_out,) if x.dim() == 5 else ()
         out = torch.empty((x.shape[0], weight.shape[0], *frames, table.h_out, table.w_out), dtype=x.dtype,
@@ -460,10 +470,7 @@ class _BandedConv(torch.autograd.Function):
             else:
                 for lo, hi in blocks.chunks(piece):
                     taps = blocks.gather(lo, hi)
-                    y = taps @ weight_taps  # then the bias: addmm's bias pre-fill is 9% slower
-                    if bias is not None:
-                        y += bias
-                    y = y.view(hi - lo, flat.batch, table.w_out, -1)
+                    y = _gathered_forward(taps, weight_1x1, bias).view(hi - lo, flat.batch, table.w_out, -1)
                     _to_channels_first(y, 0, 0, out[..., lo:hi, :])
         ctx.save_for_backward(x, weight)
         ctx.plan, ctx.table, ctx.has_bias, ctx.time = plan, table, bias is not None, (kt, stride_t)
