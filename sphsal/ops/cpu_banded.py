@@ -508,7 +508,7 @@ def _grad_flat(grad_out: torch.Tensor, flat: _Flat, stride: int) -> torch.Tensor
 
 
 def _chunked_gram(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``a.T @ b`` for tall ``(M, Ci)`` and ``(M, Co)``: as a batch of ``_GRAM_CHUNKS`` products over
+    """``a.T @ b`` for tall ``(M, P)`` and ``(M, Q)``: as a batch of ``_GRAM_CHUNKS`` products over
     slices of ``M`` (MKL splits one product with a small result poorly across threads: 1.17x faster
     on 2 threads at ``M = 31488``, ``C = 64``)."""
     m = a.shape[0] - a.shape[0] % _GRAM_CHUNKS
@@ -521,8 +521,8 @@ def _chunked_gram(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def _add_cell_weight_grads(grad_taps: torch.Tensor, buffer: torch.Tensor, grad_grid: torch.Tensor,
                            flat: _Flat, band: Band, unit: ConvUnit, stride: int) -> None:
-    """Add the weight gradients of a unit's cells into ``grad_taps`` ``(K, Ci, Co)``: per cell, one
-    matrix product of a shifted view of the flat input with the output gradient rows, added to the
+    """Add the weight gradients of a unit's cells into ``grad_taps`` ``(Co, K, Ci)``: per cell, one
+    matrix product of the output gradient rows with a shifted view of the flat input, added to the
     cell's taps (one cell's gradient exists at a time)."""
     n = band.out_hi - band.out_lo
     out_row = flat.row_pixels // stride
@@ -536,14 +536,14 @@ def _add_cell_weight_grads(grad_taps: torch.Tensor, buffer: torch.Tensor, grad_g
                 continue
             first = flat.halo + (unit.row_lo + a * dr) * flat.row_pixels + unit.shift - unit.pad + b * dc
             if stride == 1:
-                gram = _chunked_gram(buffer[first:first + n * out_row], grad)
+                gram = _chunked_gram(grad, buffer[first:first + n * out_row])
             else:
                 source = buffer.as_strided((n, out_row, channels),
                                            (stride * flat.row_pixels * channels, stride * channels, 1),
                                            buffer.storage_offset() + first * channels)
-                gram = torch.bmm(source.transpose(1, 2), grad.view(n, out_row, -1)).sum(0)
+                gram = torch.bmm(grad.view(n, out_row, -1).transpose(1, 2), source).sum(0)
             for tap, weight in cell_taps[a * nw + b]:
-                grad_taps[tap].add_(gram, alpha=weight)
+                grad_taps[:, tap].add_(gram, alpha=weight)
 
 
 def _unit_backward(grad_rows: torch.Tensor, buffer: torch.Tensor, grad_buffer: torch.Tensor | None,
@@ -596,7 +596,9 @@ def _backward(plan: Plan, table: NeighbourTable, kt: int, stride_t: int, x, weig
     grad_grid = _grad_flat(grad_out, flat, stride)
     anchor = _anchor(plan) if need_x else None
     grad_buffer = _grad_buffer(buffer, flat, anchor) if need_x else None
-    grad_taps = weight.new_zeros(weight.shape[2] * channels, co) if need_w else None  # (K * Ci, Co)
+    # (Co, K * Ci): the gathered taps' product grad.T @ taps is 1.3-2x faster than taps.T @ grad with
+    # MKL on an AVX-512 Xeon (M = 2048, K * Ci = 432, Co = 16: 0.19 vs 0.39 ms; 1440, 576, 64: 0.60 vs 0.79)
+    grad_taps = weight.new_zeros(co, weight.shape[2] * channels) if need_w else None
     grad_w_cells = None  # (Co * Ci, K): the band units' weight gradients, where oneDNN computes them
     if need_w and ONEDNN_WEIGHT_GRAD:
         grad_w_cells = weight.new_zeros(co * channels, weight.shape[2])
@@ -614,7 +616,7 @@ def _backward(plan: Plan, table: NeighbourTable, kt: int, stride_t: int, x, weig
                     _unit_backward(grad_rows, buffer, grad_buffer, grad_w_cells, flat, piece, unit, weight,
                                    stride, anchor is not None and unit is anchor[1])
                 if need_w and grad_w_cells is None:
-                    _add_cell_weight_grads(grad_taps.view(-1, channels, co), buffer, grad_grid, flat, piece,
+                    _add_cell_weight_grads(grad_taps.view(co, -1, channels), buffer, grad_grid, flat, piece,
                                            unit, stride)
         else:
             grid = grad_grid.view(table.h_out, batch, out_row // batch, co)
@@ -622,7 +624,7 @@ def _backward(plan: Plan, table: NeighbourTable, kt: int, stride_t: int, x, weig
             for lo, hi in blocks.chunks(piece):
                 grad = grid[lo:hi, :, first:first + table.w_out].reshape(-1, co)
                 if need_w:
-                    grad_taps.addmm_(blocks.gather(lo, hi).T, grad)
+                    grad_taps.addmm_(grad.T, blocks.gather(lo, hi))
                 if need_x:
                     grad_block = torch.mm(grad, taps_weight, out=blocks.view(lo, hi))
                     blocks.scatter(grad_block, lo, hi, grad_buffer)
@@ -633,7 +635,7 @@ def _backward(plan: Plan, table: NeighbourTable, kt: int, stride_t: int, x, weig
         _to_channels_first(flat.rows(grad_buffer), flat.halo, flat.halo, grad_x, kt, stride_t)
     grad_w = None
     if need_w:
-        grad_w = grad_taps.view(-1, channels, co).permute(2, 1, 0)
+        grad_w = grad_taps.view(co, -1, channels).transpose(1, 2)
         if grad_w_cells is not None:
             grad_w = grad_w + grad_w_cells.view(co, channels, -1)
     return grad_x, grad_w
