@@ -101,8 +101,8 @@ def to_rows_last(x, kt, stride_t, first, wrap, dst):
     (``wrap``, with ``L = W + 2 first``) or are zero. An image is a clip with ``T = kt = 1``.
 
     Parallel over rows; each output pixel's channels are written in one contiguous run (reading
-    ``C`` strided streams): 1.6x faster at ``(2, 64, 120, 240)`` and 2.1x at ``(2, 64, 240, 480)``
-    than writing channel by channel across the row, whose 256-byte strided stores overflow L1.
+    ``C`` strided streams): on an AVX-512 Xeon 1.6x faster at ``(2, 64, 120, 240)`` and 2.1x at
+    ``(2, 64, 240, 480)`` than writing channel by channel across the row (256-byte strided stores).
     """
     batch, channels, frames, height, width = x.shape
     images = dst.shape[1]

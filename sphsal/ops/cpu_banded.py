@@ -57,6 +57,10 @@ __all__ = ["ConvUnit", "Band", "GatherGroup", "Plan", "banded_plan", "banded_sph
 # between the gather and the products: at (2, 64, 120x240), one row per block (1.1 MB) instead of three
 # made the step 7% (nearest) to 11% (bilinear) faster on an AVX-512 Xeon (1.25 MB L2 per core).
 _GATHER_BLOCK_BYTES = 1 << 20
+# ... but a block holds at least this many output pixels, so that its matrix products are not too
+# short: at (1, 256, 60x120) bilinear (120 pixels per row), one row per block made the step 1.5x slower
+# than four.
+_GATHER_MIN_PIXELS = 384
 # Bands whose column offsets reach further than this are gathered; at most W / 16 on narrow grids,
 # where the 2 * halo padding columns would otherwise be a large share of the work.
 _MAX_HALO = 8
@@ -66,9 +70,10 @@ _ALL_GATHERED_PIXELS = 128
 # Slices of the tall matrix products of the weight gradient (see _chunked_gram).
 _GRAM_CHUNKS = 4
 # Whether band units take their weight gradients from oneDNN (with the input gradient, in one call) or
-# from per-cell matrix products (_add_cell_weight_grads): oneDNN's channels-last weight gradient was 3x
-# slower than its NCHW one on AVX2 (AMD EPYC), but 1.2-1.4x faster than the per-cell products with
-# AVX-512 (Xeon: 14.4 vs 16.7-20.8 ms for the plain 3x3 band of (2, 64, 120x240)).
+# from per-cell matrix products (_add_cell_weight_grads). On AVX2 (AMD EPYC) oneDNN's channels-last
+# weight gradient was 3x slower than its NCHW one and the per-cell products were faster; with AVX-512
+# (Xeon) it is 1.2-1.4x faster than them (14.4 vs 16.7-20.8 ms for the plain 3x3 band of
+# (2, 64, 120x240)).
 ONEDNN_WEIGHT_GRAD = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 
@@ -404,7 +409,8 @@ class _TapBlocks:
         self.buffer, self.flat, self.table = buffer, flat, table
         self.pixels_per_row = flat.batch * table.w_out
         width = table.num_taps * buffer.shape[1]
-        self.rows = max(1, _GATHER_BLOCK_BYTES // (self.pixels_per_row * width * buffer.element_size()))
+        self.rows = max(-(-_GATHER_MIN_PIXELS // self.pixels_per_row),
+                        _GATHER_BLOCK_BYTES // (self.pixels_per_row * width * buffer.element_size()))
         self.arrays = _kernel_table(table, buffer.dtype)
         self.width, self.block = width, None
 
@@ -606,7 +612,7 @@ def _backward(plan: Plan, table: NeighbourTable, kt: int, stride_t: int, x, weig
         grad_w_cells = weight.new_zeros(co * channels, weight.shape[2])
     taps_weight = None  # (Co, K * Ci) for gathered rows: 8% faster products than the transposed taps
     if need_x and plan.gathered:
-        taps_weight = weight.transpose(1, 2).reshape(co, -1)
+        taps_weight = _taps_1x1(weight).view(co, -1)
     out_row = flat.row_pixels // stride
     blocks = _TapBlocks(buffer, flat, table)
     for piece in sorted(plan.pieces, key=lambda p: anchor is None or p is not anchor[0]):
