@@ -280,3 +280,18 @@ print("ok")
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
+
+
+@pytest.mark.usefixtures("weight_grad_method")
+@pytest.mark.parametrize("grad_of", ["input", "weight"])
+def test_fast_path_gives_one_gradient_when_only_one_is_needed(grad_of):
+    """Backward with only the input (frozen layer) or only the weight (first layer) requiring a gradient
+    equals the reference's, on a grid with bands and gathered rows."""
+    x, weight, bias = _data(b=2, ci=2, co=3, h=30, w=60)
+    wanted = x if grad_of == "input" else weight
+    wanted.requires_grad_()
+    g = torch.randn(2, 3, 30, 60, dtype=torch.float64)
+    ref = sphere_conv2d_reference(x, weight, bias, 1, 1, "nearest", "cap")
+    fast = sphere_conv2d(x, weight, bias, 1, 1, "nearest", "cap", backend="cpu")
+    expected = torch.autograd.grad(ref, wanted, g)[0]
+    torch.testing.assert_close(torch.autograd.grad(fast, wanted, g)[0], expected, rtol=1e-10, atol=1e-10)
