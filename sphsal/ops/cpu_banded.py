@@ -24,9 +24,9 @@ contiguous slice, so oneDNN convolves them in place (no copies, no layout reorde
 one batch item's window reaches into the next are computed and thrown away. Each unit's input view is
 shifted by its centre column and padded by half its span, so every unit's output lands on the same
 ``(rows, B, (W + 2 halo) / stride, Co)`` grid, and so does the output gradient in backward: one buffer
-serves all units. Weight gradients come from oneDNN's channels-last weight gradient where the CPU has
-AVX-512, and elsewhere from one matrix product per cell on shifted views of the same buffers (see
-``ONEDNN_WEIGHT_GRAD``).
+serves all units. Weight gradients come from one matrix product per cell on shifted views of the same
+buffers, except the dense undilated units' where the CPU has AVX-512: those come from oneDNN's
+channels-last weight gradient (see ``ONEDNN_WEIGHT_GRAD``).
 
 Clips (``sphere_conv3d``) are folded into images while they are copied into the flat buffer: the
 ``kt`` zero-padded temporal taps of each output frame become channels, ``(B, Ci, T, H, W)`` ->
@@ -69,11 +69,13 @@ _MAX_HALO = 8
 _ALL_GATHERED_PIXELS = 128
 # Slices of the tall matrix products of the weight gradient (see _chunked_gram).
 _GRAM_CHUNKS = 4
-# Whether band units take their weight gradients from oneDNN (with the input gradient, in one call) or
-# from per-cell matrix products (_add_cell_weight_grads). On AVX2 (AMD EPYC) oneDNN's channels-last
-# weight gradient was 3x slower than its NCHW one and the per-cell products were faster; with AVX-512
-# (Xeon) it is 1.2-1.4x faster than them (14.4 vs 16.7-20.8 ms for the plain 3x3 band of
-# (2, 64, 120x240)).
+# Whether the dense, undilated units (the planar k x k stencil near the equator) take their weight
+# gradients from oneDNN (with the input gradient, in one call) or from per-cell matrix products
+# (_add_cell_weight_grads). On AVX2 (AMD EPYC) oneDNN's channels-last weight gradient was 3x slower
+# than its NCHW one and the per-cell products were faster; with AVX-512 (Xeon) it is 1.2-1.4x faster
+# than them for the plain 3x3 band of (2, 64, 120x240) (28.0 vs 38.7 ms with the input gradient).
+# Every other unit (dilated, or fewer rows or columns) takes the per-cell products on both: there
+# oneDNN's was 1.1-1.8x slower on the Xeon too (see _onednn_weight_grad).
 ONEDNN_WEIGHT_GRAD = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 
@@ -554,6 +556,15 @@ def _add_cell_weight_grads(grad_taps: torch.Tensor, buffer: torch.Tensor, grad_g
                 grad_taps[:, tap].add_(gram, alpha=weight)
 
 
+def _onednn_weight_grad(unit: ConvUnit) -> bool:
+    """Whether ``unit``'s weight gradient comes from oneDNN (see ``ONEDNN_WEIGHT_GRAD``): only a dense
+    ``k x k`` (k >= 3) undilated unit. On the AVX-512 Xeon, input gradient and per-cell products / one
+    oneDNN call for both, (2, 64, 120x240): the ten dilated units next to the plain band 22.3 / 27.3 ms;
+    a dilation-2 layer's units 46.6 / 60.6 ms; a stride-2 layer's 9.3 / 14.0 ms."""
+    nh, nw = unit.box
+    return ONEDNN_WEIGHT_GRAD and nh == nw >= 3 and unit.dilation == (1, 1)
+
+
 def _unit_backward(grad_rows: torch.Tensor, buffer: torch.Tensor, grad_buffer: torch.Tensor | None,
                    grad_w_cells: torch.Tensor | None, flat: _Flat, band: Band, unit: ConvUnit,
                    weight: torch.Tensor, stride: int, anchor: bool) -> None:
@@ -607,8 +618,8 @@ def _backward(plan: Plan, table: NeighbourTable, kt: int, stride_t: int, x, weig
     # (Co, K * Ci): the gathered taps' product grad.T @ taps is 1.3-2x faster than taps.T @ grad with
     # MKL on an AVX-512 Xeon (M = 2048, K * Ci = 432, Co = 16: 0.19 vs 0.39 ms; 1440, 576, 64: 0.60 vs 0.79)
     grad_taps = weight.new_zeros(co, weight.shape[2] * channels) if need_w else None
-    grad_w_cells = None  # (Co * Ci, K): the band units' weight gradients, where oneDNN computes them
-    if need_w and ONEDNN_WEIGHT_GRAD:
+    grad_w_cells = None  # (Co * Ci, K): the weight gradients of the units oneDNN computes them for
+    if need_w and any(_onednn_weight_grad(u) for p in plan.pieces if isinstance(p, Band) for u in p.units):
         grad_w_cells = weight.new_zeros(co * channels, weight.shape[2])
     taps_weight = None  # (Co, K * Ci) for gathered rows: 8% faster products than the transposed taps
     if need_x and plan.gathered:
@@ -620,10 +631,11 @@ def _backward(plan: Plan, table: NeighbourTable, kt: int, stride_t: int, x, weig
         if isinstance(piece, Band):
             grad_rows = flat.image(grad_grid, piece.out_lo * out_row, n, out_row)
             for unit in sorted(piece.units, key=lambda u: anchor is None or u is not anchor[1]):
-                if need_x or grad_w_cells is not None:
-                    _unit_backward(grad_rows, buffer, grad_buffer, grad_w_cells, flat, piece, unit, weight,
-                                   stride, anchor is not None and unit is anchor[1])
-                if need_w and grad_w_cells is None:
+                onednn_w = need_w and _onednn_weight_grad(unit)
+                if need_x or onednn_w:
+                    _unit_backward(grad_rows, buffer, grad_buffer, grad_w_cells if onednn_w else None, flat,
+                                   piece, unit, weight, stride, anchor is not None and unit is anchor[1])
+                if need_w and not onednn_w:
                     _add_cell_weight_grads(grad_taps.view(co, -1, channels), buffer, grad_grid, flat, piece,
                                            unit, stride)
         else:

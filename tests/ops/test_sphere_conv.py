@@ -29,8 +29,8 @@ def _data(b=2, ci=3, co=4, h=8, w=16, k=3, integer=False, dtype=torch.float64, s
 
 @pytest.fixture(params=[False, True], ids=["cell-products", "onednn"])
 def weight_grad_method(request, monkeypatch):
-    """Each way the fast CPU path can take the band units' weight gradients (the CPU picks one, see
-    ``sphsal.ops.cpu_banded.ONEDNN_WEIGHT_GRAD``; both must equal the reference)."""
+    """Each way the fast CPU path can take the dense undilated band units' weight gradients (the CPU
+    picks one, see ``sphsal.ops.cpu_banded.ONEDNN_WEIGHT_GRAD``; both must equal the reference)."""
     monkeypatch.setattr("sphsal.ops.cpu_banded.ONEDNN_WEIGHT_GRAD", request.param)
 
 
@@ -163,7 +163,8 @@ def test_bad_input_gets_a_clear_error(call, match):
 @pytest.mark.parametrize("interpolation,stencil,stride", OPTIONS)
 def test_fast_path_equals_reference_on_a_grid_with_every_kind_of_piece(interpolation, stencil, stride):
     """60 x 120 has plain 3x3 bands, bands of two units, units widened by a zero column (odd column
-    spans at stride 2) and gathered rows; the fast path must match the reference on all of them."""
+    spans at stride 2) and gathered rows; the fast path must match the reference on all of them (with
+    oneDNN's weight gradients, both kinds of unit weight gradient in one call)."""
     from sphsal.ops.cpu_banded import Band, GatherGroup, banded_plan
 
     h, w = 60, 120
@@ -173,6 +174,10 @@ def test_fast_path_equals_reference_on_a_grid_with_every_kind_of_piece(interpola
         assert kinds == {Band, GatherGroup}
     if (interpolation, stencil) == ("nearest", "cap"):
         assert any(len(p.units) > 1 for p in plan.pieces if isinstance(p, Band))
+    if (interpolation, stencil, stride) == ("nearest", "cap", 1):
+        dense = [u.box == (3, 3) and u.dilation == (1, 1) for p in plan.pieces if isinstance(p, Band)
+                 for u in p.units]
+        assert any(dense) and not all(dense)
     x, weight, bias = _data(b=2, ci=2, co=3, h=h, w=w)
     params = [t.requires_grad_() for t in (x, weight, bias)]
     ref = sphere_conv2d_reference(x, weight, bias, stride, 1, interpolation, stencil)
