@@ -186,17 +186,27 @@ def sphere_conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
 
     Time is zero-padded by ``kt // 2`` on both ends (``nn.Conv3d`` with ``padding=kt//2``), so the
     output has ``(T + 2 (kt//2) - kt) // stride_t + 1`` frames. Returns
-    ``(B, Co, T_out, H / s, W / s)``.
+    ``(B, Co, T_out, H / s, W / s)``. A clip shorter than the kernel (``T < kt``) runs as one image
+    convolution with its frames as channels (:func:`sphsal.ops.time_fold.frames_weight`).
     """
     _check_inputs(x, weight, bias, 3, "sphere_conv3d")
     stride_t, stride_s = _split_stride(stride)
     if stride_t < 1:
         raise ValueError(f"sphere_conv3d: temporal stride must be positive, got {stride_t}")
-    table = _table_for(x, weight.shape[-1], stride_s, dilation, interpolation, stencil)
     chosen = _resolve_backend(x, backend)
     if chosen == "reference":
         return sphere_conv3d_reference(x, weight, bias, (stride_t, stride_s), dilation, interpolation,
                                        stencil)
+    frames, kt = x.shape[2], weight.shape[2]
+    if frames < kt:  # frames as channels: T / kt of the work (see sphsal.ops.time_fold)
+        from sphsal.ops.time_fold import frames_weight, unfold_frames
+
+        t_out = _temporal_out(frames, kt, stride_t)
+        out = sphere_conv2d(x.flatten(1, 2), frames_weight(weight, frames, stride_t),
+                            None if bias is None else bias.repeat(t_out), stride_s, dilation, interpolation,
+                            stencil, chosen)
+        return unfold_frames(out, weight.shape[0])
+    table = _table_for(x, weight.shape[-1], stride_s, dilation, interpolation, stencil)
     if chosen == "cpu":
         from sphsal.ops.cpu_banded import banded_sphere_conv
 

@@ -1,10 +1,15 @@
-"""Clips as images: the temporal taps of a clip convolution folded into channels.
+"""Clips as images: a clip convolution as one image convolution, time folded into channels.
 
 A ``(B, Ci, T, H, W)`` clip convolved with a ``kt``-tap temporal kernel (time zero-padded by ``kt // 2``,
 temporal stride ``stride_t``) is an image convolution of ``(B * T_out, Ci * kt, H, W)`` frames with the
-weight reshaped to ``(Co, Ci * kt, ...)``: the same few large operations at any clip length. Used by the
-CUDA backend of :func:`sphsal.ops.sphere_conv3d` (the CPU backend folds the same way, straight into its
-flat layout: :func:`sphsal.ops._cpu_kernels.to_rows_last`).
+weight reshaped to ``(Co, Ci * kt, ...)`` (:func:`fold_time`): the same few large operations at any clip
+length. Used by the CUDA backend of :func:`sphsal.ops.sphere_conv3d` (the CPU backend folds the same
+way, straight into its flat layout: :func:`sphsal.ops._cpu_kernels.to_rows_last`).
+
+A clip shorter than its kernel (``T < kt``, as in AVS360's short clips: a 7-tap stem on 3 frames, 3-tap
+layers on 1 or 2) is instead one image convolution of ``B`` images of ``Ci * T`` channels, its frames,
+with ``T_out * Co`` output channels (:func:`frames_weight`, :func:`unfold_frames`): ``T / kt`` of the
+work, since the folded taps that fall on the zero padding (``1 - T / kt`` of them) are never formed.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["fold_time", "unfold_time"]
+__all__ = ["fold_time", "unfold_time", "frames_weight", "unfold_frames"]
 
 
 def fold_time(x: torch.Tensor, kt: int, stride_t: int) -> torch.Tensor:
@@ -31,3 +36,26 @@ def fold_time(x: torch.Tensor, kt: int, stride_t: int) -> torch.Tensor:
 def unfold_time(out: torch.Tensor, batch: int) -> torch.Tensor:
     """``(B * T_out, Co, H, W)`` image outputs -> the clip's ``(B, Co, T_out, H, W)``."""
     return out.view(batch, -1, *out.shape[1:]).transpose(1, 2).contiguous()
+
+
+def frames_weight(weight: torch.Tensor, frames: int, stride_t: int) -> torch.Tensor:
+    """``(Co, Ci, kt, ...)`` clip weight -> ``(T_out * Co, Ci * T, ...)`` image weight for ``T = frames``
+    input frames taken as channels (input channel ``ci * T + j`` is frame ``j``, as in
+    ``x.flatten(1, 2)``): output channel ``f * Co + o`` of input channel ``ci * T + j`` holds
+    ``weight[o, ci, j - f * stride_t + kt // 2]``, zero where that tap falls outside the kernel.
+    Differentiable in ``weight``."""
+    co, ci, kt = weight.shape[:3]
+    t_out = (frames + 2 * (kt // 2) - kt) // stride_t + 1
+    tap = (torch.arange(frames, device=weight.device)[None, :]
+           - stride_t * torch.arange(t_out, device=weight.device)[:, None] + kt // 2)  # (T_out, T)
+    inside = ((tap >= 0) & (tap < kt)).to(weight.dtype)
+    picked = weight[:, :, tap.clamp(0, kt - 1)]  # (Co, Ci, T_out, T, ...)
+    picked = picked * inside.view(1, 1, t_out, frames, *[1] * (weight.dim() - 3))
+    return picked.permute(2, 0, 1, 3, *range(4, picked.dim())).reshape(t_out * co, ci * frames,
+                                                                         *weight.shape[3:])
+
+
+def unfold_frames(out: torch.Tensor, channels: int) -> torch.Tensor:
+    """``(B, T_out * Co, H, W)`` outputs of the frames-as-channels convolution -> the clip's
+    ``(B, Co, T_out, H, W)`` (``channels = Co``)."""
+    return out.view(out.shape[0], -1, channels, *out.shape[2:]).transpose(1, 2).contiguous()

@@ -133,9 +133,10 @@ def test_cuda_rolls_with_the_input(shift):
 
 @needs_gpu
 @pytest.mark.parametrize("stride", [(1, 2), (2, 1)])
-def test_cuda_conv3d_equals_the_reference(stride):
+@pytest.mark.parametrize("frames", [3, 2])  # 2 < kt: frames as channels (sphsal.ops.time_fold)
+def test_cuda_conv3d_equals_the_reference(stride, frames):
     g = torch.Generator().manual_seed(4)
-    x = torch.randn(2, 8, 3, 12, 24, generator=g, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2, 8, frames, 12, 24, generator=g, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(16, 8, 3, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
     ref = sphere_conv3d_reference(x, weight, None, stride, 1, "nearest")
     grad = torch.randn(ref.shape, generator=g, dtype=torch.float64)

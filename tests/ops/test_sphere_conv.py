@@ -124,6 +124,42 @@ def test_conv3d_fast_path_equals_reference(stride, interpolation):
         torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.usefixtures("weight_grad_method")
+@pytest.mark.parametrize("frames,kt,stride", [(1, 3, 1), (2, 3, 1), (2, 3, 2), (3, 7, (1, 2)), (4, 5, (2, 1))])
+@pytest.mark.parametrize("interpolation", ["nearest", "bilinear"])
+def test_clip_shorter_than_its_kernel_runs_frames_as_channels(frames, kt, stride, interpolation, monkeypatch):
+    """T < kt: one image convolution of the frames as channels (sphsal.ops.time_fold.frames_weight),
+    with outputs and all gradients equal to the reference's."""
+    from sphsal.ops import time_fold
+
+    calls = []
+    monkeypatch.setattr(time_fold, "frames_weight",
+                        lambda *args, _f=time_fold.frames_weight: calls.append(args[1:]) or _f(*args))
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 3, frames, 8, 16, generator=g, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(4, 3, kt, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(4, generator=g, dtype=torch.float64, requires_grad=True)
+    ref = sphere_conv3d_reference(x, weight, bias, stride, 1, interpolation)
+    fast = sphere_conv3d(x, weight, bias, stride, 1, interpolation, backend="cpu")
+    stride_t = stride if isinstance(stride, int) else stride[0]
+    assert calls == [(frames, stride_t)]
+    assert fast.is_contiguous()
+    torch.testing.assert_close(fast, ref, rtol=1e-10, atol=1e-10)
+    grads = torch.randn_like(ref)
+    for a, b in zip(torch.autograd.grad(ref, (x, weight, bias), grads),
+                    torch.autograd.grad(fast, (x, weight, bias), grads)):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10)
+
+
+def test_short_clip_gradcheck():
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(1, 2, 2, 6, 12, generator=g, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(2, 2, 3, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(2, generator=g, dtype=torch.float64, requires_grad=True)
+    fn = lambda x, w, b: sphere_conv3d(x, w, b, (1, 2), 1, "bilinear", backend="cpu")
+    assert torch.autograd.gradcheck(fn, (x, weight, bias), fast_mode=True)
+
+
 def test_conv3d_gradcheck_and_single_frame_kernel_is_per_frame_conv2d():
     g = torch.Generator().manual_seed(2)
     x = torch.randn(1, 2, 3, 6, 12, generator=g, dtype=torch.float64, requires_grad=True)
