@@ -125,7 +125,8 @@ def test_conv3d_fast_path_equals_reference(stride, interpolation):
 
 
 @pytest.mark.usefixtures("weight_grad_method")
-@pytest.mark.parametrize("frames,kt,stride", [(1, 3, 1), (2, 3, 1), (2, 3, 2), (3, 7, (1, 2)), (4, 5, (2, 1))])
+@pytest.mark.parametrize("frames,kt,stride",
+                         [(1, 3, 1), (2, 3, 1), (2, 3, 2), (3, 7, (1, 2)), (4, 5, (2, 1))])
 @pytest.mark.parametrize("interpolation", ["nearest", "bilinear"])
 def test_clip_shorter_than_its_kernel_runs_frames_as_channels(frames, kt, stride, interpolation, monkeypatch):
     """T < kt: one image convolution of the frames as channels (sphsal.ops.time_fold.frames_weight),
