@@ -10,6 +10,8 @@ A clip shorter than its kernel (``T < kt``, as in AVS360's short clips: a 7-tap 
 layers on 1 or 2) is instead one image convolution of ``B`` images of ``Ci * T`` channels, its frames,
 with ``T_out * Co`` output channels (:func:`frames_weight`, :func:`unfold_frames`): ``T / kt`` of the
 work, since the folded taps that fall on the zero padding (``1 - T / kt`` of them) are never formed.
+Used by :func:`sphsal.ops.sphere_conv3d` on every backend and by the planar
+:class:`sphsal.nn.ClipConv3d`.
 """
 
 from __future__ import annotations
@@ -38,16 +40,17 @@ def unfold_time(out: torch.Tensor, batch: int) -> torch.Tensor:
     return out.view(batch, -1, *out.shape[1:]).transpose(1, 2).contiguous()
 
 
-def frames_weight(weight: torch.Tensor, frames: int, stride_t: int) -> torch.Tensor:
+def frames_weight(weight: torch.Tensor, frames: int, stride_t: int, pad: int | None = None) -> torch.Tensor:
     """``(Co, Ci, kt, ...)`` clip weight -> ``(T_out * Co, Ci * T, ...)`` image weight for ``T = frames``
     input frames taken as channels (input channel ``ci * T + j`` is frame ``j``, as in
-    ``x.flatten(1, 2)``): output channel ``f * Co + o`` of input channel ``ci * T + j`` holds
-    ``weight[o, ci, j - f * stride_t + kt // 2]``, zero where that tap falls outside the kernel.
-    Differentiable in ``weight``."""
+    ``x.flatten(1, 2)``), time zero-padded by ``pad`` (default ``kt // 2``): output channel
+    ``f * Co + o`` of input channel ``ci * T + j`` holds ``weight[o, ci, j - f * stride_t + pad]``, zero
+    where that tap falls outside the kernel. Differentiable in ``weight``."""
     co, ci, kt = weight.shape[:3]
-    t_out = (frames + 2 * (kt // 2) - kt) // stride_t + 1
+    pad = kt // 2 if pad is None else pad
+    t_out = (frames + 2 * pad - kt) // stride_t + 1
     tap = (torch.arange(frames, device=weight.device)[None, :]
-           - stride_t * torch.arange(t_out, device=weight.device)[:, None] + kt // 2)  # (T_out, T)
+           - stride_t * torch.arange(t_out, device=weight.device)[:, None] + pad)  # (T_out, T)
     inside = ((tap >= 0) & (tap < kt)).to(weight.dtype)
     picked = weight[:, :, tap.clamp(0, kt - 1)]  # (Co, Ci, T_out, T, ...)
     picked = picked * inside.view(1, 1, t_out, frames, *[1] * (weight.dim() - 3))

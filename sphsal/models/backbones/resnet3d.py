@@ -7,7 +7,8 @@ subsamples the input (``stride``) and appends zero channels instead of learning 
 
 For 16 x 256 x 320 clips the stage-4 output is ``(B, 512, 1, 8, 10)``. Parameter names
 (``conv1``, ``bn1``, ``layer{1..4}.{i}.conv1`` ...) match the published networks, so their weights
-load directly.
+load directly. The convolutions are :class:`sphsal.nn.ClipConv3d` (``nn.Conv3d`` parameters; faster
+on clips shorter than the kernel, such as 3-frame clips through the 7-frame stem).
 
 The stem can pad spatially with a module of its own instead of zeros (cube padding for cube faces,
 spherical ERP padding for the max-pool of a spherical ERP branch): pass ``stem_pad`` and/or
@@ -21,6 +22,8 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from sphsal.nn.clip_conv import ClipConv3d
 
 __all__ = ["BasicBlock3d", "ResNet3d", "resnet3d18", "scaled_widths"]
 
@@ -52,9 +55,9 @@ class BasicBlock3d(nn.Module):
 
     def __init__(self, in_channels: int, channels: int, stride: int = 1):
         super().__init__()
-        self.conv1 = nn.Conv3d(in_channels, channels, 3, stride=stride, padding=1, bias=False)
+        self.conv1 = ClipConv3d(in_channels, channels, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm3d(channels)
-        self.conv2 = nn.Conv3d(channels, channels, 3, padding=1, bias=False)
+        self.conv2 = ClipConv3d(channels, channels, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm3d(channels)
         self.channels = channels
         self.stride = stride
@@ -86,8 +89,8 @@ class ResNet3d(nn.Module):
             raise ValueError(f"layers and widths need 4 stages, got layers={layers}, widths={widths}")
         self.widths = tuple(int(w) for w in widths)
         self.stem_pad = stem_pad(3) if stem_pad else nn.Identity()
-        self.conv1 = nn.Conv3d(in_channels, self.widths[0], 7, stride=(1, 2, 2),
-                               padding=(3, 0, 0) if stem_pad else 3, bias=False)
+        self.conv1 = ClipConv3d(in_channels, self.widths[0], 7, stride=(1, 2, 2),
+                                padding=(3, 0, 0) if stem_pad else 3, bias=False)
         self.bn1 = nn.BatchNorm3d(self.widths[0])
         self.pool_pad = pool_pad(1) if pool_pad else nn.Identity()
         self.maxpool = nn.MaxPool3d(3, stride=2, padding=(1, 0, 0) if pool_pad else 1)

@@ -1,0 +1,57 @@
+"""ClipConv3d: nn.Conv3d's results and parameters, one Conv2d over the frames for short clips."""
+
+import pytest
+import torch
+from torch import nn
+
+from sphsal.nn import ClipConv3d, SphericalConv3d, convert_to_spherical
+
+
+def _pair(**kwargs):
+    torch.manual_seed(0)
+    planar = nn.Conv3d(**kwargs).double()
+    clip = ClipConv3d(**kwargs).double()
+    clip.load_state_dict(planar.state_dict())
+    return planar, clip
+
+
+@pytest.mark.parametrize("frames,kwargs", [
+    (3, dict(in_channels=3, out_channels=4, kernel_size=7, stride=(1, 2, 2), padding=3)),
+    (3, dict(in_channels=3, out_channels=4, kernel_size=7, stride=(1, 2, 2), padding=(3, 0, 0))),
+    (1, dict(in_channels=4, out_channels=5, kernel_size=3, padding=1, bias=False)),
+    (2, dict(in_channels=4, out_channels=5, kernel_size=3, stride=2, padding=1)),
+    (2, dict(in_channels=2, out_channels=3, kernel_size=(5, 3, 3), stride=(2, 1, 1), padding=(2, 1, 1))),
+    (4, dict(in_channels=2, out_channels=3, kernel_size=3, padding=1)),  # T >= kt: nn.Conv3d itself
+    (2, dict(in_channels=4, out_channels=4, kernel_size=3, padding=1, groups=2)),  # grouped: nn.Conv3d
+])
+def test_clip_conv3d_equals_conv3d(frames, kwargs):
+    planar, clip = _pair(**kwargs)
+    x = torch.randn(2, kwargs["in_channels"], frames, 10, 12, dtype=torch.float64, requires_grad=True)
+    expected, got = planar(x), clip(x)
+    assert got.shape == expected.shape and got.is_contiguous()
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+    g = torch.randn_like(expected)
+    params = [p for p in planar.parameters()]
+    for a, b in zip(torch.autograd.grad(expected, [x, *params], g),
+                    torch.autograd.grad(got, [x, *clip.parameters()], g)):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10)
+
+
+def test_clip_conv3d_runs_one_conv2d_on_short_clips_only(monkeypatch):
+    calls = []
+    original = torch.nn.functional.conv2d
+    monkeypatch.setattr(torch.nn.functional, "conv2d", lambda *a, **k: calls.append(1) or original(*a, **k))
+    layer = ClipConv3d(3, 4, 3, padding=1)
+    layer(torch.randn(1, 3, 2, 8, 8))
+    assert calls == [1]
+    layer(torch.randn(1, 3, 3, 8, 8))
+    assert calls == [1]
+
+
+def test_clip_conv3d_is_an_nn_conv3d_for_checkpoints_and_conversion():
+    layer = ClipConv3d(3, 4, 3, padding=1)
+    assert isinstance(layer, nn.Conv3d)
+    assert set(layer.state_dict()) == set(nn.Conv3d(3, 4, 3, padding=1).state_dict())
+    converted = convert_to_spherical(nn.Sequential(layer))[0]
+    assert isinstance(converted, SphericalConv3d)
+    torch.testing.assert_close(converted.weight, layer.weight)
