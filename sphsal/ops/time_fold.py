@@ -9,8 +9,8 @@ way, straight into its flat layout: :func:`sphsal.ops._cpu_kernels.to_rows_last`
 A clip shorter than its kernel (``T < kt``, as in AVS360's short clips: a 7-tap stem on 3 frames, 3-tap
 layers on 1 or 2) is instead one image convolution of ``B`` images of ``Ci * T`` channels, its frames,
 with ``T_out * Co`` output channels (:func:`frames_weight`, :func:`unfold_frames`): ``T / kt`` of the
-work, since the folded taps that fall on the zero padding (``1 - T / kt`` of them) are never formed.
-Used by :func:`sphsal.ops.sphere_conv3d` on every backend and by the planar
+work, since the folded taps that fall on the zero padding are never formed. Used by
+:func:`sphsal.ops.sphere_conv3d` on its CPU and CUDA backends and by the planar
 :class:`sphsal.nn.ClipConv3d`.
 """
 
