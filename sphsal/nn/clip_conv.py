@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sphsal.ops.time_fold import frames_weight, unfold_frames
+from sphsal.ops.time_fold import conv_frames_as_channels
 
 __all__ = ["ClipConv3d"]
 
@@ -34,9 +34,6 @@ class ClipConv3d(nn.Conv3d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self._frames_as_channels(x):
             return super().forward(x)
-        frames, stride_t, pad = x.shape[2], self.stride[0], self.padding[0]
-        t_out = (frames + 2 * pad - self.kernel_size[0]) // stride_t + 1
-        bias = None if self.bias is None else self.bias.repeat(t_out)
-        out = F.conv2d(x.flatten(1, 2), frames_weight(self.weight, frames, stride_t, pad), bias,
-                       self.stride[1:], self.padding[1:], self.dilation[1:])
-        return unfold_frames(out, self.out_channels)
+        return conv_frames_as_channels(x, self.weight, self.bias, self.stride[0], self.padding[0],
+                                       lambda images, w, b: F.conv2d(images, w, b, self.stride[1:],
+                                                                     self.padding[1:], self.dilation[1:]))

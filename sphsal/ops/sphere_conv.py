@@ -199,13 +199,10 @@ def sphere_conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
                                        stencil)
     frames, kt = x.shape[2], weight.shape[2]
     if frames < kt:  # frames as channels: T / kt of the work (see sphsal.ops.time_fold)
-        from sphsal.ops.time_fold import frames_weight, unfold_frames
+        from sphsal.ops.time_fold import conv_frames_as_channels
 
-        t_out = _temporal_out(frames, kt, stride_t)
-        out = sphere_conv2d(x.flatten(1, 2), frames_weight(weight, frames, stride_t),
-                            None if bias is None else bias.repeat(t_out), stride_s, dilation, interpolation,
-                            stencil, chosen)
-        return unfold_frames(out, weight.shape[0])
+        return conv_frames_as_channels(x, weight, bias, stride_t, kt // 2, lambda images, w, b: sphere_conv2d(
+            images, w, b, stride_s, dilation, interpolation, stencil, chosen))
     table = _table_for(x, weight.shape[-1], stride_s, dilation, interpolation, stencil)
     if chosen == "cpu":
         from sphsal.ops.cpu_banded import banded_sphere_conv

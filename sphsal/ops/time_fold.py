@@ -16,10 +16,12 @@ work, since the folded taps that fall on the zero padding are never formed. Used
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
-__all__ = ["fold_time", "unfold_time", "frames_weight", "unfold_frames"]
+__all__ = ["fold_time", "unfold_time", "frames_weight", "unfold_frames", "conv_frames_as_channels"]
 
 
 def fold_time(x: torch.Tensor, kt: int, stride_t: int) -> torch.Tensor:
@@ -62,3 +64,14 @@ def unfold_frames(out: torch.Tensor, channels: int) -> torch.Tensor:
     """``(B, T_out * Co, H, W)`` outputs of the frames-as-channels convolution -> the clip's
     ``(B, Co, T_out, H, W)`` (``channels = Co``)."""
     return out.view(out.shape[0], -1, channels, *out.shape[2:]).transpose(1, 2).contiguous()
+
+
+def conv_frames_as_channels(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride_t: int,
+                            pad: int, conv2d: Callable) -> torch.Tensor:
+    """The clip convolution of ``x`` ``(B, Ci, T, H, W)`` with ``weight`` ``(Co, Ci, kt, k, k)`` (time
+    zero-padded by ``pad``) as ``conv2d(images, image_weight, image_bias)`` of the frames taken as
+    channels (:func:`frames_weight`). Returns ``(B, Co, T_out, H_out, W_out)``."""
+    image_weight = frames_weight(weight, x.shape[2], stride_t, pad=pad)
+    t_out = image_weight.shape[0] // weight.shape[0]
+    out = conv2d(x.flatten(1, 2), image_weight, None if bias is None else bias.repeat(t_out))
+    return unfold_frames(out, weight.shape[0])

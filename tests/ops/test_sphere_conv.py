@@ -135,7 +135,8 @@ def test_clip_shorter_than_its_kernel_runs_frames_as_channels(frames, kt, stride
 
     calls = []
     monkeypatch.setattr(time_fold, "frames_weight",
-                        lambda *args, _f=time_fold.frames_weight: calls.append(args[1:]) or _f(*args))
+                        lambda *args, _f=time_fold.frames_weight, **kwargs: calls.append(args[1:])
+                        or _f(*args, **kwargs))
     g = torch.Generator().manual_seed(3)
     x = torch.randn(2, 3, frames, 8, 16, generator=g, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(4, 3, kt, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
