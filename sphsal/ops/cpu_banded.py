@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from sphsal.ops.stencils import NeighbourTable
+from sphsal.ops.stencils import NeighbourTable, table_for
 
 __all__ = ["ConvUnit", "Band", "GatherGroup", "Plan", "banded_plan", "banded_sphere_conv"]
 
@@ -454,49 +454,35 @@ def _memory_format(x: torch.Tensor) -> torch.memory_format:
     return torch.contiguous_format
 
 
-class _BandedConv(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, weight, bias, plan, table, kt, stride_t):
-        from sphsal.ops import _cpu_kernels
+def _forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, plan: Plan,
+             table: NeighbourTable, kt: int, stride_t: int) -> torch.Tensor:
+    """Outputs ``(B, Co, [T_out,] H_out, W_out)`` in ``x``'s memory format (see :func:`_conv_op`)."""
+    from sphsal.ops import _cpu_kernels
 
-        _cpu_kernels.match_torch_threads()
-        t_out = _frames_out(x, kt, stride_t)
-        flat = _Flat(x.shape[0] * t_out, table.height, table.width, plan.halo)
-        buffer = _to_flat(x, flat, kt, stride_t)
-        weight_1x1 = _taps_1x1(weight) if plan.gathered else None
-        blocks = _TapBlocks(buffer, flat, table)
-        frames = (t_out,) if x.dim() == 5 else ()
-        out = torch.empty((x.shape[0], weight.shape[0], *frames, table.h_out, table.w_out), dtype=x.dtype,
-                          memory_format=_memory_format(x))
-        for piece in plan.pieces:
-            if isinstance(piece, Band):
-                y = None
-                for unit in piece.units:
-                    z = F.conv2d(_unit_input(buffer, flat, unit), _unit_weight(weight, piece, unit),
-                                 bias if y is None else None, table.stride, (0, unit.pad), unit.dilation)
-                    y = z if y is None else y.add_(z)
-                _to_channels_first(_out_rows(y, flat, table.stride), flat.halo // table.stride, 0,
-                                   out[..., piece.out_lo:piece.out_hi, :])
-            else:
-                for lo, hi in blocks.chunks(piece):
-                    taps = blocks.gather(lo, hi)
-                    y = _gathered_forward(taps, weight_1x1, bias).view(hi - lo, flat.batch, table.w_out, -1)
-                    _to_channels_first(y, 0, 0, out[..., lo:hi, :])
-        ctx.save_for_backward(x, weight)
-        ctx.plan, ctx.table, ctx.has_bias, ctx.time = plan, table, bias is not None, (kt, stride_t)
-        return out
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out):
-        x, weight = ctx.saved_tensors
-        need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        grad_x = grad_w = grad_b = None
-        if need_x or need_w:
-            grad_x, grad_w = _backward(ctx.plan, ctx.table, *ctx.time, x, weight, grad_out, need_x, need_w)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_b = grad_out.sum(dim=[d for d in range(grad_out.dim()) if d != 1])
-        return grad_x, grad_w, grad_b, None, None, None, None
+    _cpu_kernels.match_torch_threads()
+    t_out = _frames_out(x, kt, stride_t)
+    flat = _Flat(x.shape[0] * t_out, table.height, table.width, plan.halo)
+    buffer = _to_flat(x, flat, kt, stride_t)
+    weight_1x1 = _taps_1x1(weight) if plan.gathered else None
+    blocks = _TapBlocks(buffer, flat, table)
+    frames = (t_out,) if x.dim() == 5 else ()
+    out = torch.empty((x.shape[0], weight.shape[0], *frames, table.h_out, table.w_out), dtype=x.dtype,
+                      memory_format=_memory_format(x))
+    for piece in plan.pieces:
+        if isinstance(piece, Band):
+            y = None
+            for unit in piece.units:
+                z = F.conv2d(_unit_input(buffer, flat, unit), _unit_weight(weight, piece, unit),
+                             bias if y is None else None, table.stride, (0, unit.pad), unit.dilation)
+                y = z if y is None else y.add_(z)
+            _to_channels_first(_out_rows(y, flat, table.stride), flat.halo // table.stride, 0,
+                               out[..., piece.out_lo:piece.out_hi, :])
+        else:
+            for lo, hi in blocks.chunks(piece):
+                taps = blocks.gather(lo, hi)
+                y = _gathered_forward(taps, weight_1x1, bias).view(hi - lo, flat.batch, table.w_out, -1)
+                _to_channels_first(y, 0, 0, out[..., lo:hi, :])
+    return out
 
 
 def _frames_out(x: torch.Tensor, kt: int, stride_t: int) -> int:
@@ -661,15 +647,73 @@ def _backward(plan: Plan, table: NeighbourTable, kt: int, stride_t: int, x, weig
     return grad_x, grad_w
 
 
-def banded_sphere_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                       table: NeighbourTable, stride_t: int = 1) -> torch.Tensor:
-    """Spherical convolution by banded planar convolutions and gathered pole rows.
+@torch.library.custom_op("sphsal::sphere_conv_cpu", mutates_args=())
+def _conv_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, kt: int, stride_t: int,
+             kernel_size: int, stride: int, dilation: int, interpolation: str, stencil: str) -> torch.Tensor:
+    """``x`` ``(B, Ci, [T,] H, W)`` float32/64, ``weight`` ``(Co, Ci * kt, K)`` (temporal taps folded into
+    channels) -> ``(B, Co, [T_out,] H_out, W_out)``. The neighbour table and the plan are looked up
+    here, inside the operator, so that ``torch.compile`` sees one opaque call."""
+    table = table_for(x, kernel_size, stride, dilation, interpolation, stencil)
+    return _forward(x, weight, bias, banded_plan(table), table, kt, stride_t)
+
+
+@_conv_op.register_fake
+def _(x, weight, bias, kt, stride_t, kernel_size, stride, *_):
+    frames = (_frames_out(x, kt, stride_t),) if x.dim() == 5 else ()
+    shape = (x.shape[0], weight.shape[0], *frames, x.shape[-2] // stride, x.shape[-1] // stride)
+    return x.new_empty(shape).contiguous(memory_format=_memory_format(x))
+
+
+@torch.library.custom_op("sphsal::sphere_conv_cpu_backward", mutates_args=())
+def _conv_backward_op(grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, need_x: bool,
+                      need_w: bool, kt: int, stride_t: int, kernel_size: int, stride: int, dilation: int,
+                      interpolation: str, stencil: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients of :func:`_conv_op` for ``x`` and ``weight`` (empty where not needed), from ``x`` and
+    ``weight`` alone (nothing else is saved by the forward pass)."""
+    table = table_for(x, kernel_size, stride, dilation, interpolation, stencil)
+    grad_x, grad_w = _backward(banded_plan(table), table, kt, stride_t, x, weight, grad_out, need_x, need_w)
+    return (grad_x if need_x else x.new_empty(0)), (grad_w.contiguous() if need_w else weight.new_empty(0))
+
+
+@_conv_backward_op.register_fake
+def _(grad_out, x, weight, need_x, need_w, *_):
+    grad_x = torch.empty_like(x) if need_x else x.new_empty(0)
+    return grad_x, weight.new_empty(weight.shape if need_w else 0)
+
+
+def _setup_context(ctx, inputs, output):
+    x, weight, bias, *config = inputs
+    ctx.save_for_backward(x, weight)
+    ctx.config, ctx.has_bias = config, bias is not None
+
+
+def _conv_backward(ctx, grad_out):
+    x, weight = ctx.saved_tensors
+    need_x, need_w = ctx.needs_input_grad[:2]
+    grad_x = grad_w = grad_b = None
+    if need_x or need_w:
+        grad_x, grad_w = _conv_backward_op(grad_out, x, weight, need_x, need_w, *ctx.config)
+        grad_x, grad_w = (grad_x if need_x else None), (grad_w if need_w else None)
+    if ctx.has_bias and ctx.needs_input_grad[2]:
+        grad_b = grad_out.sum(dim=[d for d in range(grad_out.dim()) if d != 1])
+    return (grad_x, grad_w, grad_b) + (None,) * len(ctx.config)
+
+
+_conv_op.register_autograd(_conv_backward, setup_context=_setup_context)
+
+
+def banded_sphere_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, kernel_size: int,
+                       stride: int = 1, dilation: int = 1, interpolation: str = "nearest",
+                       stencil: str = "cap", stride_t: int = 1) -> torch.Tensor:
+    """Spherical convolution by banded planar convolutions and gathered pole rows: the custom operator
+    ``sphsal::sphere_conv_cpu`` (autograd registered; ``torch.compile`` traces it as one call).
 
     Args:
         x: ``(B, Ci, H, W)`` or ``(B, Ci, T, H, W)``.
         weight: ``(Co, Ci, kt, K)`` taps (``kt = 1`` for images), ``K = k * k`` row-major.
         bias: ``(Co,)`` or None.
-        table: the :class:`~sphsal.ops.stencils.NeighbourTable` for ``x``'s ERP size.
+        kernel_size, stride, dilation, interpolation, stencil: the stencil (see
+            :func:`~sphsal.ops.stencils.neighbour_table`).
         stride_t: temporal stride (clips; time is zero-padded by ``kt // 2``).
 
     Returns ``(B, Co, H_out, W_out)`` or ``(B, Co, T_out, H_out, W_out)`` in ``x``'s dtype (computed in
@@ -677,9 +721,10 @@ def banded_sphere_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     """
     if x.dtype not in (torch.float32, torch.float64):
         bias = None if bias is None else bias.float()
-        return banded_sphere_conv(x.float(), weight.float(), bias, table, stride_t).to(x.dtype)
+        return banded_sphere_conv(x.float(), weight.float(), bias, kernel_size, stride, dilation,
+                                  interpolation, stencil, stride_t).to(x.dtype)
     co, ci, kt = weight.shape[:3]
     if x.dim() == 4 and kt != 1:
         raise ValueError(f"weight for an image must have kt = 1, got shape {tuple(weight.shape)}")
-    weight = weight.reshape(co, ci * kt, -1)
-    return _BandedConv.apply(x, weight, bias, banded_plan(table), table, kt, stride_t)
+    return _conv_op(x, weight.reshape(co, ci * kt, -1), bias, kt, stride_t, kernel_size, stride, dilation,
+                    interpolation, stencil)

@@ -8,7 +8,8 @@ on the output gradient with the transposed weight and the table's inverse (:func
 it needs no atomics; the weight gradient is a split reduction with one float atomic per element and block.
 
 The kernels are wrapped as the custom ops ``sphsal::sphere_conv2d_fwd`` and ``sphsal::sphere_conv2d_bwd``
-(``torch.library.custom_op`` with ``register_fake`` and ``register_autograd``) and launched on PyTorch's
+(``torch.library.custom_op`` with ``register_fake`` and ``register_autograd``; the neighbour tables are
+looked up inside them, so ``torch.compile`` captures a layer as one call) and launched on PyTorch's
 current CUDA stream; products accumulate in float32 and results come back in the input's dtype.
 Importing this module needs neither CuPy nor a GPU; calling the ops without CuPy raises an
 ``ImportError`` saying what to install.
@@ -23,7 +24,7 @@ import warnings
 import numpy as np
 import torch
 
-from sphsal.ops.stencils import NeighbourTable
+from sphsal.ops.stencils import NeighbourTable, table_for
 from sphsal.ops.time_fold import fold_time, unfold_time
 
 __all__ = ["available", "kernel_source_path", "sphere_conv2d_cuda", "sphere_conv3d_cuda", "uses_tensor_cores"]
@@ -202,29 +203,36 @@ def _weight_grad(grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, 
     return grad_w
 
 
+def _tables(x: torch.Tensor, kernel_size: int, stride: int, dilation: int, interpolation: str,
+            stencil: str) -> tuple[torch.Tensor, ...]:
+    """The device tables of ``x``'s ERP size (:func:`_device_table`)."""
+    return _device_table(table_for(x, kernel_size, stride, dilation, interpolation, stencil), x.device)
+
+
 @torch.library.custom_op("sphsal::sphere_conv2d_fwd", mutates_args=())
-def _forward_op(x: torch.Tensor, weight: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
-                taps: torch.Tensor, inv_rows: torch.Tensor, inv_cols: torch.Tensor, inv_taps: torch.Tensor,
-                stride: int) -> torch.Tensor:
-    """``(B, C, H, W)`` x, ``(Co, C, K)`` weight, table ``(H_out, K, P)`` -> ``(B, Co, H_out, W / stride)``.
-    The inverse table ``(H, K, Q)`` (:func:`_inverse_table`) is kept for the backward pass."""
+def _forward_op(x: torch.Tensor, weight: torch.Tensor, kernel_size: int, stride: int, dilation: int,
+                interpolation: str, stencil: str) -> torch.Tensor:
+    """``(B, C, H, W)`` x, ``(Co, C, K)`` weight -> ``(B, Co, H / stride, W / stride)``. The tables are
+    looked up here, inside the operator, so that ``torch.compile`` sees one opaque call."""
     _check_dtype(x)
+    rows, cols, taps = _tables(x, kernel_size, stride, dilation, interpolation, stencil)[:3]
     return _gather_conv(x.contiguous(), weight.contiguous(), rows, cols, taps, stride, x.shape[3] // stride)
 
 
 @_forward_op.register_fake
-def _(x, weight, rows, cols, taps, inv_rows, inv_cols, inv_taps, stride):
-    return x.new_empty(x.shape[0], weight.shape[0], rows.shape[0], x.shape[3] // stride)
+def _(x, weight, kernel_size, stride, *_):
+    return x.new_empty(x.shape[0], weight.shape[0], x.shape[2] // stride, x.shape[3] // stride)
 
 
 @torch.library.custom_op("sphsal::sphere_conv2d_bwd", mutates_args=())
-def _backward_op(grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, rows: torch.Tensor,
-                 cols: torch.Tensor, taps: torch.Tensor, inv_rows: torch.Tensor, inv_cols: torch.Tensor,
-                 inv_taps: torch.Tensor, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _backward_op(grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, kernel_size: int, stride: int,
+                 dilation: int, interpolation: str, stencil: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradients of :func:`_forward_op`. The input's is a gather too: the output gradient, zero-inserted
     to the input's width when ``stride > 1``, convolved with the transposed weight through the inverse
-    table; no atomics, each input pixel written once."""
+    table (:func:`_inverse_table`); no atomics, each input pixel written once."""
     grad_out, x, weight = grad_out.contiguous(), x.contiguous(), weight.contiguous()
+    rows, cols, taps, inv_rows, inv_cols, inv_taps = _tables(x, kernel_size, stride, dilation, interpolation,
+                                                             stencil)
     b, co, h_out, w_out = grad_out.shape
     width = x.shape[3]
     g_up = grad_out
@@ -237,18 +245,18 @@ def _backward_op(grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, 
 
 
 @_backward_op.register_fake
-def _(grad_out, x, weight, rows, cols, taps, inv_rows, inv_cols, inv_taps, stride):
-    return torch.empty_like(x), torch.empty_like(weight)
+def _(grad_out, x, weight, *_):
+    return x.new_empty(x.shape), weight.new_empty(weight.shape)
 
 
 def _setup_context(ctx, inputs, output):
-    ctx.save_for_backward(*inputs[:8])
-    ctx.stride = inputs[8]
+    x, weight, *ctx.config = inputs
+    ctx.save_for_backward(x, weight)
 
 
 def _backward(ctx, grad_out):
-    grad_x, grad_w = _backward_op(grad_out, *ctx.saved_tensors, ctx.stride)
-    return (grad_x, grad_w) + (None,) * 7
+    grad_x, grad_w = _backward_op(grad_out, *ctx.saved_tensors, *ctx.config)
+    return (grad_x, grad_w) + (None,) * len(ctx.config)
 
 
 _forward_op.register_autograd(_backward, setup_context=_setup_context)
@@ -288,22 +296,24 @@ def _device_table(table: NeighbourTable, device: torch.device) -> tuple[torch.Te
                  for t in tensors)
 
 
-def sphere_conv2d_cuda(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                       table: NeighbourTable) -> torch.Tensor:
-    """``(B, Ci, H, W)`` CUDA input, ``(Co, Ci, k, k)`` weight -> ``(B, Co, H_out, W_out)``."""
+def sphere_conv2d_cuda(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, kernel_size: int,
+                       stride: int, dilation: int, interpolation: str, stencil: str) -> torch.Tensor:
+    """``(B, Ci, H, W)`` CUDA input, ``(Co, Ci, k, k)`` weight -> ``(B, Co, H_out, W_out)``; the stencil
+    arguments as :func:`~sphsal.ops.stencils.neighbour_table`."""
     weight = weight.to(x.dtype).reshape(*weight.shape[:2], -1)  # the kernels read both in x's dtype
-    out = _forward_op(x, weight, *_device_table(table, x.device), table.stride)
+    out = _forward_op(x, weight, kernel_size, stride, dilation, interpolation, stencil)
     if bias is not None:
         out = out + bias.view(1, -1, 1, 1).to(out.dtype)
     return out
 
 
-def sphere_conv3d_cuda(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                       table: NeighbourTable, stride_t: int) -> torch.Tensor:
+def sphere_conv3d_cuda(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, kernel_size: int,
+                       stride: int, dilation: int, interpolation: str, stencil: str,
+                       stride_t: int) -> torch.Tensor:
     """``(B, Ci, T, H, W)`` CUDA clip (time zero-padded by ``kt // 2``): one image convolution of the
     clip with its temporal taps folded into channels (:mod:`sphsal.ops.time_fold`). Returns
     ``(B, Co, T_out, H_out, W_out)``."""
     co, ci, kt = weight.shape[:3]
     out = sphere_conv2d_cuda(fold_time(x, kt, stride_t), weight.reshape(co, ci * kt, *weight.shape[3:]), bias,
-                             table)
+                             kernel_size, stride, dilation, interpolation, stencil)
     return unfold_time(out, x.shape[0])

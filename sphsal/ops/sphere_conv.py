@@ -19,20 +19,21 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from sphsal.ops.stencils import NeighbourTable, neighbour_table
+from sphsal.ops.stencils import NeighbourTable, table_for, validate_config
 
 __all__ = ["sphere_conv2d", "sphere_conv3d", "sphere_conv2d_reference", "sphere_conv3d_reference",
-           "gather_taps", "BACKENDS"]
+           "gather_taps", "tap_index", "BACKENDS"]
 
 BACKENDS = ("auto", "reference", "cpu", "cuda")
 _warned_no_cupy = False
 
 
-def _table_for(x: torch.Tensor, kernel_size: int, stride: int, dilation: int, interpolation: str,
-               stencil: str) -> NeighbourTable:
-    h, w = x.shape[-2:]
-    return neighbour_table(int(h), int(w), int(kernel_size), int(stride), int(dilation), stencil,
-                           interpolation)
+def tap_index(table: NeighbourTable, width: int, device: torch.device) -> torch.Tensor:
+    """Flat pixel index ``row * width + col`` of every sample of the table in a ``width``-column image:
+    ``(H_out, K, P, W_out)`` int64."""
+    out_cols = torch.arange(table.w_out, device=device) * table.stride
+    columns = torch.remainder(table.cols.to(device)[..., None] + out_cols, width)
+    return table.rows.to(device)[..., None] * width + columns
 
 
 def gather_taps(x: torch.Tensor, table: NeighbourTable) -> torch.Tensor:
@@ -41,12 +42,7 @@ def gather_taps(x: torch.Tensor, table: NeighbourTable) -> torch.Tensor:
     Holds ``K`` times the output size in memory: this is the ground-truth path, not a fast one.
     """
     h, w = x.shape[-2:]
-    s = table.stride
-    rows = table.rows.to(x.device)
-    cols = table.cols.to(x.device)
-    out_cols = torch.arange(table.w_out, device=x.device) * s
-    # (H_out, K, P, W_out) flat indices into the last two dims of x.
-    index = rows[..., None] * w + torch.remainder(cols[..., None] + out_cols, w)
+    index = tap_index(table, w, x.device)
     flat = x.reshape(*x.shape[:-2], h * w)
     samples = flat[..., index.reshape(-1)].reshape(*x.shape[:-2], *index.shape)
     weights = table.weights.to(device=x.device, dtype=x.dtype)[..., None]
@@ -74,7 +70,7 @@ def sphere_conv2d_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.T
                             stencil: str = "cap") -> torch.Tensor:
     """Ground truth of :func:`sphere_conv2d`: gather every tap, then contract with the weight."""
     _check_inputs(x, weight, bias, 2, "sphere_conv2d")
-    table = _table_for(x, weight.shape[-1], stride, dilation, interpolation, stencil)
+    table = table_for(x, weight.shape[-1], stride, dilation, interpolation, stencil)
     taps = gather_taps(x, table)  # (B, C, H_out, K, W_out)
     out = torch.einsum("bcikj,ock->boij", taps, weight.reshape(*weight.shape[:2], -1))
     if bias is not None:
@@ -94,7 +90,7 @@ def sphere_conv3d_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.T
     _check_inputs(x, weight, bias, 3, "sphere_conv3d")
     stride_t, stride_s = _split_stride(stride)
     kt = weight.shape[2]
-    table = _table_for(x, weight.shape[-1], stride_s, dilation, interpolation, stencil)
+    table = table_for(x, weight.shape[-1], stride_s, dilation, interpolation, stencil)
     taps = gather_taps(x, table)  # (B, C, T, H_out, K, W_out)
     pad = kt // 2
     taps = F.pad(taps, (0, 0, 0, 0, 0, 0, pad, pad))
@@ -159,17 +155,19 @@ def sphere_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
         ``(B, Co, H / stride, W / stride)``, differentiable in ``x``, ``weight`` and ``bias``.
     """
     _check_inputs(x, weight, bias, 2, "sphere_conv2d")
-    table = _table_for(x, weight.shape[-1], stride, dilation, interpolation, stencil)
+    validate_config(x.shape[-2], x.shape[-1], weight.shape[-1], stride, dilation, stencil, interpolation)
     chosen = _resolve_backend(x, backend)
     if chosen == "reference":
         return sphere_conv2d_reference(x, weight, bias, stride, dilation, interpolation, stencil)
     if chosen == "cpu":
         from sphsal.ops.cpu_banded import banded_sphere_conv
 
-        return banded_sphere_conv(x, weight.reshape(*weight.shape[:2], 1, -1), bias, table)
+        return banded_sphere_conv(x, weight.reshape(*weight.shape[:2], 1, -1), bias, weight.shape[-1], stride,
+                                  dilation, interpolation, stencil)
     from sphsal.ops import cuda
 
-    return cuda.sphere_conv2d_cuda(x, weight, bias, table)
+    return cuda.sphere_conv2d_cuda(x, weight, bias, weight.shape[-1], stride, dilation, interpolation,
+                                   stencil)
 
 
 def sphere_conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
@@ -203,11 +201,13 @@ def sphere_conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
 
         return conv_frames_as_channels(x, weight, bias, stride_t, kt // 2, lambda images, w, b: sphere_conv2d(
             images, w, b, stride_s, dilation, interpolation, stencil, chosen))
-    table = _table_for(x, weight.shape[-1], stride_s, dilation, interpolation, stencil)
+    validate_config(x.shape[-2], x.shape[-1], weight.shape[-1], stride_s, dilation, stencil, interpolation)
     if chosen == "cpu":
         from sphsal.ops.cpu_banded import banded_sphere_conv
 
-        return banded_sphere_conv(x, weight.reshape(*weight.shape[:3], -1), bias, table, stride_t=stride_t)
+        return banded_sphere_conv(x, weight.reshape(*weight.shape[:3], -1), bias, weight.shape[-1], stride_s,
+                                  dilation, interpolation, stencil, stride_t)
     from sphsal.ops import cuda
 
-    return cuda.sphere_conv3d_cuda(x, weight, bias, table, stride_t)
+    return cuda.sphere_conv3d_cuda(x, weight, bias, weight.shape[-1], stride_s, dilation, interpolation,
+                                   stencil, stride_t)

@@ -202,3 +202,11 @@ def neighbour_table(height: int, width: int, kernel_size: int = 3, stride: int =
     cols = torch.remainder(cols + width // 2, width) - width // 2
     return NeighbourTable(rows.contiguous(), cols.contiguous(), weights.contiguous(), height, width,
                           kernel_size, stride, dilation, stencil, interpolation)
+
+
+def table_for(x: torch.Tensor, kernel_size: int, stride: int, dilation: int, interpolation: str,
+              stencil: str) -> NeighbourTable:
+    """The cached :class:`NeighbourTable` of ``x``'s ERP size (``x``: ``(..., H, W)``)."""
+    h, w = x.shape[-2:]
+    return neighbour_table(int(h), int(w), int(kernel_size), int(stride), int(dilation), stencil,
+                           interpolation)

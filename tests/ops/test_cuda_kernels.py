@@ -57,6 +57,62 @@ def test_inverse_table_gives_the_input_gradient(interpolation, stride, stencil):
     torch.testing.assert_close(got, expected)
 
 
+def _samples_like_the_kernels(x, rows, cols, taps, stride, w_out):
+    """What the gather kernels read: ``(B, C, H_out, K, W_out)`` samples through a device table."""
+    b, c, h, w = x.shape
+    columns = torch.remainder(cols.long()[..., None] + torch.arange(w_out) * stride, w)
+    index = rows.long()[..., None] * w + columns
+    samples = x.reshape(b, c, h * w)[..., index.reshape(-1)].view(b, c, *index.shape)
+    return (samples * taps.to(x.dtype)[..., None]).sum(-2)
+
+
+@pytest.fixture
+def launches_in_torch(monkeypatch):
+    """The CUDA backend with its two kernel launchers replaced by torch equivalents, so that its
+    operators (tables looked up inside, autograd, fake tensors, time fold, stride zero-insertion) run
+    on the CPU."""
+    from sphsal.ops import cuda
+
+    monkeypatch.setattr(cuda, "_gather_conv", lambda x, weight, rows, cols, taps, stride, w_out: torch.einsum(
+        "bcikj,ock->boij", _samples_like_the_kernels(x, rows, cols, taps, stride, w_out), weight))
+    monkeypatch.setattr(cuda, "_weight_grad", lambda g, x, weight, rows, cols, taps, stride: torch.einsum(
+        "boij,bcikj->ock", g, _samples_like_the_kernels(x, rows, cols, taps, stride, g.shape[3])))
+    return cuda
+
+
+def _assert_same_gradients(out, expected, inputs):
+    grad = torch.randn_like(expected)
+    for got, want in zip(torch.autograd.grad(out, inputs, grad), torch.autograd.grad(expected, inputs, grad)):
+        torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("interpolation,stride,stencil", [("nearest", 1, "cap"), ("bilinear", 2, "gnomonic")])
+def test_cuda_ops_plumbing_on_the_cpu(launches_in_torch, interpolation, stride, stencil):
+    """Forward and all gradients equal the reference; torch.compile captures the op in one graph."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 8, 16, requires_grad=True)
+    weight, bias = torch.randn(4, 3, 3, 3, requires_grad=True), torch.randn(4, requires_grad=True)
+
+    def run(a):
+        return launches_in_torch.sphere_conv2d_cuda(a, weight, bias, 3, stride, 1, interpolation, stencil)
+
+    expected = sphere_conv2d_reference(x, weight, bias, stride, 1, interpolation, stencil)
+    out = run(x)
+    torch.testing.assert_close(out, expected)
+    _assert_same_gradients(out, expected, [x, weight, bias])
+    torch.testing.assert_close(torch.compile(run, backend="aot_eager", fullgraph=True)(x), expected)
+
+
+def test_cuda_clip_plumbing_on_the_cpu(launches_in_torch):
+    torch.manual_seed(0)
+    clip = torch.randn(2, 3, 4, 8, 16, requires_grad=True)
+    weight = torch.randn(4, 3, 3, 3, 3, requires_grad=True)
+    expected = sphere_conv3d_reference(clip, weight, None, (2, 1), 1, "nearest", "cap")
+    out = launches_in_torch.sphere_conv3d_cuda(clip, weight, None, 3, 1, 1, "nearest", "cap", 2)
+    torch.testing.assert_close(out, expected)
+    _assert_same_gradients(out, expected, [clip, weight])
+
+
 needs_gpu = pytest.mark.skipif(not (torch.cuda.is_available() and available()),
                                reason="needs a CUDA GPU and CuPy")
 
