@@ -32,3 +32,18 @@ def test_cap_max_pool_reaches_over_the_pole():
 def test_bad_pool_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         sphere_max_pool2d(torch.zeros(1, 1, 8, 16), **kwargs)
+
+
+@pytest.mark.parametrize("pool", [sphere_max_pool2d, sphere_avg_pool2d])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_cap_pool_gradcheck(pool, stride):
+    x = torch.randn(2, 2, 8, 16, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v: pool(v, 3, stride), (x,))
+
+
+def test_cap_pool_gradient_reaches_over_the_pole():
+    x = torch.zeros(1, 1, 8, 16, requires_grad=True)
+    with torch.no_grad():
+        x[0, 0, 0, 8] = 1.0
+    sphere_max_pool2d(x, 3, 1)[0, 0, 0, 0].backward()
+    assert x.grad[0, 0, 0, 8] == 1.0 and x.grad.sum() == 1.0
