@@ -57,3 +57,13 @@ def test_compiled_with_dynamic_shapes_takes_other_erp_sizes():
     for shape in [(1, 3, 16, 32), (2, 3, 32, 64)]:
         x = torch.randn(shape)
         torch.testing.assert_close(compiled(x), model(x))
+
+
+def test_torch_export_keeps_the_spherical_operators():
+    torch.manual_seed(0)
+    model = _image_net()
+    x = torch.randn(1, 3, 16, 32)
+    exported = torch.export.export(model, (x,))
+    targets = {str(n.target) for n in exported.graph.nodes if n.op == "call_function"}
+    assert {"sphsal.sphere_conv_cpu.default", "sphsal.sphere_pool.default"} <= targets
+    torch.testing.assert_close(exported.module()(x), model(x))
