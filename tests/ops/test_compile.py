@@ -1,6 +1,6 @@
-"""torch.compile captures spherical layers on the CPU as single operators: one graph, no breaks, the
-same outputs and gradients as eager (``aot_eager``: dynamo, fake tensors and AOT autograd, no C++
-code generation, so no compiler is needed)."""
+"""torch.compile and torch.export capture spherical layers on the CPU as single operators: one graph,
+no breaks, the same outputs and gradients as eager (``aot_eager``: dynamo, fake tensors and AOT
+autograd, no C++ code generation, so no compiler is needed)."""
 
 import subprocess
 import sys
