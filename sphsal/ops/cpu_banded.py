@@ -48,6 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from sphsal.ops.stencils import NeighbourTable, table_for
+from sphsal.ops.time_fold import frames_out
 
 __all__ = ["ConvUnit", "Band", "GatherGroup", "Plan", "banded_plan", "banded_sphere_conv"]
 
@@ -487,9 +488,7 @@ def _forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, p
 
 def _frames_out(x: torch.Tensor, kt: int, stride_t: int) -> int:
     """Output frames of a clip (time zero-padded by ``kt // 2``); 1 for an image."""
-    from sphsal.ops.sphere_conv import _temporal_out
-
-    return _temporal_out(x.shape[2], kt, stride_t) if x.dim() == 5 else 1
+    return frames_out(x.shape[2], kt, stride_t) if x.dim() == 5 else 1
 
 
 def _grad_flat(grad_out: torch.Tensor, flat: _Flat, stride: int) -> torch.Tensor:

@@ -64,8 +64,7 @@ def _stencil_pool_backward_op(grad_out: torch.Tensor, x: torch.Tensor, stride: i
     index = tap_index(table, w, x.device)[:, :, 0]  # (H_out, K, W_out), nearest: one sample per tap
     grad = x.new_zeros(b, c, h * w)
     if reduce == "max":
-        taps = x.reshape(b, c, h * w)[..., index.reshape(-1)].view(b, c, *index.shape)
-        first_max = taps.max(dim=-2, keepdim=True).indices  # 9x faster than argmax over this dim
+        first_max = gather_taps(x, table).max(dim=-2, keepdim=True).indices  # 9x faster than argmax
         source = index.expand(b, c, *index.shape).gather(-2, first_max)
         grad.scatter_add_(-1, source.reshape(b, c, -1), grad_out.reshape(b, c, -1))
     else:

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from sphsal.ops.stencils import NeighbourTable, table_for, validate_config
+from sphsal.ops.time_fold import conv_frames_as_channels, frames_out
 
 __all__ = ["sphere_conv2d", "sphere_conv3d", "sphere_conv2d_reference", "sphere_conv3d_reference",
            "gather_taps", "tap_index", "BACKENDS"]
@@ -78,11 +79,6 @@ def sphere_conv2d_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.T
     return out
 
 
-def _temporal_out(t: int, kt: int, stride_t: int) -> int:
-    """Output frames of a temporal kernel ``kt`` with ``kt // 2`` zero frames on each side."""
-    return (t + 2 * (kt // 2) - kt) // stride_t + 1
-
-
 def sphere_conv3d_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
                             stride: int | tuple[int, int] = 1, dilation: int = 1,
                             interpolation: str = "nearest", stencil: str = "cap") -> torch.Tensor:
@@ -94,7 +90,7 @@ def sphere_conv3d_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.T
     taps = gather_taps(x, table)  # (B, C, T, H_out, K, W_out)
     pad = kt // 2
     taps = F.pad(taps, (0, 0, 0, 0, 0, 0, pad, pad))
-    t_out = _temporal_out(x.shape[2], kt, stride_t)
+    t_out = frames_out(x.shape[2], kt, stride_t)
     windows = torch.stack([taps[:, :, d: d + stride_t * (t_out - 1) + 1: stride_t] for d in range(kt)], dim=3)
     out = torch.einsum("bctdikj,ocdk->botij", windows, weight.reshape(*weight.shape[:3], -1))
     if bias is not None:
@@ -197,8 +193,6 @@ def sphere_conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
                                        stencil)
     frames, kt = x.shape[2], weight.shape[2]
     if frames < kt:  # frames as channels: T / kt of the work (see sphsal.ops.time_fold)
-        from sphsal.ops.time_fold import conv_frames_as_channels
-
         return conv_frames_as_channels(x, weight, bias, stride_t, kt // 2, lambda images, w, b: sphere_conv2d(
             images, w, b, stride_s, dilation, interpolation, stencil, chosen))
     validate_config(x.shape[-2], x.shape[-1], weight.shape[-1], stride_s, dilation, stencil, interpolation)

@@ -21,14 +21,22 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-__all__ = ["fold_time", "unfold_time", "frames_weight", "unfold_frames", "conv_frames_as_channels"]
+__all__ = ["frames_out", "fold_time", "unfold_time", "frames_weight", "unfold_frames",
+           "conv_frames_as_channels"]
+
+
+def frames_out(frames: int, kt: int, stride_t: int, pad: int | None = None) -> int:
+    """Output frames of a ``kt``-tap temporal kernel on ``frames`` frames zero-padded by ``pad`` on each
+    side (default ``kt // 2``)."""
+    pad = kt // 2 if pad is None else pad
+    return (frames + 2 * pad - kt) // stride_t + 1
 
 
 def fold_time(x: torch.Tensor, kt: int, stride_t: int) -> torch.Tensor:
     """``(B, Ci, T, H, W)`` -> ``(B * T_out, Ci * kt, H, W)``: channel ``ci * kt + d`` of output frame
     ``f`` is input frame ``f * stride_t + d - kt // 2`` (zero outside the clip)."""
     pad = kt // 2
-    t_out = (x.shape[2] + 2 * pad - kt) // stride_t + 1
+    t_out = frames_out(x.shape[2], kt, stride_t)
     if kt == 1 and stride_t == 1:
         return x.transpose(1, 2).reshape(-1, x.shape[1], *x.shape[-2:])
     padded = F.pad(x, (0, 0, 0, 0, pad, pad))
@@ -50,7 +58,7 @@ def frames_weight(weight: torch.Tensor, frames: int, stride_t: int, pad: int | N
     where that tap falls outside the kernel. Differentiable in ``weight``."""
     co, ci, kt = weight.shape[:3]
     pad = kt // 2 if pad is None else pad
-    t_out = (frames + 2 * pad - kt) // stride_t + 1
+    t_out = frames_out(frames, kt, stride_t, pad)
     tap = (torch.arange(frames, device=weight.device)[None, :]
            - stride_t * torch.arange(t_out, device=weight.device)[:, None] + pad)  # (T_out, T)
     inside = ((tap >= 0) & (tap < kt)).to(weight.dtype)

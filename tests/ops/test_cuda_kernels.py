@@ -9,7 +9,7 @@ import torch
 from sphsal.ops import sphere_conv2d, sphere_conv2d_reference, sphere_conv3d, sphere_conv3d_reference
 from sphsal.ops.cuda import _inverse_table, available, kernel_source_path
 from sphsal.ops.sphere_conv import gather_taps
-from sphsal.ops.stencils import neighbour_table
+from sphsal.ops.stencils import NeighbourTable, neighbour_table
 
 CSRC = os.path.dirname(kernel_source_path())
 SOURCES = sorted(glob.glob(os.path.join(CSRC, "*.cu")))
@@ -59,11 +59,10 @@ def test_inverse_table_gives_the_input_gradient(interpolation, stride, stencil):
 
 def _samples_like_the_kernels(x, rows, cols, taps, stride, w_out):
     """What the gather kernels read: ``(B, C, H_out, K, W_out)`` samples through a device table."""
-    b, c, h, w = x.shape
-    columns = torch.remainder(cols.long()[..., None] + torch.arange(w_out) * stride, w)
-    index = rows.long()[..., None] * w + columns
-    samples = x.reshape(b, c, h * w)[..., index.reshape(-1)].view(b, c, *index.shape)
-    return (samples * taps.to(x.dtype)[..., None]).sum(-2)
+    # gather_taps reads the tables, the stride and the output width; the other fields are labels
+    table = NeighbourTable(rows.long(), cols.long(), taps.double(), x.shape[2], w_out * stride, 3, stride, 1,
+                           "cap", "nearest")
+    return gather_taps(x, table)
 
 
 @pytest.fixture
