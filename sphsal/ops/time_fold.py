@@ -58,14 +58,14 @@ def frames_weight(weight: torch.Tensor, frames: int, stride_t: int, pad: int | N
     where that tap falls outside the kernel. Differentiable in ``weight``."""
     co, ci, kt = weight.shape[:3]
     pad = kt // 2 if pad is None else pad
-    t_out = frames_out(frames, kt, stride_t, pad)
-    tap = (torch.arange(frames, device=weight.device)[None, :]
-           - stride_t * torch.arange(t_out, device=weight.device)[:, None] + pad)  # (T_out, T)
-    inside = ((tap >= 0) & (tap < kt)).to(weight.dtype)
-    picked = weight[:, :, tap.clamp(0, kt - 1)]  # (Co, Ci, T_out, T, ...)
-    picked = picked * inside.view(1, 1, t_out, frames, *[1] * (weight.dim() - 3))
-    return picked.permute(2, 0, 1, 3, *range(4, picked.dim())).reshape(t_out * co, ci * frames,
-                                                                         *weight.shape[3:])
+    spatial = [0, 0] * (weight.dim() - 3)  # F.pad leaves the spatial taps alone
+    per_frame = []  # slices and zero padding only: no tensor indexing (whose backward is a scatter)
+    for f in range(frames_out(frames, kt, stride_t, pad)):
+        first = f * stride_t - pad  # the input frame under tap 0
+        lo = max(0, first)
+        hi = max(lo, min(frames, first + kt))  # input frames lo:hi lie under the kernel
+        per_frame.append(F.pad(weight[:, :, lo - first:hi - first], (*spatial, lo, frames - hi)))
+    return torch.stack(per_frame).reshape(-1, ci * frames, *weight.shape[3:])
 
 
 def unfold_frames(out: torch.Tensor, channels: int) -> torch.Tensor:

@@ -1,5 +1,9 @@
 """ClipConv3d: nn.Conv3d's results and parameters, one Conv2d over the frames for short clips."""
 
+import shutil
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -55,3 +59,27 @@ def test_clip_conv3d_is_an_nn_conv3d_for_checkpoints_and_conversion():
     converted = convert_to_spherical(nn.Sequential(layer))[0]
     assert isinstance(converted, SphericalConv3d)
     torch.testing.assert_close(converted.weight, layer.weight)
+
+
+_INDUCTOR_SCRIPT = """
+import torch
+from sphsal.models.backbones.resnet3d import BasicBlock3d
+torch.manual_seed(0)
+model = torch.nn.Sequential(BasicBlock3d(8, 8, 2), BasicBlock3d(8, 8))  # T = 2, then 1: folded frames
+compiled = torch.compile(model)
+x = torch.randn(4, 8, 2, 16, 16, requires_grad=True)
+for _ in range(2):
+    out = compiled(x)
+    out.square().mean().backward()
+    torch.testing.assert_close(out, model(x))
+"""
+
+
+@pytest.mark.skipif(shutil.which("c++") is None, reason="inductor needs a C++ compiler")
+def test_short_clips_train_under_inductor():
+    """Compiled with inductor and trained, two short-clip ResNet blocks run (in a subprocess, where a
+    crash fails the test): the folded weight used to be built by tensor indexing, whose compiled
+    backward crashed (segfault / heap corruption) on torch 2.13."""
+    result = subprocess.run([sys.executable, "-c", _INDUCTOR_SCRIPT], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
