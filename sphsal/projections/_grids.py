@@ -19,7 +19,10 @@ and identical for nearest except at exact ties between two pixel centres. Neares
 chosen pixel centre through ``grid_sample`` and needs no gather.
 
 Plans are built once in float64 on the CPU (``build_plan``), then converted to the caller's device
-and dtype; both steps are cached (:func:`cached_plan`).
+and dtype; both steps are cached (:func:`cached_plan`). Projections apply them through the custom
+operator ``sphsal::sample_plan`` (:mod:`sphsal.projections._plan_op`), whose backward pass is the
+plan's explicit adjoint (:meth:`SamplingPlan.adjoint`), so that ``torch.compile`` never traces plan
+building.
 """
 
 from __future__ import annotations
@@ -32,9 +35,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from sphsal.projections import _plan_op
 from sphsal.sphere import directions_to_pixels
 
 MODES = ("bilinear", "nearest")
+_GRID_SAMPLER_MODES = {"bilinear": 0, "nearest": 1}  # aten's interpolation_mode codes
+_BORDER_PADDING = 1  # aten's padding_mode code of padding_mode="border"
 
 # resolve(rows, cols, points) -> flat source indices of integer taps (rows, cols) that lie outside
 # the atlas cell of their output points (flat output indices ``points``).
@@ -102,6 +108,29 @@ class SamplingPlan:
         if self.coverage is not None:
             out = out * self.coverage
         return out.reshape(b, c, *self.out_shape)
+
+    def adjoint(self, grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The gradient with respect to ``x`` of ``(self(x) * grad).sum()``: the transpose of the
+        (linear) sampling applied to ``grad`` ``(B, C, *out_shape)``; returns ``x``'s shape."""
+        b, c = x.shape[:2]
+        grad = grad.reshape(b * c, -1)
+        if self.coverage is not None:
+            grad = grad * self.coverage
+        gathered = grad  # the gradient of the gather's outputs
+        if self.grid is None:
+            grad_x = x.new_zeros(b * c, math.prod(x.shape[2:]))
+        else:
+            if self.fix_index is not None:  # the gather overwrote these outputs of grid_sample
+                gathered = grad.index_select(1, self.fix_index)
+                grad = grad.index_fill(1, self.fix_index, 0)
+            grad_x = torch.ops.aten.grid_sampler_2d_backward(
+                grad.reshape(b, c, 1, -1), x, self.grid.expand(b, -1, -1, -1),
+                _GRID_SAMPLER_MODES[self.mode], _BORDER_PADDING, True, [True, False])[0].reshape(b * c, -1)
+        if self.taps is not None:
+            weights = [None] * len(self.taps) if self.weights is None else self.weights
+            for tap, weight in zip(self.taps, weights):
+                grad_x.index_add_(1, tap, gathered if weight is None else gathered * weight)
+        return grad_x.reshape(x.shape)
 
 
 def _normalised(coord: torch.Tensor, size: int) -> torch.Tensor:
@@ -192,21 +221,47 @@ def erp_plan(az: torch.Tensor, el: torch.Tensor, h: int, w: int, mode: str) -> S
     return build_plan(row, col, (h, w), mode, erp_resolver(h, w))
 
 
-def cached_plan(builder):
-    """Cache a plan builder ``builder(*geometry) -> SamplingPlan`` (float64, CPU).
+class PlanBuilder:
+    """A cached plan builder (see :func:`cached_plan`).
 
-    The decorated function is called as ``f(*geometry, device=..., dtype=...)``; the CPU plan is
-    cached per geometry and its converted copy per (geometry, device, dtype). Arguments must be
-    hashable (ints, floats, strings, tuples).
+    ``builder(*geometry, device=..., dtype=...)`` returns the plan: built once per geometry in
+    float64 on the CPU, converted once per (geometry, device, dtype). ``builder.sample(x, *geometry,
+    out_shape=...)`` applies it as the custom operator ``sphsal::sample_plan``
+    (:mod:`sphsal.projections._plan_op`): what every projection calls.
     """
-    on_cpu = functools.lru_cache(maxsize=16)(builder)
 
-    @functools.lru_cache(maxsize=32)
-    def on_device(*geometry, device, dtype):
-        return on_cpu(*geometry).to(device, dtype)
+    def __init__(self, build: Callable[..., SamplingPlan]):
+        self.name = f"{build.__module__}.{build.__qualname__}"
+        self._on_cpu = functools.lru_cache(maxsize=16)(build)
+        self._on_device = functools.lru_cache(maxsize=32)(self._convert)
+        functools.update_wrapper(self, build)
+        _plan_op.register_builder(self.name, self)
 
-    functools.update_wrapper(on_device, builder)
-    return on_device
+    def _convert(self, geometry: tuple, device, dtype) -> SamplingPlan:
+        return self._on_cpu(*geometry).to(device, dtype)
+
+    def __call__(self, *geometry, device, dtype) -> SamplingPlan:
+        return self._on_device(geometry, torch.device(device), dtype)
+
+    def cache_info(self):
+        """The ``functools`` cache statistics of the converted plans."""
+        return self._on_device.cache_info()
+
+    def sample(self, x: torch.Tensor, *geometry, out_shape: tuple[int, ...]) -> torch.Tensor:
+        """``x`` ``(B, C, ...)`` sampled by the plan of ``geometry``: ``(B, C, *out_shape)``,
+        differentiable (twice) with respect to ``x``."""
+        return _plan_op.sample(x, self.name, geometry, out_shape)
+
+    def coverage(self, like: torch.Tensor, *geometry, out_shape: tuple[int, ...]) -> torch.Tensor:
+        """The plan's 0/1 coverage reshaped to ``out_shape``, in ``like``'s dtype and device."""
+        return _plan_op.coverage(like, self.name, geometry, out_shape)
+
+
+def cached_plan(build: Callable[..., SamplingPlan]) -> PlanBuilder:
+    """Decorate a plan builder ``build(*geometry) -> SamplingPlan`` (float64, CPU) as a
+    :class:`PlanBuilder`. Geometry arguments must be Python literals (ints, floats, bools, strings,
+    tuples of them): they key the caches and travel to the operator as text."""
+    return PlanBuilder(build)
 
 
 def check_mode(mode: str) -> None:

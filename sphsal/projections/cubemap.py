@@ -159,8 +159,8 @@ def equirect_to_cubemap(x: torch.Tensor, face_size: int, mode: str = "bilinear",
     face_size = check_size(face_size, "face_size")
     _check_layout(layout)
     b, c, h, w = x.shape
-    plan = _to_cube_plan(face_size, h, w, mode, device=x.device, dtype=x.dtype)
-    out = plan(x)                                             # (B, C, 6F, F)
+    out = _to_cube_plan.sample(x, face_size, h, w, mode, out_shape=(6 * face_size, face_size))
+    # out: (B, C, 6F, F)
     stack = out.reshape(b, c, 6, face_size, face_size).transpose(1, 2)
     return convert_cubemap_layout(stack, layout)
 
@@ -186,8 +186,7 @@ def cubemap_to_equirect(faces, h: int, w: int, mode: str = "bilinear", layout: s
     stack = convert_cubemap_layout(faces, "stack", source_layout=layout)
     b, _, c, face_size, _ = stack.shape
     atlas = stack.transpose(1, 2).reshape(b, c, 6 * face_size, face_size)
-    plan = _from_cube_plan(face_size, h, w, mode, device=atlas.device, dtype=atlas.dtype)
-    return plan(atlas)
+    return _from_cube_plan.sample(atlas, face_size, h, w, mode, out_shape=(h, w))
 
 
 def _check_layout(layout) -> None:

@@ -77,7 +77,7 @@ def equirect_to_healpix(x: torch.Tensor, nside: int, nest: bool = True, mode: st
     check_mode(mode)
     nside = _check_nside(nside, nest)
     h, w = x.shape[-2:]
-    return _to_healpix_plan(nside, bool(nest), h, w, mode, device=x.device, dtype=x.dtype)(x)
+    return _to_healpix_plan.sample(x, nside, bool(nest), h, w, mode, out_shape=(12 * nside * nside,))
 
 
 def healpix_to_equirect(x: torch.Tensor, h: int, w: int, nest: bool = True, mode: str = "bilinear"):
@@ -103,4 +103,4 @@ def healpix_to_equirect(x: torch.Tensor, h: int, w: int, nest: bool = True, mode
     if 12 * nside * nside != npix:
         raise ValueError(f"x has {npix} pixels, which is not 12 nside^2 for any nside")
     nside = _check_nside(nside, nest)
-    return _from_healpix_plan(nside, bool(nest), h, w, mode, device=x.device, dtype=x.dtype)(x)
+    return _from_healpix_plan.sample(x, nside, bool(nest), h, w, mode, out_shape=(h, w))

@@ -96,7 +96,7 @@ def equirect_to_perspective(x: torch.Tensor, fov: float, yaw: float, pitch: floa
     out_hw = (check_size(out_hw[0], "out_hw[0]"), check_size(out_hw[1], "out_hw[1]"))
     view = _check_view(fov, yaw, pitch, roll)
     h, w = x.shape[-2:]
-    return _to_view_plan(*view, out_hw, h, w, mode, device=x.device, dtype=x.dtype)(x)
+    return _to_view_plan.sample(x, *view, out_hw, h, w, mode, out_shape=out_hw)
 
 
 def perspective_to_equirect(view: torch.Tensor, fov: float, yaw: float, pitch: float, roll: float,
@@ -120,5 +120,6 @@ def perspective_to_equirect(view: torch.Tensor, fov: float, yaw: float, pitch: f
     check_mode(mode)
     h, w = check_size(h, "h"), check_size(w, "w")
     angles = _check_view(fov, yaw, pitch, roll)
-    plan = _from_view_plan(*angles, tuple(view.shape[-2:]), h, w, mode, device=view.device, dtype=view.dtype)
-    return plan(view), plan.coverage.reshape(h, w)
+    geometry = (*angles, tuple(view.shape[-2:]), h, w, mode)
+    return (_from_view_plan.sample(view, *geometry, out_shape=(h, w)),
+            _from_view_plan.coverage(view, *geometry, out_shape=(h, w)))
