@@ -2,9 +2,6 @@
 no breaks, the same outputs and gradients as eager (``aot_eager``: dynamo, fake tensors and AOT
 autograd, no C++ code generation, so no compiler is needed)."""
 
-import subprocess
-import sys
-
 import pytest
 import torch
 from torch import nn
@@ -72,16 +69,8 @@ def test_torch_export_keeps_the_spherical_operators():
     torch.testing.assert_close(exported.module()(x), model(x))
 
 
-def test_an_exported_program_loads_in_a_fresh_process(tmp_path):
+def test_an_exported_program_loads_in_a_fresh_process(loads_in_fresh_process):
     """``import sphsal.ops`` registers the operators an exported program refers to."""
     torch.manual_seed(0)
-    model = _image_net()
     x = torch.randn(1, 3, 16, 32)
-    torch.export.save(torch.export.export(model, (x,)), tmp_path / "net.pt2")
-    torch.save({"x": x, "y": model(x)}, tmp_path / "io.pt")
-    script = (f"import torch, sphsal.ops\n"
-              f"program = torch.export.load({str(tmp_path / 'net.pt2')!r})\n"
-              f"io = torch.load({str(tmp_path / 'io.pt')!r}, weights_only=True)\n"
-              f"torch.testing.assert_close(program.module()(io['x']), io['y'])\n")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
+    loads_in_fresh_process(torch.export.export(_image_net(), (x,)), x, "sphsal.ops")
