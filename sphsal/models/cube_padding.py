@@ -7,7 +7,7 @@ zeros. The padded pixel ``(i, j)`` of a face (``i, j`` in ``[-p, F + p)``) looks
 nearest to that direction (:func:`sphsal.projections.vectors_to_cube_faces`). Inside a face this is
 the pixel itself; next to an edge it is the neighbouring face's pixel, rotated as the cube geometry
 requires (the up face's bottom rows pad the front face's top, ...). The index table depends only on
-``(F, p)`` and is cached.
+``(F, p)`` and is cached (per device).
 """
 
 from __future__ import annotations
@@ -42,6 +42,24 @@ def cube_padding_index(face_size: int, pad: int) -> torch.Tensor:
     return (face * face_size + row) * face_size + col
 
 
+@functools.lru_cache(maxsize=32)
+def _flat_index_on(face_size: int, pad: int, device: torch.device) -> torch.Tensor:
+    return cube_padding_index(face_size, pad).reshape(-1).to(device)
+
+
+@torch.library.custom_op("sphsal::cube_padding_index", mutates_args=())
+def _flat_index(like: torch.Tensor, face_size: int, pad: int) -> torch.Tensor:
+    """:func:`cube_padding_index` flattened, ``(6 (F + 2p)^2,)``, on ``like``'s device: an operator, so
+    that ``torch.compile`` takes the cached table instead of tracing its construction into the graph
+    (returned as a copy, since a compiled graph may reuse its intermediates' memory)."""
+    return _flat_index_on(face_size, pad, like.device).clone()
+
+
+@_flat_index.register_fake
+def _(like, face_size, pad):
+    return like.new_empty(6 * (face_size + 2 * pad) ** 2, dtype=torch.long)
+
+
 def cube_pad(x: torch.Tensor, pad: int) -> torch.Tensor:
     """Cube-pad faces stacked along the batch dimension.
 
@@ -58,12 +76,12 @@ def cube_pad(x: torch.Tensor, pad: int) -> torch.Tensor:
     if pad == 0:
         return x
     face_size = x.shape[-1]
-    index = cube_padding_index(face_size, pad).to(x.device)
+    index = _flat_index(x.detach(), face_size, pad)
     groups = x.shape[0] // 6
     mid = x.shape[1:-2]
     # (B, 6, *mid, F*F) -> (B, *mid, 6*F*F): every face of a cubemap side by side in one flat axis.
     flat = x.reshape(groups, 6, *mid, face_size * face_size).movedim(1, -2).flatten(-2)
-    out = flat[..., index.reshape(-1)]
+    out = flat[..., index]
     size = face_size + 2 * pad
     out = out.reshape(groups, *mid, 6, size, size).movedim(-3, 1)
     return out.reshape(x.shape[0], *mid, size, size)

@@ -28,7 +28,12 @@ def register_builder(name: str, builder) -> None:
 
 def sample(x: torch.Tensor, builder: str, geometry: tuple, out_shape: tuple[int, ...]) -> torch.Tensor:
     """Apply the plan of ``builder(*geometry)`` to ``x`` ``(B, C, ...)`` -> ``(B, C, *out_shape)``."""
-    return _sample_op(x, builder, repr(_literal(tuple(geometry))), [int(n) for n in out_shape])
+    return _sample_op(x, builder, *_as_arguments(geometry, out_shape))
+
+
+def _as_arguments(geometry: tuple, out_shape: tuple[int, ...]) -> tuple[str, list[int]]:
+    """The operators' ``geometry`` text and ``out_shape`` list."""
+    return repr(_literal(tuple(geometry))), [int(n) for n in out_shape]
 
 
 def _literal(value):
@@ -44,7 +49,7 @@ def _literal(value):
 def coverage(x: torch.Tensor, builder: str, geometry: tuple, out_shape: tuple[int, ...]) -> torch.Tensor:
     """The 0/1 coverage ``out_shape`` of ``builder(*geometry)``'s plan, in ``x``'s dtype and device
     (not differentiable)."""
-    return _coverage_op(x.detach(), builder, repr(_literal(tuple(geometry))), [int(n) for n in out_shape])
+    return _coverage_op(x.detach(), builder, *_as_arguments(geometry, out_shape))
 
 
 @functools.lru_cache(maxsize=256)

@@ -59,3 +59,14 @@ def test_index_table_covers_faces_and_rejects_bad_sizes():
         cube_padding_index(4, 5)
     with pytest.raises(ValueError, match="B\\*6"):
         cube_pad(torch.randn(5, 1, 4, 4), 1)
+
+
+def test_compiled_cube_padding_takes_the_cached_table():
+    """Under ``torch.export`` / ``torch.compile`` the index table is one operator call (the cached
+    table), not its construction traced into the graph; results equal eager."""
+    pad, x = CubePad(2), torch.rand(6, 3, 8, 8)
+    exported = torch.export.export(pad, (x,))
+    targets = [str(n.target) for n in exported.graph.nodes if n.op == "call_function"]
+    assert "sphsal.cube_padding_index.default" in targets
+    assert not any("arange" in t or "floor" in t for t in targets), targets
+    torch.testing.assert_close(exported.module()(x), pad(x))

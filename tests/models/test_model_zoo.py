@@ -56,3 +56,17 @@ def test_a_few_training_steps_lower_the_loss(name):
 
 def test_the_prior_has_no_parameters():
     assert sum(p.numel() for p in create_model("aem_ecb").parameters()) == 0
+
+
+@pytest.mark.parametrize("name", ["avs360", "spherical_unet", "vinet_sph", "avinet_sph", "stavis_sph",
+                                  "mvva_sph", "aem_ecb"])
+def test_compiles_into_one_graph(name):
+    """Spherical convolutions and pools, cube padding, projections and the audio maps are all
+    traceable: ``torch.compile`` captures each model (the spherical variants; the planar ones are plain
+    torch) in one graph, without a break."""
+    torch.manual_seed(0)
+    model = create_model(name, **TINY_KWARGS[name]).eval()
+    inputs = model.example_inputs(batch_size=1)
+    with torch.no_grad():
+        explained = torch._dynamo.explain(model)(**inputs)
+    assert explained.graph_count == 1 and explained.graph_break_count == 0, explained.break_reasons
