@@ -117,7 +117,14 @@ def test_projections_keep_the_dtype(dtype):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_projections_on_cuda_match_cpu():
-    x = torch.rand(2, 3, 8, 16, dtype=torch.float64)
-    for cpu, cuda in zip(_all_projections(x), _all_projections(x.cuda())):
+    """Outputs and the operator's adjoint (gradients) on CUDA equal the CPU's."""
+    x = torch.rand(2, 3, 8, 16, dtype=torch.float64, requires_grad=True)
+    x_cuda = x.detach().cuda().requires_grad_()
+    outs, outs_cuda = _all_projections(x), _all_projections(x_cuda)
+    for cpu, cuda in zip(outs, outs_cuda):
         assert cuda.device.type == "cuda"
-        torch.testing.assert_close(cuda.cpu(), cpu)
+        torch.testing.assert_close(cuda.detach().cpu(), cpu.detach())
+    weights = [torch.rand_like(out) for out in outs]
+    sum(((out * w).sum() for out, w in zip(outs, weights) if out.requires_grad)).backward()
+    sum(((out * w.cuda()).sum() for out, w in zip(outs_cuda, weights) if out.requires_grad)).backward()
+    torch.testing.assert_close(x_cuda.grad.cpu(), x.grad)
