@@ -80,11 +80,8 @@ def _(x, builder, geometry, out_shape):
 
 @torch.library.custom_op("sphsal::plan_coverage", mutates_args=())
 def _coverage_op(x: torch.Tensor, builder: str, geometry: str, out_shape: list[int]) -> torch.Tensor:
-    """The named plan's coverage (ones where it has none) as an ``out_shape`` tensor like ``x``."""
-    plan = _plan(builder, geometry, x)
-    if plan.coverage is None:
-        return x.new_ones(out_shape)
-    return plan.coverage.reshape(out_shape).clone()
+    """The named plan's coverage (a plan that has one) as an ``out_shape`` tensor like ``x``."""
+    return _plan(builder, geometry, x).coverage.reshape(out_shape).clone()
 
 
 @_coverage_op.register_fake
