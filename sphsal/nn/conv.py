@@ -59,22 +59,24 @@ class SphericalConv2d(nn.Conv2d):
         interpolation: ``"nearest"`` or ``"bilinear"``.
         stencil: ``"cap"`` (GTSD) or ``"gnomonic"`` (SphereNet).
         backend: ``"auto"``, ``"reference"``, ``"cpu"`` or ``"cuda"`` (see :func:`sphsal.ops.sphere_conv2d`).
+        groups: as ``nn.Conv2d`` (``in_channels`` and ``out_channels`` divisible by it; ``groups =
+            in_channels`` is a depthwise convolution); weight ``(Co, Ci / groups, k, k)``.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size=3, stride=1, dilation=1,
                  bias: bool = True, interpolation: str = "nearest", stencil: str = "cap",
-                 backend: str = "auto", device=None, dtype=None):
+                 backend: str = "auto", device=None, dtype=None, groups: int = 1):
         k = _same_pair(kernel_size, "kernel_size")
         s = _same_pair(stride, "stride")
         d = _same_pair(dilation, "dilation")
         _check_options(k, interpolation, stencil)
-        super().__init__(in_channels, out_channels, k, stride=s, padding=k // 2 * d, dilation=d, bias=bias,
-                         device=device, dtype=dtype)
+        super().__init__(in_channels, out_channels, k, stride=s, padding=k // 2 * d, dilation=d,
+                         groups=groups, bias=bias, device=device, dtype=dtype)
         self.interpolation, self.stencil, self.backend = interpolation, stencil, backend
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return sphere_conv2d(x, self.weight, self.bias, self.stride[0], self.dilation[0], self.interpolation,
-                             self.stencil, self.backend)
+                             self.stencil, self.backend, self.groups)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, interpolation={self.interpolation}, stencil={self.stencil}"
@@ -95,7 +97,7 @@ class SphericalConv3d(nn.Conv3d):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size=3, stride=1, dilation=1,
                  bias: bool = True, interpolation: str = "nearest", stencil: str = "cap",
-                 backend: str = "auto", device=None, dtype=None):
+                 backend: str = "auto", device=None, dtype=None, groups: int = 1):
         kt, k = _time_space(kernel_size, "kernel_size")
         st, s = _time_space(stride, "stride")
         d = dilation if isinstance(dilation, int) else _time_space(dilation, "dilation")[1]
@@ -103,13 +105,13 @@ class SphericalConv3d(nn.Conv3d):
             raise ValueError(f"temporal dilation is not supported, got dilation={dilation!r}")
         _check_options(k, interpolation, stencil)
         super().__init__(in_channels, out_channels, (kt, k, k), stride=(st, s, s),
-                         padding=(kt // 2, k // 2 * d, k // 2 * d), dilation=(1, d, d), bias=bias,
-                         device=device, dtype=dtype)
+                         padding=(kt // 2, k // 2 * d, k // 2 * d), dilation=(1, d, d), groups=groups,
+                         bias=bias, device=device, dtype=dtype)
         self.interpolation, self.stencil, self.backend = interpolation, stencil, backend
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return sphere_conv3d(x, self.weight, self.bias, (self.stride[0], self.stride[1]), self.dilation[1],
-                             self.interpolation, self.stencil, self.backend)
+                             self.interpolation, self.stencil, self.backend, self.groups)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, interpolation={self.interpolation}, stencil={self.stencil}"

@@ -17,8 +17,6 @@ _SPHERICAL = (SphericalConv2d, SphericalConv3d, SphericalMaxPool2d, SphericalAvg
 def _conv_problem(m: nn.Module) -> str | None:
     """Why a planar ``Conv2d`` / ``Conv3d`` has no spherical twin (None when it has one)."""
     k, s, d, p = m.kernel_size[-2:], m.stride[-2:], m.dilation[-2:], m.padding
-    if m.groups != 1:
-        return f"groups={m.groups} is not supported"
     if k[0] != k[1] or k[0] % 2 == 0:
         return f"kernel_size={m.kernel_size} is not odd and square"
     if s[0] != s[1] or d[0] != d[1]:
@@ -53,7 +51,7 @@ def _twin(m: nn.Module, interpolation: str, stencil: str) -> nn.Module | str:
             return problem
         cls = SphericalConv2d if isinstance(m, nn.Conv2d) else SphericalConv3d
         twin = cls(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.dilation, m.bias is not None,
-                   interpolation, stencil, device=m.weight.device, dtype=m.weight.dtype)
+                   interpolation, stencil, device=m.weight.device, dtype=m.weight.dtype, groups=m.groups)
         twin.load_state_dict(m.state_dict())
         return twin
     problem = _pool_problem(m)
@@ -68,9 +66,10 @@ def convert_to_spherical(model: nn.Module, interpolation: str = "nearest", stenc
     """Replace, in place, every ``Conv2d``, ``Conv3d``, ``MaxPool2d`` and ``AvgPool2d`` of ``model``
     by its spherical twin, keeping the weights (transposed convolutions are not touched).
 
-    Convolutions need ``groups=1``, an odd square spatial kernel, equal spatial stride and dilation,
-    and "same" padding (``k // 2 * dilation``; ``kt // 2`` in time). Pools need kernel 2 / stride 2 /
-    padding 0 or kernel 3 / stride 2 / padding 1. Any other layer stays planar and a warning names it.
+    Convolutions (grouped and depthwise ones included) need an odd square spatial kernel, equal
+    spatial stride and dilation, and "same" padding (``k // 2 * dilation``; ``kt // 2`` in time).
+    Pools need kernel 2 / stride 2 / padding 0 or kernel 3 / stride 2 / padding 1. Any other layer
+    stays planar and a warning names it.
 
     Returns ``model`` (for chaining).
     """

@@ -33,6 +33,11 @@ Clips (``sphere_conv3d``) are folded into images while they are copied into the 
 ``B * T_out`` images of ``Ci * kt`` channels, so a clip layer is one image layer; the input gradient
 is unfolded back the same way.
 
+Grouped convolutions (``groups > 1``, depthwise included) run the same plan: band units are grouped
+oneDNN convolutions (weight gradients from oneDNN too), and gathered rows' tap blocks are reordered
+group-major (column ``c * K + t``), so that each group's taps are one contiguous run and the products
+are one grouped 1x1 convolution.
+
 Nothing expanded is kept for backward: the autograd function saves only ``x`` (the clip itself, not
 its folded copy) and the weight, and rebuilds the flat input in backward. float32 and float64 run
 natively; other dtypes in float32. Numba's kernels run on torch's intra-op thread count.
@@ -376,19 +381,27 @@ def _unit_weight(weight: torch.Tensor, band: Band, unit: ConvUnit) -> torch.Tens
     return cells.view(co, ci, *unit.box)
 
 
-def _taps_1x1(weight: torch.Tensor) -> torch.Tensor:
-    """``(Co, Ci, K)`` weight -> ``(Co, K * Ci, 1, 1)``, the 1x1 convolution of the gathered taps."""
-    return weight.transpose(1, 2).reshape(weight.shape[0], -1, 1, 1)
+def _taps_1x1(weight: torch.Tensor, groups: int = 1) -> torch.Tensor:
+    """``(Co, Ci / groups, K)`` weight -> the ``(Co, K * Ci / groups, 1, 1)`` 1x1 convolution of the
+    gathered taps: tap-major columns ``t * Ci + c`` (``groups = 1``) or group-major ``c * K + t``."""
+    if groups == 1:
+        weight = weight.transpose(1, 2)
+    return weight.reshape(weight.shape[0], -1, 1, 1)
 
 
-def _gathered_forward(taps: torch.Tensor, weight_1x1: torch.Tensor,
-                      bias: torch.Tensor | None) -> torch.Tensor:
+def _block_image(taps: torch.Tensor) -> torch.Tensor:
+    """A tap block ``(M, N)`` as a channels-last ``(1, N, 1, M)`` image (a view)."""
+    return taps.view(1, 1, taps.shape[0], -1).permute(0, 3, 1, 2)
+
+
+def _gathered_forward(taps: torch.Tensor, weight_1x1: torch.Tensor, bias: torch.Tensor | None,
+                      groups: int = 1) -> torch.Tensor:
     """Outputs ``(M, Co)`` of a tap block ``(M, K * Ci)``: a 1x1 convolution (bias included) of the block
     seen as a channels-last ``(1, K * Ci, 1, M)`` image. oneDNN's 1x1 convolution rather than a matrix
     product: on an AVX-512 Xeon 1.25x faster alone at ``M = 1440``, ``K * Ci = 576``, and the forward of
     (2, 64, 120x240) bilinear, all rows gathered, 15% faster."""
-    image = taps.view(1, 1, taps.shape[0], -1).permute(0, 3, 1, 2)
-    return F.conv2d(image, weight_1x1, bias).permute(0, 2, 3, 1).reshape(taps.shape[0], -1)
+    y = F.conv2d(_block_image(taps), weight_1x1, bias, groups=groups)
+    return y.permute(0, 2, 3, 1).reshape(taps.shape[0], -1)
 
 
 def _unit_span(flat: _Flat, unit: ConvUnit) -> tuple[int, int]:
@@ -406,16 +419,19 @@ def _unit_input(buffer: torch.Tensor, flat: _Flat, unit: ConvUnit) -> torch.Tens
 
 class _TapBlocks:
     """The tap blocks of one call's gathered rows: chunks of at most ``rows`` output rows, one reused
-    ``(rows * B * W_out, K * C)`` buffer (see ``_GATHER_BLOCK_BYTES``)."""
+    ``(rows * B * W_out, K * C)`` buffer (see ``_GATHER_BLOCK_BYTES``). The kernels fill and read it
+    tap-major (column ``t * C + c``); for a grouped convolution :meth:`gather` returns, and
+    :meth:`scatter` takes, a group-major copy (column ``c * K + t``, see :func:`_taps_1x1`) in a
+    second reused buffer."""
 
-    def __init__(self, buffer: torch.Tensor, flat: _Flat, table: NeighbourTable):
-        self.buffer, self.flat, self.table = buffer, flat, table
+    def __init__(self, buffer: torch.Tensor, flat: _Flat, table: NeighbourTable, groups: int = 1):
+        self.buffer, self.flat, self.table, self.groups = buffer, flat, table, groups
         self.pixels_per_row = flat.batch * table.w_out
         width = table.num_taps * buffer.shape[1]
         self.rows = max(-(-_GATHER_MIN_PIXELS // self.pixels_per_row),
                         _GATHER_BLOCK_BYTES // (self.pixels_per_row * width * buffer.element_size()))
         self.arrays = _kernel_table(table, buffer.dtype)
-        self.width, self.block = width, None
+        self.width, self.block, self.grouped = width, None, None
 
     def chunks(self, group: GatherGroup) -> list[tuple[int, int]]:
         starts = range(group.out_lo, group.out_hi, self.rows)
@@ -430,19 +446,34 @@ class _TapBlocks:
     def _kernel_view(self, block: torch.Tensor, lo: int, hi: int):
         return block.view(hi - lo, self.flat.batch, self.table.w_out, -1).numpy()
 
+    def _tap_major(self, block: torch.Tensor) -> torch.Tensor:
+        """``(M, K * C)`` tap-major block as ``(M, groups, C / groups, K)`` (a view)."""
+        return block.view(block.shape[0], self.table.num_taps, self.groups, -1).permute(0, 2, 3, 1)
+
     def gather(self, lo: int, hi: int) -> torch.Tensor:
-        """The tap values of output rows ``lo:hi`` (in the reused block)."""
+        """The tap values of output rows ``lo:hi`` (in a reused block; group-major if grouped)."""
         from sphsal.ops import _cpu_kernels
 
         block = self.view(lo, hi)
         _cpu_kernels.gather_taps(self.flat.rows(self.buffer).numpy(), self.flat.halo, lo, hi, *self.arrays,
                                  self.table.stride, self._kernel_view(block, lo, hi))
-        return block
+        if self.groups == 1:
+            return block
+        if self.grouped is None:
+            self.grouped = torch.empty_like(self.block)
+        grouped = self.grouped[:block.shape[0]]
+        grouped.view(self._tap_major(block).shape).copy_(self._tap_major(block))
+        return grouped
 
     def scatter(self, grad_taps: torch.Tensor, lo: int, hi: int, grad_buffer: torch.Tensor) -> None:
-        """Add the tap gradients of output rows ``lo:hi`` into the flat gradient buffer."""
+        """Add the tap gradients of output rows ``lo:hi`` (group-major if grouped) into the flat gradient
+        buffer."""
         from sphsal.ops import _cpu_kernels
 
+        if self.groups != 1:
+            block = self.view(lo, hi)
+            self._tap_major(block).copy_(grad_taps.view(self._tap_major(block).shape))
+            grad_taps = block
         chunk = _cpu_kernels.channel_chunk(grad_buffer.shape[1], torch.get_num_threads(), self.flat.batch)
         _cpu_kernels.scatter_taps(self._kernel_view(grad_taps, lo, hi), self.flat.halo, lo, hi, *self.arrays,
                                   self.table.stride, self.flat.rows(grad_buffer).numpy(), chunk)
@@ -456,7 +487,7 @@ def _memory_format(x: torch.Tensor) -> torch.memory_format:
 
 
 def _forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, plan: Plan,
-             table: NeighbourTable, kt: int, stride_t: int) -> torch.Tensor:
+             table: NeighbourTable, kt: int, stride_t: int, groups: int) -> torch.Tensor:
     """Outputs ``(B, Co, [T_out,] H_out, W_out)`` in ``x``'s memory format (see :func:`_conv_op`)."""
     from sphsal.ops import _cpu_kernels
 
@@ -464,8 +495,8 @@ def _forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, p
     t_out = _frames_out(x, kt, stride_t)
     flat = _Flat(x.shape[0] * t_out, table.height, table.width, plan.halo)
     buffer = _to_flat(x, flat, kt, stride_t)
-    weight_1x1 = _taps_1x1(weight) if plan.gathered else None
-    blocks = _TapBlocks(buffer, flat, table)
+    weight_1x1 = _taps_1x1(weight, groups) if plan.gathered else None
+    blocks = _TapBlocks(buffer, flat, table, groups)
     frames = (t_out,) if x.dim() == 5 else ()
     out = torch.empty((x.shape[0], weight.shape[0], *frames, table.h_out, table.w_out), dtype=x.dtype,
                       memory_format=_memory_format(x))
@@ -474,14 +505,15 @@ def _forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, p
             y = None
             for unit in piece.units:
                 z = F.conv2d(_unit_input(buffer, flat, unit), _unit_weight(weight, piece, unit),
-                             bias if y is None else None, table.stride, (0, unit.pad), unit.dilation)
+                             bias if y is None else None, table.stride, (0, unit.pad), unit.dilation, groups)
                 y = z if y is None else y.add_(z)
             _to_channels_first(_out_rows(y, flat, table.stride), flat.halo // table.stride, 0,
                                out[..., piece.out_lo:piece.out_hi, :])
         else:
             for lo, hi in blocks.chunks(piece):
                 taps = blocks.gather(lo, hi)
-                y = _gathered_forward(taps, weight_1x1, bias).view(hi - lo, flat.batch, table.w_out, -1)
+                y = _gathered_forward(taps, weight_1x1, bias, groups).view(hi - lo, flat.batch, table.w_out,
+                                                                            -1)
                 _to_channels_first(y, 0, 0, out[..., lo:hi, :])
     return out
 
@@ -541,24 +573,25 @@ def _add_cell_weight_grads(grad_taps: torch.Tensor, buffer: torch.Tensor, grad_g
                 grad_taps[:, tap].add_(gram, alpha=weight)
 
 
-def _onednn_weight_grad(unit: ConvUnit) -> bool:
-    """Whether ``unit``'s weight gradient comes from oneDNN (see ``ONEDNN_WEIGHT_GRAD``): only a dense
-    ``k x k`` (k >= 3) undilated unit. On the AVX-512 Xeon, input gradient and per-cell products / one
-    oneDNN call for both, (2, 64, 120x240): the ten dilated units next to the plain band 22.3 / 27.3 ms;
-    a dilation-2 layer's units 46.6 / 60.6 ms; a stride-2 layer's 9.3 / 14.0 ms."""
+def _onednn_weight_grad(unit: ConvUnit, groups: int) -> bool:
+    """Whether ``unit``'s weight gradient comes from oneDNN (see ``ONEDNN_WEIGHT_GRAD``): every unit of
+    a grouped convolution, else only a dense ``k x k`` (k >= 3) undilated unit. On the AVX-512 Xeon,
+    input gradient and per-cell products / one oneDNN call for both, (2, 64, 120x240): the ten dilated
+    units next to the plain band 22.3 / 27.3 ms; a dilation-2 layer's units 46.6 / 60.6 ms; a stride-2
+    layer's 9.3 / 14.0 ms."""
     nh, nw = unit.box
-    return ONEDNN_WEIGHT_GRAD and nh == nw >= 3 and unit.dilation == (1, 1)
+    return groups > 1 or (ONEDNN_WEIGHT_GRAD and nh == nw >= 3 and unit.dilation == (1, 1))
 
 
 def _unit_backward(grad_rows: torch.Tensor, buffer: torch.Tensor, grad_buffer: torch.Tensor | None,
                    grad_w_cells: torch.Tensor | None, flat: _Flat, band: Band, unit: ConvUnit,
-                   weight: torch.Tensor, stride: int, anchor: bool) -> None:
+                   weight: torch.Tensor, stride: int, anchor: bool, groups: int) -> None:
     """One oneDNN call for a unit's input gradient (added into ``grad_buffer``, or copied for the
     ``anchor`` unit; skipped when None) and its weight gradient (mapped back to the taps through the
     unit's scatter matrix and added into ``grad_w_cells`` ``(Co * Ci, K)``; skipped when None)."""
     gi, gw, _ = torch.ops.aten.convolution_backward(
         grad_rows, _unit_input(buffer, flat, unit), _unit_weight(weight, band, unit), None, [stride] * 2,
-        [0, unit.pad], list(unit.dilation), False, [0, 0], 1,
+        [0, unit.pad], list(unit.dilation), False, [0, 0], groups,
         [grad_buffer is not None, grad_w_cells is not None, False])
     if grad_buffer is not None:
         target = _unit_input(grad_buffer, flat, unit)
@@ -588,8 +621,25 @@ def _grad_buffer(buffer: torch.Tensor, flat: _Flat, anchor: tuple[Band, ConvUnit
     return grad
 
 
+def _grouped_gathered_backward(blocks: _TapBlocks, lo: int, hi: int, grad: torch.Tensor,
+                               weight_1x1: torch.Tensor, grad_buffer: torch.Tensor | None,
+                               grad_w_cells: torch.Tensor | None) -> None:
+    """Gathered rows ``lo:hi`` of a grouped convolution, output gradient ``grad`` ``(M, Co)``: one oneDNN
+    call for the group-major tap gradients (scattered into ``grad_buffer``; skipped when None) and the
+    weight gradient (added into ``grad_w_cells`` ``(Co * Ci / groups, K)``; skipped when None)."""
+    need_x, need_w = grad_buffer is not None, grad_w_cells is not None
+    taps = blocks.gather(lo, hi) if need_w else blocks.view(lo, hi)  # only its shape matters without need_w
+    gi, gw, _ = torch.ops.aten.convolution_backward(
+        _block_image(grad), _block_image(taps), weight_1x1, None, [1, 1], [0, 0], [1, 1], False, [0, 0],
+        blocks.groups, [need_x, need_w, False])
+    if need_w:
+        grad_w_cells.add_(gw.view(grad_w_cells.shape))
+    if need_x:
+        blocks.scatter(gi.permute(0, 2, 3, 1).reshape(taps.shape), lo, hi, grad_buffer)
+
+
 def _backward(plan: Plan, table: NeighbourTable, kt: int, stride_t: int, x, weight, grad_out, need_x: bool,
-              need_w: bool):
+              need_w: bool, groups: int):
     from sphsal.ops import _cpu_kernels
 
     _cpu_kernels.match_torch_threads()
@@ -602,24 +652,26 @@ def _backward(plan: Plan, table: NeighbourTable, kt: int, stride_t: int, x, weig
     grad_buffer = _grad_buffer(buffer, flat, anchor) if need_x else None
     # (Co, K * Ci): the gathered taps' product grad.T @ taps is 1.3-2x faster than taps.T @ grad with
     # MKL on an AVX-512 Xeon (M = 2048, K * Ci = 432, Co = 16: 0.19 vs 0.39 ms; 1440, 576, 64: 0.60 vs 0.79)
-    grad_taps = weight.new_zeros(co, weight.shape[2] * channels) if need_w else None
-    grad_w_cells = None  # (Co * Ci, K): the weight gradients of the units oneDNN computes them for
-    if need_w and any(_onednn_weight_grad(u) for p in plan.pieces if isinstance(p, Band) for u in p.units):
+    grad_taps = weight.new_zeros(co, weight.shape[2] * channels) if need_w and groups == 1 else None
+    grad_w_cells = None  # (Co * Ci / groups, K): the weight gradients that oneDNN computes
+    units = [u for p in plan.pieces if isinstance(p, Band) for u in p.units]
+    if need_w and (groups > 1 or any(_onednn_weight_grad(u, groups) for u in units)):
         grad_w_cells = weight.new_zeros(co * channels, weight.shape[2])
     taps_weight = None  # (Co, K * Ci) for gathered rows: 8% faster products than the transposed taps
     if need_x and plan.gathered:
-        taps_weight = _taps_1x1(weight).view(co, -1)
+        taps_weight = _taps_1x1(weight, groups).view(co, -1)
     out_row = flat.row_pixels // stride
-    blocks = _TapBlocks(buffer, flat, table)
+    blocks = _TapBlocks(buffer, flat, table, groups)
     for piece in sorted(plan.pieces, key=lambda p: anchor is None or p is not anchor[0]):
         n = piece.out_hi - piece.out_lo
         if isinstance(piece, Band):
             grad_rows = flat.image(grad_grid, piece.out_lo * out_row, n, out_row)
             for unit in sorted(piece.units, key=lambda u: anchor is None or u is not anchor[1]):
-                onednn_w = need_w and _onednn_weight_grad(unit)
+                onednn_w = need_w and _onednn_weight_grad(unit, groups)
                 if need_x or onednn_w:
                     _unit_backward(grad_rows, buffer, grad_buffer, grad_w_cells if onednn_w else None, flat,
-                                   piece, unit, weight, stride, anchor is not None and unit is anchor[1])
+                                   piece, unit, weight, stride, anchor is not None and unit is anchor[1],
+                                   groups)
                 if need_w and not onednn_w:
                     _add_cell_weight_grads(grad_taps.view(co, -1, channels), buffer, grad_grid, flat, piece,
                                            unit, stride)
@@ -628,6 +680,10 @@ def _backward(plan: Plan, table: NeighbourTable, kt: int, stride_t: int, x, weig
             first = flat.halo // stride
             for lo, hi in blocks.chunks(piece):
                 grad = grid[lo:hi, :, first:first + table.w_out].reshape(-1, co)
+                if groups > 1:
+                    _grouped_gathered_backward(blocks, lo, hi, grad, taps_weight.view(co, -1, 1, 1),
+                                               grad_buffer, grad_w_cells)
+                    continue
                 if need_w:
                     grad_taps.addmm_(grad.T, blocks.gather(lo, hi))
                 if need_x:
@@ -640,20 +696,22 @@ def _backward(plan: Plan, table: NeighbourTable, kt: int, stride_t: int, x, weig
         _to_channels_first(flat.rows(grad_buffer), flat.halo, flat.halo, grad_x, kt, stride_t)
     grad_w = None
     if need_w:
-        grad_w = grad_taps.view(co, -1, channels).transpose(1, 2)
+        grad_w = None if grad_taps is None else grad_taps.view(co, -1, channels).transpose(1, 2)
         if grad_w_cells is not None:
-            grad_w = grad_w + grad_w_cells.view(co, channels, -1)
+            cells = grad_w_cells.view(co, channels, -1)
+            grad_w = cells if grad_w is None else grad_w + cells
     return grad_x, grad_w
 
 
 @torch.library.custom_op("sphsal::sphere_conv_cpu", mutates_args=())
 def _conv_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, kt: int, stride_t: int,
-             kernel_size: int, stride: int, dilation: int, interpolation: str, stencil: str) -> torch.Tensor:
-    """``x`` ``(B, Ci, [T,] H, W)`` float32/64, ``weight`` ``(Co, Ci * kt, K)`` (temporal taps folded into
-    channels) -> ``(B, Co, [T_out,] H_out, W_out)``. The neighbour table and the plan are looked up
-    here, inside the operator, so that ``torch.compile`` sees one opaque call."""
+             kernel_size: int, stride: int, dilation: int, interpolation: str, stencil: str,
+             groups: int) -> torch.Tensor:
+    """``x`` ``(B, Ci, [T,] H, W)`` float32/64, ``weight`` ``(Co, Ci / groups * kt, K)`` (temporal taps
+    folded into channels) -> ``(B, Co, [T_out,] H_out, W_out)``. The neighbour table and the plan are
+    looked up here, inside the operator, so that ``torch.compile`` sees one opaque call."""
     table = table_for(x, kernel_size, stride, dilation, interpolation, stencil)
-    return _forward(x, weight, bias, banded_plan(table), table, kt, stride_t)
+    return _forward(x, weight, bias, banded_plan(table), table, kt, stride_t, groups)
 
 
 @_conv_op.register_fake
@@ -666,11 +724,12 @@ def _(x, weight, bias, kt, stride_t, kernel_size, stride, *_):
 @torch.library.custom_op("sphsal::sphere_conv_cpu_backward", mutates_args=())
 def _conv_backward_op(grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, need_x: bool,
                       need_w: bool, kt: int, stride_t: int, kernel_size: int, stride: int, dilation: int,
-                      interpolation: str, stencil: str) -> tuple[torch.Tensor, torch.Tensor]:
+                      interpolation: str, stencil: str, groups: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradients of :func:`_conv_op` for ``x`` and ``weight`` (empty where not needed), from ``x`` and
     ``weight`` alone (nothing else is saved by the forward pass)."""
     table = table_for(x, kernel_size, stride, dilation, interpolation, stencil)
-    grad_x, grad_w = _backward(banded_plan(table), table, kt, stride_t, x, weight, grad_out, need_x, need_w)
+    grad_x, grad_w = _backward(banded_plan(table), table, kt, stride_t, x, weight, grad_out, need_x, need_w,
+                               groups)
     return (grad_x if need_x else x.new_empty(0)), (grad_w.contiguous() if need_w else weight.new_empty(0))
 
 
@@ -703,17 +762,18 @@ _conv_op.register_autograd(_conv_backward, setup_context=_setup_context)
 
 def banded_sphere_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, kernel_size: int,
                        stride: int = 1, dilation: int = 1, interpolation: str = "nearest",
-                       stencil: str = "cap", stride_t: int = 1) -> torch.Tensor:
+                       stencil: str = "cap", stride_t: int = 1, groups: int = 1) -> torch.Tensor:
     """Spherical convolution by banded planar convolutions and gathered pole rows: the custom operator
     ``sphsal::sphere_conv_cpu`` (autograd registered; ``torch.compile`` traces it as one call).
 
     Args:
         x: ``(B, Ci, H, W)`` or ``(B, Ci, T, H, W)``.
-        weight: ``(Co, Ci, kt, K)`` taps (``kt = 1`` for images), ``K = k * k`` row-major.
+        weight: ``(Co, Ci / groups, kt, K)`` taps (``kt = 1`` for images), ``K = k * k`` row-major.
         bias: ``(Co,)`` or None.
         kernel_size, stride, dilation, interpolation, stencil: the stencil (see
             :func:`~sphsal.ops.stencils.neighbour_table`).
         stride_t: temporal stride (clips; time is zero-padded by ``kt // 2``).
+        groups: grouped convolution as ``nn.Conv2d`` (``Ci`` and ``Co`` divisible by it).
 
     Returns ``(B, Co, H_out, W_out)`` or ``(B, Co, T_out, H_out, W_out)`` in ``x``'s dtype (computed in
     float32 unless that is float64) and memory format.
@@ -721,9 +781,9 @@ def banded_sphere_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     if x.dtype not in (torch.float32, torch.float64):
         bias = None if bias is None else bias.float()
         return banded_sphere_conv(x.float(), weight.float(), bias, kernel_size, stride, dilation,
-                                  interpolation, stencil, stride_t).to(x.dtype)
+                                  interpolation, stencil, stride_t, groups).to(x.dtype)
     co, ci, kt = weight.shape[:3]
     if x.dim() == 4 and kt != 1:
         raise ValueError(f"weight for an image must have kt = 1, got shape {tuple(weight.shape)}")
     return _conv_op(x, weight.reshape(co, ci * kt, -1), bias, kt, stride_t, kernel_size, stride, dilation,
-                    interpolation, stencil)
+                    interpolation, stencil, groups)

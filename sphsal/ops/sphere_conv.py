@@ -9,7 +9,8 @@ poles; no value comes from zero padding (only the temporal axis of ``sphere_conv
 Backends: ``"reference"`` (gathers all taps, the ground truth), ``"cpu"`` (banded planar convolutions on
 a channels-last layout and numba-gathered pole rows, :mod:`sphsal.ops.cpu_banded`), ``"cuda"`` (the
 NVRTC kernel, :mod:`sphsal.ops.cuda`). ``"auto"`` picks ``"cuda"`` for CUDA tensors when CuPy is
-importable (else the reference, with a one-time warning) and ``"cpu"`` otherwise.
+importable (else the reference, with a one-time warning) and ``"cpu"`` otherwise; grouped convolutions
+(``groups > 1``) of CUDA tensors take the reference, the kernel having no groups.
 """
 
 from __future__ import annotations
@@ -50,15 +51,20 @@ def gather_taps(x: torch.Tensor, table: NeighbourTable) -> torch.Tensor:
     return (samples * weights).sum(dim=-2)
 
 
-def _check_inputs(x: torch.Tensor, weight: torch.Tensor, bias, spatial_dims: int, name: str):
+def _check_inputs(x: torch.Tensor, weight: torch.Tensor, bias, spatial_dims: int, name: str, groups: int = 1):
     dims = 2 + spatial_dims
     if x.dim() != dims:
         shape = "(B, C, H, W)" if spatial_dims == 2 else "(B, C, T, H, W)"
         raise ValueError(f"{name}: x must be {shape}, got shape {tuple(x.shape)}")
     if weight.dim() != dims:
-        raise ValueError(f"{name}: weight must have {dims} dims (Co, Ci, ...), got {tuple(weight.shape)}")
-    if weight.shape[1] != x.shape[1]:
-        raise ValueError(f"{name}: weight expects {weight.shape[1]} input channels, x has {x.shape[1]}")
+        raise ValueError(f"{name}: weight must have {dims} dims (Co, Ci / groups, ...), "
+                         f"got {tuple(weight.shape)}")
+    if not isinstance(groups, int) or groups < 1 or weight.shape[0] % groups:
+        raise ValueError(f"{name}: groups must be a positive divisor of the {weight.shape[0]} output "
+                         f"channels, got {groups!r}")
+    if weight.shape[1] * groups != x.shape[1]:
+        raise ValueError(f"{name}: weight expects {weight.shape[1] * groups} input channels "
+                         f"({weight.shape[1]} per group, groups={groups}), x has {x.shape[1]}")
     k = weight.shape[-1]
     if weight.shape[-2] != k or k % 2 == 0:
         raise ValueError(f"{name}: the spatial kernel must be square and odd, got {tuple(weight.shape[-2:])}")
@@ -66,14 +72,21 @@ def _check_inputs(x: torch.Tensor, weight: torch.Tensor, bias, spatial_dims: int
         raise ValueError(f"{name}: bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
 
 
+def _grouped(tensor: torch.Tensor, groups: int, dim: int) -> torch.Tensor:
+    """Split dimension ``dim`` (channels) of ``tensor`` into ``(groups, channels / groups)``."""
+    return tensor.unflatten(dim, (groups, -1))
+
+
 def sphere_conv2d_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
                             stride: int = 1, dilation: int = 1, interpolation: str = "nearest",
-                            stencil: str = "cap") -> torch.Tensor:
-    """Ground truth of :func:`sphere_conv2d`: gather every tap, then contract with the weight."""
-    _check_inputs(x, weight, bias, 2, "sphere_conv2d")
+                            stencil: str = "cap", groups: int = 1) -> torch.Tensor:
+    """Ground truth of :func:`sphere_conv2d`: gather every tap, then contract with the weight (output
+    channels of group ``q`` read the input channels of group ``q`` only)."""
+    _check_inputs(x, weight, bias, 2, "sphere_conv2d", groups)
     table = table_for(x, weight.shape[-1], stride, dilation, interpolation, stencil)
-    taps = gather_taps(x, table)  # (B, C, H_out, K, W_out)
-    out = torch.einsum("bcikj,ock->boij", taps, weight.reshape(*weight.shape[:2], -1))
+    taps = _grouped(gather_taps(x, table), groups, 1)  # (B, g, C / g, H_out, K, W_out)
+    kernel = _grouped(weight.reshape(*weight.shape[:2], -1), groups, 0)  # (g, Co / g, C / g, K)
+    out = torch.einsum("bqcikj,qock->bqoij", taps, kernel).flatten(1, 2)
     if bias is not None:
         out = out + bias.view(1, -1, 1, 1)
     return out
@@ -81,9 +94,10 @@ def sphere_conv2d_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.T
 
 def sphere_conv3d_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
                             stride: int | tuple[int, int] = 1, dilation: int = 1,
-                            interpolation: str = "nearest", stencil: str = "cap") -> torch.Tensor:
+                            interpolation: str = "nearest", stencil: str = "cap",
+                            groups: int = 1) -> torch.Tensor:
     """Ground truth of :func:`sphere_conv3d`: zero-padded planar time, gathered spherical taps."""
-    _check_inputs(x, weight, bias, 3, "sphere_conv3d")
+    _check_inputs(x, weight, bias, 3, "sphere_conv3d", groups)
     stride_t, stride_s = _split_stride(stride)
     kt = weight.shape[2]
     table = table_for(x, weight.shape[-1], stride_s, dilation, interpolation, stencil)
@@ -92,7 +106,8 @@ def sphere_conv3d_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.T
     taps = F.pad(taps, (0, 0, 0, 0, 0, 0, pad, pad))
     t_out = frames_out(x.shape[2], kt, stride_t)
     windows = torch.stack([taps[:, :, d: d + stride_t * (t_out - 1) + 1: stride_t] for d in range(kt)], dim=3)
-    out = torch.einsum("bctdikj,ocdk->botij", windows, weight.reshape(*weight.shape[:3], -1))
+    kernel = _grouped(weight.reshape(*weight.shape[:3], -1), groups, 0)  # (g, Co / g, C / g, kt, K)
+    out = torch.einsum("bqctdikj,qocdk->bqotij", _grouped(windows, groups, 1), kernel).flatten(1, 2)
     if bias is not None:
         out = out + bias.view(1, -1, 1, 1, 1)
     return out
@@ -109,7 +124,7 @@ def _split_stride(stride) -> tuple[int, int]:
     raise ValueError(f"stride must be an int, (temporal, spatial) or (t, s, s), got {stride!r}")
 
 
-def _resolve_backend(x: torch.Tensor, backend: str) -> str:
+def _resolve_backend(x: torch.Tensor, backend: str, groups: int = 1) -> str:
     global _warned_no_cupy
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -118,9 +133,14 @@ def _resolve_backend(x: torch.Tensor, backend: str) -> str:
             raise ValueError("backend='cpu' needs a CPU tensor, got a CUDA tensor")
         if backend == "cuda" and not x.is_cuda:
             raise ValueError("backend='cuda' needs a CUDA tensor, got a CPU tensor")
+        if backend == "cuda" and groups != 1:
+            raise ValueError(f"backend='cuda' has no grouped convolution (groups={groups}); use 'auto' or "
+                             "'reference'")
         return backend
     if not x.is_cuda:
         return "cpu" if x.device.type == "cpu" else "reference"
+    if groups != 1:
+        return "reference"
     from sphsal.ops import cuda
 
     if cuda.available():
@@ -134,32 +154,35 @@ def _resolve_backend(x: torch.Tensor, backend: str) -> str:
 
 def sphere_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
                   stride: int = 1, dilation: int = 1, interpolation: str = "nearest", stencil: str = "cap",
-                  backend: str = "auto") -> torch.Tensor:
+                  backend: str = "auto", groups: int = 1) -> torch.Tensor:
     """Spherical convolution of ERP feature maps.
 
     Args:
         x: ``(B, Ci, H, W)`` ERP input (``W`` even, ``H`` and ``W`` divisible by ``stride``).
-        weight: ``(Co, Ci, k, k)``, ``k`` odd, laid out as ``nn.Conv2d`` weights.
+        weight: ``(Co, Ci / groups, k, k)``, ``k`` odd, laid out as ``nn.Conv2d`` weights.
         bias: ``(Co,)`` or None.
         stride: output ERP grid ``(H / stride, W / stride)``.
         dilation: stencil radius in input pixel pitches ``pi / H`` per ring.
         interpolation: ``"nearest"`` or ``"bilinear"`` sampling of the stencil points.
         stencil: ``"cap"`` (GTSD) or ``"gnomonic"`` (SphereNet).
         backend: ``"auto"``, ``"reference"``, ``"cpu"`` or ``"cuda"``.
+        groups: as ``nn.Conv2d``: ``Ci`` and ``Co`` split into ``groups`` blocks, output block ``q``
+            reading input block ``q`` only (``groups = Ci``: depthwise). The CUDA kernel has no groups:
+            grouped convolutions of CUDA tensors run the reference path.
 
     Returns:
         ``(B, Co, H / stride, W / stride)``, differentiable in ``x``, ``weight`` and ``bias``.
     """
-    _check_inputs(x, weight, bias, 2, "sphere_conv2d")
+    _check_inputs(x, weight, bias, 2, "sphere_conv2d", groups)
     validate_config(x.shape[-2], x.shape[-1], weight.shape[-1], stride, dilation, stencil, interpolation)
-    chosen = _resolve_backend(x, backend)
+    chosen = _resolve_backend(x, backend, groups)
     if chosen == "reference":
-        return sphere_conv2d_reference(x, weight, bias, stride, dilation, interpolation, stencil)
+        return sphere_conv2d_reference(x, weight, bias, stride, dilation, interpolation, stencil, groups)
     if chosen == "cpu":
         from sphsal.ops.cpu_banded import banded_sphere_conv
 
         return banded_sphere_conv(x, weight.reshape(*weight.shape[:2], 1, -1), bias, weight.shape[-1], stride,
-                                  dilation, interpolation, stencil)
+                                  dilation, interpolation, stencil, groups=groups)
     from sphsal.ops import cuda
 
     return cuda.sphere_conv2d_cuda(x, weight, bias, weight.shape[-1], stride, dilation, interpolation,
@@ -168,31 +191,31 @@ def sphere_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
 
 def sphere_conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
                   stride: int | tuple[int, int] = 1, dilation: int = 1, interpolation: str = "nearest",
-                  stencil: str = "cap", backend: str = "auto") -> torch.Tensor:
+                  stencil: str = "cap", backend: str = "auto", groups: int = 1) -> torch.Tensor:
     """Spatio-temporal convolution: planar in time, spherical in space.
 
     Args:
         x: ``(B, Ci, T, H, W)`` ERP clip.
-        weight: ``(Co, Ci, kt, k, k)`` as ``nn.Conv3d`` (``k`` odd).
+        weight: ``(Co, Ci / groups, kt, k, k)`` as ``nn.Conv3d`` (``k`` odd).
         bias: ``(Co,)`` or None.
         stride: int, ``(temporal, spatial)`` or ``(t, s, s)``.
-        dilation, interpolation, stencil, backend: as :func:`sphere_conv2d` (spatial only).
+        dilation, interpolation, stencil, backend, groups: as :func:`sphere_conv2d` (spatial only).
 
     Time is zero-padded by ``kt // 2`` on both ends (``nn.Conv3d`` with ``padding=kt//2``), so the
     output has ``(T + 2 (kt//2) - kt) // stride_t + 1`` frames. Returns
     ``(B, Co, T_out, H / s, W / s)``. A clip shorter than the kernel (``T < kt``) runs as one image
     convolution with its frames as channels (:func:`sphsal.ops.time_fold.frames_weight`).
     """
-    _check_inputs(x, weight, bias, 3, "sphere_conv3d")
+    _check_inputs(x, weight, bias, 3, "sphere_conv3d", groups)
     stride_t, stride_s = _split_stride(stride)
     if stride_t < 1:
         raise ValueError(f"sphere_conv3d: temporal stride must be positive, got {stride_t}")
-    chosen = _resolve_backend(x, backend)
+    chosen = _resolve_backend(x, backend, groups)
     if chosen == "reference":
         return sphere_conv3d_reference(x, weight, bias, (stride_t, stride_s), dilation, interpolation,
-                                       stencil)
+                                       stencil, groups)
     frames, kt = x.shape[2], weight.shape[2]
-    if frames < kt:  # frames as channels: T / kt of the work (see sphsal.ops.time_fold)
+    if frames < kt and groups == 1:  # frames as channels: T / kt of the work (see sphsal.ops.time_fold)
         return conv_frames_as_channels(x, weight, bias, stride_t, kt // 2, lambda images, w, b: sphere_conv2d(
             images, w, b, stride_s, dilation, interpolation, stencil, chosen))
     validate_config(x.shape[-2], x.shape[-1], weight.shape[-1], stride_s, dilation, stencil, interpolation)
@@ -200,7 +223,7 @@ def sphere_conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
         from sphsal.ops.cpu_banded import banded_sphere_conv
 
         return banded_sphere_conv(x, weight.reshape(*weight.shape[:3], -1), bias, weight.shape[-1], stride_s,
-                                  dilation, interpolation, stencil, stride_t)
+                                  dilation, interpolation, stencil, stride_t, groups)
     from sphsal.ops import cuda
 
     return cuda.sphere_conv3d_cuda(x, weight, bias, weight.shape[-1], stride_s, dilation, interpolation,

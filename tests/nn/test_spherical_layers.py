@@ -1,3 +1,5 @@
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -69,16 +71,50 @@ def test_convert_resnet_keeps_shapes_and_weights():
     planar = _resnet().eval()
     model = _resnet().eval()
     model.load_state_dict(planar.state_dict())
-    with pytest.warns(UserWarning, match=r"'6' \(Conv2d\).*groups=2"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every layer has a twin: nothing is left planar
         convert_to_spherical(model)
     assert isinstance(model[0], SphericalConv2d) and isinstance(model[3].conv1, SphericalConv2d)
     assert isinstance(model[4].down, SphericalConv2d) and isinstance(model[2], SphericalMaxPool2d)
-    assert isinstance(model[5], SphericalAvgPool2d) and type(model[6]) is nn.Conv2d
+    assert isinstance(model[5], SphericalAvgPool2d) and isinstance(model[6], SphericalConv2d)
+    assert model[6].groups == 2
     for key, value in planar.state_dict().items():
         assert torch.equal(model.state_dict()[key], value)
     x = torch.randn(2, 3, 16, 32)
     with torch.no_grad():
         assert model(x).shape == planar(x).shape == (2, 4, 2, 4)
+
+
+def _mobilenet_block(channels: int) -> nn.Sequential:
+    """Depthwise 3x3 (channel multiplier 2), batch norm, pointwise 1x1: a MobileNet-style block."""
+    return nn.Sequential(nn.Conv2d(channels, 2 * channels, 3, 1, 1, groups=channels, bias=False),
+                         nn.BatchNorm2d(2 * channels), nn.ReLU6(), nn.Conv2d(2 * channels, channels, 1))
+
+
+def test_convert_depthwise_separable_block_keeps_weights_and_runs_spherical_ops():
+    torch.manual_seed(0)
+    planar = _mobilenet_block(4).eval()
+    model = convert_to_spherical(_mobilenet_block(4).eval())
+    model.load_state_dict(planar.state_dict())
+    depthwise = model[0]
+    assert isinstance(depthwise, SphericalConv2d) and depthwise.groups == 4
+    assert depthwise.weight.shape == planar[0].weight.shape == (8, 1, 3, 3)
+    x = torch.randn(2, 4, 16, 32)
+    with torch.no_grad():
+        out = model(x)
+        expected = planar[3](planar[2](planar[1](sphere_conv2d(x, planar[0].weight, groups=4))))
+    assert out.shape == planar(x).shape == (2, 4, 16, 32)
+    torch.testing.assert_close(out, expected)
+
+
+def test_grouped_conv3d_is_a_drop_in_twin():
+    planar = nn.Conv3d(4, 6, 3, padding=1, groups=2)
+    sph = SphericalConv3d(4, 6, 3, groups=2, interpolation="bilinear")
+    sph.load_state_dict(planar.state_dict())
+    x = torch.randn(1, 4, 3, 8, 16)
+    torch.testing.assert_close(sph(x), sphere_conv3d(x, planar.weight, planar.bias, 1, 1, "bilinear",
+                                                     groups=2))
+    assert "groups=2" in repr(sph)
 
 
 def test_convert_3d_network_and_unsupported_padding_warning():

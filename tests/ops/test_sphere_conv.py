@@ -57,12 +57,14 @@ def test_fast_cpu_path_equals_reference(interpolation, stencil, stride, dilation
         torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("groups", [1, 3])
 @pytest.mark.parametrize("stencil", ["cap", "gnomonic"])
-def test_planar_rows_equal_conv2d_with_circular_longitude(stencil):
+def test_planar_rows_equal_conv2d_with_circular_longitude(stencil, groups):
     h, w = 24, 48
-    x, weight, bias = _data(h=h, w=w)
-    out = sphere_conv2d(x, weight, bias, stencil=stencil)
-    planar = F.conv2d(F.pad(x, (1, 1, 0, 0), mode="circular"), weight, bias)  # rows 1 .. H-2
+    x, weight, bias = _data(h=h, w=w, co=6)
+    weight = weight[:, :3 // groups]  # groups = 3: depthwise, two output channels per input channel
+    out = sphere_conv2d(x, weight, bias, stencil=stencil, groups=groups)
+    planar = F.conv2d(F.pad(x, (1, 1, 0, 0), mode="circular"), weight, bias, groups=groups)  # rows 1 .. H-2
     table = neighbour_table(h, w, 3, 1, 1, stencil, "nearest")
     rows = torch.arange(h)[:, None]
     is_planar = (table.rows[..., 0] - rows == torch.tensor([-1] * 3 + [0] * 3 + [1] * 3)).all(1) & (
@@ -75,13 +77,16 @@ def test_planar_rows_equal_conv2d_with_circular_longitude(stencil):
 
 @pytest.mark.parametrize("interpolation,stencil,stride", OPTIONS)
 @pytest.mark.parametrize("backend", ["reference", "cpu"])
-def test_rolling_the_input_rolls_the_output(interpolation, stencil, stride, backend):
+@pytest.mark.parametrize("groups", [1, 4])
+def test_rolling_the_input_rolls_the_output(interpolation, stencil, stride, backend, groups):
     # Integer data makes every nearest-sampling sum exact, so equality is bit for bit.
-    x, weight, bias = _data(h=8, w=16, integer=True, dtype=torch.float64)
-    out = sphere_conv2d(x, weight, None, stride, 1, interpolation, stencil, backend=backend)
+    ci = 3 if groups == 1 else 4  # groups = 4: depthwise
+    x, weight, bias = _data(ci=ci, h=8, w=16, integer=True, dtype=torch.float64)
+    weight = weight[:, :ci // groups]
+    out = sphere_conv2d(x, weight, None, stride, 1, interpolation, stencil, backend=backend, groups=groups)
     for shift in ([2, -4, 10] if stride == 2 else [1, -5, 15]):
         rolled = sphere_conv2d(torch.roll(x, shift, -1), weight, None, stride, 1, interpolation, stencil,
-                               backend=backend)
+                               backend=backend, groups=groups)
         expected = torch.roll(out, shift // stride, -1)
         if interpolation == "nearest":
             assert torch.equal(rolled, expected)
@@ -191,6 +196,10 @@ def test_float32_fast_path_matches_reference():
     (lambda: sphere_conv2d(torch.zeros(1, 2, 8, 16), torch.zeros(1, 2, 3, 3), backend="magic"), "backend"),
     (lambda: sphere_conv3d(torch.zeros(1, 2, 1, 8, 16), torch.zeros(1, 2, 3, 3, 3), stride=(0, 1)),
      "temporal stride"),
+    (lambda: sphere_conv2d(torch.zeros(1, 4, 8, 16), torch.zeros(3, 2, 3, 3), groups=2), "groups must be"),
+    (lambda: sphere_conv2d(torch.zeros(1, 4, 8, 16), torch.zeros(4, 1, 3, 3), groups=2), "1 per group"),
+    (lambda: sphere_conv3d(torch.zeros(1, 4, 2, 8, 16), torch.zeros(4, 2, 3, 3, 3), groups=0),
+     "groups must be"),
 ])
 def test_bad_input_gets_a_clear_error(call, match):
     with pytest.raises(ValueError, match=match):
@@ -338,3 +347,58 @@ def test_fast_path_gives_one_gradient_when_only_one_is_needed(grad_of):
     fast = sphere_conv2d(x, weight, bias, 1, 1, "nearest", "cap", backend="cpu")
     expected = torch.autograd.grad(ref, wanted, g)[0]
     torch.testing.assert_close(torch.autograd.grad(fast, wanted, g)[0], expected, rtol=1e-10, atol=1e-10)
+
+
+GROUPS = [(4, 6, 2), (4, 4, 4), (3, 6, 3)]  # (Ci, Co, groups): grouped, depthwise, depthwise x2
+
+
+def _assert_same_outputs_and_gradients(fast_fn, ref_fn, params):
+    ref, fast = ref_fn(*params), fast_fn(*params)
+    torch.testing.assert_close(fast, ref, rtol=1e-10, atol=1e-10)
+    g = torch.randn_like(ref)
+    for a, b in zip(torch.autograd.grad(ref, params, g), torch.autograd.grad(fast, params, g)):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("interpolation,stencil,stride", OPTIONS)
+@pytest.mark.parametrize("ci,co,groups", GROUPS)
+def test_grouped_fast_path_equals_reference(interpolation, stencil, stride, ci, co, groups):
+    """Grouped and depthwise convolutions on a grid with bands and gathered rows (see the test above):
+    grouped band units and group-major tap blocks give the reference's outputs and gradients."""
+    x, weight, bias = _data(b=2, ci=ci, co=co, h=60, w=120)
+    params = [t.requires_grad_() for t in (x, weight[:, :ci // groups].contiguous(), bias)]
+    _assert_same_outputs_and_gradients(
+        lambda *p: sphere_conv2d(*p, stride, 1, interpolation, stencil, backend="cpu", groups=groups),
+        lambda *p: sphere_conv2d_reference(*p, stride, 1, interpolation, stencil, groups), params)
+
+
+@pytest.mark.parametrize("interpolation,stencil,stride", OPTIONS)
+def test_grouped_gradcheck(interpolation, stencil, stride):
+    x, weight, bias = _data(b=1, ci=4, co=4, h=6, w=12)
+    args = (x.requires_grad_(), weight[:, :2].contiguous().requires_grad_(), bias.requires_grad_())
+    fn = lambda x, w, b: sphere_conv2d(x, w, b, stride, 1, interpolation, stencil, groups=2)
+    assert torch.autograd.gradcheck(fn, args, fast_mode=True)
+
+
+def test_grouped_reference_is_one_convolution_per_group():
+    x, weight, bias = _data(ci=4, co=6, h=8, w=16)
+    weight = weight[:, :2]
+    out = sphere_conv2d_reference(x, weight, bias, 1, 1, "bilinear", "cap", groups=2)
+    parts = [sphere_conv2d_reference(x[:, 2 * q:2 * q + 2], weight[3 * q:3 * q + 3], bias[3 * q:3 * q + 3],
+                                     1, 1, "bilinear", "cap") for q in range(2)]
+    torch.testing.assert_close(out, torch.cat(parts, 1), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("frames", [5, 2])  # 2 < kt: grouped clips skip the frames-as-channels fold
+@pytest.mark.parametrize("interpolation", ["nearest", "bilinear"])
+@pytest.mark.parametrize("ci,co,groups", GROUPS[:2])
+def test_grouped_clip_fast_path_equals_reference(frames, interpolation, ci, co, groups):
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, ci, frames, 8, 16, generator=g, dtype=torch.float64)
+    weight = torch.randn(co, ci // groups, 3, 3, 3, generator=g, dtype=torch.float64)
+    bias = torch.randn(co, generator=g, dtype=torch.float64)
+    params = [t.requires_grad_() for t in (x, weight, bias)]
+    _assert_same_outputs_and_gradients(
+        lambda *p: sphere_conv3d(*p, (1, 2), 1, interpolation, backend="cpu", groups=groups),
+        lambda *p: sphere_conv3d_reference(*p, (1, 2), 1, interpolation, groups=groups), params)
+
