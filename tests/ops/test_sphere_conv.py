@@ -402,3 +402,29 @@ def test_grouped_clip_fast_path_equals_reference(frames, interpolation, ci, co, 
         lambda *p: sphere_conv3d(*p, (1, 2), 1, interpolation, backend="cpu", groups=groups),
         lambda *p: sphere_conv3d_reference(*p, (1, 2), 1, interpolation, groups=groups), params)
 
+
+
+@pytest.mark.parametrize("interpolation,stencil",
+                         list(itertools.product(["nearest", "bilinear"], ["cap", "gnomonic"])))
+def test_a_one_by_one_stencil_at_stride_one_is_each_pixel_itself(interpolation, stencil):
+    """What lets 1x1 kernels run as planar 1x1 convolutions (sphsal.ops.sphere_conv._centres)."""
+    table = neighbour_table(8, 16, 1, 1, 1, stencil, interpolation)
+    assert torch.equal(table.rows[:, 0, 0], torch.arange(8)) and not table.cols[:, 0, 0].any()
+    assert torch.equal(table.weights[:, 0, 0], torch.ones(8, dtype=table.weights.dtype))
+
+
+@pytest.mark.parametrize("interpolation,stencil,stride", OPTIONS)
+@pytest.mark.parametrize("groups", [1, 2])
+def test_one_by_one_kernels_equal_reference(interpolation, stencil, stride, groups):
+    x, weight, bias = _data(ci=4, co=6, h=8, w=16, k=1)
+    params = [t.requires_grad_() for t in (x, weight[:, :4 // groups].contiguous(), bias)]
+    _assert_same_outputs_and_gradients(
+        lambda *p: sphere_conv2d(*p, stride, 1, interpolation, stencil, groups=groups),
+        lambda *p: sphere_conv2d_reference(*p, stride, 1, interpolation, stencil, groups), params)
+    g = torch.Generator().manual_seed(3)
+    clip = torch.randn(2, 4, 3, 8, 16, generator=g, dtype=torch.float64, requires_grad=True)
+    weight3 = torch.randn(6, 4 // groups, 3, 1, 1, generator=g, dtype=torch.float64, requires_grad=True)
+    _assert_same_outputs_and_gradients(
+        lambda *p: sphere_conv3d(*p, None, (2, stride), 1, interpolation, stencil, groups=groups),
+        lambda *p: sphere_conv3d_reference(*p, None, (2, stride), 1, interpolation, stencil, groups),
+        [clip, weight3])
