@@ -33,10 +33,11 @@ Clips (``sphere_conv3d``) are folded into images while they are copied into the 
 ``B * T_out`` images of ``Ci * kt`` channels, so a clip layer is one image layer; the input gradient
 is unfolded back the same way.
 
-Grouped convolutions (``groups > 1``, depthwise included) run the same plan: band units are grouped
-oneDNN convolutions (weight gradients from oneDNN too), and gathered rows' tap blocks are reordered
-group-major (column ``c * K + t``), so that each group's taps are one contiguous run and the products
-are one grouped 1x1 convolution.
+Grouped convolutions (``groups > 1``) run the same plan: band units are grouped oneDNN convolutions
+(weight gradients from oneDNN too), and gathered rows' tap blocks are reordered group-major (column
+``c * K + t``), so that each group's taps are one contiguous run and the products are one grouped 1x1
+convolution. Depthwise ones (one input channel per group) keep the tap-major block and take its
+products as ``K`` channel-wise multiply-adds instead (:func:`_depthwise_forward`).
 
 Nothing expanded is kept for backward: the autograd function saves only ``x`` (the clip itself, not
 its folded copy) and the weight, and rebuilds the flat input in backward. float32 and float64 run
@@ -404,6 +405,31 @@ def _gathered_forward(taps: torch.Tensor, weight_1x1: torch.Tensor, bias: torch.
     return y.permute(0, 2, 3, 1).reshape(taps.shape[0], -1)
 
 
+def _depthwise(weight: torch.Tensor, groups: int) -> bool:
+    """Whether a ``(Co, Ci / groups, K)`` weight is depthwise: one input channel per group."""
+    return groups > 1 and weight.shape[1] == 1
+
+
+def _depthwise_taps_weight(weight: torch.Tensor, groups: int) -> torch.Tensor:
+    """Depthwise ``(C * m, 1, K)`` weight (``C = groups`` input channels, ``m`` outputs each, output
+    channel ``c * m + j``) -> ``(K, C, m)``."""
+    return weight.view(groups, -1, weight.shape[2]).permute(2, 0, 1).contiguous()
+
+
+def _depthwise_forward(taps: torch.Tensor, taps_weight: torch.Tensor,
+                       bias: torch.Tensor | None) -> torch.Tensor:
+    """Outputs ``(M, C * m)`` of a tap-major block ``(M, K * C)`` of a depthwise convolution with
+    ``taps_weight`` ``(K, C, m)``: ``K`` channel-wise multiply-adds (on an AVX-512 Xeon 3.3x faster
+    than the grouped 1x1 convolution of the group-major block at ``M = 480``, ``C = 128``)."""
+    k, c, m = taps_weight.shape
+    t = taps.view(taps.shape[0], k, c, 1)
+    out = t[:, 0] * taps_weight[0]
+    for tap in range(1, k):
+        out.addcmul_(t[:, tap], taps_weight[tap])
+    out = out.view(taps.shape[0], -1)
+    return out if bias is None else out.add_(bias)
+
+
 def _unit_span(flat: _Flat, unit: ConvUnit) -> tuple[int, int]:
     """First buffer pixel and pixel count of the unit's input rows (shifted by ``unit.shift``)."""
     first = flat.halo + unit.row_lo * flat.row_pixels + unit.shift
@@ -495,8 +521,10 @@ def _forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, p
     t_out = _frames_out(x, kt, stride_t)
     flat = _Flat(x.shape[0] * t_out, table.height, table.width, plan.halo)
     buffer = _to_flat(x, flat, kt, stride_t)
-    weight_1x1 = _taps_1x1(weight, groups) if plan.gathered else None
-    blocks = _TapBlocks(buffer, flat, table, groups)
+    depthwise = _depthwise(weight, groups)
+    if plan.gathered:  # the products' weight: (K, C, m) depthwise, else (Co, K * Ci / groups, 1, 1)
+        gathered_weight = _depthwise_taps_weight(weight, groups) if depthwise else _taps_1x1(weight, groups)
+    blocks = _TapBlocks(buffer, flat, table, 1 if depthwise else groups)
     frames = (t_out,) if x.dim() == 5 else ()
     out = torch.empty((x.shape[0], weight.shape[0], *frames, table.h_out, table.w_out), dtype=x.dtype,
                       memory_format=_memory_format(x))
@@ -512,9 +540,9 @@ def _forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, p
         else:
             for lo, hi in blocks.chunks(piece):
                 taps = blocks.gather(lo, hi)
-                y = _gathered_forward(taps, weight_1x1, bias, groups).view(hi - lo, flat.batch, table.w_out,
-                                                                            -1)
-                _to_channels_first(y, 0, 0, out[..., lo:hi, :])
+                y = (_depthwise_forward(taps, gathered_weight, bias) if depthwise
+                     else _gathered_forward(taps, gathered_weight, bias, groups))
+                _to_channels_first(y.view(hi - lo, flat.batch, table.w_out, -1), 0, 0, out[..., lo:hi, :])
     return out
 
 
@@ -638,6 +666,28 @@ def _grouped_gathered_backward(blocks: _TapBlocks, lo: int, hi: int, grad: torch
         blocks.scatter(gi.permute(0, 2, 3, 1).reshape(taps.shape), lo, hi, grad_buffer)
 
 
+def _depthwise_gathered_backward(blocks: _TapBlocks, lo: int, hi: int, grad: torch.Tensor,
+                                 taps_weight: torch.Tensor, grad_buffer: torch.Tensor | None,
+                                 grad_w_cells: torch.Tensor | None) -> None:
+    """Gathered rows ``lo:hi`` of a depthwise convolution (see :func:`_depthwise_forward`), output
+    gradient ``grad`` ``(M, C * m)``: the weight gradient added into ``grad_w_cells`` ``(C * m, K)`` and
+    the tap gradients (channel-wise products, written over the taps) scattered into ``grad_buffer``
+    (each skipped when None)."""
+    k, c, m = taps_weight.shape
+    g = grad.view(-1, c, m)
+    if grad_w_cells is not None:
+        taps = blocks.gather(lo, hi).view(-1, k, c, 1)
+        grad_w_cells.add_((taps * g.unsqueeze(1)).sum(0).view(k, -1).T)
+    if grad_buffer is not None:
+        grad_taps = blocks.view(lo, hi).view(-1, k, c)
+        for tap in range(k):
+            if m == 1:
+                torch.mul(grad, taps_weight[tap, :, 0], out=grad_taps[:, tap])
+            else:
+                torch.sum(g * taps_weight[tap], dim=2, out=grad_taps[:, tap])
+        blocks.scatter(grad_taps.view(grad.shape[0], -1), lo, hi, grad_buffer)
+
+
 def _backward(plan: Plan, table: NeighbourTable, kt: int, stride_t: int, x, weight, grad_out, need_x: bool,
               need_w: bool, groups: int):
     from sphsal.ops import _cpu_kernels
@@ -657,11 +707,14 @@ def _backward(plan: Plan, table: NeighbourTable, kt: int, stride_t: int, x, weig
     units = [u for p in plan.pieces if isinstance(p, Band) for u in p.units]
     if need_w and (groups > 1 or any(_onednn_weight_grad(u, groups) for u in units)):
         grad_w_cells = weight.new_zeros(co * channels, weight.shape[2])
-    taps_weight = None  # (Co, K * Ci) for gathered rows: 8% faster products than the transposed taps
-    if need_x and plan.gathered:
-        taps_weight = _taps_1x1(weight, groups).view(co, -1)
+    # The gathered rows' weight: (K, C, m) depthwise, else (Co, K * Ci / groups) (for groups = 1, used by
+    # the input gradient only: 8% faster products than with the transposed taps)
+    depthwise, gathered_weight = _depthwise(weight, groups), None
+    if plan.gathered and (need_x or groups > 1):
+        gathered_weight = (_depthwise_taps_weight(weight, groups) if depthwise
+                           else _taps_1x1(weight, groups).view(co, -1))
     out_row = flat.row_pixels // stride
-    blocks = _TapBlocks(buffer, flat, table, groups)
+    blocks = _TapBlocks(buffer, flat, table, 1 if depthwise else groups)
     for piece in sorted(plan.pieces, key=lambda p: anchor is None or p is not anchor[0]):
         n = piece.out_hi - piece.out_lo
         if isinstance(piece, Band):
@@ -680,14 +733,18 @@ def _backward(plan: Plan, table: NeighbourTable, kt: int, stride_t: int, x, weig
             first = flat.halo // stride
             for lo, hi in blocks.chunks(piece):
                 grad = grid[lo:hi, :, first:first + table.w_out].reshape(-1, co)
+                if depthwise:
+                    _depthwise_gathered_backward(blocks, lo, hi, grad, gathered_weight, grad_buffer,
+                                                 grad_w_cells)
+                    continue
                 if groups > 1:
-                    _grouped_gathered_backward(blocks, lo, hi, grad, taps_weight.view(co, -1, 1, 1),
+                    _grouped_gathered_backward(blocks, lo, hi, grad, gathered_weight.view(co, -1, 1, 1),
                                                grad_buffer, grad_w_cells)
                     continue
                 if need_w:
                     grad_taps.addmm_(grad.T, blocks.gather(lo, hi))
                 if need_x:
-                    grad_block = torch.mm(grad, taps_weight, out=blocks.view(lo, hi))
+                    grad_block = torch.mm(grad, gathered_weight, out=blocks.view(lo, hi))
                     blocks.scatter(grad_block, lo, hi, grad_buffer)
     grad_x = None
     del buffer, grad_grid, blocks  # freed before the result is allocated, which may reuse their memory

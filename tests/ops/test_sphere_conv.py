@@ -336,15 +336,18 @@ print("ok")
 
 @pytest.mark.usefixtures("weight_grad_method")
 @pytest.mark.parametrize("grad_of", ["input", "weight"])
-def test_fast_path_gives_one_gradient_when_only_one_is_needed(grad_of):
+@pytest.mark.parametrize("interpolation", ["nearest", "bilinear"])
+@pytest.mark.parametrize("ci,co,groups", [(2, 3, 1), (4, 6, 2), (3, 6, 3)])
+def test_fast_path_gives_one_gradient_when_only_one_is_needed(grad_of, interpolation, ci, co, groups):
     """Backward with only the input (frozen layer) or only the weight (first layer) requiring a gradient
-    equals the reference's, on a grid with bands and gathered rows."""
-    x, weight, bias = _data(b=2, ci=2, co=3, h=30, w=60)
+    equals the reference's, on a grid with bands and gathered rows (plain, grouped and depthwise)."""
+    x, weight, bias = _data(b=2, ci=ci, co=co, h=30, w=60)
+    weight = weight[:, :ci // groups].contiguous()
     wanted = x if grad_of == "input" else weight
     wanted.requires_grad_()
-    g = torch.randn(2, 3, 30, 60, dtype=torch.float64)
-    ref = sphere_conv2d_reference(x, weight, bias, 1, 1, "nearest", "cap")
-    fast = sphere_conv2d(x, weight, bias, 1, 1, "nearest", "cap", backend="cpu")
+    g = torch.randn(2, co, 30, 60, dtype=torch.float64)
+    ref = sphere_conv2d_reference(x, weight, bias, 1, 1, interpolation, "cap", groups)
+    fast = sphere_conv2d(x, weight, bias, 1, 1, interpolation, "cap", backend="cpu", groups=groups)
     expected = torch.autograd.grad(ref, wanted, g)[0]
     torch.testing.assert_close(torch.autograd.grad(fast, wanted, g)[0], expected, rtol=1e-10, atol=1e-10)
 
