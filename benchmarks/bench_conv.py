@@ -17,7 +17,9 @@ depends on what the process allocated before, not only on the method. The expand
 (over glibc's 32 MiB mapping limit) are faulted in at every step.
 
 A second table times ``SphericalConv3d`` against ``nn.Conv3d(C, C, 3, padding=1)`` at the small clip
-shapes of AVS360's encoder, where per-operation overhead rather than arithmetic dominates.
+shapes of AVS360's encoder, where per-operation overhead rather than arithmetic dominates; a third,
+``SphericalConv2d`` against ``nn.Conv2d`` for the other layer kinds that ``convert_to_spherical`` maps
+(1x1 kernels, depthwise and grouped 3x3) at the first image shape.
 
 Usage: ``python benchmarks/bench_conv.py [--quick] [--repeats N] [--threads 2] [--json out.json]
 [--shape B,C,CO,H,W ...]``.
@@ -179,8 +181,28 @@ def time_methods(shape, repeats: int) -> tuple[dict[str, float], dict[str, float
     return time_modules({m: build(m, shape) for m in METHODS}, x, repeats)
 
 
+def _timed_rows(label: str, shape, modules: dict[str, nn.Module], x: torch.Tensor,
+                repeats: int) -> list[dict]:
+    """Time ``modules`` on ``x`` (the first is the planar reference of the ratios; first call included
+    as ``first_ms``), print one row each and return them."""
+    first = {}
+    for m, module in modules.items():  # first call: neighbour table, plan, oneDNN kernels
+        t0 = time.perf_counter()
+        step(module, x)
+        first[m] = (time.perf_counter() - t0) * 1e3
+    times, _ = time_modules(modules, x, repeats)
+    planar = times[next(iter(modules))]
+    rows = []
+    for m in modules:
+        row = dict(shape=list(shape), method=m, time_ms=times[m], time_ratio=times[m] / planar,
+                   first_ms=first[m])
+        rows.append(row)
+        print(f"{label:26s} {m:15s} {row['time_ms']:11.1f} {row['time_ratio']:9.2f} {first[m]:9.1f}")
+    return rows
+
+
 def clip_table(shapes, repeats: int) -> list[dict]:
-    """Time SphericalConv3d against nn.Conv3d (first call included as ``first_ms``) and print rows."""
+    """Time SphericalConv3d against nn.Conv3d and print rows."""
     rows = []
     if not shapes:
         return rows
@@ -192,18 +214,31 @@ def clip_table(shapes, repeats: int) -> list[dict]:
         modules = {"planar3d": nn.Conv3d(c, c, 3, padding=1),
                    "sph3d-nearest": SphericalConv3d(c, c, 3, interpolation="nearest"),
                    "sph3d-bilinear": SphericalConv3d(c, c, 3, interpolation="bilinear")}
-        first = {}
-        for m, module in modules.items():  # first call: neighbour table, plan, oneDNN kernels
-            t0 = time.perf_counter()
-            step(module, x)
-            first[m] = (time.perf_counter() - t0) * 1e3
-        times, _ = time_modules(modules, x, repeats)
-        label = f"({b}, {c}, {t}, {h}x{w})"
-        for m in CLIP_METHODS:
-            row = dict(shape=list(shape), method=m, time_ms=times[m], time_ratio=times[m] / times["planar3d"],
-                       first_ms=first[m])
-            rows.append(row)
-            print(f"{label:26s} {m:15s} {row['time_ms']:11.1f} {row['time_ratio']:9.2f} {first[m]:9.1f}")
+        rows += _timed_rows(f"({b}, {c}, {t}, {h}x{w})", shape, modules, x, repeats)
+    return rows
+
+
+# Other layer kinds that convert_to_spherical maps (kernel size, stride, groups; groups=0: depthwise).
+LAYER_KINDS = {"1x1": (1, 1, 1), "1x1 stride 2": (1, 2, 1), "depthwise 3x3": (3, 1, 0),
+               "3x3 groups=8": (3, 1, 8)}
+
+
+def layer_table(shape, repeats: int) -> list[dict]:
+    """Time SphericalConv2d against nn.Conv2d for each of ``LAYER_KINDS`` at image shape ``shape``."""
+    b, c, _, h, w = shape
+    print(f"layers at (B, C, HxW) = ({b}, {c}, {h}x{w})")
+    print(f"{'layer':26s} {'method':15s} {'fwd+bwd ms':>11s} {'x planar':>9s} {'first ms':>9s}")
+    torch.manual_seed(0)
+    x = torch.randn(b, c, h, w, requires_grad=True)
+    rows = []
+    for kind, (k, stride, groups) in LAYER_KINDS.items():
+        groups = groups or c
+        modules = {"planar": nn.Conv2d(c, c, k, stride, k // 2, groups=groups)}
+        for interpolation in ("nearest", "bilinear"):
+            modules[f"sph-{interpolation}"] = SphericalConv2d(c, c, k, stride, groups=groups,
+                                                              interpolation=interpolation)
+        for row in _timed_rows(kind, shape, modules, x, repeats):
+            rows.append(dict(row, layer=kind))
     return rows
 
 
@@ -214,7 +249,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default=None, help="save the results to this JSON file")
     parser.add_argument("--shape", action="append", default=None, metavar="B,C,CO,H,W",
-                        help="time only these image shapes (repeatable; no clip table)")
+                        help="time only these image shapes (repeatable; no clip or layer table)")
     parser.add_argument("--memory-probe", nargs=2, metavar=("METHOD", "SHAPE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -249,11 +284,12 @@ def main(argv=None) -> int:
             faster = ", ".join(f"{v:.1f}x faster than {e}" for e, v in speedups.items())
             print(f"{label:26s} {m} is {faster}")
     clips = clip_table(clip_shapes, repeats)
+    layers = [] if args.shape else layer_table(shapes[0], repeats)
     if args.json:
         tmp = args.json + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
             meta = dict(torch=torch.__version__, threads=args.threads, repeats=repeats)
-            json.dump(dict(meta, results=results, clips=clips), f, indent=2)
+            json.dump(dict(meta, results=results, clips=clips, layers=layers), f, indent=2)
         os.replace(tmp, args.json)
         print(f"saved {args.json}")
     return 0
