@@ -446,9 +446,9 @@ def _unit_input(buffer: torch.Tensor, flat: _Flat, unit: ConvUnit) -> torch.Tens
 class _TapBlocks:
     """The tap blocks of one call's gathered rows: chunks of at most ``rows`` output rows, one reused
     ``(rows * B * W_out, K * C)`` buffer (see ``_GATHER_BLOCK_BYTES``). The kernels fill and read it
-    tap-major (column ``t * C + c``); for a grouped convolution :meth:`gather` returns, and
-    :meth:`scatter` takes, a group-major copy (column ``c * K + t``, see :func:`_taps_1x1`) in a
-    second reused buffer."""
+    tap-major (column ``t * C + c``); with ``groups > 1`` (grouped convolutions, depthwise ones
+    excepted) :meth:`gather` returns, and :meth:`scatter` takes, a group-major copy (column
+    ``c * K + t``, see :func:`_taps_1x1`) in a second reused buffer."""
 
     def __init__(self, buffer: torch.Tensor, flat: _Flat, table: NeighbourTable, groups: int = 1):
         self.buffer, self.flat, self.table, self.groups = buffer, flat, table, groups

@@ -30,6 +30,7 @@ __all__ = ["sphere_conv2d", "sphere_conv3d", "sphere_conv2d_reference", "sphere_
 
 BACKENDS = ("auto", "reference", "cpu", "cuda")
 _warned_no_cupy = False
+_warned_grouped_cuda = False
 
 
 def tap_index(table: NeighbourTable, width: int, device: torch.device) -> torch.Tensor:
@@ -136,7 +137,7 @@ def _split_stride(stride) -> tuple[int, int]:
 
 
 def _resolve_backend(x: torch.Tensor, backend: str, groups: int = 1) -> str:
-    global _warned_no_cupy
+    global _warned_no_cupy, _warned_grouped_cuda
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend != "auto":
@@ -151,6 +152,10 @@ def _resolve_backend(x: torch.Tensor, backend: str, groups: int = 1) -> str:
     if not x.is_cuda:
         return "cpu" if x.device.type == "cpu" else "reference"
     if groups != 1:
+        if not _warned_grouped_cuda:
+            warnings.warn(f"the CUDA kernel has no grouped convolution: groups={groups} on CUDA tensors runs "
+                          "the reference path (it holds k*k times the input for backward)", stacklevel=3)
+            _warned_grouped_cuda = True
         return "reference"
     from sphsal.ops import cuda
 
@@ -217,7 +222,7 @@ def sphere_conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     Time is zero-padded by ``kt // 2`` on both ends (``nn.Conv3d`` with ``padding=kt//2``), so the
     output has ``(T + 2 (kt//2) - kt) // stride_t + 1`` frames. Returns
     ``(B, Co, T_out, H / s, W / s)``. A clip shorter than the kernel (``T < kt``) runs as one image
-    convolution with its frames as channels (:func:`sphsal.ops.time_fold.frames_weight`).
+    convolution with its frames as channels (:func:`sphsal.ops.time_fold.frames_weight`; ``groups = 1``).
     """
     _check_inputs(x, weight, bias, 3, "sphere_conv3d", groups)
     stride_t, stride_s = _split_stride(stride)
