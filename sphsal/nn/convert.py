@@ -32,15 +32,20 @@ def _conv_problem(m: nn.Module) -> str | None:
     return None
 
 
-def _pool_problem(m: nn.Module) -> str | None:
-    k, s, p = (m.kernel_size, m.stride, m.padding)
+# (kernel_size, stride, padding) of the planar pools that have a spherical twin
+_POOLS = ((2, 2, 0), (3, 2, 1), (3, 1, 1))
+
+
+def _pool_geometry(m: nn.Module) -> tuple[int, int, int] | str:
+    """``(kernel_size, stride, padding)`` of a planar pool with a spherical twin, or why it has none."""
     if getattr(m, "ceil_mode", False) or getattr(m, "dilation", 1) not in (1, (1, 1)):
         return "ceil_mode / dilation are not supported"
-    if (k, s, p) in ((2, 2, 0), ((2, 2), (2, 2), (0, 0))):
-        return None
-    if (k, s, p) in ((3, 2, 1), ((3, 3), (2, 2), (1, 1))):
-        return None
-    return f"kernel_size={k}, stride={s}, padding={p}: only (2, 2, 0) and (3, 2, 1) map to spherical pools"
+    values = [m.kernel_size, m.stride, m.padding]
+    pairs = [v if isinstance(v, tuple) else (v, v) for v in values]
+    if any(a != b for a, b in pairs) or (pairs[0][0], pairs[1][0], pairs[2][0]) not in _POOLS:
+        return (f"kernel_size={m.kernel_size}, stride={m.stride}, padding={m.padding}: only (kernel, stride, "
+                f"padding) {', '.join(map(str, _POOLS))} map to spherical pools")
+    return pairs[0][0], pairs[1][0], pairs[2][0]
 
 
 def _twin(m: nn.Module, interpolation: str, stencil: str) -> nn.Module | str:
@@ -54,12 +59,11 @@ def _twin(m: nn.Module, interpolation: str, stencil: str) -> nn.Module | str:
                    interpolation, stencil, device=m.weight.device, dtype=m.weight.dtype, groups=m.groups)
         twin.load_state_dict(m.state_dict())
         return twin
-    problem = _pool_problem(m)
-    if problem:
-        return problem
+    geometry = _pool_geometry(m)
+    if isinstance(geometry, str):
+        return geometry
     cls = SphericalMaxPool2d if isinstance(m, nn.MaxPool2d) else SphericalAvgPool2d
-    k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
-    return cls(k, 2, stencil)
+    return cls(geometry[0], geometry[1], stencil)
 
 
 def convert_to_spherical(model: nn.Module, interpolation: str = "nearest", stencil: str = "cap") -> nn.Module:
@@ -68,8 +72,8 @@ def convert_to_spherical(model: nn.Module, interpolation: str = "nearest", stenc
 
     Convolutions (grouped and depthwise ones included) need an odd square spatial kernel, equal
     spatial stride and dilation, and "same" padding (``k // 2 * dilation``; ``kt // 2`` in time).
-    Pools need kernel 2 / stride 2 / padding 0 or kernel 3 / stride 2 / padding 1. Any other layer
-    stays planar and a warning names it.
+    Pools need kernel 2 / stride 2 / padding 0, or kernel 3 / padding 1 with stride 2 or 1. Any other
+    layer stays planar and a warning names it.
 
     Returns ``model`` (for chaining).
     """

@@ -123,3 +123,14 @@ def test_convert_3d_network_and_unsupported_padding_warning():
         convert_to_spherical(model, interpolation="bilinear")
     assert isinstance(model[0], SphericalConv3d) and model[0].interpolation == "bilinear"
     assert model[0](torch.randn(1, 2, 4, 8, 16)).shape == (1, 4, 4, 8, 16)
+
+
+def test_convert_stride_one_pools_and_warn_on_pools_without_a_twin():
+    model = nn.Sequential(nn.MaxPool2d(3, 1, 1), nn.AvgPool2d((3, 3), (1, 1), (1, 1)), nn.MaxPool2d(3, 3))
+    with pytest.warns(UserWarning, match=r"'2' \(MaxPool2d\).*kernel_size=3, stride=3"):
+        convert_to_spherical(model)
+    assert isinstance(model[0], SphericalMaxPool2d) and (model[0].kernel_size, model[0].stride) == (3, 1)
+    assert isinstance(model[1], SphericalAvgPool2d) and model[1].stride == 1
+    assert type(model[2]) is nn.MaxPool2d
+    x = torch.randn(1, 2, 8, 16)
+    assert model[1](model[0](x)).shape == x.shape
