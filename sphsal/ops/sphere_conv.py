@@ -11,8 +11,8 @@ a channels-last layout and numba-gathered pole rows, :mod:`sphsal.ops.cpu_banded
 NVRTC kernel, :mod:`sphsal.ops.cuda`). ``"auto"`` picks ``"cuda"`` for CUDA tensors when CuPy is
 importable (else the reference, with a one-time warning) and ``"cpu"`` otherwise; grouped convolutions
 (``groups > 1``) of CUDA tensors take the reference, the kernel having no groups. On every backend but
-the reference, a spatial ``1 x 1`` kernel (whose one tap is the output pixel's centre) runs as the planar
-1x1 convolution of the sampled centres: ``x`` itself at stride 1.
+the reference, a spatial ``1 x 1`` kernel at stride 1 (whose one tap is each pixel itself) runs as the
+planar 1x1 convolution.
 """
 
 from __future__ import annotations
@@ -116,15 +116,6 @@ def sphere_conv3d_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.T
     return out
 
 
-def _centres(x: torch.Tensor, stride: int, interpolation: str, stencil: str) -> torch.Tensor:
-    """The one tap of a spatial ``1 x 1`` stencil at every output pixel, ``(..., H, W)`` ->
-    ``(..., H / stride, W / stride)``: ``x`` itself at stride 1 (each pixel's own centre), else sampled
-    from the table (differentiable; no more memory than the output)."""
-    if stride == 1:
-        return x
-    return gather_taps(x, table_for(x, 1, stride, 1, interpolation, stencil)).squeeze(-2)
-
-
 def _split_stride(stride) -> tuple[int, int]:
     """``stride`` of sphere_conv3d: an int (both) or ``(temporal, spatial)``."""
     if isinstance(stride, int):
@@ -194,8 +185,8 @@ def sphere_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     chosen = _resolve_backend(x, backend, groups)
     if chosen == "reference":
         return sphere_conv2d_reference(x, weight, bias, stride, dilation, interpolation, stencil, groups)
-    if weight.shape[-1] == 1:  # a planar 1x1 convolution of the sampled centres
-        return F.conv2d(_centres(x, stride, interpolation, stencil), weight, bias, groups=groups)
+    if weight.shape[-1] == 1 and stride == 1:  # the stencil is each pixel itself: a planar 1x1 convolution
+        return F.conv2d(x, weight, bias, groups=groups)
     if chosen == "cpu":
         from sphsal.ops.cpu_banded import banded_sphere_conv
 
@@ -234,9 +225,8 @@ def sphere_conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
                                        stencil, groups)
     validate_config(x.shape[-2], x.shape[-1], weight.shape[-1], stride_s, dilation, stencil, interpolation)
     frames, kt = x.shape[2], weight.shape[2]
-    if weight.shape[-1] == 1:  # planar in time over the sampled centres (see sphere_conv2d)
-        return F.conv3d(_centres(x, stride_s, interpolation, stencil), weight, bias, (stride_t, 1, 1),
-                        (kt // 2, 0, 0), groups=groups)
+    if weight.shape[-1] == 1 and stride_s == 1:  # each pixel itself (see sphere_conv2d), planar in time
+        return F.conv3d(x, weight, bias, (stride_t, 1, 1), (kt // 2, 0, 0), groups=groups)
     if frames < kt and groups == 1:  # frames as channels: T / kt of the work (see sphsal.ops.time_fold)
         return conv_frames_as_channels(x, weight, bias, stride_t, kt // 2, lambda images, w, b: sphere_conv2d(
             images, w, b, stride_s, dilation, interpolation, stencil, chosen))

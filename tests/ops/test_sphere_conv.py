@@ -406,11 +406,10 @@ def test_grouped_clip_fast_path_equals_reference(frames, interpolation, ci, co, 
         lambda *p: sphere_conv3d_reference(*p, (1, 2), 1, interpolation, groups=groups), params)
 
 
-
 @pytest.mark.parametrize("interpolation,stencil",
                          list(itertools.product(["nearest", "bilinear"], ["cap", "gnomonic"])))
 def test_a_one_by_one_stencil_at_stride_one_is_each_pixel_itself(interpolation, stencil):
-    """What lets 1x1 kernels run as planar 1x1 convolutions (sphsal.ops.sphere_conv._centres)."""
+    """What lets 1x1 kernels at stride 1 run as planar 1x1 convolutions (sphsal.ops.sphere_conv2d)."""
     table = neighbour_table(8, 16, 1, 1, 1, stencil, interpolation)
     assert torch.equal(table.rows[:, 0, 0], torch.arange(8)) and not table.cols[:, 0, 0].any()
     assert torch.equal(table.weights[:, 0, 0], torch.ones(8, dtype=table.weights.dtype))
