@@ -15,6 +15,14 @@ def _image_net() -> nn.Module:
                          SphericalConv2d(8, 4, stencil="gnomonic"))
 
 
+def _layer_kinds_net() -> nn.Module:
+    """1x1 kernels (stride 1: the planar shortcut; stride 2: the operator), depthwise and grouped 3x3,
+    a stride-1 pool."""
+    return nn.Sequential(SphericalConv2d(3, 8, 1), SphericalConv2d(8, 8, groups=8, interpolation="bilinear"),
+                         SphericalMaxPool2d(3, 1), SphericalConv2d(8, 8, groups=2),
+                         SphericalConv2d(8, 4, 1, 2))
+
+
 class _ClipNet(nn.Module):
     """A clip layer (T >= kt: folded taps) and a short-clip layer (T < kt: frames as channels)."""
 
@@ -34,8 +42,9 @@ def _run(model, x):
     return out, grads
 
 
-@pytest.mark.parametrize("make,shape", [(_image_net, (2, 3, 16, 32)), (_ClipNet, (2, 3, 3, 16, 32))],
-                         ids=["images", "clips"])
+@pytest.mark.parametrize("make,shape", [(_image_net, (2, 3, 16, 32)), (_ClipNet, (2, 3, 3, 16, 32)),
+                                        (_layer_kinds_net, (2, 3, 16, 32))],
+                         ids=["images", "clips", "layer kinds"])
 def test_compiled_model_is_one_graph_and_matches_eager(make, shape):
     torch.manual_seed(0)
     model = make()
