@@ -16,7 +16,7 @@ from torch import nn
 from sphsal.ops.sphere_conv import sphere_conv2d, sphere_conv3d
 from sphsal.ops.stencils import INTERPOLATIONS, STENCILS
 
-__all__ = ["SphericalConv2d", "SphericalConv3d"]
+__all__ = ["SphericalConv2d", "SphericalConv3d", "padding_problem"]
 
 
 def _same_pair(value, name: str) -> int:
@@ -47,6 +47,25 @@ def _check_options(kernel_size: int, interpolation: str, stencil: str) -> None:
         raise ValueError(f"stencil must be one of {STENCILS}, got {stencil!r}")
 
 
+def padding_problem(padding, same: tuple[int, ...]) -> str | None:
+    """Why a planar ``padding`` argument (int, tuple or ``"same"``; None: not given) has no spherical
+    meaning, or None: only the "same" padding ``same`` does (a spherical layer never zero-pads in space:
+    longitude wraps and the stencil continues over the poles)."""
+    if padding is None or padding == "same":
+        return None
+    values = (padding,) * len(same) if isinstance(padding, int) else tuple(padding)
+    if values != same:
+        return f"padding={padding!r} is not the 'same' padding {same} that the spherical layer implies"
+    return None
+
+
+def _check_padding(padding, same: tuple[int, ...]) -> None:
+    problem = padding_problem(padding, same)
+    if problem:
+        raise ValueError(f"{problem} (it does not zero-pad in space: longitude wraps, the stencil continues "
+                         "over the poles)")
+
+
 class SphericalConv2d(nn.Conv2d):
     """Spherical convolution ``(B, Ci, H, W)`` -> ``(B, Co, H / stride, W / stride)`` on ERP maps.
 
@@ -61,15 +80,18 @@ class SphericalConv2d(nn.Conv2d):
         backend: ``"auto"``, ``"reference"``, ``"cpu"`` or ``"cuda"`` (see :func:`sphsal.ops.sphere_conv2d`).
         groups: as ``nn.Conv2d`` (``in_channels`` and ``out_channels`` divisible by it; ``groups =
             in_channels`` is a depthwise convolution); weight ``(Co, Ci / groups, k, k)``.
+        padding: accepted so that ``nn.Conv2d`` arguments carry over: only ``k // 2 * dilation`` (as an
+            int or pair) or ``"same"``, the padding that the layer's output size implies.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size=3, stride=1, dilation=1,
                  bias: bool = True, interpolation: str = "nearest", stencil: str = "cap",
-                 backend: str = "auto", device=None, dtype=None, groups: int = 1):
+                 backend: str = "auto", device=None, dtype=None, groups: int = 1, padding=None):
         k = _same_pair(kernel_size, "kernel_size")
         s = _same_pair(stride, "stride")
         d = _same_pair(dilation, "dilation")
         _check_options(k, interpolation, stencil)
+        _check_padding(padding, (k // 2 * d,) * 2)
         super().__init__(in_channels, out_channels, k, stride=s, padding=k // 2 * d, dilation=d,
                          groups=groups, bias=bias, device=device, dtype=dtype)
         self.interpolation, self.stencil, self.backend = interpolation, stencil, backend
@@ -89,6 +111,7 @@ class SphericalConv3d(nn.Conv3d):
         kernel_size: int ``k`` (``kt = k``) or ``(kt, k, k)`` with ``k`` odd.
         stride: int (time and space) or ``(st, s, s)``.
         dilation: spatial stencil dilation (int or ``(1, d, d)``; no temporal dilation).
+        padding: only ``(kt // 2, k // 2 * d, k // 2 * d)`` (or that int) or ``"same"``.
         Other arguments as :class:`SphericalConv2d`.
 
     Time is zero-padded by ``kt // 2`` frames (``nn.Conv3d(..., padding=kt // 2)``), so
@@ -97,13 +120,14 @@ class SphericalConv3d(nn.Conv3d):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size=3, stride=1, dilation=1,
                  bias: bool = True, interpolation: str = "nearest", stencil: str = "cap",
-                 backend: str = "auto", device=None, dtype=None, groups: int = 1):
+                 backend: str = "auto", device=None, dtype=None, groups: int = 1, padding=None):
         kt, k = _time_space(kernel_size, "kernel_size")
         st, s = _time_space(stride, "stride")
         d = dilation if isinstance(dilation, int) else _time_space(dilation, "dilation")[1]
         if not isinstance(dilation, int) and int(dilation[0]) != 1:
             raise ValueError(f"temporal dilation is not supported, got dilation={dilation!r}")
         _check_options(k, interpolation, stencil)
+        _check_padding(padding, (kt // 2, k // 2 * d, k // 2 * d))
         super().__init__(in_channels, out_channels, (kt, k, k), stride=(st, s, s),
                          padding=(kt // 2, k // 2 * d, k // 2 * d), dilation=(1, d, d), groups=groups,
                          bias=bias, device=device, dtype=dtype)

@@ -6,7 +6,7 @@ import warnings
 
 from torch import nn
 
-from sphsal.nn.conv import SphericalConv2d, SphericalConv3d
+from sphsal.nn.conv import SphericalConv2d, SphericalConv3d, padding_problem
 from sphsal.nn.pooling import SphericalAvgPool2d, SphericalMaxPool2d
 
 __all__ = ["convert_to_spherical"]
@@ -23,13 +23,8 @@ def _conv_problem(m: nn.Module) -> str | None:
         return f"stride={m.stride} / dilation={m.dilation} differ between the spatial axes"
     if isinstance(m, nn.Conv3d) and m.dilation[0] != 1:
         return f"temporal dilation {m.dilation[0]} is not supported"
-    if p != "same":
-        expected = (k[0] // 2 * d[0],) * 2
-        if isinstance(m, nn.Conv3d):
-            expected = (m.kernel_size[0] // 2, *expected)
-        if tuple(p) != expected:
-            return f"padding={p} is not the 'same' padding {expected} that the spherical layer implies"
-    return None
+    same = (k[0] // 2 * d[0],) * 2
+    return padding_problem(p, (m.kernel_size[0] // 2, *same) if isinstance(m, nn.Conv3d) else same)
 
 
 # (kernel_size, stride, padding) of the planar pools that have a spherical twin

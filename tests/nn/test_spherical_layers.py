@@ -40,10 +40,24 @@ def test_conv3d_shapes_and_state_dict():
 
 
 @pytest.mark.parametrize("kwargs,match", [(dict(kernel_size=4), "odd"), (dict(stride=(1, 2)), "stride"),
-                                          (dict(stencil="square"), "stencil")])
+                                          (dict(stencil="square"), "stencil"),
+                                          (dict(padding=0), r"padding=0 is not the 'same' padding \(1, 1\)")])
 def test_bad_layer_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SphericalConv2d(2, 2, **kwargs)
+
+
+def test_planar_keyword_arguments_carry_over():
+    """nn.Conv2d / nn.Conv3d keyword arguments, "same" padding included, build the spherical twin."""
+    kwargs = dict(kernel_size=5, stride=2, padding=4, dilation=2, groups=2, bias=False)
+    planar, sph = nn.Conv2d(4, 6, **kwargs), SphericalConv2d(4, 6, **kwargs)
+    sph.load_state_dict(planar.state_dict())
+    assert sph.padding == planar.padding == (4, 4) and sph(torch.randn(1, 4, 8, 16)).shape == (1, 6, 4, 8)
+    kwargs3 = dict(kernel_size=(3, 5, 5), stride=(1, 2, 2), padding=(1, 2, 2))
+    SphericalConv3d(2, 4, **kwargs3).load_state_dict(nn.Conv3d(2, 4, **kwargs3).state_dict())
+    assert SphericalConv3d(2, 4, 3, padding="same").padding == (1, 1, 1)
+    with pytest.raises(ValueError, match=r"padding=2 .*\(1, 2, 2\)"):
+        SphericalConv3d(2, 4, (3, 5, 5), padding=2)
 
 
 class _Block(nn.Module):
