@@ -487,8 +487,8 @@ class _TapBlocks:
             return block
         if self.grouped is None:
             self.grouped = torch.empty_like(self.block)
-        grouped = self.grouped[:block.shape[0]]
-        grouped.view(self._tap_major(block).shape).copy_(self._tap_major(block))
+        grouped, taps = self.grouped[:block.shape[0]], self._tap_major(block)
+        grouped.view(taps.shape).copy_(taps)
         return grouped
 
     def scatter(self, grad_taps: torch.Tensor, lo: int, hi: int, grad_buffer: torch.Tensor) -> None:
@@ -498,7 +498,8 @@ class _TapBlocks:
 
         if self.groups != 1:
             block = self.view(lo, hi)
-            self._tap_major(block).copy_(grad_taps.view(self._tap_major(block).shape))
+            taps = self._tap_major(block)
+            taps.copy_(grad_taps.view(taps.shape))
             grad_taps = block
         chunk = _cpu_kernels.channel_chunk(grad_buffer.shape[1], torch.get_num_threads(), self.flat.batch)
         _cpu_kernels.scatter_taps(self._kernel_view(grad_taps, lo, hi), self.flat.halo, lo, hi, *self.arrays,
