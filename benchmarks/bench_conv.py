@@ -19,7 +19,8 @@ depends on what the process allocated before, not only on the method. The expand
 A second table times ``SphericalConv3d`` against ``nn.Conv3d(C, C, 3, padding=1)`` at the small clip
 shapes of AVS360's encoder, where per-operation overhead rather than arithmetic dominates; a third,
 ``SphericalConv2d`` against ``nn.Conv2d`` for the other layer kinds that ``convert_to_spherical`` maps
-(1x1 kernels, depthwise and grouped 3x3) at the first image shape.
+(1x1 kernels, depthwise and grouped 3x3, and the transposed 3x3 convolution up to that shape from half
+of it) at the first image shape.
 
 Usage: ``python benchmarks/bench_conv.py [--quick] [--repeats N] [--threads 2] [--json out.json]
 [--shape B,C,CO,H,W ...]``.
@@ -40,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sphsal.nn import SphericalConv2d, SphericalConv3d
+from sphsal.nn import SphericalConv2d, SphericalConv3d, SphericalConvTranspose2d
 from sphsal.ops.stencils import neighbour_table, stencil_pixel_coords
 
 SHAPES = [(2, 64, 64, 120, 240), (2, 64, 64, 240, 480), (1, 256, 256, 60, 120)]
@@ -224,7 +225,8 @@ LAYER_KINDS = {"1x1": (1, 1, 1), "1x1 stride 2": (1, 2, 1), "depthwise 3x3": (3,
 
 
 def layer_table(shape, repeats: int) -> list[dict]:
-    """Time SphericalConv2d against nn.Conv2d for each of ``LAYER_KINDS`` at image shape ``shape``."""
+    """Time SphericalConv2d against nn.Conv2d for each of ``LAYER_KINDS`` at image shape ``shape``, and
+    SphericalConvTranspose2d against nn.ConvTranspose2d from half that size up to it."""
     b, c, _, h, w = shape
     print(f"layers at (B, C, HxW) = ({b}, {c}, {h}x{w})")
     print(f"{'layer':26s} {'method':15s} {'fwd+bwd ms':>11s} {'x planar':>9s} {'first ms':>9s}")
@@ -237,8 +239,13 @@ def layer_table(shape, repeats: int) -> list[dict]:
         for interpolation in ("nearest", "bilinear"):
             modules[f"sph-{interpolation}"] = SphericalConv2d(c, c, k, stride, groups=groups,
                                                               interpolation=interpolation)
-        for row in _timed_rows(kind, shape, modules, x, repeats):
-            rows.append(dict(row, layer=kind))
+        rows += [dict(row, layer=kind) for row in _timed_rows(kind, shape, modules, x, repeats)]
+    kind = "transposed 3x3 stride 2"
+    modules = {"planar": nn.ConvTranspose2d(c, c, 3, 2, 1, 1)}
+    for interpolation in ("nearest", "bilinear"):
+        modules[f"sph-{interpolation}"] = SphericalConvTranspose2d(c, c, 3, 2, interpolation=interpolation)
+    coarse = torch.randn(b, c, h // 2, w // 2, requires_grad=True)
+    rows += [dict(row, layer=kind) for row in _timed_rows(kind, shape, modules, coarse, repeats)]
     return rows
 
 

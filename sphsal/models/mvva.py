@@ -25,10 +25,13 @@ Defaults are the released network's sizes (256 x 256 frames, 32 x 32 output):
 
 ``mvva_sph``: every visual, face and fusion convolution spherical and the pools on ERP cells
 (:func:`sphsal.models.spherical.make_spherical`); the audio CNN stays planar (a spectrogram). It is
-NOT seam-consistent: the motion stream's transposed convolution stays planar.
+NOT seam-consistent: the motion stream's 4x4 transposed convolution stays planar (an even kernel has no
+spherical stencil; odd ones become :class:`sphsal.nn.SphericalConvTranspose2d`).
 """
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -126,7 +129,9 @@ class MVVA(nn.Module):
         self.conv_normal_face1, self.conv_normal_face2 = _conv(1, fuse), _conv(fuse + 1, fuse)
         self.visual_hmap = nn.Conv2d(3 * fuse, 1, 1)
         if spherical:
-            make_spherical(self)
+            with warnings.catch_warnings():  # its 4x4 transposed convolution stays planar (documented above)
+                warnings.filterwarnings("ignore", message=r".*'flow_deconv5\.0' \(ConvTranspose2d\)")
+                make_spherical(self)
         # audio CNN (added after the conversion: a spectrogram is not an ERP map)
         self.conv1_3d = nn.Conv3d(1, a[0], 3, padding=1)
         self.conv2a_3d = nn.Conv3d(a[0], a[1], 3, padding=1)

@@ -7,11 +7,14 @@ import warnings
 from torch import nn
 
 from sphsal.nn.conv import SphericalConv2d, SphericalConv3d, padding_problem
+from sphsal.nn.conv_transpose import SphericalConvTranspose2d, output_padding_problem
 from sphsal.nn.pooling import SphericalAvgPool2d, SphericalMaxPool2d
 
 __all__ = ["convert_to_spherical"]
 
-_SPHERICAL = (SphericalConv2d, SphericalConv3d, SphericalMaxPool2d, SphericalAvgPool2d)
+_SPHERICAL = (SphericalConv2d, SphericalConv3d, SphericalConvTranspose2d, SphericalMaxPool2d,
+              SphericalAvgPool2d)
+_CONVERTED = (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.MaxPool2d, nn.AvgPool2d)
 
 
 def _conv_problem(m: nn.Module) -> str | None:
@@ -24,6 +27,8 @@ def _conv_problem(m: nn.Module) -> str | None:
     if isinstance(m, nn.Conv3d) and m.dilation[0] != 1:
         return f"temporal dilation {m.dilation[0]} is not supported"
     same = (k[0] // 2 * d[0],) * 2
+    if isinstance(m, nn.ConvTranspose2d):
+        return padding_problem(p, same) or output_padding_problem(m.output_padding, s[0])
     return padding_problem(p, (m.kernel_size[0] // 2, *same) if isinstance(m, nn.Conv3d) else same)
 
 
@@ -45,13 +50,20 @@ def _pool_geometry(m: nn.Module) -> tuple[int, int, int] | str:
 
 def _twin(m: nn.Module, interpolation: str, stencil: str) -> nn.Module | str:
     """The spherical replacement of ``m`` (weights copied) or the reason there is none."""
-    if isinstance(m, (nn.Conv2d, nn.Conv3d)):
+    if isinstance(m, nn.ConvTranspose3d):
+        return "there is no spherical transposed 3D convolution"
+    if isinstance(m, (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d)):
         problem = _conv_problem(m)
         if problem:
             return problem
-        cls = SphericalConv2d if isinstance(m, nn.Conv2d) else SphericalConv3d
-        twin = cls(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.dilation, m.bias is not None,
-                   interpolation, stencil, device=m.weight.device, dtype=m.weight.dtype, groups=m.groups)
+        options = dict(stride=m.stride, dilation=m.dilation, bias=m.bias is not None, groups=m.groups,
+                       interpolation=interpolation, stencil=stencil, device=m.weight.device,
+                       dtype=m.weight.dtype)
+        if isinstance(m, nn.ConvTranspose2d):
+            twin = SphericalConvTranspose2d(m.in_channels, m.out_channels, m.kernel_size, **options)
+        else:
+            cls = SphericalConv2d if isinstance(m, nn.Conv2d) else SphericalConv3d
+            twin = cls(m.in_channels, m.out_channels, m.kernel_size, **options)
         twin.load_state_dict(m.state_dict())
         return twin
     geometry = _pool_geometry(m)
@@ -62,11 +74,12 @@ def _twin(m: nn.Module, interpolation: str, stencil: str) -> nn.Module | str:
 
 
 def convert_to_spherical(model: nn.Module, interpolation: str = "nearest", stencil: str = "cap") -> nn.Module:
-    """Replace, in place, every ``Conv2d``, ``Conv3d``, ``MaxPool2d`` and ``AvgPool2d`` of ``model``
-    by its spherical twin, keeping the weights (transposed convolutions are not touched).
+    """Replace, in place, every ``Conv2d``, ``Conv3d``, ``ConvTranspose2d``, ``MaxPool2d`` and
+    ``AvgPool2d`` of ``model`` by its spherical twin, keeping the weights.
 
     Convolutions (grouped and depthwise ones included) need an odd square spatial kernel, equal
-    spatial stride and dilation, and "same" padding (``k // 2 * dilation``; ``kt // 2`` in time).
+    spatial stride and dilation, and "same" padding (``k // 2 * dilation``; ``kt // 2`` in time);
+    transposed ones also ``output_padding = stride - 1`` (an exact ``stride`` times larger grid).
     Pools need kernel 2 / stride 2 / padding 0, or kernel 3 / padding 1 with stride 2 or 1. Any other
     layer stays planar and a warning names it.
 
@@ -76,7 +89,7 @@ def convert_to_spherical(model: nn.Module, interpolation: str = "nearest", stenc
         for child_name, child in list(module.named_children()):
             if isinstance(child, _SPHERICAL):
                 continue
-            if not isinstance(child, (nn.Conv2d, nn.Conv3d, nn.MaxPool2d, nn.AvgPool2d)):
+            if not isinstance(child, _CONVERTED):
                 continue
             full = f"{name}.{child_name}" if name else child_name
             twin = _twin(child, interpolation, stencil)

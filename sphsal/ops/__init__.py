@@ -6,6 +6,7 @@ it registers the custom operators ``sphsal::*`` of both backends, so that a prog
 """
 
 from sphsal.ops import cpu_banded as _cpu_banded  # noqa: F401  (registers sphsal::sphere_conv_cpu)
+from sphsal.ops import cpu_transpose as _cpu_transpose  # noqa: F401  (sphsal::sphere_conv_transpose_cpu)
 from sphsal.ops import cuda as _cuda  # noqa: F401  (registers sphsal::sphere_conv2d_fwd / _bwd)
 from sphsal.ops.pooling import sphere_avg_pool2d, sphere_max_pool2d
 from sphsal.ops.sphere_conv import (
@@ -14,6 +15,7 @@ from sphsal.ops.sphere_conv import (
     sphere_conv3d,
     sphere_conv3d_reference,
 )
+from sphsal.ops.sphere_conv_transpose import sphere_conv_transpose2d, sphere_conv_transpose2d_reference
 from sphsal.ops.stencils import NeighbourTable, neighbour_table
 
 __all__ = [
@@ -23,6 +25,8 @@ __all__ = [
     "sphere_conv2d_reference",
     "sphere_conv3d",
     "sphere_conv3d_reference",
+    "sphere_conv_transpose2d",
+    "sphere_conv_transpose2d_reference",
     "sphere_max_pool2d",
     "sphere_avg_pool2d",
 ]

@@ -697,7 +697,8 @@ def _backward(plan: Plan, table: NeighbourTable, kt: int, stride_t: int, x, weig
     channels, co, stride = weight.shape[1], weight.shape[0], table.stride
     flat = _Flat(x.shape[0] * _frames_out(x, kt, stride_t), table.height, table.width, plan.halo)
     batch = flat.batch
-    buffer = _to_flat(x, flat, kt, stride_t)
+    # x's values enter the weight gradient only; the input gradient needs the buffer's layout alone
+    buffer = _to_flat(x, flat, kt, stride_t) if need_w else x.new_empty(flat.pixels, x.shape[1] * kt)
     grad_grid = _grad_flat(grad_out, flat, stride)
     anchor = _anchor(plan) if need_x else None
     grad_buffer = _grad_buffer(buffer, flat, anchor) if need_x else None

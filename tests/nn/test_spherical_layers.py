@@ -8,10 +8,11 @@ from sphsal.nn import (
     SphericalAvgPool2d,
     SphericalConv2d,
     SphericalConv3d,
+    SphericalConvTranspose2d,
     SphericalMaxPool2d,
     convert_to_spherical,
 )
-from sphsal.ops import sphere_conv2d, sphere_conv3d
+from sphsal.ops import sphere_conv2d, sphere_conv3d, sphere_conv_transpose2d
 
 
 def test_conv2d_is_a_drop_in_twin_of_nn_conv2d():
@@ -147,4 +148,48 @@ def test_convert_stride_one_pools_and_warn_on_pools_without_a_twin():
     assert isinstance(model[1], SphericalAvgPool2d) and model[1].stride == 1
     assert type(model[2]) is nn.MaxPool2d
     x = torch.randn(1, 2, 8, 16)
+    assert model[1](model[0](x)).shape == x.shape
+
+
+def test_conv_transpose2d_is_a_drop_in_twin_of_nn_conv_transpose2d():
+    planar = nn.ConvTranspose2d(4, 6, 3, 2, 1, 1, groups=2)
+    sph = SphericalConvTranspose2d(4, 6, 3, 2, 1, 1, groups=2, interpolation="bilinear")
+    assert isinstance(sph, nn.ConvTranspose2d)
+    shapes = lambda m: {k: v.shape for k, v in m.state_dict().items()}
+    assert shapes(sph) == shapes(planar)
+    sph.load_state_dict(planar.state_dict())
+    x = torch.randn(2, 4, 8, 16)
+    out = sph(x)
+    assert out.shape == planar(x).shape == (2, 6, 16, 32)
+    torch.testing.assert_close(out, sphere_conv_transpose2d(x, planar.weight, planar.bias, 2, 1, "bilinear",
+                                                            groups=2))
+    torch.testing.assert_close(sph(x, output_size=(16, 32)), out)
+    with pytest.raises(ValueError, match=r"output_size=\(17, 32\) is not \(16, 32\)"):
+        sph(x, output_size=(17, 32))
+    assert "stencil=cap" in repr(sph)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(output_padding=0), r"output_padding=0 is not 1 \(stride - 1"),
+    (dict(padding=0), r"padding=0 is not the 'same' padding \(1, 1\)"),
+    (dict(kernel_size=4), "odd")])
+def test_bad_transposed_layer_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SphericalConvTranspose2d(2, 2, **{"kernel_size": 3, "stride": 2, **kwargs})
+
+
+def test_convert_encoder_decoder_with_transposed_convolutions():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ConvTranspose2d(8, 3, 3, 2, 1, 1),
+                          nn.ConvTranspose2d(3, 3, 4, 2, 1), nn.ConvTranspose3d(3, 3, 3, padding=1))
+    weight = model[1].weight.clone()
+    with pytest.warns(UserWarning) as record:
+        convert_to_spherical(model, stencil="gnomonic")
+    messages = [str(r.message) for r in record]
+    assert any("'2' (ConvTranspose2d) planar: kernel_size=(4, 4)" in m for m in messages)
+    assert any("'3' (ConvTranspose3d) planar" in m for m in messages)
+    decoder = model[1]
+    assert isinstance(decoder, SphericalConvTranspose2d) and decoder.stencil == "gnomonic"
+    assert torch.equal(decoder.weight, weight)
+    x = torch.randn(1, 3, 8, 16)
     assert model[1](model[0](x)).shape == x.shape

@@ -6,7 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from sphsal.nn import SphericalAvgPool2d, SphericalConv2d, SphericalConv3d, SphericalMaxPool2d
+from sphsal.nn import (
+    SphericalAvgPool2d,
+    SphericalConv2d,
+    SphericalConv3d,
+    SphericalConvTranspose2d,
+    SphericalMaxPool2d,
+)
 
 
 def _image_net() -> nn.Module:
@@ -17,10 +23,10 @@ def _image_net() -> nn.Module:
 
 def _layer_kinds_net() -> nn.Module:
     """1x1 kernels (stride 1: the planar shortcut; stride 2: the operator), depthwise and grouped 3x3,
-    a stride-1 pool."""
+    a stride-1 pool, a transposed convolution back to the input grid."""
     return nn.Sequential(SphericalConv2d(3, 8, 1), SphericalConv2d(8, 8, groups=8, interpolation="bilinear"),
                          SphericalMaxPool2d(3, 1), SphericalConv2d(8, 8, groups=2),
-                         SphericalConv2d(8, 4, 1, 2))
+                         SphericalConv2d(8, 4, 1, 2), SphericalConvTranspose2d(4, 3, 3, 2))
 
 
 class _ClipNet(nn.Module):
