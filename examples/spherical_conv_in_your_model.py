@@ -5,7 +5,7 @@ Run: python examples/spherical_conv_in_your_model.py
 Shows that (1) SphericalConv2d is a drop-in for nn.Conv2d (same parameters, planar weights load
 unchanged), (2) rotating the ERP input about the polar axis by k columns rotates the output by exactly
 k columns (the seam at +-180 deg is not a border), and (3) convert_to_spherical turns every Conv2d /
-MaxPool2d / AvgPool2d of a model into its spherical twin, keeping the weights.
+ConvTranspose2d / MaxPool2d / AvgPool2d of a model into its spherical twin, keeping the weights.
 """
 
 import torch
@@ -14,13 +14,15 @@ from torch import nn
 from sphsal.nn import SphericalConv2d, convert_to_spherical
 
 
-def tiny_encoder(conv=nn.Conv2d) -> nn.Sequential:
-    """A small planar CNN as you might already have one (3 -> 32 channels, two stride-2 steps)."""
+def tiny_encoder_decoder(conv=nn.Conv2d) -> nn.Sequential:
+    """A small planar CNN as you might already have one (3 -> 32 channels, two stride-2 steps, then a
+    transposed convolution back up one step)."""
     return nn.Sequential(
         conv(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
         nn.MaxPool2d(2),
         conv(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
         nn.MaxPool2d(2),
+        nn.ConvTranspose2d(32, 16, 3, stride=2, padding=1, output_padding=1), nn.ReLU(),
     )
 
 
@@ -43,8 +45,8 @@ def main() -> None:
     print("same for nn.Conv2d with zero padding (the seam shows):", float(plain.abs().max()))
 
     # 3. Convert a whole model, keeping its weights.
-    model = tiny_encoder()
-    converted = convert_to_spherical(tiny_encoder())
+    model = tiny_encoder_decoder()
+    converted = convert_to_spherical(tiny_encoder_decoder())
     converted.load_state_dict(model.state_dict())
     kinds = sorted({type(m).__name__ for m in converted.modules() if "Spherical" in type(m).__name__})
     print("converted layers:", kinds, "output:", tuple(converted(x).shape))
