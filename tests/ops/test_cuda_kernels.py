@@ -213,3 +213,16 @@ def test_cuda_ops_compile_with_torch_compile():
     compiled = torch.compile(loss, fullgraph=True)
     eager = loss(x)
     torch.testing.assert_close(compiled(x), eager, rtol=1e-5, atol=1e-5)
+
+
+@needs_gpu
+def test_cuda_transposed_convolution_runs_the_reference_and_equals_cpu(monkeypatch):
+    from sphsal.ops import sphere_conv_transpose2d
+
+    monkeypatch.setattr("sphsal.ops.sphere_conv_transpose._warned_cuda", False)
+    torch.manual_seed(0)
+    x, weight, bias = torch.randn(2, 4, 8, 16), torch.randn(4, 3, 3, 3), torch.randn(3)
+    expected = sphere_conv_transpose2d(x, weight, bias, 2, 1, "bilinear")
+    with pytest.warns(UserWarning, match="no CUDA kernel"):
+        out = sphere_conv_transpose2d(x.cuda(), weight.cuda(), bias.cuda(), 2, 1, "bilinear")
+    torch.testing.assert_close(out.cpu(), expected, rtol=1e-4, atol=1e-4)
