@@ -76,11 +76,12 @@ def test_compiled_with_dynamic_shapes_takes_other_erp_sizes():
 
 def test_torch_export_keeps_the_spherical_operators():
     torch.manual_seed(0)
-    model = _image_net()
+    model = nn.Sequential(_image_net(), SphericalConvTranspose2d(4, 2, 3, 2))
     x = torch.randn(1, 3, 16, 32)
     exported = torch.export.export(model, (x,))
     targets = {str(n.target) for n in exported.graph.nodes if n.op == "call_function"}
-    assert {"sphsal.sphere_conv_cpu.default", "sphsal.sphere_pool.default"} <= targets
+    assert {"sphsal.sphere_conv_cpu.default", "sphsal.sphere_pool.default",
+            "sphsal.sphere_conv_transpose_cpu.default"} <= targets
     torch.testing.assert_close(exported.module()(x), model(x))
 
 
