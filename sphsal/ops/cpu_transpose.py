@@ -12,7 +12,14 @@ from __future__ import annotations
 
 import torch
 
-from sphsal.ops.cpu_banded import _backward, _conv_backward_op, _conv_op, _memory_format, banded_plan
+from sphsal.ops.cpu_banded import (
+    _backward,
+    _conv_backward_op,
+    _conv_op,
+    _memory_format,
+    _setup_context,
+    banded_plan,
+)
 from sphsal.ops.stencils import table_for
 
 __all__ = ["banded_sphere_conv_transpose"]
@@ -40,13 +47,8 @@ def _(x, weight, bias, kernel_size, stride, dilation, interpolation, stencil, gr
     return x.new_empty(_output_shape(x, weight, stride, groups)).contiguous(memory_format=_memory_format(x))
 
 
-def _setup_context(ctx, inputs, output):
-    x, weight, bias, *config = inputs
-    ctx.save_for_backward(x, weight)
-    ctx.config, ctx.has_bias = config, bias is not None
-
-
 def _transpose_backward(ctx, grad_out):
+    """Gradients from the saved ``x`` and ``weight`` (:func:`~sphsal.ops.cpu_banded._setup_context`)."""
     x, weight = ctx.saved_tensors
     kernel_size, stride, dilation, interpolation, stencil, groups = ctx.config
     stencil_args = (kernel_size, stride, dilation, interpolation, stencil, groups)

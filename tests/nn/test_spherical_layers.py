@@ -15,16 +15,22 @@ from sphsal.nn import (
 from sphsal.ops import sphere_conv2d, sphere_conv3d, sphere_conv_transpose2d
 
 
-def test_conv2d_is_a_drop_in_twin_of_nn_conv2d():
-    planar = nn.Conv2d(3, 5, 3, stride=2, padding=1)
-    sph = SphericalConv2d(3, 5, 3, stride=2, interpolation="bilinear", stencil="gnomonic")
-    assert isinstance(sph, nn.Conv2d)
+def _twin_outputs(planar: nn.Module, sph: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both layers' outputs on ``x`` once the planar layer's state dict (same names and shapes) is loaded
+    into its spherical twin, a subclass of the planar layer."""
+    assert isinstance(sph, type(planar))
     shapes = lambda m: {k: v.shape for k, v in m.state_dict().items()}
     assert shapes(sph) == shapes(planar)
     sph.load_state_dict(planar.state_dict())
+    return sph(x), planar(x)
+
+
+def test_conv2d_is_a_drop_in_twin_of_nn_conv2d():
+    planar = nn.Conv2d(3, 5, 3, stride=2, padding=1)
+    sph = SphericalConv2d(3, 5, 3, stride=2, interpolation="bilinear", stencil="gnomonic")
     x = torch.randn(2, 3, 8, 16)
-    out = sph(x)
-    assert out.shape == planar(x).shape == (2, 5, 4, 8)
+    out, planar_out = _twin_outputs(planar, sph, x)
+    assert out.shape == planar_out.shape == (2, 5, 4, 8)
     expected = sphere_conv2d(x, planar.weight, planar.bias, 2, 1, "bilinear", "gnomonic")
     torch.testing.assert_close(out, expected)
     assert "stencil=gnomonic" in repr(sph)
@@ -154,13 +160,9 @@ def test_convert_stride_one_pools_and_warn_on_pools_without_a_twin():
 def test_conv_transpose2d_is_a_drop_in_twin_of_nn_conv_transpose2d():
     planar = nn.ConvTranspose2d(4, 6, 3, 2, 1, 1, groups=2)
     sph = SphericalConvTranspose2d(4, 6, 3, 2, 1, 1, groups=2, interpolation="bilinear")
-    assert isinstance(sph, nn.ConvTranspose2d)
-    shapes = lambda m: {k: v.shape for k, v in m.state_dict().items()}
-    assert shapes(sph) == shapes(planar)
-    sph.load_state_dict(planar.state_dict())
     x = torch.randn(2, 4, 8, 16)
-    out = sph(x)
-    assert out.shape == planar(x).shape == (2, 6, 16, 32)
+    out, planar_out = _twin_outputs(planar, sph, x)
+    assert out.shape == planar_out.shape == (2, 6, 16, 32)
     torch.testing.assert_close(out, sphere_conv_transpose2d(x, planar.weight, planar.bias, 2, 1, "bilinear",
                                                             groups=2))
     torch.testing.assert_close(sph(x, output_size=(16, 32)), out)
