@@ -17,6 +17,7 @@ def test_tour_runs():
     exec(compile(code, "README tour", "exec"), scope)  # the project's own README, not data
     assert tuple(scope["faces"].shape) == (2, 6, 3, 128, 128)
     assert tuple(scope["aem"].shape) == (30, 64, 128)
+    assert tuple(scope["up"].shape) == (2, 8, 256, 512)
 
 
 def test_ci_runs_the_readme_test_command():
