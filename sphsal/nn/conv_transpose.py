@@ -42,7 +42,8 @@ class SphericalConvTranspose2d(nn.ConvTranspose2d):
         dilation: stencil radius in output pixel pitches per ring.
         interpolation: ``"nearest"`` or ``"bilinear"``.
         stencil: ``"cap"`` (GTSD) or ``"gnomonic"`` (SphereNet).
-        backend: ``"auto"``, ``"reference"`` or ``"cpu"`` (CUDA tensors run the reference).
+        backend: ``"auto"``, ``"reference"``, ``"cpu"`` or ``"cuda"`` (see
+            :func:`sphsal.ops.sphere_conv_transpose2d`).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size=3, stride=1, padding=None,

@@ -7,7 +7,9 @@ into shared memory; nothing K-times expanded is stored. The input gradient is th
 on the output gradient with the transposed weight and the table's inverse (:func:`_inverse_table`), so
 it needs no atomics; the weight gradient is a split reduction with one float atomic per element and block.
 
-The kernels are wrapped as the custom ops ``sphsal::sphere_conv2d_fwd`` and ``sphsal::sphere_conv2d_bwd``
+The kernels are wrapped as the custom ops ``sphsal::sphere_conv2d_fwd`` and ``sphsal::sphere_conv2d_bwd``,
+and the transposed convolution (the input-gradient gather as its forward) as
+``sphsal::sphere_conv_transpose2d_fwd`` with ``sphsal::sphere_conv2d_weight_grad``
 (``torch.library.custom_op`` with ``register_fake`` and ``register_autograd``; the neighbour tables are
 looked up inside them, so ``torch.compile`` captures a layer as one call) and launched on PyTorch's
 current CUDA stream; products accumulate in float32 and results come back in the input's dtype.
@@ -27,7 +29,8 @@ import torch
 from sphsal.ops.stencils import NeighbourTable, table_for
 from sphsal.ops.time_fold import fold_time, unfold_time
 
-__all__ = ["available", "kernel_source_path", "sphere_conv2d_cuda", "sphere_conv3d_cuda", "uses_tensor_cores"]
+__all__ = ["available", "kernel_source_path", "sphere_conv2d_cuda", "sphere_conv3d_cuda",
+           "sphere_conv_transpose2d_cuda", "uses_tensor_cores"]
 
 _TILE, _PER_THREAD = 32, 4  # exact kernels (sphere_conv.cu): tile and channels per thread
 _MMA_TILE, _MMA_SLICE, _MMA_THREADS = 64, 32, 128  # sphere_conv_mma.cu: BM = BN, BK, 4 warps
@@ -203,6 +206,20 @@ def _weight_grad(grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, 
     return grad_w
 
 
+def _input_grad(grad_out: torch.Tensor, weight: torch.Tensor, inv_rows: torch.Tensor, inv_cols: torch.Tensor,
+                inv_taps: torch.Tensor, stride: int, width: int) -> torch.Tensor:
+    """Input gradient ``(B, C, H, width)`` of the convolution with ``(Co, C, K)`` weight at the contiguous
+    output gradient ``grad_out`` ``(B, Co, H_out, width / stride)``: the gather kernel on the output
+    gradient (zero-inserted to the input's width when ``stride > 1``) with the transposed weight through
+    the inverse table; in ``grad_out``'s dtype."""
+    g_up = grad_out
+    if stride > 1:
+        b, co, h_out, _ = grad_out.shape
+        g_up = grad_out.new_zeros(b, co, h_out, width)
+        g_up[..., ::stride] = grad_out
+    return _gather_conv(g_up, weight.transpose(0, 1), inv_rows, inv_cols, inv_taps, 1, width)
+
+
 def _tables(x: torch.Tensor, kernel_size: int, stride: int, dilation: int, interpolation: str,
             stencil: str) -> tuple[torch.Tensor, ...]:
     """The device tables of ``x``'s ERP size (:func:`_device_table`)."""
@@ -231,15 +248,8 @@ def _backward_op(grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, 
     to the input's width when ``stride > 1``, convolved with the transposed weight through the inverse
     table (:func:`_inverse_table`); no atomics, each input pixel written once."""
     grad_out, x, weight = grad_out.contiguous(), x.contiguous(), weight.contiguous()
-    rows, cols, taps, inv_rows, inv_cols, inv_taps = _tables(x, kernel_size, stride, dilation, interpolation,
-                                                             stencil)
-    b, co, h_out, w_out = grad_out.shape
-    width = x.shape[3]
-    g_up = grad_out
-    if stride > 1:
-        g_up = grad_out.new_zeros(b, co, h_out, width)
-        g_up[..., ::stride] = grad_out
-    grad_x = _gather_conv(g_up, weight.transpose(0, 1), inv_rows, inv_cols, inv_taps, 1, width)
+    rows, cols, taps, *inverse = _tables(x, kernel_size, stride, dilation, interpolation, stencil)
+    grad_x = _input_grad(grad_out, weight, *inverse, stride, x.shape[3])
     grad_w = _weight_grad(grad_out, x, weight, rows, cols, taps, stride)
     return grad_x, grad_w.to(weight.dtype).contiguous()
 
@@ -260,6 +270,53 @@ def _backward(ctx, grad_out):
 
 
 _forward_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+@torch.library.custom_op("sphsal::sphere_conv2d_weight_grad", mutates_args=())
+def _weight_grad_op(grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, kernel_size: int,
+                    stride: int, dilation: int, interpolation: str, stencil: str) -> torch.Tensor:
+    """The weight gradient of :func:`_forward_op` alone (the transposed convolution's)."""
+    grad_out, x = grad_out.contiguous(), x.contiguous()
+    rows, cols, taps = _tables(x, kernel_size, stride, dilation, interpolation, stencil)[:3]
+    return _weight_grad(grad_out, x, weight, rows, cols, taps, stride).to(weight.dtype).contiguous()
+
+
+@_weight_grad_op.register_fake
+def _(grad_out, x, weight, *_):
+    return weight.new_empty(weight.shape)
+
+
+def _transposed_out_shape(x: torch.Tensor, weight: torch.Tensor, stride: int) -> tuple[int, ...]:
+    return x.shape[0], weight.shape[1], x.shape[2] * stride, x.shape[3] * stride
+
+
+@torch.library.custom_op("sphsal::sphere_conv_transpose2d_fwd", mutates_args=())
+def _transpose_op(x: torch.Tensor, weight: torch.Tensor, kernel_size: int, stride: int, dilation: int,
+                  interpolation: str, stencil: str) -> torch.Tensor:
+    """``(B, Ci, h, w)`` x, ``(Ci, Co, K)`` weight -> ``(B, Co, stride h, stride w)``: the input gradient of
+    the convolution ``(B, Co, stride h, stride w) -> (B, Ci, h, w)`` at output gradient ``x``."""
+    _check_dtype(x)
+    shape = _transposed_out_shape(x, weight, stride)
+    out_like = x.new_empty(1, 1, 1, 1).expand(shape)  # the tables depend on its size only
+    inverse = _tables(out_like, kernel_size, stride, dilation, interpolation, stencil)[3:]
+    return _input_grad(x.contiguous(), weight.contiguous(), *inverse, stride, shape[3])
+
+
+@_transpose_op.register_fake
+def _(x, weight, kernel_size, stride, *_):
+    return x.new_empty(_transposed_out_shape(x, weight, stride))
+
+
+def _transpose_backward(ctx, grad_out):
+    """The convolution of ``grad_out`` (input gradient) and that convolution's weight gradient at output
+    gradient ``x`` (weight gradient)."""
+    x, weight = ctx.saved_tensors
+    grad_x = _forward_op(grad_out, weight, *ctx.config) if ctx.needs_input_grad[0] else None
+    grad_w = _weight_grad_op(x, grad_out, weight, *ctx.config) if ctx.needs_input_grad[1] else None
+    return (grad_x, grad_w) + (None,) * len(ctx.config)
+
+
+_transpose_op.register_autograd(_transpose_backward, setup_context=_setup_context)
 
 
 @functools.lru_cache(maxsize=64)
@@ -302,6 +359,19 @@ def sphere_conv2d_cuda(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     arguments as :func:`~sphsal.ops.stencils.neighbour_table`."""
     weight = weight.to(x.dtype).reshape(*weight.shape[:2], -1)  # the kernels read both in x's dtype
     out = _forward_op(x, weight, kernel_size, stride, dilation, interpolation, stencil)
+    if bias is not None:
+        out = out + bias.view(1, -1, 1, 1).to(out.dtype)
+    return out
+
+
+def sphere_conv_transpose2d_cuda(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                                 kernel_size: int, stride: int, dilation: int, interpolation: str,
+                                 stencil: str) -> torch.Tensor:
+    """``(B, Ci, h, w)`` CUDA input, ``(Ci, Co, k, k)`` weight -> ``(B, Co, stride h, stride w)``: the
+    transposed convolution (:func:`sphsal.ops.sphere_conv_transpose2d`) as the convolution's input
+    gradient kernels."""
+    weight = weight.to(x.dtype).reshape(*weight.shape[:2], -1)
+    out = _transpose_op(x, weight, kernel_size, stride, dilation, interpolation, stencil)
     if bias is not None:
         out = out + bias.view(1, -1, 1, 1).to(out.dtype)
     return out

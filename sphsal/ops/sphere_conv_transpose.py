@@ -8,25 +8,21 @@ the spherical stencil of its own output position; where that stencil is the plan
 neighbourhood it is ``F.conv_transpose2d(..., padding=k // 2, output_padding=s - 1)`` with the longitude
 wrapped, and next to the poles it reaches over them as the convolution does.
 
-Backends: ``"reference"`` (every tap's contribution scattered with ``index_add``, the ground truth) and
-``"cpu"`` (the input gradient of the fast CPU convolution, :mod:`sphsal.ops.cpu_transpose`). CUDA tensors
-run the reference (the CUDA kernel has no transposed form; one-time warning).
+Backends as :func:`~sphsal.ops.sphere_conv2d`: ``"reference"`` (every tap's contribution scattered with
+``index_add``, the ground truth), ``"cpu"`` (the fast CPU convolution's input gradient,
+:mod:`sphsal.ops.cpu_transpose`) and ``"cuda"`` (the CUDA convolution's input-gradient kernels,
+:func:`sphsal.ops.cuda.sphere_conv_transpose2d_cuda`; grouped layers of CUDA tensors run the reference).
 """
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 import torch.nn.functional as F
 
-from sphsal.ops.sphere_conv import BACKENDS, _grouped, tap_index
+from sphsal.ops.sphere_conv import _grouped, _resolve_backend, tap_index
 from sphsal.ops.stencils import NeighbourTable, neighbour_table, validate_config
 
 __all__ = ["sphere_conv_transpose2d", "sphere_conv_transpose2d_reference", "scatter_taps"]
-
-_warned_cuda = False
-
 
 def scatter_taps(taps: torch.Tensor, table: NeighbourTable) -> torch.Tensor:
     """Adjoint of :func:`~sphsal.ops.sphere_conv.gather_taps`: ``(..., H_out, K, W_out)`` tap values ->
@@ -76,23 +72,6 @@ def sphere_conv_transpose2d_reference(x: torch.Tensor, weight: torch.Tensor, bia
     return out if bias is None else out + bias.view(1, -1, 1, 1)
 
 
-def _resolve_backend(x: torch.Tensor, backend: str) -> str:
-    global _warned_cuda
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "cuda":
-        raise ValueError("backend='cuda' has no transposed spherical convolution; use 'auto' or 'reference'")
-    if backend == "cpu" and x.device.type != "cpu":
-        raise ValueError(f"backend='cpu' needs a CPU tensor, got a {x.device.type} tensor")
-    if backend == "auto":
-        backend = "cpu" if x.device.type == "cpu" else "reference"
-        if backend == "reference" and not _warned_cuda:
-            warnings.warn("sphere_conv_transpose2d has no CUDA kernel: it runs the reference path on "
-                          f"{x.device.type} tensors (it holds k*k times the input)", stacklevel=3)
-            _warned_cuda = True
-    return backend
-
-
 def sphere_conv_transpose2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
                             stride: int = 2, dilation: int = 1, interpolation: str = "nearest",
                             stencil: str = "cap", backend: str = "auto", groups: int = 1) -> torch.Tensor:
@@ -105,7 +84,7 @@ def sphere_conv_transpose2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.T
         stride: upsampling factor: the output ERP grid is ``(stride h, stride w)`` (``stride w`` even).
         dilation, interpolation, stencil: the stencil of the convolution it transposes (on the output
             grid, see :func:`~sphsal.ops.sphere_conv2d`).
-        backend: ``"auto"``, ``"reference"`` or ``"cpu"``.
+        backend: ``"auto"``, ``"reference"``, ``"cpu"`` or ``"cuda"`` (as :func:`~sphsal.ops.sphere_conv2d`).
         groups: as ``nn.ConvTranspose2d``.
 
     Returns:
@@ -114,12 +93,16 @@ def sphere_conv_transpose2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.T
     _check_inputs(x, weight, bias, stride, groups)
     k = weight.shape[-1]
     validate_config(x.shape[-2] * stride, x.shape[-1] * stride, k, stride, dilation, stencil, interpolation)
-    chosen = _resolve_backend(x, backend)
+    chosen = _resolve_backend(x, backend, groups)
     if chosen == "reference":
         return sphere_conv_transpose2d_reference(x, weight, bias, stride, dilation, interpolation, stencil,
                                                  groups)
     if k == 1 and stride == 1:  # the stencil is each pixel itself (see sphere_conv2d)
         return F.conv_transpose2d(x, weight, bias, groups=groups)
-    from sphsal.ops.cpu_transpose import banded_sphere_conv_transpose
+    if chosen == "cpu":
+        from sphsal.ops.cpu_transpose import banded_sphere_conv_transpose
 
-    return banded_sphere_conv_transpose(x, weight, bias, stride, dilation, interpolation, stencil, groups)
+        return banded_sphere_conv_transpose(x, weight, bias, stride, dilation, interpolation, stencil, groups)
+    from sphsal.ops import cuda
+
+    return cuda.sphere_conv_transpose2d_cuda(x, weight, bias, k, stride, dilation, interpolation, stencil)

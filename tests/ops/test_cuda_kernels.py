@@ -102,6 +102,29 @@ def test_cuda_ops_plumbing_on_the_cpu(launches_in_torch, interpolation, stride, 
     torch.testing.assert_close(torch.compile(run, backend="aot_eager", fullgraph=True)(x), expected)
 
 
+@pytest.mark.parametrize("interpolation,stride,stencil", [("nearest", 2, "cap"), ("bilinear", 2, "gnomonic"),
+                                                          ("bilinear", 1, "cap")])
+def test_cuda_transposed_plumbing_on_the_cpu(launches_in_torch, interpolation, stride, stencil):
+    """The transposed operator (the input-gradient gather as its forward, the convolution and the
+    weight gradient as its backward) equals the reference, gradients included, and compiles whole."""
+    from sphsal.ops import sphere_conv_transpose2d_reference
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 16 // stride, 32 // stride, requires_grad=True)
+    weight, bias = torch.randn(4, 3, 3, 3, requires_grad=True), torch.randn(3, requires_grad=True)
+
+    def run(a):
+        return launches_in_torch.sphere_conv_transpose2d_cuda(a, weight, bias, 3, stride, 1, interpolation,
+                                                              stencil)
+
+    expected = sphere_conv_transpose2d_reference(x, weight, bias, stride, 1, interpolation, stencil)
+    out = run(x)
+    assert out.shape == (2, 3, 16, 32)
+    torch.testing.assert_close(out, expected)
+    _assert_same_gradients(out, expected, [x, weight, bias])
+    torch.testing.assert_close(torch.compile(run, backend="aot_eager", fullgraph=True)(x), expected)
+
+
 def test_cuda_clip_plumbing_on_the_cpu(launches_in_torch):
     torch.manual_seed(0)
     clip = torch.randn(2, 3, 4, 8, 16, requires_grad=True)
@@ -216,13 +239,23 @@ def test_cuda_ops_compile_with_torch_compile():
 
 
 @needs_gpu
-def test_cuda_transposed_convolution_runs_the_reference_and_equals_cpu(monkeypatch):
-    from sphsal.ops import sphere_conv_transpose2d
+@pytest.mark.parametrize("interpolation,stride", [("nearest", 2), ("bilinear", 2), ("bilinear", 1)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cuda_transposed_convolution_equals_the_reference(interpolation, stride, dtype, allow_tf32):
+    """The transposed operator's forward and all gradients on the CUDA kernels."""
+    from sphsal.ops import sphere_conv_transpose2d, sphere_conv_transpose2d_reference
 
-    monkeypatch.setattr("sphsal.ops.sphere_conv_transpose._warned_cuda", False)
-    torch.manual_seed(0)
-    x, weight, bias = torch.randn(2, 4, 8, 16), torch.randn(4, 3, 3, 3), torch.randn(3)
-    expected = sphere_conv_transpose2d(x, weight, bias, 2, 1, "bilinear")
-    with pytest.warns(UserWarning, match="no CUDA kernel"):
-        out = sphere_conv_transpose2d(x.cuda(), weight.cuda(), bias.cuda(), 2, 1, "bilinear")
-    torch.testing.assert_close(out.cpu(), expected, rtol=1e-4, atol=1e-4)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 70, 16 // stride, 96 // stride, generator=g)
+    weight = torch.randn(70, 40, 3, 3, generator=g) / 20
+    bias = torch.randn(40, generator=g)
+    ref_params = [t.double().requires_grad_() for t in (x, weight, bias)]
+    ref = sphere_conv_transpose2d_reference(*ref_params, stride, 1, interpolation)
+    grad = torch.randn(ref.shape, generator=g, dtype=torch.float64)
+    ref_grads = torch.autograd.grad(ref, ref_params, grad)
+    cuda_params = [t.to("cuda", dtype).requires_grad_() for t in (x, weight, bias)]
+    out = sphere_conv_transpose2d(*cuda_params, stride, 1, interpolation, backend="cuda")
+    assert out.dtype == dtype and out.shape == ref.shape
+    _compare(out, ref, dtype, allow_tf32)
+    for got, expected in zip(torch.autograd.grad(out, cuda_params, grad.to("cuda", dtype)), ref_grads):
+        _compare(got, expected, dtype, allow_tf32)

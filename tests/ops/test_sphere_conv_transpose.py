@@ -176,7 +176,7 @@ def test_a_one_by_one_kernel_at_stride_one_is_the_planar_one():
     (lambda x, w: sphere_conv_transpose2d(x, w, torch.zeros(3)), r"bias must have shape \(4,\)"),
     (lambda x, w: sphere_conv_transpose2d(x, w, groups=2), "groups must be a positive divisor of the 3"),
     (lambda x, w: sphere_conv_transpose2d(x, w, stride=0), "stride must be a positive int"),
-    (lambda x, w: sphere_conv_transpose2d(x, w, backend="cuda"), "backend='cuda' has no transposed"),
+    (lambda x, w: sphere_conv_transpose2d(x, w, backend="cuda"), "backend='cuda' needs a CUDA tensor"),
     (lambda x, w: sphere_conv_transpose2d(x[..., :7], w, stride=1), "W"),
 ])
 def test_bad_input_gets_a_clear_error(call, match):
