@@ -158,6 +158,23 @@ def _compare(got, expected, dtype, allow_tf32):
     assert _relative_error(got.cpu(), expected) < bound
 
 
+def _compare_with_reference(reference, on_cuda, tensors, dtype, allow_tf32, g):
+    """``on_cuda`` run on CUDA ``dtype`` copies of ``tensors`` against ``reference`` on float64 copies:
+    the output and every gradient, in ``dtype``, within :func:`_compare`'s bounds."""
+    ref_params = [t.double().requires_grad_() for t in tensors]
+    ref = reference(*ref_params)
+    grad = torch.randn(ref.shape, generator=g, dtype=torch.float64)
+    ref_grads = torch.autograd.grad(ref, ref_params, grad)
+    cuda_params = [t.to("cuda", dtype).requires_grad_() for t in tensors]
+    out = on_cuda(*cuda_params)
+    assert out.dtype == dtype and out.shape == ref.shape
+    _compare(out, ref, dtype, allow_tf32)
+    cuda_grads = torch.autograd.grad(out, cuda_params, grad.to("cuda", dtype))
+    for got, expected in zip(cuda_grads, ref_grads):
+        assert got.dtype == dtype
+        _compare(got, expected, dtype, allow_tf32)
+
+
 @needs_gpu
 @pytest.mark.parametrize("interpolation", ["nearest", "bilinear"])
 @pytest.mark.parametrize("stride", [1, 2])
@@ -168,18 +185,9 @@ def test_cuda_equals_the_reference(interpolation, stride, dtype, allow_tf32):
     x = torch.randn(2, 40, 16, 96, generator=g)
     weight = torch.randn(70, 40, 3, 3, generator=g) / 20
     bias = torch.randn(70, generator=g)
-    ref_params = [t.double().requires_grad_() for t in (x, weight, bias)]
-    ref = sphere_conv2d_reference(*ref_params, stride, 1, interpolation)
-    grad = torch.randn(ref.shape, generator=g, dtype=torch.float64)
-    ref_grads = torch.autograd.grad(ref, ref_params, grad)
-    cuda_params = [t.to("cuda", dtype).requires_grad_() for t in (x, weight, bias)]
-    out = sphere_conv2d(*cuda_params, stride, 1, interpolation, backend="cuda")
-    assert out.dtype == dtype
-    _compare(out, ref, dtype, allow_tf32)
-    cuda_grads = torch.autograd.grad(out, cuda_params, grad.to("cuda", dtype))
-    for got, expected in zip(cuda_grads, ref_grads):
-        assert got.dtype == dtype
-        _compare(got, expected, dtype, allow_tf32)
+    _compare_with_reference(lambda *p: sphere_conv2d_reference(*p, stride, 1, interpolation),
+                            lambda *p: sphere_conv2d(*p, stride, 1, interpolation, backend="cuda"),
+                            (x, weight, bias), dtype, allow_tf32, g)
 
 
 @needs_gpu
@@ -249,13 +257,6 @@ def test_cuda_transposed_convolution_equals_the_reference(interpolation, stride,
     x = torch.randn(2, 70, 16 // stride, 96 // stride, generator=g)
     weight = torch.randn(70, 40, 3, 3, generator=g) / 20
     bias = torch.randn(40, generator=g)
-    ref_params = [t.double().requires_grad_() for t in (x, weight, bias)]
-    ref = sphere_conv_transpose2d_reference(*ref_params, stride, 1, interpolation)
-    grad = torch.randn(ref.shape, generator=g, dtype=torch.float64)
-    ref_grads = torch.autograd.grad(ref, ref_params, grad)
-    cuda_params = [t.to("cuda", dtype).requires_grad_() for t in (x, weight, bias)]
-    out = sphere_conv_transpose2d(*cuda_params, stride, 1, interpolation, backend="cuda")
-    assert out.dtype == dtype and out.shape == ref.shape
-    _compare(out, ref, dtype, allow_tf32)
-    for got, expected in zip(torch.autograd.grad(out, cuda_params, grad.to("cuda", dtype)), ref_grads):
-        _compare(got, expected, dtype, allow_tf32)
+    _compare_with_reference(lambda *p: sphere_conv_transpose2d_reference(*p, stride, 1, interpolation),
+                            lambda *p: sphere_conv_transpose2d(*p, stride, 1, interpolation, backend="cuda"),
+                            (x, weight, bias), dtype, allow_tf32, g)
