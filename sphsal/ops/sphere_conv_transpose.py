@@ -24,6 +24,7 @@ from sphsal.ops.stencils import NeighbourTable, neighbour_table, validate_config
 
 __all__ = ["sphere_conv_transpose2d", "sphere_conv_transpose2d_reference", "scatter_taps"]
 
+
 def scatter_taps(taps: torch.Tensor, table: NeighbourTable) -> torch.Tensor:
     """Adjoint of :func:`~sphsal.ops.sphere_conv.gather_taps`: ``(..., H_out, K, W_out)`` tap values ->
     ``(..., H, W)``, each tap added into its source pixels (times their interpolation weights)."""
