@@ -31,8 +31,6 @@ spherical stencil; odd ones become :class:`sphsal.nn.SphericalConvTranspose2d`).
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -129,9 +127,7 @@ class MVVA(nn.Module):
         self.conv_normal_face1, self.conv_normal_face2 = _conv(1, fuse), _conv(fuse + 1, fuse)
         self.visual_hmap = nn.Conv2d(3 * fuse, 1, 1)
         if spherical:
-            with warnings.catch_warnings():  # its 4x4 transposed convolution stays planar (documented above)
-                warnings.filterwarnings("ignore", message=r".*'flow_deconv5\.0' \(ConvTranspose2d\)")
-                make_spherical(self)
+            make_spherical(self, keep_planar=("flow_deconv5.0",))  # a 4x4 kernel (see above)
         # audio CNN (added after the conversion: a spectrogram is not an ERP map)
         self.conv1_3d = nn.Conv3d(1, a[0], 3, padding=1)
         self.conv2a_3d = nn.Conv3d(a[0], a[1], 3, padding=1)

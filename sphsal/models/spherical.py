@@ -77,13 +77,13 @@ class EquirectMaxPool3d(nn.Module):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
-def make_spherical(module: nn.Module) -> nn.Module:
-    """Make ``module`` (in place) work on the sphere: :func:`sphsal.nn.convert_to_spherical`, then
-    spatially padded ``nn.MaxPool3d`` -> :class:`EquirectMaxPool3d` and ``BilinearUpsample.erp = True``.
-    Returns ``module``."""
+def make_spherical(module: nn.Module, keep_planar: tuple[str, ...] = ()) -> nn.Module:
+    """Make ``module`` (in place) work on the sphere: :func:`sphsal.nn.convert_to_spherical` (layers
+    named in ``keep_planar`` left as they are), then spatially padded ``nn.MaxPool3d`` ->
+    :class:`EquirectMaxPool3d` and ``BilinearUpsample.erp = True``. Returns ``module``."""
     from sphsal.nn import convert_to_spherical
 
-    convert_to_spherical(module)
+    convert_to_spherical(module, keep_planar=keep_planar)
     for parent in list(module.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, nn.MaxPool3d) and any(_triple(child.padding)[1:]):

@@ -73,7 +73,8 @@ def _twin(m: nn.Module, interpolation: str, stencil: str) -> nn.Module | str:
     return cls(geometry[0], geometry[1], stencil)
 
 
-def convert_to_spherical(model: nn.Module, interpolation: str = "nearest", stencil: str = "cap") -> nn.Module:
+def convert_to_spherical(model: nn.Module, interpolation: str = "nearest", stencil: str = "cap",
+                         keep_planar: tuple[str, ...] = ()) -> nn.Module:
     """Replace, in place, every ``Conv2d``, ``Conv3d``, ``ConvTranspose2d``, ``MaxPool2d`` and
     ``AvgPool2d`` of ``model`` by its spherical twin, keeping the weights.
 
@@ -81,7 +82,8 @@ def convert_to_spherical(model: nn.Module, interpolation: str = "nearest", stenc
     spatial stride and dilation, and "same" padding (``k // 2 * dilation``; ``kt // 2`` in time);
     transposed ones also ``output_padding = stride - 1`` (an exact ``stride`` times larger grid).
     Pools need kernel 2 / stride 2 / padding 0, or kernel 3 / padding 1 with stride 2 or 1. Any other
-    layer stays planar and a warning names it.
+    layer stays planar and a warning names it, except the layers named (as in ``named_modules``) in
+    ``keep_planar``, which stay planar on purpose and silently.
 
     Returns ``model`` (for chaining).
     """
@@ -92,6 +94,8 @@ def convert_to_spherical(model: nn.Module, interpolation: str = "nearest", stenc
             if not isinstance(child, _CONVERTED):
                 continue
             full = f"{name}.{child_name}" if name else child_name
+            if full in keep_planar:
+                continue
             twin = _twin(child, interpolation, stencil)
             if isinstance(twin, str):
                 kind = type(child).__name__

@@ -20,13 +20,10 @@ from sphsal.ops.cpu_banded import (
     _setup_context,
     banded_plan,
 )
+from sphsal.ops.sphere_conv_transpose import output_shape
 from sphsal.ops.stencils import table_for
 
 __all__ = ["banded_sphere_conv_transpose"]
-
-
-def _output_shape(x: torch.Tensor, weight: torch.Tensor, stride: int, groups: int) -> tuple[int, ...]:
-    return x.shape[0], weight.shape[1] * groups, x.shape[2] * stride, x.shape[3] * stride
 
 
 @torch.library.custom_op("sphsal::sphere_conv_transpose_cpu", mutates_args=())
@@ -35,7 +32,7 @@ def _transpose_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     """``x`` ``(B, Ci, h, w)`` float32/64, ``weight`` ``(Ci, Co / groups, K)`` -> ``(B, Co, stride h,
     stride w)``: the input gradient of the convolution ``(B, Co, stride h, stride w) -> (B, Ci, h, w)``
     at output gradient ``x``."""
-    shape = _output_shape(x, weight, stride, groups)
+    shape = output_shape(x, weight, stride, groups)
     out_like = torch.empty(shape, dtype=x.dtype, memory_format=_memory_format(x))  # values never read
     table = table_for(out_like, kernel_size, stride, dilation, interpolation, stencil)
     out, _ = _backward(banded_plan(table), table, 1, 1, out_like, weight, x, True, False, groups)
@@ -44,7 +41,7 @@ def _transpose_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
 
 @_transpose_op.register_fake
 def _(x, weight, bias, kernel_size, stride, dilation, interpolation, stencil, groups):
-    return x.new_empty(_output_shape(x, weight, stride, groups)).contiguous(memory_format=_memory_format(x))
+    return x.new_empty(output_shape(x, weight, stride, groups)).contiguous(memory_format=_memory_format(x))
 
 
 def _transpose_backward(ctx, grad_out):

@@ -26,6 +26,7 @@ import warnings
 import numpy as np
 import torch
 
+from sphsal.ops.sphere_conv_transpose import output_shape
 from sphsal.ops.stencils import NeighbourTable, table_for
 from sphsal.ops.time_fold import fold_time, unfold_time
 
@@ -286,17 +287,13 @@ def _(grad_out, x, weight, *_):
     return weight.new_empty(weight.shape)
 
 
-def _transposed_out_shape(x: torch.Tensor, weight: torch.Tensor, stride: int) -> tuple[int, ...]:
-    return x.shape[0], weight.shape[1], x.shape[2] * stride, x.shape[3] * stride
-
-
 @torch.library.custom_op("sphsal::sphere_conv_transpose2d_fwd", mutates_args=())
 def _transpose_op(x: torch.Tensor, weight: torch.Tensor, kernel_size: int, stride: int, dilation: int,
                   interpolation: str, stencil: str) -> torch.Tensor:
     """``(B, Ci, h, w)`` x, ``(Ci, Co, K)`` weight -> ``(B, Co, stride h, stride w)``: the input gradient of
     the convolution ``(B, Co, stride h, stride w) -> (B, Ci, h, w)`` at output gradient ``x``."""
     _check_dtype(x)
-    shape = _transposed_out_shape(x, weight, stride)
+    shape = output_shape(x, weight, stride)
     out_like = x.new_empty(1, 1, 1, 1).expand(shape)  # the tables depend on its size only
     inverse = _tables(out_like, kernel_size, stride, dilation, interpolation, stencil)[3:]
     return _input_grad(x.contiguous(), weight.contiguous(), *inverse, stride, shape[3])
@@ -304,7 +301,7 @@ def _transpose_op(x: torch.Tensor, weight: torch.Tensor, kernel_size: int, strid
 
 @_transpose_op.register_fake
 def _(x, weight, kernel_size, stride, *_):
-    return x.new_empty(_transposed_out_shape(x, weight, stride))
+    return x.new_empty(output_shape(x, weight, stride))
 
 
 def _transpose_backward(ctx, grad_out):

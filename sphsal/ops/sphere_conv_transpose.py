@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from sphsal.ops.sphere_conv import _grouped, _resolve_backend, tap_index
 from sphsal.ops.stencils import NeighbourTable, neighbour_table, validate_config
 
-__all__ = ["sphere_conv_transpose2d", "sphere_conv_transpose2d_reference", "scatter_taps"]
+__all__ = ["sphere_conv_transpose2d", "sphere_conv_transpose2d_reference", "scatter_taps", "output_shape"]
 
 
 def scatter_taps(taps: torch.Tensor, table: NeighbourTable) -> torch.Tensor:
@@ -35,6 +35,11 @@ def scatter_taps(taps: torch.Tensor, table: NeighbourTable) -> torch.Tensor:
     out = taps.new_zeros(*lead, table.height * table.width)
     out = out.index_add(-1, index.reshape(-1), values.reshape(*lead, -1))
     return out.view(*lead, table.height, table.width)
+
+
+def output_shape(x: torch.Tensor, weight: torch.Tensor, stride: int, groups: int = 1) -> tuple[int, ...]:
+    """``(B, Co, stride h, stride w)`` of input ``(B, Ci, h, w)`` and weight ``(Ci, Co / groups, ...)``."""
+    return x.shape[0], weight.shape[1] * groups, x.shape[2] * stride, x.shape[3] * stride
 
 
 def _check_inputs(x: torch.Tensor, weight: torch.Tensor, bias, stride: int, groups: int) -> None:

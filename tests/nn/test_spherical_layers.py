@@ -195,3 +195,11 @@ def test_convert_encoder_decoder_with_transposed_convolutions():
     assert torch.equal(decoder.weight, weight)
     x = torch.randn(1, 3, 8, 16)
     assert model[1](model[0](x)).shape == x.shape
+
+
+def test_layers_kept_planar_on_purpose_stay_planar_without_a_warning():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ConvTranspose2d(8, 3, 4, 2, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        convert_to_spherical(model, keep_planar=("1",))
+    assert isinstance(model[0], SphericalConv2d) and type(model[1]) is nn.ConvTranspose2d
