@@ -9,6 +9,9 @@ repeat) and the peak extra device memory of one forward+backward of:
 * ``sph-nearest`` / ``sph-bilinear``: ``sphsal.nn.SphericalConv2d`` (cap stencil), CUDA backend;
 * ``gather-3x`` / ``grid_sample-3x``: the published expand-3x approaches (see ``bench_conv.py``).
 
+A second table times ``sphsal.nn.SphericalConvTranspose2d`` (stride 2, CUDA backend) against
+``nn.ConvTranspose2d(C, C, 3, 2, 1, 1)`` from half of each of ``TRANSPOSED_SHAPES`` up to it.
+
 Usage: ``python benchmarks/bench_conv_gpu.py [--quick] [--repeats N] [--json out.json]``.
 """
 
@@ -24,12 +27,15 @@ import torch
 from bench_conv import GatherExpandConv, GridSampleExpandConv
 from torch import nn
 
-from sphsal.nn import SphericalConv2d
+from sphsal.nn import SphericalConv2d, SphericalConvTranspose2d
 
 SHAPES = [(2, 64, 64, 120, 240), (2, 64, 64, 240, 480), (1, 256, 256, 60, 120), (8, 64, 64, 240, 480),
           (8, 128, 128, 120, 240)]
 QUICK_SHAPES = [(2, 32, 32, 32, 64)]
 METHODS = ["planar", "sph-nearest", "sph-bilinear", "gather-3x", "grid_sample-3x"]
+# (B, C, H, W) of the transposed convolutions' outputs (inputs H/2 x W/2)
+TRANSPOSED_SHAPES = [(2, 64, 120, 240), (8, 64, 240, 480)]
+QUICK_TRANSPOSED_SHAPES = [(2, 32, 32, 64)]
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
@@ -75,16 +81,18 @@ def peak_memory(module: nn.Module, x: torch.Tensor, grad: torch.Tensor) -> float
     return (torch.cuda.max_memory_allocated() - base) / 2**20
 
 
-def measure(shape, dtype: torch.dtype, repeats: int) -> dict[str, dict[str, float]]:
+def measure(modules: dict[str, nn.Module], x_shape, grad_shape, dtype: torch.dtype,
+            repeats: int) -> dict[str, dict[str, float]]:
+    """Median forward / backward milliseconds and peak MiB of each module (moved to the GPU in
+    ``dtype``) on a random ``x_shape`` input and ``grad_shape`` output gradient."""
     torch.manual_seed(0)
-    b, cin, cout, h, w = shape
-    x = torch.randn(b, cin, h, w, device="cuda", dtype=dtype, requires_grad=True)
-    grad = torch.randn(b, cout, h, w, device="cuda", dtype=dtype)
-    modules = {m: build(m, shape).to("cuda", dtype) for m in METHODS}
+    x = torch.randn(*x_shape, device="cuda", dtype=dtype, requires_grad=True)
+    grad = torch.randn(*grad_shape, device="cuda", dtype=dtype)
+    modules = {m: module.to("cuda", dtype) for m, module in modules.items()}
     for module in modules.values():  # warm-up: tables, plans, NVRTC compilation, cuDNN autotuning
         for _ in range(3):
             time_step(module, x, grad)
-    samples = {m: ([], []) for m in METHODS}
+    samples = {m: ([], []) for m in modules}
     for _ in range(repeats):
         for m, module in modules.items():
             f, bwd = time_step(module, x, grad)
@@ -92,6 +100,31 @@ def measure(shape, dtype: torch.dtype, repeats: int) -> dict[str, dict[str, floa
             samples[m][1].append(bwd)
     return {m: dict(forward_ms=statistics.median(f), backward_ms=statistics.median(bwd),
                     peak_mib=peak_memory(modules[m], x, grad)) for m, (f, bwd) in samples.items()}
+
+
+def table_rows(label: str, shape, dtype_name: str, measured: dict[str, dict[str, float]]) -> list[dict]:
+    """Rows with ratios to the first method's (the planar reference), printed as they are made."""
+    ref = next(iter(measured.values()))
+    rows = []
+    for m, r in measured.items():
+        row = dict(shape=list(shape), dtype=dtype_name, method=m, **r,
+                   forward_ratio=r["forward_ms"] / ref["forward_ms"],
+                   backward_ratio=r["backward_ms"] / ref["backward_ms"],
+                   memory_ratio=r["peak_mib"] / max(ref["peak_mib"], 1e-9))
+        rows.append(row)
+        print(f"{label:24s} {dtype_name:9s} {m:15s} {row['forward_ms']:8.3f} {row['forward_ratio']:6.2f} "
+              f"{row['backward_ms']:8.3f} {row['backward_ratio']:6.2f} {row['peak_mib']:9.1f} "
+              f"{row['memory_ratio']:6.2f}")
+    return rows
+
+
+def transposed_modules(c: int) -> dict[str, nn.Module]:
+    """``nn.ConvTranspose2d(c, c, 3, 2, 1, 1)`` and its spherical twins (CUDA backend)."""
+    modules = {"planar": nn.ConvTranspose2d(c, c, 3, 2, 1, 1)}
+    for interpolation in ("nearest", "bilinear"):
+        modules[f"sph-{interpolation}"] = SphericalConvTranspose2d(c, c, 3, 2, interpolation=interpolation,
+                                                                   backend="cuda")
+    return modules
 
 
 def main(argv=None) -> int:
@@ -111,26 +144,25 @@ def main(argv=None) -> int:
               f"{'bwd ms':>8s} {'x':>6s} {'peak MiB':>9s} {'x':>6s}")
     print(header)
     print("-" * len(header))
-    results = []
+    results, transposed = [], []
     for shape in shapes:
         b, cin, cout, h, w = shape
         for name, dtype in DTYPES.items():
-            r = measure(shape, dtype, repeats)
-            ref = r["planar"]
-            for m in METHODS:
-                row = dict(shape=list(shape), dtype=name, method=m, **r[m],
-                           forward_ratio=r[m]["forward_ms"] / ref["forward_ms"],
-                           backward_ratio=r[m]["backward_ms"] / ref["backward_ms"],
-                           memory_ratio=r[m]["peak_mib"] / max(ref["peak_mib"], 1e-9))
-                results.append(row)
-                print(f"{f'({b}, {cin}->{cout}, {h}x{w})':24s} {name:9s} {m:15s} {row['forward_ms']:8.3f} "
-                      f"{row['forward_ratio']:6.2f} {row['backward_ms']:8.3f} {row['backward_ratio']:6.2f} "
-                      f"{row['peak_mib']:9.1f} {row['memory_ratio']:6.2f}")
+            measured = measure({m: build(m, shape) for m in METHODS}, (b, cin, h, w), (b, cout, h, w), dtype,
+                               repeats)
+            results += table_rows(f"({b}, {cin}->{cout}, {h}x{w})", shape, name, measured)
+    print("\ntransposed 3x3 stride 2, (B, C, HxW) of the output; planar: "
+          "nn.ConvTranspose2d(C, C, 3, 2, 1, 1)")
+    for shape in QUICK_TRANSPOSED_SHAPES if args.quick else TRANSPOSED_SHAPES:
+        b, c, h, w = shape
+        for name, dtype in DTYPES.items():
+            measured = measure(transposed_modules(c), (b, c, h // 2, w // 2), shape, dtype, repeats)
+            transposed += table_rows(f"({b}, {c}, {h}x{w})", shape, name, measured)
     if args.json:
         tmp = args.json + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
             meta = dict(device=device, torch=torch.__version__, repeats=repeats)
-            json.dump(dict(meta, results=results), f, indent=2)
+            json.dump(dict(meta, results=results, transposed=transposed), f, indent=2)
         os.replace(tmp, args.json)
         print(f"saved {args.json}")
     return 0
