@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import torch
 
+from sphsal.ops.banded_plan import banded_plan
 from sphsal.ops.cpu_banded import (
     _backward,
     _conv_backward_op,
     _conv_op,
     _memory_format,
     _setup_context,
-    banded_plan,
 )
 from sphsal.ops.sphere_conv_transpose import output_shape
 from sphsal.ops.stencils import table_for
