@@ -16,7 +16,7 @@ fresh memory): that is the figure the target applies to. The "out= reused" rows 
 buffer, as a pipeline that processes a long video chunk by chunk would. The load average is printed
 before and after, since the machine may be shared.
 
-    python benchmarks/bench_audio.py [--repeats 5]
+    python benchmarks/bench_audio.py [--repeats 5] [--quick]
 """
 
 from __future__ import annotations
@@ -39,6 +39,10 @@ FPS = 30
 CONFIGS = (
     ("first order", 1, 64, 128, 60.0, 2.0),
     ("third order", 3, 128, 256, 10.0, 0.2),
+)
+QUICK_CONFIGS = (
+    ("first order", 1, 32, 64, 2.0, 0.2),
+    ("third order", 3, 32, 64, 1.0, 0.1),
 )
 
 
@@ -69,7 +73,7 @@ def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def run(repeats: int) -> None:
+def run(repeats: int, configs=CONFIGS) -> None:
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     print(f"energy_map vs per-sample beamforming, {SAMPLE_RATE} Hz, {FPS} fps, cardioid, 1 thread, "
@@ -78,7 +82,7 @@ def run(repeats: int) -> None:
               f"{'baseline RTF':>13} {'ratio':>8} {'max rel diff':>13}")
     print(header)
     print("-" * len(header))
-    for name, order, h, w, seconds, base_seconds in CONFIGS:
+    for name, order, h, w, seconds, base_seconds in configs:
         channels = (order + 1) ** 2
         b = torch.from_numpy(rng.standard_normal((channels, int(seconds * SAMPLE_RATE))).astype(np.float32))
         short = b[:, :int(base_seconds * SAMPLE_RATE)]
@@ -111,7 +115,12 @@ def run(repeats: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats (median reported)")
-    run(parser.parse_args().repeats)
+    parser.add_argument("--quick", action="store_true", help="short signals, small maps, one repeat (smoke)")
+    args = parser.parse_args()
+    if args.quick:
+        run(1, QUICK_CONFIGS)
+    else:
+        run(args.repeats)
 
 
 if __name__ == "__main__":

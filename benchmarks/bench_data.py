@@ -20,7 +20,7 @@ is filled before timing (it is built once per dataset, not per epoch). Target: >
 wall-clock rates it hardly depends on what else the machine runs; ``2000 / CPU ms`` bounds the rate
 two idle cores could reach.
 
-    python benchmarks/bench_data.py [--repeats 3] [--seconds 4]
+    python benchmarks/bench_data.py [--repeats 3] [--seconds 4] [--quick]
 """
 
 from __future__ import annotations
@@ -87,7 +87,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=4.0, help="duration of the test video")
+    parser.add_argument("--quick", action="store_true", help="a 1 s video, one repeat (smoke run)")
     args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.repeats = 1.0, 1
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()

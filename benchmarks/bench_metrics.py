@@ -23,7 +23,7 @@ turns it off), so the baseline reuses its memory as a long-running numpy loop us
 Each measurement is repeated ``--repeats`` times, interleaved, and the median is reported; the load
 average is printed before and after (the numpy baseline runs on one core, sphsal on ``--threads``
 cores, so other load on the machine slows sphsal down more). Run from the repository root:
-``python benchmarks/bench_metrics.py``.
+``python benchmarks/bench_metrics.py`` (``--quick``: small maps, one repeat, a smoke run).
 """
 
 from __future__ import annotations
@@ -183,7 +183,11 @@ def main(argv=None) -> None:
                         help="keep glibc's default malloc thresholds (see the module docstring)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch and numba threads for sphsal (default: theirs, one per core)")
+    parser.add_argument("--quick", action="store_true", help="small maps and batches, one repeat (smoke run)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.batch, args.height, args.width, args.repeats = 4, 60, 120, 1
+        args.density_fixations, args.density_height, args.dense_fixations = 100, 120, 10
     import numba
 
     if args.threads:

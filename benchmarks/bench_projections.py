@@ -16,7 +16,7 @@ batch of ``(B, 3, H, W)`` float32 ERP images, with torch and OpenCV both limited
 Megapixels per second count output pixels (all channels together). Ratios are sphsal / method.
 
     python benchmarks/bench_projections.py                      # 1024x2048, batch 8
-    python benchmarks/bench_projections.py --size 64x128 --batch 2 --repeat 1   # smoke run
+    python benchmarks/bench_projections.py --quick              # smoke run: 64x128, batch 2, 1 repeat
 """
 
 from __future__ import annotations
@@ -182,7 +182,10 @@ def main(argv=None) -> dict:
                         help="HEALPix nside (default: smallest power of 2 not coarser than the ERP)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default=None, help="also save the results to this JSON file")
+    parser.add_argument("--quick", action="store_true", help="64x128, batch 2, one repeat (smoke run)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.size, args.batch, args.repeat = (64, 128), 2, 1
 
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
