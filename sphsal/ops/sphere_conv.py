@@ -73,6 +73,18 @@ def _check_inputs(x: torch.Tensor, weight: torch.Tensor, bias, spatial_dims: int
         raise ValueError(f"{name}: the spatial kernel must be square and odd, got {tuple(weight.shape[-2:])}")
     if bias is not None and bias.shape != (weight.shape[0],):
         raise ValueError(f"{name}: bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
+    check_dtypes_and_devices(name, x, weight, bias)
+
+
+def check_dtypes_and_devices(name: str, x: torch.Tensor, weight: torch.Tensor, bias) -> None:
+    """As ``nn.Conv2d``: ``x`` floating point, and ``weight`` and ``bias`` of its dtype and on its device
+    (an integer image would otherwise be convolved and truncated back to integers)."""
+    if not x.is_floating_point():
+        raise ValueError(f"{name}: x must be a floating-point tensor, got {x.dtype}")
+    for label, t in (("weight", weight), ("bias", bias)):
+        if t is not None and (t.dtype != x.dtype or t.device != x.device):
+            raise ValueError(f"{name}: x is {x.dtype} on {x.device} but {label} is {t.dtype} on {t.device}; "
+                             f"move the layer to x's dtype and device (module.to(x))")
 
 
 def _grouped(tensor: torch.Tensor, groups: int, dim: int) -> torch.Tensor:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from sphsal.ops.sphere_conv import _grouped, _resolve_backend, tap_index
+from sphsal.ops.sphere_conv import _grouped, _resolve_backend, check_dtypes_and_devices, tap_index
 from sphsal.ops.stencils import NeighbourTable, neighbour_table, validate_config
 
 __all__ = ["sphere_conv_transpose2d", "sphere_conv_transpose2d_reference", "scatter_taps", "output_shape"]
@@ -61,6 +61,7 @@ def _check_inputs(x: torch.Tensor, weight: torch.Tensor, bias, stride: int, grou
         raise ValueError(f"{name}: bias must have shape ({co},), got {tuple(bias.shape)}")
     if not isinstance(stride, int) or stride < 1:
         raise ValueError(f"{name}: stride must be a positive int, got {stride!r}")
+    check_dtypes_and_devices(name, x, weight, bias)
 
 
 def sphere_conv_transpose2d_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,

@@ -200,6 +200,12 @@ def test_float32_fast_path_matches_reference():
     (lambda: sphere_conv2d(torch.zeros(1, 4, 8, 16), torch.zeros(4, 1, 3, 3), groups=2), "1 per group"),
     (lambda: sphere_conv3d(torch.zeros(1, 4, 2, 8, 16), torch.zeros(4, 2, 3, 3, 3), groups=0),
      "groups must be"),
+    (lambda: sphere_conv2d(torch.zeros(1, 2, 8, 16, dtype=torch.long), torch.zeros(1, 2, 3, 3)),
+     "x must be a floating-point tensor, got torch.int64"),
+    (lambda: sphere_conv2d(torch.zeros(1, 2, 8, 16, dtype=torch.bfloat16), torch.zeros(1, 2, 3, 3)),
+     r"x is torch.bfloat16 on cpu but weight is torch.float32 on cpu; move the layer .*module.to\(x\)"),
+    (lambda: sphere_conv3d(torch.zeros(1, 2, 1, 8, 16), torch.zeros(1, 2, 3, 3, 3), torch.zeros(1).double()),
+     "but bias is torch.float64"),
 ])
 def test_bad_input_gets_a_clear_error(call, match):
     with pytest.raises(ValueError, match=match):

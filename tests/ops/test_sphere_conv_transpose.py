@@ -178,6 +178,8 @@ def test_a_one_by_one_kernel_at_stride_one_is_the_planar_one():
     (lambda x, w: sphere_conv_transpose2d(x, w, stride=0), "stride must be a positive int"),
     (lambda x, w: sphere_conv_transpose2d(x, w, backend="cuda"), "backend='cuda' needs a CUDA tensor"),
     (lambda x, w: sphere_conv_transpose2d(x[..., :7], w, stride=1), "W"),
+    (lambda x, w: sphere_conv_transpose2d(x.long(), w), "x must be a floating-point tensor"),
+    (lambda x, w: sphere_conv_transpose2d(x.float(), w), "but weight is torch.float64"),
 ])
 def test_bad_input_gets_a_clear_error(call, match):
     x, weight, _ = _data()
