@@ -69,24 +69,27 @@ def _check_padding(padding, same: tuple[int, ...]) -> None:
 class SphericalConv2d(nn.Conv2d):
     """Spherical convolution ``(B, Ci, H, W)`` -> ``(B, Co, H / stride, W / stride)`` on ERP maps.
 
+    The leading arguments are ``nn.Conv2d``'s, in its order (``SphericalConv2d(3, 8, 5, 1, 2)`` is
+    ``nn.Conv2d(3, 8, 5, 1, 2)`` on the sphere); the spherical options are keyword-only.
+
     Args:
         in_channels, out_channels: as ``nn.Conv2d``.
         kernel_size: odd ``k`` (int or ``(k, k)``).
         stride: 1 or any divisor of ``H`` and ``W`` (the output is an ERP grid of that size).
+        padding: accepted so that ``nn.Conv2d`` arguments carry over: only ``k // 2 * dilation`` (as an
+            int or pair) or ``"same"``, the padding that the layer's output size implies.
         dilation: stencil radius in input pixel pitches per ring.
+        groups: as ``nn.Conv2d`` (``in_channels`` and ``out_channels`` divisible by it; ``groups =
+            in_channels`` is a depthwise convolution); weight ``(Co, Ci / groups, k, k)``.
         bias: learn a bias.
         interpolation: ``"nearest"`` or ``"bilinear"``.
         stencil: ``"cap"`` (GTSD) or ``"gnomonic"`` (SphereNet).
         backend: ``"auto"``, ``"reference"``, ``"cpu"`` or ``"cuda"`` (see :func:`sphsal.ops.sphere_conv2d`).
-        groups: as ``nn.Conv2d`` (``in_channels`` and ``out_channels`` divisible by it; ``groups =
-            in_channels`` is a depthwise convolution); weight ``(Co, Ci / groups, k, k)``.
-        padding: accepted so that ``nn.Conv2d`` arguments carry over: only ``k // 2 * dilation`` (as an
-            int or pair) or ``"same"``, the padding that the layer's output size implies.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size=3, stride=1, dilation=1,
-                 bias: bool = True, interpolation: str = "nearest", stencil: str = "cap",
-                 backend: str = "auto", device=None, dtype=None, groups: int = 1, padding=None):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size=3, stride=1, padding=None, dilation=1,
+                 groups: int = 1, bias: bool = True, *, interpolation: str = "nearest", stencil: str = "cap",
+                 backend: str = "auto", device=None, dtype=None):
         k = _same_pair(kernel_size, "kernel_size")
         s = _same_pair(stride, "stride")
         d = _same_pair(dilation, "dilation")
@@ -112,15 +115,16 @@ class SphericalConv3d(nn.Conv3d):
         stride: int (time and space) or ``(st, s, s)``.
         dilation: spatial stencil dilation (int or ``(1, d, d)``; no temporal dilation).
         padding: only ``(kt // 2, k // 2 * d, k // 2 * d)`` (or that int) or ``"same"``.
-        Other arguments as :class:`SphericalConv2d`.
+        Other arguments as :class:`SphericalConv2d` (``nn.Conv3d``'s leading arguments in its order, the
+        spherical options keyword-only).
 
     Time is zero-padded by ``kt // 2`` frames (``nn.Conv3d(..., padding=kt // 2)``), so
     ``T_out = (T + 2 (kt // 2) - kt) // st + 1``; space gives ``(H / s, W / s)``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size=3, stride=1, dilation=1,
-                 bias: bool = True, interpolation: str = "nearest", stencil: str = "cap",
-                 backend: str = "auto", device=None, dtype=None, groups: int = 1, padding=None):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size=3, stride=1, padding=None, dilation=1,
+                 groups: int = 1, bias: bool = True, *, interpolation: str = "nearest", stencil: str = "cap",
+                 backend: str = "auto", device=None, dtype=None):
         kt, k = _time_space(kernel_size, "kernel_size")
         st, s = _time_space(stride, "stride")
         d = dilation if isinstance(dilation, int) else _time_space(dilation, "dilation")[1]

@@ -47,7 +47,7 @@ class SphericalConvTranspose2d(nn.ConvTranspose2d):
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size=3, stride=1, padding=None,
-                 output_padding=None, groups: int = 1, bias: bool = True, dilation=1,
+                 output_padding=None, groups: int = 1, bias: bool = True, dilation=1, *,
                  interpolation: str = "nearest", stencil: str = "cap", backend: str = "auto", device=None,
                  dtype=None):
         k = _same_pair(kernel_size, "kernel_size")
