@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 from torch import nn
+from torch.nn.utils import parametrize
 
 from sphsal.nn.conv import SphericalConv2d, SphericalConv3d, padding_problem
 from sphsal.nn.conv_transpose import SphericalConvTranspose2d, output_padding_problem
@@ -48,10 +49,31 @@ def _pool_geometry(m: nn.Module) -> tuple[int, int, int] | str:
     return pairs[0][0], pairs[1][0], pairs[2][0]
 
 
+def _unsupported_option(m: nn.Module) -> str | None:
+    """Why a planar layer's options (beyond its geometry) would change under conversion, or None."""
+    if parametrize.is_parametrized(m) or hasattr(m, "weight_g") or hasattr(m, "weight_orig"):
+        return "its weight is reparametrized (weight_norm / spectral_norm), which the twin would drop"
+    if any(isinstance(p, nn.parameter.UninitializedParameter) for p in m.parameters(recurse=False)):
+        return "it is a lazy layer whose parameters are not initialized yet (run it once first)"
+    if isinstance(m, nn.Conv3d) and m.padding_mode != "zeros":
+        return f"padding_mode={m.padding_mode!r}: the spherical twin zero-pads time"
+    if isinstance(m, nn.Conv3d) and m.padding == "same" and m.kernel_size[0] % 2 == 0:
+        return f"padding='same' with an even temporal kernel {m.kernel_size[0]} pads time unevenly"
+    if getattr(m, "return_indices", False):
+        return "return_indices=True (the spherical pool returns values only)"
+    if getattr(m, "divisor_override", None) is not None:
+        return f"divisor_override={m.divisor_override} (the spherical pool averages its window)"
+    return None
+
+
 def _twin(m: nn.Module, interpolation: str, stencil: str) -> nn.Module | str:
-    """The spherical replacement of ``m`` (weights copied) or the reason there is none."""
+    """The spherical replacement of ``m`` (weights, their ``requires_grad`` and the training mode
+    copied) or the reason there is none."""
     if isinstance(m, nn.ConvTranspose3d):
         return "there is no spherical transposed 3D convolution"
+    problem = _unsupported_option(m)
+    if problem:
+        return problem
     if isinstance(m, (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d)):
         problem = _conv_problem(m)
         if problem:
@@ -65,42 +87,60 @@ def _twin(m: nn.Module, interpolation: str, stencil: str) -> nn.Module | str:
             cls = SphericalConv2d if isinstance(m, nn.Conv2d) else SphericalConv3d
             twin = cls(m.in_channels, m.out_channels, m.kernel_size, **options)
         twin.load_state_dict(m.state_dict())
-        return twin
+        for name, param in m.named_parameters():
+            twin.get_parameter(name).requires_grad_(param.requires_grad)
+        return twin.train(m.training)
     geometry = _pool_geometry(m)
     if isinstance(geometry, str):
         return geometry
     cls = SphericalMaxPool2d if isinstance(m, nn.MaxPool2d) else SphericalAvgPool2d
-    return cls(geometry[0], geometry[1], stencil)
+    return cls(geometry[0], geometry[1], stencil).train(m.training)
+
+
+def _convertible_layers(model: nn.Module) -> dict[int, tuple[nn.Module, list[str]]]:
+    """``{id: (layer, every name it has in model)}`` of the layers that convert_to_spherical considers,
+    in ``named_modules`` order (a layer shared by several parents, or registered twice, appears once)."""
+    found: dict[int, tuple[nn.Module, list[str]]] = {}
+    for name, module in model.named_modules(remove_duplicate=False):
+        if isinstance(module, _CONVERTED) and not isinstance(module, _SPHERICAL):
+            found.setdefault(id(module), (module, []))[1].append(name)
+    return found
 
 
 def convert_to_spherical(model: nn.Module, interpolation: str = "nearest", stencil: str = "cap",
                          keep_planar: tuple[str, ...] = ()) -> nn.Module:
     """Replace, in place, every ``Conv2d``, ``Conv3d``, ``ConvTranspose2d``, ``MaxPool2d`` and
-    ``AvgPool2d`` of ``model`` by its spherical twin, keeping the weights.
+    ``AvgPool2d`` of ``model`` by its spherical twin, keeping the weights, their ``requires_grad``
+    flags and the training mode. A layer used in several places (shared weights) is replaced by one
+    twin everywhere, so the weights stay shared.
 
     Convolutions (grouped and depthwise ones included) need an odd square spatial kernel, equal
     spatial stride and dilation, and "same" padding (``k // 2 * dilation``; ``kt // 2`` in time);
     transposed ones also ``output_padding = stride - 1`` (an exact ``stride`` times larger grid).
-    Pools need kernel 2 / stride 2 / padding 0, or kernel 3 / padding 1 with stride 2 or 1. Any other
-    layer stays planar and a warning names it, except the layers named (as in ``named_modules``) in
-    ``keep_planar``, which stay planar on purpose and silently.
+    Pools need kernel 2 / stride 2 / padding 0, or kernel 3 / padding 1 with stride 2 or 1. Layers
+    whose other options the twin would not keep (a reparametrized weight, ``Conv3d`` padding modes
+    other than zeros, ``return_indices``, ``divisor_override``, uninitialized lazy layers) do not
+    convert either. Any layer that does not convert stays planar and a warning names it, except the
+    layers named (as in ``named_modules``) in ``keep_planar``, which stay planar on purpose and
+    silently. Every twin is made before the first replacement, so an error leaves ``model`` as it was.
 
-    Returns ``model`` (for chaining).
+    Returns ``model`` (for chaining), or the twin of ``model`` itself when it is one of those layers
+    (a module cannot replace itself in place).
     """
-    for name, module in list(model.named_modules()):
-        for child_name, child in list(module.named_children()):
-            if isinstance(child, _SPHERICAL):
-                continue
-            if not isinstance(child, _CONVERTED):
-                continue
-            full = f"{name}.{child_name}" if name else child_name
-            if full in keep_planar:
-                continue
-            twin = _twin(child, interpolation, stencil)
-            if isinstance(twin, str):
-                kind = type(child).__name__
-                warnings.warn(f"convert_to_spherical: left layer {full!r} ({kind}) planar: {twin}",
-                              stacklevel=2)
-            else:
-                setattr(module, child_name, twin)
+    twins = {}
+    for key, (layer, names) in _convertible_layers(model).items():
+        if any(name in keep_planar for name in names):
+            continue
+        twin = _twin(layer, interpolation, stencil)
+        if isinstance(twin, str):
+            warnings.warn(f"convert_to_spherical: left layer {names[0] or '(the model itself)'!r} "
+                          f"({type(layer).__name__}) planar: {twin}", stacklevel=2)
+        else:
+            twins[key] = twin
+    if id(model) in twins:
+        return twins[id(model)]
+    for module in list(model.modules()):
+        for child_name, child in list(module._modules.items()):
+            if child is not None and id(child) in twins:
+                setattr(module, child_name, twins[id(child)])
     return model

@@ -67,6 +67,18 @@ def test_planar_keyword_arguments_carry_over():
         SphericalConv3d(2, 4, (3, 5, 5), padding=2)
 
 
+def test_positional_arguments_follow_nn_conv():
+    """nn.Conv2d's / nn.Conv3d's leading arguments in their order; the spherical options keyword-only."""
+    planar, sph = nn.Conv2d(4, 6, 5, 1, 4, 2, 2, False), SphericalConv2d(4, 6, 5, 1, 4, 2, 2, False)
+    assert (sph.padding, sph.dilation, sph.groups, sph.bias) == (planar.padding, planar.dilation, 2, None)
+    sph3 = SphericalConv3d(2, 4, 3, 1, 1, 1, 2, False)
+    assert (sph3.padding, sph3.groups, sph3.bias) == ((1, 1, 1), 2, None)
+    with pytest.raises(ValueError, match=r"padding=2 is not the 'same' padding \(1, 1\)"):
+        SphericalConv2d(3, 8, 3, 1, 2)  # nn.Conv2d's padding=2, not a dilation
+    with pytest.raises(TypeError):
+        SphericalConv2d(3, 8, 3, 1, 1, 1, 1, True, "bilinear")
+
+
 class _Block(nn.Module):
     def __init__(self, cin, cout, stride):
         super().__init__()
@@ -203,3 +215,39 @@ def test_layers_kept_planar_on_purpose_stay_planar_without_a_warning():
         warnings.simplefilter("error")
         convert_to_spherical(model, keep_planar=("1",))
     assert isinstance(model[0], SphericalConv2d) and type(model[1]) is nn.ConvTranspose2d
+
+
+def test_convert_keeps_shared_layers_shared_and_frozen_layers_frozen():
+    shared = nn.Conv2d(3, 3, 3, padding=1)
+    model = nn.Sequential(nn.Sequential(shared, nn.ReLU()), nn.Sequential(shared))
+    model.tied = shared  # registered a third time, under another name
+    shared.weight.requires_grad_(False)
+    model.eval()
+    convert_to_spherical(model)
+    twin = model[0][0]
+    assert isinstance(twin, SphericalConv2d) and model[1][0] is twin and model.tied is twin
+    assert not twin.weight.requires_grad and twin.bias.requires_grad and not twin.training
+
+
+def test_convert_a_layer_itself_returns_its_twin():
+    planar = nn.Conv2d(3, 4, 3, padding=1)
+    twin = convert_to_spherical(planar, interpolation="bilinear")
+    assert isinstance(twin, SphericalConv2d) and twin.interpolation == "bilinear"
+    assert torch.equal(twin.weight, planar.weight)
+    assert isinstance(convert_to_spherical(nn.MaxPool2d(2)), SphericalMaxPool2d)
+
+
+@pytest.mark.parametrize("layer,match", [
+    (nn.Conv3d(2, 2, 3, padding=1, padding_mode="circular"), "padding_mode='circular'"),
+    (nn.Conv3d(2, 2, (2, 3, 3), padding="same"), "even temporal kernel"),
+    (nn.AvgPool2d(2, divisor_override=1), "divisor_override=1"),
+    (nn.MaxPool2d(2, return_indices=True), "return_indices"),
+    (nn.utils.parametrizations.weight_norm(nn.Conv2d(2, 2, 3, padding=1)), "reparametrized"),
+    (nn.utils.spectral_norm(nn.Conv2d(2, 2, 3, padding=1)), "reparametrized"),
+    (nn.LazyConv2d(2, 3, padding=1), "lazy"),
+])
+def test_layers_whose_options_the_twin_would_drop_stay_planar_with_a_warning(layer, match):
+    model = nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), layer)
+    with pytest.warns(UserWarning, match=match):
+        convert_to_spherical(model)
+    assert model[1] is layer and isinstance(model[0], SphericalConv2d)
