@@ -14,6 +14,8 @@ A planar network's weights load unchanged into its spherical variant (same names
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -77,17 +79,40 @@ class EquirectMaxPool3d(nn.Module):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
+def _pool3d_problem(pool: nn.MaxPool3d) -> str | None:
+    """Why a spatially padded ``nn.MaxPool3d`` has no :class:`EquirectMaxPool3d` twin, or None."""
+    padding = _triple(pool.padding)
+    if padding[1] != padding[2]:
+        return f"spatial padding {pool.padding} differs between H and W"
+    if pool.ceil_mode or _triple(pool.dilation) != (1, 1, 1) or pool.return_indices:
+        return "ceil_mode / dilation / return_indices are not supported"
+    return None
+
+
 def make_spherical(module: nn.Module, keep_planar: tuple[str, ...] = ()) -> nn.Module:
-    """Make ``module`` (in place) work on the sphere: :func:`sphsal.nn.convert_to_spherical` (layers
-    named in ``keep_planar`` left as they are), then spatially padded ``nn.MaxPool3d`` ->
-    :class:`EquirectMaxPool3d` and ``BilinearUpsample.erp = True``. Returns ``module``."""
+    """Make ``module`` (in place) work on the sphere: :func:`sphsal.nn.convert_to_spherical`, then
+    spatially padded ``nn.MaxPool3d`` -> :class:`EquirectMaxPool3d` and ``BilinearUpsample.erp = True``.
+    Layers named (as in ``named_modules``) in ``keep_planar`` are left as they are; a padded
+    ``MaxPool3d`` with unequal H / W padding, ``ceil_mode``, dilation or ``return_indices`` stays planar
+    with a warning (checked before anything is replaced). Returns ``module`` (its twin if ``module``
+    itself is a layer that :func:`~sphsal.nn.convert_to_spherical` replaces)."""
     from sphsal.nn import convert_to_spherical
 
-    convert_to_spherical(module, keep_planar=keep_planar)
+    kept = {id(m) for name, m in module.named_modules(remove_duplicate=False) if name in keep_planar}
+    pools = {}
+    for name, child in module.named_modules():
+        if isinstance(child, nn.MaxPool3d) and any(_triple(child.padding)[1:]) and id(child) not in kept:
+            problem = _pool3d_problem(child)
+            if problem:
+                warnings.warn(f"make_spherical: left layer {name!r} (MaxPool3d) planar: {problem}",
+                              stacklevel=2)
+            else:
+                pools[id(child)] = EquirectMaxPool3d(child.kernel_size, child.stride, child.padding)
+    module = convert_to_spherical(module, keep_planar=keep_planar)
     for parent in list(module.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, nn.MaxPool3d) and any(_triple(child.padding)[1:]):
-                setattr(parent, name, EquirectMaxPool3d(child.kernel_size, child.stride, child.padding))
-            elif isinstance(child, BilinearUpsample):
+        for name, child in list(parent._modules.items()):
+            if id(child) in pools:
+                setattr(parent, name, pools[id(child)])
+            elif isinstance(child, BilinearUpsample) and id(child) not in kept:
                 child.erp = True
     return module
