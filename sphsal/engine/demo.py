@@ -83,6 +83,7 @@ def _make_data(out_dir: str, seed: int, data: dict) -> str:
         with open(stamp, encoding="utf-8") as f:
             if json.load(f) == params:
                 return root
+    if os.path.exists(root):  # other parameters, or left unfinished: the demo's own folder is remade
         shutil.rmtree(root)
     make_dataset(root, seed=seed, **data)
     write_text(stamp, json.dumps(params))
@@ -162,7 +163,8 @@ def run_demo(out_dir: str = "demo_out", *, models=DEMO_MODELS, seed: int = 0, qu
         t0 = time.perf_counter()
         config = TrainConfig(model=name, root=root, out_dir=os.path.join(out_dir, "runs", name),
                              model_kwargs=options[name], dataset_kwargs={"split": "train", **splits},
-                             seed=seed, progress=progress, ckpt_every=10_000, **train_options)
+                             seed=seed, progress=progress, ckpt_every=10_000, overwrite=True,
+                             **train_options)  # every demo run trains its models afresh
         summary = train(config)
         trained[name] = summary["model"]
         test_sets[name] = dataset_for_model(trained[name], "360av-hm", root, split="test", **splits)

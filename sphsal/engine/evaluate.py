@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from sphsal.engine.runtime import collate_items, resolve_device, to_device
-from sphsal.metrics import DEFAULT_METRICS, Evaluator
+from sphsal.metrics import DEFAULT_METRICS, METRICS, Evaluator
 
 
 def upsample_prediction(pred: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -21,6 +21,22 @@ def upsample_prediction(pred: torch.Tensor, size: tuple[int, int]) -> torch.Tens
     if tuple(pred.shape[-2:]) != tuple(size):
         pred = F.interpolate(pred.float(), size=tuple(size), mode="bilinear", align_corners=False)
     return pred[:, 0].clamp_min(0)
+
+
+def _ground_truth_needs(metrics) -> dict[str, list[str]]:
+    """``{ground-truth key ("saliency" / "fixations"): [metrics that need it]}`` for ``metrics``."""
+    needs: dict[str, list[str]] = {}
+    for name in metrics:
+        needs.setdefault(METRICS[name][0], []).append(name)
+    return needs
+
+
+def _check_ground_truth(batch: dict, needs: dict[str, list[str]]) -> None:
+    """``ValueError`` naming the metrics whose ground truth the dataset items lack."""
+    for key, metrics in needs.items():
+        if key not in batch:
+            raise ValueError(f"metric(s) {', '.join(metrics)} need {key!r} in the dataset items, which have "
+                             f"{sorted(batch)}; choose other metrics or a dataset with {key}")
 
 
 @torch.no_grad()
@@ -38,17 +54,26 @@ def evaluate_model(model: torch.nn.Module, dataset: Dataset, *, out_dir=None,
         weights: ``"sphere"`` (solid-angle weights), ``None`` or a tensor.
         batch_size, device, progress, seed: loader batch size, device (default: CUDA if available),
             tqdm bar, seed of the AUC metrics.
+
+    Items need only the ground truth the chosen metrics use: ``"saliency"`` maps for cc, kld and sim,
+    ``"fixations"`` maps for nss and the AUCs; a missing one is a ``ValueError`` naming the metrics
+    that need it.
     """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    evaluator = Evaluator(metrics, weights=weights, seed=seed)
+    needs = _ground_truth_needs(evaluator.metrics)
     device = resolve_device(device)
     model = model.to(device).eval()
-    evaluator = Evaluator(metrics, weights=weights, seed=seed)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_items)
     for batch in tqdm(loader, desc="evaluate", disable=not progress, unit="batch"):
+        _check_ground_truth(batch, needs)
         batch = to_device(batch, device)
-        pred = upsample_prediction(model(**model.prepare_inputs(batch)), tuple(batch["saliency"].shape[-2:]))
+        size = tuple(batch["saliency" if "saliency" in needs else "fixations"].shape[-2:])
+        pred = upsample_prediction(model(**model.prepare_inputs(batch)), size)
         for i in range(pred.shape[0]):
-            evaluator.update(batch["video"][i], int(batch["frame_index"][i]), pred[i].cpu(),
-                             saliency=batch["saliency"][i].cpu(), fixations=batch["fixations"][i].cpu())
+            truth = {key: batch[key][i].cpu() for key in needs}
+            evaluator.update(batch["video"][i], int(batch["frame_index"][i]), pred[i].cpu(), **truth)
     if out_dir is not None:
         evaluator.write(out_dir)
     return evaluator.summary()

@@ -7,9 +7,17 @@ that read the previous frame's saliency (the spherical U-Net) get their own pred
 (zeros before the first frame). Outputs of a video go to ``OUT/<video name>/``::
 
     maps/00000.png ...   the map of each frame, max-normalised to 0..255 at the frame size
-    maps/00000.npy ...   (with save_npy) the raw map (float32, model resolution, sums to 1)
+    maps/00000.npy ...   (with save_npy) the model's raw output map: float32 (h, w) at the model's output
+                         resolution, non-negative, in the model's own scale (not normalised: its sum
+                         depends on the model; the metrics normalise internally, so score it as it is
+                         and divide by its sum where a probability map is needed)
     overlay.mp4          heatmap over the frames, with the source audio
-    done.json            written last: a rerun skips videos that have it (unless overwrite=True)
+    done.json            written last: the video, its frames, and the settings that made the outputs
+
+A rerun skips a video whose ``done.json`` records the same model settings (registry name, options,
+weights digest, requested frame rate) and every output asked for now; with the same model settings but
+an output missing (e.g. ``save_npy`` now, not then) the video is redone. Outputs of other model settings
+are never replaced silently: that is a ``ValueError`` unless ``overwrite=True``, which redoes the video.
 
 Every file is written atomically. A model that needs ambisonic audio (the AEM) fails with a clear
 error on a mono or stereo video; build it with ``use_aem=False`` to run it without.
@@ -17,6 +25,7 @@ error on a mono or stereo video; build it with ``use_aem=False`` to run it witho
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterable
@@ -29,9 +38,14 @@ from sphsal.atomic import atomic_path, write_text
 from sphsal.data.clips import audio_window, clip_indices, clip_span, slice_audio
 from sphsal.engine.evaluate import upsample_prediction
 from sphsal.engine.runtime import collate_items, resolve_device, to_device
+from sphsal.models.checkpoints import format_differences, mapping_differences
 from sphsal.viz import capped_size, overlay, tensor_to_frame, write_png, write_video
 
 DONE_NAME = "done.json"
+#: ``done.json`` settings that must match for a finished video to count (see :func:`output_settings`).
+MODEL_SETTINGS = ("model_name", "model_kwargs", "weights_sha1", "requested_fps")
+#: ``done.json`` flags of the outputs written; a finished video counts if it has every one asked for.
+OUTPUT_FLAGS = ("png", "npy", "overlay")
 #: AAC carries at most this many channels; higher-order ambisonics keeps its W channel in the overlay.
 MAX_OVERLAY_CHANNELS = 8
 
@@ -58,31 +72,98 @@ def _load_video_audio(path: str, model) -> tuple[np.ndarray | None, int]:
     return audio, rate
 
 
+def _check_options(batch_size, fps) -> None:
+    """``ValueError`` naming ``batch_size`` or ``fps`` when it is not positive."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or not fps > 0):
+        raise ValueError(f"fps must be None (the video's own) or a number > 0, got {fps!r}")
+
+
+def _weights_digest(model: torch.nn.Module) -> str:
+    """SHA-1 of the model's parameters and buffers (names, dtypes, shapes and values)."""
+    digest = hashlib.sha1()
+    for name, tensor in model.state_dict().items():
+        if not isinstance(tensor, torch.Tensor):
+            continue
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def output_settings(model: torch.nn.Module, *, fps=None, save_png: bool = True, save_npy: bool = False,
+                    make_overlay: bool = True) -> dict:
+    """What decides a video's outputs, as stored in ``done.json``: the model's registry name, keyword
+    arguments and weights digest, the requested frame rate and which outputs are written (JSON values)."""
+    settings = {"model_name": getattr(model, "model_name", type(model).__name__),
+                "model_kwargs": dict(getattr(model, "model_kwargs", {}) or {}),
+                "weights_sha1": _weights_digest(model), "requested_fps": fps,
+                "png": bool(save_png), "npy": bool(save_npy), "overlay": bool(make_overlay)}
+    return json.loads(json.dumps(settings, default=repr))
+
+
+def _previous_record(done_path: str, settings: dict) -> dict | None:
+    """The ``done.json`` record of a video finished with the model settings (:data:`MODEL_SETTINGS`) of
+    ``settings``; None when there is none. ``ValueError`` naming the folder when it was finished with
+    other model settings (or the record is unreadable)."""
+    if not os.path.exists(done_path):
+        return None
+    folder = os.path.dirname(done_path)
+    try:
+        with open(done_path, encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot read {done_path} ({err}); pass overwrite=True (sphsal predict --overwrite) "
+                         "to redo the video") from err
+    if not isinstance(record, dict):
+        raise ValueError(f"{done_path} holds a {type(record).__name__}, not a record; pass overwrite=True "
+                         "(sphsal predict --overwrite) to redo the video")
+    differences = mapping_differences(record, settings, keys=list(MODEL_SETTINGS))
+    if differences:
+        raise ValueError(f"{folder} holds predictions made with other model settings "
+                         f"({format_differences(differences, 'done.json', 'this call')}); pass "
+                         "overwrite=True (sphsal predict --overwrite) to replace them, or choose another "
+                         "output folder")
+    return record
+
+
+def _missing_outputs(record: dict, settings: dict) -> list[str]:
+    """The outputs asked for in ``settings`` that a finished video's ``record`` did not write."""
+    return [k for k in OUTPUT_FLAGS if settings[k] and record.get(k) is not True]
+
+
 @torch.no_grad()
 def predict_video(model: torch.nn.Module, path, out_dir, *, fps=None, batch_size: int = 2,
                   save_png: bool = True, save_npy: bool = False, make_overlay: bool = True,
                   overwrite: bool = False, device=None, progress: bool = True) -> dict:
-    """Predict the saliency of every frame of one video; returns the video's ``done.json`` record.
+    """Predict the saliency of every frame of one video; returns the video's ``done.json`` record
+    (with ``"skipped": True`` when the video was already finished with the same settings).
 
     Args:
         model: a registered sphsal model.
         path: the video file.
         out_dir: parent folder; outputs go to ``out_dir/<video file stem>/``.
         fps: frame rate to predict at (default: the video's own).
-        batch_size: clips per forward pass.
+        batch_size: clips per forward pass (>= 1).
         save_png, save_npy, make_overlay: which outputs to write.
-        overwrite: redo a video that already has ``done.json``.
+        overwrite: redo a video that already has ``done.json``. Without it a video finished with the same
+            model settings (:data:`MODEL_SETTINGS` of :func:`output_settings`) is skipped, or redone when
+            an output asked for is missing, and one finished with other model settings is a
+            ``ValueError`` (its outputs are kept).
         device, progress: torch device (default CUDA if available), tqdm bar.
     """
     from sphsal.data import VideoReader
 
+    _check_options(batch_size, fps)
     path = os.fspath(path)
     name = os.path.splitext(os.path.basename(path))[0]
     video_dir = os.path.join(os.fspath(out_dir), name)
     done_path = os.path.join(video_dir, DONE_NAME)
-    if os.path.exists(done_path) and not overwrite:
-        with open(done_path, encoding="utf-8") as f:
-            return {**json.load(f), "skipped": True}
+    settings = output_settings(model, fps=fps, save_png=save_png, save_npy=save_npy,
+                               make_overlay=make_overlay)
+    earlier = None if overwrite else _previous_record(done_path, settings)
+    if earlier is not None and not _missing_outputs(earlier, settings):
+        return {**earlier, "skipped": True}
     device = resolve_device(device)
     model = model.to(device).eval()
     audio, rate = _load_video_audio(path, model)
@@ -126,14 +207,18 @@ def predict_video(model: torch.nn.Module, path, out_dir, *, fps=None, batch_size
         write_video(os.path.join(video_dir, "overlay.mp4"), frames, float(reader.fps),
                     audio=overlay_audio, sample_rate=rate or None)
     reader.close()
+    # Outputs an earlier run of the same model settings wrote are still valid: the record keeps them.
+    written = {k: settings[k] or (earlier is not None and earlier.get(k) is True) for k in OUTPUT_FLAGS}
     record = {"video": path, "frames": n, "fps": float(reader.fps), "size": list(size),
-              "model": type(model).__name__, "png": save_png, "npy": save_npy, "overlay": make_overlay}
+              "model": type(model).__name__, **settings, **written}
     write_text(done_path, json.dumps(record, indent=2))
     return {**record, "skipped": False}
 
 
 def predict_videos(model: torch.nn.Module, paths: Iterable, out_dir, **options) -> list[dict]:
-    """:func:`predict_video` for many videos (each in its own sub-folder); finished ones are skipped."""
+    """:func:`predict_video` for many videos (each in its own sub-folder); videos finished with the same
+    settings are skipped. Missing files, repeated names, bad options and videos finished with other model
+    settings (without ``overwrite=True``) are errors raised before any video is processed."""
     paths = [os.fspath(p) for p in paths]
     missing = [p for p in paths if not os.path.exists(p)]
     if missing:
@@ -141,6 +226,12 @@ def predict_videos(model: torch.nn.Module, paths: Iterable, out_dir, **options) 
     stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
     if len(set(stems)) != len(stems):
         raise ValueError(f"videos must have distinct file names (outputs go to OUT/<name>/): {stems}")
+    _check_options(options.get("batch_size", 2), options.get("fps"))
+    if not options.get("overwrite", False):
+        settings = output_settings(model, **{k: options[k] for k in ("fps", "save_png", "save_npy",
+                                                                     "make_overlay") if k in options})
+        for stem in stems:
+            _previous_record(os.path.join(os.fspath(out_dir), stem, DONE_NAME), settings)
     return [predict_video(model, p, out_dir, **options) for p in paths]
 
 

@@ -4,7 +4,10 @@ A run lives in ``out_dir``: ``last.pt`` (the latest checkpoint, written atomical
 ``ckpt_every`` steps and at the end), ``log.csv`` (one row per logged step) and ``config.json``.
 ``resume=True`` continues from ``last.pt``: model, optimiser, AMP scaler, RNG states and the position
 inside the epoch's sample order are restored, so a killed and resumed run ends with the same weights as
-an uninterrupted one (on deterministic kernels; CPU training is deterministic).
+an uninterrupted one (on deterministic kernels; CPU training is deterministic). A resumed run must use
+the stored settings except :data:`RESUMABLE_FIELDS`; a new run refuses a folder that already holds
+``last.pt`` unless ``overwrite=True``. A non-finite loss or gradient norm stops training with a
+``FloatingPointError`` before the optimiser step, so no checkpoint ever holds NaN weights.
 
 The sample order of epoch ``e`` is the ``DistributedSampler`` permutation seeded with ``seed`` and
 ``e``; each rank takes its share of it. Datasets are expected to be deterministic per index.
@@ -17,7 +20,8 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from numbers import Integral, Real
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -41,6 +45,11 @@ CHECKPOINT_NAME = "last.pt"
 LOG_NAME = "log.csv"
 _LOG_FIELDS = ("step", "epoch", "loss", "lr", "grad_norm", "seconds")
 LR_SCHEDULES = ("constant", "cosine")
+#: TrainConfig fields that may differ from the stored ones when resuming: they say how long to train and
+#: how to run, not what is trained. Every other field (model and its options, data, batch size, seed,
+#: loss, optimiser and schedule settings, gradient clipping) must match.
+RESUMABLE_FIELDS = ("out_dir", "epochs", "max_steps", "ckpt_every", "log_every", "num_workers", "device",
+                    "amp", "tensorboard", "progress", "overwrite")
 
 
 def lr_factor(schedule: str, step: int, total: int, warmup_steps: int = 0) -> float:
@@ -66,7 +75,11 @@ class TrainConfig:
     :func:`sphsal.models.losses.build_loss`). ``max_steps`` stops early (counted over all epochs).
     ``lr_schedule`` (:data:`LR_SCHEDULES`) and ``warmup_steps`` scale the learning rate by
     :func:`lr_factor` of the step over all ``epochs`` (``max_steps`` does not shorten it); a pure
-    function of the step, so a resumed run follows it exactly.
+    function of the step, so a resumed run follows it exactly. ``clip_grad``: the largest gradient norm
+    (``None`` or 0: no clipping). ``overwrite``: a new run may replace a run folder's ``last.pt`` (by
+    default that is refused: resume it or choose another ``out_dir``).
+
+    Values are checked on construction (:meth:`validate`): ``ValueError`` naming the field.
     """
 
     model: str
@@ -91,6 +104,68 @@ class TrainConfig:
     tensorboard: bool = False
     progress: bool = True
     device: str | None = None
+    overwrite: bool = False
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Check every field (``ValueError`` naming it); paths become strings and numpy numbers plain
+        ones, so the config saves as JSON and in a checkpoint."""
+        for name in ("model", "dataset", "out_dir"):
+            setattr(self, name, _text_field(name, getattr(self, name)))
+        for name in ("root", "loss", "device"):
+            setattr(self, name, _text_field(name, getattr(self, name), optional=True))
+        for name in ("model_kwargs", "dataset_kwargs"):
+            if not isinstance(getattr(self, name), dict):
+                raise ValueError(f"TrainConfig.{name} must be a dict, got {getattr(self, name)!r}")
+        for name in ("epochs", "batch_size", "ckpt_every", "log_every"):
+            setattr(self, name, _int_field(name, getattr(self, name), minimum=1))
+        self.max_steps = _int_field("max_steps", self.max_steps, minimum=1, optional=True)
+        for name in ("warmup_steps", "num_workers"):
+            setattr(self, name, _int_field(name, getattr(self, name), minimum=0))
+        self.seed = _int_field("seed", self.seed, minimum=0)
+        self.lr = _float_field("lr", self.lr, positive=True)
+        self.clip_grad = _float_field("clip_grad", self.clip_grad, positive=False)
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"TrainConfig.lr_schedule must be one of {LR_SCHEDULES}, "
+                             f"got {self.lr_schedule!r}")
+        for name in ("amp", "tensorboard", "progress", "overwrite"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"TrainConfig.{name} must be True or False, got {getattr(self, name)!r}")
+
+
+def _text_field(name: str, value, optional: bool = False) -> str | None:
+    """A non-empty string (paths are converted), or None when ``optional``."""
+    if value is None and optional:
+        return None
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"TrainConfig.{name} must be a non-empty string{' or None' if optional else ''}, "
+                         f"got {value!r}")
+    return value
+
+
+def _int_field(name: str, value, minimum: int, optional: bool = False) -> int | None:
+    """An int >= ``minimum`` (or None when ``optional``)."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
+        raise ValueError(f"TrainConfig.{name} must be an int >= {minimum}{' or None' if optional else ''}, "
+                         f"got {value!r}")
+    return int(value)
+
+
+def _float_field(name: str, value, positive: bool) -> float | None:
+    """None or a finite number, > 0 when ``positive`` else >= 0."""
+    if value is None:
+        return None
+    bad = isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value)
+    if bad or value < 0 or (positive and value == 0):
+        raise ValueError(f"TrainConfig.{name} must be None or a finite number {'>' if positive else '>='} 0, "
+                         f"got {value!r}")
+    return float(value)
 
 
 def dataset_for_model(model, name: str, root, **options):
@@ -154,13 +229,16 @@ class _LogWriter:
 
 
 def _save(path: str, model, optimizer, scaler, progress: dict, config: TrainConfig) -> None:
+    """Write the training state to ``path`` atomically (what ``resume=True`` restores)."""
+    from sphsal.models.checkpoints import plain_value
+
     state = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scaler": scaler.state_dict(),
         "progress": dict(progress),
         "rng": rng_state(),
-        "config": asdict(config),
+        "config": plain_value(asdict(config), "TrainConfig"),
         "sphsal_checkpoint": 1,
     }
     with atomic_path(path) as tmp:
@@ -191,14 +269,65 @@ def _target_maps(batch: dict, size: tuple[int, int]) -> tuple[torch.Tensor, torc
     return saliency, fixations
 
 
+def _config_defaults() -> dict:
+    """The default value of every :class:`TrainConfig` field that has one."""
+    return {f.name: f.default if f.default is not MISSING else f.default_factory()
+            for f in fields(TrainConfig) if f.default is not MISSING or f.default_factory is not MISSING}
+
+
+def check_resumable(path: str, stored, config: TrainConfig) -> None:
+    """``ValueError`` naming the checkpoint ``path`` and the differing settings (stored vs now) when
+    ``config`` changes what the stored run trains; only :data:`RESUMABLE_FIELDS` may differ. Fields an
+    older checkpoint lacks count as their defaults."""
+    from sphsal.models.checkpoints import format_differences, mapping_differences
+
+    if not isinstance(stored, dict):
+        raise ValueError(f"training checkpoint {path} holds no 'config'; cannot check that resuming it "
+                         "trains the same run")
+    keys = [f.name for f in fields(TrainConfig) if f.name not in RESUMABLE_FIELDS]
+    differences = mapping_differences({**_config_defaults(), **stored}, asdict(config), keys)
+    if differences:
+        raise ValueError(f"cannot resume {path} with other settings than it was trained with: "
+                         f"{format_differences(differences, 'checkpoint', 'now')}. Resume with the stored "
+                         f"settings (only {', '.join(RESUMABLE_FIELDS)} may change) or start a new run in "
+                         "another output folder")
+
+
+def _check_fresh_run(ckpt_path: str, config: TrainConfig) -> None:
+    """A new run must not silently replace a run folder's checkpoint (and log)."""
+    if os.path.exists(ckpt_path) and not config.overwrite:
+        raise ValueError(f"run folder {os.path.dirname(ckpt_path) or '.'} already holds {CHECKPOINT_NAME}: "
+                         "pass resume=True (sphsal train --resume) to continue that run, overwrite=True to "
+                         "start it over, or choose another output folder")
+
+
+def _restore(path: str, state: dict, model, optimizer, scaler, progress: dict) -> None:
+    """Load a training checkpoint's model, optimiser, AMP scaler, progress and RNG states."""
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (KeyError, RuntimeError, ValueError) as err:
+        raise ValueError(f"training checkpoint {path} does not fit the model and optimiser built from its "
+                         f"config: {err}") from err
+    if state.get("scaler"):  # empty when saved without AMP (e.g. on the CPU): the scaler starts afresh
+        scaler.load_state_dict(state["scaler"])
+    progress.update(state["progress"])
+    set_rng_state(state["rng"])
+
+
 def train(config: TrainConfig, *, resume: bool = False, dataset: Dataset | None = None) -> dict:
     """Train ``config.model`` on ``config.dataset`` (or a ready ``dataset``); returns a summary dict
-    with the final step, the last loss and the checkpoint path."""
+    with the final step, the last loss and the checkpoint path.
+
+    ``resume=True`` continues the run in ``config.out_dir`` (``ValueError`` when its settings differ,
+    see :func:`check_resumable`); otherwise a folder that already holds ``last.pt`` is refused unless
+    ``config.overwrite``. ``FloatingPointError`` when the loss or the gradient norm is not finite (with
+    AMP, non-finite gradients are the scaler's business: it skips that step).
+    """
     from sphsal.models import create_model
     from sphsal.models.losses import build_loss
 
-    if config.batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {config.batch_size}")
+    config.validate()
     runtime = init_runtime(config.device)
     try:
         return _train(config, runtime, resume, dataset, create_model, build_loss)
@@ -206,9 +335,42 @@ def train(config: TrainConfig, *, resume: bool = False, dataset: Dataset | None 
         shutdown_runtime(runtime)
 
 
+def _optimizer_step(config, model, net, optimizer, scaler, loss_fn, batch: dict, device: torch.device,
+                    step: int) -> tuple[float, float]:
+    """One optimisation step on ``batch`` (``step`` counts from 1); returns ``(loss, grad_norm)``.
+    Stops before changing the weights when the loss or the gradient norm is not finite (with AMP the
+    scaler skips steps with non-finite gradients itself)."""
+    batch = to_device(batch, device)
+    inputs = model.prepare_inputs(batch)
+    with torch.autocast(device.type, enabled=scaler.is_enabled()):
+        pred = net(**inputs)
+    saliency, fixations = _target_maps(batch, tuple(pred.shape[-2:]))
+    loss = loss_fn(pred.float(), saliency, fixations)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"loss became {loss.item()} at step {step}; "
+                                 "lower the learning rate or check the data")
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad or math.inf))
+    if not math.isfinite(grad_norm) and not scaler.is_enabled():
+        raise FloatingPointError(f"gradient norm became {grad_norm} at step {step} (loss "
+                                 f"{float(loss.detach()):.6g}); the weights were not updated and nothing was "
+                                 "saved: lower the learning rate or check the model and the data")
+    scaler.step(optimizer)
+    scaler.update()
+    return float(loss.detach()), grad_norm
+
+
 def _train(config, runtime: Runtime, resume, dataset, create_model, build_loss) -> dict:
     out_dir = config.out_dir
     ckpt_path = os.path.join(out_dir, CHECKPOINT_NAME)
+    state = None
+    if resume:
+        state = load_training_state(ckpt_path)
+        check_resumable(ckpt_path, state.get("config"), config)
+    else:
+        _check_fresh_run(ckpt_path, config)
     if runtime.is_main:
         os.makedirs(out_dir, exist_ok=True)
     seed_everything(config.seed)
@@ -221,21 +383,18 @@ def _train(config, runtime: Runtime, resume, dataset, create_model, build_loss) 
 
     optimizer = build_optimizer(model, model.default_optimizer, config.lr)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
-    lr_factor(config.lr_schedule, 0, 1)  # a bad schedule name fails before any work
     loss_fn = build_loss(config.loss or model.default_loss)
     use_amp = config.amp and runtime.device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
     progress = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "last_loss": float("nan")}
-    if resume:
-        state = load_training_state(ckpt_path)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        progress.update(state["progress"])
-        set_rng_state(state["rng"])
+    if state is not None:
+        _restore(ckpt_path, state, model, optimizer, scaler, progress)
     if runtime.is_main:
-        write_text(os.path.join(out_dir, "config.json"), json.dumps(asdict(config), indent=2))
+        from sphsal.models.checkpoints import plain_value
+
+        write_text(os.path.join(out_dir, "config.json"),
+                   json.dumps(plain_value(asdict(config), "TrainConfig"), indent=2))
     log = _LogWriter(out_dir, progress["step"], config.tensorboard) if runtime.is_main else None
 
     net = model
@@ -263,33 +422,20 @@ def _train(config, runtime: Runtime, resume, dataset, create_model, build_loss) 
                             generator=torch.Generator().manual_seed(config.seed + progress["epoch"]))
         for batch in loader:
             t0 = time.perf_counter()
-            batch = to_device(batch, runtime.device)
-            inputs = model.prepare_inputs(batch)
-            with torch.autocast(runtime.device.type, enabled=use_amp):
-                pred = net(**inputs)
-            saliency, fixations = _target_maps(batch, tuple(pred.shape[-2:]))
-            loss = loss_fn(pred.float(), saliency, fixations)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} at step {progress['step'] + 1}; "
-                                         "lower the learning rate or check the data")
-            optimizer.zero_grad(set_to_none=True)
             factor = lr_factor(config.lr_schedule, progress["step"], horizon, config.warmup_steps)
             for group, base_lr in zip(optimizer.param_groups, base_lrs):
                 group["lr"] = base_lr * factor
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad or math.inf)
-            scaler.step(optimizer)
-            scaler.update()
+            loss, grad_norm = _optimizer_step(config, model, net, optimizer, scaler, loss_fn, batch,
+                                              runtime.device, progress["step"] + 1)
             progress["step"] += 1
             progress["batch_in_epoch"] += 1
-            progress["last_loss"] = float(loss.detach())
+            progress["last_loss"] = loss
             bar.update(1)
-            bar.set_postfix(loss=f"{progress['last_loss']:.4f}")
+            bar.set_postfix(loss=f"{loss:.4f}")
             if log is not None and progress["step"] % config.log_every == 0:
-                log.write({"step": progress["step"], "epoch": progress["epoch"],
-                           "loss": progress["last_loss"], "lr": optimizer.param_groups[0]["lr"],
-                           "grad_norm": float(grad_norm), "seconds": time.perf_counter() - t0})
+                log.write({"step": progress["step"], "epoch": progress["epoch"], "loss": loss,
+                           "lr": optimizer.param_groups[0]["lr"], "grad_norm": grad_norm,
+                           "seconds": time.perf_counter() - t0})
             if progress["step"] >= total:
                 done = True
                 break

@@ -14,34 +14,105 @@ checkpoint released with a published model onto a sphsal model through the model
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 
+import numpy as np
 import torch
 from torch import nn
 
 from sphsal.atomic import atomic_path
 
-__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "load_original_checkpoint"]
+__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "load_original_checkpoint",
+           "plain_value", "mapping_differences", "format_differences"]
 
 FORMAT = "sphsal-model"
 VERSION = 1
+
+#: Leaf types ``torch.load(..., weights_only=True)`` reads back (exact types: subclasses such as
+#: ``np.float64`` or an ``IntEnum`` are pickled as their own class and cannot be read).
+_PLAIN_LEAVES = (type(None), bool, int, float, complex, str, bytes, torch.dtype, torch.device, torch.Size)
+
+
+def plain_value(value, name: str = "value"):
+    """``value`` as ``torch.load(..., weights_only=True)`` can read it back: numpy scalars become Python
+    numbers, paths strings, dicts / lists / tuples / sets are converted item by item; tensors and plain
+    numbers and strings are kept. Anything else (a numpy array, an arbitrary object) is a ``ValueError``
+    naming ``name`` (e.g. ``extra['best']``) and its type."""
+    if isinstance(value, torch.Tensor) or type(value) in _PLAIN_LEAVES:
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, Mapping):
+        return {plain_value(k, f"a key of {name}"): plain_value(v, f"{name}[{k!r}]")
+                for k, v in value.items()}
+    if isinstance(value, set):
+        return {plain_value(v, f"an item of {name}") for v in value}
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):  # a namedtuple is a class
+        return (list if isinstance(value, list) else tuple)(plain_value(v, f"{name}[{i}]")
+                                                            for i, v in enumerate(value))
+    hint = " (store torch.as_tensor(x) or x.tolist())" if isinstance(value, np.ndarray) else ""
+    raise ValueError(f"{name} is a {type(value).__module__}.{type(value).__qualname__}, which a checkpoint "
+                     "loaded with weights_only=True cannot hold; use tensors, numbers, strings, bools, None "
+                     f"and dicts / lists / tuples of them{hint}")
+
+
+def _comparable(value):
+    """``value`` with tuples as lists and numpy scalars / paths as plain values, for equality tests (a
+    checkpoint keeps tuples where JSON and the command line give lists)."""
+    if isinstance(value, Mapping):
+        return {k: _comparable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_comparable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value
+
+
+#: Shown by :func:`mapping_differences` for a key one side does not have.
+MISSING = "<not set>"
+
+
+def mapping_differences(old: Mapping, new: Mapping, keys=None) -> dict:
+    """``{key: (old value, new value)}`` for the ``keys`` (default: those of either mapping) whose values
+    differ; tuples and lists with equal items are equal, a key absent on one side shows as
+    :data:`MISSING`."""
+    keys = list(dict.fromkeys([*old, *new])) if keys is None else keys
+    return {k: (old.get(k, MISSING), new.get(k, MISSING)) for k in keys
+            if _comparable(old.get(k, MISSING)) != _comparable(new.get(k, MISSING))}
+
+
+def format_differences(differences: Mapping, old: str = "old", new: str = "new") -> str:
+    """``"key: old_value (old) vs new_value (new); ..."`` for :func:`mapping_differences`' result."""
+    return "; ".join(f"{k}: {a!r} ({old}) vs {b!r} ({new})" for k, (a, b) in differences.items())
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, *,
                     optimizer: torch.optim.Optimizer | None = None, step: int | None = None,
                     extra: Mapping | None = None) -> None:
     """Write ``model``'s weights (and optionally the optimiser state, a step count and ``extra``
-    plain values: numbers, strings, lists, dicts, tensors) to ``path`` atomically (temp file + rename).
-    The model's registry name and keyword arguments (set by :func:`sphsal.models.create_model`) are
-    stored so :func:`load_checkpoint` can rebuild it."""
+    plain values: numbers, strings, lists, dicts, tensors) to ``path`` atomically (temp file + rename,
+    fsync-ed). The model's registry name and keyword arguments (set by
+    :func:`sphsal.models.create_model`) are stored so :func:`load_checkpoint` can rebuild it.
+
+    ``extra`` and the model's keyword arguments go through :func:`plain_value` (numpy scalars become
+    numbers, paths strings); a value ``weights_only=True`` loading could not read is a ``ValueError``
+    raised before ``path`` is touched, so a previous checkpoint there stays intact.
+    """
+    if step is not None and (isinstance(step, bool) or not isinstance(step, (int, np.integer))):
+        raise ValueError(f"step must be an int or None, got {step!r}")
     state = {
         "format": FORMAT,
         "version": VERSION,
         "model_name": getattr(model, "model_name", None),
-        "model_kwargs": dict(getattr(model, "model_kwargs", {})),
+        "model_kwargs": plain_value(dict(getattr(model, "model_kwargs", {})), "model.model_kwargs"),
         "state_dict": model.state_dict(),
-        "step": step,
-        "extra": dict(extra or {}),
+        "step": None if step is None else int(step),
+        "extra": plain_value(dict(extra or {}), "extra"),
     }
     if optimizer is not None:
         state["optimizer"] = optimizer.state_dict()
@@ -65,14 +136,94 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
 
 
 def _model_entries(state: dict, path: str) -> tuple[dict, str | None, dict]:
-    """``(state_dict, model_name, model_kwargs)`` of a sphsal model or training checkpoint."""
+    """``(state_dict, model_name, model_kwargs)`` of a sphsal model or training checkpoint, checked:
+    ``ValueError`` naming the file when an entry is missing or of the wrong type."""
     if state.get("format") == FORMAT:
-        return state["state_dict"], state.get("model_name"), dict(state.get("model_kwargs") or {})
-    if isinstance(state.get("model"), dict) and isinstance(state.get("config"), dict):
+        if "state_dict" not in state:
+            raise ValueError(f"checkpoint {path} has no 'state_dict' entry (the model weights)")
+        weights, name, kwargs = state["state_dict"], state.get("model_name"), state.get("model_kwargs")
+    elif "model" in state and isinstance(state.get("config"), dict):
         config = state["config"]
-        return state["model"], config.get("model"), dict(config.get("model_kwargs") or {})
-    raise ValueError(f"{path} is not a sphsal checkpoint (no 'format': {FORMAT!r} and no training-state "
-                     f"'model' + 'config'); for a published model's weights use load_original_checkpoint")
+        weights, name, kwargs = state["model"], config.get("model"), config.get("model_kwargs")
+    else:
+        raise ValueError(f"{path} is not a sphsal checkpoint (no 'format': {FORMAT!r} and no training-state "
+                         f"'model' + 'config'); for a published model's weights use load_original_checkpoint")
+    if not isinstance(weights, Mapping) or not all(
+            isinstance(k, str) and (isinstance(v, torch.Tensor) or k.endswith("_extra_state"))
+            for k, v in weights.items()):
+        raise ValueError(f"checkpoint {path}: the model weights are not a dict of tensors "
+                         f"(got {type(weights).__name__})")
+    if name is not None and not isinstance(name, str):
+        raise ValueError(f"checkpoint {path}: the model name is a {type(name).__name__}, expected a string")
+    if kwargs is not None and not isinstance(kwargs, Mapping):
+        raise ValueError(f"checkpoint {path}: the model keyword arguments are a {type(kwargs).__name__}, "
+                         "expected a dict")
+    return dict(weights), name, dict(kwargs or {})
+
+
+def _optimizer_entry(state: dict, path: str, optimizer: torch.optim.Optimizer) -> dict:
+    """The stored optimiser state, checked against ``optimizer`` (parameter groups and their sizes)
+    without changing it; ``ValueError`` naming the file otherwise."""
+    saved = state.get("optimizer")
+    if saved is None:
+        raise ValueError(f"checkpoint {path} holds no optimizer state")
+    groups = saved.get("param_groups") if isinstance(saved, Mapping) else None
+    well_formed = (isinstance(groups, list) and isinstance(saved.get("state"), Mapping)
+                   and all(isinstance(g, Mapping) and isinstance(g.get("params"), list) for g in groups))
+    if not well_formed:
+        raise ValueError(f"checkpoint {path}: the optimizer state is not an optimizer state_dict "
+                         "('state' and 'param_groups' with 'params')")
+    stored = [len(g["params"]) for g in groups]
+    own = [len(g["params"]) for g in optimizer.param_groups]
+    if stored != own:
+        raise ValueError(f"checkpoint {path}: the optimizer state does not fit the optimizer (parameters per "
+                         f"group: {stored} stored, {own} in the optimizer)")
+    return dict(saved)
+
+
+def _build_model(path: str, name: str | None, kwargs: dict) -> nn.Module:
+    """The model a checkpoint records (:func:`sphsal.models.create_model`), errors naming the file."""
+    from sphsal.models.registry import create_model
+
+    if not name:
+        raise ValueError(f"checkpoint {path} does not name its model; pass the model to load into")
+    try:
+        return create_model(name, **kwargs)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"checkpoint {path}: cannot rebuild its model create_model({name!r}, **{kwargs!r}): "
+                         f"{err}") from err
+
+
+def _model_differences(path: str, model: nn.Module, name: str | None, kwargs: dict) -> dict:
+    """Compare the checkpoint's model name and keyword arguments with ``model``'s (set by
+    :func:`sphsal.models.create_model`): another name is a ``ValueError``; returns the differing keyword
+    arguments (``{key: (checkpoint, model)}``; empty when either side does not know its name)."""
+    own_name = getattr(model, "model_name", None)
+    if not name or not own_name:
+        return {}
+    if name != own_name:
+        raise ValueError(f"checkpoint {path} holds a {name!r} model, not {own_name!r}: build the model with "
+                         f"create_model({name!r}, ...) or call load_checkpoint(path) to rebuild it")
+    return mapping_differences(kwargs, dict(getattr(model, "model_kwargs", {}) or {}))
+
+
+def _check_fit(path: str, model: nn.Module, weights: dict, strict: bool, differences: dict) -> None:
+    """``ValueError`` naming the file when ``weights`` do not fit ``model`` (missing or, with ``strict``,
+    unexpected names; shape mismatches), checked before anything is loaded."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in weights] if strict else []
+    unexpected = [k for k in weights if k not in own] if strict else []
+    shapes = [f"{k}: {tuple(v.shape)} stored vs {tuple(own[k].shape)}" for k, v in weights.items()
+              if k in own and isinstance(v, torch.Tensor) and isinstance(own[k], torch.Tensor)
+              and v.shape != own[k].shape]
+    if not (missing or unexpected or shapes):
+        return
+    problems = [f"{what} {items[:8]}{' ...' if len(items) > 8 else ''}" for what, items in
+                (("missing", missing), ("unexpected", unexpected), ("shape mismatches", shapes)) if items]
+    hint = f"; its model options differ: {format_differences(differences, 'checkpoint', 'model')}" \
+        if differences else ""
+    raise ValueError(f"checkpoint {path} does not fit the model "
+                     f"{getattr(model, 'model_name', type(model).__name__)}: {'; '.join(problems)}{hint}")
 
 
 def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None, *,
@@ -81,27 +232,40 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None, *,
     with :func:`sphsal.models.create_model` from the stored name and keyword arguments) and return it.
 
     ``optimizer``, when given, gets the stored optimiser state (``ValueError`` if there is none).
-    Weights load with ``weights_only=True``; a model of another architecture gives a ``ValueError``
-    listing the mismatched names.
+    Weights load with ``weights_only=True``. The whole checkpoint is checked before ``model`` or
+    ``optimizer`` is changed; every problem is a ``ValueError`` naming the file:
+
+    * missing or malformed entries, a stored model that cannot be rebuilt (unknown name, bad options);
+    * a model built by :func:`~sphsal.models.create_model` under another registry name than the stored
+      one (e.g. a ``spherical_unet`` checkpoint into a ``planar_unet``, whose parameter names agree);
+    * weights that do not fit (mismatched names or shapes, listed), an optimizer state that does not fit.
+
+    Keyword arguments that differ from the stored ones while the weights still fit (e.g. another
+    ``frame_size``, or ``use_aem=False`` to run an AEM model on stereo audio) are allowed, since
+    running trained weights under other input options is a legitimate use, but give a ``UserWarning``
+    naming the file and the differing options, as the outputs may differ from the trained model's.
     """
     path = os.fspath(path)
     state = read_checkpoint(path)
     weights, name, kwargs = _model_entries(state, path)
+    optimizer_state = None if optimizer is None else _optimizer_entry(state, path, optimizer)
+    differences = {}
     if model is None:
-        if not name:
-            raise ValueError(f"checkpoint {path} does not name its model; pass the model to load into")
-        from sphsal.models.registry import create_model
-
-        model = create_model(name, **kwargs)
-    try:
-        model.load_state_dict(weights, strict=strict)
-    except RuntimeError as err:
-        raise ValueError(f"checkpoint {path} does not fit the model "
-                         f"{getattr(model, 'model_name', type(model).__name__)}: {err}") from err
-    if optimizer is not None:
-        if "optimizer" not in state:
-            raise ValueError(f"checkpoint {path} holds no optimizer state")
-        optimizer.load_state_dict(state["optimizer"])
+        model = _build_model(path, name, kwargs)
+    else:
+        differences = _model_differences(path, model, name, kwargs)
+    _check_fit(path, model, weights, strict, differences)
+    model.load_state_dict(weights, strict=strict)
+    if differences:
+        warnings.warn(f"checkpoint {path} was saved from {name!r} built with other options than the model "
+                      f"it is loaded into ({format_differences(differences, 'checkpoint', 'model')}); the "
+                      "weights fit, but outputs may differ from the trained model's",
+                      UserWarning, stacklevel=2)
+    if optimizer_state is not None:
+        try:
+            optimizer.load_state_dict(optimizer_state)
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise ValueError(f"checkpoint {path}: cannot load its optimizer state: {err}") from err
     return model
 
 

@@ -31,6 +31,9 @@ def test_quick_demo_trains_evaluates_and_writes_its_outputs(tmp_path):
     assert report["results"] == saved["results"]
     assert any("reduced vinet configuration" in line for line in lines)
     assert any(line.startswith("model") and "cc" in line for line in lines)  # the printed table
+    again = run_demo(str(tmp_path), models=("vinet",), quick=True, progress=False, model_options=TINY,
+                     train_options={"batch_size": 8}, log=lines.append)  # a rerun into the same folder
+    assert again["results"].keys() == {"vinet", "aem_ecb"}
 
 
 def test_every_family_has_demo_options_and_unknown_models_are_errors(tmp_path):

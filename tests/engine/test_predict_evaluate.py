@@ -3,6 +3,7 @@ import os
 
 import numpy as np
 import pytest
+from engine_tiny import BlobDataset
 
 from sphsal.engine.evaluate import evaluate_model
 from sphsal.engine.predict import predict_videos
@@ -92,3 +93,94 @@ def test_training_dataset_gets_the_previous_ground_truth(tmp_path):
     assert ds.clip_len == model.input_spec.clip_len
     assert float(ds[0]["prev_saliency"].abs().sum()) == 0.0
     assert np.allclose(ds[3]["prev_saliency"].numpy(), ds[2]["saliency"].numpy())
+
+
+def _unet(seed):
+    import torch
+
+    torch.manual_seed(seed)
+    return create_model("planar_unet", frame_size=(16, 32), width_mult=0.125)
+
+
+def test_rerun_skips_only_what_the_same_model_and_options_made(tmp_path):
+    video = _video(tmp_path / "v.mp4", channels=4, n=3)
+    out = tmp_path / "out"
+    options = dict(progress=False, make_overlay=False)
+    first = _unet(0)
+    [record] = predict_videos(first, [video], out, **options)
+    assert record["model_name"] == "planar_unet" and not record["npy"]
+    pngs = {name: (out / "v" / "maps" / name).read_bytes() for name in os.listdir(out / "v" / "maps")}
+    for other, shown in [(create_model("spherical_unet", frame_size=(16, 32), width_mult=0.125),
+                          "model_name: 'planar_unet' (done.json) vs 'spherical_unet'"),
+                         (create_model("planar_unet", frame_size=(16, 32), width_mult=0.25), "model_kwargs"),
+                         (_unet(1), "weights_sha1")]:
+        with pytest.raises(ValueError, match=f"{out / 'v'} holds predictions made with other model") as err:
+            predict_videos(other, [video], out, **options)
+        assert shown in str(err.value)
+    with pytest.raises(ValueError, match="requested_fps: None"):
+        predict_videos(first, [video], out, fps=4, **options)
+    assert {n: (out / "v" / "maps" / n).read_bytes() for n in os.listdir(out / "v" / "maps")} == pngs
+    # The same model asking for an output it did not write redoes the video; fewer outputs skip it.
+    [with_npy] = predict_videos(first, [video], out, save_npy=True, **options)
+    assert not with_npy["skipped"] and with_npy["npy"] and len(os.listdir(out / "v" / "maps")) == 6
+    [again] = predict_videos(_unet(0), [video], out, **options)
+    assert again["skipped"] and again["npy"]
+    # overwrite=True replaces another model's outputs.
+    [replaced] = predict_videos(_unet(1), [video], out, overwrite=True, **options)
+    assert not replaced["skipped"] and replaced["weights_sha1"] != again["weights_sha1"]
+
+
+def test_npy_maps_are_the_raw_model_output(tmp_path):
+    import torch
+
+    from sphsal.data import VideoReader
+    from sphsal.engine.predict import _clip_item
+    from sphsal.engine.runtime import collate_items
+
+    video = _video(tmp_path / "v.mp4", channels=2, n=2)
+    model = create_model("stavis_visual", width_mult=1 / 16, clip_len=4, frame_size=(32, 64)).eval()
+    predict_videos(model, [video], tmp_path / "out", progress=False, save_npy=True, save_png=False,
+                   make_overlay=False)
+    saved = np.load(tmp_path / "out" / "v" / "maps" / "00001.npy")
+    with VideoReader(video, size=(32, 64)) as reader, torch.no_grad():
+        item = _clip_item(reader, 1, 4, None, 0, model.input_spec.clip_mode)
+        raw = model(**model.prepare_inputs(collate_items([item])))[0, 0].numpy()
+    assert saved.dtype == np.float32 and saved.shape == tuple(model.input_spec.output_size)
+    assert saved.min() >= 0 and np.allclose(saved, raw, atol=1e-6)
+    assert abs(saved.sum() - 1) > 0.5  # the model's own scale, not normalised (as documented)
+
+
+def test_bad_prediction_options_are_named_before_any_work(tmp_path):
+    video = _video(tmp_path / "v.mp4", channels=2, n=2)
+    model = _unet(0)
+    for bad, name in [({"batch_size": 0}, "batch_size"), ({"batch_size": 1.5}, "batch_size"),
+                      ({"fps": 0}, "fps"), ({"fps": -2.0}, "fps")]:
+        with pytest.raises(ValueError, match=name):
+            predict_videos(model, [video], tmp_path / "out", progress=False, **bad)
+    assert not (tmp_path / "out").exists()
+
+
+class _NoFixations:
+    """BlobDataset items without the fixation maps."""
+
+    def __init__(self, n=4):
+        self.items = BlobDataset(n)
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        item = dict(self.items[i])
+        del item["fixations"]
+        return item
+
+
+def test_evaluate_needs_fixations_only_for_the_metrics_that_use_them(tmp_path):
+    ds = _NoFixations()
+    summary = evaluate_model(create_model("tiny_test_model"), ds, metrics=("cc", "kld"), progress=False,
+                             device="cpu")
+    assert summary["n_frames"] == 4 and -1 <= summary["mean"]["cc"] <= 1
+    with pytest.raises(ValueError, match="nss, auc_judd need 'fixations'"):
+        evaluate_model(create_model("tiny_test_model"), ds, metrics=("cc", "nss", "auc_judd"), progress=False)
+    with pytest.raises(ValueError, match="batch_size"):
+        evaluate_model(create_model("tiny_test_model"), ds, metrics=("cc",), batch_size=0, progress=False)

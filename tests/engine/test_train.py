@@ -1,4 +1,5 @@
 import csv
+import math
 import os
 import signal
 import subprocess
@@ -172,3 +173,108 @@ def test_loader_workers_after_numba_kernels_in_the_parent(tmp_path):
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     assert load_training_state(str(tmp_path / "run" / "last.pt"))["progress"]["step"] == 4
+
+
+class _NanGradFrom(torch.autograd.Function):
+    """Identity whose backward returns NaN from the ``start``-th backward pass on (the loss stays finite)."""
+
+    calls = 0
+    start = 1
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        _NanGradFrom.calls += 1
+        return grad * float("nan") if _NanGradFrom.calls >= _NanGradFrom.start else grad
+
+
+@pytest.mark.parametrize("clip_grad", [5.0, None])
+def test_non_finite_gradient_stops_before_the_step_and_the_checkpoint(tmp_path, monkeypatch, clip_grad):
+    from engine_tiny import TinySaliency
+
+    forward = TinySaliency.forward
+    monkeypatch.setattr(TinySaliency, "forward",
+                        lambda self, frames: _NanGradFrom.apply(forward(self, frames)))
+    monkeypatch.setattr(_NanGradFrom, "calls", 0)
+    monkeypatch.setattr(_NanGradFrom, "start", 3)
+    with pytest.raises(FloatingPointError, match="gradient norm became nan at step 3"):
+        train(_config(tmp_path, clip_grad=clip_grad, ckpt_every=1, max_steps=5), dataset=BlobDataset(12))
+    state = load_training_state(str(tmp_path / "last.pt"))
+    assert state["progress"]["step"] == 2  # the last good checkpoint, not a NaN one
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    with open(tmp_path / "log.csv", newline="") as f:
+        norms = [float(r["grad_norm"]) for r in csv.DictReader(f)]
+    assert len(norms) == 2 and all(map(math.isfinite, norms))
+
+
+def test_resume_refuses_other_training_settings(tmp_path):
+    ds = BlobDataset(12)
+    train(_config(tmp_path, max_steps=2), dataset=ds)
+    config_json = (tmp_path / "config.json").read_text()
+    changes = [({"batch_size": 3}, "batch_size: 2 (checkpoint) vs 3 (now)"),
+               ({"seed": 4}, "seed: 3 (checkpoint) vs 4 (now)"),
+               ({"model": "planar_unet"}, "model: 'tiny_test_model' (checkpoint) vs 'planar_unet' (now)"),
+               ({"model_kwargs": {"width_mult": 0.5}}, "model_kwargs: {} (checkpoint)"),
+               ({"lr": 0.5, "loss": "cc"}, "lr: None (checkpoint) vs 0.5 (now); loss: None"),
+               ({"dataset_kwargs": {"split": "train"}}, "dataset_kwargs")]
+    for change, shown in changes:
+        with pytest.raises(ValueError, match="last.pt") as err:
+            train(_config(tmp_path, **change), dataset=ds, resume=True)
+        assert shown in str(err.value)
+    assert (tmp_path / "config.json").read_text() == config_json
+    assert load_training_state(str(tmp_path / "last.pt"))["progress"]["step"] == 2
+    # How long and how to run may change: here the step budget, logging and checkpoint intervals.
+    summary = train(_config(tmp_path, max_steps=4, log_every=2, ckpt_every=3, num_workers=0), dataset=ds,
+                    resume=True)
+    assert summary["step"] == 4
+
+
+def test_model_kwargs_tuples_and_lists_compare_equal_on_resume(tmp_path):
+    from sphsal.engine.train import check_resumable
+
+    config = _config(tmp_path, model_kwargs={"frame_size": (16, 32)})
+    stored = {**vars(_config(tmp_path, model_kwargs={"frame_size": [16, 32]}))}
+    del stored["overwrite"]  # a checkpoint from before the field existed: its default counts
+    check_resumable("last.pt", stored, config)
+    with pytest.raises(ValueError, match="holds no 'config'"):
+        check_resumable("last.pt", None, config)
+
+
+def test_new_run_refuses_a_folder_with_a_checkpoint_unless_overwrite(tmp_path):
+    ds = BlobDataset(12)
+    train(_config(tmp_path, max_steps=3), dataset=ds)
+    log = (tmp_path / "log.csv").read_text()
+    weights = _weights(str(tmp_path / "last.pt"))
+    with pytest.raises(ValueError, match=f"{tmp_path}.*already holds last.pt.*resume"):
+        train(_config(tmp_path, max_steps=1), dataset=ds)
+    assert (tmp_path / "log.csv").read_text() == log
+    kept = _weights(str(tmp_path / "last.pt"))
+    assert all(torch.equal(weights[k], kept[k]) for k in weights)
+    train(_config(tmp_path, max_steps=1, overwrite=True), dataset=ds)
+    with open(tmp_path / "log.csv", newline="") as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == [1]
+
+
+@pytest.mark.parametrize("field, value", [
+    ("ckpt_every", 0), ("log_every", 0), ("epochs", 0), ("batch_size", 0), ("max_steps", 0),
+    ("warmup_steps", -1), ("num_workers", -1), ("seed", -1), ("epochs", 1.5), ("batch_size", True),
+    ("lr", 0.0), ("lr", -1e-3), ("lr", float("nan")), ("clip_grad", -1.0), ("clip_grad", float("inf")),
+    ("lr_schedule", "step"), ("model", ""), ("amp", "yes"), ("overwrite", 1), ("model_kwargs", None),
+])
+def test_train_config_values_are_checked_on_construction(tmp_path, field, value):
+    with pytest.raises(ValueError, match=f"TrainConfig.{field} "):
+        _config(tmp_path, **{field: value})
+
+
+def test_train_config_normalises_paths_and_numpy_numbers(tmp_path):
+    import numpy as np
+
+    config = _config(tmp_path, max_steps=np.int64(2), lr=np.float32(0.01), clip_grad=0)
+    assert config.out_dir == str(tmp_path) and isinstance(config.out_dir, str)
+    assert type(config.max_steps) is int and type(config.lr) is float and config.clip_grad == 0.0
+    config.log_every = 0  # changed after construction: train checks again
+    with pytest.raises(ValueError, match="TrainConfig.log_every"):
+        train(config, dataset=BlobDataset(4))

@@ -1,3 +1,8 @@
+import os
+import pathlib
+import warnings
+
+import numpy as np
 import pytest
 import torch
 from tiny_models import TINY_AVS360, TINY_UNET
@@ -96,3 +101,94 @@ def test_mismatched_published_checkpoint_is_refused():
         load_original_checkpoint(model, published)
     with pytest.raises(ValueError, match="no published checkpoint layout"):
         load_original_checkpoint(create_model("planar_unet", **TINY_UNET), {})
+
+
+def test_extra_values_are_made_loadable_or_refused_before_the_file_is_touched(tmp_path):
+    model = create_model("planar_unet", **TINY_UNET)
+    path = tmp_path / "unet.pt"
+    save_checkpoint(path, model, step=np.int64(5),
+                    extra={"best_cc": np.float64(0.5), "epoch": np.int32(3), "ok": np.bool_(True),
+                           "data": pathlib.Path("runs/x"), "nested": [{"lr": np.float32(0.25)}, (1, 2)]})
+    raw = read_checkpoint(path)
+    assert raw["step"] == 5 and type(raw["step"]) is int
+    assert raw["extra"] == {"best_cc": 0.5, "epoch": 3, "ok": True, "data": "runs/x",
+                            "nested": [{"lr": 0.25}, (1, 2)]}
+    assert type(raw["extra"]["best_cc"]) is float and type(raw["extra"]["epoch"]) is int
+    good = path.read_bytes()
+    for extra, named in [({"scores": np.zeros(2)}, r"extra\['scores'\] is a numpy.ndarray"),
+                         ({"deep": {"obj": object()}}, r"extra\['deep'\]\['obj'\] is a builtins.object"),
+                         ({"keys": {1, frozenset()}}, r"an item of extra\['keys'\] is a builtins.frozenset")]:
+        with pytest.raises(ValueError, match=named):
+            save_checkpoint(path, model, extra=extra)
+        assert path.read_bytes() == good  # the previous checkpoint is intact
+    assert sorted(os.listdir(tmp_path)) == ["unet.pt"]
+    load_checkpoint(path)
+
+
+def test_checkpoint_is_fsynced_before_it_replaces_the_old_one(tmp_path, monkeypatch):
+    events = []
+    fsync, replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: events.append(("fsync", os.fstat(fd).st_ino)) or fsync(fd))
+    monkeypatch.setattr(os, "replace", lambda a, b: events.append(("replace", os.stat(a).st_ino))
+                        or replace(a, b))
+    path = tmp_path / "unet.pt"
+    save_checkpoint(path, create_model("planar_unet", **TINY_UNET))
+    inode = os.stat(path).st_ino
+    assert events[:2] == [("fsync", inode), ("replace", inode)]
+    assert ("fsync", os.stat(tmp_path).st_ino) in events[2:]  # the folder, after the rename
+
+
+def _rewrite(path, **changes):
+    state = torch.load(path, weights_only=True)
+    for key, value in changes.items():
+        if value is None:
+            del state[key]
+        else:
+            state[key] = value
+    torch.save(state, path)
+
+
+def test_malformed_checkpoints_are_named_and_change_nothing(tmp_path):
+    model = create_model("planar_unet", **TINY_UNET)
+    path = tmp_path / "unet.pt"
+    save_checkpoint(path, model, optimizer=torch.optim.Adam(model.parameters()))
+    good = path.read_bytes()
+    cases = [({"model_kwargs": {"bogus": 1}}, "cannot rebuild its model.*bogus"),
+             ({"model_name": "no_such_model"}, "cannot rebuild its model.*unknown model"),
+             ({"state_dict": None}, "has no 'state_dict' entry"),
+             ({"state_dict": [1, 2]}, "not a dict of tensors"),
+             ({"model_kwargs": [1]}, "keyword arguments are a list")]
+    for changes, message in cases:
+        path.write_bytes(good)
+        _rewrite(path, **changes)
+        with pytest.raises(ValueError, match=f"{path}.*{message}"):
+            load_checkpoint(path)
+    path.write_bytes(good)
+    target = create_model("planar_unet", **TINY_UNET)
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    params = list(target.parameters())
+    wrong_optimizer = torch.optim.Adam(params[:2])
+    with pytest.raises(ValueError, match=f"{path}.*optimizer state does not fit"):
+        load_checkpoint(path, target, optimizer=wrong_optimizer)
+    assert all(torch.equal(before[k], v) for k, v in target.state_dict().items())  # weights untouched
+    wider = create_model("planar_unet", width_mult=1 / 8, frame_size=(16, 32))
+    wide_before = {k: v.clone() for k, v in wider.state_dict().items()}
+    with pytest.raises(ValueError, match=f"{path} does not fit.*shape mismatches.*width_mult"):
+        load_checkpoint(path, wider)
+    assert all(torch.equal(wide_before[k], v) for k, v in wider.state_dict().items())  # no partial load
+
+
+def test_stored_model_name_and_options_are_checked(tmp_path):
+    path = tmp_path / "sph.pt"
+    save_checkpoint(path, create_model("spherical_unet", **TINY_UNET))
+    with pytest.raises(ValueError, match=f"{path} holds a 'spherical_unet' model, not 'planar_unet'"):
+        load_checkpoint(path, create_model("planar_unet", **TINY_UNET))
+    other_size = {**TINY_UNET, "frame_size": (32, 64)}  # same weights, other input size
+    with pytest.warns(UserWarning, match=rf"{path}.*frame_size: \(16, 32\) \(checkpoint\) vs \(32, 64\)"):
+        load_checkpoint(path, create_model("spherical_unet", **other_size))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_checkpoint(path, create_model("spherical_unet", width_mult=1 / 16, frame_size=[16, 32]))
+        plain = torch.nn.Module()  # a model without a registry name is not compared
+        plain.inner = create_model("spherical_unet", **TINY_UNET)
+        load_checkpoint(path, plain.inner)
