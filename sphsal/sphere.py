@@ -18,6 +18,7 @@ Conventions (radians everywhere):
 from __future__ import annotations
 
 import math
+import operator
 
 import torch
 import torch.nn.functional as F
@@ -46,8 +47,32 @@ def _as_tensor(x, dtype=None, device=None) -> torch.Tensor:
 
 
 def _check_hw(h: int, w: int) -> None:
-    if int(h) != h or int(w) != w or h < 1 or w < 1:
+    """Raise ``ValueError`` unless the ERP size ``h``, ``w`` are positive integers (bool excluded)."""
+    try:
+        ok = not isinstance(h, bool) and not isinstance(w, bool) and int(h) == h >= 1 and int(w) == w >= 1
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
         raise ValueError(f"ERP size must be positive integers, got h={h!r}, w={w!r}")
+
+
+def check_angle(value, name: str) -> float:
+    """``value`` as a finite angle in radians (a Python ``float``); ``ValueError`` naming ``name`` if it
+    is not a number or not finite."""
+    try:
+        angle = float(value)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"{name} must be a finite angle in radians, got {value!r}") from None
+    if not math.isfinite(angle):
+        raise ValueError(f"{name} must be a finite angle in radians, got {value!r}")
+    return angle
+
+
+def check_float_dtype(dtype, name: str = "dtype") -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``dtype`` is ``None`` (the default dtype) or a floating
+    torch dtype: directions and weights would be truncated in an integer dtype."""
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ValueError(f"{name} must be a floating torch dtype (e.g. torch.float32), got {dtype!r}")
 
 
 def equirect_directions(h: int, w: int, *, dtype=None, device=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,9 +80,11 @@ def equirect_directions(h: int, w: int, *, dtype=None, device=None) -> tuple[tor
 
     Returns ``(az, el)``, each of shape ``(H, W)``, in radians. ``az`` decreases from
     ``pi - pi/W`` at column 0 to ``-pi + pi/W`` at the last column; ``el`` decreases from
-    ``pi/2 - pi/(2H)`` at row 0 (north) to ``-pi/2 + pi/(2H)`` at the bottom row.
+    ``pi/2 - pi/(2H)`` at row 0 (north) to ``-pi/2 + pi/(2H)`` at the bottom row. ``dtype`` must be a
+    floating dtype (default: torch's default dtype).
     """
     _check_hw(h, w)
+    check_float_dtype(dtype)
     dtype = dtype or torch.get_default_dtype()
     cols = torch.arange(w, dtype=torch.float64, device=device)
     rows = torch.arange(h, dtype=torch.float64, device=device)
@@ -134,9 +161,11 @@ def solid_angle_weights(h: int, w: int, *, dtype=None, device=None) -> torch.Ten
     """Solid angle in steradians of every ERP pixel, shape ``(H, W)``; the sum is exactly 4pi.
 
     Row ``i`` spans elevations ``[el_i - pi/2H, el_i + pi/2H]``, so its pixels subtend
-    ``(2pi / W) * (sin(el_top) - sin(el_bottom))``.
+    ``(2pi / W) * (sin(el_top) - sin(el_bottom))``. ``dtype`` must be a floating dtype (default: torch's
+    default dtype).
     """
     _check_hw(h, w)
+    check_float_dtype(dtype)
     dtype = dtype or torch.get_default_dtype()
     edges = (0.5 - torch.arange(h + 1, dtype=torch.float64, device=device) / h) * math.pi
     band = torch.sin(edges[:-1]) - torch.sin(edges[1:])
@@ -148,8 +177,9 @@ def rotation_matrix(yaw: float = 0.0, pitch: float = 0.0, roll: float = 0.0, *,
     """The 3x3 matrix ``Rz(yaw) @ Ry(-pitch) @ Rx(roll)`` acting on (x front, y left, z up) vectors.
 
     Positive yaw turns the front to the left, positive pitch lifts the front up, positive roll
-    turns the left side up. Angles in radians.
+    turns the left side up. Angles in radians (finite; ``ValueError`` naming the angle otherwise).
     """
+    yaw, pitch, roll = check_angle(yaw, "yaw"), check_angle(pitch, "pitch"), check_angle(roll, "roll")
     cy, sy = math.cos(yaw), math.sin(yaw)
     cp, sp = math.cos(pitch), math.sin(pitch)
     cr, sr = math.cos(roll), math.sin(roll)
@@ -170,10 +200,15 @@ def rotate_directions(az, el, yaw: float = 0.0, pitch: float = 0.0, roll: float 
 def pad_equirect(x: torch.Tensor, pad: int = 1) -> torch.Tensor:
     """Pad an ERP tensor ``(..., H, W)`` by ``pad`` pixels on every side with its true spherical
     neighbours: columns wrap across the +-180 deg seam, and rows beyond a pole continue on the
-    opposite meridian (row ``-1 - k`` is row ``k`` shifted by ``W/2`` columns). ``W`` must be even.
+    opposite meridian (row ``-1 - k`` is row ``k`` shifted by ``W/2`` columns). ``W`` must be even and
+    ``pad`` a non-negative integer no larger than ``H`` or ``W``.
 
     Returns ``(..., H + 2 pad, W + 2 pad)``; no value comes from zero padding.
     """
+    if not isinstance(x, torch.Tensor) or x.dim() < 2:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"x must be an ERP tensor (..., H, W), got {shape}")
+    pad = _check_pad(pad)
     h, w = x.shape[-2:]
     if w % 2:
         raise ValueError(f"pad_equirect needs an even ERP width to wrap over the poles, got W={w}")
@@ -187,23 +222,39 @@ def pad_equirect(x: torch.Tensor, pad: int = 1) -> torch.Tensor:
     return torch.cat((x[..., -pad:], x, x[..., :pad]), dim=-1)
 
 
+def _check_pad(pad) -> int:
+    """``pad`` as a non-negative Python ``int`` (``ValueError`` naming ``pad`` otherwise; no bool)."""
+    try:
+        value = None if isinstance(pad, bool) else operator.index(pad)
+    except TypeError:
+        value = None
+    if value is None or value < 0:
+        raise ValueError(f"pad must be a non-negative integer number of pixels, got {pad!r}")
+    return value
+
+
 def sample_equirect(x: torch.Tensor, row: torch.Tensor, col: torch.Tensor,
                     mode: str = "bilinear") -> torch.Tensor:
     """Sample an ERP image at continuous pixel coordinates, wrapping across the seam and the poles.
 
     Args:
-        x: ``(B, C, H, W)`` image (``W`` even).
-        row, col: ``(Ho, Wo)`` continuous coordinates as returned by :func:`directions_to_pixels`
-            (``row`` in ``[-0.5, H - 0.5]``; ``col`` any value, it is wrapped).
+        x: ``(B, C, H, W)`` image of a floating dtype (``W`` even).
+        row, col: ``(Ho, Wo)`` continuous coordinates as returned by :func:`directions_to_pixels`, both
+            of the same shape and finite (``row`` in ``[-0.5, H - 0.5]``; ``col`` any value, it is
+            wrapped). ``ValueError`` naming ``row`` / ``col`` otherwise.
         mode: ``"bilinear"`` or ``"nearest"``.
 
     Returns:
         ``(B, C, Ho, Wo)``. Differentiable with respect to ``x``.
     """
-    if x.dim() != 4:
-        raise ValueError(f"x must be (B, C, H, W), got shape {tuple(x.shape)}")
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"x must be (B, C, H, W), got shape {shape}")
+    if not x.is_floating_point():
+        raise ValueError(f"x must have a floating dtype, got {x.dtype}")
     if mode not in ("bilinear", "nearest"):
         raise ValueError(f"mode must be 'bilinear' or 'nearest', got {mode!r}")
+    row, col = _check_coordinates(row, col)
     h, w = x.shape[-2:]
     padded = pad_equirect(x, 1)
     col = torch.remainder(col + 0.5, w) - 0.5
@@ -216,16 +267,33 @@ def sample_equirect(x: torch.Tensor, row: torch.Tensor, col: torch.Tensor,
     return F.grid_sample(padded, grid, mode=mode, padding_mode="border", align_corners=True)
 
 
+def _check_coordinates(row, col) -> tuple[torch.Tensor, torch.Tensor]:
+    """``row`` and ``col`` as floating tensors, after checking that they are ``(Ho, Wo)``, of one shape
+    and finite (``ValueError`` naming them otherwise)."""
+    row = _as_tensor(row)
+    col = _as_tensor(col, device=row.device)
+    if row.shape != col.shape or row.dim() != 2:
+        raise ValueError(f"row and col must be (Ho, Wo) coordinate grids of the same shape, got "
+                         f"{tuple(row.shape)} and {tuple(col.shape)}")
+    for t, name in ((row, "row"), (col, "col")):
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name} contains NaN or infinite pixel coordinates")
+    return row, col
+
+
 def rotate_equirect(x: torch.Tensor, yaw: float = 0.0, pitch: float = 0.0, roll: float = 0.0,
                     mode: str = "bilinear") -> torch.Tensor:
     """Rotate the content of ERP tensors ``(..., H, W)`` by :func:`rotation_matrix`.
 
     The feature seen at direction ``d`` appears at ``R d``. A pure yaw that is a whole number ``k``
     of column pitches ``2pi / W`` is exactly ``torch.roll`` by ``-k`` columns (content moves left);
-    other rotations resample with :func:`sample_equirect`.
+    other rotations resample with :func:`sample_equirect`. Angles in radians, finite (``ValueError``
+    naming ``yaw``, ``pitch`` or ``roll`` otherwise).
     """
-    if x.dim() < 2:
-        raise ValueError(f"x must be (..., H, W), got shape {tuple(x.shape)}")
+    if not isinstance(x, torch.Tensor) or x.dim() < 2:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"x must be (..., H, W), got shape {shape}")
+    yaw, pitch, roll = check_angle(yaw, "yaw"), check_angle(pitch, "pitch"), check_angle(roll, "roll")
     h, w = x.shape[-2:]
     if pitch == 0.0 and roll == 0.0:
         k = yaw * w / (2 * math.pi)

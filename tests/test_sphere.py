@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -165,3 +166,55 @@ def test_bad_sizes_are_named():
         sphere.equirect_directions(0, 4)
     with pytest.raises(ValueError, match="mode"):
         sphere.sample_equirect(torch.zeros(1, 1, 4, 8), torch.zeros(2, 2), torch.zeros(2, 2), mode="cubic")
+
+
+@pytest.mark.parametrize("angle", ["yaw", "pitch", "roll"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_rotation_angles_must_be_finite(angle, value):
+    # pitch=nan made every pixel one value silently, yaw=nan / inf and roll=inf raised unnamed errors
+    x = torch.rand(1, 1, 8, 16)
+    with pytest.raises(ValueError, match=f"{angle} must be a finite angle in radians"):
+        sphere.rotate_equirect(x, **{angle: value})
+    with pytest.raises(ValueError, match=f"{angle} must be a finite angle in radians"):
+        sphere.rotation_matrix(**{angle: value})
+    with pytest.raises(ValueError, match=f"{angle} must be a finite angle in radians"):
+        sphere.rotate_directions(torch.zeros(1), torch.zeros(1), **{angle: value})
+
+
+def test_sample_equirect_checks_coordinates():
+    x = torch.rand(1, 1, 8, 16)
+    grid = torch.zeros(2, 3)
+    with pytest.raises(ValueError, match=r"row and col must be \(Ho, Wo\) coordinate grids of the same"):
+        sphere.sample_equirect(x, grid, torch.zeros(3, 2))
+    with pytest.raises(ValueError, match=r"row and col must be \(Ho, Wo\)"):
+        sphere.sample_equirect(x, torch.zeros(3), torch.zeros(3))
+    with pytest.raises(ValueError, match="row contains NaN or infinite"):
+        sphere.sample_equirect(x, torch.full((2, 3), float("nan")), grid)  # returned a value
+    with pytest.raises(ValueError, match="col contains NaN or infinite"):
+        sphere.sample_equirect(x, grid, torch.full((2, 3), float("inf")))
+    with pytest.raises(ValueError, match="x must have a floating dtype"):
+        sphere.sample_equirect(torch.zeros(1, 1, 8, 16, dtype=torch.int64), grid, grid)
+    assert sphere.sample_equirect(x, grid, grid).shape == (1, 1, 2, 3)
+
+
+def test_pad_equirect_checks_pad_and_layout():
+    x = torch.rand(1, 1, 8, 16)
+    for pad in (-1, 1.5, True, "1"):  # -1 returned a (1, 1, 15, 46) tensor
+        with pytest.raises(ValueError, match="pad must be a non-negative integer"):
+            sphere.pad_equirect(x, pad)
+    with pytest.raises(ValueError, match=r"x must be an ERP tensor \(\.\.\., H, W\)"):
+        sphere.pad_equirect(torch.rand(16), 1)
+    with pytest.raises(ValueError, match="larger than the ERP size"):
+        sphere.pad_equirect(x, 9)
+    assert sphere.pad_equirect(x, np.int64(2)).shape == (1, 1, 12, 20)
+    assert sphere.pad_equirect(torch.rand(8, 16), 8).shape == (24, 32)
+
+
+def test_grids_need_a_floating_dtype():
+    for fn in (sphere.equirect_directions, sphere.solid_angle_weights):
+        with pytest.raises(ValueError, match="dtype must be a floating torch dtype"):
+            fn(4, 8, dtype=torch.int64)  # truncated to integers silently
+        assert fn(4, 8, dtype=torch.float16)[0].dtype == torch.float16
+    for h in (None, float("nan"), True):
+        with pytest.raises(ValueError, match="ERP size must be positive integers"):
+            sphere.equirect_directions(h, 8)

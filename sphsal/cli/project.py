@@ -44,10 +44,12 @@ def register(subparsers) -> None:
                    help="ERP image (png/jpg) or video (mp4); default: a generated test pattern")
     p.add_argument("--to", required=True, choices=TARGETS, help="target projection")
     p.add_argument("--out", required=True, help="output file (.png/.jpg, .mp4 for a video, .npy for healpix)")
-    p.add_argument("--face-size", type=int, default=None, help="cube face side in pixels (default H/2)")
+    p.add_argument("--face-size", type=int, default=None,
+                   help="cube face side in pixels, a positive integer (default H/2)")
     p.add_argument("--layout", choices=("dice", "horizon"), default="dice", help="cubemap image layout")
     p.add_argument("--nside", type=int, default=64, help="HEALPix nside, a power of 2 (default 64)")
-    p.add_argument("--fov", type=float, default=90.0, help="viewport horizontal field of view, degrees")
+    p.add_argument("--fov", type=float, default=90.0,
+                   help="viewport horizontal field of view in degrees, in (0, 180) (default 90)")
     p.add_argument("--yaw", type=float, default=0.0, help="viewport yaw in degrees (positive: left)")
     p.add_argument("--pitch", type=float, default=0.0, help="viewport pitch in degrees (positive: up)")
     p.add_argument("--roll", type=float, default=0.0, help="viewport roll in degrees")
@@ -69,10 +71,23 @@ def parse_hw(text: str, name: str) -> tuple[int, int]:
     return h, w
 
 
+def _check_options(args) -> None:
+    """Raise ``ValueError`` naming the flag, in its own units, for a ``--face-size`` that is not a positive
+    integer, a ``--fov`` outside (0, 180) degrees or a non-finite ``--yaw`` / ``--pitch`` / ``--roll``
+    (the projections' own errors speak radians)."""
+    if args.face_size is not None and args.face_size < 1:
+        raise ValueError(f"--face-size must be a positive number of pixels, got {args.face_size}")
+    if not 0.0 < args.fov < 180.0:
+        raise ValueError(f"--fov must be a horizontal field of view in (0, 180) degrees, got {args.fov:g}")
+    for flag in ("yaw", "pitch", "roll"):
+        if not math.isfinite(getattr(args, flag)):
+            raise ValueError(f"--{flag} must be a finite angle in degrees, got {getattr(args, flag):g}")
+
+
 def _projector(args, erp_h: int):
     """A function ``(B, 3, H, W) -> (B, 3, h, w)`` images, or ``(B, 3, Npix)`` maps for healpix."""
     if args.to == "cubemap":
-        face = args.face_size or max(1, erp_h // 2)
+        face = max(1, erp_h // 2) if args.face_size is None else args.face_size
         return lambda x: equirect_to_cubemap(x, face, mode=args.mode, layout=args.layout)
     if args.to == "healpix":
         return lambda x: equirect_to_healpix(x, args.nside, mode=args.mode)
@@ -220,6 +235,7 @@ def project_video(args, project) -> int:
 def run(args) -> int:
     if args.input is not None and not os.path.isfile(args.input):
         raise FileNotFoundError(f"input file {args.input!r} does not exist")
+    _check_options(args)
     _check_out(args)
     if args.input is not None and os.path.splitext(args.input)[1].lower() in VIDEO_SUFFIXES:
         cap = cv2.VideoCapture(args.input)

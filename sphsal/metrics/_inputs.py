@@ -9,6 +9,7 @@ Fixations are kept sparse: per map the flat indices of the fixated pixels and ho
 from __future__ import annotations
 
 import functools
+import math
 import sys
 import warnings
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from sphsal.sphere import directions_to_pixels, solid_angle_weights
 
 _REDUCTIONS = ("none", "mean")
 _LIST_CAPACITY = 256  # fixated pixels per map that the first pass of _cpu_lists keeps
+_POLE_TOLERANCE = 1e-6  # radians beyond a pole still taken as the pole (float32 rounding of pi/2)
 
 
 def as_maps(x, name: str) -> tuple[torch.Tensor, bool]:
@@ -123,17 +125,38 @@ def check_reduction(reduction: str) -> None:
         raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
 
 
-def direction_pixel_index(directions, h: int, w: int, name: str = "directions") -> torch.Tensor:
-    """Flat ERP pixel index ``row * W + col`` ``(N,)`` (int64) of directions ``(N, 2)`` = ``(az, el)`` in
-    radians: the nearest pixel centre by :func:`sphsal.sphere.directions_to_pixels`, the column wrapped
-    across the seam, the row clamped at the poles."""
-    d = directions if isinstance(directions, torch.Tensor) else torch.as_tensor(directions)
+def check_directions(directions, name: str = "directions") -> torch.Tensor:
+    """Fixation directions ``(N, 2)`` = ``(az, el)`` in radians as a float64 tensor (``(0, 2)`` when
+    empty), checked: ``ValueError`` naming ``name`` for another shape, NaN or infinite values, or an
+    elevation outside ``[-pi/2, pi/2]`` (beyond a ``1e-6`` rad tolerance, which admits float32 roundings
+    of the poles; a larger one is no elevation in radians: degrees given by mistake?). Any finite
+    azimuth is accepted and wraps modulo ``2pi`` (``(-pi, pi]``, ``[0, 2pi)`` and whole turns beyond
+    give the same direction)."""
+    try:
+        d = directions if isinstance(directions, torch.Tensor) else torch.as_tensor(np.asarray(directions))
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(
+            f"{name} must be (N, 2) (azimuth, elevation) in radians, got {directions!r}") from None
     d = d.to(torch.float64)
     if d.numel() == 0:
-        return torch.zeros(0, dtype=torch.int64, device=d.device)
+        return d.new_zeros(0, 2)
     if d.dim() != 2 or d.shape[1] != 2:
         raise ValueError(f"{name} must be (N, 2) (azimuth, elevation) in radians, got shape {tuple(d.shape)}")
     check_finite(d, name)
+    if bool((d[:, 1].abs() > math.pi / 2 + _POLE_TOLERANCE).any()):
+        raise ValueError(f"{name} has elevations outside [-pi/2, pi/2] radians (largest |el| "
+                         f"{float(d[:, 1].abs().max()):.4g}): give (azimuth, elevation) in radians")
+    return d
+
+
+def direction_pixel_index(directions, h: int, w: int, name: str = "directions") -> torch.Tensor:
+    """Flat ERP pixel index ``row * W + col`` ``(N,)`` (int64) of directions ``(N, 2)`` = ``(az, el)`` in
+    radians (checked by :func:`check_directions`): the nearest pixel centre by
+    :func:`sphsal.sphere.directions_to_pixels`, the column wrapped across the seam, the row clamped at
+    the poles."""
+    d = check_directions(directions, name)
+    if d.numel() == 0:
+        return torch.zeros(0, dtype=torch.int64, device=d.device)
     row, col = directions_to_pixels(d[:, 0], d[:, 1], h, w)
     row = torch.round(row).clamp(0, h - 1).to(torch.int64)
     col = torch.remainder(torch.round(col).to(torch.int64), w)
@@ -165,7 +188,7 @@ def fixation_lists(fixations, shape: tuple[int, int, int], device=None,
     if _is_direction_list(fixations, batch):
         per_map = list(fixations)
     else:
-        t = fixations if isinstance(fixations, torch.Tensor) else torch.as_tensor(fixations)
+        t = _fixations_tensor(fixations, batch, name)
         if t.dim() >= 2 and tuple(t.shape[-2:]) == (h, w):
             maps, _ = _as_batch(t, name)
             check_same_shape(maps.shape, shape, name, "pred")
@@ -189,6 +212,22 @@ def fixation_lists(fixations, shape: tuple[int, int, int], device=None,
     keys = torch.cat([b * h * w + f for b, f in enumerate(flats)])
     uniq, cnt = torch.unique(keys, return_counts=True)
     return _pad_lists(uniq // (h * w), uniq % (h * w), cnt.to(torch.float64), batch)
+
+
+def _fixations_tensor(fixations, batch: int, name: str) -> torch.Tensor:
+    """``fixations`` (not a list of per-map direction arrays for ``batch`` maps) as one tensor;
+    ``ValueError`` naming ``name`` for a list of per-map arrays of another length, or ragged input."""
+    if isinstance(fixations, torch.Tensor):
+        return fixations
+    if (isinstance(fixations, Sequence) and len(fixations) > 0
+            and all(len(getattr(f, "shape", ())) == 2 for f in fixations)):
+        raise ValueError(f"{name} is a list of {len(fixations)} per-map arrays, but pred has {batch} "
+                         "map(s): give one entry per map")
+    try:
+        return torch.as_tensor(fixations)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{name} must be a fixation map shaped like pred or (az, el) directions "
+                         f"((N, 2) per map): {err}") from None
 
 
 def _cpu_lists(nonzero: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -230,7 +269,9 @@ def match_size(pred: torch.Tensor, target: torch.Tensor, *, mode: str = "bilinea
 
     The metrics never resize; call this explicitly when sizes differ. ``mode`` is a
     :func:`torch.nn.functional.interpolate` mode (``"bilinear"``, ``"bicubic"``, ``"nearest"``,
-    ``"area"``). Negative values that bicubic overshoot may create are clamped to zero.
+    ``"area"``). Bicubic overshoot is clamped: every resized map stays within the ``[min, max]`` range
+    of its source map (so a non-negative map stays non-negative, and an all-negative one keeps its
+    values).
     """
     size = tuple(target.shape[-2:])
     if tuple(pred.shape[-2:]) == size:
@@ -244,5 +285,14 @@ def match_size(pred: torch.Tensor, target: torch.Tensor, *, mode: str = "bilinea
     align = {"align_corners": False} if mode in ("bilinear", "bicubic") else {}
     out = F.interpolate(x, size=size, mode=mode, **align)
     if mode == "bicubic":
-        out = out.clamp_min(0)
+        lo, hi = x.amin(dim=(-2, -1), keepdim=True), x.amax(dim=(-2, -1), keepdim=True)
+        out = torch.minimum(torch.maximum(out, lo), hi)
     return out.reshape(*lead, *size)
+
+
+def check_seed(seed, name: str = "seed") -> int:
+    """``seed`` as a Python ``int`` for ``numpy.random.default_rng``: a non-negative integer (Python or
+    NumPy; not bool), else ``ValueError`` naming ``name``."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {seed!r}")
+    return int(seed)

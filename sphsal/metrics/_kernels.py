@@ -353,7 +353,9 @@ def judd_pass(p, wr, wf, sum_w, jitter, pos_idx, pos_w, mom, tpr, fpr):
     """Moments of ``p[b]`` into ``mom[b]`` and the ROC points of AUC-Judd at the fixated values, highest
     threshold first (NaN where the map is not finite).
 
-    Scores are ``s = (p - lo) * scale + jitter`` (min-max, ``jitter`` ``(H, W)``); ``pos_idx`` ``(B, K)``
+    Scores are ``s = (p - lo) * scale + jitter`` (min-max, ``jitter`` ``(H, W)``, finite and ``>= 0``:
+    checked by the caller; a map whose range ``hi - lo`` or ``scale`` is not finite gets NaN rates and
+    no second pass); ``pos_idx`` ``(B, K)``
     are the flat indices of the fixated pixels with weights ``pos_w`` (0 for padding). The thresholds are
     the scores of the fixated pixels; ``tpr[b, k]`` / ``fpr[b, k]`` are the weighted fractions of
     fixations / non-fixated pixels with ``s >= threshold`` for the ``k``-th highest threshold (padding
@@ -373,6 +375,10 @@ def judd_pass(p, wr, wf, sum_w, jitter, pos_idx, pos_w, mom, tpr, fpr):
             fpr[b] = _NAN
             continue
         lo, scale, _, _ = _rescale(mom[b], 0, 1.0, False)
+        if not (math.isfinite(scale) and math.isfinite(mom[b, 4] - lo)):
+            tpr[b] = _NAN  # the caller raises: the value range cannot be min-max normalised
+            fpr[b] = _NAN
+            continue
         thr = np.full(n_k, np.inf)
         for k in range(n_k):
             if pos_w[b, k] > 0:
@@ -478,9 +484,12 @@ _BUCKETS = 4096  # a power of two
 
 @numba.njit(inline="always")
 def _bucket(s):
-    """Bucket of a score ``s >= 0`` among ``_BUCKETS`` equal buckets of ``[0, 1]`` (the last one also
-    takes ``s >= 1``)."""
-    return min(np.int32(s * _BUCKETS), np.int32(_BUCKETS - 1))
+    """Bucket of a score ``s`` among ``_BUCKETS`` equal buckets of ``[0, 1]``: the first one also takes
+    ``s < 0`` and NaN, the last one ``s >= 1``, so the index is in range whatever ``s`` is (the callers
+    validate their scores; this keeps a bad one from writing outside the histograms)."""
+    t = s if s > 0.0 else 0.0
+    t = t if t < 1.0 else 1.0
+    return min(np.int32(t * _BUCKETS), np.int32(_BUCKETS - 1))
 
 
 @parallel_kernel(cache=True)

@@ -42,12 +42,15 @@ class Stats:
     def constant(self) -> torch.Tensor:
         return self.hi == self.lo
 
-    def rescale(self, uniform_if_constant: bool) -> Rescale:
+    def rescale(self, uniform_if_constant: bool, constant: torch.Tensor | None = None) -> Rescale:
         """Min-max rescaling ``m = (x - lo) * scale + offset`` to ``[0, 1]``; a constant map becomes all
-        ones (``uniform_if_constant``, the uniform distribution once normalised) or all zeros."""
+        ones (``uniform_if_constant``, the uniform distribution once normalised) or all zeros.
+        ``constant`` ``(B,)`` overrides which maps count as constant (default :attr:`constant`; see
+        :meth:`Reducer.constant` for weights with zeros)."""
+        constant = self.constant if constant is None else constant
         span = self.hi - self.lo
-        scale = torch.where(span > 0, 1.0 / torch.where(span > 0, span, 1.0), 0.0)
-        offset = (self.constant & uniform_if_constant).to(torch.float64)
+        scale = torch.where((span > 0) & ~constant, 1.0 / torch.where(span > 0, span, 1.0), 0.0)
+        offset = (constant & uniform_if_constant).to(torch.float64)
         norm = scale * (self.swx - self.lo * self.sum_w) + offset * self.sum_w
         return Rescale(self.lo, scale, offset, norm)
 
@@ -69,9 +72,10 @@ class Rescale:
 class Reducer:
     """Full-map reductions of ``(B, H, W)`` maps under ``weights`` (float64 ``(H, W)`` or ``None``).
 
-    Every method checks that the maps it reads are finite (``ValueError`` naming the argument). The
-    numba path passes the kernels one weight per row when the weights are constant along rows (``None``
-    and ``"sphere"``), and the full ``(H, W)`` weights otherwise.
+    Every method checks that the maps it reads are finite and that their value range ``max - min`` and
+    its reciprocal are finite float64 numbers, as min-max normalisation needs (``ValueError`` naming the
+    argument). The numba path passes the kernels one weight per row when the weights are constant along
+    rows (``None`` and ``"sphere"``), and the full ``(H, W)`` weights otherwise.
     """
 
     def __init__(self, backend: str, weights: torch.Tensor | None, shape, device, requires_grad: bool):
@@ -91,6 +95,8 @@ class Reducer:
         else:
             self.flat_w = weights.reshape(-1).to(device).contiguous()
             self.sum_w = float(self.flat_w.sum())
+        # pixels of positive weight, or None when every pixel has one
+        self.support = None if weights is None or bool((self.flat_w > 0).all()) else self.flat_w > 0
         self.chunk = max(1, _CHUNK_PIXELS // self.n)
         if self.use_numba:
             self._wr, self._wf = _kernel_weights(weights, h, w)
@@ -111,11 +117,21 @@ class Reducer:
     @staticmethod
     def _check_moments(mom: np.ndarray, maps, names) -> None:
         """Raise as :func:`check_finite` for the first of ``maps`` whose moments (``(B, 5)`` blocks of
-        ``mom``) show NaN or infinite values."""
+        ``mom``) show NaN or infinite values, and as :func:`check_span` for one whose range is not
+        representable."""
         for m, (x, name) in enumerate(zip(maps, names)):
             ext = mom[:, _kernels.N_MOMENTS * m + 3:_kernels.N_MOMENTS * m + 5]
             if not np.isfinite(ext).all():
                 check_finite(x, name)
+            check_span(torch.from_numpy(ext[:, 0]), torch.from_numpy(ext[:, 1]), name)
+
+    def constant(self, x: torch.Tensor, stats: Stats) -> torch.Tensor:
+        """``(B,)``: whether each map of ``x`` is constant on the pixels of positive weight (all pixels
+        unless custom weights have zeros: then a map can vary only where it does not count)."""
+        if self.support is None:
+            return stats.constant
+        values = x.reshape(x.shape[0], -1)[:, self.support.to(x.device)]
+        return values.amin(dim=1) == values.amax(dim=1)
 
     def _chunks(self, *maps: torch.Tensor):
         """Yield float64 ``(b, N)`` chunks of the given ``(B, H, W)`` maps and the chunk's slice."""
@@ -151,6 +167,7 @@ class Reducer:
             centred = c - (swx / self.sum_w)[:, None]
             parts.append(torch.stack((swx, c.amin(dim=1), c.amax(dim=1), self._wsum(centred * centred)), 1))
         out = torch.cat(parts)
+        check_span(out[:, 1], out[:, 2], name)
         return Stats(self.sum_w, out[:, 0], out[:, 1], out[:, 2], out[:, 3])
 
     def cc(self, p, t, names=("pred", "target")) -> tuple[Stats, Stats, torch.Tensor]:
@@ -179,11 +196,13 @@ class Reducer:
 
     def sim(self, p, t, names=("pred", "target")) -> torch.Tensor:
         """``sum min(w m_p / norm_p, w m_t / norm_t)`` per map, ``(B,)``, with the min-max rescalings of
-        :meth:`Stats.rescale` (a constant map uniform)."""
-        if self.use_numba:
+        :meth:`Stats.rescale` (a constant map uniform; with custom weights that have zeros, a map constant
+        on the pixels of positive weight, by the torch path, as the kernel knows no such maps)."""
+        if self.use_numba and self.support is None:
             return self._pair(_kernels.sim_pass, p, t, names, self.sum_w)[2]
-        rp = self.stats(p, names[0]).rescale(uniform_if_constant=True)
-        rt = self.stats(t, names[1]).rescale(uniform_if_constant=True)
+        sp, st = self.stats(p, names[0]), self.stats(t, names[1])
+        rp = sp.rescale(uniform_if_constant=True, constant=self.constant(p, sp))
+        rt = st.rescale(uniform_if_constant=True, constant=self.constant(t, st))
         parts = []
         for sl, (cp, ct) in self._chunks(p, t):
             mp = self.flat_w * ((cp - rp.lo[sl, None]) * rp.scale[sl, None] + rp.offset[sl, None])
@@ -248,6 +267,20 @@ class Reducer:
         fpr = fraction_at_or_above(threshold_histogram(neg_val.view(batch * splits, m),
                                                        neg_w.reshape(batch * splits, m), thresholds))
         return roc_area(tpr[:, None].expand(batch, splits, -1), fpr.view(batch, splits, -1)).mean(dim=1)
+
+
+def check_span(lo: torch.Tensor, hi: torch.Tensor, name: str) -> None:
+    """Raise ``ValueError`` naming ``name`` if a map's range ``hi - lo`` (finite extrema ``(B,)``) is not a
+    finite float64 number or, when positive, has no finite reciprocal: such a map (values near
+    +-1.8e308, or differing by less than about 5.6e-309) cannot be min-max normalised."""
+    span = hi.to(torch.float64) - lo.to(torch.float64)
+    bad = ~torch.isfinite(span) | ((span > 0) & ~torch.isfinite(1.0 / span))
+    if bool(bad.any()):
+        b = int(torch.nonzero(bad)[0])
+        raise ValueError(f"{name}'s value range is out of float64's reach: map {b} spans {float(lo[b])!r} .. "
+                         f"{float(hi[b])!r}, and max - min (or its reciprocal, which min-max normalisation "
+                         f"needs) is not finite; rescale {name} (e.g. divide it by its largest absolute "
+                         "value)")
 
 
 def roc_area(tpr: torch.Tensor, fpr: torch.Tensor) -> torch.Tensor:

@@ -25,12 +25,13 @@ def cc(pred, target, *, weights=None, reduction: str = "none", backend: str = "a
     ``cc = sum(w (p - mp)(t - mt)) / sqrt(sum(w (p - mp)^2) sum(w (t - mt)^2))`` with weighted means
     ``mp``, ``mt`` (``w = 1`` unweighted; MIT's z-scoring with ``N - 1`` gives the same value). Invariant to
     affine changes ``a p + b`` with ``a > 0``. A constant ``pred`` or ``target`` has no correlation: its
-    score is NaN with a ``RuntimeWarning``.
+    score is NaN with a ``RuntimeWarning`` (constant on the pixels of positive weight, with weights that
+    have zeros).
     """
     (p, t), red, single = prepare({"pred": pred, "target": target}, weights, backend, reduction)
     sp, st, cross = red.cc(p, t)
     value = cross / torch.sqrt(sp.ss * st.ss)
-    bad = sp.constant | st.constant
+    bad = red.constant(p, sp) | red.constant(t, st)
     warn_nan("cc", bad, "constant pred or target")
     return finish(torch.where(bad, torch.nan, value), single, reduction)
 
@@ -58,7 +59,8 @@ def sim(pred, target, *, weights=None, reduction: str = "none", backend: str = "
 
     Each map is min-max normalised to ``m`` in ``[0, 1]`` and turned into probability masses
     ``P = w m / sum(w m)``; ``sim = sum(min(P, G))`` in ``[0, 1]``, one for identical maps. A constant map
-    counts as the uniform distribution ``w / sum(w)`` (no NaN).
+    (constant on the pixels of positive weight, with weights that have zeros) counts as the uniform
+    distribution ``w / sum(w)`` (no NaN).
     """
     (p, t), red, single = prepare({"pred": pred, "target": target}, weights, backend, reduction)
     return finish(red.sim(p, t), single, reduction)

@@ -1,6 +1,8 @@
 """Ground-truth maps from fixations on the sphere: binary fixation maps and Gaussian density maps.
 
-Directions are ``(az, el)`` in radians (``sphsal.sphere`` conventions), given as an ``(N, 2)`` array.
+Directions are ``(az, el)`` in radians (``sphsal.sphere`` conventions), given as an ``(N, 2)`` array;
+elevations must lie in ``[-pi/2, pi/2]``, else ``ValueError``; any azimuth wraps modulo ``2pi``
+(:func:`sphsal.metrics._inputs.check_directions`).
 The density is a Gaussian of the great-circle distance, ``exp(-d^2 / (2 sigma^2))``, summed over the
 fixations and truncated at ``d <= truncate * sigma``; it is exact everywhere on the sphere (across the
 +-180 deg seam and around the poles, where it is a round cap and not an ERP ellipse).
@@ -20,9 +22,15 @@ from numba import types
 from numba.extending import overload
 
 from sphsal._numba_parallel import parallel_kernel
-from sphsal.metrics._inputs import check_finite, direction_pixel_index
+from sphsal.metrics._inputs import check_directions, direction_pixel_index
 from sphsal.metrics._kernels import _bits_to_f64
-from sphsal.sphere import _check_hw, equirect_directions, great_circle_distance, solid_angle_weights
+from sphsal.sphere import (
+    _check_hw,
+    check_float_dtype,
+    equirect_directions,
+    great_circle_distance,
+    solid_angle_weights,
+)
 
 __all__ = ["SIGMA", "fixation_map", "density_from_fixations"]
 
@@ -40,7 +48,8 @@ _BACKENDS = ("numba", "torch")
 
 def fixation_map(directions, h: int, w: int) -> torch.Tensor:
     """Binary ``(H, W)`` bool map with ``True`` at the nearest ERP pixel of each direction ``(N, 2)``
-    (``(az, el)`` radians; the column wraps across the seam, the row is clamped at the poles)."""
+    (``(az, el)`` radians, checked as in :func:`density_from_fixations`; the column wraps across the
+    seam, the row is clamped at the poles)."""
     _check_hw(h, w)
     idx = direction_pixel_index(directions, h, w)
     out = torch.zeros(h * w, dtype=torch.bool, device=idx.device)
@@ -54,47 +63,58 @@ def density_from_fixations(directions, h: int, w: int, sigma_deg: float, *, norm
     """Saliency density ``(H, W)`` from fixations: a Gaussian of the great-circle distance on the sphere.
 
     Args:
-        directions: ``(N, 2)`` fixation directions ``(az, el)`` in radians (tensor or array), ``N >= 1``.
+        directions: ``(N, 2)`` fixation directions ``(az, el)`` in radians (tensor or array), ``N >= 1``;
+            elevation in ``[-pi/2, pi/2]``, any azimuth (wrapped).
         h, w: ERP size.
         sigma_deg: Gaussian sigma in degrees (see :data:`SIGMA` for the datasets' values).
         norm: ``"sphere"`` (default): ``sum(density * solid_angle) == 1``, a density in 1/steradian that
             integrates to 1 over the sphere; ``"sum"``: ``sum(density) == 1`` (a plain probability per
             pixel, as the planar metrics expect).
         truncate: the Gaussian is cut at a great-circle distance of ``truncate * sigma`` (at most pi).
+            At least one pixel centre must lie within it, else ``ValueError`` (there is no density).
         backend: ``"numba"`` (default; visits, for each fixation, only the pixels within the cap:
             the rows of its elevation band and, on each row, the columns within the cap's longitude
             half-width, every longitude near a pole; the loop over those columns is vectorised, with
             polynomials for ``d^2`` and the exponential accurate to about 1e-16) or ``"torch"`` (the
             reference: the exact distance from every pixel to every fixation, in chunks of fixations).
-        dtype: dtype of the result (the sum is accumulated in float64).
+        dtype: floating dtype of the result (the sum is accumulated in float64).
     """
     _check_hw(h, w)
     if norm not in _NORMS:
         raise ValueError(f"norm must be one of {_NORMS}, got {norm!r}")
     if backend not in _BACKENDS:
         raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
-    if not sigma_deg > 0 or not math.isfinite(sigma_deg):
-        raise ValueError(f"sigma_deg must be a positive number of degrees, got {sigma_deg!r}")
-    if not truncate > 0:
-        raise ValueError(f"truncate must be positive, got {truncate!r}")
-    d = directions if isinstance(directions, torch.Tensor) else torch.as_tensor(np.asarray(directions))
-    d = d.to(torch.float64)
-    if d.dim() != 2 or d.shape[1] != 2:
-        raise ValueError(f"directions must be (N, 2) (azimuth, elevation) in radians, got {tuple(d.shape)}")
+    sigma_deg, truncate = _positive(sigma_deg, "sigma_deg"), _positive(truncate, "truncate", finite=False)
+    check_float_dtype(dtype)
+    d = check_directions(directions, "directions")
     if d.shape[0] == 0:
         raise ValueError("directions is empty: a density needs at least one fixation")
-    check_finite(d, "directions")
     sigma = math.radians(sigma_deg)
     radius = min(truncate * sigma, math.pi)
     if backend == "numba":
         total = torch.from_numpy(_density_numba(d.cpu().numpy(), h, w, sigma, radius)).to(d.device)
     else:
         total = _density_torch(d, h, w, sigma, radius)
+    if not bool((total > 0).any()):
+        raise ValueError(f"the density is zero at every pixel centre of the {h}x{w} ERP grid: none lies "
+                         f"within truncate * sigma = {math.degrees(radius):.3g} deg of a fixation (or the "
+                         "Gaussian underflows there); use a larger sigma_deg, truncate or resolution")
     if norm == "sphere":
         total = total / (total * solid_angle_weights(h, w, dtype=torch.float64, device=total.device)).sum()
     else:
         total = total / total.sum()
     return total.to(dtype)
+
+
+def _positive(value, name: str, finite: bool = True) -> float:
+    """``value`` as a positive float, finite unless ``finite=False`` (``ValueError`` naming ``name``)."""
+    try:
+        number = math.nan if isinstance(value, (str, bytes)) else float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not number > 0 or (finite and math.isinf(number)):
+        raise ValueError(f"{name} must be a {'finite ' if finite else ''}positive number, got {value!r}")
+    return number
 
 
 def _density_torch(d: torch.Tensor, h: int, w: int, sigma: float, radius: float,

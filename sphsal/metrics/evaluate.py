@@ -20,13 +20,15 @@ import math
 import os
 from collections.abc import Iterable, Mapping
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from sphsal.atomic import write_text
-from sphsal.metrics._inputs import fixation_lists
+from sphsal.metrics._inputs import _as_batch, check_seed, fixation_lists
 from sphsal.metrics.continuous import cc, kld, sim
 from sphsal.metrics.fixations import auc_borji, auc_judd, auc_shuffled, info_gain, nss
+from sphsal.sphere import pixels_to_directions
 
 __all__ = ["METRICS", "DEFAULT_METRICS", "Evaluator", "evaluate"]
 
@@ -55,7 +57,7 @@ class Evaluator:
         metrics: names from :data:`METRICS`.
         weights: ``None``, ``"sphere"`` or a tensor broadcastable to ``(H, W)``, passed to every metric.
         baseline: ``(H, W)`` baseline map, required by ``"info_gain"``.
-        seed: seed of the AUC metrics' randomness (the same for every frame).
+        seed: seed of the AUC metrics' randomness (the same for every frame), a non-negative integer.
     """
 
     def __init__(self, metrics: Iterable[str] = DEFAULT_METRICS, *, weights=None, baseline=None,
@@ -68,17 +70,22 @@ class Evaluator:
             raise ValueError("metric 'info_gain' needs a baseline map (baseline=...)")
         self.weights = weights
         self.baseline = baseline
-        self.seed = seed
+        self.seed = check_seed(seed)
         self._scores: dict[str, dict[object, dict[str, float]]] = {}
 
     def update(self, video: str, frame, pred, *, saliency=None, fixations=None,
                other_fixations=None) -> dict[str, float]:
         """Score one frame and remember its scores; returns ``{metric: score}``.
 
-        ``pred``: ``(H, W)`` (or ``(1, H, W)``, ``(1, 1, H, W)``) predicted map; ``saliency``: ground-truth
-        map of the same size (for cc, kld, sim); ``fixations``: binary map or ``(N, 2)`` directions (for
-        nss and the AUCs); ``other_fixations``: negatives of ``"auc_shuffled"`` (same forms).
+        ``pred``: ``(H, W)`` (or ``(1, H, W)``, ``(1, 1, H, W)``) predicted map, one frame (a batch raises
+        ``ValueError``); ``saliency``: ground-truth map of the same size (for cc, kld, sim); ``fixations``:
+        binary map or ``(N, 2)`` directions (for nss and the AUCs); ``other_fixations``: negatives of
+        ``"auc_shuffled"`` (same forms).
         """
+        maps, _ = _as_batch(pred, "pred")
+        if maps.shape[0] != 1:
+            raise ValueError(f"pred must be one frame's map (H, W), (1, H, W) or (1, 1, H, W), got shape "
+                             f"{tuple(torch.as_tensor(pred).shape)}: call update once per frame")
         video = str(video)
         if frame in self._scores.get(video, {}):
             raise ValueError(f"frame {frame!r} of video {video!r} was already scored")
@@ -134,25 +141,27 @@ class Evaluator:
 
     def write(self, out_dir) -> dict[str, str]:
         """Write ``per_frame.csv``, ``per_video.csv`` (one row per video, then ``mean`` and ``std`` rows)
-        and ``summary.json`` into ``out_dir`` (created if needed), each atomically (temporary file, then
-        ``os.replace``). Returns ``{kind: path}``."""
+        and ``summary.json`` into ``out_dir`` (created if needed). Every file's text is prepared first,
+        so an error leaves the old files untouched; then each is written atomically (temporary file,
+        then ``os.replace``). Returns ``{kind: path}``."""
         if not self._scores:
             raise ValueError("nothing to write: no frame was scored (call update first)")
-        os.makedirs(out_dir, exist_ok=True)
         summary = self.summary()
         frame_rows = [[video, frame, *(scores[m] for m in self.metrics)]
                       for video, frames in self._scores.items() for frame, scores in frames.items()]
         video_rows = [[v, s["n_frames"], *(s[m] for m in self.metrics)] for v, s in summary["videos"].items()]
         video_rows.append(["mean", summary["n_frames"], *(summary["mean"][m] for m in self.metrics)])
         video_rows.append(["std", "", *(summary["std"][m] for m in self.metrics)])
-        paths = {
-            "per_frame": os.path.join(out_dir, "per_frame.csv"),
-            "per_video": os.path.join(out_dir, "per_video.csv"),
-            "summary": os.path.join(out_dir, "summary.json"),
+        texts = {
+            "per_frame.csv": _csv_text(["video", "frame", *self.metrics], frame_rows),
+            "per_video.csv": _csv_text(["video", "n_frames", *self.metrics], video_rows),
+            "summary.json": json.dumps(summary, indent=2, allow_nan=False) + "\n",
         }
-        write_text(paths["per_frame"], _csv_text(["video", "frame", *self.metrics], frame_rows))
-        write_text(paths["per_video"], _csv_text(["video", "n_frames", *self.metrics], video_rows))
-        write_text(paths["summary"], json.dumps(summary, indent=2) + "\n")
+        os.makedirs(out_dir, exist_ok=True)
+        paths = {}
+        for name, text in texts.items():
+            paths[name.split(".")[0]] = path = os.path.join(out_dir, name)
+            write_text(path, text)
         return paths
 
 
@@ -187,12 +196,21 @@ def evaluate(predictions, ground_truth: Mapping, *, metrics: Iterable[str] = DEF
             if video not in video_fixations:
                 video_fixations[video] = sum(_counts(ground_truth[(video, f)], pred, video, f)
                                              for f in frames_of[video])
-            other = video_fixations[video] - _counts(gt, pred, video, frame)
+            other = _pixel_directions(video_fixations[video] - _counts(gt, pred, video, frame))
         ev.update(video, frame, pred, saliency=gt.get("saliency"), fixations=gt.get("fixations"),
                   other_fixations=other)
     if out_dir is not None:
         ev.write(out_dir)
     return ev.summary()
+
+
+def _pixel_directions(counts: torch.Tensor) -> torch.Tensor:
+    """``(N, 2)`` directions ``(az, el)`` of the pixel centres of a count map ``(H, W)``, each pixel
+    repeated as many times as it was fixated (so that every fixation stays one negative)."""
+    h, w = counts.shape
+    flat = torch.repeat_interleave(torch.arange(h * w), counts.reshape(-1).round().long())
+    az, el = pixels_to_directions((flat // w).double(), (flat % w).double(), h, w)
+    return torch.stack((az, el), dim=1)
 
 
 def _counts(gt: Mapping, pred, video, frame) -> torch.Tensor:
@@ -210,11 +228,14 @@ def _finite_mean(values) -> float:
 
 
 def _json_ready(obj):
-    """Replace non-finite floats by ``None`` (JSON has no NaN) in nested dicts and lists."""
+    """Make nested dicts, lists and tuples JSON-ready: NumPy scalars and 0-d tensors become Python
+    numbers, non-finite floats ``None`` (JSON has no NaN)."""
     if isinstance(obj, dict):
         return {k: _json_ready(v) for k, v in obj.items()}
-    if isinstance(obj, list):
+    if isinstance(obj, (list, tuple)):
         return [_json_ready(v) for v in obj]
+    if isinstance(obj, (np.generic, torch.Tensor)) and obj.ndim == 0:
+        obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj

@@ -11,19 +11,23 @@ map, or their mean with ``reduction="mean"``.
 (positives; a pixel fixated ``c`` times has weight ``c w``) and the non-fixated ones (negatives). Equal
 weights give exactly the unweighted value.
 
-A map without fixations scores NaN with a ``RuntimeWarning``. Randomness (AUC jitter, AUC-Borji and
-shuffled-AUC negatives) comes from ``numpy.random.default_rng(seed)``, created anew for every map, so a
-map's score does not depend on the other maps of its batch (nor on the device).
+A map without fixations, or whose fixations all lie on pixels of zero weight, scores NaN with a
+``RuntimeWarning``. Directions are checked (:func:`sphsal.metrics._inputs.check_directions`): elevations
+in ``[-pi/2, pi/2]`` (else ``ValueError``), any azimuth (wrapped modulo ``2pi``). Randomness (AUC
+jitter, AUC-Borji and shuffled-AUC negatives) comes from ``numpy.random.default_rng(seed)``, created
+anew for every map, so a map's score does not depend on the other maps of its batch (nor on the
+device).
 """
 
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import torch
 
-from sphsal.metrics._inputs import as_maps, check_same_shape, finish, fixation_lists, warn_nan
+from sphsal.metrics._inputs import as_maps, check_same_shape, check_seed, finish, fixation_lists, warn_nan
 from sphsal.metrics._reductions import EPS, Reducer, Rescale, gather, prepare, roc_area
 
 __all__ = ["nss", "auc_judd", "auc_borji", "auc_shuffled", "info_gain"]
@@ -35,8 +39,8 @@ def nss(pred, fixations, *, weights=None, reduction: str = "none", backend: str 
     ``z = (p - m) / s`` with the weighted mean ``m = sum(w p) / sum(w)`` and the unbiased weighted std
     ``s = sqrt(sum(w (p - m)^2) / (V1 - V2 / V1))``, ``V1 = sum(w)``, ``V2 = sum(w^2)`` (the sample std with
     ``N - 1`` of the MIT benchmark when unweighted); ``nss = sum(c w z) / sum(c w)`` over pixels fixated
-    ``c`` times. Invariant to ``a p + b`` with ``a > 0``. A constant prediction has no z-score: NaN with a
-    ``RuntimeWarning``.
+    ``c`` times. Invariant to ``a p + b`` with ``a > 0``. A constant prediction (constant on the pixels of
+    positive weight, with weights that have zeros) has no z-score: NaN with a ``RuntimeWarning``.
     """
     (p,), red, single = prepare({"pred": pred}, weights, backend, reduction)
     idx, pos_w, _, empty = _positives("nss", fixations, p, red)
@@ -45,8 +49,9 @@ def nss(pred, fixations, *, weights=None, reduction: str = "none", backend: str 
     v2 = v1 if red.weights is None else float((red.flat_w**2).sum())
     std = torch.sqrt(sp.ss / (v1 - v2 / v1))
     value = (pos_w * (gather(p, idx) - sp.mean[:, None])).sum(dim=1) / (std * pos_w.sum(dim=1))
-    warn_nan("nss", sp.constant, "constant pred")
-    return finish(torch.where(empty | sp.constant, torch.nan, value), single, reduction)
+    constant = red.constant(p, sp)
+    warn_nan("nss", constant, "constant pred")
+    return finish(torch.where(empty | constant, torch.nan, value), single, reduction)
 
 
 def auc_judd(pred, fixations, *, weights=None, reduction: str = "none", jitter: float = 1e-7,
@@ -54,7 +59,8 @@ def auc_judd(pred, fixations, *, weights=None, reduction: str = "none", jitter: 
     """Area under the ROC curve with thresholds at the fixated values (AUC-Judd, MIT definition).
 
     The prediction is min-max normalised to ``[0, 1]`` and a uniform jitter in ``[0, jitter)`` (default
-    ``1e-7``; ``jitter * default_rng(seed).random(H * W)``, the same for every map) breaks ties, as the
+    ``1e-7``, finite and ``>= 0``; ``jitter * default_rng(seed).random(H * W)``, the same for every map;
+    ``seed`` a non-negative integer) breaks ties, as the
     MIT code does. Each fixated value is a threshold ``t``; the ROC point is the weighted fraction of
     fixations with value ``>= t`` (true positives) against the weighted fraction of non-fixated pixels
     with value ``>= t`` (false positives), completed by (0, 0) and (1, 1) and integrated with the
@@ -63,6 +69,7 @@ def auc_judd(pred, fixations, *, weights=None, reduction: str = "none", jitter: 
     exactly 0.5 with ``jitter=0``). All pixels fixated (no negatives): NaN with a ``RuntimeWarning``.
     """
     (p,), red, single = prepare({"pred": pred}, weights, backend, reduction)
+    jitter, seed = _check_jitter(jitter), check_seed(seed)
     idx, pos_w, _, empty = _positives("auc_judd", fixations, p, red)
     noise = torch.zeros(red.n, dtype=torch.float64, device=p.device)
     if jitter:
@@ -88,6 +95,7 @@ def auc_borji(pred, fixations, *, weights=None, reduction: str = "none", splits:
     """
     (p,), red, single = prepare({"pred": pred}, weights, backend, reduction)
     _check_splits(splits, step)
+    seed = check_seed(seed)
     idx, pos_w, n_fix, empty = _positives("auc_borji", fixations, p, red)
     # Inverse-CDF sampling of float64 uniforms u: pixel floor(u N) when unweighted, the same pixels (up
     # to rounding of the cumulative sum) as for equal weights.
@@ -101,7 +109,7 @@ def auc_borji(pred, fixations, *, weights=None, reduction: str = "none", splits:
             drawn = np.searchsorted(cdf, u * cdf[-1], side="right")
         neg_idx.append(np.minimum(drawn, red.n - 1))
     r = red.stats(p, "pred").rescale(uniform_if_constant=False)
-    value = _split_auc(p, red, r, idx, pos_w, neg_idx, None, step)
+    value, _ = _split_auc(p, red, r, idx, pos_w, neg_idx, None, step)
     return finish(torch.where(empty, torch.nan, value), single, reduction)
 
 
@@ -115,11 +123,12 @@ def auc_shuffled(pred, fixations, other_fixations, *, weights=None, reduction: s
     ``default_rng(seed).random((splits, n_other)).argsort(axis=1)``, the generator created anew for every
     map, of the pool listing the other fixations by pixel index); they are weighted by their pixels'
     weights.
-    Thresholds from 0 in steps of ``step``, trapezoid rule. An empty ``other_fixations`` set scores NaN
-    with a ``RuntimeWarning``.
+    Thresholds from 0 in steps of ``step``, trapezoid rule. An empty ``other_fixations`` set, or a split
+    whose negatives all lie on pixels of zero weight, scores NaN with a ``RuntimeWarning``.
     """
     (p,), red, single = prepare({"pred": pred}, weights, backend, reduction)
     _check_splits(splits, step)
+    seed = check_seed(seed)
     idx, pos_w, n_fix, empty = _positives("auc_shuffled", fixations, p, red)
     other_idx, other_cnt = fixation_lists(other_fixations, tuple(p.shape), p.device, "other_fixations")
     other_idx, other_cnt = other_idx.cpu().numpy(), other_cnt.round().long().cpu().numpy()
@@ -129,10 +138,12 @@ def auc_shuffled(pred, fixations, other_fixations, *, weights=None, reduction: s
         order = _permutations(seed, splits, pool.shape[0])
         neg_idx.append(pool[order[:, :min(n, pool.shape[0])]])
     r = red.stats(p, "pred").rescale(uniform_if_constant=False)
-    value = _split_auc(p, red, r, idx, pos_w, neg_idx, red.flat_w, step)
+    value, weightless = _split_auc(p, red, r, idx, pos_w, neg_idx, red.flat_w, step)
     no_other = ~empty & torch.from_numpy(other_cnt.sum(axis=1) == 0).to(p.device)
     warn_nan("auc_shuffled", no_other, "empty other_fixations")
-    return finish(torch.where(empty | no_other, torch.nan, value), single, reduction)
+    weightless = ~empty & ~no_other & weightless
+    warn_nan("auc_shuffled", weightless, "a split's negatives (other_fixations) all on pixels of zero weight")
+    return finish(torch.where(empty | no_other | weightless, torch.nan, value), single, reduction)
 
 
 def info_gain(pred, fixations, *, baseline, weights=None, reduction: str = "none",
@@ -140,7 +151,8 @@ def info_gain(pred, fixations, *, baseline, weights=None, reduction: str = "none
     """Information gain of the prediction over a baseline map at the fixations, in bits per fixation.
 
     Both maps are min-max normalised and turned into probability masses ``P = w m / sum(w m)`` (a constant
-    map is uniform); ``ig = sum(c w (log2(eps + P) - log2(eps + B))) / sum(c w)`` over pixels fixated ``c``
+    map, or with weights that have zeros one constant on the pixels of positive weight, is uniform);
+    ``ig = sum(c w (log2(eps + P) - log2(eps + B))) / sum(c w)`` over pixels fixated ``c``
     times, ``eps = 2.2204e-16`` (MIT definition when unweighted). ``baseline`` (required; no centre or
     equator prior is assumed) is one ``(H, W)`` map for all, or one per map in any map layout.
     """
@@ -152,7 +164,8 @@ def info_gain(pred, fixations, *, baseline, weights=None, reduction: str = "none
     idx, pos_w, _, empty = _positives("info_gain", fixations, p, red)
     gain = 0.0
     for x, name, sign in ((p, "pred", 1.0), (base, "baseline", -1.0)):
-        r = red.stats(x, name).rescale(uniform_if_constant=True)  # one baseline map: (1,) statistics
+        stats = red.stats(x, name)  # one baseline map: (1,) statistics
+        r = stats.rescale(uniform_if_constant=True, constant=red.constant(x, stats))
         values = gather(x.expand(p.shape[0], *x.shape[1:]), idx)
         gain = gain + sign * torch.log2(EPS + red.flat_w[idx] * r.apply(values) / r.norm[:, None])
     value = (pos_w * gain).sum(dim=1) / pos_w.sum(dim=1)
@@ -161,14 +174,16 @@ def info_gain(pred, fixations, *, baseline, weights=None, reduction: str = "none
 
 def _positives(metric: str, fixations, p: torch.Tensor, red: Reducer):
     """Fixated pixels ``idx`` ``(B, K)``, their weights ``count * w`` ``(B, K)`` (0 for padding), the
-    number of fixations of every map (a list) and the ``(B,)`` mask of maps without fixations (warned
-    about)."""
+    number of fixations of every map (a list) and the ``(B,)`` mask of maps without fixations or whose
+    fixations all have zero weight (both warned about)."""
     idx, count = fixation_lists(fixations, tuple(p.shape), p.device)
     total = count.sum(dim=1)
     empty = total == 0
     warn_nan(metric, empty, "no fixations")
     pos_w = count if red.weights is None else count * red.flat_w[idx]
-    return idx, pos_w, total.round().long().tolist(), empty
+    weightless = ~empty & (pos_w.sum(dim=1) <= 0)
+    warn_nan(metric, weightless, "fixations only on pixels of zero weight")
+    return idx, pos_w, total.round().long().tolist(), empty | weightless
 
 
 def _uniforms(seed: int, *shape: int) -> np.ndarray:
@@ -192,10 +207,22 @@ def _permutations(seed: int, splits: int, n: int) -> np.ndarray:
 
 
 def _check_splits(splits: int, step: float) -> None:
-    if int(splits) != splits or splits < 1:
+    """``ValueError`` unless ``splits`` is a positive int (not a float or bool) and ``0 < step <= 1``."""
+    if isinstance(splits, bool) or not isinstance(splits, (int, np.integer)) or splits < 1:
         raise ValueError(f"splits must be a positive integer, got {splits!r}")
     if not 0 < step <= 1:
         raise ValueError(f"step must be in (0, 1], got {step!r}")
+
+
+def _check_jitter(jitter) -> float:
+    """``jitter`` as a finite float ``>= 0`` (``ValueError`` naming ``jitter`` otherwise)."""
+    try:
+        value = math.nan if isinstance(jitter, (str, bytes)) else float(jitter)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"jitter must be a finite number >= 0 (the tie-breaking noise), got {jitter!r}")
+    return value
 
 
 def _split_auc(p: torch.Tensor, red: Reducer, r: Rescale, pos_idx: torch.Tensor, pos_w: torch.Tensor,
@@ -206,6 +233,8 @@ def _split_auc(p: torch.Tensor, red: Reducer, r: Rescale, pos_idx: torch.Tensor,
     their weights ``(B, K)``; ``neg_idx``: per map a ``(splits, M_b)`` array of negative pixel indices;
     ``neg_pixel_w``: flat pixel weights ``(N,)`` of the negatives, or ``None`` (each counts once).
     Thresholds ``0, step, 2 step, ...`` up to 1 (those above every score only repeat (0, 0)).
+    Returns the AUCs and the ``(B,)`` mask of maps with a split whose negatives have zero total weight
+    (their AUC is NaN).
     """
     batch, splits = p.shape[0], neg_idx[0].shape[0]
     m = max(1, max(n.shape[1] for n in neg_idx))
@@ -220,4 +249,5 @@ def _split_auc(p: torch.Tensor, red: Reducer, r: Rescale, pos_idx: torch.Tensor,
         neg_w = neg_w * neg_pixel_w[flat_idx]
     n_steps = int(1.0 / step + 1e-9)
     thresholds = torch.arange(n_steps + 1, dtype=torch.float64, device=p.device) * step
-    return red.split_auc(p, r, pos_idx, pos_w, flat_idx, neg_w, thresholds)
+    weightless = (neg_w.sum(dim=2) <= 0).any(dim=1)
+    return red.split_auc(p, r, pos_idx, pos_w, flat_idx, neg_w, thresholds), weightless

@@ -85,8 +85,10 @@ class SamplingPlan:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Sample ``x`` (``(B, C, Hs, Ws)``, or ``(B, C, S)`` for a gather-only plan); returns
-        ``(B, C, *out_shape)``. Differentiable with respect to ``x``."""
+        ``(B, C, *out_shape)`` (empty when ``B`` or ``C`` is 0). Differentiable with respect to ``x``."""
         b, c = x.shape[:2]
+        if b * c == 0:
+            return x.new_zeros((b, c, *self.out_shape))
         out = None
         if self.grid is not None:
             grid = self.grid.expand(b, -1, -1, -1)
@@ -113,6 +115,8 @@ class SamplingPlan:
         """The gradient with respect to ``x`` of ``(self(x) * grad).sum()``: the transpose of the
         (linear) sampling applied to ``grad`` ``(B, C, *out_shape)``; returns ``x``'s shape."""
         b, c = x.shape[:2]
+        if b * c == 0:
+            return torch.zeros_like(x)
         grad = grad.reshape(b * c, -1)
         if self.coverage is not None:
             grad = grad * self.coverage
@@ -270,11 +274,13 @@ def check_mode(mode: str) -> None:
 
 
 def check_erp(x, name: str = "x") -> None:
-    """Validate an ERP batch ``(B, C, H, W)`` of floating dtype with an even width."""
+    """Validate an ERP batch ``(B, C, H, W)`` of floating dtype with ``H >= 1`` and an even width
+    ``W >= 2`` (``B`` and ``C`` may be 0: an empty result)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.dim() != 4:
-        raise ValueError(f"{name} must be an ERP batch (B, C, H, W), got shape {tuple(x.shape)}")
+    if x.dim() != 4 or x.shape[-2] < 1 or x.shape[-1] < 1:
+        raise ValueError(f"{name} must be an ERP batch (B, C, H, W) with H, W >= 1, got shape "
+                         f"{tuple(x.shape)}")
     if not x.is_floating_point():
         raise ValueError(f"{name} must have a floating dtype, got {x.dtype}")
     if x.shape[-1] % 2:
@@ -286,11 +292,3 @@ def check_size(value, name: str) -> int:
     if isinstance(value, bool) or int(value) != value or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
-
-
-def check_angle(value, name: str) -> float:
-    """A finite angle in radians."""
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite angle in radians, got {value!r}")
-    return value

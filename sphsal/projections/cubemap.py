@@ -169,12 +169,12 @@ def cubemap_to_equirect(faces, h: int, w: int, mode: str = "bilinear", layout: s
     """Resample a cubemap onto an ``h x w`` ERP grid.
 
     Args:
-        faces: a cubemap in any layout (see the module docstring); the layout is recognised from the
-            type and shape unless given: a dict, a 5-D ``(B, 6, C, F, F)`` stack, a 4-D
-            ``(B, C, F, 6F)`` horizon or a 4-D ``(B, C, 3F, 4F)`` dice.
+        faces: a cubemap of a floating dtype in any layout (see the module docstring); the layout is
+            recognised from the type and shape unless given: a dict, a 5-D ``(B, 6, C, F, F)`` stack, a
+            4-D ``(B, C, F, 6F)`` horizon or a 4-D ``(B, C, 3F, 4F)`` dice.
         h, w: ERP size (``w`` even).
         mode: ``"bilinear"`` (taps beyond a face edge read the neighbouring face) or ``"nearest"``.
-        layout: optional explicit layout.
+        layout: optional explicit layout (the shape must fit it).
 
     Returns:
         ``(B, C, h, w)``, differentiable with respect to the faces.
@@ -184,6 +184,8 @@ def cubemap_to_equirect(faces, h: int, w: int, mode: str = "bilinear", layout: s
     if w % 2:
         raise ValueError(f"w must be even, got {w}")
     stack = convert_cubemap_layout(faces, "stack", source_layout=layout)
+    if not stack.is_floating_point():
+        raise ValueError(f"faces must have a floating dtype, got {stack.dtype}")
     b, _, c, face_size, _ = stack.shape
     atlas = stack.transpose(1, 2).reshape(b, c, 6 * face_size, face_size)
     return _from_cube_plan.sample(atlas, face_size, h, w, mode, out_shape=(h, w))
@@ -194,28 +196,69 @@ def _check_layout(layout) -> None:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
 
 
+# the shape of every tensor layout, for the error messages
+_SHAPES = {"stack": "(B, 6, C, F, F)", "horizon": "(B, C, F, 6F)", "dice": "(B, C, 3F, 4F)"}
+
+
+def _has_layout(t: torch.Tensor, layout: str) -> bool:
+    """Whether tensor ``t`` is shaped as a cubemap in tensor layout ``layout`` (faces of ``F >= 1``)."""
+    if layout == "stack":
+        return t.dim() == 5 and t.shape[1] == 6 and t.shape[-1] == t.shape[-2] >= 1
+    if layout == "horizon":
+        return t.dim() == 4 and t.shape[-2] >= 1 and t.shape[-1] == 6 * t.shape[-2]
+    return t.dim() == 4 and t.shape[-1] >= 4 and t.shape[-1] % 4 == 0 and 4 * t.shape[-2] == 3 * t.shape[-1]
+
+
 def _detect_layout(faces) -> str:
+    """The layout of ``faces``: ``"dict"`` for a dict, else the tensor layout its shape has."""
     if isinstance(faces, dict):
         return "dict"
     if not isinstance(faces, torch.Tensor):
         raise TypeError(f"faces must be a tensor or a dict of tensors, got {type(faces).__name__}")
-    if faces.dim() == 5 and faces.shape[1] == 6 and faces.shape[-1] == faces.shape[-2]:
-        return "stack"
-    if faces.dim() == 4 and faces.shape[-1] == 6 * faces.shape[-2]:
-        return "horizon"
-    if faces.dim() == 4 and 4 * faces.shape[-2] == 3 * faces.shape[-1] and faces.shape[-1] % 4 == 0:
-        return "dice"
+    for layout in _SHAPES:
+        if _has_layout(faces, layout):
+            return layout
     raise ValueError("faces must be a cubemap: (B, 6, C, F, F) stack, (B, C, F, 6F) horizon, "
                      f"(B, C, 3F, 4F) dice or a dict of faces; got shape {tuple(faces.shape)}")
 
 
-def _to_stack(faces, layout: str) -> torch.Tensor:
+def _check_source(faces, layout: str) -> None:
+    """Raise ``ValueError`` naming ``faces`` unless it is a cubemap in the given ``layout``."""
     if layout == "dict":
-        missing = [n for n in FACE_NAMES if n not in faces]
-        if missing:
-            raise ValueError(f"faces dict lacks the faces {missing}; expected keys {FACE_NAMES}")
+        _check_face_dict(faces)
+    elif not isinstance(faces, torch.Tensor) or not _has_layout(faces, layout):
+        got = f"shape {tuple(faces.shape)}" if isinstance(faces, torch.Tensor) else type(faces).__name__
+        raise ValueError(f"faces is no {layout!r} cubemap {_SHAPES[layout]}: got {got}")
+
+
+def _check_face_dict(faces) -> None:
+    """Raise ``ValueError`` naming ``faces`` unless it maps exactly :data:`FACE_NAMES` to ``(B, C, F, F)``
+    tensors of one shape, dtype and device."""
+    if not isinstance(faces, dict):
+        raise ValueError(f"faces must be a dict {{name: (B, C, F, F)}} for layout 'dict', got "
+                         f"{type(faces).__name__}")
+    missing = [n for n in FACE_NAMES if n not in faces]
+    unknown = [k for k in faces if k not in FACE_NAMES]
+    if missing or unknown:
+        raise ValueError(f"faces dict must have exactly the keys {FACE_NAMES}; missing {missing}, "
+                         f"unknown {unknown}")
+    first = faces[FACE_NAMES[0]]
+    for name in FACE_NAMES:
+        face = faces[name]
+        if not isinstance(face, torch.Tensor) or face.dim() != 4 or not face.shape[-1] == face.shape[-2] >= 1:
+            got = tuple(face.shape) if isinstance(face, torch.Tensor) else type(face).__name__
+            raise ValueError(f"faces[{name!r}] must be a square face (B, C, F, F), got {got}")
+        if (face.shape, face.dtype, face.device) != (first.shape, first.dtype, first.device):
+            raise ValueError(f"faces[{name!r}] is {tuple(face.shape)} {face.dtype} on {face.device}, but "
+                             f"faces[{FACE_NAMES[0]!r}] is {tuple(first.shape)} {first.dtype} on "
+                             f"{first.device}: every face must have the same shape, dtype and device")
+
+
+def _to_stack(faces, layout: str) -> torch.Tensor:
+    """The ``(B, 6, C, F, F)`` stack of a cubemap in ``layout`` (checked against it first)."""
+    _check_source(faces, layout)
+    if layout == "dict":
         return torch.stack([faces[n] for n in FACE_NAMES], dim=1)
-    _detect_layout(faces)  # validates the shape
     if layout == "stack":
         return faces
     if layout == "horizon":
@@ -228,15 +271,15 @@ def _to_stack(faces, layout: str) -> torch.Tensor:
 def convert_cubemap_layout(faces, layout: str, *, source_layout: str | None = None):
     """Convert a cubemap between layouts (see the module docstring).
 
-    ``faces`` is in ``source_layout`` (recognised from type and shape when ``None``); returns the
-    cubemap in ``layout``. Stack results may be non-contiguous views.
+    ``faces`` is in ``source_layout`` (recognised from type and shape when ``None``; when given, the
+    shape must fit it) and may have any dtype; returns the cubemap in ``layout``. A dict must hold
+    exactly the six :data:`FACE_NAMES`, as ``(B, C, F, F)`` faces of one shape. Stack results may be
+    non-contiguous views. Bad input raises ``ValueError`` naming ``faces``.
     """
     _check_layout(layout)
     if source_layout is not None:
         _check_layout(source_layout)
     stack = _to_stack(faces, source_layout or _detect_layout(faces))
-    if stack.dim() != 5 or stack.shape[1] != 6 or stack.shape[-1] != stack.shape[-2]:
-        raise ValueError(f"faces must hold six square faces, got a stack of shape {tuple(stack.shape)}")
     if layout == "stack":
         return stack
     if layout == "dict":

@@ -17,13 +17,13 @@ import torch
 from sphsal.projections._grids import (
     build_plan,
     cached_plan,
-    check_angle,
     check_erp,
     check_mode,
     check_size,
     erp_plan,
 )
 from sphsal.sphere import (
+    check_angle,
     directions_to_vectors,
     equirect_directions,
     rotation_matrix,
@@ -38,6 +38,13 @@ def _check_view(fov, yaw, pitch, roll) -> tuple[float, float, float, float]:
     if not 0.0 < fov < math.pi:
         raise ValueError(f"fov must be a horizontal field of view in (0, pi) radians, got {fov!r}")
     return fov, check_angle(yaw, "yaw"), check_angle(pitch, "pitch"), check_angle(roll, "roll")
+
+
+def _check_out_hw(out_hw) -> tuple[int, int]:
+    """``out_hw`` as a pair of positive ints (``ValueError`` naming ``out_hw`` otherwise)."""
+    if isinstance(out_hw, (str, bytes)) or not hasattr(out_hw, "__len__") or len(out_hw) != 2:
+        raise ValueError(f"out_hw must be a pair (H, W) of positive integers, got {out_hw!r}")
+    return check_size(out_hw[0], "out_hw[0]"), check_size(out_hw[1], "out_hw[1]")
 
 
 def perspective_vectors(fov: float, yaw: float, pitch: float, roll: float, out_hw: tuple[int, int]):
@@ -93,7 +100,7 @@ def equirect_to_perspective(x: torch.Tensor, fov: float, yaw: float, pitch: floa
     """
     check_erp(x)
     check_mode(mode)
-    out_hw = (check_size(out_hw[0], "out_hw[0]"), check_size(out_hw[1], "out_hw[1]"))
+    out_hw = _check_out_hw(out_hw)
     view = _check_view(fov, yaw, pitch, roll)
     h, w = x.shape[-2:]
     return _to_view_plan.sample(x, *view, out_hw, h, w, mode, out_shape=out_hw)

@@ -141,3 +141,38 @@ def test_match_size_is_explicit(maps):
     assert match_size(pred[0], small).shape == (H // 2, W // 2)
     assert match_size(pred, pred) is pred
     assert torch.isfinite(cc(resized, pred)).all()
+
+
+def test_match_size_bicubic_clamps_to_the_source_range(maps):
+    pred, _ = maps
+    small = pred[:, : H // 2, : W // 2]
+    negative = -1.0 - small  # all negative: clamping at zero made it all zeros
+    up = match_size(negative, pred, mode="bicubic")
+    assert (up < 0).all() and not torch.equal(up, torch.zeros_like(up))
+    for src, out in ((negative, up), (small, match_size(small, pred, mode="bicubic"))):
+        lo = src.amin(dim=(-2, -1), keepdim=True)
+        hi = src.amax(dim=(-2, -1), keepdim=True)
+        assert ((out >= lo) & (out <= hi)).all()  # no overshoot beyond each source map's own range
+    # a sharp step overshoots under bicubic: clamped to the step's own values
+    step = torch.zeros(4, 8, dtype=torch.float64)
+    step[:, 4:] = 1.0
+    out = match_size(step, torch.zeros(16, 32), mode="bicubic")
+    assert out.min() == 0.0 and out.max() == 1.0
+    raw = torch.nn.functional.interpolate(step[None, None], size=(16, 32), mode="bicubic",
+                                          align_corners=False)
+    assert raw.min() < 0 and raw.max() > 1  # there was overshoot to clamp
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_weighted_constant_maps(maps, backend):
+    pred, target = maps
+    single = torch.zeros(H, W)
+    single[2, 5] = 1.0  # weights non-zero at one pixel: every map is constant where it is weighted
+    with pytest.warns(RuntimeWarning, match="cc: constant pred or target"):
+        assert torch.isnan(cc(pred, target, weights=single, backend=backend)).all()
+    # sim takes a map constant where weighted as uniform (no NaN), as it does a constant map
+    left = torch.zeros(H, W)
+    left[:, : W // 2] = 1.0
+    flat_left = torch.where(left > 0, 0.0, pred)
+    torch.testing.assert_close(sim(flat_left, target, weights=left, backend=backend),
+                               sim(torch.ones_like(pred), target, weights=left, backend=backend))

@@ -135,3 +135,37 @@ def test_bad_inputs():
         density_from_fixations(d, H, W, 3.0, backend="cuda")
     with pytest.raises(ValueError, match="ERP size"):
         fixation_map(d, 0, 16)
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_elevations_outside_the_sphere_are_rejected(backend):
+    # elevation 45 (degrees by mistake) gave all NaN on one backend and a finite map on the other
+    for d in ([[0.0, 45.0]], [[0.1, -1.6]]):
+        with pytest.raises(ValueError, match=r"directions has elevations outside \[-pi/2, pi/2\] radians"):
+            density_from_fixations(torch.tensor(d), H, W, 5.0, backend=backend)
+    with pytest.raises(ValueError, match="directions has elevations outside"):
+        fixation_map(torch.tensor([[0.0, 45.0]]), 8, 16)  # used to land silently on the pole
+    # float32 roundings of the poles are the poles
+    pole = torch.tensor([[0.3, math.pi / 2], [0.0, -math.pi / 2]], dtype=torch.float32)
+    out = density_from_fixations(pole, H, W, 5.0, backend=backend, dtype=torch.float64)
+    assert torch.isfinite(out).all() and out[0].sum() > 0 and out[-1].sum() > 0
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_no_pixel_within_the_truncation_radius_is_an_error(backend):
+    # these gave an all-NaN map (0 / 0 normalisation)
+    for h, w, sigma, truncate in ((8, 16, 2.0, 4.0), (32, 64, 2.0, 1.0)):
+        with pytest.raises(ValueError, match="density is zero at every pixel centre.*larger sigma_deg"):
+            density_from_fixations(torch.zeros(1, 2), h, w, sigma, truncate=truncate, backend=backend)
+    assert torch.isfinite(density_from_fixations(torch.zeros(1, 2), 32, 64, 2.0, backend=backend)).all()
+
+
+def test_options_are_checked():
+    d = torch.zeros(1, 2)
+    with pytest.raises(ValueError, match="dtype must be a floating torch dtype"):
+        density_from_fixations(d, H, W, 5.0, dtype=torch.int64)  # truncated the density to integers
+    with pytest.raises(ValueError, match="sigma_deg must be a finite positive number"):
+        density_from_fixations(d, H, W, "5")
+    with pytest.raises(ValueError, match="truncate must be a positive number"):
+        density_from_fixations(d, H, W, 5.0, truncate=float("nan"))
+    assert density_from_fixations(d, H, W, 5.0, truncate=float("inf")).sum() > 0  # no truncation

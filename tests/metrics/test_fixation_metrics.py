@@ -192,3 +192,71 @@ def test_bad_inputs_raise_clear_errors(data):
         info_gain(pred, fix, baseline=torch.ones(H, W + 1))
     with pytest.raises(ValueError, match="splits"):
         auc_borji(pred, fix, splits=0)
+
+
+def test_fixations_on_zero_weight_pixels_nan_with_warning(data):
+    pred, fix, other = data
+    weights = torch.where(fix[0], 0.0, 1.0)  # zero exactly at the fixated pixels of map 0
+    for name, call in [("nss", nss), ("auc_judd", auc_judd), ("auc_borji", auc_borji),
+                       ("auc_shuffled", lambda p, f, **k: auc_shuffled(p, f, other[0], **k)),
+                       ("info_gain", lambda p, f, **k: info_gain(p, f, baseline=pred[1], **k))]:
+        for backend in ("numba", "torch"):
+            with pytest.warns(RuntimeWarning, match=rf"{name}: fixations only on pixels of zero weight"):
+                assert torch.isnan(call(pred[0], fix[0], weights=weights, backend=backend)), name
+
+
+def test_shuffled_negatives_of_zero_weight_nan_with_warning(data):
+    pred, fix, other = data
+    weights = torch.where(other[0], 0.0, 1.0)
+    for backend in ("numba", "torch"):
+        with pytest.warns(RuntimeWarning, match="auc_shuffled: a split's negatives .* zero weight"):
+            assert torch.isnan(auc_shuffled(pred[0], fix[0] & ~other[0], other[0], weights=weights,
+                                            backend=backend))
+
+
+def test_prediction_constant_where_weighted_is_constant(data):
+    pred, fix, _ = data
+    single = torch.zeros(H, W)
+    single[3, 4] = 1.0  # one pixel of positive weight: a weighted map is constant there
+    for backend in ("numba", "torch"):
+        with pytest.warns(RuntimeWarning, match="nss: constant pred"):
+            assert torch.isnan(nss(pred[0], fix[0] | (single > 0), weights=single, backend=backend))
+    # info_gain takes a map constant on the weighted pixels as uniform (no NaN), like a constant map
+    left = torch.zeros(H, W)
+    left[:, : W // 2] = 1.0
+    flat_left = torch.where(left > 0, 0.0, pred[0])  # constant (its minimum) where weighted, varies elsewhere
+    fix_left = fix[0] & (left > 0)
+    for backend in ("numba", "torch"):
+        kwargs = {"baseline": pred[1], "weights": left, "backend": backend}
+        torch.testing.assert_close(info_gain(flat_left, fix_left, **kwargs),
+                                   info_gain(torch.ones(H, W), fix_left, **kwargs))
+
+
+def test_directions_must_be_radians(data):
+    pred, _, _ = data
+    with pytest.raises(ValueError, match=r"fixations\[0\] has elevations outside \[-pi/2, pi/2\] radians"):
+        nss(pred[0], torch.tensor([[0.0, 45.0]]))  # degrees by mistake: used to land on the pole
+    with pytest.raises(ValueError, match=r"other_fixations\[1\] has elevations outside"):
+        auc_shuffled(pred[:2], [torch.zeros(1, 2)] * 2, [torch.zeros(1, 2), torch.tensor([[0.0, -2.0]])])
+    # a float32 rounding of the pole is the pole; azimuths wrap
+    pole32 = torch.tensor([[0.3, math.pi / 2]], dtype=torch.float32)
+    assert pole32[0, 1].item() > math.pi / 2
+    torch.testing.assert_close(nss(pred[0], pole32), nss(pred[0], torch.tensor([[0.3, math.pi / 2]],
+                                                                                dtype=torch.float64)))
+    torch.testing.assert_close(nss(pred[0], torch.tensor([[0.3 + 4 * math.pi, 0.2]])),
+                               nss(pred[0], torch.tensor([[0.3, 0.2]])))
+
+
+def test_argument_types_are_checked(data):
+    pred, fix, _ = data
+    with pytest.raises(ValueError, match=r"fixations is a list of 2 per-map arrays, but pred has 3 map"):
+        nss(pred, [np.zeros((2, 2)), np.zeros((3, 2))])
+    with pytest.raises(ValueError, match="splits must be a positive integer, got 10.0"):
+        auc_borji(pred, fix, splits=10.0)
+    assert torch.isfinite(auc_borji(pred, fix, splits=np.int64(3))).all()
+    for fn in (auc_judd, auc_borji):
+        for seed in (-1, 1.5, True):
+            with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+                fn(pred, fix, seed=seed)
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        auc_shuffled(pred, fix, fix, seed=-2)

@@ -93,3 +93,43 @@ def test_kernel_log_is_within_two_ulp_of_numpy():
     expected = np.log(y)
     ulp = np.spacing(np.maximum(np.abs(expected), np.finfo(float).tiny))
     assert (np.abs(out - expected) <= 2 * ulp).all()
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("jitter", [float("nan"), float("inf"), -1.0, "1e-7"])
+def test_auc_judd_rejects_jitter_the_kernel_cannot_bin(backend, jitter):
+    # nan / inf crashed the numba kernel (bucket index out of range), -1 silently differed from torch
+    pred, _, fix = _data(torch.float64)
+    with pytest.raises(ValueError, match="jitter must be a finite number >= 0"):
+        auc_judd(pred, fix, jitter=jitter, backend=backend)
+
+
+def test_auc_judd_large_jitter_agrees_between_backends():
+    pred, _, fix = _data(torch.float64)
+    for jitter in (0.0, 10.0, 1e300):  # scores beyond 1 all fall into the last bucket
+        torch.testing.assert_close(auc_judd(pred, fix, jitter=jitter, backend="numba"),
+                                   auc_judd(pred, fix, jitter=jitter, backend="torch"),
+                                   rtol=1e-12, atol=1e-12)
+
+
+def test_bucket_index_stays_in_range_for_any_score():
+    from sphsal.metrics._kernels import _BUCKETS, _bucket
+
+    for s in (float("nan"), float("-inf"), -1.0, -1e-300, 0.0, 0.5, 1.0, 3.0, float("inf")):
+        assert 0 <= _bucket(s) < _BUCKETS, s
+    assert _bucket(0.5) == _BUCKETS // 2 and _bucket(2.0) == _BUCKETS - 1
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_value_range_beyond_float64_is_rejected(backend, name):
+    # +-1.7e308: max - min overflows (NaN scores, a crash in the AUC-Judd kernel); a subnormal range
+    # has no finite reciprocal for the min-max normalisation
+    pred, target, fix = _data(torch.float64)
+    huge = pred.clone()
+    huge[:, 0, 1], huge[:, 0, 2] = -1.7e308, 1.7e308
+    tiny = torch.zeros_like(pred)
+    tiny[:, 0, 2] = 5e-324
+    for bad in ((tiny,) if name == "kld" else (huge, tiny)):  # kld rejects negative values anyway
+        with pytest.raises(ValueError, match="pred's value range is out of float64's reach"):
+            CALLS[name](bad, target, fix, backend=backend)

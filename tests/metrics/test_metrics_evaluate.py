@@ -5,10 +5,11 @@ import json
 import math
 import os
 
+import numpy as np
 import pytest
 import torch
 
-from sphsal.metrics import Evaluator, auc_judd, cc, evaluate, kld, nss
+from sphsal.metrics import Evaluator, auc_judd, auc_shuffled, cc, evaluate, fixation_map, kld, nss
 
 H, W = 8, 16
 
@@ -113,3 +114,55 @@ def test_errors(frames):
         Evaluator(("cc",)).write("unused")
     with pytest.raises(ValueError, match="no entry for video 'gamma'"):
         evaluate({("gamma", 0): pred}, {("alpha", 0): {"saliency": sal}}, metrics=("cc",), progress=False)
+
+
+def test_evaluate_shuffled_negatives_keep_repeated_fixations():
+    # frames 1 and 2 both fixate (2.0, -0.5): that pixel is two negatives of frame 0, as in a direct call
+    # (evaluate's count map used to count it once: 0.26 instead of 0.335)
+    pred = torch.rand(H, W, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    dirs = [torch.tensor([[0.1, 0.1]]), torch.tensor([[2.0, -0.5]]), torch.tensor([[2.0, -0.5], [-1.0, 0.6]])]
+    gt = {("v", f): {"fixations": d} for f, d in enumerate(dirs)}
+    summary = evaluate({("v", 0): pred}, gt, metrics=("auc_shuffled",), progress=False)
+    direct = auc_shuffled(pred, dirs[0], torch.cat(dirs[1:])).item()
+    assert summary["videos"]["v"]["auc_shuffled"] == pytest.approx(direct, rel=1e-12)
+    assert direct != pytest.approx(auc_shuffled(pred, dirs[0], torch.cat((dirs[1], dirs[2][1:]))).item())
+    # binary fixation maps: each map's pixels count once per frame, so the shared pixel is still two
+    maps = {("v", f): {"fixations": fixation_map(d, H, W)} for f, d in enumerate(dirs)}
+    summary = evaluate({("v", 0): pred}, maps, metrics=("auc_shuffled",), progress=False)
+    assert summary["videos"]["v"]["auc_shuffled"] == pytest.approx(direct, rel=1e-12)
+
+
+def test_write_replaces_no_file_until_every_file_is_ready(frames, tmp_path, monkeypatch):
+    pred, sal, fix = frames[("alpha", 0)]
+    ev = Evaluator(("cc", "auc_judd"), seed=np.int64(3))  # a NumPy seed made json.dump fail after the CSVs
+    assert ev.seed == 3 and type(ev.seed) is int
+    ev.update("alpha", 0, pred, saliency=sal, fixations=fix)
+    paths = ev.write(tmp_path)
+    assert json.loads((tmp_path / "summary.json").read_text())["seed"] == 3
+    names = ("per_frame.csv", "per_video.csv", "summary.json")
+    before = {name: (tmp_path / name).read_text() for name in names}
+    ev.update("alpha", 1, *frames[("alpha", 1)][:1], saliency=frames[("alpha", 1)][1],
+              fixations=frames[("alpha", 1)][2])
+
+    def broken(*args, **kwargs):
+        raise TypeError("not serialisable")
+
+    monkeypatch.setattr(json, "dumps", broken)
+    with pytest.raises(TypeError, match="not serialisable"):
+        ev.write(tmp_path)
+    assert {name: (tmp_path / name).read_text() for name in before} == before  # old files, all three
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(before)  # no temporary file left
+    monkeypatch.undo()
+    assert ev.write(tmp_path) == paths
+    assert (tmp_path / "per_frame.csv").read_text().count("\n") == 3
+
+
+def test_evaluator_checks_seed_and_single_frames(frames):
+    pred, sal, fix = frames[("alpha", 0)]
+    for seed in (-1, 2.5, "3", True):
+        with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+            Evaluator(("cc",), seed=seed)
+    ev = Evaluator(("cc",))
+    with pytest.raises(ValueError, match=r"pred must be one frame's map .* got shape \(3, 8, 16\)"):
+        ev.update("alpha", 0, torch.stack([pred] * 3), saliency=torch.stack([sal] * 3))  # was averaged
+    assert ev.update("alpha", 0, pred[None, None], saliency=sal)["cc"] == pytest.approx(cc(pred, sal).item())

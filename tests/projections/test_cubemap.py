@@ -125,7 +125,7 @@ def test_bad_input_is_named():
         equirect_to_cubemap(torch.rand(1, 1, 8, 16), 4, layout="cross")
     with pytest.raises(ValueError, match="faces must be a cubemap"):
         cubemap_to_equirect(torch.rand(1, 3, 8, 9), 8, 16)
-    with pytest.raises(ValueError, match="lacks the faces"):
+    with pytest.raises(ValueError, match=r"faces dict must have exactly the keys .*missing \['right'"):
         cubemap_to_equirect({"front": torch.rand(1, 1, 4, 4)}, 8, 16)
     with pytest.raises(ValueError, match="mode"):
         equirect_to_cubemap(torch.rand(1, 1, 8, 16), 4, mode="bicubic")
@@ -139,3 +139,42 @@ def test_gradients_flow(mode):
     assert torch.autograd.gradcheck(lambda t: cubemap_to_equirect(t, 6, 12, mode=mode), (faces,))
     dice = torch.rand(1, 1, 9, 12, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: cubemap_to_equirect(t, 4, 8, mode=mode), (dice,))
+
+
+def test_integer_faces_get_a_dtype_error():
+    for dtype in (torch.int64, torch.bool):  # NotImplementedError from grid_sampler
+        with pytest.raises(ValueError, match="faces must have a floating dtype"):
+            cubemap_to_equirect(torch.zeros(1, 6, 1, 4, 4, dtype=dtype), 8, 16)
+    # converting layouts only moves values: any dtype
+    ints = torch.arange(6 * 16).reshape(1, 6, 1, 4, 4)
+    assert torch.equal(convert_cubemap_layout(convert_cubemap_layout(ints, "dice"), "stack"), ints)
+
+
+def test_explicit_layout_must_fit_the_shape():
+    cases = [(torch.rand(1, 6, 1, 4, 4), "horizon", r"faces is no 'horizon' cubemap \(B, C, F, 6F\)"),
+             (torch.rand(1, 1, 4, 24), "dice", r"faces is no 'dice' cubemap \(B, C, 3F, 4F\)"),
+             (torch.rand(1, 1, 12, 16), "horizon", "faces is no 'horizon' cubemap"),
+             (torch.rand(1, 1, 12, 16), "stack", r"faces is no 'stack' cubemap \(B, 6, C, F, F\)"),
+             (torch.rand(1, 6, 1, 4, 4), "dict", r"faces must be a dict \{name: \(B, C, F, F\)\}")]
+    for faces, layout, message in cases:
+        with pytest.raises(ValueError, match=message):
+            cubemap_to_equirect(faces, 8, 16, layout=layout)
+        with pytest.raises(ValueError, match=message):
+            convert_cubemap_layout(faces, "stack", source_layout=layout)
+    assert cubemap_to_equirect(torch.rand(1, 1, 12, 16), 8, 16, layout="dice").shape == (1, 1, 8, 16)
+    with pytest.raises(ValueError, match="faces must be a cubemap"):
+        cubemap_to_equirect(torch.rand(1, 6, 1, 0, 0), 8, 16)
+
+
+def test_face_dicts_are_checked():
+    faces = {name: torch.rand(1, 2, 4, 4) for name in FACE_NAMES}
+    with pytest.raises(ValueError, match=r"missing \[\], unknown \['frnt'\]"):  # was silently ignored
+        cubemap_to_equirect({**faces, "frnt": torch.rand(1, 2, 4, 4)}, 8, 16)
+    with pytest.raises(ValueError, match=r"faces\['up'\] is \(1, 2, 5, 5\).*same shape, dtype and device"):
+        cubemap_to_equirect({**faces, "up": torch.rand(1, 2, 5, 5)}, 8, 16)
+    with pytest.raises(ValueError, match=r"faces\['left'\] must be a square face \(B, C, F, F\), got \(2, 4"):
+        cubemap_to_equirect({**faces, "left": torch.rand(2, 4, 4)}, 8, 16)
+    with pytest.raises(ValueError, match=r"faces\['down'\] must be a square face"):
+        cubemap_to_equirect({**faces, "down": torch.rand(1, 2, 4, 5)}, 8, 16)
+    stack = convert_cubemap_layout(faces, "stack")
+    torch.testing.assert_close(cubemap_to_equirect(faces, 8, 16), cubemap_to_equirect(stack, 8, 16))

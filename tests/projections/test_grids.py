@@ -5,6 +5,14 @@ import math
 import pytest
 import torch
 
+from sphsal.projections import (
+    cubemap_to_equirect,
+    equirect_to_cubemap,
+    equirect_to_healpix,
+    equirect_to_perspective,
+    healpix_to_equirect,
+    perspective_to_equirect,
+)
 from sphsal.projections._grids import build_plan, cached_plan, erp_plan, erp_resolver
 from sphsal.sphere import directions_to_pixels, sample_equirect
 
@@ -128,3 +136,42 @@ def test_projections_on_cuda_match_cpu():
     sum(((out * w).sum() for out, w in zip(outs, weights) if out.requires_grad)).backward()
     sum(((out * w.cuda()).sum() for out, w in zip(outs_cuda, weights) if out.requires_grad)).backward()
     torch.testing.assert_close(x_cuda.grad.cpu(), x.grad)
+
+
+_EMPTY_CASES = {
+    # name: (projection, input shape after (B, C))
+    "equirect_to_cubemap": (lambda x: equirect_to_cubemap(x, 4), (8, 16)),
+    "equirect_to_healpix": (lambda x: equirect_to_healpix(x, 2), (8, 16)),
+    "equirect_to_perspective": (lambda x: equirect_to_perspective(x, 1.0, 0.2, 0.1, out_hw=(3, 5)), (8, 16)),
+    "cubemap_to_equirect": (lambda x: cubemap_to_equirect(x, 8, 16), (4, 24)),  # horizon layout
+    "healpix_to_equirect": (lambda x: healpix_to_equirect(x, 8, 16), (48,)),
+    "perspective_to_equirect": (lambda x: perspective_to_equirect(x, 1.0, 0.2, 0.1, 0.0, 8, 16)[0], (3, 5)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_EMPTY_CASES))
+@pytest.mark.parametrize("bc", [(0, 1), (2, 0)])
+def test_empty_batch_or_no_channels_give_an_empty_result(name, bc):
+    # every projection crashed ("cannot reshape tensor of 0 elements", grid_sampler on an empty batch)
+    project, in_shape = _EMPTY_CASES[name]
+    full = project(torch.rand(1, 1, *in_shape, dtype=torch.float64))
+    x = torch.rand(*bc, *in_shape, dtype=torch.float64, requires_grad=True)
+    out = project(x)
+    if name == "equirect_to_cubemap":  # stack layout (B, 6, C, F, F)
+        expected = (bc[0], 6, bc[1], *full.shape[3:])
+    else:
+        expected = (*bc, *full.shape[2:])
+    assert out.shape == expected and out.dtype == torch.float64
+    out.sum().backward()
+    assert x.grad.shape == x.shape
+
+
+def test_empty_stacked_cubemap():
+    assert cubemap_to_equirect(torch.rand(0, 6, 1, 4, 4), 8, 16).shape == (0, 1, 8, 16)
+    assert cubemap_to_equirect(torch.rand(2, 6, 0, 4, 4), 8, 16).shape == (2, 0, 8, 16)
+
+
+def test_erp_inputs_need_rows_and_columns():
+    for shape in ((1, 1, 0, 16), (1, 1, 8, 0)):
+        with pytest.raises(ValueError, match=r"x must be an ERP batch \(B, C, H, W\) with H, W >= 1"):
+            equirect_to_cubemap(torch.rand(shape), 4)

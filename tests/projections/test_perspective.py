@@ -99,3 +99,12 @@ def test_gradients_flow(mode):
     view = torch.rand(1, 2, 3, 4, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(
         lambda t: perspective_to_equirect(t, FOV, 0.2, 0.1, 0.0, 6, 12, mode=mode)[0], (view,))
+
+
+def test_out_hw_must_be_a_pair():
+    x = torch.rand(1, 1, 8, 16)
+    for out_hw in (8, (4, 4, 4), "44"):
+        with pytest.raises(ValueError, match=r"out_hw must be a pair \(H, W\) of positive integers"):
+            equirect_to_perspective(x, 1.0, 0.0, 0.0, out_hw=out_hw)
+    with pytest.raises(ValueError, match=r"out_hw\[1\] must be a positive integer"):
+        equirect_to_perspective(x, 1.0, 0.0, 0.0, out_hw=(4, 0))

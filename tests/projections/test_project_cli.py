@@ -83,3 +83,19 @@ def test_help_lists_the_command(capsys):
     with pytest.raises(SystemExit):
         main(["project", "--help"])
     assert "--to" in capsys.readouterr().out
+
+
+def test_flags_are_checked_in_their_own_units(tmp_path, capsys):
+    out = str(tmp_path / "c.png")
+    cube = ["project", "--to", "cubemap", "--pattern-size", "16x32", "--out", out]
+    # --face-size 0 silently fell back to the default
+    assert main([*cube, "--face-size", "0"]) == 2
+    assert "--face-size must be a positive number of pixels, got 0" in capsys.readouterr().err
+    # the error spoke radians ("(0, pi) radians, got 3.49") for a flag given in degrees
+    assert main(["project", "--to", "viewport", "--fov", "200", "--pattern-size", "16x32", "--out", out]) == 2
+    assert "--fov must be a horizontal field of view in (0, 180) degrees, got 200" in capsys.readouterr().err
+    assert main(["project", "--to", "viewport", "--yaw", "nan", "--pattern-size", "16x32", "--out", out]) == 2
+    assert "--yaw must be a finite angle in degrees" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+    assert main([*cube, "--face-size", "3"]) == 0
+    assert cv2.imread(out).shape == (9, 12, 3)
