@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from sphsal._version import __version__
@@ -41,7 +42,25 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+#: Errors that report a user's mistake (bad option, missing or unwritable path): ``main`` prints them as
+#: one line and returns 2. Anything else is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
+               PermissionError)
+
+
+def describe_error(err: Exception) -> str:
+    """One line for a user error: the message, and for an ``OSError`` the path(s) it concerns."""
+    if isinstance(err, OSError) and err.filename is not None:
+        paths = repr(os.fspath(err.filename))
+        if err.filename2 is not None:
+            paths += f" -> {os.fspath(err.filename2)!r}"
+        return f"{err.strerror or type(err).__name__}: {paths}"
+    return str(err)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``sphsal`` command line ``argv`` (default ``sys.argv[1:]``); returns the exit code (2 for a
+    user error, printed as one ``sphsal COMMAND: error: ...`` line)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     first = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(only=first if first in COMMANDS else None)
@@ -51,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if not argv else 2
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"sphsal {args.command}: error: {err}", file=sys.stderr)
+    except USER_ERRORS as err:
+        print(f"sphsal {args.command}: error: {describe_error(err)}", file=sys.stderr)
         return 2
 
 

@@ -8,33 +8,58 @@ from __future__ import annotations
 
 import os
 
+from sphsal.cli.options import non_negative_float, output_file, positive_float, positive_int
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("aem", help="render a video's audio energy map", description=__doc__)
     p.add_argument("video", metavar="VIDEO", help="360° video (ERP) with ambisonic audio")
-    p.add_argument("--out", required=True, help="output MP4 (a PNG still is written next to it)")
+    p.add_argument("--out", required=True, type=output_file,
+                   help="output MP4 (a PNG still is written next to it)")
     p.add_argument("--decoder", default="cardioid", choices=("cardioid", "max_re", "pwd"))
-    p.add_argument("--window", type=float, default=None,
+    p.add_argument("--window", type=positive_float, default=None,
                    help="analysis window in seconds (default: one frame; AVS360 uses 0.1)")
-    p.add_argument("--smoothing", type=float, default=None, help="temporal smoothing sigma in seconds")
+    p.add_argument("--smoothing", type=non_negative_float, default=None,
+                   help="temporal smoothing sigma in seconds")
     p.add_argument("--map-size", default="64x128", help="energy map resolution HxW (default 64x128)")
-    p.add_argument("--max-height", type=int, default=960, help="downscale frames taller than this")
+    p.add_argument("--max-height", type=positive_int, default=960,
+                   help="downscale frames taller than this (pixels, default 960)")
     p.add_argument("--allow-non-ambisonic", action="store_true",
                    help="render a uniform map (with a warning) instead of failing on mono/stereo audio")
     p.set_defaults(func=run)
 
 
 def _size(text: str) -> tuple[int, int]:
+    """``"64x128"`` -> ``(64, 128)``; ``ValueError`` naming ``--map-size`` otherwise."""
     h, sep, w = text.lower().partition("x")
-    if not sep or not h.isdigit() or not w.isdigit():
-        raise ValueError(f"--map-size expects HxW such as 64x128, got {text!r}")
+    if not sep or not h.isdigit() or not w.isdigit() or int(h) < 1 or int(w) < 1:
+        raise ValueError(f"--map-size expects HxW with positive sizes such as 64x128, got {text!r}")
     return int(h), int(w)
+
+
+def still_path(out: str) -> str:
+    """The PNG still written beside the video ``out``."""
+    return os.path.splitext(out)[0] + ".png"
+
+
+def check_paths(video: str, out: str) -> None:
+    """``ValueError`` before any work when ``out`` or the PNG still beside it is an existing folder or
+    the input ``video`` itself."""
+    for path, what in ((out, "--out"), (still_path(out), "the PNG still beside --out")):
+        if os.path.isdir(path):
+            raise ValueError(f"{what} {path!r} is an existing folder; expected a file name")
+        if os.path.exists(path) and os.path.exists(video) and os.path.samefile(video, path):
+            raise ValueError(f"{what} {path!r} is the input video; choose another output")
 
 
 def render_aem(video: str, out: str, *, decoder: str = "cardioid", window: float | None = None,
                smoothing: float | None = None, map_size=(64, 128), max_height: int = 960,
                allow_non_ambisonic: bool = False) -> tuple[str, str]:
-    """Render the AEM of ``video`` to ``out`` (MP4) and a PNG still; returns both paths."""
+    """Render the AEM of ``video`` to ``out`` (MP4) and a PNG still; returns both paths (paths are
+    checked first: :func:`check_paths`)."""
+    check_paths(video, out)
+    if max_height < 1:
+        raise ValueError(f"max_height must be a positive number of pixels, got {max_height}")
     from sphsal.audio import energy_map, load_audio
     from sphsal.data import VideoReader
     from sphsal.viz import capped_size, overlay, tensor_to_frame, write_png, write_video
@@ -50,7 +75,7 @@ def render_aem(video: str, out: str, *, decoder: str = "cardioid", window: float
     write_video(out, frames, float(reader.fps), audio=audio if audio.shape[0] <= 8 else audio[:1],
                 sample_rate=rate)
     loudest = int(maps.flatten(1).amax(dim=1).argmax())
-    still = os.path.splitext(out)[0] + ".png"
+    still = still_path(out)
     write_png(still, overlay(tensor_to_frame(reader.read_frame(loudest)), maps[loudest]))
     reader.close()
     return out, still

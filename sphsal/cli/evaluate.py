@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import json
 
-from sphsal.cli.options import add_dataset_options, add_model_options, parse_key_values
+from sphsal.cli.options import (
+    add_dataset_options,
+    add_model_options,
+    dataset_options,
+    device,
+    output_dir,
+    parse_key_values,
+    positive_int,
+)
 
 
 def register(subparsers) -> None:
@@ -14,23 +22,27 @@ def register(subparsers) -> None:
     p.add_argument("--weights", default=None,
                    help="sphsal checkpoint (a training run's last.pt or a saved model); default: untrained")
     p.add_argument("--original-weights", default=None, help="a published checkpoint of the model")
-    p.add_argument("--out", required=True, help="folder for per_frame.csv, per_video.csv, summary.json")
+    p.add_argument("--out", required=True, type=output_dir,
+                   help="folder for per_frame.csv, per_video.csv, summary.json")
     p.add_argument("--metrics", default=None, help="comma-separated metric names (default: the standard set)")
     p.add_argument("--planar", action="store_true", help="unweighted metrics (default: solid-angle weights)")
     p.add_argument("--split", default="test", help="dataset split (default: test)")
-    p.add_argument("--frame-step", type=int, default=5, help="score every n-th frame (default: 5)")
-    p.add_argument("--batch-size", type=int, default=2)
-    p.add_argument("--device", default=None)
+    p.add_argument("--frame-step", type=positive_int, default=5, help="score every n-th frame (default: 5)")
+    p.add_argument("--batch-size", type=positive_int, default=2)
+    p.add_argument("--device", type=device, default=None, help="torch device (default: CUDA when available)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run)
 
 
-def load_model(args):
-    """Build ``args.model`` with ``--model-arg`` options and load ``--weights`` / ``--original-weights``."""
+def load_model(args, model_kwargs: dict | None = None):
+    """Build ``args.model`` with ``model_kwargs`` (default: the ``--model-arg`` options) and load
+    ``--weights`` / ``--original-weights``."""
     from sphsal.models import create_model
     from sphsal.models.checkpoints import load_checkpoint, load_original_checkpoint
 
-    model = create_model(args.model, **parse_key_values(args.model_arg, "--model-arg"))
+    if model_kwargs is None:
+        model_kwargs = parse_key_values(args.model_arg, "--model-arg")
+    model = create_model(args.model, **model_kwargs)
     if args.weights:
         load_checkpoint(args.weights, model)
     if getattr(args, "original_weights", None):
@@ -43,9 +55,10 @@ def run(args) -> int:
     from sphsal.engine.train import dataset_for_model
     from sphsal.metrics import DEFAULT_METRICS
 
-    model = load_model(args)
     options = {"split": args.split, "frame_step": args.frame_step,
                **parse_key_values(args.dataset_arg, "--dataset-arg")}
+    dataset_options(args.dataset, options)
+    model = load_model(args)
     dataset = dataset_for_model(model, args.dataset, args.root, **options)
     metrics = tuple(args.metrics.split(",")) if args.metrics else DEFAULT_METRICS
     summary = evaluate_model(model, dataset, out_dir=args.out, metrics=metrics,

@@ -1,30 +1,74 @@
-"""Argument helpers shared by the sub-commands."""
+"""Argument helpers shared by the sub-commands: ``KEY=VALUE`` options, the model and dataset options, and
+``argparse`` types that check numbers, devices and output paths while the command line is parsed (so a
+bad value stops the command before any work, with ``sphsal CMD: error: argument --flag: ...``)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import re
+
+# A fraction such as 1/16 or -3/4 (``--model-arg width_mult=1/16``).
+_FRACTION = re.compile(r"^\s*(-?\d+)\s*/\s*(\d+)\s*$")
+
+
+def parse_value(text: str, flag: str):
+    """One ``KEY=VALUE`` value: JSON when it is valid JSON (``1``, ``0.5``, ``true``, ``[1, 2]``,
+    ``"x"``), a float for a simple fraction such as ``1/16``, else the text itself."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    fraction = _FRACTION.match(text)
+    if fraction is None:
+        return text
+    numerator, denominator = (int(part) for part in fraction.groups())
+    if denominator == 0:
+        raise ValueError(f"{flag}: division by zero in {text!r}")
+    return numerator / denominator
 
 
 def parse_key_values(pairs: list[str] | None, flag: str) -> dict:
-    """``["a=1", "b=x", "c=[1,2]"]`` -> ``{"a": 1, "b": "x", "c": [1, 2]}`` (values parsed as JSON when
-    they are valid JSON, else kept as strings)."""
+    """``["a=1", "b=x", "c=[1,2]", "d=1/16"]`` -> ``{"a": 1, "b": "x", "c": [1, 2], "d": 0.0625}``
+    (values by :func:`parse_value`); ``ValueError`` naming ``flag`` for a pair without ``=``."""
     out = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ValueError(f"{flag} expects KEY=VALUE, got {pair!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
+        out[key] = parse_value(value, f"{flag} {key}")
     return out
+
+
+def dataset_options(name: str, options: dict, flag: str = "--dataset-arg") -> dict:
+    """``options`` when the dataset adapter ``name`` accepts every one of them; else a ``ValueError``
+    naming the unknown ones and listing the accepted ones (the adapter's own keyword options and the
+    :class:`~sphsal.data.dataset.ClipDataset` options it passes on). An unknown ``name`` is left to
+    :func:`~sphsal.data.create_dataset`, which lists the registered adapters."""
+    from sphsal.data import list_datasets
+    from sphsal.data.dataset import ClipDataset
+    from sphsal.data.registry import _FACTORIES  # sphsal.data has no public accessor for a factory
+    from sphsal.models.registry import keyword_options
+
+    if name not in list_datasets():
+        return options
+    accepted, passes_on = keyword_options(_FACTORIES[name], skip=1)  # root
+    if passes_on:  # the adapter's **options go to the ClipDataset
+        accepted |= keyword_options(ClipDataset, skip=1)[0]  # entries
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ValueError(f"{flag}: dataset {name!r} has no option {', '.join(unknown)}; it takes "
+                         f"{', '.join(sorted(accepted))}")
+    return options
 
 
 def add_model_options(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
     parser.add_argument("--model", required=required, help="registered model name (see `sphsal models`)")
     parser.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
-                        help="keyword argument for the model factory (repeatable)")
+                        help="keyword argument for the model factory (repeatable); VALUE is JSON "
+                             "(1, 0.5, true, [64, 128]), a fraction such as 1/16, or else text")
 
 
 def add_dataset_options(parser: argparse.ArgumentParser) -> None:
@@ -32,3 +76,90 @@ def add_dataset_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", required=True, help="dataset root folder")
     parser.add_argument("--dataset-arg", action="append", metavar="KEY=VALUE",
                         help="keyword option for the dataset adapter (repeatable), e.g. split=test")
+
+
+# ---------------------------------------------------------------------- argparse types
+def _number(text: str, kind, minimum, strict: bool):
+    """``kind(text)`` (finite), ``> minimum`` when ``strict`` else ``>= minimum``; otherwise an
+    ``ArgumentTypeError`` that argparse prints after the flag's name."""
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                         f"got {text!r}") from None
+    if not math.isfinite(value) or value < minimum or (strict and value == minimum):
+        what = "an integer" if kind is int else "a finite number"
+        raise argparse.ArgumentTypeError(f"expected {what} {'>' if strict else '>='} {minimum}, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """``argparse`` type: an integer >= 1."""
+    return _number(text, int, 1, strict=False)
+
+
+def non_negative_int(text: str) -> int:
+    """``argparse`` type: an integer >= 0."""
+    return _number(text, int, 0, strict=False)
+
+
+def positive_float(text: str) -> float:
+    """``argparse`` type: a finite number > 0."""
+    return _number(text, float, 0.0, strict=True)
+
+
+def non_negative_float(text: str) -> float:
+    """``argparse`` type: a finite number >= 0."""
+    return _number(text, float, 0.0, strict=False)
+
+
+def device(text: str) -> str:
+    """``argparse`` type: a torch device string (``cpu``, ``cuda``, ``cuda:1``, ``mps``) that exists on
+    this machine; returned in torch's spelling."""
+    import torch
+
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a torch device (cpu, cuda, cuda:N, mps)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(f"{text!r}: CUDA is not available on this machine "
+                                             "(torch.cuda.is_available() is False); use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(f"{text!r}: this machine has {torch.cuda.device_count()} CUDA "
+                                             "device(s)")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: MPS is not available on this machine; use --device cpu")
+    return str(dev)
+
+
+def _blocking_file(path: str) -> str | None:
+    """The nearest existing ancestor of ``path`` when it is a file (so ``path`` cannot be created),
+    else ``None``."""
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    return None if os.path.isdir(parent) else parent
+
+
+def output_file(text: str) -> str:
+    """``argparse`` type: a file to write: not an existing folder, and its folder can be created."""
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is an existing folder; expected a file name")
+    return _creatable(text)
+
+
+def output_dir(text: str) -> str:
+    """``argparse`` type: a folder to write into: an existing folder, or one that can be created."""
+    if os.path.exists(text) and not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is an existing file; expected a folder")
+    return _creatable(text)
+
+
+def _creatable(text: str) -> str:
+    """``text`` unless one of its ancestors is a file."""
+    blocker = _blocking_file(text)
+    if blocker is not None:
+        raise argparse.ArgumentTypeError(f"cannot create {text!r}: {blocker!r} is a file, not a folder")
+    return text

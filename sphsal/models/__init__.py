@@ -11,9 +11,16 @@ for saving and loading weights.
 from sphsal.models import aem_ecb, avinet, avs360, mvva, spherical_unet, stavis, vinet  # noqa: F401
 from sphsal.models.checkpoints import load_checkpoint, load_original_checkpoint, save_checkpoint
 from sphsal.models.losses import build_loss
-from sphsal.models.registry import InputSpec, create_model, list_models, model_family, register_model
+from sphsal.models.registry import (
+    InputSpec,
+    create_model,
+    list_models,
+    model_family,
+    model_options,
+    register_model,
+)
 
 __all__ = [
-    "InputSpec", "register_model", "create_model", "list_models", "model_family", "build_loss",
-    "save_checkpoint", "load_checkpoint", "load_original_checkpoint",
+    "InputSpec", "register_model", "create_model", "list_models", "model_family", "model_options",
+    "build_loss", "save_checkpoint", "load_checkpoint", "load_original_checkpoint",
 ]

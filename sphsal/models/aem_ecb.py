@@ -8,10 +8,13 @@ Their product, sum-normalised, is a baseline that every learned audio-visual mod
 
 from __future__ import annotations
 
+import math
+from numbers import Integral, Real
+
 import torch
 from torch import nn
 
-from sphsal.models.inputs import check_aem_options, clip_energy_map, max_normalise, require_keys
+from sphsal.models.inputs import check_aem_options, check_shapes, clip_energy_map, max_normalise, require_keys
 from sphsal.models.registry import InputSpec, register_model
 from sphsal.priors import equator_bias
 
@@ -23,10 +26,13 @@ class AEMECBPrior(nn.Module):
 
     Args:
         output_size: ``(H, W)`` ERP size of the map (``W`` even).
-        clip_len: frames of audio context: the AEM is averaged over the clip's frames (1: the target
-            frame only, its 0.1 s window).
-        floor: weight of the plain ECB added to the product (``ECB * (AEM + floor)``), so silence
-            gives the centre bias instead of an empty map.
+        clip_len: frames of audio context (an integer >= 1): the AEM is averaged over the clip's frames
+            (1: the target frame only, its 0.1 s window).
+        floor: weight (finite, >= 0) of the plain ECB added to the product (``ECB * (AEM + floor)``), so
+            silence gives the centre bias instead of an empty map. With ``floor=0`` a silent clip (an
+            all-zero AEM) has no product to normalise; its map is the ECB alone, so every map sums to 1.
+
+    Invalid arguments raise ``ValueError`` naming them.
         aem_decoder, aem_quantity: beams and measure of the AEM (as :class:`sphsal.models.avs360.AVS360`).
     """
 
@@ -38,8 +44,10 @@ class AEMECBPrior(nn.Module):
         output_size = (int(output_size[0]), int(output_size[1]))
         if min(output_size) < 1 or output_size[1] % 2:
             raise ValueError(f"output_size must be positive (H, W) with an even W, got {output_size}")
-        if floor < 0:
-            raise ValueError(f"floor must be >= 0, got {floor}")
+        if isinstance(floor, bool) or not isinstance(floor, Real) or not math.isfinite(floor) or floor < 0:
+            raise ValueError(f"floor must be a finite number >= 0, got {floor!r}")
+        if isinstance(clip_len, bool) or not isinstance(clip_len, Integral) or clip_len < 1:
+            raise ValueError(f"clip_len must be an integer >= 1, got {clip_len!r}")
         self.output_size = output_size
         self.floor = float(floor)
         self.register_buffer("ecb", equator_bias(*output_size)[None, None], persistent=False)
@@ -50,11 +58,12 @@ class AEMECBPrior(nn.Module):
         self.default_optimizer = {"name": "adam", "lr": 0.0}
 
     def forward(self, aem: torch.Tensor) -> torch.Tensor:
-        """``aem`` ``(B, 1, H, W)`` non-negative (any scale) -> ``(B, 1, H, W)`` summing to 1."""
-        if aem.dim() != 4 or aem.shape[1] != 1 or tuple(aem.shape[-2:]) != self.output_size:
-            raise ValueError(f"aem must be (B, 1, {self.output_size[0]}, {self.output_size[1]}), "
-                             f"got {tuple(aem.shape)}")
+        """``aem`` ``(B, 1, H, W)`` non-negative (any scale) -> ``(B, 1, H, W)`` summing to 1 (the ECB
+        alone for an all-zero ``aem`` when ``floor`` is 0)."""
+        check_shapes("aem_ecb", {"aem": aem}, {"aem": (1, *self.output_size)})
         prior = self.ecb * (max_normalise(aem.clamp_min(0)) + self.floor)
+        total = prior.sum(dim=(2, 3), keepdim=True)
+        prior = torch.where(total > 0, prior, self.ecb.to(prior.dtype))  # silence with floor 0: the ECB
         return prior / prior.sum(dim=(2, 3), keepdim=True)
 
     def prepare_inputs(self, batch: dict) -> dict:

@@ -27,7 +27,7 @@ from torch import nn
 
 from sphsal.models.audio_inputs import clip_waveform
 from sphsal.models.backbones.soundnet import SOUNDNET_SAMPLE_RATE, SoundNet8, map_soundnet
-from sphsal.models.registry import InputSpec, register_model
+from sphsal.models.registry import InputSpec, build_variant, register_model
 from sphsal.models.state_maps import rename_prefixes
 from sphsal.models.vinet import ViNet, check_clip
 
@@ -98,10 +98,8 @@ class AViNet(ViNet):
     def forward(self, frames: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         """``frames`` ``(B, 3, clip_len, H, W)``, ``audio`` ``(B, audio_samples)`` mono 22,050 Hz waveform
         -> ``(B, 1, H, W)`` saliency of the clip's last frame, in ``(0, 1)``."""
-        check_clip(frames, self.clip_len, self.frame_size, self.name)
-        if audio is None or audio.dim() != 2 or audio.shape[1] != self.audio_samples:
-            got = None if audio is None else tuple(audio.shape)
-            raise ValueError(f"avinet: audio must be a mono waveform (B, {self.audio_samples}), got {got}")
+        check_clip(frames, self.clip_len, self.frame_size, self.name, audio_samples=self.audio_samples,
+                   audio=audio)
         y0, y1, y2, y3 = self.encoder(frames)
         a = self.audio(audio)
         v = nn.functional.max_pool3d(y0, (y0.shape[2], 1, 1), stride=(1, 1, 2))
@@ -139,10 +137,10 @@ class AViNet(ViNet):
 @register_model("avinet")
 def avinet(**kwargs) -> AViNet:
     """AViNet with planar convolutions (see :class:`AViNet`)."""
-    return AViNet(**kwargs)
+    return build_variant(AViNet, "avinet", kwargs, spherical=False)
 
 
 @register_model("avinet_sph")
 def avinet_sph(**kwargs) -> AViNet:
     """AViNet whose visual encoder and decoder are spherical (the fusion is not seam-consistent)."""
-    return AViNet(**{**kwargs, "spherical": True})
+    return build_variant(AViNet, "avinet_sph", kwargs, spherical=True)

@@ -52,6 +52,7 @@ from sphsal.models.backbones.resnet3d import resnet3d18, scaled_widths
 from sphsal.models.cube_padding import CubePad
 from sphsal.models.inputs import (
     check_aem_options,
+    check_shapes,
     clip_energy_map,
     clip_log_mel,
     fit_clip,
@@ -59,7 +60,7 @@ from sphsal.models.inputs import (
     require_keys,
     resize_clip,
 )
-from sphsal.models.registry import InputSpec, register_model
+from sphsal.models.registry import InputSpec, build_variant, register_model
 from sphsal.models.state_maps import rename_prefixes
 from sphsal.priors import equator_bias
 from sphsal.sphere import pad_equirect
@@ -257,39 +258,54 @@ class AVS360(nn.Module):
 
         Returns:
             ``(B, 1, 4h, 4w)`` non-negative map summing to 1 per sample.
+
+        Raises:
+            ValueError: naming the input when one the model reads is missing, one it does not read is
+                given, or the shapes differ from those above (``T = clip_len``, ``(H, W) = frame_size``,
+                ``F = face_size``) or in batch size.
         """
+        self._check_inputs(dict(frames=frames, faces=faces, audio_mel=audio_mel, aem=aem, aem_out=aem_out))
         x = self._visual_features(frames, faces)
         if self.audio is not None:
-            _check_input(audio_mel, "audio_mel", 5)
             a = self.audio(audio_mel).mean(dim=(2, 3, 4))
             x = torch.cat((x, a[:, :, None, None].expand(-1, -1, *x.shape[-2:])), dim=1)
         x = self.fusion(x)
         gain = self.ecb
         if self.use_aem:
-            _check_map(aem, "aem", self.fusion_size)
             gain = gain * (1.0 + aem)
         x = F.relu(gain * (x + x.amax(dim=(1, 2, 3), keepdim=True)))
         x = self.up2(self.up1(x))
         if self.output_aem:
-            _check_map(aem_out, "aem_out", self.output_size)
             x = torch.cat((x, aem_out.to(x.dtype)), dim=1)
         sal = HEAD_ACTIVATIONS[self.head_activation](self.head(x))
         return sal / sal.sum(dim=(2, 3), keepdim=True).clamp_min(1e-12)
+
+    def _check_inputs(self, inputs: dict) -> None:
+        """``ValueError`` unless ``inputs`` are what :meth:`forward` reads at the built sizes."""
+        t, (h, w), f = self.clip_len, self.frame_size, self.face_size
+        shapes = {}
+        if self.visual_erp is not None:
+            shapes["frames"] = (3, t, h, w)
+        if self.visual_cube is not None:
+            shapes["faces"] = (6, 3, t, f, f)
+        if self.audio is not None:
+            shapes["audio_mel"] = (3, t, MEL_SIZE, MEL_SIZE)
+        if self.use_aem:
+            shapes["aem"] = (1, *self.fusion_size)
+        if self.output_aem:
+            shapes["aem_out"] = (1, *self.output_size)
+        hint = (f"the model was built for clip_len={t}, frame_size={(h, w)}, face_size={f} (prepare_inputs "
+                "fits a batch to them)")
+        check_shapes(getattr(self, "model_name", "avs360"), inputs, shapes, hint)
 
     def _visual_features(self, frames, faces) -> torch.Tensor:
         """Visual features ``(B, C, h, w)`` on the fusion grid, averaged over the views."""
         views = []
         if self.visual_erp is not None:
-            _check_input(frames, "frames", 5)
-            feat = self.visual_erp(frames).mean(dim=2)
-            if tuple(feat.shape[-2:]) != self.fusion_size:
-                raise ValueError(f"frames of size {tuple(frames.shape[-2:])} give a {tuple(feat.shape[-2:])} "
-                                 f"feature grid; the model was built for frame_size={self.frame_size}")
-            views.append(feat)
+            views.append(self.visual_erp(frames).mean(dim=2))
         if self.visual_cube is not None:
             from sphsal.projections import cubemap_to_equirect
 
-            _check_input(faces, "faces", 6)
             b = faces.shape[0]
             feat = self.visual_cube(faces.flatten(0, 1)).mean(dim=2)
             feat = feat.reshape(b, 6, *feat.shape[1:])
@@ -321,41 +337,19 @@ class AVS360(nn.Module):
         return mapped, ignored
 
 
-def _check_input(x, name: str, ndim: int) -> None:
-    if x is None:
-        raise ValueError(f"avs360: missing input {name!r} (see AVS360.forward)")
-    if x.dim() != ndim:
-        raise ValueError(f"avs360: {name} must have {ndim} dimensions, got shape {tuple(x.shape)}")
-
-
-def _check_map(x, name: str, size: tuple[int, int]) -> None:
-    """``x`` must be a ``(B, 1, *size)`` map."""
-    _check_input(x, name, 4)
-    if tuple(x.shape[-2:]) != tuple(size) or x.shape[1] != 1:
-        raise ValueError(f"{name} must be (B, 1, {size[0]}, {size[1]}), got {tuple(x.shape)}")
-
-
 @register_model("avs360")
 def avs360(**kwargs) -> AVS360:
     """AVS360 with spherical ERP + cubemap views, audio branch and AEM (see :class:`AVS360`)."""
     return AVS360(**kwargs)
 
 
-def _ablation(kwargs: dict, name: str, **fixed) -> AVS360:
-    """Build AVS360 with options ``fixed`` by the ablation; a conflicting user value is an error."""
-    for key, value in fixed.items():
-        if key in kwargs and kwargs[key] != value:
-            raise ValueError(f"{name} fixes {key}={value}; got {key}={kwargs[key]!r}")
-    return AVS360(**{**kwargs, **fixed})
-
-
 @register_model("avs360_visual")
 def avs360_visual(**kwargs) -> AVS360:
     """AVS360 ablation without audio: no audio branch, no AEM (ECB only)."""
-    return _ablation(kwargs, "avs360_visual", use_audio=False, use_aem=False)
+    return build_variant(AVS360, "avs360_visual", kwargs, use_audio=False, use_aem=False)
 
 
 @register_model("avs360_no_aem")
 def avs360_no_aem(**kwargs) -> AVS360:
     """AVS360 ablation with the audio branch but without the audio energy map."""
-    return _ablation(kwargs, "avs360_no_aem", use_aem=False)
+    return build_variant(AVS360, "avs360_no_aem", kwargs, use_aem=False)

@@ -15,6 +15,7 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "require_keys",
+    "check_shapes",
     "fit_clip",
     "resize_clip",
     "normalise_clip",
@@ -34,6 +35,34 @@ def require_keys(batch: dict, keys: tuple[str, ...], model: str) -> None:
     missing = [k for k in keys if k not in batch]
     if missing:
         raise ValueError(f"{model} needs batch keys {list(keys)}; missing {missing} (got {sorted(batch)})")
+
+
+def check_shapes(model: str, inputs: dict, shapes: dict[str, tuple[int | None, ...]], hint: str = "") -> int:
+    """Check a forward's inputs: each ``inputs[name]`` for ``name`` in ``shapes`` must be a tensor of shape
+    ``(B, *shapes[name])`` (``None``: any size in that dimension), all with the same batch size ``B``, and
+    every other entry of ``inputs`` must be ``None`` (an input the model was not built to read).
+    Returns ``B``; otherwise ``ValueError`` naming ``model`` and the input (``hint`` appended)."""
+    hint = f"; {hint}" if hint else ""
+    for name, x in inputs.items():
+        if name not in shapes and x is not None:
+            raise ValueError(f"{model}: got input {name!r}, which this model (as built) does not read; it "
+                             f"reads {', '.join(shapes)}")
+    batch, first = None, None
+    for name, shape in shapes.items():
+        x = inputs.get(name)
+        expected = "(B, " + ", ".join("*" if n is None else str(n) for n in shape) + ")"
+        if x is None:
+            raise ValueError(f"{model}: missing input {name!r}, expected {expected}{hint}")
+        if not isinstance(x, torch.Tensor) or x.dim() != len(shape) + 1 or any(
+                n is not None and n != got for n, got in zip(shape, x.shape[1:])):
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"{model}: {name} must be {expected}, got {got}{hint}")
+        if batch is None:
+            batch, first = x.shape[0], name
+        elif x.shape[0] != batch:
+            raise ValueError(f"{model}: {name} has batch size {x.shape[0]} but {first} has {batch}; every "
+                             "input needs the same batch size")
+    return batch
 
 
 def fit_clip(frames: torch.Tensor, clip_len: int) -> torch.Tensor:

@@ -37,8 +37,15 @@ from torch import nn
 
 from sphsal.models.audio_inputs import clip_mel_windows
 from sphsal.models.face_map import face_maps
-from sphsal.models.inputs import fit_clip, max_normalise, normalise_clip, require_keys, resize_clip
-from sphsal.models.registry import InputSpec, register_model
+from sphsal.models.inputs import (
+    check_shapes,
+    fit_clip,
+    max_normalise,
+    normalise_clip,
+    require_keys,
+    resize_clip,
+)
+from sphsal.models.registry import InputSpec, build_variant, register_model
 from sphsal.models.spherical import make_spherical
 from sphsal.models.state_maps import rename_prefixes
 from sphsal.models.vinet import check_frame_size
@@ -188,14 +195,14 @@ class MVVA(nn.Module):
         return F.softplus(self.visual_hmap(torch.cat(out, dim=1)))
 
     def _check(self, frames, mel, face) -> None:
+        """``ValueError`` naming the input unless the shapes are :meth:`example_inputs`' (any batch size,
+        the same for all three)."""
         h, w = self.grid
-        expected = {"frames": (3, self.clip_len, *self.frame_size),
-                    "mel": (1, self.mel_windows, 2 * h, 2 * w), "face": (1, h, w)}
-        for name, x in zip(expected, (frames, mel, face)):
-            if x is None or tuple(x.shape[1:]) != expected[name]:
-                got = None if x is None else tuple(x.shape)
-                shape = ", ".join(map(str, expected[name]))
-                raise ValueError(f"mvva: {name} must be (B, {shape}), got {got}")
+        shapes = {"frames": (3, self.clip_len, *self.frame_size), "mel": (1, self.mel_windows, 2 * h, 2 * w),
+                  "face": (1, h, w)}
+        hint = f"frame_size={self.frame_size}; prepare_inputs fits a batch to these sizes"
+        check_shapes("mvva_sph" if self.spherical else "mvva", {"frames": frames, "mel": mel, "face": face},
+                     shapes, hint)
 
     def _visual(self, frames: torch.Tensor) -> torch.Tensor:
         """ConvLSTM over the clip's last ``steps`` frames -> ``(B, C, H/8, W/8)``."""
@@ -239,10 +246,10 @@ class MVVA(nn.Module):
 @register_model("mvva")
 def mvva(**kwargs) -> MVVA:
     """The visual-audio-face model with planar convolutions (see :class:`MVVA`)."""
-    return MVVA(**kwargs)
+    return build_variant(MVVA, "mvva", kwargs, spherical=False)
 
 
 @register_model("mvva_sph")
 def mvva_sph(**kwargs) -> MVVA:
     """The visual-audio-face model with spherical visual, face and fusion convolutions."""
-    return MVVA(**{**kwargs, "spherical": True})
+    return build_variant(MVVA, "mvva_sph", kwargs, spherical=True)

@@ -9,17 +9,23 @@ Every registered model is an ``nn.Module`` with
   :func:`sphsal.models.losses.build_loss`) and ``default_optimizer`` (a dict: ``name``, ``lr``, ...).
 
 :func:`create_model` also records ``model.model_name`` and ``model.model_kwargs`` so a checkpoint can
-say how to rebuild its model.
+say how to rebuild its model. It refuses (``ValueError``) an option the model does not take, and a text
+value for an option whose default is a number, a bool or a tuple (``width_mult="1/16"``). A registered
+variant that fixes an option of its class (``vinet_sph``: ``spherical=True``) builds it with
+:func:`build_variant`, which refuses a conflicting value.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from numbers import Real
 
 from torch import nn
 
-__all__ = ["InputSpec", "register_model", "create_model", "list_models", "model_family"]
+__all__ = ["InputSpec", "register_model", "create_model", "list_models", "model_family", "model_options",
+           "build_variant", "keyword_options"]
 
 _FACTORIES: dict[str, Callable[..., nn.Module]] = {}
 
@@ -52,7 +58,10 @@ class InputSpec:
 
 
 def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator registering ``fn(**kwargs) -> nn.Module`` under ``name``; a duplicate name is an error."""
+    """Decorator registering ``fn(**kwargs) -> nn.Module`` under ``name``; a duplicate name is an error.
+
+    A factory that passes ``**kwargs`` on to a class should name it as its return annotation
+    (``def vinet(**kwargs) -> ViNet``): :func:`create_model` checks the options against its signature."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"model name must be a non-empty string, got {name!r}")
 
@@ -66,13 +75,94 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
 
 
 def create_model(name: str, **kwargs) -> nn.Module:
-    """Build the model registered as ``name`` with the factory's keyword arguments."""
-    if name not in _FACTORIES:
-        raise ValueError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
-    model = _FACTORIES[name](**kwargs)
+    """Build the model registered as ``name`` with the factory's keyword arguments (``ValueError`` for an
+    unknown name, an option the model does not take or a text value for an option whose default is a
+    number, a bool or a tuple)."""
+    factory = _factory(name)
+    _check_options(name, kwargs)
+    model = factory(**kwargs)
     model.model_name = name
     model.model_kwargs = dict(kwargs)
     return model
+
+
+def build_variant(cls: Callable[..., nn.Module], name: str, kwargs: dict, **fixed) -> nn.Module:
+    """``cls(**kwargs, **fixed)`` for the registered variant ``name``, which fixes the options ``fixed``:
+    a value in ``kwargs`` that differs from a fixed one is a ``ValueError`` naming both."""
+    for key, value in fixed.items():
+        if key in kwargs and kwargs[key] != value:
+            raise ValueError(f"{name} fixes {key}={value!r}; got {key}={kwargs[key]!r} (see `sphsal models` "
+                             "for the registered variants)")
+    return cls(**{**kwargs, **fixed})
+
+
+def keyword_options(fn: Callable, skip: int = 0) -> tuple[set[str], bool]:
+    """The names ``fn`` (a function or a class) takes by keyword, after its first ``skip`` positional
+    parameters, and whether it also takes ``**kwargs``."""
+    params, more = _parameters(fn, skip)
+    return set(params), more
+
+
+def model_options(name: str) -> set[str] | None:
+    """The keyword options of the model registered as ``name``: its factory's named parameters or, for a
+    factory that passes ``**kwargs`` on, those of the class its return annotation names (``None`` when
+    they cannot be told). ``ValueError`` for an unknown name."""
+    params = _builder_parameters(name)
+    return None if params is None else set(params)
+
+
+def _factory(name: str) -> Callable[..., nn.Module]:
+    """The factory registered as ``name``; ``ValueError`` listing the registered names otherwise."""
+    if name not in _FACTORIES:
+        raise ValueError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
+    return _FACTORIES[name]
+
+
+def _parameters(fn: Callable, skip: int = 0) -> tuple[dict[str, inspect.Parameter], bool]:
+    """``{name: parameter}`` that ``fn`` takes by keyword after ``skip`` positional ones, and whether it
+    takes ``**kwargs``."""
+    params = list(inspect.signature(fn).parameters.values())
+    skipped = [p.name for p in params if p.kind == p.POSITIONAL_OR_KEYWORD][:skip]
+    named = {p.name: p for p in params
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in skipped}
+    return named, any(p.kind == p.VAR_KEYWORD for p in params)
+
+
+def _builder_parameters(name: str) -> dict[str, inspect.Parameter] | None:
+    """The parameters that build the model registered as ``name`` (see :func:`model_options`)."""
+    factory = _factory(name)
+    params, more = _parameters(factory)
+    if not more:
+        return params
+    try:
+        built = inspect.signature(factory, eval_str=True).return_annotation
+    except NameError:
+        return None
+    if built is inspect.Signature.empty or not inspect.isclass(built):
+        return None
+    built_params, built_more = _parameters(built)
+    return None if built_more else {**built_params, **params}
+
+
+def _check_options(name: str, kwargs: dict) -> None:
+    """``ValueError`` naming ``name`` and the option when ``kwargs`` holds an option the model does not
+    take or a text value for an option whose default is neither text nor ``None`` (a number, a bool, a
+    size tuple)."""
+    params = _builder_parameters(name)
+    if params is None:
+        return
+    unknown = sorted(set(kwargs) - set(params))
+    if unknown:
+        raise ValueError(f"{name}: unknown option {', '.join(unknown)}; it takes "
+                         f"{', '.join(sorted(params)) or 'no options'}")
+    for key, value in kwargs.items():
+        default = params[key].default
+        if isinstance(value, str) and default not in (None, inspect.Parameter.empty) \
+                and not isinstance(default, str):
+            kind = ("True or False" if isinstance(default, bool) else "a number" if isinstance(default, Real)
+                    else f"a {type(default).__name__}")
+            raise ValueError(f"{name}: option {key} expects {kind} like its default {default!r}, got text "
+                             f"{value!r}")
 
 
 def list_models() -> list[str]:

@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from sphsal.models.backbones.resnet3d import scaled_widths
-from sphsal.models.inputs import max_normalise, require_keys
-from sphsal.models.registry import InputSpec, register_model
+from sphsal.models.inputs import check_shapes, max_normalise, require_keys
+from sphsal.models.registry import InputSpec, build_variant, register_model
 
 __all__ = ["SaliencyUNet", "PREV_SALIENCY_SCALE", "spherical_unet", "planar_unet"]
 
@@ -80,13 +80,20 @@ class SaliencyUNet(nn.Module):
 
         Returns:
             ``(B, 1, H, W)`` non-negative saliency, about 10x a ``[0, 1]`` ground truth.
+
+        ``H`` and ``W`` may differ from ``frame_size`` but must be multiples of 8 (three 2x2 poolings);
+        other shapes raise ``ValueError`` naming the input.
         """
-        if image.dim() != 4 or image.shape[1] != 3:
-            raise ValueError(f"image must be (B, 3, H, W), got shape {tuple(image.shape)}")
-        expected = (image.shape[0], 1, *image.shape[-2:])
-        if prev_saliency.shape != expected:
-            raise ValueError(f"prev_saliency must be (B, 1, H, W) = {expected}, "
-                             f"got {tuple(prev_saliency.shape)}")
+        name = "spherical_unet" if self.spherical else "planar_unet"
+        inputs = {"image": image, "prev_saliency": prev_saliency}
+        check_shapes(name, inputs, {"image": (3, None, None), "prev_saliency": (1, None, None)})
+        h, w = image.shape[-2:]
+        if h % 8 or w % 8 or min(h, w) < 8:
+            raise ValueError(f"{name}: image H and W must be multiples of 8 (three 2x2 poolings), got "
+                             f"{tuple(image.shape)}")
+        if prev_saliency.shape[-2:] != image.shape[-2:]:
+            raise ValueError(f"{name}: prev_saliency must have the image's size {h} x {w}, got "
+                             f"{tuple(prev_saliency.shape)}")
         e1 = self.enc1(torch.cat((image, PREV_SALIENCY_SCALE * prev_saliency), dim=1))
         e2 = self.enc2(self.pool(e1))
         e3 = self.enc3(self.pool(e2))
@@ -130,10 +137,10 @@ def _upsample(x: torch.Tensor) -> torch.Tensor:
 @register_model("spherical_unet")
 def spherical_unet(**kwargs) -> SaliencyUNet:
     """GTSD spherical U-Net with spherical-cap convolutions (see :class:`SaliencyUNet`)."""
-    return SaliencyUNet(spherical=True, **kwargs)
+    return build_variant(SaliencyUNet, "spherical_unet", kwargs, spherical=True)
 
 
 @register_model("planar_unet")
 def planar_unet(**kwargs) -> SaliencyUNet:
     """The same U-Net with planar ``nn.Conv2d`` / ``nn.MaxPool2d`` (ablation)."""
-    return SaliencyUNet(spherical=False, **kwargs)
+    return build_variant(SaliencyUNet, "planar_unet", kwargs, spherical=False)

@@ -37,7 +37,7 @@ from sphsal.models.audio_inputs import clip_waveform
 from sphsal.models.backbones.resnet3d_bottleneck import ResNet3dBottleneck
 from sphsal.models.backbones.soundnet import SOUNDNET_SAMPLE_RATE, SoundNet8, map_soundnet
 from sphsal.models.inputs import normalise_clip, require_keys, resize_clip
-from sphsal.models.registry import InputSpec, register_model
+from sphsal.models.registry import InputSpec, build_variant, register_model
 from sphsal.models.spherical import BilinearUpsample, make_spherical
 from sphsal.models.state_maps import rename_prefixes
 from sphsal.models.vinet import check_clip, check_frame_size
@@ -172,7 +172,8 @@ class STAViS(nn.Module):
         """``frames`` ``(B, 3, clip_len, H, W)`` (mean-subtracted 0..255 RGB) and, with audio, ``audio``
         ``(B, audio_samples)`` mono 22,050 Hz -> ``(B, 1, H, W)`` saliency of the middle frame in
         ``(0, 1)``."""
-        check_clip(frames, self.clip_len, self.frame_size, self.name)
+        check_clip(frames, self.clip_len, self.frame_size, self.name,
+                   audio_samples=self.audio_samples if self.use_audio else None, audio=audio)
         v, heads = self.visual, self.heads
         x = v.stem(frames)
         side0, att = heads[0](x)
@@ -182,15 +183,8 @@ class STAViS(nn.Module):
         side2, att = heads[2](x)
         sides = [side0, side1, side2, heads[3](v.layer3(x * att))[0]]
         if self.use_audio:
-            sides.append(self.localisation(x, self._audio_vector(audio)))
+            sides.append(self.localisation(x, self.audio(audio).amax(dim=2)))
         return torch.sigmoid(self.fuse(torch.cat(sides, dim=1)))
-
-    def _audio_vector(self, audio) -> torch.Tensor:
-        if audio is None or audio.dim() != 2 or audio.shape[1] != self.audio_samples:
-            got = None if audio is None else tuple(audio.shape)
-            raise ValueError(f"{self.name}: audio must be a mono waveform (B, {self.audio_samples}), "
-                             f"got {got}")
-        return self.audio(audio).amax(dim=2)
 
     def map_original_state_dict(self, state: dict) -> tuple[dict, list[str]]:
         """Rename a released STAViS checkpoint (its ``ResNet`` module) to this model.
@@ -223,23 +217,25 @@ class STAViS(nn.Module):
 @register_model("stavis")
 def stavis(**kwargs) -> STAViS:
     """Audio-visual STAViS (see :class:`STAViS`)."""
-    return STAViS(**{**kwargs, "use_audio": True})
+    return build_variant(STAViS, "stavis", kwargs, use_audio=True, spherical=False)
 
 
 @register_model("stavis_visual")
 def stavis_visual(**kwargs) -> STAViS:
     """STAViS without audio: the visual saliency heads fused alone."""
-    return STAViS(**{**kwargs, "use_audio": False})
+    return build_variant(STAViS, "stavis_visual", kwargs, use_audio=False, spherical=False)
 
 
 @register_model("stavis_sph")
 def stavis_sph(**kwargs) -> STAViS:
     """Audio-visual STAViS with a spherical visual network, on 112 x 224 ERP frames by default (the
     published square 112 x 112 leaves an odd-width 7 x 7 deepest grid, which cannot wrap over the poles)."""
-    return STAViS(**{"frame_size": SPHERICAL_FRAME_SIZE, **kwargs, "use_audio": True, "spherical": True})
+    return build_variant(STAViS, "stavis_sph", {"frame_size": SPHERICAL_FRAME_SIZE, **kwargs}, use_audio=True,
+                         spherical=True)
 
 
 @register_model("stavis_visual_sph")
 def stavis_visual_sph(**kwargs) -> STAViS:
     """Visual-only STAViS with a spherical visual network (112 x 224 ERP frames by default)."""
-    return STAViS(**{"frame_size": SPHERICAL_FRAME_SIZE, **kwargs, "use_audio": False, "spherical": True})
+    return build_variant(STAViS, "stavis_visual_sph", {"frame_size": SPHERICAL_FRAME_SIZE, **kwargs},
+                         use_audio=False, spherical=True)

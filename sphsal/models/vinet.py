@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from sphsal.models.backbones.s3d import S3DEncoder
-from sphsal.models.inputs import fit_clip, normalise_clip, require_keys, resize_clip
-from sphsal.models.registry import InputSpec, register_model
+from sphsal.models.inputs import check_shapes, fit_clip, normalise_clip, require_keys, resize_clip
+from sphsal.models.registry import InputSpec, build_variant, register_model
 from sphsal.models.spherical import BilinearUpsample, make_spherical
 from sphsal.models.state_maps import fold_time_weight, rename_prefixes
 
@@ -100,14 +100,18 @@ class ViNetDecoder(nn.Module):
         return torch.sigmoid(self.head(z))[:, :, 0]
 
 
-def check_clip(frames, clip_len: int, frame_size: tuple[int, int], model: str) -> None:
-    """``ValueError`` naming ``model`` unless ``frames`` is ``(B, 3, clip_len, H, W)`` at ``frame_size``."""
-    expected = (3, clip_len, *frame_size)
-    if frames is None or frames.dim() != 5 or tuple(frames.shape[1:]) != expected:
-        got = None if frames is None else tuple(frames.shape)
-        raise ValueError(f"{model}: frames must be (B, {', '.join(map(str, expected))}) "
-                         f"(clip_len={clip_len}, frame_size={frame_size}), got {got}; "
-                         "prepare_inputs fits a batch to this size")
+def check_clip(frames, clip_len: int, frame_size: tuple[int, int], model: str, *,
+               audio_samples: int | None = None, audio=None) -> None:
+    """``ValueError`` naming ``model`` and the input unless ``frames`` is ``(B, 3, clip_len, H, W)`` at
+    ``frame_size`` and, for a model with ``audio_samples``, ``audio`` a ``(B, audio_samples)`` waveform
+    with the same ``B`` (without ``audio_samples`` an ``audio`` is refused: the model reads none)."""
+    shapes = {"frames": (3, clip_len, *frame_size)}
+    hint = f"clip_len={clip_len}, frame_size={tuple(frame_size)}"
+    if audio_samples is not None:
+        shapes["audio"] = (audio_samples,)
+        hint += f", audio a mono waveform of {audio_samples} samples"
+    hint += "; prepare_inputs fits a batch to these sizes"
+    check_shapes(model, {"frames": frames, "audio": audio}, shapes, hint)
 
 
 def check_frame_size(frame_size, stride: int, spherical: bool, model: str) -> tuple[int, int]:
@@ -192,10 +196,10 @@ def _fold_decoder(key: str, value: torch.Tensor) -> torch.Tensor:
 @register_model("vinet")
 def vinet(**kwargs) -> ViNet:
     """ViNet with planar convolutions (see :class:`ViNet`)."""
-    return ViNet(**kwargs)
+    return build_variant(ViNet, "vinet", kwargs, spherical=False)
 
 
 @register_model("vinet_sph")
 def vinet_sph(**kwargs) -> ViNet:
     """ViNet made spherical (:func:`sphsal.models.spherical.make_spherical`) for ERP input."""
-    return ViNet(**{**kwargs, "spherical": True})
+    return build_variant(ViNet, "vinet_sph", kwargs, spherical=True)

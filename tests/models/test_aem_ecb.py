@@ -39,3 +39,21 @@ def test_stereo_audio_is_refused():
         model.prepare_inputs(ambisonic_batch(0.0, frames=1, channels=2, size=(8, 16)))
     with pytest.raises(ValueError, match="aem must be"):
         model(aem=torch.rand(1, 1, 4, 4))
+
+
+def test_silence_without_floor_gives_the_centre_bias_not_nan():
+    model = create_model("aem_ecb", floor=0.0, **TINY_PRIOR)
+    aem = torch.zeros(2, 1, 8, 16)
+    aem[1, 0, 4, 3] = 1.0  # the second clip is not silent: its map is the product alone
+    out = model(aem=aem)
+    ecb = equator_bias(8, 16)
+    assert torch.isfinite(out).all() and torch.allclose(out.sum(dim=(2, 3)), torch.ones(2, 1))
+    assert torch.allclose(out[0, 0], ecb / ecb.sum(), atol=1e-6)
+    assert out[1, 0, 4, 3] == 1.0
+
+
+@pytest.mark.parametrize(("option", "value"), [("clip_len", -3), ("clip_len", 0), ("clip_len", 1.5),
+                                               ("floor", -0.1), ("floor", float("nan")), ("floor", True)])
+def test_bad_arguments_are_named(option, value):
+    with pytest.raises(ValueError, match=rf"^{option} must be"):
+        create_model("aem_ecb", **{option: value})

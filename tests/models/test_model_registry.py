@@ -2,7 +2,7 @@ import pytest
 from tiny_models import TINY_KWARGS
 from torch import nn
 
-from sphsal.models import InputSpec, create_model, list_models, register_model
+from sphsal.models import InputSpec, create_model, list_models, model_options, register_model
 
 
 def test_every_published_model_is_registered():
@@ -31,3 +31,51 @@ def test_register_model_refuses_a_second_factory_under_the_same_name():
     assert "test_registry_dummy" in list_models()
     with pytest.raises(ValueError, match="already registered"):
         register_model("test_registry_dummy")(lambda **kw: nn.Identity())
+
+
+def test_unknown_option_names_it_and_lists_the_accepted_ones():
+    with pytest.raises(ValueError, match=r"vinet: unknown option use_aem; it takes clip_len, frame_size, "
+                                         r"spherical, width_mult"):
+        create_model("vinet", use_aem=False)
+    with pytest.raises(ValueError, match=r"aem_ecb: unknown option bogus; it takes aem_decoder"):
+        create_model("aem_ecb", bogus=1)
+    assert model_options("planar_unet") == {"spherical", "frame_size", "width_mult"}
+    with pytest.raises(ValueError, match="unknown model 'nope'"):
+        model_options("nope")
+
+
+@pytest.mark.parametrize(("option", "value", "kind"), [("width_mult", "1/16", "a number"),
+                                                         ("frame_size", "16x32", "a tuple"),
+                                                         ("spherical", "yes", "True or False")])
+def test_text_for_a_number_bool_or_size_option_is_refused(option, value, kind):
+    with pytest.raises(ValueError, match=rf"spherical_unet: option {option} expects {kind}.*got text"):
+        create_model("spherical_unet", **{option: value})
+
+
+def test_a_factory_without_a_known_class_gets_its_options_unchecked():
+    @register_model("test_registry_unchecked")
+    def unchecked(**kwargs):
+        return nn.Linear(**kwargs)
+
+    assert model_options("test_registry_unchecked") is None
+    assert create_model("test_registry_unchecked", in_features=2, out_features=3).out_features == 3
+
+
+@pytest.mark.parametrize(("name", "option", "value"), [
+    ("vinet", "spherical", True), ("vinet_sph", "spherical", False), ("avinet_sph", "spherical", False),
+    ("mvva", "spherical", True), ("mvva_sph", "spherical", False), ("stavis", "use_audio", False),
+    ("stavis_visual", "use_audio", True), ("stavis_sph", "spherical", False),
+    ("stavis_visual_sph", "use_audio", True), ("spherical_unet", "spherical", False),
+    ("planar_unet", "spherical", True), ("avs360_visual", "use_audio", True),
+    ("avs360_no_aem", "use_aem", True),
+])
+def test_a_variant_refuses_a_conflicting_value_of_the_option_it_fixes(name, option, value):
+    with pytest.raises(ValueError, match=rf"{name} fixes {option}={not value!r}; got {option}={value!r}"):
+        create_model(name, **{option: value})
+
+
+def test_a_variant_accepts_the_value_it_fixes():
+    model = create_model("vinet_sph", spherical=True, **TINY_KWARGS["vinet"])
+    assert model.spherical and model.model_kwargs["spherical"] is True
+    stavis = create_model("stavis", use_audio=True, **TINY_KWARGS["stavis"])
+    assert stavis.use_audio and stavis.model_kwargs["use_audio"] is True

@@ -50,7 +50,7 @@ def test_prepare_inputs_and_bad_inputs():
     model = create_model("stavis", **TINY_STAVIS)
     inputs = model.prepare_inputs(ambisonic_batch(0.0, batch_size=2, frames=5, channels=1, size=(48, 96)))
     assert inputs["frames"].shape == (2, 3, 4, 32, 64) and inputs["audio"].shape == (2, 4574)
-    with pytest.raises(ValueError, match=r"stavis: audio must be a mono waveform \(B, 4574\), got None"):
+    with pytest.raises(ValueError, match=r"stavis: missing input 'audio', expected \(B, 4574\).*mono"):
         model(frames=inputs["frames"])
     with pytest.raises(ValueError, match=r"stavis: frames must be \(B, 3, 4, 32, 64\)"):
         model(frames=inputs["frames"][:, :, :3], audio=inputs["audio"])

@@ -1,0 +1,38 @@
+import json
+
+import pytest
+
+from sphsal.cli import main
+from sphsal.data import make_dataset
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """One short synthetic video in the 360AV-HM layout."""
+    root = tmp_path_factory.mktemp("cli_train") / "data"
+    make_dataset(root, n_videos=1, duration=1.0, fps=4, height=16, width=32, n_viewers=2, seed=1)
+    return str(root)
+
+
+def train_argv(root: str, out: str, *extra: str) -> list[str]:
+    """``sphsal train`` of a tiny planar U-Net (width given as a fraction) for two steps."""
+    return ["train", "--model", "planar_unet", "--model-arg", "width_mult=1/16", "--model-arg",
+            "frame_size=[16, 32]", "--root", root, "--dataset-arg", "cache_dir=false", "--out", out,
+            "--max-steps", "2", "--ckpt-every", "1", "--log-every", "2", "--device", "cpu", "--quiet", *extra]
+
+
+def test_train_refuses_an_existing_run_unless_overwrite(dataset, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert main(train_argv(dataset, out)) == 0
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["model_kwargs"]["width_mult"] == 0.0625
+    assert (config["ckpt_every"], config["log_every"], config["overwrite"]) == (1, 2, False)
+    capsys.readouterr()
+
+    assert main(train_argv(dataset, out)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sphsal train: error: ") and "last.pt" in err and "Traceback" not in err
+
+    assert main(train_argv(dataset, out, "--overwrite")) == 0
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["overwrite"] is True
+    assert "trained planar_unet: step 2" in capsys.readouterr().out
