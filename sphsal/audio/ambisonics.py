@@ -17,6 +17,7 @@ from sphsal.sphere import directions_to_vectors, rotation_matrix, vectors_to_dir
 
 __all__ = [
     "require_ambisonic",
+    "require_ambisonic_channels",
     "encode",
     "fuma_to_ambix",
     "ambix_to_fuma",
@@ -37,7 +38,13 @@ def require_ambisonic(b, name: str = "b", path=None) -> int:
     where = f"audio file '{path}'" if path is not None else f"argument '{name}'"
     if len(shape) != 2:
         raise ValueError(f"{where}: expected ambisonic audio of shape (channels, samples), got shape {shape}")
-    channels = shape[0]
+    return require_ambisonic_channels(shape[0], where)
+
+
+def require_ambisonic_channels(channels: int, where: str) -> int:
+    """The ambisonic order (>= 1) of a ``channels``-channel signal, or the ``ValueError`` of
+    :func:`require_ambisonic` prefixed with ``where`` (e.g. ``"audio file '<path>'"``). Lets a file be
+    checked from its probed channel count, before decoding it."""
     order = order_from_channels(channels)
     if order is not None and order >= 1:
         return order

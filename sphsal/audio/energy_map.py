@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 import warnings
 
 import numpy as np
@@ -40,7 +41,7 @@ import torch.nn.functional as F
 from sphsal.audio._signal import as_signal
 from sphsal.audio.ambisonics import require_ambisonic
 from sphsal.audio.harmonics import acn_degrees, normalization_gains, sh_matrix
-from sphsal.audio.timing import check_rates, frame_sample_positions, num_video_frames
+from sphsal.audio.timing import check_num_frames, check_rates, frame_sample_positions, num_video_frames
 from sphsal.sphere import equirect_directions, vectors_to_directions
 
 __all__ = [
@@ -139,11 +140,27 @@ def window_covariance(b, sample_rate, fps, num_frames: int | None = None,
 
 
 def _check_framing(sample_rate, fps, num_frames, window) -> None:
+    """``ValueError`` naming the argument for bad rates, ``num_frames`` or ``window``."""
     check_rates(sample_rate, fps)
-    if num_frames is not None and (int(num_frames) != num_frames or num_frames < 0):
-        raise ValueError(f"num_frames must be a non-negative integer, got {num_frames!r}")
-    if window is not None and not window > 0:
-        raise ValueError(f"window must be a positive duration in seconds, got {window!r}")
+    check_num_frames(num_frames)
+    if window is not None:
+        _check_seconds(window, "window", allow_zero=False)
+
+
+def _check_seconds(value, name: str, allow_zero: bool) -> None:
+    """``ValueError`` naming ``name`` unless ``value`` is a finite duration in seconds, positive (or also
+    zero when ``allow_zero``)."""
+    number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        kind = "non-negative" if allow_zero else "positive"
+        raise ValueError(f"{name} must be a {kind} finite duration in seconds, got {value!r}")
+
+
+def _check_map_size(height, width) -> None:
+    """``ValueError`` unless ``height`` and ``width`` are positive integers (numpy ints too)."""
+    for name, size in (("height", height), ("width", width)):
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
+            raise ValueError(f"height and width must be positive integers, got {name}={size!r}")
 
 
 def _covariance(x: torch.Tensor, sample_rate, fps, num_frames: int | None,
@@ -192,8 +209,8 @@ def temporal_smooth(x: torch.Tensor, sigma: float) -> torch.Tensor:
     ``sigma`` is in frames (truncated at 3 sigma). Near the ends the kernel is cut off and renormalised,
     so a constant sequence stays constant. ``sigma = 0`` returns ``x`` unchanged.
     """
-    if not sigma >= 0:
-        raise ValueError(f"sigma must be non-negative, got {sigma!r}")
+    if not (sigma >= 0 and math.isfinite(sigma)):
+        raise ValueError(f"sigma must be a non-negative finite number of frames, got {sigma!r}")
     radius = int(math.ceil(3 * sigma))
     if radius == 0 or x.shape[0] == 0:
         return x
@@ -214,13 +231,15 @@ def energy_map(b, sample_rate, fps, height: int, width: int, decoder: str = "car
     Args:
         b: ``(channels, samples)`` ambisonic field, ACN order, ``(N+1)^2`` channels (``N >= 1``).
         sample_rate: Hz. fps: video frames per second.
-        height, width: ERP map size (pixel centres from :func:`sphsal.sphere.equirect_directions`).
+        height, width: ERP map size, positive integers (pixel centres from
+            :func:`sphsal.sphere.equirect_directions`).
         decoder: ``"cardioid"`` (default), ``"max_re"`` or ``"pwd"`` (module docstring).
-        window: analysis window in seconds, centred on each frame's interval; default one frame.
-        num_frames: number of maps ``T``; default ``floor(duration * fps)``. Frames past the end of the
-            signal see zeros.
-        smoothing: optional Gaussian smoothing over frames, sigma in seconds (applied to the window
-            covariances, which is the same as smoothing the energy maps).
+        window: analysis window in seconds (positive, finite), centred on each frame's interval;
+            default one frame.
+        num_frames: number of maps ``T`` (a non-negative integer); default ``floor(duration * fps)``.
+            Frames past the end of the signal see zeros.
+        smoothing: optional Gaussian smoothing over frames, sigma in seconds (non-negative, finite;
+            applied to the window covariances, which is the same as smoothing the energy maps).
         quantity: ``"rms"`` (default; the beam's root-mean-square amplitude, as AVS360) or
             ``"energy"`` (mean power, the square of the RMS).
         normalization: normalisation of ``b``: ``"sn3d"`` (ambiX), ``"n3d"`` or ``"orthonormal"``.
@@ -232,9 +251,11 @@ def energy_map(b, sample_rate, fps, height: int, width: int, decoder: str = "car
             memory is a large part of the cost at first order).
 
     Returns:
-        ``(T, H, W)`` float32 tensor, non-negative. A single source of RMS ``s`` gives RMS ``s`` in
-        the beam steered at it (the on-axis gain is 1 for every decoder), up to zero padding at the
-        signal ends.
+        ``(T, H, W)`` float32 tensor, non-negative and finite. A single source of RMS ``s`` gives RMS
+        ``s`` in the beam steered at it (the on-axis gain is 1 for every decoder), up to zero padding at
+        the signal ends. Signals with a peak outside ``[1e-12, 1e12]`` are analysed at unit peak and the
+        maps rescaled, so float32 neither overflows nor underflows; maps too large for float32 (the
+        energy of a signal near float32's limits) raise ``ValueError``.
     """
     if quantity not in ("rms", "energy"):
         raise ValueError(f"quantity must be 'rms' or 'energy', got {quantity!r}")
@@ -242,10 +263,11 @@ def energy_map(b, sample_rate, fps, height: int, width: int, decoder: str = "car
         raise ValueError(f"on_non_ambisonic must be 'error' or 'uniform', got {on_non_ambisonic!r}")
     if decoder not in DECODERS:
         raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
-    if smoothing is not None and not smoothing >= 0:
-        raise ValueError(f"smoothing must be a non-negative duration in seconds, got {smoothing!r}")
+    if smoothing is not None:
+        _check_seconds(smoothing, "smoothing", allow_zero=True)
     x = as_signal(b, "b")
     _check_framing(sample_rate, fps, num_frames, window)
+    _check_map_size(height, width)
     equirect_directions(height, width)  # validates the map size
     try:
         order = require_ambisonic(x, "b")
@@ -255,7 +277,9 @@ def energy_map(b, sample_rate, fps, height: int, width: int, decoder: str = "car
         warnings.warn(f"{err}; returning a uniform energy map", stacklevel=2)
         t_frames = num_video_frames(x.shape[1], sample_rate, fps) if num_frames is None else num_frames
         return _output(out, int(t_frames), height, width).fill_(1.0)
-    cov = _covariance(x.to("cpu", torch.float32), sample_rate, fps, num_frames, window)
+    scale = _amplitude_scale(x)
+    cov = _covariance((x / scale if scale != 1.0 else x).to("cpu", torch.float32), sample_rate, fps,
+                      num_frames, window)
     if smoothing:
         cov = temporal_smooth(cov, smoothing * fps)
     a, basis_t, rows, cols = _beam_plan(order, int(height), int(width), decoder, normalization, torch.float32)
@@ -264,7 +288,30 @@ def energy_map(b, sample_rate, fps, height: int, width: int, decoder: str = "car
     from sphsal.audio._kernels import beam_rows  # numba: imported on first use, not with sphsal.audio
 
     beam_rows(coef.numpy(), basis_t.numpy(), quantity == "rms", out.view(-1, width).numpy())
+    if scale != 1.0:
+        _rescale_maps(out, scale if quantity == "rms" else scale * scale, scale)
     return out
+
+
+#: Signals whose peak amplitude lies in this range give float32 covariances that neither overflow nor
+#: underflow; others are computed at unit peak and the maps rescaled (:func:`_amplitude_scale`).
+_SAFE_PEAK = (1e-12, 1e12)
+
+
+def _amplitude_scale(x: torch.Tensor) -> float:
+    """1 for a signal ``(channels, samples)`` whose peak is in :data:`_SAFE_PEAK` (or silent), else its
+    peak: dividing by it keeps the float32 covariance of very loud (or very quiet) signals finite."""
+    peak = float(x.abs().max()) if x.numel() else 0.0
+    return 1.0 if peak == 0.0 or _SAFE_PEAK[0] <= peak <= _SAFE_PEAK[1] else peak
+
+
+def _rescale_maps(out: torch.Tensor, factor: float, peak: float) -> None:
+    """Multiply the maps computed at unit peak by ``factor`` in place; ``ValueError`` when the result
+    does not fit in float32 (the energy of a signal near float32's largest values)."""
+    out.mul_(factor)
+    if not bool(torch.isfinite(out).all()):
+        raise ValueError(f"b's peak amplitude {peak:.3g} is too large for float32 energy maps; scale the "
+                         "signal down (or use quantity='rms')")
 
 
 def _output(out: torch.Tensor | None, frames: int, height: int, width: int) -> torch.Tensor:

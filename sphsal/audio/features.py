@@ -26,7 +26,7 @@ import torch
 
 from sphsal.audio._signal import as_signal
 from sphsal.audio.harmonics import order_from_channels
-from sphsal.audio.timing import check_rates, frame_sample_positions, num_video_frames
+from sphsal.audio.timing import check_num_frames, check_rates, frame_sample_positions, num_video_frames
 
 __all__ = [
     "VGGISH_SAMPLE_RATE",
@@ -51,10 +51,14 @@ _LEAD = (EXAMPLE_FRAMES - 1) * STFT_HOP + STFT_WINDOW
 
 def mono_downmix(signal) -> np.ndarray:
     """``(samples,)`` float32 mono version of ``(samples,)`` or ``(channels, samples)`` audio
-    (W channel of ambisonics, channel mean otherwise; see the module docstring)."""
+    (W channel of ambisonics, channel mean otherwise; see the module docstring). A signal with no
+    channels raises ``ValueError``."""
     x = as_signal(signal, "signal", ndim=(1, 2)).to(torch.float32).numpy()
     if x.ndim == 1:
         return x
+    if x.shape[0] == 0:
+        raise ValueError(f"signal has no channels (shape {x.shape}); expected (channels, samples) with at "
+                         "least one channel")
     order = order_from_channels(x.shape[0])
     return x[0].copy() if order is not None and order >= 1 else x.mean(axis=0)
 
@@ -121,7 +125,7 @@ def log_mel(signal, sample_rate, fps, num_frames: int | None = None, *, frames=N
     Args:
         signal: ``(samples,)`` or ``(channels, samples)`` audio (ambisonics: W channel is used).
         sample_rate: Hz (resampled to 16 kHz with soxr). fps: video frames per second.
-        num_frames: number of examples ``T``; default ``floor(duration * fps)``.
+        num_frames: number of examples ``T`` (a non-negative integer); default ``floor(duration * fps)``.
         frames: optional video frame indices (non-negative ints) to compute examples for instead of
             ``0 .. T-1``, e.g. one clip of a long video (only the span they cover is transformed; the
             values are the same as in the full result); ``num_frames`` is then ignored.
@@ -133,7 +137,9 @@ def log_mel(signal, sample_rate, fps, num_frames: int | None = None, *, frames=N
     check_rates(sample_rate, fps)
     x = as_signal(signal, "signal", ndim=(1, 2))
     if frames is None:
-        t_frames = num_video_frames(x.shape[-1], sample_rate, fps) if num_frames is None else int(num_frames)
+        t_frames = check_num_frames(num_frames)
+        if t_frames is None:
+            t_frames = num_video_frames(x.shape[-1], sample_rate, fps)
         frames = np.arange(t_frames)
     frames = np.asarray(frames)
     if frames.ndim != 1 or (frames.size and (frames.dtype.kind not in "iu" or frames.min() < 0)):
@@ -163,6 +169,7 @@ def waveform_windows(signal, sample_rate, fps, length: int, num_frames: int | No
     Args:
         signal: ``(samples,)`` or ``(channels, samples)`` (downmixed by :func:`mono_downmix`).
         length: window length in samples (AViNet: 70560).
+        num_frames: number of windows ``T`` (a non-negative integer); default ``floor(duration * fps)``.
 
     Returns:
         ``(T, length)`` float32 tensor, ``T = floor(duration * fps)`` unless ``num_frames`` is given.
@@ -171,8 +178,10 @@ def waveform_windows(signal, sample_rate, fps, length: int, num_frames: int | No
     if isinstance(length, bool) or int(length) != length or length < 1:
         raise ValueError(f"length must be a positive number of samples, got {length!r}")
     length = int(length)
+    t_frames = check_num_frames(num_frames)
     mono = torch.from_numpy(mono_downmix(signal))
-    t_frames = num_video_frames(mono.shape[0], sample_rate, fps) if num_frames is None else int(num_frames)
+    if t_frames is None:
+        t_frames = num_video_frames(mono.shape[0], sample_rate, fps)
     starts = frame_sample_positions(t_frames, sample_rate, fps, offset=0.5) - length // 2
     if t_frames == 0:
         return torch.zeros(0, length)

@@ -7,8 +7,10 @@ rescaled to ambiX (ACN order, SN3D), so the result is ready for :func:`sphsal.au
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
+from fractions import Fraction
 
 import av
 import librosa
@@ -19,14 +21,25 @@ from sphsal.atomic import atomic_path
 from sphsal.audio._signal import as_signal
 from sphsal.audio.ambisonics import require_ambisonic
 from sphsal.audio.harmonics import normalization_gains, num_channels
-from sphsal.audio.sa3d import SpatialAudioMetadata, read_sa3d
+from sphsal.audio.sa3d import SpatialAudioMetadata, open_media, read_sa3d
 
-__all__ = ["AudioInfo", "probe_audio", "load_audio", "write_audio"]
+__all__ = ["AudioInfo", "probe_audio", "load_audio", "write_audio", "check_audio_length"]
 
 SOUNDFILE_EXTENSIONS = (".wav", ".flac", ".ogg")
 CONTAINER_EXTENSIONS = (".mp4", ".m4a", ".mov", ".mkv", ".webm")
 _SA3D_EXTENSIONS = (".mp4", ".m4a", ".mov")
 WRITE_EXTENSIONS = (".wav", ".flac")
+#: soundfile's format name of each writable extension.
+_WRITE_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
+#: FLAC stores at most 8 channels.
+FLAC_MAX_CHANNELS = 8
+#: :func:`write_audio` refuses more channels than this (a (samples, channels) array passed the wrong way
+#: round would otherwise become a file with thousands of channels).
+MAX_WRITE_CHANNELS = 64
+#: A decoded container track may fall short of its declared length by this many samples (codec priming
+#: and padding: a few AAC frames) plus :data:`LENGTH_TOLERANCE_FRACTION` of the declared length.
+LENGTH_TOLERANCE_SAMPLES = 4096
+LENGTH_TOLERANCE_FRACTION = 0.01
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,14 @@ class AudioInfo:
     def duration(self) -> float:
         """Seconds."""
         return self.num_samples / self.sample_rate
+
+    @property
+    def output_channels(self) -> int:
+        """Number of channels :func:`load_audio` returns: the ambisonic components an ``SA3D`` box
+        describes (head-locked stereo dropped), else :attr:`num_channels`."""
+        if self.spatial is None:
+            return self.num_channels
+        return num_channels(self.spatial.ambisonic_order)
 
 
 def _check_exists(path) -> str:
@@ -80,17 +101,11 @@ def probe_audio(path) -> AudioInfo:
             raise ValueError(f"{path}: cannot read audio ({err})") from err
         return AudioInfo(path, int(info.samplerate), int(info.channels), int(info.frames), info.subtype)
     try:
-        with av.open(path) as container:
-            stream = _first_audio_stream(container, path)
-            rate = int(stream.rate)
-            if stream.duration is not None and stream.time_base is not None:
-                seconds = float(stream.duration * stream.time_base)
-            else:
-                seconds = (container.duration or 0) / av.time_base
-            channels, codec = int(stream.codec_context.channels), stream.codec_context.name
+        with open_media(path) as container:
+            info = _stream_info(container, path)
     except av.FFmpegError as err:
         raise ValueError(f"{path}: cannot read audio ({err})") from err
-    return AudioInfo(path, rate, channels, round(seconds * rate), codec, _read_spatial(path))
+    return info
 
 
 def _first_audio_stream(container, path: str):
@@ -99,42 +114,113 @@ def _first_audio_stream(container, path: str):
     return container.streams.audio[0]
 
 
-def _decode_container(path: str) -> tuple[np.ndarray, int, str]:
-    """All frames of the first audio stream as planar float32 ``(channels, samples)``, the sample rate
-    and the codec name."""
+def _stream_info(container, path: str) -> AudioInfo:
+    """:class:`AudioInfo` of the first audio stream of an open PyAV container; ``num_samples`` is the
+    declared duration (the stream's, else the container's) times the sample rate."""
+    stream = _first_audio_stream(container, path)
+    context = stream.codec_context
+    rate = int(context.sample_rate)
+    if rate <= 0:
+        raise ValueError(f"{path}: the audio stream declares no sample rate")
+    if stream.duration is not None and stream.time_base is not None:
+        seconds = float(stream.duration * stream.time_base)
+    else:
+        seconds = (container.duration or 0) / av.time_base
+    channels = int(context.channels)
+    return AudioInfo(path, rate, channels, round(seconds * rate), context.name, _read_spatial(path))
+
+
+def _decode_container(path: str) -> tuple[np.ndarray, AudioInfo]:
+    """All frames of the first audio stream as float32 ``(channels, samples)`` and the stream's
+    :class:`AudioInfo` (declared length).
+
+    Frames are converted to packed (interleaved) float32 and de-interleaved here: PyAV's ``to_ndarray``
+    of planar frames with 8 or more channels crashes the process (second- and third-order ambisonics,
+    7.1), the packed layout is one plane at any channel count.
+    """
     try:
-        with av.open(path) as container:
-            stream = _first_audio_stream(container, path)
-            resampler = av.AudioResampler(format="fltp", layout=stream.codec_context.layout,
-                                          rate=stream.codec_context.sample_rate)
+        with open_media(path) as container:
+            info = _stream_info(container, path)
+            stream = container.streams.audio[0]
+            resampler = av.AudioResampler(format="flt", layout=stream.codec_context.layout,
+                                          rate=info.sample_rate)
             chunks = []
             for frame in container.decode(stream):
-                chunks.extend(f.to_ndarray() for f in resampler.resample(frame))
-            chunks.extend(f.to_ndarray() for f in resampler.resample(None))
-            rate = int(stream.codec_context.sample_rate)
-            channels, codec = int(stream.codec_context.channels), stream.codec_context.name
+                chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(frame))
+            chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(None))
     except av.FFmpegError as err:
         raise ValueError(f"{path}: cannot decode audio ({err})") from err
     if not chunks:
         raise ValueError(f"{path}: the audio stream holds no samples")
-    return np.concatenate(chunks, axis=1).astype(np.float32, copy=False).reshape(channels, -1), rate, codec
+    packed = np.concatenate(chunks).astype(np.float32, copy=False)  # (samples * channels,) interleaved
+    return np.ascontiguousarray(packed.reshape(-1, info.num_channels).T), info
+
+
+def check_audio_length(path, samples: int, sample_rate: int, expected_seconds, tolerance_seconds,
+                       what: str) -> None:
+    """Raise ``ValueError`` naming ``path`` when ``samples`` at ``sample_rate`` Hz fall short of
+    ``expected_seconds`` by more than ``tolerance_seconds``.
+
+    ``what`` names the expected length in the message (``"the video"``, ``"its declared length"``).
+    Times may be floats or exact ``Fraction``s; the comparison is exact (sample ``round(t * rate)``).
+    """
+    needed = Fraction(expected_seconds) - Fraction(tolerance_seconds)
+    if samples < math.floor(needed * int(sample_rate) + Fraction(1, 2)):
+        raise ValueError(f"audio of {path} is shorter than {what}: {samples / sample_rate:.3f} s of audio "
+                         f"({samples} samples at {sample_rate} Hz) for {float(expected_seconds):.3f} s; "
+                         "the file is truncated or corrupt")
+
+
+def _check_declared_length(audio: np.ndarray, info: AudioInfo) -> None:
+    """Decoded container audio must cover the length the container declares (see
+    :data:`LENGTH_TOLERANCE_SAMPLES`); an unknown (zero) declared length is not checked."""
+    if info.num_samples <= 0:
+        return
+    rate = info.sample_rate
+    tolerance = Fraction(LENGTH_TOLERANCE_SAMPLES + LENGTH_TOLERANCE_FRACTION * info.num_samples) / rate
+    check_audio_length(info.path, audio.shape[1], rate, Fraction(info.num_samples, rate), tolerance,
+                       "its declared length")
+
+
+def _check_finite(audio: np.ndarray, path: str) -> None:
+    """``ValueError`` naming ``path`` when a sample is NaN or infinite."""
+    # A sum is NaN or infinite whenever an element is (the exact test runs only to confirm).
+    if not np.isfinite(audio.sum(dtype=np.float64)) and not np.isfinite(audio).all():
+        bad = int(np.count_nonzero(~np.isfinite(audio)))
+        raise ValueError(f"{path}: the audio holds {bad} NaN or infinite sample(s); the file is corrupt")
+
+
+def _check_sample_rate(value, name: str = "sample_rate") -> int:
+    """``value`` as an int, or ``ValueError`` naming ``name`` unless it is a positive integer."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(value) or int(value) != value or value <= 0:
+        raise ValueError(f"{name} must be a positive integer (Hz), got {value!r}")
+    return int(value)
 
 
 def _to_ambix(audio: np.ndarray, spatial: SpatialAudioMetadata, path: str) -> np.ndarray:
-    """Reorder and rescale track channels to ambiX as the SA3D box describes."""
+    """Reorder and rescale track channels ``(channels, samples)`` to ambiX ``((N+1)^2, samples)`` as the
+    SA3D box describes.
+
+    Track channel ``i`` holds ambisonic component ``channel_map[i]``; entries ``>= (N+1)^2`` are
+    head-locked stereo (Google's injector and FFmpeg map them to ``(N+1)^2`` and ``(N+1)^2 + 1``) and
+    are dropped, as are track channels past the end of the map.
+    """
     if spatial.ambisonic_channel_ordering != 0:
         raise ValueError(f"{path}: SA3D channel ordering {spatial.ambisonic_channel_ordering} is not "
                          "supported (only 0 = ACN is defined)")
-    expected = num_channels(spatial.ambisonic_order)
     mapping = spatial.channel_map
-    if spatial.num_channels != expected or sorted(mapping) != list(range(expected)):
-        raise ValueError(f"{path}: SA3D channel map {list(mapping)} is not a permutation of the "
-                         f"{expected} channels of order {spatial.ambisonic_order}")
-    if audio.shape[0] < expected:
-        raise ValueError(f"{path}: SA3D declares {expected} ambisonic channels but the track has "
-                         f"{audio.shape[0]}")
+    if audio.shape[0] < len(mapping):
+        raise ValueError(f"{path}: SA3D describes {len(mapping)} channels but the track has {audio.shape[0]}")
+    expected = (spatial.ambisonic_order + 1) ** 2
+    tracks = [i for i, component in enumerate(mapping) if component < expected]
+    # (the length test first: a corrupt order must not build a huge list)
+    if len(tracks) != expected or sorted(mapping[i] for i in tracks) != list(range(expected)):
+        raise ValueError(f"{path}: SA3D channel map {list(mapping)} must hold each of the {expected} "
+                         f"ambisonic components of order {spatial.ambisonic_order} exactly once "
+                         "(entries past them are head-locked stereo)")
     ambix = np.empty((expected, audio.shape[1]), dtype=np.float32)
-    ambix[list(mapping)] = audio[:expected]
+    ambix[[mapping[i] for i in tracks]] = audio[tracks]
     gains = normalization_gains(spatial.ambisonic_order, spatial.normalization, "sn3d").numpy()
     return (ambix * gains[:, None].astype(np.float32)).astype(np.float32, copy=False)
 
@@ -152,39 +238,49 @@ def load_audio(path, sample_rate: int | None = None, *, ambisonic: bool = False,
 
     Returns:
         ``(audio, sample_rate)`` or ``(audio, sample_rate, info)``. With an ``SA3D`` box the channels
-        are converted to ambiX (ACN/SN3D) and any channels after the ambisonic ones (head-locked
-        stereo) are dropped; ``info`` keeps the original metadata.
+        are converted to ambiX (ACN/SN3D) and head-locked stereo channels (map entries past the
+        ambisonic components) are dropped; ``info`` keeps the original metadata. For PyAV files
+        ``info.num_samples`` is the declared length (as :func:`probe_audio` reports it).
 
     Raises:
         FileNotFoundError: ``path`` does not exist (the message names it).
-        ValueError: the file is corrupt, has no audio, carries unsupported metadata, or is not
+        ValueError: the file is corrupt, has no audio, holds NaN or infinite samples, decodes to
+            clearly less than the length its container declares (truncated; more than
+            :data:`LENGTH_TOLERANCE_SAMPLES` plus 1% short), carries unsupported metadata, or is not
             ambisonic when ``ambisonic=True`` (the message names it).
     """
     path = _check_exists(path)
-    if sample_rate is not None and (int(sample_rate) != sample_rate or sample_rate <= 0):
-        raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+    if sample_rate is not None:
+        sample_rate = _check_sample_rate(sample_rate)
     if _uses_soundfile(path):
-        try:
-            data, rate = soundfile.read(path, dtype="float32", always_2d=True)
-        except (soundfile.LibsndfileError, RuntimeError) as err:
-            raise ValueError(f"{path}: cannot read audio ({err})") from err
-        audio = np.ascontiguousarray(data.T)
-        info = AudioInfo(path, int(rate), audio.shape[0], audio.shape[1], soundfile.info(path).subtype)
+        audio, info = _read_soundfile(path)
     else:
-        audio, rate, codec = _decode_container(path)
-        spatial = _read_spatial(path)
-        info = AudioInfo(path, rate, audio.shape[0], audio.shape[1], codec, spatial)
-        if spatial is not None:
-            audio = _to_ambix(audio, spatial, path)
+        audio, info = _decode_container(path)
+        _check_declared_length(audio, info)
+        if info.spatial is not None:
+            audio = _to_ambix(audio, info.spatial, path)
     if audio.shape[1] == 0:
         raise ValueError(f"{path}: the audio holds no samples")
+    _check_finite(audio, path)
     if ambisonic:
         require_ambisonic(audio, path=path)
-    if sample_rate is not None and int(sample_rate) != rate:
-        audio = librosa.resample(audio, orig_sr=rate, target_sr=int(sample_rate), res_type="soxr_hq", axis=-1)
+    rate = info.sample_rate
+    if sample_rate is not None and sample_rate != rate:
+        audio = librosa.resample(audio, orig_sr=rate, target_sr=sample_rate, res_type="soxr_hq", axis=-1)
         audio = np.ascontiguousarray(audio, dtype=np.float32)
-        rate = int(sample_rate)
+        rate = sample_rate
     return (audio, rate, info) if return_info else (audio, rate)
+
+
+def _read_soundfile(path: str) -> tuple[np.ndarray, AudioInfo]:
+    """A wav/flac/ogg file as float32 ``(channels, samples)`` and its :class:`AudioInfo`."""
+    try:
+        data, rate = soundfile.read(path, dtype="float32", always_2d=True)
+        subtype = soundfile.info(path).subtype
+    except (soundfile.LibsndfileError, RuntimeError) as err:
+        raise ValueError(f"{path}: cannot read audio ({err})") from err
+    audio = np.ascontiguousarray(data.T)
+    return audio, AudioInfo(path, int(rate), audio.shape[0], audio.shape[1], subtype)
 
 
 def write_audio(path, b, sample_rate: int, subtype: str | None = None) -> None:
@@ -192,14 +288,45 @@ def write_audio(path, b, sample_rate: int, subtype: str | None = None) -> None:
 
     ``subtype`` is soundfile's (default: ``"FLOAT"`` for wav, ``"PCM_24"`` for flac, whose samples
     are clipped to [-1, 1)). The file appears complete or not at all (temporary file + rename).
+
+    Raises ``ValueError`` naming ``path`` (never the temporary file) or the argument when the extension
+    is not .wav/.flac, ``sample_rate`` is not a positive integer, ``b`` is not ``(channels, samples)``
+    (at least one sample, at most :data:`MAX_WRITE_CHANNELS` channels and no more channels than
+    samples: a ``(samples, channels)`` array is refused, not written transposed), a FLAC file would
+    get more than 8 channels (use .wav), ``subtype`` does not suit the format, or writing fails.
     """
     path = os.fspath(path)
-    if not path.lower().endswith(WRITE_EXTENSIONS):
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in WRITE_EXTENSIONS:
         raise ValueError(f"{path}: write_audio writes {', '.join(WRITE_EXTENSIONS)} files")
-    if int(sample_rate) != sample_rate or sample_rate <= 0:
-        raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
-    data = as_signal(b, "b").cpu().numpy().T
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a folder; write_audio needs a file path")
+    rate = _check_sample_rate(sample_rate)
+    data = as_signal(b, "b").cpu().numpy()
+    _check_write_layout(data.shape, ext, path)
+    fmt = _WRITE_FORMATS[ext]
     if subtype is None:
-        subtype = "FLOAT" if path.lower().endswith(".wav") else "PCM_24"
+        subtype = "FLOAT" if ext == ".wav" else "PCM_24"
+    if not soundfile.check_format(fmt, subtype):
+        raise ValueError(f"{path}: subtype {subtype!r} is not available for {ext} files; choose one of "
+                         f"{', '.join(soundfile.available_subtypes(fmt))}")
     with atomic_path(path) as tmp:
-        soundfile.write(tmp, data, int(sample_rate), subtype=subtype)
+        try:
+            soundfile.write(tmp, data.T, rate, subtype=subtype, format=fmt)
+        except (soundfile.LibsndfileError, RuntimeError, ValueError, OverflowError) as err:
+            raise ValueError(f"{path}: cannot write audio ({str(err).replace(tmp, path)})") from err
+
+
+def _check_write_layout(shape: tuple[int, int], ext: str, path: str) -> None:
+    """``ValueError`` naming ``path`` unless ``shape`` is a plausible ``(channels, samples)`` for ``ext``."""
+    channels, samples = shape
+    layout = "b must be (channels, samples)"
+    if samples == 0:
+        raise ValueError(f"{path}: {layout} with at least one sample, got shape {shape}")
+    if channels > MAX_WRITE_CHANNELS or channels > samples:
+        raise ValueError(f"{path}: {layout}; got shape {shape}, i.e. {channels} channels of {samples} "
+                         f"samples (at most {MAX_WRITE_CHANNELS} channels and no more channels than samples "
+                         "are accepted); transpose a (samples, channels) array first")
+    if ext == ".flac" and channels > FLAC_MAX_CHANNELS:
+        raise ValueError(f"{path}: FLAC stores at most {FLAC_MAX_CHANNELS} channels, got {channels}; "
+                         "write a .wav file instead")

@@ -11,6 +11,7 @@ The ISO-BMFF boxes are walked here directly (box size, type; 64-bit ``largesize`
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 
 from sphsal.atomic import atomic_path
 
-__all__ = ["SpatialAudioMetadata", "read_sa3d", "insert_sa3d"]
+__all__ = ["SpatialAudioMetadata", "read_sa3d", "insert_sa3d", "open_media"]
 
 _PATH_TO_SAMPLE_TABLE = (b"mdia", b"minf", b"stbl")
 
@@ -136,8 +137,9 @@ def _audio_chain(buf: bytes, moov: _Box, path) -> list[_Box] | None:
     return None
 
 
-def _read_moov(path) -> bytes:
-    """The ``moov`` box of an MP4/MOV file, found by reading the top-level box headers only."""
+def _read_moov(path) -> tuple[int, bytes]:
+    """File offset and bytes of the ``moov`` box of an MP4/MOV file, found by reading the top-level box
+    headers only."""
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         pos = 0
@@ -153,9 +155,27 @@ def _read_moov(path) -> bytes:
                 raise ValueError(f"{path}: malformed MP4 box {kind!r} at byte {pos}")
             if kind == b"moov":
                 f.seek(pos)
-                return f.read(box_size)
+                return pos, f.read(box_size)
             pos += box_size
     raise ValueError(f"{path}: no 'moov' box; not an MP4/MOV file")
+
+
+def _locate_sa3d(path) -> tuple[SpatialAudioMetadata, int] | None:
+    """The ``SA3D`` metadata of the first audio track and the file offset of its box, or ``None``."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"audio file not found: {path}")
+    offset, buf = _read_moov(path)
+    moov = next(_boxes(buf, 0, len(buf), path))
+    chain = _audio_chain(buf, moov, path)
+    if chain is None:
+        return None
+    entry = chain[-1]
+    sa3d = next((b for b in _boxes(buf, _sample_entry_children(buf, entry), entry.end, path)
+                 if b.kind == b"SA3D"), None)
+    if sa3d is None:
+        return None
+    return SpatialAudioMetadata.from_payload(buf[sa3d.payload:sa3d.end], path), offset + sa3d.start
 
 
 def read_sa3d(path) -> SpatialAudioMetadata | None:
@@ -164,18 +184,64 @@ def read_sa3d(path) -> SpatialAudioMetadata | None:
     Raises ``FileNotFoundError`` for a missing file and ``ValueError`` (naming the file) when the box
     structure is malformed.
     """
+    found = _locate_sa3d(path)
+    return None if found is None else found[0]
+
+
+class _MaskedFile(io.RawIOBase):
+    """A read-only view of a file in which the bytes at ``offset`` read as ``patch``."""
+
+    def __init__(self, path: str, offset: int, patch: bytes):
+        super().__init__()
+        self.name = path
+        self._file = open(path, "rb")
+        self._offset, self._patch = offset, patch
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, pos: int, whence: int = os.SEEK_SET) -> int:
+        return self._file.seek(pos, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def readinto(self, buffer) -> int:
+        pos = self._file.tell()
+        count = self._file.readinto(buffer)
+        lo, hi = max(pos, self._offset), min(pos + count, self._offset + len(self._patch))
+        if lo < hi:
+            memoryview(buffer)[lo - pos:hi - pos] = self._patch[lo - self._offset:hi - self._offset]
+        return count
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def open_media(path):
+    """``av.open(path)`` for reading, safe for files whose ``SA3D`` box reorders channels.
+
+    FFmpeg 8's MOV demuxer builds a broken channel layout from an ``SA3D`` box whose channel map is not
+    the identity (e.g. the spatial-media RFC's own example ``0, 2, 3, 1`` for a W, X, Y, Z track); using
+    it (reading the layout, resampling PCM audio) corrupts the heap and aborts the process. sphsal
+    applies the box itself (:func:`sphsal.audio.load_audio`), so FFmpeg reads such files through a view
+    in which the box is renamed (``sa3d``), which it skips. Other files (and anything that is not a
+    well-formed MP4/MOV) are opened directly.
+    """
+    import av
+
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"audio file not found: {path}")
-    buf = _read_moov(path)
-    moov = next(_boxes(buf, 0, len(buf), path))
-    chain = _audio_chain(buf, moov, path)
-    if chain is None:
-        return None
-    entry = chain[-1]
-    sa3d = next((b for b in _boxes(buf, _sample_entry_children(buf, entry), entry.end, path)
-                 if b.kind == b"SA3D"), None)
-    return None if sa3d is None else SpatialAudioMetadata.from_payload(buf[sa3d.payload:sa3d.end], path)
+    try:
+        found = _locate_sa3d(path)
+    except (ValueError, OSError):
+        found = None  # not an MP4/MOV (or malformed): FFmpeg reports on it itself
+    if found is None or found[0].channel_map == tuple(range(found[0].num_channels)):
+        return av.open(path)
+    return av.open(_MaskedFile(path, found[1] + 4, b"sa3d"))
 
 
 def _set_size(buf: bytearray, box: _Box, delta: int) -> None:
@@ -200,12 +266,26 @@ def _shift_chunk_offsets(buf: bytearray, moov: _Box, delta: int, path) -> None:
             if table.kind in (b"stco", b"co64"):
                 fmt = ">I" if table.kind == b"stco" else ">Q"
                 width = struct.calcsize(fmt)
-                count = struct.unpack_from(">I", buf, table.payload + 4)[0]
+                count = _table_count(buf, table, width, path)
                 for i in range(count):
                     at = table.payload + 8 + i * width
                     offset = struct.unpack_from(fmt, buf, at)[0]
                     if offset >= moov.end:
                         struct.pack_into(fmt, buf, at, offset + delta)
+
+
+def _table_count(buf: bytes, table: _Box, width: int, path) -> int:
+    """Entry count of a full box holding ``count`` entries of ``width`` bytes (``stco``, ``co64``);
+    ``ValueError`` naming ``path`` when the box is too small for its header or the entries it declares."""
+    if table.payload + 8 > table.end:
+        raise ValueError(f"{path}: corrupt {table.kind.decode('latin-1')!r} box at byte {table.start} "
+                         "(too short for its entry count)")
+    count = struct.unpack_from(">I", buf, table.payload + 4)[0]
+    if table.payload + 8 + count * width > table.end:
+        raise ValueError(f"{path}: corrupt {table.kind.decode('latin-1')!r} box at byte {table.start}: it "
+                         f"declares {count} chunk offsets but holds room for "
+                         f"{(table.end - table.payload - 8) // width}")
+    return count
 
 
 def insert_sa3d(path, metadata: SpatialAudioMetadata, out=None) -> None:

@@ -15,7 +15,7 @@ from fractions import Fraction
 
 import numpy as np
 
-__all__ = ["check_rates", "num_video_frames", "frame_sample_positions"]
+__all__ = ["check_rates", "check_num_frames", "num_video_frames", "frame_sample_positions"]
 
 
 def check_rates(sample_rate, fps) -> None:
@@ -24,6 +24,17 @@ def check_rates(sample_rate, fps) -> None:
         if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.integer, np.floating)) \
                 or not math.isfinite(value) or value <= 0:
             raise ValueError(f"{name} must be a positive number, got {value!r}")
+
+
+def check_num_frames(num_frames) -> int | None:
+    """``num_frames`` as an int (``None`` stays ``None``); ``ValueError`` naming the argument unless it is
+    a non-negative integer (``2.0`` is accepted, ``2.7``, ``-3``, ``True`` and NaN are not)."""
+    if num_frames is None:
+        return None
+    if isinstance(num_frames, bool) or not isinstance(num_frames, numbers.Real) \
+            or not math.isfinite(num_frames) or int(num_frames) != num_frames or num_frames < 0:
+        raise ValueError(f"num_frames must be a non-negative integer, got {num_frames!r}")
+    return int(num_frames)
 
 
 def _rational(value) -> Fraction:

@@ -91,7 +91,8 @@ class ClipDataset(Dataset):
         clip_step: spacing between the frames of a clip.
         transform: optional callable applied to each item dict.
         prev_saliency: also give each item ``prev_saliency`` ``(H, W)``, the ground-truth map of the
-            frame before the target (zeros for a video's first frame), for models that take the
+            frame before the target (zeros for a video's first frame and for a frame whose predecessor
+            has no ground truth, i.e. is not among the video's ``targets``), for models that take the
             previous map as input (the spherical U-Net).
     """
 
@@ -108,9 +109,11 @@ class ClipDataset(Dataset):
         self.transform = transform
         self.prev_saliency = bool(prev_saliency)
         self.index: list[tuple[int, int]] = []
+        self._has_truth: list[set[int] | None] = []  # per video: frames with ground truth (None: all)
         for v, entry in enumerate(self.entries):
             targets = range(entry.num_frames) if entry.targets is None else entry.targets
             self.index.extend((v, t) for t in list(targets)[::self.frame_step])
+            self._has_truth.append(None if entry.targets is None else set(entry.targets))
 
     @property
     def videos(self) -> list[str]:
@@ -144,7 +147,9 @@ class ClipDataset(Dataset):
             "frame_index": int(t),
         }
         if self.prev_saliency:
-            prev = entry.ground_truth(t - 1)[0] if t > 0 else np.zeros_like(saliency)
+            known = self._has_truth[v]
+            has_prev = t > 0 and (known is None or t - 1 in known)
+            prev = entry.ground_truth(t - 1)[0] if has_prev else np.zeros_like(saliency)
             item["prev_saliency"] = torch.from_numpy(np.ascontiguousarray(prev, dtype=np.float32))
         return self.transform(item) if self.transform is not None else item
 

@@ -14,7 +14,6 @@ import cv2
 import numpy as np
 import torch
 
-from sphsal.data.clips import time_to_sample
 from sphsal.data.video import VideoReader, parse_size, source_frame
 
 __all__ = ["VideoFrames", "ImageFrames", "AudioTrack", "ImageMaps", "read_image", "resize_map"]
@@ -108,21 +107,32 @@ class AudioTrack:
             file, at construction from the declared length (``sphsal.audio.probe_audio``) and again
             from the decoded samples; a smaller one (codec padding) is read as silence.
         fps: frame rate of the video, for that tolerance.
+        ambisonic: the dataset needs ambisonic audio: a file whose (probed) channel count is not
+            ``(N+1)^2`` with ``N >= 1`` (mono, stereo, 5.1, ...) raises ``ValueError`` naming it at
+            construction, not when the first item is read.
+
+    Attributes:
+        num_channels: channels of the loaded track (from the probe, SA3D conversion included).
     """
 
-    def __init__(self, path: str, duration, fps):
+    def __init__(self, path: str, duration, fps, ambisonic: bool = False):
         from sphsal.audio import probe_audio
+        from sphsal.audio.ambisonics import require_ambisonic_channels
 
         self.path, self.duration, self.fps = path, Fraction(duration), Fraction(fps)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"audio file not found: {path}")
         info = probe_audio(path)
+        self.num_channels = info.output_channels
+        if ambisonic:
+            where = f"audio file '{path}' (this dataset needs ambisonic audio)"
+            require_ambisonic_channels(self.num_channels, where)
         self._check_length(info.num_samples, info.sample_rate)
 
     def _check_length(self, samples: int, sample_rate: int) -> None:
-        if samples < time_to_sample(self.duration - 1 / self.fps, sample_rate):
-            raise ValueError(f"audio of {self.path} is shorter than the video: {samples / sample_rate:.3f} s "
-                             f"of audio for {float(self.duration):.3f} s of video")
+        from sphsal.audio.io import check_audio_length
+
+        check_audio_length(self.path, samples, sample_rate, self.duration, 1 / self.fps, "the video")
 
     def load(self) -> tuple[np.ndarray, int]:
         """``(audio (channels, samples) float32, sample_rate)``."""
@@ -141,13 +151,20 @@ class AudioTrack:
 
 
 class ImageMaps:
-    """``index -> (H, W)`` float32 map read from the ``index``-th of ``paths`` (grayscale image files)."""
+    """``index -> (H, W)`` float32 map read from a grayscale image file.
 
-    def __init__(self, paths: list[str]):
-        self.paths = list(paths)
+    ``paths`` is a list (the ``index``-th file is frame ``index``'s map) or a ``{frame index: path}``
+    dict for maps that do not cover every frame. Asking for a frame without a map raises ``ValueError``.
+    """
+
+    def __init__(self, paths: list[str] | dict[int, str]):
+        self.paths = dict(paths) if isinstance(paths, dict) else dict(enumerate(paths))
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __call__(self, index: int) -> np.ndarray:
+        if index not in self.paths:
+            folder = os.path.dirname(next(iter(self.paths.values()), ""))
+            raise ValueError(f"no map for frame {index} in {folder} ({len(self.paths)} frames have one)")
         return read_image(self.paths[index], flags=cv2.IMREAD_GRAYSCALE).astype(np.float32)

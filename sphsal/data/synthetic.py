@@ -22,9 +22,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import numbers
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -325,6 +325,55 @@ def _to_sample_format(x: np.ndarray, fmt: str) -> np.ndarray:
     return data if fmt.endswith("p") else data.T.reshape(1, -1)
 
 
+#: Sample rates (Hz) the ALAC encoder is given: any integer in this range.
+ALAC_RATES = (8000, 384000)
+
+
+def _check_positive(value, name: str, integer: bool = False):
+    """``value`` if it is a finite positive number (an int when ``integer``), else ``ValueError`` naming
+    ``name``."""
+    number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or value <= 0 or (integer and int(value) != value):
+        kind = "a positive integer" if integer else "a positive finite number"
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
+    return int(value) if integer else value
+
+
+def _check_sample_rate(sample_rate, audio_codec: str) -> int:
+    """``sample_rate`` (Hz) as an int, or ``ValueError`` unless ``audio_codec`` encodes at that rate
+    (AAC: the rates FFmpeg's encoder lists; ALAC: :data:`ALAC_RATES`)."""
+    rate = _check_positive(sample_rate, "sample_rate", integer=True)
+    if audio_codec == "aac":
+        allowed = sorted(av.codec.Codec("aac", "w").audio_rates or ())
+        if allowed and rate not in allowed:
+            raise ValueError(f"sample_rate {rate} Hz is not one AAC encodes; use one of "
+                             f"{', '.join(map(str, allowed))} (or audio_codec='alac')")
+    elif not ALAC_RATES[0] <= rate <= ALAC_RATES[1]:
+        raise ValueError(f"sample_rate must be from {ALAC_RATES[0]} to {ALAC_RATES[1]} Hz for ALAC, "
+                         f"got {rate}")
+    return rate
+
+
+def _check_video_options(duration, fps, height, width, sample_rate, audio_codec) -> Fraction:
+    """Validate :func:`make_video`'s options up front (errors name the argument); return ``fps`` as the
+    ``Fraction`` the video is written at."""
+    if audio_codec not in ("aac", "alac"):
+        raise ValueError(f"audio_codec must be 'aac' or 'alac', got {audio_codec!r}")
+    for name, size in (("height", height), ("width", width)):
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 2 or size % 2:
+            raise ValueError(f"height and width must be positive even integers (H.264 4:2:0), "
+                             f"got {name}={size!r}")
+    duration = _check_positive(duration, "duration")
+    rate = Fraction(_check_positive(fps, "fps")).limit_denominator(1001)
+    if rate <= 0:
+        raise ValueError(f"fps must be a positive finite number, got {fps!r}")
+    if round(duration * rate) < 1:
+        raise ValueError(f"duration {duration!r} s at fps {fps!r} gives no video frame "
+                         f"(round(duration * fps) = 0); make duration at least {float(1 / (2 * rate)):.4g} s")
+    _check_sample_rate(sample_rate, audio_codec)
+    return rate
+
+
 def make_video(path, *, duration: float = 4.0, fps=8, height: int = 128, width: int = 256, seed: int = 0,
                n_objects: int = 4, audio_decisive: bool = True, sample_rate: int = 16000,
                audio_codec: str = "aac") -> SyntheticScene:
@@ -332,20 +381,19 @@ def make_video(path, *, duration: float = 4.0, fps=8, height: int = 128, width: 
     return its :class:`SyntheticScene`.
 
     Args:
-        duration: seconds; the video has ``round(duration * fps)`` frames.
-        fps: frame rate; height, width: ERP size in pixels (even numbers).
+        duration: seconds (positive, finite); the video has ``round(duration * fps)`` frames, at least 1.
+        fps: frame rate (positive, finite; read as a fraction with a denominator up to 1001);
+            height, width: ERP size in pixels (positive even integers).
         seed: random seed of the scene.
         n_objects: number of moving discs (>= 2).
         audio_decisive: whether the sounding object looks like the silent ones (see module doc).
-        sample_rate: audio rate in Hz.
+        sample_rate: audio rate in Hz: for AAC one of the encoder's rates (8000, 16000, 44100, 48000,
+            ...), for ALAC any integer from 8000 to 384000.
         audio_codec: ``"aac"`` (as YouTube/360AV-HM files carry it) or ``"alac"`` (lossless).
+
+    Raises ``ValueError`` naming the argument before anything is written when an option is invalid.
     """
-    if height % 2 or width % 2 or height < 2 or width < 2:
-        raise ValueError(f"height and width must be positive even numbers (H.264 4:2:0), "
-                         f"got {height}x{width}")
-    if audio_codec not in ("aac", "alac"):
-        raise ValueError(f"audio_codec must be 'aac' or 'alac', got {audio_codec!r}")
-    fps = Fraction(fps).limit_denominator(1001)
+    fps = _check_video_options(duration, fps, height, width, sample_rate, audio_codec)
     rng = np.random.default_rng(seed)
     scene = make_scene(rng, duration, n_objects, audio_decisive)
     pixels = _pixel_vectors(height, width)
@@ -414,7 +462,7 @@ def _write_gaze_csv(path: str, gaze: np.ndarray) -> None:
 
 def make_dataset(root, n_videos: int = 6, duration: float = 4.0, fps=8, height: int = 128, width: int = 256,
                  seed: int = 0, audio_decisive: bool = True, n_objects: int = 4, n_viewers: int = 12,
-                 sample_rate: int = 16000, audio_codec: str = "aac") -> str:
+                 sample_rate: int = 16000, audio_codec: str = "aac", overwrite: bool = False) -> str:
     """Write a synthetic dataset in the 360AV-HM layout under ``root`` and return ``root``::
 
         videos/synth_000.mp4 ...                         (see :func:`make_video`)
@@ -422,10 +470,36 @@ def make_dataset(root, n_videos: int = 6, duration: float = 4.0, fps=8, height: 
         synthetic.json                                   parameters and every scene's description
 
     Viewers' attention to the sounding object per condition is :data:`CONDITION_ATTENTION`.
+
+    ``root`` must not exist or be an empty folder: an existing dataset would mix with the new one.
+    ``overwrite=True`` replaces a folder that holds a dataset written here (one with a
+    ``synthetic.json``); any other content is never deleted. Options are checked before anything is
+    written (``ValueError`` naming the argument; see :func:`make_video`). The dataset is built in a
+    temporary folder next to ``root`` and renamed into place when complete, so a failed or interrupted
+    run leaves nothing behind (with ``overwrite`` the old dataset stays until the new one is complete).
     """
-    if n_videos < 1 or n_viewers < 1:
-        raise ValueError(f"n_videos and n_viewers must be >= 1, got {n_videos}, {n_viewers}")
+    _check_positive(n_videos, "n_videos", integer=True)
+    _check_positive(n_viewers, "n_viewers", integer=True)
+    _check_video_options(duration, fps, height, width, sample_rate, audio_codec)
+    params = {"n_videos": n_videos, "duration": duration, "fps": fps, "height": height, "width": width,
+              "seed": seed, "audio_decisive": audio_decisive, "n_objects": n_objects, "n_viewers": n_viewers,
+              "sample_rate": sample_rate, "audio_codec": audio_codec}
     root = os.fspath(root)
+    _check_output_root(root, overwrite)
+    staging = _staging_folder(root)
+    try:
+        _write_dataset(staging, **params)
+        _publish_folder(staging, root, overwrite)
+    finally:
+        if os.path.isdir(staging):
+            shutil.rmtree(staging, ignore_errors=True)
+    return root
+
+
+def _write_dataset(root: str, *, n_videos: int, duration: float, fps, height: int, width: int, seed: int,
+                   audio_decisive: bool, n_objects: int, n_viewers: int, sample_rate: int,
+                   audio_codec: str) -> None:
+    """Write every file of :func:`make_dataset` into the (new, empty) folder ``root``."""
     os.makedirs(os.path.join(root, "videos"), exist_ok=True)
     seeds = np.random.SeedSequence(seed).spawn(n_videos)
     scenes = {}
@@ -450,7 +524,52 @@ def make_dataset(root, n_videos: int = 6, duration: float = 4.0, fps=8, height: 
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(meta, f, indent=1)
         os.chmod(tmp, 0o644)
-    return root
+
+
+def _check_output_root(root: str, overwrite: bool) -> None:
+    """``ValueError`` naming ``root`` unless :func:`make_dataset` may write there (see its docstring)."""
+    if not os.path.lexists(root):
+        return
+    if not os.path.isdir(root):
+        raise ValueError(f"dataset root {root} exists and is not a folder")
+    if not os.listdir(root):
+        return
+    if not overwrite:
+        raise ValueError(f"dataset root {root} is not empty; choose a new or empty folder (or overwrite=True "
+                         "to replace a synthetic dataset there)")
+    if not os.path.isfile(os.path.join(root, "synthetic.json")):
+        raise ValueError(f"dataset root {root} holds no synthetic.json; overwrite only replaces a synthetic "
+                         "dataset, so remove that folder yourself or choose another one")
+
+
+def _staging_folder(root: str) -> str:
+    """Create and return a new empty hidden folder next to ``root`` (same file system, so it can be
+    renamed to ``root``; the usual permissions, unlike ``tempfile.mkdtemp``'s 0700)."""
+    parent, name = os.path.split(os.path.abspath(root))
+    os.makedirs(parent, exist_ok=True)
+    while True:
+        path = os.path.join(parent, f".{name}.{os.urandom(4).hex()}.tmp")
+        try:
+            os.mkdir(path)
+            return path
+        except FileExistsError:
+            continue
+
+
+def _publish_folder(staging: str, root: str, overwrite: bool) -> None:
+    """Rename the complete ``staging`` folder to ``root``: an empty ``root`` is replaced; a non-empty one
+    only with ``overwrite`` (checked again: it may have appeared meanwhile), and it is deleted only after
+    the new folder is in place."""
+    if os.path.isdir(root) and not os.listdir(root):
+        os.rmdir(root)
+    if not os.path.lexists(root):
+        os.rename(staging, root)
+        return
+    _check_output_root(root, overwrite)
+    old = staging + ".old"
+    os.rename(root, old)
+    os.rename(staging, root)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def default_dataset(root=None, **params) -> str:
@@ -458,26 +577,20 @@ def default_dataset(root=None, **params) -> str:
     defaults (6 videos x 4 s, 128x256, 8 fps, audio decisive) or ``params``, generated once and reused.
 
     ``root=None`` keeps it in ``<cache>/synthetic/<hash of the parameters>``
-    (:func:`~sphsal.data.groundtruth.default_cache_dir`). Generation happens in a temporary folder
-    renamed into place, so concurrent callers never see a half-written dataset. Returns the root path.
+    (:func:`~sphsal.data.groundtruth.default_cache_dir`). :func:`make_dataset` builds it in a temporary
+    folder renamed into place, so concurrent callers never see a half-written dataset (the one that
+    finishes second keeps the first one's). Returns the root path.
     """
     if root is None:
         digest = hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:12]
         root = os.path.join(default_cache_dir(), "synthetic", f"default-{digest}")
     root = os.fspath(root)
-    if os.path.isfile(os.path.join(root, "synthetic.json")):
+    stamp = os.path.join(root, "synthetic.json")
+    if os.path.isfile(stamp):
         return root
-    parent = os.path.dirname(os.path.abspath(root))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".synthetic-", dir=parent)
     try:
-        make_dataset(tmp, **params)
-        try:
-            os.rename(tmp, root)
-        except OSError:
-            if not os.path.isfile(os.path.join(root, "synthetic.json")):
-                raise
-    finally:
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
+        make_dataset(root, **params)
+    except ValueError:
+        if not os.path.isfile(stamp):  # not another caller's finished dataset: a real error
+            raise
     return root

@@ -127,3 +127,15 @@ def test_waveform_windows_are_centred_and_padded():
     assert waveform_windows(x, rate, fps, 64, num_frames=3).shape == (3, 64)
     with pytest.raises(ValueError, match="length"):
         waveform_windows(x, rate, fps, 0)
+
+
+def test_frame_counts_are_checked_and_channelless_signals_rejected():
+    x = np.zeros((4, 8000), dtype=np.float32)
+    for frames in (-3, 2.7, True):
+        with pytest.raises(ValueError, match="num_frames"):
+            log_mel(x, 8000, 10, num_frames=frames)
+        with pytest.raises(ValueError, match="num_frames"):
+            waveform_windows(x, 8000, 10, 64, num_frames=frames)
+    assert log_mel(x, 8000, 10, num_frames=2.0).shape == (2, 64, 64)
+    with pytest.raises(ValueError, match="no channels"):
+        mono_downmix(np.zeros((0, 100)))

@@ -1,6 +1,8 @@
 import math
 import os
 import struct
+import subprocess
+import sys
 
 import av
 import numpy as np
@@ -16,7 +18,8 @@ RATE = 8000
 
 def _write_container(path, audio, rate=RATE, codec="pcm_s16le", options=None):
     """Write (channels, samples) float audio in [-1, 1) with PyAV: int16 PCM or a float codec."""
-    layout = {1: "mono", 2: "stereo", 4: "quad"}[audio.shape[0]]
+    layout = {1: "mono", 2: "stereo", 4: "quad", 6: "5.1", 8: "7.1"}.get(audio.shape[0],
+                                                                       f"{audio.shape[0]} channels")
     with av.open(str(path), "w", options=options or {}) as container:
         stream = container.add_stream(codec, rate=rate, layout=layout)
         if codec == "pcm_s16le":
@@ -167,3 +170,117 @@ def test_stereo_file_where_ambisonics_is_required(tmp_path):
     with pytest.raises(ValueError, match="mono") as err:
         load_audio(mono, ambisonic=True)
     assert "voice.mov" in str(err.value)
+
+
+_LOAD_IN_CHILD = """
+import sys
+import numpy as np
+from sphsal.audio.io import load_audio
+for path in sys.argv[1:]:
+    np.save(path + ".npy", load_audio(path, ambisonic=path.endswith(".mov"))[0])
+"""
+
+
+def _load_in_child(paths) -> list[np.ndarray]:
+    """``load_audio`` of each path, run in a child process: files that crashed PyAV or FFmpeg (the
+    process aborted) then fail the test instead of killing the test run."""
+    paths = [str(p) for p in paths]
+    done = subprocess.run([sys.executable, "-c", _LOAD_IN_CHILD, *paths], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, f"load_audio failed (exit {done.returncode}): {done.stderr[-2000:]}"
+    return [np.load(p + ".npy") for p in paths]
+
+
+def test_pcm_containers_with_8_or_more_channels_load_their_samples(tmp_path):
+    # PyAV crashed the process (exit 139) converting planar frames of >= 8 channels.
+    cases = {"hoa2.mov": 9, "hoa2.mkv": 9, "hoa3.mov": 16, "surround71.mkv": 8}
+    sources = {}
+    for k, (name, channels) in enumerate(cases.items()):
+        rng = np.random.default_rng(k)
+        sources[name] = np.round(rng.uniform(-0.5, 0.5, (channels, RATE // 4)) * 32768) / 32768
+        _write_container(tmp_path / name, sources[name])
+    for loaded, source in zip(_load_in_child(tmp_path / name for name in cases), sources.values()):
+        np.testing.assert_array_equal(loaded, source.astype(np.float32))
+    assert probe_audio(tmp_path / "hoa3.mov").num_channels == 16
+
+
+def test_sa3d_head_locked_stereo_is_dropped_and_reordering_maps_load(tmp_path):
+    # Google's injector writes channel_map 0..5 and sets the head-locked bit of ambisonic_type; track
+    # channels mapped past the 4 ambisonic components are the stereo pair, wherever they sit. FFmpeg 8
+    # aborted the process opening any SN3D file whose map is not the identity.
+    ambix = _ambix_scene(seed=6) * 0.5
+    stereo = np.random.default_rng(7).uniform(-0.3, 0.3, (2, ambix.shape[1]))
+    components = np.concatenate([ambix, stereo])  # component c: ACN 0-3, then L, R
+    paths = []
+    for k, mapping in enumerate([(0, 1, 2, 3, 4, 5), (4, 5, 0, 1, 2, 3), (0, 3, 1, 2)]):
+        paths.append(tmp_path / f"spatial{k}.mov")
+        _write_container(paths[-1], components[list(mapping)])
+        insert_sa3d(paths[-1], SpatialAudioMetadata(ambisonic_order=1, channel_map=mapping,
+                                                    ambisonic_type=0x80 if len(mapping) == 6 else 0))
+    for audio in _load_in_child(paths):
+        np.testing.assert_allclose(audio, ambix, atol=1 / 32768)
+    info = probe_audio(paths[0])  # the identity map: FFmpeg opens it in this process too
+    assert (info.num_channels, info.output_channels) == (6, 4)
+    # A map missing a component (N3D, which FFmpeg leaves alone) is an error naming the file.
+    insert_sa3d(paths[0], SpatialAudioMetadata(ambisonic_order=1, channel_map=(0, 1, 2, 4, 5, 6),
+                                               ambisonic_normalization=1))
+    with pytest.raises(ValueError, match="spatial0.mov.*each of the 4 ambisonic components"):
+        load_audio(paths[0])
+
+
+def test_nan_samples_are_rejected_naming_the_file(tmp_path):
+    b = _ambix_scene().astype(np.float32)
+    b[1, 100] = np.nan
+    path = tmp_path / "broken.wav"
+    soundfile.write(path, b.T, RATE, subtype="FLOAT")
+    for ambisonic in (False, True):
+        with pytest.raises(ValueError, match="broken.wav.*NaN"):
+            load_audio(path, ambisonic=ambisonic)
+
+
+def test_truncated_container_audio_is_an_error_naming_both_lengths(tmp_path):
+    path = tmp_path / "cut.mp4"
+    _write_container(path, _ambix_scene(samples=RATE), codec="aac", options={"movflags": "faststart"})
+    data = path.read_bytes()
+    assert data.find(b"moov") < data.find(b"mdat")
+    with av.open(str(path)) as container:
+        packets = [p for p in container.demux(container.streams.audio[0]) if p.size]
+    cut = packets[len(packets) // 5]  # truncate at a packet boundary, a fifth into the media
+    path.write_bytes(data[:cut.pos + cut.size])
+    assert probe_audio(path).num_samples >= RATE  # the container still declares 1 s (plus codec padding)
+    with pytest.raises(ValueError, match=r"cut.mp4 is shorter than its declared length: 0\.\d+ s .*"
+                                         r"for 1\.\d+ s; the file is truncated"):
+        load_audio(path)
+
+
+def test_write_audio_errors_name_the_real_file_and_the_layout(tmp_path):
+    nine = np.zeros((9, 1000), dtype=np.float32)
+    with pytest.raises(ValueError, match="hoa.flac: FLAC stores at most 8 channels.*wav") as err:
+        write_audio(tmp_path / "hoa.flac", nine, RATE)
+    assert ".tmp" not in str(err.value)
+    write_audio(tmp_path / "hoa.wav", nine, RATE)
+    assert load_audio(tmp_path / "hoa.wav")[0].shape == (9, 1000)
+    with pytest.raises(ValueError, match=r"frames.wav: b must be \(channels, samples\).*\(512, 4\)"):
+        write_audio(tmp_path / "frames.wav", np.zeros((512, 4)), RATE)
+    with pytest.raises(ValueError, match="many.wav.*at most 64 channels"):
+        write_audio(tmp_path / "many.wav", np.zeros((65, 1000)), RATE)
+    with pytest.raises(ValueError, match="odd.wav: subtype 'FOO'"):
+        write_audio(tmp_path / "odd.wav", nine[:4], RATE, subtype="FOO")
+    with pytest.raises(ValueError, match="sample_rate"):
+        write_audio(tmp_path / "flag.wav", nine[:4], True)
+    with pytest.raises(ValueError, match="huge.wav: cannot write audio") as err:
+        write_audio(tmp_path / "huge.wav", nine[:4], 10**10)
+    assert ".tmp" not in str(err.value)
+    assert sorted(os.listdir(tmp_path)) == ["hoa.wav"]
+
+
+def test_corrupt_chunk_offset_table_is_named(tmp_path):
+    path = tmp_path / "bad.mp4"
+    _write_container(path, _ambix_scene(), codec="aac", options={"movflags": "faststart"})
+    data = bytearray(path.read_bytes())
+    at = data.find(b"stco")
+    struct.pack_into(">I", data, at + 8, 0x7FFFFFFF)  # entry count far beyond the box
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="bad.mp4: corrupt 'stco' box"):
+        insert_sa3d(path, SpatialAudioMetadata.ambix(1), out=tmp_path / "out.mp4")
+    assert not (tmp_path / "out.mp4").exists()

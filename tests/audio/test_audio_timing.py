@@ -3,7 +3,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from sphsal.audio.timing import frame_sample_positions, num_video_frames
+from sphsal.audio.timing import check_num_frames, frame_sample_positions, num_video_frames
 
 
 @pytest.mark.parametrize(("samples", "rate", "fps", "expected"), [
@@ -31,3 +31,11 @@ def test_bad_rates():
         num_video_frames(10, 48000, -1)
     with pytest.raises(ValueError, match="sample_rate"):
         frame_sample_positions(3, float("nan"), 30)
+
+
+def test_check_num_frames():
+    assert check_num_frames(None) is None and check_num_frames(3.0) == 3
+    assert check_num_frames(np.int64(0)) == 0
+    for bad in (-1, 2.7, True, float("nan"), "3"):
+        with pytest.raises(ValueError, match="num_frames must be a non-negative integer"):
+            check_num_frames(bad)

@@ -248,3 +248,30 @@ def test_beam_rows_kernel_matches_torch(quantity):
         if quantity == "rms":
             expected = expected.sqrt()
         torch.testing.assert_close(out, expected.float(), rtol=1e-5, atol=1e-5)
+
+
+def test_map_size_durations_and_frame_counts_are_checked():
+    b = np.zeros((4, SR), dtype=np.float32)
+    with pytest.raises(ValueError, match="height.*16.0"):
+        energy_map(b, SR, FPS, 16.0, 32)
+    for name in ("window", "smoothing"):
+        with pytest.raises(ValueError, match=f"{name} must be a .*finite duration"):
+            energy_map(b, SR, FPS, 8, 16, **{name: float("inf")})
+    for frames in (2.5, -1, True):
+        with pytest.raises(ValueError, match="num_frames"):
+            energy_map(b, SR, FPS, 8, 16, num_frames=frames)
+    with pytest.raises(ValueError, match="sigma"):
+        temporal_smooth(torch.zeros(3, 2), float("inf"))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_very_loud_and_very_quiet_signals_give_finite_scaled_maps(dtype):
+    b = encode(_noise(seed=4), 0.7, -0.2, order=1).astype(dtype)
+    reference = energy_map(b, SR, FPS, 8, 16)
+    for scale in (1e30, 1e-30):
+        maps = energy_map(b * dtype(scale), SR, FPS, 8, 16)
+        assert bool(torch.isfinite(maps).all()) and bool((maps >= 0).all())
+        # (near the beam nulls float32 cancellation leaves absolute errors of ~1e-4 of the peak)
+        torch.testing.assert_close(maps / scale, reference, rtol=1e-4, atol=2e-4 * float(reference.max()))
+    with pytest.raises(ValueError, match="too large for float32"):
+        energy_map(b * dtype(1e30), SR, FPS, 8, 16, quantity="energy")

@@ -13,6 +13,11 @@ def test_synth_command_writes_a_readable_dataset(tmp_path, capsys):
     from sphsal.data import create_dataset
 
     assert len(create_dataset("360av-hm", root, clip_len=2, cache_dir=False)) == 4
+    again = ["synth", str(root), "--videos", "1", "--duration", "0.5", "--fps", "4", "--height", "16",
+             "--width", "32", "--viewers", "1"]
+    assert main(again) == 2 and "not empty" in capsys.readouterr().err  # never mixed with the old videos
+    assert main([*again, "--overwrite"]) == 0
+    assert len(create_dataset("360av-hm", root, clip_len=2, cache_dir=False)) == 2
 
 
 def test_synth_command_reports_bad_sizes(tmp_path, capsys):

@@ -61,6 +61,29 @@ def write_video(path: str, n_frames: int, fps, h: int = 32, w: int = 64, faststa
     return path
 
 
+def write_video_with_audio(path: str, n_frames: int, fps: int, channels: int, sample_rate: int = 16000,
+                           h: int = 32, w: int = 64) -> str:
+    """Write an H.264 mp4 of :func:`frame_pattern` frames with ``channels`` channels of AAC noise
+    (layout mono, stereo, quad) covering the frames."""
+    layout = {1: "mono", 2: "stereo", 4: "quad"}[channels]
+    samples = time_to_sample(Fraction(n_frames, fps), sample_rate)
+    audio = np.random.default_rng(0).uniform(-0.2, 0.2, (channels, samples)).astype(np.float32)
+    with av.open(path, "w") as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = w, h, "yuv420p"
+        sound = container.add_stream("aac", rate=sample_rate, layout=layout)
+        for k in range(n_frames):
+            for packet in video.encode(av.VideoFrame.from_ndarray(frame_pattern(k, h, w), format="rgb24")):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+        frame = av.AudioFrame.from_ndarray(audio, format="fltp", layout=layout)
+        frame.sample_rate, frame.pts = sample_rate, 0
+        for packet in [*sound.encode(frame), *sound.encode()]:
+            container.mux(packet)
+    return path
+
+
 def write_jpg_frames(folder: str, n_frames: int, pattern: str, h: int = 16, w: int = 32, first: int = 1):
     """Write ``n_frames`` JPEG frames named ``pattern % (k + first)`` in ``folder``."""
     os.makedirs(folder, exist_ok=True)

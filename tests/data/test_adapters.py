@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
-from data_fixtures import write_jpg_frames, write_stavis_tree, write_video
+from data_fixtures import write_jpg_frames, write_stavis_tree, write_video, write_video_with_audio
 
 from sphsal.data import create_dataset, list_datasets, make_video, split_videos
+from sphsal.data.adapters._common import uv_to_directions
 from sphsal.sphere import directions_to_pixels
 
 H, W = 32, 64
@@ -310,3 +311,128 @@ def test_an_all_zero_saliency_map_is_an_error_naming_its_folder(tmp_path):
     check_item(ds[0], 1)
     with pytest.raises(ValueError, match=r"frame 1 in .*saliency/mine is empty"):
         ds[1]
+
+
+# --- audio the dataset needs
+def _av360_tree(root, video_writer, rows="0.1,0.25,0.5\n0.6,0.25,0.5\n"):
+    """A 360av-hm tree with video 'clipA' (written by ``video_writer(path)``) and one viewer's CSV."""
+    (root / "videos").mkdir(parents=True)
+    video_writer(str(root / "videos" / "clipA.mp4"))
+    gaze = root / "dataset_public" / "ambix" / "clipA"
+    gaze.mkdir(parents=True)
+    (gaze / "user0.csv").write_text("time,2dmu,2dmv\n" + rows)
+    return gaze / "user0.csv"
+
+
+def test_360avhm_video_without_ambisonic_audio_is_named_when_the_dataset_is_built(tmp_path):
+    _av360_tree(tmp_path / "stereo", lambda p: write_video_with_audio(p, 8, 8, channels=2, h=H, w=W))
+    with pytest.raises(ValueError, match=r"clipA.mp4.*needs ambisonic audio.*stereo \(2 channels\)"):
+        create_dataset("360av-hm", tmp_path / "stereo", cache_dir=False)
+    _av360_tree(tmp_path / "silent", lambda p: write_video(p, 8, 8, h=H, w=W))
+    with pytest.raises(ValueError, match="clipA.mp4 has no audio stream"):
+        create_dataset("360av-hm", tmp_path / "silent", cache_dir=False)
+    _av360_tree(tmp_path / "foa", lambda p: write_video_with_audio(p, 8, 8, channels=4, h=H, w=W))
+    ds = create_dataset("360av-hm", tmp_path / "foa", clip_len=1, cache_dir=False)
+    assert ds.entries[0].audio.num_channels == 4 and ds[0]["audio"].shape[0] == 4
+
+
+def test_optional_audio_keeps_any_channel_count(tmp_path):
+    (tmp_path / "videos").mkdir()
+    write_video_with_audio(str(tmp_path / "videos" / "mine.mp4"), 4, 8, channels=2, h=H, w=W)
+    (tmp_path / "saliency" / "mine").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "saliency" / "mine" / "0.png"), np.full((H, W), 200, np.uint8))
+    assert create_dataset("folder", tmp_path, clip_len=1)[0]["audio"].shape[0] == 2
+
+
+# --- gaze coordinates must be normalised
+def test_uv_to_directions_rejects_pixels_and_clips_rounding():
+    with pytest.raises(ValueError, match=r"view.csv: column 'u' holds values from 64 to 64.*\[0, 1\]"):
+        uv_to_directions([64.0], [32.0], "view.csv")
+    with pytest.raises(ValueError, match="column 'y_norm'"):
+        uv_to_directions([0.5], [-0.5], "x", ("x_norm", "y_norm"))
+    az, el = uv_to_directions([1.0005, 0.5, np.nan], [0.5, -0.0005, 0.5])
+    assert abs(az[0]) == pytest.approx(math.pi) and el[1] == pytest.approx(math.pi / 2) and np.isnan(az[2])
+
+
+def test_gaze_csv_in_pixels_is_an_error_naming_the_file_and_column(tmp_path):
+    csv = _av360_tree(tmp_path, lambda p: write_video_with_audio(p, 8, 8, channels=4, h=H, w=W),
+                      rows="0.1,32.0,16.0\n0.6,40.0,16.0\n")
+    with pytest.raises(ValueError, match=f"{csv}: column '2dmu' holds values from 32 to 40"):
+        create_dataset("360av-hm", tmp_path, cache_dir=False)
+
+
+def test_other_gaze_formats_in_pixels_are_errors_naming_the_file(tmp_path):
+    # vr-eyetracking: gaze x, y in columns 6, 7
+    (tmp_path / "vr" / "videos").mkdir(parents=True)
+    write_video(str(tmp_path / "vr" / "videos" / "007.mp4"), 4, 10, h=H, w=W)
+    folder = tmp_path / "vr" / "Gaze_txt_files" / "p001"
+    folder.mkdir(parents=True)
+    (folder / "007.x_ori_0.txt").write_text("".join(f"0,{k},0.5,0.5,0,0,0.25,480\n" for k in range(4)))
+    with pytest.raises(ValueError, match=r"007.x_ori_0.txt: column '7 \(gaze y\)' holds values from 480"):
+        create_dataset("vr-eyetracking", tmp_path / "vr", cache_dir=False)
+    # salient360: fixation longitude / latitude
+    root = tmp_path / "s360"
+    (root / "videos").mkdir(parents=True)
+    write_video(str(root / "videos" / "1_Bar.mp4"), 2, 8, h=H, w=W)
+    (root / "saliency").mkdir()
+    np.ones((2, H, W), dtype="<f4").tofile(root / "saliency" / f"1_Bar_{W}x{H}x2_32b.bin")
+    (root / "fixations").mkdir()
+    (root / "fixations" / "1_Bar.csv").write_text("longitude, latitude, start frame, end frame\n"
+                                                  "1920, 0.5, 0, 1\n")
+    with pytest.raises(ValueError, match="1_Bar.csv: column 'longitude'"):
+        create_dataset("salient360", root)
+    # eccv18: points in vinfo.pkl
+    root = tmp_path / "eccv"
+    write_jpg_frames(str(root / "vidA"), 1, "%04d.jpg", h=H, w=W)
+    with open(root / "vinfo.pkl", "wb") as f:
+        pickle.dump({"vidA": {"0001": [(0.5, 300.0)]}}, f, protocol=2)
+    with pytest.raises(ValueError, match=r"vinfo.pkl \[vidA\]: column 'y_norm'"):
+        create_dataset("eccv18", root, cache_dir=False)
+
+
+# --- folder: maps indexed by their frame numbers
+def _folder_tree(root, numbers, n_frames=6):
+    """A folder-layout tree: video 'mine' of ``n_frames`` frames and a saliency map per file name in
+    ``numbers`` whose single bright pixel sits in column 4 * (its number)."""
+    (root / "videos").mkdir(parents=True)
+    write_video(str(root / "videos" / "mine.mp4"), n_frames, 8, h=H, w=W)
+    (root / "saliency" / "mine").mkdir(parents=True)
+    for name in numbers:
+        sal = np.zeros((H, W), np.uint8)
+        sal[8, 4 * int(os.path.splitext(name)[0])] = 255
+        cv2.imwrite(str(root / "saliency" / "mine" / name), sal)
+
+
+def test_folder_gap_in_the_map_numbering_skips_the_frame_instead_of_shifting(tmp_path):
+    _folder_tree(tmp_path, ["0000.png", "0002.png", "0003.png"])
+    ds = create_dataset("folder", tmp_path, clip_len=2, prev_saliency=True)
+    assert [item["frame_index"] for item in ds] == [0, 2, 3]
+    assert [peak(item["saliency"]) for item in ds] == [(8, 0), (8, 8), (8, 12)]
+    item = ds[1]  # frame 2: frame 1 has no map, so no previous map either
+    assert float(item["prev_saliency"].sum()) == 0 and float(ds[2]["prev_saliency"].max()) > 0
+    # Without map 0000 the smallest number (2) becomes frame 0, unless first_number says otherwise.
+    (tmp_path / "saliency" / "mine" / "0000.png").unlink()
+    assert [item["frame_index"] for item in create_dataset("folder", tmp_path, clip_len=1)] == [0, 1]
+    numbered = create_dataset("folder", tmp_path, clip_len=1, first_number=0)
+    assert [item["frame_index"] for item in numbered] == [2, 3] and peak(numbered[0]["saliency"]) == (8, 8)
+    with pytest.raises(ValueError, match="0002.png is numbered below first_number=3"):
+        create_dataset("folder", tmp_path, first_number=3)
+    with pytest.raises(ValueError, match="first_number"):
+        create_dataset("folder", tmp_path, first_number=-1)
+
+
+def test_folder_two_maps_with_one_number_are_an_error_naming_both(tmp_path):
+    _folder_tree(tmp_path, ["0000.png", "0002.png", "2.png"])
+    with pytest.raises(ValueError, match=r"two files carry the number 2: .*/0002.png and .*/2.png"):
+        create_dataset("folder", tmp_path)
+
+
+# --- stavis fold lists
+@pytest.mark.parametrize("line, what", [("v 6 0", "frame rate"), ("v 6 -25", "frame rate"),
+                                        ("v 0 25", "frame count"), ("v 6 1/0", "expected")])
+def test_stavis_fold_list_values_are_checked_naming_file_and_line(tmp_path, line, what):
+    write_stavis_tree(str(tmp_path), 25, 6, 16000)
+    fold = tmp_path / "fold_lists" / "DB_list_train_1_fps.txt"
+    fold.write_text(f"\n{line}\n")
+    with pytest.raises(ValueError, match=f"DB_list_train_1_fps.txt, line 2: .*{what}"):
+        create_dataset("stavis", tmp_path, split="train")

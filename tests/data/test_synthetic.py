@@ -10,7 +10,7 @@ import torch
 from data_fixtures import SYNTHETIC, synthetic_root
 
 from sphsal.audio import energy_map, load_audio, read_sa3d
-from sphsal.data import VideoReader, create_dataset, default_dataset, make_dataset
+from sphsal.data import VideoReader, create_dataset, default_dataset, make_dataset, make_video
 from sphsal.data.synthetic import (
     TIMBRES,
     SyntheticScene,
@@ -251,3 +251,59 @@ def test_workers_never_free_decoders_inherited_from_the_parent():
         assert sum(batch["frames"].shape[0] for batch in loader) == len(ds)
     finally:
         gc.enable()
+
+
+TINY = {"n_videos": 1, "duration": 0.5, "fps": 4, "height": 16, "width": 32, "n_viewers": 1}
+
+
+def test_make_dataset_refuses_a_non_empty_root_and_overwrite_replaces_it(tmp_path):
+    root = make_dataset(tmp_path / "d", seed=1, **{**TINY, "n_videos": 2})
+    before = {p: p.read_bytes() for p in (tmp_path / "d").rglob("*") if p.is_file()}
+    with pytest.raises(ValueError, match="dataset root .*d is not empty.*overwrite=True"):
+        make_dataset(root, seed=2, **TINY)
+    assert {p: p.read_bytes() for p in (tmp_path / "d").rglob("*") if p.is_file()} == before
+    make_dataset(root, seed=2, overwrite=True, **TINY)  # one video now: nothing of the old one is left
+    assert os.listdir(tmp_path / "d" / "videos") == ["synth_000.mp4"]
+    assert os.listdir(tmp_path / "d" / "dataset_public" / "ambix") == ["synth_000"]
+    assert json.loads((tmp_path / "d" / "synthetic.json").read_text())["seed"] == 2
+    assert sorted(os.listdir(tmp_path)) == ["d"]  # no temporary folder left behind
+    # overwrite never deletes a folder that is not a synthetic dataset; an empty folder is fine
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(ValueError, match="mine holds no synthetic.json"):
+        make_dataset(tmp_path / "mine", overwrite=True, **TINY)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+    (tmp_path / "empty").mkdir()
+    assert len(create_dataset("360av-hm", make_dataset(tmp_path / "empty", **TINY), clip_len=1,
+                              cache_dir=False)) == 2
+
+
+def test_a_failed_make_dataset_leaves_nothing_behind(tmp_path):
+    with pytest.raises(ValueError, match="n_objects"):  # fails while writing the first video
+        make_dataset(tmp_path / "d", n_objects=1, **TINY)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("options, argument", [
+    ({"fps": 0}, "fps"), ({"fps": -8}, "fps"), ({"fps": float("nan")}, "fps"), ({"fps": float("inf")}, "fps"),
+    ({"duration": 0.05, "fps": 8}, "duration"), ({"duration": float("nan")}, "duration"),
+    ({"sample_rate": 0}, "sample_rate"), ({"sample_rate": 100}, "sample_rate"),
+    ({"sample_rate": 7_000_000, "audio_codec": "alac"}, "sample_rate"), ({"height": 16.0}, "height"),
+    ({"width": 31}, "width"), ({"audio_codec": "mp3"}, "audio_codec"),
+])
+def test_bad_video_options_are_named_before_anything_is_written(tmp_path, options, argument):
+    params = {"duration": 0.5, "fps": 4, "height": 16, "width": 32, **options}
+    with pytest.raises(ValueError, match=argument):
+        make_video(tmp_path / "v.mp4", **params)
+    with pytest.raises(ValueError, match=argument):
+        make_dataset(tmp_path / "d", n_videos=1, n_viewers=1, **params)
+    assert os.listdir(tmp_path) == []
+
+
+def test_short_videos_and_other_sample_rates_are_usable(tmp_path):
+    scene = make_video(tmp_path / "v.mp4", duration=0.1, fps=8, height=16, width=32, sample_rate=8000,
+                       audio_codec="alac")  # round(0.8) = 1 frame
+    with VideoReader(tmp_path / "v.mp4") as reader:
+        assert len(reader) == 1
+    audio, rate = load_audio(tmp_path / "v.mp4")
+    assert rate == 8000 and audio.shape == (4, 800) and scene.duration == pytest.approx(0.1)

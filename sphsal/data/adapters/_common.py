@@ -81,18 +81,34 @@ def list_stems(folder: str, extensions=VIDEO_EXTENSIONS) -> list[str]:
                   if os.path.splitext(n)[1].lower() in extensions and not n.startswith("."))
 
 
-def numbered_files(folder: str, extensions) -> list[str]:
-    """Files of ``folder`` with ``extensions``, sorted by the last integer in their names."""
+def numbered_file_map(folder: str, extensions) -> dict[int, str]:
+    """``{number: path}`` of the files of ``folder`` with ``extensions``, keyed by the last integer in
+    their names (``0001.png`` and ``frame_1.jpg`` are both number 1), sorted by number.
+
+    Raises ``FileNotFoundError`` when the folder is missing or holds no such file, and ``ValueError``
+    naming both files when two of them carry the same number.
+    """
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"folder not found: {folder}")
-    found = []
-    for name in os.listdir(folder):
+    found: dict[int, str] = {}
+    for name in sorted(os.listdir(folder)):
         digits = re.findall(r"\d+", os.path.splitext(name)[0])
-        if os.path.splitext(name)[1].lower() in extensions and digits:
-            found.append((int(digits[-1]), os.path.join(folder, name)))
+        if os.path.splitext(name)[1].lower() not in extensions or not digits or name.startswith("."):
+            continue
+        number, path = int(digits[-1]), os.path.join(folder, name)
+        if number in found:
+            raise ValueError(f"two files carry the number {number}: {found[number]} and {path}; "
+                             "keep one file per number")
+        found[number] = path
     if not found:
         raise FileNotFoundError(f"no numbered {'/'.join(extensions)} files in {folder}")
-    return [path for _, path in sorted(found)]
+    return dict(sorted(found.items()))
+
+
+def numbered_files(folder: str, extensions) -> list[str]:
+    """Files of ``folder`` with ``extensions``, sorted by the last integer in their names (see
+    :func:`numbered_file_map`, whose errors it raises)."""
+    return list(numbered_file_map(folder, extensions).values())
 
 
 def has_audio_stream(path: str) -> bool:
@@ -104,11 +120,31 @@ def has_audio_stream(path: str) -> bool:
         raise ValueError(f"cannot open {path}: the file is corrupt or not a media file ({err})") from err
 
 
-def uv_to_directions(u, v) -> tuple[np.ndarray, np.ndarray]:
+#: Normalised coordinates may leave ``[0, 1]`` by this much (rounding in published files); such values
+#: are clipped. Anything further out (pixels, degrees) is an error.
+UV_TOLERANCE = 1e-3
+
+
+def check_normalised(values, source: str, column: str) -> np.ndarray:
+    """``values`` (normalised image coordinates) as float64, clipped to ``[0, 1]``; ``ValueError`` naming
+    ``source`` and ``column`` when a finite value lies more than :data:`UV_TOLERANCE` outside. NaN
+    passes (the samples drop it)."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    if finite.size and (finite.min() < -UV_TOLERANCE or finite.max() > 1 + UV_TOLERANCE):
+        raise ValueError(f"{source}: column {column!r} holds values from {finite.min():.6g} to "
+                         f"{finite.max():.6g}, but it must hold normalised coordinates in [0, 1] (pixels or "
+                         "degrees instead?)")
+    return np.clip(values, 0.0, 1.0)
+
+
+def uv_to_directions(u, v, source: str = "gaze coordinates", columns: tuple[str, str] = ("u", "v")):
     """ERP normalised coordinates (``u`` right, ``v`` down from the top-left, in ``[0, 1]``) ->
-    ``(az, el)`` radians, through :func:`sphsal.sphere.pixels_to_directions` on a 1x1 grid."""
-    u = np.asarray(u, dtype=np.float64)
-    v = np.asarray(v, dtype=np.float64)
+    ``(az, el)`` radians (1-D float64 arrays), through :func:`sphsal.sphere.pixels_to_directions` on a
+    1x1 grid. Values outside ``[0, 1]`` raise ``ValueError`` naming ``source`` and the column
+    (``columns``: the names of ``u`` and ``v`` in the file), see :func:`check_normalised`."""
+    u = check_normalised(u, source, columns[0])
+    v = check_normalised(v, source, columns[1])
     az, el = pixels_to_directions(v - 0.5, u - 0.5, 1, 1)
     return az.numpy(), el.numpy()
 
@@ -153,8 +189,7 @@ def gaze_video_entry(name: str, video_path: str, samples: GazeSamples, *, fps, s
                      cache_dir: str | None, key: str, audio: bool | str = "auto") -> VideoEntry:
     """A :class:`VideoEntry` whose frames come from ``video_path`` and whose ground truth is built from
     gaze ``samples`` (see :class:`GazeGroundTruth`; ``cache_dir`` as resolved by
-    :func:`resolve_cache_dir`). ``audio``: ``True`` (required), ``False`` or ``"auto"`` (used when the
-    file has an audio stream)."""
+    :func:`resolve_cache_dir`). ``audio``: the policy of :func:`video_audio`."""
     frames = VideoFrames(video_path, fps=fps, size=size)
     truth = GazeGroundTruth(samples, frames.fps, frames.frame_size, sigma_deg, cache_dir, key)
     return VideoEntry(name, frames.num_frames, frames.fps, frames, truth,
@@ -162,9 +197,17 @@ def gaze_video_entry(name: str, video_path: str, samples: GazeSamples, *, fps, s
 
 
 def video_audio(path: str, frames: VideoFrames, audio: bool | str) -> AudioTrack | None:
-    """The :class:`AudioTrack` of the video file ``path`` per the ``audio`` policy (see above)."""
+    """The :class:`AudioTrack` of the video file ``path`` per the ``audio`` policy: ``"ambisonic"``
+    (required and ambisonic: a missing stream or a non-ambisonic channel count raises ``ValueError``
+    naming the video now, from a probe), ``True`` (required, any channels), ``False`` (none) or
+    ``"auto"`` (used when the file has an audio stream)."""
+    if audio not in (True, False, "auto", "ambisonic"):
+        raise ValueError(f"audio must be True, False, 'auto' or 'ambisonic', got {audio!r}")
     if audio == "auto":
         audio = has_audio_stream(path)
     elif audio and not has_audio_stream(path):
         raise ValueError(f"video {path} has no audio stream, but this dataset needs its audio")
-    return AudioTrack(path, Fraction(frames.num_frames) / frames.fps, frames.fps) if audio else None
+    if not audio:
+        return None
+    duration = Fraction(frames.num_frames) / frames.fps
+    return AudioTrack(path, duration, frames.fps, ambisonic=audio == "ambisonic")

@@ -38,7 +38,7 @@ DEFAULT_SIGMA_DEG = 3.34
 def read_gaze_csv(path: str, viewer: int) -> GazeSamples:
     """One participant's CSV -> :class:`GazeSamples` (seconds, radians)."""
     table = read_table(path, GAZE_COLUMNS)
-    az, el = uv_to_directions(table["u"], table["v"])
+    az, el = uv_to_directions(table["u"], table["v"], path, (GAZE_COLUMNS["u"][0], GAZE_COLUMNS["v"][0]))
     return GazeSamples(table["time"], az, el, [viewer] * table["time"].size, source=path)
 
 
@@ -65,6 +65,9 @@ def av360hm(root, *, condition: str = "ambix", size=None, fps=None, split: str =
         cache_dir: ground-truth cache folder (``None``: :func:`~sphsal.data.groundtruth.default_cache_dir`,
             ``False``: no cache).
         **options: the ClipDataset options (``clip_len``, ``frame_step``, ``clip_mode``, ...).
+
+    Every video must carry ambisonic audio (checked from a probe when the dataset is built; the error
+    names the video), and gaze coordinates must be normalised (in ``[0, 1]``).
     """
     if condition not in CONDITIONS:
         raise ValueError(f"condition must be one of {CONDITIONS}, got {condition!r}")
@@ -77,6 +80,6 @@ def av360hm(root, *, condition: str = "ambix", size=None, fps=None, split: str =
         samples = read_video_gaze(os.path.join(gaze_root, name))
         video = find_video(os.path.join(root, "videos"), name)
         entries.append(gaze_video_entry(name, video, samples, fps=fps, size=size, sigma_deg=sigma_deg,
-                                        cache_dir=cache, audio=True,
+                                        cache_dir=cache, audio="ambisonic",
                                         key=f"360av-hm|{os.path.abspath(root)}|{condition}|{name}"))
     return make_dataset(entries, options, "360av-hm")

@@ -69,7 +69,7 @@ def frame_gaze(points_per_frame: list, source: str) -> GazeSamples:
             times.append(k + 0.5)
             us.append(float(point[0]))
             vs.append(float(point[1]))
-    az, el = uv_to_directions(us, vs)
+    az, el = uv_to_directions(us, vs, source, ("x_norm", "y_norm"))
     return GazeSamples(times, az, el, [0] * len(times), source=source)
 
 

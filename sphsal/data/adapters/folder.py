@@ -6,17 +6,20 @@ On-disk layout::
     <root>/saliency/<video>/<number>.png         one map per frame (PNG or JPEG, grayscale or colour)
     <root>/fixations/<video>/<number>.png        optional binary fixation maps (non-zero = fixated)
 
-Map files are ordered by the last number in their names (``0001.png``, ``frame_12.png``, ...): the
-first is frame 0 of the video at its own frame rate, the next frame 1, and so on. Frames without a map
-are not targets. Maps follow the ERP convention of the video (row 0 the top, the front in the middle).
-Without ``fixations/``, the fixation map marks the maxima of each saliency map.
+A map's frame is the last number in its name (``0001.png``, ``frame_12.png``, ...) minus the number of
+frame 0's map, ``first_number`` (default: the smallest number in the video's ``saliency/`` folder), at
+the video's own frame rate. Frames without a map are not targets (a gap in the numbering skips a frame,
+it never shifts the maps after it); two files with the same number are an error. Maps follow the ERP
+convention of the video (row 0 the top, the front in the middle). Without ``fixations/``, the
+fixation map marks the maxima of each saliency map; with it, every saliency map needs the fixation map
+of the same number.
 """
 
 from __future__ import annotations
 
 import os
 
-from sphsal.data.adapters._common import find_video, make_dataset, numbered_files, video_audio
+from sphsal.data.adapters._common import find_video, make_dataset, numbered_file_map, video_audio
 from sphsal.data.dataset import VideoEntry, check_root, split_videos
 from sphsal.data.groundtruth import MapGroundTruth
 from sphsal.data.registry import register_dataset
@@ -26,14 +29,19 @@ MAP_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 
 @register_dataset("folder")
-def folder(root, *, size=None, split: str = "all", **options):
+def folder(root, *, size=None, split: str = "all", first_number: int | None = None, **options):
     """Videos and maps in the generic layout under ``root`` (videos that have a ``saliency/`` folder).
 
     Args:
         size: frame and map size ``(H, W)`` (``None``: the video's).
         split: ``"train"``, ``"test"`` or ``"all"`` (sorted names, every fifth to test).
+        first_number: the number in the name of frame 0's map (e.g. 1 for maps numbered from 1);
+            ``None``: the smallest number found, per video.
         **options: the ClipDataset options (``clip_len``, ``frame_step``, ``clip_mode``, ...).
     """
+    if first_number is not None and (isinstance(first_number, bool) or int(first_number) != first_number
+                                     or first_number < 0):
+        raise ValueError(f"first_number must be a non-negative integer or None, got {first_number!r}")
     root = check_root(root, "videos", "saliency")
     saliency_root = os.path.join(root, "saliency")
     names = sorted(n for n in os.listdir(saliency_root) if os.path.isdir(os.path.join(saliency_root, n)))
@@ -41,14 +49,32 @@ def folder(root, *, size=None, split: str = "all", **options):
     for name in split_videos(names, split):
         video = find_video(os.path.join(root, "videos"), name)
         frames = VideoFrames(video, size=size)
-        maps = ImageMaps(numbered_files(os.path.join(saliency_root, name), MAP_EXTENSIONS))
+        map_dir = os.path.join(saliency_root, name)
+        maps = frame_maps(map_dir, first_number)
         fix_dir = os.path.join(root, "fixations", name)
-        fixations = ImageMaps(numbered_files(fix_dir, MAP_EXTENSIONS)) if os.path.isdir(fix_dir) else None
-        if fixations is not None and len(fixations) != len(maps):
-            raise ValueError(f"{fix_dir} has {len(fixations)} maps but {os.path.join(saliency_root, name)} "
-                             f"has {len(maps)}")
-        truth = MapGroundTruth(maps, fixations, frames.frame_size, os.path.join(saliency_root, name))
+        fixations = None
+        if os.path.isdir(fix_dir):
+            base = min(numbered_file_map(map_dir, MAP_EXTENSIONS)) if first_number is None else first_number
+            fixations = frame_maps(fix_dir, base)
+            missing = sorted(set(maps) - set(fixations))
+            if missing:
+                raise ValueError(f"{fix_dir} has no fixation map for frame(s) {missing[:5]} that have a "
+                                 f"saliency map in {map_dir}")
+        truth = MapGroundTruth(ImageMaps(maps), None if fixations is None else ImageMaps(fixations),
+                               frames.frame_size, map_dir)
         entries.append(VideoEntry(name, frames.num_frames, frames.fps, frames, truth,
                                   audio=video_audio(video, frames, "auto"),
-                                  targets=list(range(min(frames.num_frames, len(maps))))))
+                                  targets=[k for k in maps if k < frames.num_frames]))
     return make_dataset(entries, options, "folder")
+
+
+def frame_maps(folder_path: str, first_number: int | None) -> dict[int, str]:
+    """``{frame index: map file}`` of the numbered maps in ``folder_path``: frame = number -
+    ``first_number`` (``None``: the smallest number). A number below ``first_number`` raises
+    ``ValueError`` naming the file."""
+    numbered = numbered_file_map(folder_path, MAP_EXTENSIONS)
+    base = min(numbered) if first_number is None else int(first_number)
+    below = [path for number, path in numbered.items() if number < base]
+    if below:
+        raise ValueError(f"{below[0]} is numbered below first_number={base}")
+    return {number - base: path for number, path in numbered.items()}

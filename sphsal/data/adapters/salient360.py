@@ -73,7 +73,8 @@ class FixationList:
 
     def __init__(self, path: str, size):
         table = read_table(path, FIXATION_COLUMNS)
-        self.az, self.el = uv_to_directions(table["lon"], table["lat"])
+        self.az, self.el = uv_to_directions(table["lon"], table["lat"], path,
+                                            (FIXATION_COLUMNS["lon"][0], FIXATION_COLUMNS["lat"][0]))
         self.start, self.end = table["start"], table["end"]
         self.size = size
 

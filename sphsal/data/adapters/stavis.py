@@ -32,18 +32,24 @@ _LIST_NAME = re.compile(r"^(?P<db>.+)_list_(?P<split>train|test)_(?P<fold>\d)_fp
 
 
 def read_fold_list(path: str) -> list[tuple[str, int, Fraction]]:
-    """``[(vid, nframes, fps), ...]`` from a fold list; errors name the file and line."""
+    """``[(vid, nframes, fps), ...]`` from a fold list; errors (a malformed line, a frame count below 1,
+    a frame rate that is not positive) name the file and line."""
     out = []
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
             parts = line.split()
             if not parts:
                 continue
+            where = f"{path}, line {number}"
             try:
-                out.append((parts[0], int(parts[1]), Fraction(parts[2]).limit_denominator(1001)))
-            except (IndexError, ValueError) as err:
-                raise ValueError(f"{path}, line {number}: expected '<name> <nframes> <fps>', "
-                                 f"got {line.strip()!r}") from err
+                vid, nframes, fps = parts[0], int(parts[1]), Fraction(parts[2]).limit_denominator(1001)
+            except (IndexError, ValueError, ZeroDivisionError) as err:
+                raise ValueError(f"{where}: expected '<name> <nframes> <fps>', got {line.strip()!r}") from err
+            if nframes < 1:
+                raise ValueError(f"{where}: the frame count must be at least 1, got {parts[1]!r}")
+            if fps <= 0:
+                raise ValueError(f"{where}: the frame rate must be positive, got {parts[2]!r}")
+            out.append((vid, nframes, fps))
     return out
 
 

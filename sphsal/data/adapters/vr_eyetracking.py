@@ -20,6 +20,7 @@ import os
 import numpy as np
 
 from sphsal.data.adapters._common import (
+    check_normalised,
     find_folder,
     find_video,
     gaze_video_entry,
@@ -48,7 +49,8 @@ def read_gaze_txt(path: str, viewer: int, source_fps) -> GazeSamples:
     if table.shape[0] == 0:
         raise ValueError(f"{path} holds no gaze samples")
     frame, x, y = table.T
-    az, el = uv_to_directions(x, 1.0 - y)
+    columns = (f"{GAZE_COLUMNS[0]} (gaze x)", f"{GAZE_COLUMNS[1]} (gaze y)")
+    az, el = uv_to_directions(x, 1.0 - check_normalised(y, path, columns[1]), path, columns)
     return GazeSamples((frame + 0.5) / float(source_fps), az, el, [viewer] * frame.size, source=path)
 
 
