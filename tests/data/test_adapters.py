@@ -289,14 +289,18 @@ def test_360avhm_condition_picks_the_gaze_folder_and_defaults_to_ambix(tmp_path)
         assert near(peak(item["saliency"]), pixel_of(az, 0.0)), condition
 
 
+def _salient360_bar(root, fixation_file: str, fixation_csv: str):
+    """A salient360 root with one 2-frame video ``1_Bar``, uniform maps and the given fixation CSV."""
+    (root / "videos").mkdir(parents=True)
+    write_video(str(root / "videos" / "1_Bar.mp4"), 2, 8, h=H, w=W)
+    (root / "saliency").mkdir()
+    np.ones((2, H, W), dtype="<f4").tofile(root / "saliency" / f"1_Bar_{W}x{H}x2_32b.bin")
+    (root / "fixations").mkdir()
+    (root / "fixations" / fixation_file).write_text(fixation_csv)
+
+
 def test_salient360_fixation_csv_with_wrong_columns_is_named(tmp_path):
-    (tmp_path / "videos").mkdir()
-    write_video(str(tmp_path / "videos" / "1_Bar.mp4"), 2, 8, h=H, w=W)
-    (tmp_path / "saliency").mkdir()
-    np.ones((2, H, W), dtype="<f4").tofile(tmp_path / "saliency" / f"1_Bar_{W}x{H}x2_32b.bin")
-    (tmp_path / "fixations").mkdir()
-    (tmp_path / "fixations" / "1_Bar_fixations.csv").write_text("Idx, x, y, start frame, end frame\n"
-                                                                 "0, 0.5, 0.5, 0, 1\n")
+    _salient360_bar(tmp_path, "1_Bar_fixations.csv", "Idx, x, y, start frame, end frame\n0, 0.5, 0.5, 0, 1\n")
     with pytest.raises(ValueError, match="1_Bar_fixations.csv has wrong columns.*longitude"):
         create_dataset("salient360", tmp_path)
 
@@ -372,13 +376,7 @@ def test_other_gaze_formats_in_pixels_are_errors_naming_the_file(tmp_path):
         create_dataset("vr-eyetracking", tmp_path / "vr", cache_dir=False)
     # salient360: fixation longitude / latitude
     root = tmp_path / "s360"
-    (root / "videos").mkdir(parents=True)
-    write_video(str(root / "videos" / "1_Bar.mp4"), 2, 8, h=H, w=W)
-    (root / "saliency").mkdir()
-    np.ones((2, H, W), dtype="<f4").tofile(root / "saliency" / f"1_Bar_{W}x{H}x2_32b.bin")
-    (root / "fixations").mkdir()
-    (root / "fixations" / "1_Bar.csv").write_text("longitude, latitude, start frame, end frame\n"
-                                                  "1920, 0.5, 0, 1\n")
+    _salient360_bar(root, "1_Bar.csv", "longitude, latitude, start frame, end frame\n1920, 0.5, 0, 1\n")
     with pytest.raises(ValueError, match="1_Bar.csv: column 'longitude'"):
         create_dataset("salient360", root)
     # eccv18: points in vinfo.pkl

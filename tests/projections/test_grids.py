@@ -102,15 +102,6 @@ def test_every_projection_reuses_its_cached_plan():
 
 def _all_projections(x):
     """Every projection and its inverse on an ERP batch ``x`` (B, C, 8, 16)."""
-    from sphsal.projections import (
-        cubemap_to_equirect,
-        equirect_to_cubemap,
-        equirect_to_healpix,
-        equirect_to_perspective,
-        healpix_to_equirect,
-        perspective_to_equirect,
-    )
-
     view = equirect_to_perspective(x, 1.2, math.pi, 0.3, 0.1, out_hw=(5, 6))
     return [equirect_to_cubemap(x, 4), cubemap_to_equirect(equirect_to_cubemap(x, 4), 8, 16),
             equirect_to_healpix(x, 2), healpix_to_equirect(equirect_to_healpix(x, 2), 8, 16), view,
