@@ -17,6 +17,7 @@ planar 1x1 convolution.
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import torch
@@ -76,9 +77,29 @@ def _check_inputs(x: torch.Tensor, weight: torch.Tensor, bias, spatial_dims: int
     check_dtypes_and_devices(name, x, weight, bias)
 
 
+def follows_autocast(conv):
+    """Make a spherical convolution ``conv(x, weight, bias=None, ...)`` behave under ``torch.autocast`` as
+    aten's convolutions do (mixed-precision training passes half-precision activations to layers with
+    float32 weights): ``x``, ``weight`` and ``bias`` cast to the autocast dtype of ``x``'s device, the
+    body run with autocast off (its float32 arithmetic stays float32). Unchanged outside autocast."""
+
+    @functools.wraps(conv)
+    def wrapper(x, weight, bias=None, *args, **kwargs):
+        kind = x.device.type
+        if not (isinstance(x, torch.Tensor) and x.is_floating_point() and torch.is_autocast_enabled(kind)):
+            return conv(x, weight, bias, *args, **kwargs)
+        dtype = torch.get_autocast_dtype(kind)
+        with torch.autocast(kind, enabled=False):
+            return conv(x.to(dtype), weight.to(dtype), None if bias is None else bias.to(dtype), *args,
+                        **kwargs)
+
+    return wrapper
+
+
 def check_dtypes_and_devices(name: str, x: torch.Tensor, weight: torch.Tensor, bias) -> None:
     """As ``nn.Conv2d``: ``x`` floating point, and ``weight`` and ``bias`` of its dtype and on its device
-    (an integer image would otherwise be convolved and truncated back to integers)."""
+    (an integer image would otherwise be convolved and truncated back to integers); under
+    ``torch.autocast`` the callers first cast all three (:func:`follows_autocast`)."""
     if not x.is_floating_point():
         raise ValueError(f"{name}: x must be a floating-point tensor, got {x.dtype}")
     for label, t in (("weight", weight), ("bias", bias)):
@@ -92,6 +113,7 @@ def _grouped(tensor: torch.Tensor, groups: int, dim: int) -> torch.Tensor:
     return tensor.unflatten(dim, (groups, -1))
 
 
+@follows_autocast
 def sphere_conv2d_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
                             stride: int = 1, dilation: int = 1, interpolation: str = "nearest",
                             stencil: str = "cap", groups: int = 1) -> torch.Tensor:
@@ -107,6 +129,7 @@ def sphere_conv2d_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.T
     return out
 
 
+@follows_autocast
 def sphere_conv3d_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
                             stride: int | tuple[int, int] = 1, dilation: int = 1,
                             interpolation: str = "nearest", stencil: str = "cap",
@@ -171,6 +194,7 @@ def _resolve_backend(x: torch.Tensor, backend: str, groups: int = 1) -> str:
     return "reference"
 
 
+@follows_autocast
 def sphere_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
                   stride: int = 1, dilation: int = 1, interpolation: str = "nearest", stencil: str = "cap",
                   backend: str = "auto", groups: int = 1) -> torch.Tensor:
@@ -210,6 +234,7 @@ def sphere_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
                                    stencil)
 
 
+@follows_autocast
 def sphere_conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
                   stride: int | tuple[int, int] = 1, dilation: int = 1, interpolation: str = "nearest",
                   stencil: str = "cap", backend: str = "auto", groups: int = 1) -> torch.Tensor:

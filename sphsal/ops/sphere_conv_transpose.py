@@ -19,7 +19,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from sphsal.ops.sphere_conv import _grouped, _resolve_backend, check_dtypes_and_devices, tap_index
+from sphsal.ops.sphere_conv import (
+    _grouped,
+    _resolve_backend,
+    check_dtypes_and_devices,
+    follows_autocast,
+    tap_index,
+)
 from sphsal.ops.stencils import NeighbourTable, neighbour_table, validate_config
 
 __all__ = ["sphere_conv_transpose2d", "sphere_conv_transpose2d_reference", "scatter_taps", "output_shape"]
@@ -64,6 +70,7 @@ def _check_inputs(x: torch.Tensor, weight: torch.Tensor, bias, stride: int, grou
     check_dtypes_and_devices(name, x, weight, bias)
 
 
+@follows_autocast
 def sphere_conv_transpose2d_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
                                       stride: int = 2, dilation: int = 1, interpolation: str = "nearest",
                                       stencil: str = "cap", groups: int = 1) -> torch.Tensor:
@@ -79,6 +86,7 @@ def sphere_conv_transpose2d_reference(x: torch.Tensor, weight: torch.Tensor, bia
     return out if bias is None else out + bias.view(1, -1, 1, 1)
 
 
+@follows_autocast
 def sphere_conv_transpose2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
                             stride: int = 2, dilation: int = 1, interpolation: str = "nearest",
                             stencil: str = "cap", backend: str = "auto", groups: int = 1) -> torch.Tensor:

@@ -251,3 +251,23 @@ def test_layers_whose_options_the_twin_would_drop_stay_planar_with_a_warning(lay
     with pytest.warns(UserWarning, match=match):
         convert_to_spherical(model)
     assert model[1] is layer and isinstance(model[0], SphericalConv2d)
+
+
+def test_layers_run_under_autocast_as_planar_convolutions_do():
+    """Mixed precision: a planar layer hands half-precision activations to spherical layers with float32
+    weights; under torch.autocast they run in the autocast dtype (outside it, mixed dtypes are an error)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), SphericalConv2d(4, 4, interpolation="bilinear"),
+                        SphericalConvTranspose2d(4, 2, 3, 2))
+    x = torch.randn(2, 3, 8, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = net(x)
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float(), net(x), rtol=0.05, atol=0.05)
+    y.float().square().sum().backward()
+    assert net[1].weight.grad.dtype == torch.float32 and net[1].weight.grad.abs().sum() > 0
+    clip = nn.Sequential(nn.Conv3d(3, 4, 3, padding=1), SphericalConv3d(4, 4))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert clip(torch.randn(1, 3, 2, 8, 16)).dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="x is torch.bfloat16 on cpu but weight is torch.float32"):
+        net[1](torch.randn(1, 4, 8, 16, dtype=torch.bfloat16))
