@@ -13,13 +13,14 @@ from collections.abc import Iterator
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+def atomic_path(path: str | os.PathLike, durable: bool = True) -> Iterator[str]:
     """Yield a temporary path next to ``path``; on success it replaces ``path``, on error it is removed.
 
     The temporary name keeps the target's extension so writers that pick a format from it
     (OpenCV, soundfile, PyAV, matplotlib) behave as for the final name. The writer must have closed
-    (flushed) the temporary file when the ``with`` block ends; its content is then ``fsync``-ed before
-    the rename, and the folder (best effort) after it.
+    (flushed) the temporary file when the ``with`` block ends; with ``durable`` its content is then
+    ``fsync``-ed before the rename, and the folder (best effort) after it (about 0.7 ms per file: caches
+    and files inside a staging folder that is renamed into place as a whole pass ``durable=False``).
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -30,9 +31,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; outputs get the usual permissions
     try:
         yield tmp
-        _fsync_file(tmp)
+        if durable:
+            _fsync_file(tmp)
         os.replace(tmp, path)
-        _fsync_folder(folder)
+        if durable:
+            _fsync_folder(folder)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -137,7 +137,7 @@ class GazeGroundTruth:
         maps = self.compute(index)
         if path is not None:
             os.makedirs(self.cache_folder, exist_ok=True)
-            with atomic_path(path) as tmp:
+            with atomic_path(path, durable=False) as tmp:  # a cache: an unreadable entry is rebuilt
                 np.save(tmp, maps)
         return maps[0], maps[1]
 

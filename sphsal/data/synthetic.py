@@ -454,7 +454,7 @@ def _write_gaze_csv(path: str, gaze: np.ndarray) -> None:
     row, col = directions_to_pixels(gaze[:, 1], gaze[:, 2], 1, 1)
     u, v = col.numpy() + 0.5, row.numpy() + 0.5
     lines = ["time,2dmu,2dmv"] + [f"{t:.4f},{a:.6f},{b:.6f}" for t, a, b in zip(gaze[:, 0], u, v)]
-    with atomic_path(path) as tmp:
+    with atomic_path(path, durable=False) as tmp:  # inside make_dataset's staging folder
         with open(tmp, "w", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n")
         os.chmod(tmp, 0o644)
@@ -475,8 +475,9 @@ def make_dataset(root, n_videos: int = 6, duration: float = 4.0, fps=8, height: 
     ``overwrite=True`` replaces a folder that holds a dataset written here (one with a
     ``synthetic.json``); any other content is never deleted. Options are checked before anything is
     written (``ValueError`` naming the argument; see :func:`make_video`). The dataset is built in a
-    temporary folder next to ``root`` and renamed into place when complete, so a failed or interrupted
-    run leaves nothing behind (with ``overwrite`` the old dataset stays until the new one is complete).
+    temporary folder next to ``root`` and renamed into place when complete, so a failed run leaves
+    nothing behind and an interrupted one at most a hidden ``.<name>.*`` staging folder, never a partial
+    ``root`` (with ``overwrite`` the old dataset stays until the new one is complete).
     """
     _check_positive(n_videos, "n_videos", integer=True)
     _check_positive(n_viewers, "n_viewers", integer=True)
@@ -520,7 +521,7 @@ def _write_dataset(root: str, *, n_videos: int, duration: float, fps, height: in
             "height": height, "width": width, "seed": seed, "audio_decisive": audio_decisive,
             "n_objects": n_objects, "n_viewers": n_viewers, "sample_rate": sample_rate,
             "audio_codec": audio_codec, "scenes": scenes}
-    with atomic_path(os.path.join(root, "synthetic.json")) as tmp:
+    with atomic_path(os.path.join(root, "synthetic.json"), durable=False) as tmp:  # in the staging folder
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(meta, f, indent=1)
         os.chmod(tmp, 0o644)
@@ -590,7 +591,7 @@ def default_dataset(root=None, **params) -> str:
         return root
     try:
         make_dataset(root, **params)
-    except ValueError:
+    except (ValueError, OSError):  # "not empty" / a rename race: another caller may have finished first
         if not os.path.isfile(stamp):  # not another caller's finished dataset: a real error
             raise
     return root

@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Iterable
+from numbers import Real
 
 import numpy as np
 import torch
@@ -76,7 +78,7 @@ def _check_options(batch_size, fps) -> None:
     """``ValueError`` naming ``batch_size`` or ``fps`` when it is not positive."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or not fps > 0):
+    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, Real) or not 0 < fps < math.inf):
         raise ValueError(f"fps must be None (the video's own) or a number > 0, got {fps!r}")
 
 
@@ -115,6 +117,9 @@ def _previous_record(done_path: str, settings: dict) -> dict | None:
     except (OSError, ValueError) as err:
         raise ValueError(f"cannot read {done_path} ({err}); pass overwrite=True (sphsal predict --overwrite) "
                          "to redo the video") from err
+    if isinstance(record, dict) and "weights_sha1" not in record:
+        raise ValueError(f"{done_path} was written by an older sphsal that did not record the model "
+                         "settings; pass overwrite=True (sphsal predict --overwrite) to redo the video")
     if not isinstance(record, dict):
         raise ValueError(f"{done_path} holds a {type(record).__name__}, not a record; pass overwrite=True "
                          "(sphsal predict --overwrite) to redo the video")

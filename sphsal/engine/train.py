@@ -47,7 +47,8 @@ _LOG_FIELDS = ("step", "epoch", "loss", "lr", "grad_norm", "seconds")
 LR_SCHEDULES = ("constant", "cosine")
 #: TrainConfig fields that may differ from the stored ones when resuming: they say how long to train and
 #: how to run, not what is trained. Every other field (model and its options, data, batch size, seed,
-#: loss, optimiser and schedule settings, gradient clipping) must match.
+#: loss, optimiser and schedule settings, gradient clipping) must match, and so must ``epochs`` under a
+#: schedule other than ``"constant"`` (it sets the schedule's horizon).
 RESUMABLE_FIELDS = ("out_dir", "epochs", "max_steps", "ckpt_every", "log_every", "num_workers", "device",
                     "amp", "tensorboard", "progress", "overwrite")
 
@@ -114,6 +115,8 @@ class TrainConfig:
         ones, so the config saves as JSON and in a checkpoint."""
         for name in ("model", "dataset", "out_dir"):
             setattr(self, name, _text_field(name, getattr(self, name)))
+        if isinstance(self.device, torch.device):
+            self.device = str(self.device)
         for name in ("root", "loss", "device"):
             setattr(self, name, _text_field(name, getattr(self, name), optional=True))
         for name in ("model_kwargs", "dataset_kwargs"):
@@ -284,7 +287,8 @@ def check_resumable(path: str, stored, config: TrainConfig) -> None:
     if not isinstance(stored, dict):
         raise ValueError(f"training checkpoint {path} holds no 'config'; cannot check that resuming it "
                          "trains the same run")
-    keys = [f.name for f in fields(TrainConfig) if f.name not in RESUMABLE_FIELDS]
+    resumable = set(RESUMABLE_FIELDS) - ({"epochs"} if config.lr_schedule != "constant" else set())
+    keys = [f.name for f in fields(TrainConfig) if f.name not in resumable]
     differences = mapping_differences({**_config_defaults(), **stored}, asdict(config), keys)
     if differences:
         raise ValueError(f"cannot resume {path} with other settings than it was trained with: "

@@ -226,7 +226,8 @@ def _check_jitter(jitter) -> float:
 
 
 def _split_auc(p: torch.Tensor, red: Reducer, r: Rescale, pos_idx: torch.Tensor, pos_w: torch.Tensor,
-               neg_idx: list[np.ndarray], neg_pixel_w: torch.Tensor | None, step: float) -> torch.Tensor:
+               neg_idx: list[np.ndarray], neg_pixel_w: torch.Tensor | None,
+               step: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean AUC over splits with sampled negatives (AUC-Borji and shuffled AUC), ``(B,)``.
 
     ``p``: maps ``(B, H, W)`` rescaled by ``r`` to ``[0, 1]``; ``pos_idx``, ``pos_w``: fixated pixels and

@@ -31,9 +31,9 @@ class AEMECBPrior(nn.Module):
         floor: weight (finite, >= 0) of the plain ECB added to the product (``ECB * (AEM + floor)``), so
             silence gives the centre bias instead of an empty map. With ``floor=0`` a silent clip (an
             all-zero AEM) has no product to normalise; its map is the ECB alone, so every map sums to 1.
+        aem_decoder, aem_quantity: beams and measure of the AEM (as :class:`sphsal.models.avs360.AVS360`).
 
     Invalid arguments raise ``ValueError`` naming them.
-        aem_decoder, aem_quantity: beams and measure of the AEM (as :class:`sphsal.models.avs360.AVS360`).
     """
 
     def __init__(self, output_size: tuple[int, int] = (64, 128), clip_len: int = 1, floor: float = 1e-3,

@@ -184,3 +184,18 @@ def test_evaluate_needs_fixations_only_for_the_metrics_that_use_them(tmp_path):
         evaluate_model(create_model("tiny_test_model"), ds, metrics=("cc", "nss", "auc_judd"), progress=False)
     with pytest.raises(ValueError, match="batch_size"):
         evaluate_model(create_model("tiny_test_model"), ds, metrics=("cc",), batch_size=0, progress=False)
+
+
+def test_fraction_frame_rates_pass_and_records_of_older_versions_are_named(tmp_path):
+    from fractions import Fraction
+
+    from sphsal.engine.predict import _check_options, _previous_record
+
+    _check_options(2, Fraction(15, 2))
+    _check_options(2, np.float32(8))
+    with pytest.raises(ValueError, match="fps must be"):
+        _check_options(2, float("inf"))
+    done = tmp_path / "done.json"
+    done.write_text(json.dumps({"video": "v.mp4", "frames": 3, "model": "SaliencyUNet", "png": True}))
+    with pytest.raises(ValueError, match="older sphsal that did not record the model settings"):
+        _previous_record(str(done), {})

@@ -278,3 +278,21 @@ def test_train_config_normalises_paths_and_numpy_numbers(tmp_path):
     config.log_every = 0  # changed after construction: train checks again
     with pytest.raises(ValueError, match="TrainConfig.log_every"):
         train(config, dataset=BlobDataset(4))
+
+
+def test_epochs_may_change_on_resume_only_under_a_constant_schedule(tmp_path):
+    """A cosine schedule's horizon is epochs x steps per epoch: another --epochs would jump the rate."""
+    from sphsal.engine.train import check_resumable
+
+    for schedule, allowed in (("constant", True), ("cosine", False)):
+        stored = vars(_config(tmp_path, epochs=2, lr_schedule=schedule))
+        config = _config(tmp_path, epochs=5, lr_schedule=schedule)
+        if allowed:
+            check_resumable("last.pt", dict(stored), config)
+        else:
+            with pytest.raises(ValueError, match=r"epochs: 2 \(checkpoint\) vs 5 \(now\)"):
+                check_resumable("last.pt", dict(stored), config)
+
+
+def test_train_config_takes_a_torch_device():
+    assert TrainConfig(model="m", out_dir="o", device=torch.device("cpu")).device == "cpu"

@@ -192,3 +192,13 @@ def test_stored_model_name_and_options_are_checked(tmp_path):
         plain = torch.nn.Module()  # a model without a registry name is not compared
         plain.inner = create_model("spherical_unet", **TINY_UNET)
         load_checkpoint(path, plain.inner)
+
+
+def test_caches_and_staged_files_skip_the_fsync(tmp_path, monkeypatch):
+    from sphsal.atomic import atomic_path
+
+    calls = []
+    monkeypatch.setattr(os, "fsync", calls.append)
+    with atomic_path(tmp_path / "cache.npy", durable=False) as tmp:
+        np.save(tmp, np.zeros(3))
+    assert calls == [] and np.load(tmp_path / "cache.npy").shape == (3,)
