@@ -268,7 +268,6 @@ def energy_map(b, sample_rate, fps, height: int, width: int, decoder: str = "car
     x = as_signal(b, "b")
     _check_framing(sample_rate, fps, num_frames, window)
     _check_map_size(height, width)
-    equirect_directions(height, width)  # validates the map size
     try:
         order = require_ambisonic(x, "b")
     except ValueError as err:

@@ -23,7 +23,7 @@ from sphsal.audio.ambisonics import require_ambisonic
 from sphsal.audio.harmonics import normalization_gains, num_channels
 from sphsal.audio.sa3d import SpatialAudioMetadata, open_media, read_sa3d
 
-__all__ = ["AudioInfo", "probe_audio", "load_audio", "write_audio", "check_audio_length"]
+__all__ = ["AudioInfo", "probe_audio", "load_audio", "write_audio", "check_audio_length", "check_sample_rate"]
 
 SOUNDFILE_EXTENSIONS = (".wav", ".flac", ".ogg")
 CONTAINER_EXTENSIONS = (".mp4", ".m4a", ".mov", ".mkv", ".webm")
@@ -190,7 +190,7 @@ def _check_finite(audio: np.ndarray, path: str) -> None:
         raise ValueError(f"{path}: the audio holds {bad} NaN or infinite sample(s); the file is corrupt")
 
 
-def _check_sample_rate(value, name: str = "sample_rate") -> int:
+def check_sample_rate(value, name: str = "sample_rate") -> int:
     """``value`` as an int, or ``ValueError`` naming ``name`` unless it is a positive integer."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
             or not math.isfinite(value) or int(value) != value or value <= 0:
@@ -251,7 +251,7 @@ def load_audio(path, sample_rate: int | None = None, *, ambisonic: bool = False,
     """
     path = _check_exists(path)
     if sample_rate is not None:
-        sample_rate = _check_sample_rate(sample_rate)
+        sample_rate = check_sample_rate(sample_rate)
     if _uses_soundfile(path):
         audio, info = _read_soundfile(path)
     else:
@@ -301,7 +301,7 @@ def write_audio(path, b, sample_rate: int, subtype: str | None = None) -> None:
         raise ValueError(f"{path}: write_audio writes {', '.join(WRITE_EXTENSIONS)} files")
     if os.path.isdir(path):
         raise ValueError(f"{path} is a folder; write_audio needs a file path")
-    rate = _check_sample_rate(sample_rate)
+    rate = check_sample_rate(sample_rate)
     data = as_signal(b, "b").cpu().numpy()
     _check_write_layout(data.shape, ext, path)
     fmt = _WRITE_FORMATS[ext]

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from sphsal.atomic import atomic_path
+from sphsal.audio.io import check_sample_rate
 from sphsal.data.groundtruth import default_cache_dir
 from sphsal.sphere import (
     directions_to_pixels,
@@ -339,10 +340,10 @@ def _check_positive(value, name: str, integer: bool = False):
     return int(value) if integer else value
 
 
-def _check_sample_rate(sample_rate, audio_codec: str) -> int:
+def _check_codec_rate(sample_rate, audio_codec: str) -> int:
     """``sample_rate`` (Hz) as an int, or ``ValueError`` unless ``audio_codec`` encodes at that rate
     (AAC: the rates FFmpeg's encoder lists; ALAC: :data:`ALAC_RATES`)."""
-    rate = _check_positive(sample_rate, "sample_rate", integer=True)
+    rate = check_sample_rate(sample_rate)
     if audio_codec == "aac":
         allowed = sorted(av.codec.Codec("aac", "w").audio_rates or ())
         if allowed and rate not in allowed:
@@ -370,7 +371,7 @@ def _check_video_options(duration, fps, height, width, sample_rate, audio_codec)
     if round(duration * rate) < 1:
         raise ValueError(f"duration {duration!r} s at fps {fps!r} gives no video frame "
                          f"(round(duration * fps) = 0); make duration at least {float(1 / (2 * rate)):.4g} s")
-    _check_sample_rate(sample_rate, audio_codec)
+    _check_codec_rate(sample_rate, audio_codec)
     return rate
 
 

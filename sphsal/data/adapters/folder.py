@@ -50,12 +50,11 @@ def folder(root, *, size=None, split: str = "all", first_number: int | None = No
         video = find_video(os.path.join(root, "videos"), name)
         frames = VideoFrames(video, size=size)
         map_dir = os.path.join(saliency_root, name)
-        maps = frame_maps(map_dir, first_number)
+        maps, base = frame_maps(map_dir, first_number)
         fix_dir = os.path.join(root, "fixations", name)
         fixations = None
         if os.path.isdir(fix_dir):
-            base = min(numbered_file_map(map_dir, MAP_EXTENSIONS)) if first_number is None else first_number
-            fixations = frame_maps(fix_dir, base)
+            fixations, _ = frame_maps(fix_dir, base)  # numbered as the saliency maps
             missing = sorted(set(maps) - set(fixations))
             if missing:
                 raise ValueError(f"{fix_dir} has no fixation map for frame(s) {missing[:5]} that have a "
@@ -68,13 +67,13 @@ def folder(root, *, size=None, split: str = "all", first_number: int | None = No
     return make_dataset(entries, options, "folder")
 
 
-def frame_maps(folder_path: str, first_number: int | None) -> dict[int, str]:
-    """``{frame index: map file}`` of the numbered maps in ``folder_path``: frame = number -
-    ``first_number`` (``None``: the smallest number). A number below ``first_number`` raises
-    ``ValueError`` naming the file."""
+def frame_maps(folder_path: str, first_number: int | None) -> tuple[dict[int, str], int]:
+    """``{frame index: map file}`` of the numbered maps in ``folder_path`` and the number of frame 0:
+    frame = number - ``first_number`` (``None``: the smallest number). A number below ``first_number``
+    raises ``ValueError`` naming the file."""
     numbered = numbered_file_map(folder_path, MAP_EXTENSIONS)
     base = min(numbered) if first_number is None else int(first_number)
     below = [path for number, path in numbered.items() if number < base]
     if below:
         raise ValueError(f"{below[0]} is numbered below first_number={base}")
-    return {number - base: path for number, path in numbered.items()}
+    return {number - base: path for number, path in numbered.items()}, base
