@@ -33,11 +33,13 @@ def _wrap(col, width):
     return col - width if col >= width else col
 
 
-@parallel_kernel(cache=True)
+@parallel_kernel(cache=True, fastmath={"contract"})
 def gather_taps(src, halo, i0, i1, rows, cols, weights, stride, block):
     """Fill ``block`` ``(n, B, W_out, K * C)`` with the tap values of output rows ``i0:i1``. Tables have
     one corner per tap (nearest) or four (bilinear); the four are summed in one pass over the channels
-    (one store per value: 1.7x faster than accumulating corner by corner)."""
+    (one store per value: 1.7x faster than accumulating corner by corner), with fused multiply-adds.
+    Indexed ``[column, channel]`` rather than through per-pixel slices: on an AVX-512 Xeon, (2, 64,
+    120x240) bilinear, 50 vs 60 us per row (240x480: 128 vs 147 us)."""
     batch, channels = src.shape[1], src.shape[3]
     width = src.shape[2] - 2 * halo
     num_taps, corners = rows.shape[1], rows.shape[2]
@@ -48,21 +50,23 @@ def gather_taps(src, halo, i0, i1, rows, cols, weights, stride, block):
         for t in range(num_taps):
             c0 = t * channels
             if corners == 1:
-                off, src_row = cols[i, t, 0], src[rows[i, t, 0], b]
+                k0, r0 = cols[i, t, 0], src[rows[i, t, 0], b]
                 for j in range(w_out):
-                    out_row[j, c0:c0 + channels] = src_row[halo + _wrap(j * stride + off, width)]
+                    j0 = halo + _wrap(j * stride + k0, width)
+                    for c in range(channels):
+                        out_row[j, c0 + c] = r0[j0, c]
                 continue
             w0, w1, w2, w3 = weights[i, t, 0], weights[i, t, 1], weights[i, t, 2], weights[i, t, 3]
             r0, r1 = src[rows[i, t, 0], b], src[rows[i, t, 1], b]
             r2, r3 = src[rows[i, t, 2], b], src[rows[i, t, 3], b]
+            k0, k1, k2, k3 = cols[i, t, 0], cols[i, t, 1], cols[i, t, 2], cols[i, t, 3]
             for j in range(w_out):
-                s0 = r0[halo + _wrap(j * stride + cols[i, t, 0], width)]
-                s1 = r1[halo + _wrap(j * stride + cols[i, t, 1], width)]
-                s2 = r2[halo + _wrap(j * stride + cols[i, t, 2], width)]
-                s3 = r3[halo + _wrap(j * stride + cols[i, t, 3], width)]
-                d = out_row[j, c0:c0 + channels]
+                j0 = halo + _wrap(j * stride + k0, width)
+                j1 = halo + _wrap(j * stride + k1, width)
+                j2 = halo + _wrap(j * stride + k2, width)
+                j3 = halo + _wrap(j * stride + k3, width)
                 for c in range(channels):
-                    d[c] = w0 * s0[c] + w1 * s1[c] + w2 * s2[c] + w3 * s3[c]
+                    out_row[j, c0 + c] = (w0 * r0[j0, c] + w1 * r1[j1, c]) + (w2 * r2[j2, c] + w3 * r3[j3, c])
 
 
 @parallel_kernel(cache=True)
