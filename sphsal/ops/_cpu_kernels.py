@@ -76,11 +76,13 @@ def gather_taps(src, halo, i0, i1, rows, cols, weights, stride, block):
                     out_row[j, c0 + c] = (w0 * r0[j0, c] + w1 * r1[j1, c]) + (w2 * r2[j2, c] + w3 * r3[j3, c])
 
 
-@parallel_kernel(cache=True)
+@parallel_kernel(cache=True, fastmath={"contract"})
 def scatter_taps(block, halo, i0, i1, rows, cols, weights, stride, grad_src, chunk):
     """Adjoint of :func:`gather_taps`: add the tap gradients ``block`` into ``grad_src``. Parallel over
     batch items and ``chunk`` channels at a time (see :func:`channel_chunk`), so no two threads write
-    the same value."""
+    the same value. Indexed ``[column, channel]`` with unsigned indices (signed ones make numba wrap
+    negative indices, and the loop is not vectorised; per-pixel slices cost as much as the adds): on an
+    AVX-512 Xeon, all 120 rows of (2, 64, 120x240), 110 vs 145 us per bilinear row, 30 vs 37 nearest."""
     batch, channels = grad_src.shape[1], grad_src.shape[3]
     width = grad_src.shape[2] - 2 * halo
     num_taps, corners = rows.shape[1], rows.shape[2]
@@ -88,20 +90,19 @@ def scatter_taps(block, halo, i0, i1, rows, cols, weights, stride, grad_src, chu
     chunks = (channels + chunk - 1) // chunk
     for task in numba.prange(batch * chunks):
         b, lo = task // chunks, (task % chunks) * chunk
-        hi = min(channels, lo + chunk)
+        n, first = np.uint64(min(channels, lo + chunk) - lo), np.uint64(lo)
         for i in range(i0, i1):
             grad_row = block[i - i0, b]
             for t in range(num_taps):
-                c0 = t * channels + lo
+                c0 = np.uint64(t * channels + lo)
                 for p in range(corners):
-                    dst_row, w = grad_src[rows[i, t, p], b], weights[i, t, p]
+                    dst_row, w, k = grad_src[rows[i, t, p], b], weights[i, t, p], cols[i, t, p]
                     if w == 0:
                         continue
                     for j in range(w_out):
-                        d = dst_row[halo + _wrap(j * stride + cols[i, t, p], width), lo:hi]
-                        g = grad_row[j, c0:c0 + hi - lo]
-                        for c in range(hi - lo):
-                            d[c] += w * g[c]
+                        d, g = np.uint64(halo + _wrap(j * stride + k, width)), np.uint64(j)
+                        for c in range(n):
+                            dst_row[d, first + c] += w * grad_row[g, c0 + c]
 
 
 @parallel_kernel(cache=True)
