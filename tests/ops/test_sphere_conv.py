@@ -110,6 +110,32 @@ def test_pole_rows_draw_on_all_longitudes(interpolation):
         assert {c for _, c in torch.nonzero(x.grad[0, 0]).tolist()} == {31, 0, 1}
 
 
+@pytest.mark.parametrize("stencil", ["cap", "gnomonic"])
+def test_fast_path_carries_a_nan_only_where_the_taps_weight_it(stencil):
+    """Bilinear taps on the pixel grid have zero-weight corners, which the fast CPU path skips: a NaN
+    input pixel reaches exactly the outputs whose taps weight it, and a NaN output gradient exactly the
+    inputs that its pixel's taps weight (the reference multiplies the zero weights, 0 * NaN = NaN)."""
+    h, w, (r, c), (i, j) = 16, 32, (7, 5), (3, 30)
+    table = neighbour_table(h, w, 3, 1, 1, stencil, "bilinear")
+    assert (table.weights == 0).any()
+    source_cols = (torch.arange(w).view(1, 1, 1, w) + table.cols.unsqueeze(-1)) % w  # (H, K, P, W)
+    weighted = (table.weights != 0).unsqueeze(-1)
+    reads_rc = ((table.rows.unsqueeze(-1) == r) & (source_cols == c) & weighted).flatten(1, 2).any(1)
+    read_by_ij = torch.zeros(h, w, dtype=torch.bool)
+    read_by_ij[table.rows[i][weighted[i, ..., 0]], source_cols[i, ..., j][weighted[i, ..., 0]]] = True
+
+    x = torch.randn(1, 1, h, w, dtype=torch.float64)
+    x[0, 0, r, c] = float("nan")
+    x.requires_grad_()
+    weight = torch.randn(1, 1, 3, 3, dtype=torch.float64)
+    out = sphere_conv2d(x, weight, interpolation="bilinear", stencil=stencil, backend="cpu")
+    assert torch.equal(out[0, 0].isnan(), reads_rc)
+    grad_out = torch.zeros_like(out)
+    grad_out[0, 0, i, j] = float("nan")
+    out.backward(grad_out)
+    assert torch.equal(x.grad[0, 0].isnan(), read_by_ij)
+
+
 @pytest.mark.usefixtures("weight_grad_method")
 @pytest.mark.parametrize("stride", [1, (2, 1), 2])
 @pytest.mark.parametrize("interpolation", ["nearest", "bilinear"])
