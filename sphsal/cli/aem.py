@@ -7,6 +7,7 @@ source audio kept) and, beside it, a PNG still of the frame with the loudest map
 from __future__ import annotations
 
 import os
+import warnings
 
 from sphsal.cli.options import non_negative_float, output_file, positive_float, positive_int
 
@@ -60,17 +61,29 @@ def render_aem(video: str, out: str, *, decoder: str = "cardioid", window: float
     check_paths(video, out)
     if max_height < 1:
         raise ValueError(f"max_height must be a positive number of pixels, got {max_height}")
-    from sphsal.audio import energy_map, load_audio
+    import torch
+
+    from sphsal.audio import energy_map, load_audio, require_ambisonic
     from sphsal.data import VideoReader
     from sphsal.viz import capped_size, overlay, tensor_to_frame, write_png, write_video
 
-    audio, rate = load_audio(video, ambisonic=not allow_non_ambisonic)
+    audio, rate = load_audio(video)
+    try:
+        require_ambisonic(audio, path=video)
+        ambisonic = True
+    except ValueError as err:
+        if not allow_non_ambisonic:
+            raise
+        warnings.warn(f"{err}; rendering a uniform energy map", stacklevel=2)
+        ambisonic = False
     with VideoReader(video) as probe:
         size = capped_size(probe.height, probe.width, max_height, 2 * probe.width)
     reader = VideoReader(video, size=size)
-    maps = energy_map(audio, rate, reader.fps, *map_size, decoder=decoder, window=window,
-                      num_frames=len(reader), smoothing=smoothing,
-                      on_non_ambisonic="uniform" if allow_non_ambisonic else "error")
+    if ambisonic:
+        maps = energy_map(audio, rate, reader.fps, *map_size, decoder=decoder, window=window,
+                          num_frames=len(reader), smoothing=smoothing)
+    else:
+        maps = torch.ones(len(reader), *map_size)
     frames = (overlay(tensor_to_frame(reader.read_frame(t)), maps[t]) for t in range(len(reader)))
     write_video(out, frames, float(reader.fps), audio=audio if audio.shape[0] <= 8 else audio[:1],
                 sample_rate=rate)
