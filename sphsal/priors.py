@@ -11,14 +11,10 @@ import math
 
 import torch
 
+from sphsal._checks import check_number
 from sphsal.sphere import equirect_directions
 
 __all__ = ["equator_bias", "center_bias"]
-
-
-def _check_sigma(name: str, value: float) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
 
 
 def equator_bias(h: int, w: int, sigma_el: float = math.radians(15.0), sigma_az: float = math.radians(75.0),
@@ -30,8 +26,7 @@ def equator_bias(h: int, w: int, sigma_el: float = math.radians(15.0), sigma_az:
     of the equator) is exactly 1. ``sigma_el``, ``sigma_az`` in radians (defaults 15 and 75 degrees, as
     in AVS360).
     """
-    _check_sigma("sigma_el", sigma_el)
-    _check_sigma("sigma_az", sigma_az)
+    sigma_el, sigma_az = check_number(sigma_el, "sigma_el"), check_number(sigma_az, "sigma_az")
     az, el = equirect_directions(h, w, dtype=torch.float64, device=device)
     daz = torch.remainder(az + math.pi, 2 * math.pi) - math.pi
     bias = torch.exp(-0.5 * (el / sigma_el) ** 2 - 0.5 * (daz / sigma_az) ** 2)
@@ -44,7 +39,7 @@ def center_bias(h: int, w: int, sigma: float = 0.25, *, dtype=None, device=None)
     ``sigma`` is a fraction of each side (the image spans [0, 1] along both axes, so the Gaussian is
     stretched with the aspect ratio); pixel centres at ``(i + 0.5) / H`` and ``(j + 0.5) / W``.
     """
-    _check_sigma("sigma", sigma)
+    sigma = check_number(sigma, "sigma")
     if int(h) != h or int(w) != w or h < 1 or w < 1:
         raise ValueError(f"image size must be positive integers, got h={h!r}, w={w!r}")
     y = (torch.arange(int(h), dtype=torch.float64, device=device) + 0.5) / h - 0.5

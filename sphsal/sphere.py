@@ -18,10 +18,11 @@ Conventions (radians everywhere):
 from __future__ import annotations
 
 import math
-import operator
 
 import torch
 import torch.nn.functional as F
+
+from sphsal._checks import check_integer
 
 __all__ = [
     "equirect_directions",
@@ -208,7 +209,7 @@ def pad_equirect(x: torch.Tensor, pad: int = 1) -> torch.Tensor:
     if not isinstance(x, torch.Tensor) or x.dim() < 2:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"x must be an ERP tensor (..., H, W), got {shape}")
-    pad = _check_pad(pad)
+    pad = check_integer(pad, "pad", minimum=0, unit="pixels")
     h, w = x.shape[-2:]
     if w % 2:
         raise ValueError(f"pad_equirect needs an even ERP width to wrap over the poles, got W={w}")
@@ -220,17 +221,6 @@ def pad_equirect(x: torch.Tensor, pad: int = 1) -> torch.Tensor:
     bottom = torch.roll(x[..., h - pad:, :], w // 2, dims=-1).flip(-2)
     x = torch.cat((top, x, bottom), dim=-2)
     return torch.cat((x[..., -pad:], x, x[..., :pad]), dim=-1)
-
-
-def _check_pad(pad) -> int:
-    """``pad`` as a non-negative Python ``int`` (``ValueError`` naming ``pad`` otherwise; no bool)."""
-    try:
-        value = None if isinstance(pad, bool) else operator.index(pad)
-    except TypeError:
-        value = None
-    if value is None or value < 0:
-        raise ValueError(f"pad must be a non-negative integer number of pixels, got {pad!r}")
-    return value
 
 
 def sample_equirect(x: torch.Tensor, row: torch.Tensor, col: torch.Tensor,

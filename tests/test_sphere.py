@@ -200,7 +200,7 @@ def test_sample_equirect_checks_coordinates():
 def test_pad_equirect_checks_pad_and_layout():
     x = torch.rand(1, 1, 8, 16)
     for pad in (-1, 1.5, True, "1"):  # -1 returned a (1, 1, 15, 46) tensor
-        with pytest.raises(ValueError, match="pad must be a non-negative integer"):
+        with pytest.raises(ValueError, match=r"pad must be an integer >= 0 \(pixels\)"):
             sphere.pad_equirect(x, pad)
     with pytest.raises(ValueError, match=r"x must be an ERP tensor \(\.\.\., H, W\)"):
         sphere.pad_equirect(torch.rand(16), 1)

@@ -31,13 +31,13 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
 import warnings
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sphsal._checks import check_integer, check_number
 from sphsal.audio._signal import as_signal
 from sphsal.audio.ambisonics import require_ambisonic
 from sphsal.audio.harmonics import acn_degrees, normalization_gains, sh_matrix
@@ -135,32 +135,16 @@ def window_covariance(b, sample_rate, fps, num_frames: int | None = None,
         ``(T, channels, channels)`` in the dtype of ``b`` (float32 or float64): ``X_k X_k^T / L``.
     """
     x = as_signal(b, "b")
-    _check_framing(sample_rate, fps, num_frames, window)
+    window = _check_framing(sample_rate, fps, num_frames, window)
     return _covariance(x, sample_rate, fps, num_frames, window)
 
 
-def _check_framing(sample_rate, fps, num_frames, window) -> None:
-    """``ValueError`` naming the argument for bad rates, ``num_frames`` or ``window``."""
+def _check_framing(sample_rate, fps, num_frames, window) -> float | None:
+    """``window`` as a float (or None); ``ValueError`` naming the argument for bad rates, ``num_frames``
+    or ``window``."""
     check_rates(sample_rate, fps)
     check_num_frames(num_frames)
-    if window is not None:
-        _check_seconds(window, "window", allow_zero=False)
-
-
-def _check_seconds(value, name: str, allow_zero: bool) -> None:
-    """``ValueError`` naming ``name`` unless ``value`` is a finite duration in seconds, positive (or also
-    zero when ``allow_zero``)."""
-    number = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not number or not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        kind = "non-negative" if allow_zero else "positive"
-        raise ValueError(f"{name} must be a {kind} finite duration in seconds, got {value!r}")
-
-
-def _check_map_size(height, width) -> None:
-    """``ValueError`` unless ``height`` and ``width`` are positive integers (numpy ints too)."""
-    for name, size in (("height", height), ("width", width)):
-        if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
-            raise ValueError(f"height and width must be positive integers, got {name}={size!r}")
+    return check_number(window, "window", unit="seconds", optional=True)
 
 
 def _covariance(x: torch.Tensor, sample_rate, fps, num_frames: int | None,
@@ -263,11 +247,10 @@ def energy_map(b, sample_rate, fps, height: int, width: int, decoder: str = "car
         raise ValueError(f"on_non_ambisonic must be 'error' or 'uniform', got {on_non_ambisonic!r}")
     if decoder not in DECODERS:
         raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
-    if smoothing is not None:
-        _check_seconds(smoothing, "smoothing", allow_zero=True)
+    smoothing = check_number(smoothing, "smoothing", inclusive=True, unit="seconds", optional=True)
     x = as_signal(b, "b")
-    _check_framing(sample_rate, fps, num_frames, window)
-    _check_map_size(height, width)
+    window = _check_framing(sample_rate, fps, num_frames, window)
+    height, width = check_integer(height, "height"), check_integer(width, "width")
     try:
         order = require_ambisonic(x, "b")
     except ValueError as err:
@@ -344,7 +327,7 @@ def doa_intensity(b, sample_rate, fps, window: float | None = None, *,
     """
     x = as_signal(b, "b")
     require_ambisonic(x, "b")
-    _check_framing(sample_rate, fps, num_frames, window)
+    window = _check_framing(sample_rate, fps, num_frames, window)
     cov = _covariance(x[:4].to(torch.float64), sample_rate, fps, num_frames, window)
     intensity = torch.stack((cov[:, 0, 3], cov[:, 0, 1], cov[:, 0, 2]), dim=-1)
     az, el = vectors_to_directions(intensity)

@@ -24,6 +24,7 @@ import numpy as np
 import scipy.signal
 import torch
 
+from sphsal._checks import check_integer
 from sphsal.audio._signal import as_signal
 from sphsal.audio.harmonics import order_from_channels
 from sphsal.audio.timing import check_num_frames, check_rates, frame_sample_positions, num_video_frames
@@ -175,9 +176,7 @@ def waveform_windows(signal, sample_rate, fps, length: int, num_frames: int | No
         ``(T, length)`` float32 tensor, ``T = floor(duration * fps)`` unless ``num_frames`` is given.
     """
     check_rates(sample_rate, fps)
-    if isinstance(length, bool) or int(length) != length or length < 1:
-        raise ValueError(f"length must be a positive number of samples, got {length!r}")
-    length = int(length)
+    length = check_integer(length, "length", whole_floats=True, unit="samples")
     t_frames = check_num_frames(num_frames)
     mono = torch.from_numpy(mono_downmix(signal))
     if t_frames is None:

@@ -21,6 +21,8 @@ import math
 
 import torch
 
+from sphsal._checks import check_integer
+
 __all__ = [
     "NORMALIZATIONS",
     "num_channels",
@@ -34,9 +36,7 @@ NORMALIZATIONS = ("sn3d", "n3d", "orthonormal")
 
 
 def _check_order(order) -> int:
-    if isinstance(order, bool) or int(order) != order or order < 0:
-        raise ValueError(f"order must be a non-negative integer, got {order!r}")
-    return int(order)
+    return check_integer(order, "order", minimum=0, whole_floats=True)
 
 
 def _check_normalization(normalization: str) -> str:

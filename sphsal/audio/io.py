@@ -17,6 +17,7 @@ import librosa
 import numpy as np
 import soundfile
 
+from sphsal._checks import check_integer
 from sphsal.atomic import atomic_path
 from sphsal.audio._signal import as_signal
 from sphsal.audio.ambisonics import require_ambisonic
@@ -192,10 +193,7 @@ def _check_finite(audio: np.ndarray, path: str) -> None:
 
 def check_sample_rate(value, name: str = "sample_rate") -> int:
     """``value`` as an int, or ``ValueError`` naming ``name`` unless it is a positive integer."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(value) or int(value) != value or value <= 0:
-        raise ValueError(f"{name} must be a positive integer (Hz), got {value!r}")
-    return int(value)
+    return check_integer(value, name, whole_floats=True, unit="Hz")
 
 
 def _to_ambix(audio: np.ndarray, spatial: SpatialAudioMetadata, path: str) -> np.ndarray:

@@ -10,31 +10,25 @@ in integer arithmetic: exact for any signal length.
 from __future__ import annotations
 
 import math
-import numbers
 from fractions import Fraction
 
 import numpy as np
+
+from sphsal._checks import check_integer, check_number
 
 __all__ = ["check_rates", "check_num_frames", "num_video_frames", "frame_sample_positions"]
 
 
 def check_rates(sample_rate, fps) -> None:
     """Raise ``ValueError`` naming the argument when ``sample_rate`` or ``fps`` is not a positive number."""
-    for name, value in (("sample_rate", sample_rate), ("fps", fps)):
-        if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.integer, np.floating)) \
-                or not math.isfinite(value) or value <= 0:
-            raise ValueError(f"{name} must be a positive number, got {value!r}")
+    check_number(sample_rate, "sample_rate")
+    check_number(fps, "fps")
 
 
 def check_num_frames(num_frames) -> int | None:
     """``num_frames`` as an int (``None`` stays ``None``); ``ValueError`` naming the argument unless it is
     a non-negative integer (``2.0`` is accepted, ``2.7``, ``-3``, ``True`` and NaN are not)."""
-    if num_frames is None:
-        return None
-    if isinstance(num_frames, bool) or not isinstance(num_frames, numbers.Real) \
-            or not math.isfinite(num_frames) or int(num_frames) != num_frames or num_frames < 0:
-        raise ValueError(f"num_frames must be a non-negative integer, got {num_frames!r}")
-    return int(num_frames)
+    return check_integer(num_frames, "num_frames", minimum=0, optional=True, whole_floats=True)
 
 
 def _rational(value) -> Fraction:

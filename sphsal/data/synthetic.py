@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import numbers
 import os
 import shutil
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ import av
 import numpy as np
 import torch
 
+from sphsal._checks import check_integer, check_number
 from sphsal.atomic import atomic_path
 from sphsal.audio.io import check_sample_rate
 from sphsal.data.groundtruth import default_cache_dir
@@ -330,16 +330,6 @@ def _to_sample_format(x: np.ndarray, fmt: str) -> np.ndarray:
 ALAC_RATES = (8000, 384000)
 
 
-def _check_positive(value, name: str, integer: bool = False):
-    """``value`` if it is a finite positive number (an int when ``integer``), else ``ValueError`` naming
-    ``name``."""
-    number = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not number or not math.isfinite(value) or value <= 0 or (integer and int(value) != value):
-        kind = "a positive integer" if integer else "a positive finite number"
-        raise ValueError(f"{name} must be {kind}, got {value!r}")
-    return int(value) if integer else value
-
-
 def _check_codec_rate(sample_rate, audio_codec: str) -> int:
     """``sample_rate`` (Hz) as an int, or ``ValueError`` unless ``audio_codec`` encodes at that rate
     (AAC: the rates FFmpeg's encoder lists; ALAC: :data:`ALAC_RATES`)."""
@@ -364,10 +354,10 @@ def _check_video_options(duration, fps, height, width, sample_rate, audio_codec)
         if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 2 or size % 2:
             raise ValueError(f"height and width must be positive even integers (H.264 4:2:0), "
                              f"got {name}={size!r}")
-    duration = _check_positive(duration, "duration")
-    rate = Fraction(_check_positive(fps, "fps")).limit_denominator(1001)
+    duration = check_number(duration, "duration")
+    rate = Fraction(check_number(fps, "fps")).limit_denominator(1001)
     if rate <= 0:
-        raise ValueError(f"fps must be a positive finite number, got {fps!r}")
+        raise ValueError(f"fps must be a finite number > 0, got {fps!r}")
     if round(duration * rate) < 1:
         raise ValueError(f"duration {duration!r} s at fps {fps!r} gives no video frame "
                          f"(round(duration * fps) = 0); make duration at least {float(1 / (2 * rate)):.4g} s")
@@ -480,8 +470,8 @@ def make_dataset(root, n_videos: int = 6, duration: float = 4.0, fps=8, height: 
     nothing behind and an interrupted one at most a hidden ``.<name>.*`` staging folder, never a partial
     ``root`` (with ``overwrite`` the old dataset stays until the new one is complete).
     """
-    _check_positive(n_videos, "n_videos", integer=True)
-    _check_positive(n_viewers, "n_viewers", integer=True)
+    check_integer(n_videos, "n_videos", whole_floats=True)
+    check_integer(n_viewers, "n_viewers", whole_floats=True)
     _check_video_options(duration, fps, height, width, sample_rate, audio_codec)
     params = {"n_videos": n_videos, "duration": duration, "fps": fps, "height": height, "width": width,
               "seed": seed, "audio_decisive": audio_decisive, "n_objects": n_objects, "n_viewers": n_viewers,

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from sphsal._checks import check_integer
 from sphsal.engine.runtime import collate_items, resolve_device, to_device
 from sphsal.metrics import DEFAULT_METRICS, METRICS, Evaluator
 
@@ -59,8 +60,7 @@ def evaluate_model(model: torch.nn.Module, dataset: Dataset, *, out_dir=None,
     ``"fixations"`` maps for nss and the AUCs; a missing one is a ``ValueError`` naming the metrics
     that need it.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    batch_size = check_integer(batch_size, "batch_size")
     evaluator = Evaluator(metrics, weights=weights, seed=seed)
     needs = _ground_truth_needs(evaluator.metrics)
     device = resolve_device(device)

@@ -27,15 +27,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from collections.abc import Iterable
-from numbers import Real
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from sphsal._checks import check_integer, check_number
 from sphsal.atomic import atomic_path, write_text
 from sphsal.data.clips import audio_window, clip_indices, clip_span, slice_audio
 from sphsal.engine.evaluate import upsample_prediction
@@ -74,12 +73,12 @@ def _load_video_audio(path: str, model) -> tuple[np.ndarray | None, int]:
     return audio, rate
 
 
-def _check_options(batch_size, fps) -> None:
-    """``ValueError`` naming ``batch_size`` or ``fps`` when it is not positive."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, Real) or not 0 < fps < math.inf):
-        raise ValueError(f"fps must be None (the video's own) or a number > 0, got {fps!r}")
+def _check_options(batch_size, fps) -> int:
+    """``batch_size`` as an int; ``ValueError`` naming ``batch_size`` or ``fps`` when it is not positive
+    (``fps`` may be None: the video's own)."""
+    batch_size = check_integer(batch_size, "batch_size")
+    check_number(fps, "fps", optional=True)
+    return batch_size
 
 
 def _weights_digest(model: torch.nn.Module) -> str:
@@ -159,7 +158,7 @@ def predict_video(model: torch.nn.Module, path, out_dir, *, fps=None, batch_size
     """
     from sphsal.data import VideoReader
 
-    _check_options(batch_size, fps)
+    batch_size = _check_options(batch_size, fps)
     path = os.fspath(path)
     name = os.path.splitext(os.path.basename(path))[0]
     video_dir = os.path.join(os.fspath(out_dir), name)

@@ -21,13 +21,13 @@ import math
 import os
 import time
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from numbers import Integral, Real
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
+from sphsal._checks import check_integer, check_number
 from sphsal.atomic import atomic_path, write_text
 from sphsal.engine.runtime import (
     Runtime,
@@ -123,13 +123,12 @@ class TrainConfig:
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"TrainConfig.{name} must be a dict, got {getattr(self, name)!r}")
         for name in ("epochs", "batch_size", "ckpt_every", "log_every"):
-            setattr(self, name, _int_field(name, getattr(self, name), minimum=1))
-        self.max_steps = _int_field("max_steps", self.max_steps, minimum=1, optional=True)
-        for name in ("warmup_steps", "num_workers"):
-            setattr(self, name, _int_field(name, getattr(self, name), minimum=0))
-        self.seed = _int_field("seed", self.seed, minimum=0)
-        self.lr = _float_field("lr", self.lr, positive=True)
-        self.clip_grad = _float_field("clip_grad", self.clip_grad, positive=False)
+            setattr(self, name, check_integer(getattr(self, name), f"TrainConfig.{name}"))
+        self.max_steps = check_integer(self.max_steps, "TrainConfig.max_steps", optional=True)
+        for name in ("warmup_steps", "num_workers", "seed"):
+            setattr(self, name, check_integer(getattr(self, name), f"TrainConfig.{name}", minimum=0))
+        self.lr = check_number(self.lr, "TrainConfig.lr", optional=True)
+        self.clip_grad = check_number(self.clip_grad, "TrainConfig.clip_grad", inclusive=True, optional=True)
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"TrainConfig.lr_schedule must be one of {LR_SCHEDULES}, "
                              f"got {self.lr_schedule!r}")
@@ -148,27 +147,6 @@ def _text_field(name: str, value, optional: bool = False) -> str | None:
         raise ValueError(f"TrainConfig.{name} must be a non-empty string{' or None' if optional else ''}, "
                          f"got {value!r}")
     return value
-
-
-def _int_field(name: str, value, minimum: int, optional: bool = False) -> int | None:
-    """An int >= ``minimum`` (or None when ``optional``)."""
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise ValueError(f"TrainConfig.{name} must be an int >= {minimum}{' or None' if optional else ''}, "
-                         f"got {value!r}")
-    return int(value)
-
-
-def _float_field(name: str, value, positive: bool) -> float | None:
-    """None or a finite number, > 0 when ``positive`` else >= 0."""
-    if value is None:
-        return None
-    bad = isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value)
-    if bad or value < 0 or (positive and value == 0):
-        raise ValueError(f"TrainConfig.{name} must be None or a finite number {'>' if positive else '>='} 0, "
-                         f"got {value!r}")
-    return float(value)
 
 
 def dataset_for_model(model, name: str, root, **options):

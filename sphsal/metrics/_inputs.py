@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sphsal._checks import check_integer
 from sphsal.metrics import _kernels
 from sphsal.sphere import directions_to_pixels, solid_angle_weights
 
@@ -293,6 +294,4 @@ def match_size(pred: torch.Tensor, target: torch.Tensor, *, mode: str = "bilinea
 def check_seed(seed, name: str = "seed") -> int:
     """``seed`` as a Python ``int`` for ``numpy.random.default_rng``: a non-negative integer (Python or
     NumPy; not bool), else ``ValueError`` naming ``name``."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {seed!r}")
-    return int(seed)
+    return check_integer(seed, name, minimum=0)

@@ -21,6 +21,7 @@ import torch
 from numba import types
 from numba.extending import overload
 
+from sphsal._checks import check_number
 from sphsal._numba_parallel import parallel_kernel
 from sphsal.metrics._inputs import check_directions, direction_pixel_index
 from sphsal.metrics._kernels import _bits_to_f64
@@ -84,7 +85,8 @@ def density_from_fixations(directions, h: int, w: int, sigma_deg: float, *, norm
         raise ValueError(f"norm must be one of {_NORMS}, got {norm!r}")
     if backend not in _BACKENDS:
         raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
-    sigma_deg, truncate = _positive(sigma_deg, "sigma_deg"), _positive(truncate, "truncate", finite=False)
+    sigma_deg = check_number(sigma_deg, "sigma_deg")
+    truncate = check_number(truncate, "truncate", finite=False)
     check_float_dtype(dtype)
     d = check_directions(directions, "directions")
     if d.shape[0] == 0:
@@ -104,17 +106,6 @@ def density_from_fixations(directions, h: int, w: int, sigma_deg: float, *, norm
     else:
         total = total / total.sum()
     return total.to(dtype)
-
-
-def _positive(value, name: str, finite: bool = True) -> float:
-    """``value`` as a positive float, finite unless ``finite=False`` (``ValueError`` naming ``name``)."""
-    try:
-        number = math.nan if isinstance(value, (str, bytes)) else float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if not number > 0 or (finite and math.isinf(number)):
-        raise ValueError(f"{name} must be a {'finite ' if finite else ''}positive number, got {value!r}")
-    return number
 
 
 def _density_torch(d: torch.Tensor, h: int, w: int, sigma: float, radius: float,

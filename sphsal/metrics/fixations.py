@@ -22,11 +22,11 @@ device).
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 import torch
 
+from sphsal._checks import check_integer, check_number
 from sphsal.metrics._inputs import as_maps, check_same_shape, check_seed, finish, fixation_lists, warn_nan
 from sphsal.metrics._reductions import EPS, Reducer, Rescale, gather, prepare, roc_area
 
@@ -69,7 +69,7 @@ def auc_judd(pred, fixations, *, weights=None, reduction: str = "none", jitter: 
     exactly 0.5 with ``jitter=0``). All pixels fixated (no negatives): NaN with a ``RuntimeWarning``.
     """
     (p,), red, single = prepare({"pred": pred}, weights, backend, reduction)
-    jitter, seed = _check_jitter(jitter), check_seed(seed)
+    jitter, seed = check_number(jitter, "jitter", inclusive=True), check_seed(seed)
     idx, pos_w, _, empty = _positives("auc_judd", fixations, p, red)
     noise = torch.zeros(red.n, dtype=torch.float64, device=p.device)
     if jitter:
@@ -208,21 +208,9 @@ def _permutations(seed: int, splits: int, n: int) -> np.ndarray:
 
 def _check_splits(splits: int, step: float) -> None:
     """``ValueError`` unless ``splits`` is a positive int (not a float or bool) and ``0 < step <= 1``."""
-    if isinstance(splits, bool) or not isinstance(splits, (int, np.integer)) or splits < 1:
-        raise ValueError(f"splits must be a positive integer, got {splits!r}")
+    check_integer(splits, "splits")
     if not 0 < step <= 1:
         raise ValueError(f"step must be in (0, 1], got {step!r}")
-
-
-def _check_jitter(jitter) -> float:
-    """``jitter`` as a finite float ``>= 0`` (``ValueError`` naming ``jitter`` otherwise)."""
-    try:
-        value = math.nan if isinstance(jitter, (str, bytes)) else float(jitter)
-    except (TypeError, ValueError):
-        value = math.nan
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"jitter must be a finite number >= 0 (the tie-breaking noise), got {jitter!r}")
-    return value
 
 
 def _split_auc(p: torch.Tensor, red: Reducer, r: Rescale, pos_idx: torch.Tensor, pos_w: torch.Tensor,

@@ -8,12 +8,10 @@ Their product, sum-normalised, is a baseline that every learned audio-visual mod
 
 from __future__ import annotations
 
-import math
-from numbers import Integral, Real
-
 import torch
 from torch import nn
 
+from sphsal._checks import check_integer, check_number
 from sphsal.models.inputs import check_aem_options, check_shapes, clip_energy_map, max_normalise, require_keys
 from sphsal.models.registry import InputSpec, register_model
 from sphsal.priors import equator_bias
@@ -44,14 +42,11 @@ class AEMECBPrior(nn.Module):
         output_size = (int(output_size[0]), int(output_size[1]))
         if min(output_size) < 1 or output_size[1] % 2:
             raise ValueError(f"output_size must be positive (H, W) with an even W, got {output_size}")
-        if isinstance(floor, bool) or not isinstance(floor, Real) or not math.isfinite(floor) or floor < 0:
-            raise ValueError(f"floor must be a finite number >= 0, got {floor!r}")
-        if isinstance(clip_len, bool) or not isinstance(clip_len, Integral) or clip_len < 1:
-            raise ValueError(f"clip_len must be an integer >= 1, got {clip_len!r}")
+        floor, clip_len = check_number(floor, "floor", inclusive=True), check_integer(clip_len, "clip_len")
         self.output_size = output_size
-        self.floor = float(floor)
+        self.floor = floor
         self.register_buffer("ecb", equator_bias(*output_size)[None, None], persistent=False)
-        self.input_spec = InputSpec(clip_len=int(clip_len), frame_size=output_size, output_size=output_size,
+        self.input_spec = InputSpec(clip_len=clip_len, frame_size=output_size, output_size=output_size,
                                     needs_aem=True, audio_channels=4)
         self.default_loss = "kld"
         # Nothing to train: the prior has no parameters (the recipe only completes the model API).

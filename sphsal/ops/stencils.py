@@ -41,6 +41,7 @@ from dataclasses import dataclass
 
 import torch
 
+from sphsal._checks import check_integer
 from sphsal.sphere import directions_to_pixels, pixels_to_directions
 
 __all__ = ["NeighbourTable", "neighbour_table", "stencil_offsets", "stencil_pixel_coords", "STENCILS",
@@ -158,10 +159,8 @@ def validate_config(height: int, width: int, kernel_size: int, stride: int, dila
         raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
     if int(kernel_size) != kernel_size or kernel_size < 1 or kernel_size % 2 == 0:
         raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size!r}")
-    if int(stride) != stride or stride < 1:
-        raise ValueError(f"stride must be a positive integer, got {stride!r}")
-    if int(dilation) != dilation or dilation < 1:
-        raise ValueError(f"dilation must be a positive integer, got {dilation!r}")
+    stride = check_integer(stride, "stride", whole_floats=True)
+    check_integer(dilation, "dilation", whole_floats=True)
     if width % 2:
         raise ValueError(f"the ERP width W must be even to wrap over the poles, got W={width}")
     if height % stride or width % stride:

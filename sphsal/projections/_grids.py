@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from sphsal._checks import check_integer
 from sphsal.projections import _plan_op
 from sphsal.sphere import directions_to_pixels
 
@@ -288,7 +289,5 @@ def check_erp(x, name: str = "x") -> None:
 
 
 def check_size(value, name: str) -> int:
-    """A positive integer size argument."""
-    if isinstance(value, bool) or int(value) != value or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+    """A positive integer size argument (``8.0`` is accepted as 8)."""
+    return check_integer(value, name, whole_floats=True)

@@ -37,5 +37,5 @@ def test_check_num_frames():
     assert check_num_frames(None) is None and check_num_frames(3.0) == 3
     assert check_num_frames(np.int64(0)) == 0
     for bad in (-1, 2.7, True, float("nan"), "3"):
-        with pytest.raises(ValueError, match="num_frames must be a non-negative integer"):
+        with pytest.raises(ValueError, match="num_frames must be None or an integer >= 0"):
             check_num_frames(bad)

@@ -254,8 +254,9 @@ def test_map_size_durations_and_frame_counts_are_checked():
     b = np.zeros((4, SR), dtype=np.float32)
     with pytest.raises(ValueError, match="height.*16.0"):
         energy_map(b, SR, FPS, 16.0, 32)
-    for name in ("window", "smoothing"):
-        with pytest.raises(ValueError, match=f"{name} must be a .*finite duration"):
+    for name, bound in (("window", ">"), ("smoothing", ">=")):
+        message = rf"{name} must be None or a finite number {bound} 0 \(seconds\), got inf"
+        with pytest.raises(ValueError, match=message):
             energy_map(b, SR, FPS, 8, 16, **{name: float("inf")})
     for frames in (2.5, -1, True):
         with pytest.raises(ValueError, match="num_frames"):

@@ -164,8 +164,8 @@ def test_options_are_checked():
     d = torch.zeros(1, 2)
     with pytest.raises(ValueError, match="dtype must be a floating torch dtype"):
         density_from_fixations(d, H, W, 5.0, dtype=torch.int64)  # truncated the density to integers
-    with pytest.raises(ValueError, match="sigma_deg must be a finite positive number"):
+    with pytest.raises(ValueError, match="sigma_deg must be a finite number > 0, got '5'"):
         density_from_fixations(d, H, W, "5")
-    with pytest.raises(ValueError, match="truncate must be a positive number"):
+    with pytest.raises(ValueError, match="truncate must be a number > 0, got nan"):
         density_from_fixations(d, H, W, 5.0, truncate=float("nan"))
     assert density_from_fixations(d, H, W, 5.0, truncate=float("inf")).sum() > 0  # no truncation

@@ -251,12 +251,12 @@ def test_argument_types_are_checked(data):
     pred, fix, _ = data
     with pytest.raises(ValueError, match=r"fixations is a list of 2 per-map arrays, but pred has 3 map"):
         nss(pred, [np.zeros((2, 2)), np.zeros((3, 2))])
-    with pytest.raises(ValueError, match="splits must be a positive integer, got 10.0"):
+    with pytest.raises(ValueError, match="splits must be an integer >= 1, got 10.0"):
         auc_borji(pred, fix, splits=10.0)
     assert torch.isfinite(auc_borji(pred, fix, splits=np.int64(3))).all()
     for fn in (auc_judd, auc_borji):
         for seed in (-1, 1.5, True):
-            with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+            with pytest.raises(ValueError, match="seed must be an integer >= 0"):
                 fn(pred, fix, seed=seed)
-    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+    with pytest.raises(ValueError, match="seed must be an integer >= 0"):
         auc_shuffled(pred, fix, fix, seed=-2)

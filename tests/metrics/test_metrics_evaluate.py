@@ -160,7 +160,7 @@ def test_write_replaces_no_file_until_every_file_is_ready(frames, tmp_path, monk
 def test_evaluator_checks_seed_and_single_frames(frames):
     pred, sal, fix = frames[("alpha", 0)]
     for seed in (-1, 2.5, "3", True):
-        with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        with pytest.raises(ValueError, match="seed must be an integer >= 0"):
             Evaluator(("cc",), seed=seed)
     ev = Evaluator(("cc",))
     with pytest.raises(ValueError, match=r"pred must be one frame's map .* got shape \(3, 8, 16\)"):

@@ -106,5 +106,5 @@ def test_out_hw_must_be_a_pair():
     for out_hw in (8, (4, 4, 4), "44"):
         with pytest.raises(ValueError, match=r"out_hw must be a pair \(H, W\) of positive integers"):
             equirect_to_perspective(x, 1.0, 0.0, 0.0, out_hw=out_hw)
-    with pytest.raises(ValueError, match=r"out_hw\[1\] must be a positive integer"):
+    with pytest.raises(ValueError, match=r"out_hw\[1\] must be an integer >= 1, got 0"):
         equirect_to_perspective(x, 1.0, 0.0, 0.0, out_hw=(4, 0))

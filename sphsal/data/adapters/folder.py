@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 
+from sphsal._checks import check_integer
 from sphsal.data.adapters._common import find_video, make_dataset, numbered_file_map, video_audio
 from sphsal.data.dataset import VideoEntry, check_root, split_videos
 from sphsal.data.groundtruth import MapGroundTruth
@@ -39,9 +40,7 @@ def folder(root, *, size=None, split: str = "all", first_number: int | None = No
             ``None``: the smallest number found, per video.
         **options: the ClipDataset options (``clip_len``, ``frame_step``, ``clip_mode``, ...).
     """
-    if first_number is not None and (isinstance(first_number, bool) or int(first_number) != first_number
-                                     or first_number < 0):
-        raise ValueError(f"first_number must be a non-negative integer or None, got {first_number!r}")
+    first_number = check_integer(first_number, "first_number", minimum=0, optional=True, whole_floats=True)
     root = check_root(root, "videos", "saliency")
     saliency_root = os.path.join(root, "saliency")
     names = sorted(n for n in os.listdir(saliency_root) if os.path.isdir(os.path.join(saliency_root, n)))
