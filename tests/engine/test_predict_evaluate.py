@@ -1,8 +1,10 @@
+import hashlib
 import json
 import os
 
 import numpy as np
 import pytest
+import torch
 from engine_tiny import BlobDataset
 
 from sphsal.engine.evaluate import evaluate_model
@@ -199,3 +201,20 @@ def test_fraction_frame_rates_pass_and_records_of_older_versions_are_named(tmp_p
     done.write_text(json.dumps({"video": "v.mp4", "frames": 3, "model": "SaliencyUNet", "png": True}))
     with pytest.raises(ValueError, match="older sphsal that did not record the model settings"):
         _previous_record(str(done), {})
+
+
+def test_weights_digest_is_remembered_until_the_weights_change(monkeypatch):
+    from sphsal.engine import predict
+
+    model = _unet(0)
+    first = predict._weights_digest(model)
+    hashed, sha1 = [], hashlib.sha1
+    monkeypatch.setattr(hashlib, "sha1", lambda: hashed.append(1) or sha1())
+    assert predict._weights_digest(model) == first and not hashed  # the same state: not hashed again
+    with torch.no_grad():
+        next(model.parameters()).mul_(2)  # changed in place
+    changed = predict._weights_digest(model)
+    assert changed != first and len(hashed) == 1
+    model.load_state_dict(_unet(0).state_dict())  # copied back into the same tensors
+    assert predict._weights_digest(model) == first and len(hashed) == 2
+    assert predict._weights_digest(_unet(0)) == first  # another model with the same weights
