@@ -10,8 +10,6 @@ from __future__ import annotations
 import math
 import numbers
 
-import numpy as np
-
 __all__ = ["check_number", "check_integer"]
 
 
@@ -24,7 +22,7 @@ def check_number(value, name: str, *, minimum: float = 0.0, inclusive: bool = Fa
     if value is None and optional:
         return None
     number = math.nan
-    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):  # NumPy's bool is not Real
         try:
             number = float(value)
         except OverflowError:  # a Fraction or int beyond float's range
