@@ -7,9 +7,15 @@ on its nearest ERP pixel, and several fixations on one pixel each count. Results
 map, or their mean with ``reduction="mean"``.
 
 ``weights`` (``None``, ``"sphere"`` for the solid angle of each ERP pixel, or a tensor broadcastable to
-``(H, W)``) weights every pixel-indexed quantity: the statistics of the prediction, the fixated pixels
-(positives; a pixel fixated ``c`` times has weight ``c w``) and the non-fixated ones (negatives). Equal
-weights give exactly the unweighted value.
+``(H, W)``) is the measure of the map's domain: it weights the statistics of the prediction (NSS's mean
+and std, the probability masses of information gain) and the pixels that negatives stand for (AUC-Judd's
+non-fixated pixels, AUC-Borji's draws). Fixations are not weighted by it: each is one sample of where
+people looked (a pixel fixated ``c`` times counts ``c`` times), and a small polar pixel already
+collects fewer of them, so weighting them by their pixel's solid angle would count the area twice
+(viewers looking uniformly over the sphere would score below chance on a map favouring the poles).
+Fixations and shuffled-AUC negatives on pixels of zero weight (outside the domain) are left out.
+Equal weights give exactly the unweighted value. (No public toolbox weights these metrics; AVS360
+reports them with cos-latitude weighting.)
 
 A map without fixations, or whose fixations all lie on pixels of zero weight, scores NaN with a
 ``RuntimeWarning``. Directions are checked (:func:`sphsal.metrics._inputs.check_directions`): elevations
@@ -38,8 +44,8 @@ def nss(pred, fixations, *, weights=None, reduction: str = "none", backend: str 
 
     ``z = (p - m) / s`` with the weighted mean ``m = sum(w p) / sum(w)`` and the unbiased weighted std
     ``s = sqrt(sum(w (p - m)^2) / (V1 - V2 / V1))``, ``V1 = sum(w)``, ``V2 = sum(w^2)`` (the sample std with
-    ``N - 1`` of the MIT benchmark when unweighted); ``nss = sum(c w z) / sum(c w)`` over pixels fixated
-    ``c`` times. Invariant to ``a p + b`` with ``a > 0``. A constant prediction (constant on the pixels of
+    ``N - 1`` of the MIT benchmark when unweighted); ``nss = sum(c z) / sum(c)`` over pixels fixated
+    ``c`` times (of positive weight). Invariant to ``a p + b`` with ``a > 0``. A constant prediction (constant on the pixels of
     positive weight, with weights that have zeros) has no z-score: NaN with a ``RuntimeWarning``.
     """
     (p,), red, single = prepare({"pred": pred}, weights, backend, reduction)
@@ -61,9 +67,9 @@ def auc_judd(pred, fixations, *, weights=None, reduction: str = "none", jitter: 
     The prediction is min-max normalised to ``[0, 1]`` and a uniform jitter in ``[0, jitter)`` (default
     ``1e-7``, finite and ``>= 0``; ``jitter * default_rng(seed).random(H * W)``, the same for every map;
     ``seed`` a non-negative integer) breaks ties, as the
-    MIT code does. Each fixated value is a threshold ``t``; the ROC point is the weighted fraction of
-    fixations with value ``>= t`` (true positives) against the weighted fraction of non-fixated pixels
-    with value ``>= t`` (false positives), completed by (0, 0) and (1, 1) and integrated with the
+    MIT code does. Each fixated value is a threshold ``t``; the ROC point is the fraction of fixations
+    with value ``>= t`` (true positives) against the weighted fraction of non-fixated pixels with value
+    ``>= t`` (false positives), completed by (0, 0) and (1, 1) and integrated with the
     trapezoid rule. No sort of the map: every pixel is binned among the sorted
     thresholds. Exact ties give the tie-aware ROC. A constant prediction scores chance level (about 0.5,
     exactly 0.5 with ``jitter=0``). All pixels fixated (no negatives): NaN with a ``RuntimeWarning``.
@@ -90,7 +96,7 @@ def auc_borji(pred, fixations, *, weights=None, reduction: str = "none", splits:
     probability proportional to ``weights``, e.g. to the solid angle with ``weights="sphere"``) by
     inverse-CDF sampling of ``default_rng(seed).random((splits, n_fix))`` (``seed`` default 0, the generator
     created anew for every map); each negative counts once. Thresholds run from 0 in steps of
-    ``step`` (default 0.1); true positives are the weighted fraction of fixations at or above the threshold,
+    ``step`` (default 0.1); true positives are the fraction of fixations at or above the threshold,
     false positives the fraction of negatives; trapezoid rule with (0, 0) and (1, 1) added.
     """
     (p,), red, single = prepare({"pred": pred}, weights, backend, reduction)
@@ -121,9 +127,8 @@ def auc_shuffled(pred, fixations, other_fixations, *, weights=None, reduction: s
     fixations of the same video's other frames). In each of ``splits`` splits, ``min(n_fix, n_other)``
     negatives are drawn without replacement from the other fixations (the first ones of the permutations
     ``default_rng(seed).random((splits, n_other)).argsort(axis=1)``, the generator created anew for every
-    map, of the pool listing the other fixations by pixel index); they are weighted by their pixels'
-    weights.
-    Thresholds from 0 in steps of ``step``, trapezoid rule. An empty ``other_fixations`` set, or a split
+    map, of the pool listing the other fixations by pixel index); each counts once, as each fixation
+    does (those on pixels of zero weight not at all). Thresholds from 0 in steps of ``step``, trapezoid rule. An empty ``other_fixations`` set, or a split
     whose negatives all lie on pixels of zero weight, scores NaN with a ``RuntimeWarning``.
     """
     (p,), red, single = prepare({"pred": pred}, weights, backend, reduction)
@@ -138,7 +143,7 @@ def auc_shuffled(pred, fixations, other_fixations, *, weights=None, reduction: s
         order = _permutations(seed, splits, pool.shape[0])
         neg_idx.append(pool[order[:, :min(n, pool.shape[0])]])
     r = red.stats(p, "pred").rescale(uniform_if_constant=False)
-    value, weightless = _split_auc(p, red, r, idx, pos_w, neg_idx, red.flat_w, step)
+    value, weightless = _split_auc(p, red, r, idx, pos_w, neg_idx, _in_domain(red), step)
     no_other = ~empty & torch.from_numpy(other_cnt.sum(axis=1) == 0).to(p.device)
     warn_nan("auc_shuffled", no_other, "empty other_fixations")
     weightless = ~empty & ~no_other & weightless
@@ -152,8 +157,8 @@ def info_gain(pred, fixations, *, baseline, weights=None, reduction: str = "none
 
     Both maps are min-max normalised and turned into probability masses ``P = w m / sum(w m)`` (a constant
     map, or with weights that have zeros one constant on the pixels of positive weight, is uniform);
-    ``ig = sum(c w (log2(eps + P) - log2(eps + B))) / sum(c w)`` over pixels fixated ``c``
-    times, ``eps = 2.2204e-16`` (MIT definition when unweighted). ``baseline`` (required; no centre or
+    ``ig = sum(c (log2(eps + P) - log2(eps + B))) / sum(c)`` over pixels fixated ``c``
+    times (of positive weight), ``eps = 2.2204e-16`` (MIT definition when unweighted). ``baseline`` (required; no centre or
     equator prior is assumed) is one ``(H, W)`` map for all, or one per map in any map layout.
     """
     (p,), red, single = prepare({"pred": pred}, weights, backend, reduction)
@@ -173,17 +178,23 @@ def info_gain(pred, fixations, *, baseline, weights=None, reduction: str = "none
 
 
 def _positives(metric: str, fixations, p: torch.Tensor, red: Reducer):
-    """Fixated pixels ``idx`` ``(B, K)``, their weights ``count * w`` ``(B, K)`` (0 for padding), the
-    number of fixations of every map (a list) and the ``(B,)`` mask of maps without fixations or whose
-    fixations all have zero weight (both warned about)."""
+    """Fixated pixels ``idx`` ``(B, K)``, their fixation counts ``(B, K)`` (0 for padding and for pixels of
+    zero weight: see the module docstring), the number of fixations of every map (a list) and the
+    ``(B,)`` mask of maps without fixations or whose fixations all have zero weight (both warned
+    about)."""
     idx, count = fixation_lists(fixations, tuple(p.shape), p.device)
     total = count.sum(dim=1)
     empty = total == 0
     warn_nan(metric, empty, "no fixations")
-    pos_w = count if red.weights is None else count * red.flat_w[idx]
+    pos_w = count if red.weights is None else count * _in_domain(red)[idx]
     weightless = ~empty & (pos_w.sum(dim=1) <= 0)
     warn_nan(metric, weightless, "fixations only on pixels of zero weight")
     return idx, pos_w, total.round().long().tolist(), empty | weightless
+
+
+def _in_domain(red: Reducer) -> torch.Tensor:
+    """Float64 ``(N,)``: 1 for the pixels of positive weight, 0 for the others."""
+    return (red.flat_w > 0).to(torch.float64)
 
 
 def _uniforms(seed: int, *shape: int) -> np.ndarray:
@@ -220,7 +231,8 @@ def _split_auc(p: torch.Tensor, red: Reducer, r: Rescale, pos_idx: torch.Tensor,
 
     ``p``: maps ``(B, H, W)`` rescaled by ``r`` to ``[0, 1]``; ``pos_idx``, ``pos_w``: fixated pixels and
     their weights ``(B, K)``; ``neg_idx``: per map a ``(splits, M_b)`` array of negative pixel indices;
-    ``neg_pixel_w``: flat pixel weights ``(N,)`` of the negatives, or ``None`` (each counts once).
+    ``neg_pixel_w``: flat per-pixel factors ``(N,)`` of the negatives (1 inside the domain, 0 on pixels
+    of zero weight), or ``None`` (each counts once).
     Thresholds ``0, step, 2 step, ...`` up to 1 (those above every score only repeat (0, 0)).
     Returns the AUCs and the ``(B,)`` mask of maps with a split whose negatives have zero total weight
     (their AUC is NaN).

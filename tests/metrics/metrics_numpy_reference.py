@@ -62,26 +62,28 @@ def nss(pred, fixmap, w=None):
     v1, v2 = w.sum(), (w * w).sum()
     std = np.sqrt(np.sum(w * (pred - mean) ** 2) / (v1 - v2 / v1))
     z = (pred - mean) / std
-    return np.average(z[fixmap > 0], weights=w[fixmap > 0])
+    return z[fixmap > 0].mean()  # weighted moments, but every fixation counts once
 
 
-def auc_judd(pred, fixmap, noise=None):
-    """AUC-Judd with MIT's loop over the fixated values; ``noise`` (same shape) is added after min-max."""
+def auc_judd(pred, fixmap, noise=None, w=None):
+    """AUC-Judd with MIT's loop over the fixated values; ``noise`` (same shape) is added after min-max.
+    With ``w``, the false-positive rate is the ``w``-weighted fraction of the non-fixated pixels."""
     s = _minmax(pred.astype(np.float64))
     if noise is not None:
         s = s + noise
     s = s.ravel()
     fix = fixmap.ravel() > 0
+    neg_w = np.ones(s.size) if w is None else np.broadcast_to(w, pred.shape).ravel()
+    neg_w = np.where(fix, 0.0, neg_w)
     sth = s[fix]
-    n_fix, n_pix = sth.size, s.size
+    n_fix = sth.size
     thresholds = np.sort(sth)[::-1]
     tp = np.zeros(n_fix + 2)
     fp = np.zeros(n_fix + 2)
     tp[-1] = fp[-1] = 1
     for i, t in enumerate(thresholds, start=1):
-        above = np.sum(s >= t)
         tp[i] = i / n_fix
-        fp[i] = (above - i) / (n_pix - n_fix)
+        fp[i] = neg_w[s >= t].sum() / neg_w.sum()
     return np.trapezoid(tp, fp)
 
 

@@ -55,6 +55,43 @@ def test_matches_numpy_reference(data):
     w = solid_angle_weights(H, W, dtype=torch.float64).numpy()
     np.testing.assert_allclose(nss(pred, fix, weights="sphere").numpy(),
                                [ref.nss(a, b, w) for a, b in zip(p, f)], rtol=1e-10)
+    np.testing.assert_allclose(auc_judd(pred, fix, weights="sphere").numpy(),
+                               [ref.auc_judd(a, b, noise.numpy(), w) for a, b in zip(p, f)], rtol=1e-10)
+
+
+def test_sphere_weights_count_every_fixation_once():
+    """Solid-angle weights measure the map, not the fixations: at two fixated pixels NSS is the plain mean
+    of their (sphere-weighted) z-scores, whatever their latitudes."""
+    h, w = 90, 180
+    rows = torch.arange(h, dtype=torch.float64)[:, None].expand(h, w)
+    _, el = pixels_to_directions(rows, torch.zeros_like(rows), h, w)
+    pred = torch.sin(el)
+    fix = torch.zeros(h, w, dtype=torch.bool)
+    fix[0, 0] = fix[h // 2, 0] = True  # next to the north pole, next to the equator
+    weights = solid_angle_weights(h, w, dtype=torch.float64)
+    mean = (weights * pred).sum() / weights.sum()
+    v1, v2 = weights.sum(), (weights**2).sum()
+    z = (pred - mean) / torch.sqrt((weights * (pred - mean) ** 2).sum() / (v1 - v2 / v1))
+    assert nss(pred, fix, weights="sphere").item() == pytest.approx(z[fix].mean().item(), rel=1e-12)
+
+
+def test_sphere_weights_chance_viewers_score_chance():
+    """Fixations drawn uniformly over the sphere on a map that favours the poles: chance level (NSS 0,
+    AUC 0.5) with sphere weights, as their expectations are exactly that; unweighted, the map's many
+    polar pixels make the same viewers look worse than chance."""
+    h, w = 128, 256
+    rows = torch.arange(h, dtype=torch.float64)[:, None].expand(h, w)
+    _, el = pixels_to_directions(rows, torch.zeros_like(rows), h, w)
+    pred = el**2
+    gen = torch.Generator().manual_seed(0)
+    n = 2000  # few enough that most pixels stay non-fixated (AUC-Judd's negatives)
+    fix = torch.stack([(torch.rand(n, generator=gen, dtype=torch.float64) * 2 - 1) * math.pi,
+                       torch.asin(torch.rand(n, generator=gen, dtype=torch.float64) * 2 - 1)], dim=1)
+    # seeds 0-5 gave NSS -0.034 .. 0.003, AUC-Judd 0.479 .. 0.497, AUC-Borji 0.489 .. 0.502
+    assert abs(nss(pred, fix, weights="sphere").item()) < 0.06
+    assert abs(auc_judd(pred, fix, weights="sphere").item() - 0.5) < 0.03
+    assert abs(auc_borji(pred, fix, weights="sphere", splits=20).item() - 0.5) < 0.02
+    assert nss(pred, fix).item() < -0.4 and auc_judd(pred, fix).item() < 0.4  # -0.48, 0.36 unweighted
 
 
 def test_auc_borji_matches_reference_with_the_same_draws(data):
