@@ -37,6 +37,7 @@ __all__ = [
     "rotate_equirect",
     "pad_equirect",
     "sample_equirect",
+    "resize_equirect",
 ]
 
 
@@ -298,3 +299,31 @@ def rotate_equirect(x: torch.Tensor, yaw: float = 0.0, pitch: float = 0.0, roll:
     row, col = directions_to_pixels(src_az, src_el, h, w)
     out = sample_equirect(flat, row, col, mode=mode)
     return out.reshape(*lead, h, w)
+
+
+def resize_equirect(x: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
+    """Resize ERP tensors ``(..., H, W)`` (floating dtype, ``W`` even) to ``size = (Ho, Wo)``.
+
+    Each output pixel samples the input at its own centre (the geometry of ``F.interpolate`` with
+    ``align_corners=False``, whose result it equals away from the border) with :func:`sample_equirect`,
+    so the pixels next to the +-180 deg seam interpolate between their neighbours across it, and those
+    next to a pole over it, rather than clamping at the image border: resizing commutes with a yaw
+    rotation by whole columns of both grids. ``mode``: ``"bilinear"`` or ``"nearest"``. No
+    antialiasing: a large reduction should be area-averaged instead. Returns ``(..., Ho, Wo)``.
+    """
+    if not isinstance(x, torch.Tensor) or x.dim() < 2:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"x must be an ERP tensor (..., H, W), got {shape}")
+    ho, wo = (check_integer(n, "size", unit="pixels") for n in size)
+    h, w = x.shape[-2:]
+    if (ho, wo) == (h, w):
+        return x
+    if w % 2:
+        raise ValueError(f"resize_equirect needs an even ERP width to wrap over the poles, got shape "
+                         f"{tuple(x.shape)}")
+    lead = x.shape[:-2]
+    rows = (torch.arange(ho, dtype=torch.float64, device=x.device) + 0.5) * (h / ho) - 0.5
+    cols = (torch.arange(wo, dtype=torch.float64, device=x.device) + 0.5) * (w / wo) - 0.5
+    row, col = torch.meshgrid(rows, cols, indexing="ij")
+    out = sample_equirect(x.reshape(-1, 1, h, w), row, col, mode=mode)
+    return out.reshape(*lead, ho, wo)

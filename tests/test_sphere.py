@@ -156,6 +156,31 @@ def test_sample_equirect_is_continuous_across_seam_and_pole():
     assert torch.equal(sphere.sample_equirect(img, row, col, mode="nearest"), img)
 
 
+def test_resize_equirect_wraps_seam_and_poles():
+    x = torch.rand(2, 3, 8, 16, dtype=torch.float64)
+    planar = torch.nn.functional.interpolate(x, size=(32, 64), mode="bilinear", align_corners=False)
+    up = sphere.resize_equirect(x, (32, 64))
+    assert up.shape == (2, 3, 32, 64)
+    torch.testing.assert_close(up[..., 2:-2, 2:-2], planar[..., 2:-2, 2:-2], rtol=0, atol=1e-14)
+    assert not torch.allclose(up[..., :, :2], planar[..., :, :2])  # the border pixels differ
+    # whole-column yaw commutes with resizing (the planar resize clamps at the seam instead)
+    for size in ((32, 64), (12, 40), (4, 8)):
+        shift = size[1] // 8
+        torch.testing.assert_close(sphere.resize_equirect(x.roll(2, -1), size),
+                                   sphere.resize_equirect(x, size).roll(shift, -1), rtol=0, atol=1e-14)
+    # a smooth field on the sphere, upsampled: the seam and pole pixels are as accurate as the interior
+    az, el = sphere.equirect_directions(16, 32, dtype=torch.float64)
+    f = lambda a, e: torch.cos(e) * torch.cos(a) + 0.5 * torch.sin(e)
+    az2, el2 = sphere.equirect_directions(64, 128, dtype=torch.float64)
+    err = (sphere.resize_equirect(f(az, el), (64, 128)) - f(az2, el2)).abs()
+    assert err.max().item() < 0.02
+    assert torch.equal(sphere.resize_equirect(x, (8, 16)), x)
+    with pytest.raises(ValueError, match="even ERP width"):
+        sphere.resize_equirect(torch.zeros(1, 4, 7), (8, 14))
+    with pytest.raises(ValueError, match="size"):
+        sphere.resize_equirect(x, (0, 16))
+
+
 def test_rotate_equirect_gradients_flow():
     x = torch.randn(1, 2, 8, 16, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: sphere.rotate_equirect(t, yaw=0.1, pitch=0.2), (x,))

@@ -1,26 +1,28 @@
 """Evaluation of a model on a dataset: per-frame metrics -> per-video means -> dataset mean and std,
 written as CSV and JSON by :class:`sphsal.metrics.Evaluator`.
 
-Predictions are resized (bilinear) to the ground truth's resolution before scoring, explicitly here,
-never inside the metrics; with ``weights="sphere"`` (default) every ERP pixel counts by its solid angle.
+Predictions are resized (bilinear, across the ERP seam and poles) to the ground truth's resolution
+before scoring, explicitly here, never inside the metrics; with ``weights="sphere"`` (default) every ERP pixel of the maps counts by its
+solid angle (every fixation once).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from sphsal._checks import check_integer
 from sphsal.engine.runtime import collate_items, resolve_device, to_device
 from sphsal.metrics import DEFAULT_METRICS, METRICS, Evaluator
+from sphsal.sphere import resize_equirect
 
 
 def upsample_prediction(pred: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """``(B, 1, h, w)`` model output -> ``(B, H, W)`` at the ground truth's ``size`` (bilinear)."""
+    """``(B, 1, h, w)`` model output (an ERP map, ``w`` even) -> ``(B, H, W)`` at the ground truth's
+    ``size``: bilinear, across the seam and the poles (:func:`sphsal.sphere.resize_equirect`)."""
     if tuple(pred.shape[-2:]) != tuple(size):
-        pred = F.interpolate(pred.float(), size=tuple(size), mode="bilinear", align_corners=False)
+        pred = resize_equirect(pred.float(), tuple(size))
     return pred[:, 0].clamp_min(0)
 
 

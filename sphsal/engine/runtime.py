@@ -12,6 +12,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from sphsal.sphere import resize_equirect
+
 
 @dataclass(frozen=True)
 class Runtime:
@@ -132,8 +134,9 @@ def to_device(batch: dict, device: torch.device) -> dict:
 def resize_target(target: torch.Tensor, size: tuple[int, int], *, binary: bool = False) -> torch.Tensor:
     """Resize ground-truth maps ``(B, H, W)`` to a model's output ``size`` explicitly.
 
-    Continuous maps are area-averaged when shrinking (bilinear when enlarging); binary fixation maps
-    keep a fixation wherever any fixated pixel falls into the output cell.
+    Continuous maps are area-averaged when shrinking (bilinear across the ERP seam and poles when
+    enlarging, :func:`sphsal.sphere.resize_equirect`); binary fixation maps keep a fixation wherever any
+    fixated pixel falls into the output cell.
     """
     if target.shape[-2:] == tuple(size):
         return target
@@ -143,5 +146,5 @@ def resize_target(target: torch.Tensor, size: tuple[int, int], *, binary: bool =
     elif size[0] <= x.shape[-2] and size[1] <= x.shape[-1]:
         out = F.adaptive_avg_pool2d(x, size)
     else:
-        out = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        out = resize_equirect(x, tuple(size))
     return out.squeeze(1)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from sphsal._checks import check_integer
 from sphsal.metrics import _kernels
-from sphsal.sphere import directions_to_pixels, solid_angle_weights
+from sphsal.sphere import directions_to_pixels, resize_equirect, solid_angle_weights
 
 _REDUCTIONS = ("none", "mean")
 _LIST_CAPACITY = 256  # fixated pixels per map that the first pass of _cpu_lists keeps
@@ -265,24 +265,31 @@ def _pad_lists(b_idx: torch.Tensor, flat: torch.Tensor, cnt: torch.Tensor | None
     return idx, count
 
 
-def match_size(pred: torch.Tensor, target: torch.Tensor, *, mode: str = "bilinear") -> torch.Tensor:
+def match_size(pred: torch.Tensor, target: torch.Tensor, *, mode: str = "bilinear",
+               erp: bool = False) -> torch.Tensor:
     """Resize ``pred`` (any map layout) to the ``(H, W)`` of ``target``, keeping ``pred``'s layout.
 
     The metrics never resize; call this explicitly when sizes differ. ``mode`` is a
     :func:`torch.nn.functional.interpolate` mode (``"bilinear"``, ``"bicubic"``, ``"nearest"``,
     ``"area"``). Bicubic overshoot is clamped: every resized map stays within the ``[min, max]`` range
     of its source map (so a non-negative map stays non-negative, and an all-negative one keeps its
-    values).
+    values). ``erp=True`` (ERP maps, even width; ``"bilinear"`` or ``"nearest"``): pixels next to the
+    +-180 deg seam and the poles interpolate across them (:func:`sphsal.sphere.resize_equirect`)
+    instead of clamping at the image border.
     """
     size = tuple(target.shape[-2:])
     if tuple(pred.shape[-2:]) == size:
         return pred
     if pred.dim() not in (2, 3, 4):
         raise ValueError(f"pred must be shaped (H, W), (B, H, W) or (B, 1, H, W), got {tuple(pred.shape)}")
+    if erp and mode not in ("bilinear", "nearest"):
+        raise ValueError(f"match_size(erp=True) resizes with mode 'bilinear' or 'nearest', got {mode!r}")
     lead = pred.shape[:-2]
     x = pred.reshape(-1, 1, *pred.shape[-2:])
     if not x.is_floating_point():
         x = x.to(torch.get_default_dtype())
+    if erp:
+        return resize_equirect(x, size, mode=mode).reshape(*lead, *size)
     align = {"align_corners": False} if mode in ("bilinear", "bicubic") else {}
     out = F.interpolate(x, size=size, mode=mode, **align)
     if mode == "bicubic":

@@ -218,3 +218,17 @@ def test_weights_digest_is_remembered_until_the_weights_change(monkeypatch):
     model.load_state_dict(_unet(0).state_dict())  # copied back into the same tensors
     assert predict._weights_digest(model) == first and len(hashed) == 2
     assert predict._weights_digest(_unet(0)) == first  # another model with the same weights
+
+
+def test_resizing_for_scoring_and_training_wraps_the_seam():
+    """Predictions enlarged to the ground truth's size, and ground truth enlarged to a model's output,
+    interpolate across the +-180 deg seam: rolling the map by a column rolls the result."""
+    from sphsal.engine.evaluate import upsample_prediction
+    from sphsal.engine.runtime import resize_target
+
+    pred = torch.rand(2, 1, 8, 10)
+    up = upsample_prediction(pred, (40, 80))
+    torch.testing.assert_close(upsample_prediction(pred.roll(1, -1), (40, 80)), up.roll(8, -1))
+    target = torch.rand(2, 8, 16)
+    big = resize_target(target, (16, 32))
+    torch.testing.assert_close(resize_target(target.roll(1, -1), (16, 32)), big.roll(2, -1))

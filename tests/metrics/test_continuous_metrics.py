@@ -143,6 +143,18 @@ def test_match_size_is_explicit(maps):
     assert torch.isfinite(cc(resized, pred)).all()
 
 
+def test_match_size_erp_interpolates_across_the_seam(maps):
+    pred, _ = maps
+    small = pred[:, ::4, ::4]
+    planar, erp = match_size(small, pred), match_size(small, pred, erp=True)
+    assert erp.shape == planar.shape == pred.shape
+    torch.testing.assert_close(erp[..., 2:-2, 2:-2], planar[..., 2:-2, 2:-2])
+    # column 0's left neighbour is column W - 1: rolling the source rolls the result
+    torch.testing.assert_close(match_size(small.roll(1, -1), pred, erp=True), erp.roll(4, -1))
+    with pytest.raises(ValueError, match="bilinear' or 'nearest'"):
+        match_size(small, pred, mode="bicubic", erp=True)
+
+
 def test_match_size_bicubic_clamps_to_the_source_range(maps):
     pred, _ = maps
     small = pred[:, : H // 2, : W // 2]
