@@ -61,6 +61,12 @@ def sim(pred, target, *, weights=None, reduction: str = "none", backend: str = "
     ``P = w m / sum(w m)``; ``sim = sum(min(P, G))`` in ``[0, 1]``, one for identical maps. A constant map
     (constant on the pixels of positive weight, with weights that have zeros) counts as the uniform
     distribution ``w / sum(w)`` (no NaN).
+
+    With weights, the map itself (a density on the sphere) is min-max normalised before it is weighted.
+    The Salient360! toolbox normalises the weighted map ``w p`` instead; its sine weights are zero on the
+    pole rows, so it takes ``w p / sum(w p)`` without subtracting the map's minimum, and scores differ
+    for maps with a floor (e.g. 0.33 here vs 0.46 there for ``0.5 + u^4`` against ``v^4``, ``u, v``
+    uniform noise).
     """
     (p, t), red, single = prepare({"pred": pred, "target": target}, weights, backend, reduction)
     return finish(red.sim(p, t), single, reduction)

@@ -8,6 +8,9 @@ Every loss is ``loss(pred, target, fixations=None) -> 0-d tensor`` to MINIMISE, 
   ``fixations``);
 * ``bce``: binary cross-entropy between the max-normalised maps (each map divided by its maximum, so
   a sum-normalised prediction and a ground truth of any scale compare as ``[0, 1]`` maps);
+* ``bce_raw``: binary cross-entropy of the prediction as it is, a map of probabilities in ``[0, 1]``
+  (a sigmoid output), against the max-normalised ground truth: unlike ``bce`` it constrains the
+  prediction's level, not only its shape;
 * ``sphere_mse``: mean squared error weighted by each ERP pixel's solid angle, against 10 x the
   max-normalised ground truth (the GTSD spherical U-Net's target scale).
 
@@ -28,7 +31,7 @@ import torch.nn.functional as F
 from sphsal.sphere import solid_angle_weights
 
 __all__ = ["LOSSES", "SPHERE_MSE_TARGET_SCALE", "kld_loss", "cc_loss", "nss_loss", "bce_loss",
-           "sphere_mse_loss", "CombinedLoss", "build_loss"]
+           "bce_raw_loss", "sphere_mse_loss", "CombinedLoss", "build_loss"]
 
 #: ``sphere_mse`` compares the prediction with this multiple of the max-normalised ground truth.
 SPHERE_MSE_TARGET_SCALE = 10.0
@@ -89,6 +92,17 @@ def bce_loss(pred, target, fixations=None) -> torch.Tensor:
     return F.binary_cross_entropy(p, _max_normalise(t).clamp(0, 1))
 
 
+def bce_raw_loss(pred, target, fixations=None) -> torch.Tensor:
+    """Binary cross-entropy of ``pred`` (probabilities in ``[0, 1]``, clamped to ``[1e-7, 1 - 1e-7]``
+    for the logarithms; ``ValueError`` outside ``[0, 1]``) against the max-normalised ground truth
+    (per-pixel mean, then batch mean)."""
+    p, t = _pair(pred, target)
+    if bool(((p < 0) | (p > 1)).any()):
+        raise ValueError(f"the bce_raw loss needs a prediction in [0, 1] (e.g. a sigmoid output), got "
+                         f"values in [{float(p.min()):.4g}, {float(p.max()):.4g}]; use bce for other maps")
+    return F.binary_cross_entropy(p.clamp(1e-7, 1 - 1e-7), _max_normalise(t).clamp(0, 1))
+
+
 def sphere_mse_loss(pred, target, fixations=None) -> torch.Tensor:
     """Solid-angle weighted MSE: ``sum(w (p - 10 t')^2) / sum(w)`` with ``t'`` the max-normalised
     ground truth and ``w`` from :func:`sphsal.sphere.solid_angle_weights`; batch mean."""
@@ -103,6 +117,7 @@ LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "cc": cc_loss,
     "nss": nss_loss,
     "bce": bce_loss,
+    "bce_raw": bce_raw_loss,
     "sphere_mse": sphere_mse_loss,
 }
 

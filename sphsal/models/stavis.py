@@ -17,8 +17,9 @@
   into ``Bilinear(128, 128, 64)``: 64 maps, upsampled x8 to the frame size.
 * Fusion: a 1x1 conv over the 64 head features and the 64 localisation maps, sigmoid:
   ``(B, 1, 112, 112)``. ``stavis_visual`` has no audio and fuses the head features only.
-* Recipe: ``0.1 * BCE - 2 * CC - 1 * NSS`` (spec ``"0.1*bce+2*cc+nss"``; sphsal's BCE is a per-pixel
-  mean where the released code summed), SGD lr 0.01, momentum 0.9, dampening 0.9, weight decay 1e-5.
+* Recipe: ``0.1 * BCE - 2 * CC - 1 * NSS`` (spec ``"0.1*bce_raw+2*cc+nss"``: the BCE of the sigmoid
+  map as it is, as released, against the max-normalised ground truth; a per-pixel mean where the
+  released code summed), SGD lr 0.01, momentum 0.9, dampening 0.9, weight decay 1e-5.
   The released visual-only training also supervised each head's own map; sphsal trains the fused map
   only, so the last head has no score conv (the released one fed only that deep supervision).
 
@@ -147,7 +148,7 @@ class STAViS(nn.Module):
                 make_spherical(self.localisation)
         self.input_spec = InputSpec(clip_len=self.clip_len, frame_size=frame_size, output_size=frame_size,
                                     clip_mode="center", audio_channels=1 if use_audio else 0)
-        self.default_loss = "0.1*bce+2*cc+nss"
+        self.default_loss = "0.1*bce_raw+2*cc+nss"
         self.default_optimizer = {"name": "sgd", "lr": 1e-2, "momentum": 0.9, "dampening": 0.9,
                                   "weight_decay": 1e-5}
 

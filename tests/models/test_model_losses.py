@@ -37,8 +37,20 @@ def test_losses_are_differentiable():
     pred, target = _maps()
     pred.requires_grad_(True)
     fix = (torch.rand(2, 8, 16) > 0.8).float()
-    build_loss("kld+cc+nss+bce+sphere_mse")(pred, target, fix).backward()
+    build_loss("kld+cc+nss+bce+bce_raw+sphere_mse")(pred, target, fix).backward()
     assert torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0
+
+
+def test_bce_raw_scores_the_probabilities_as_they_are():
+    pred, target = _maps()
+    peak = target / target.flatten(1).amax(dim=1)[:, None, None]
+    expected = torch.nn.functional.binary_cross_entropy(pred[:, 0], peak)
+    assert torch.allclose(build_loss("bce_raw")(pred, target), expected)
+    # unlike bce (max-normalised), the level counts: a dimmer copy of the same map costs more
+    assert torch.allclose(build_loss("bce")(0.05 * pred, target), build_loss("bce")(pred, target))
+    assert build_loss("bce_raw")(0.05 * pred, target) > build_loss("bce_raw")(pred, target) + 0.5
+    with pytest.raises(ValueError, match=r"bce_raw loss needs a prediction in \[0, 1\]"):
+        build_loss("bce_raw")(pred + 1.0, target)
 
 
 def test_sphere_mse_weights_pixels_by_solid_angle_against_ten_times_the_target():

@@ -12,7 +12,7 @@ def test_published_recipe_and_middle_target_frame():
     spec = model.input_spec
     assert (spec.clip_len, spec.frame_size, spec.clip_mode) == (16, (112, 112), "center")
     assert spec.audio_channels == 1
-    assert model.default_loss == "0.1*bce+2*cc+nss"
+    assert model.default_loss == "0.1*bce_raw+2*cc+nss"
     assert model.default_optimizer["name"] == "sgd" and model.default_optimizer["lr"] == 1e-2
     assert create_model("stavis_visual", width_mult=1 / 32).input_spec.audio_channels == 0
     frames = torch.arange(20.0).view(1, 1, 20, 1, 1)  # frame k holds the value k; the target is frame 10
