@@ -2,8 +2,8 @@
 written as CSV and JSON by :class:`sphsal.metrics.Evaluator`.
 
 Predictions are resized (bilinear, across the ERP seam and poles) to the ground truth's resolution
-before scoring, explicitly here, never inside the metrics; with ``weights="sphere"`` (default) every ERP pixel of the maps counts by its
-solid angle (every fixation once).
+before scoring, explicitly here, never inside the metrics; with ``weights="sphere"`` (default) every
+ERP pixel of the maps counts by its solid angle (every fixation once).
 """
 
 from __future__ import annotations

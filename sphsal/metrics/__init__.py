@@ -3,9 +3,9 @@
 Metrics are pure batched torch functions, prediction first, ``metric(pred, target, *, weights=None,
 reduction="none")``, with the MIT saliency benchmark's definitions; ``weights="sphere"`` weights every ERP
 pixel of the maps by its solid angle (fixations are samples and count once each: see
-:mod:`sphsal.metrics.fixations`). Nothing is resized implicitly: use :func:`match_size`. ``backend="auto"`` runs
-the full-map passes with numba kernels on CPU tensors that need no gradient and with the plain-torch
-reference otherwise (GPU tensors, autograd); ``"torch"`` / ``"numba"`` force one.
+:mod:`sphsal.metrics.fixations`). Nothing is resized implicitly: use :func:`match_size`.
+``backend="auto"`` runs the full-map passes with numba kernels on CPU tensors that need no gradient and
+with the plain-torch reference otherwise (GPU tensors, autograd); ``"torch"`` / ``"numba"`` force one.
 
 * Against a continuous map: :func:`cc`, :func:`kld`, :func:`sim`.
 * Against fixations (binary map or ``(az, el)`` directions): :func:`nss`, :func:`auc_judd`,

@@ -45,8 +45,9 @@ def nss(pred, fixations, *, weights=None, reduction: str = "none", backend: str 
     ``z = (p - m) / s`` with the weighted mean ``m = sum(w p) / sum(w)`` and the unbiased weighted std
     ``s = sqrt(sum(w (p - m)^2) / (V1 - V2 / V1))``, ``V1 = sum(w)``, ``V2 = sum(w^2)`` (the sample std with
     ``N - 1`` of the MIT benchmark when unweighted); ``nss = sum(c z) / sum(c)`` over pixels fixated
-    ``c`` times (of positive weight). Invariant to ``a p + b`` with ``a > 0``. A constant prediction (constant on the pixels of
-    positive weight, with weights that have zeros) has no z-score: NaN with a ``RuntimeWarning``.
+    ``c`` times (of positive weight). Invariant to ``a p + b`` with ``a > 0``. A constant prediction
+    (constant on the pixels of positive weight, with weights that have zeros) has no z-score: NaN with a
+    ``RuntimeWarning``.
     """
     (p,), red, single = prepare({"pred": pred}, weights, backend, reduction)
     idx, pos_w, _, empty = _positives("nss", fixations, p, red)
@@ -128,8 +129,9 @@ def auc_shuffled(pred, fixations, other_fixations, *, weights=None, reduction: s
     negatives are drawn without replacement from the other fixations (the first ones of the permutations
     ``default_rng(seed).random((splits, n_other)).argsort(axis=1)``, the generator created anew for every
     map, of the pool listing the other fixations by pixel index); each counts once, as each fixation
-    does (those on pixels of zero weight not at all). Thresholds from 0 in steps of ``step``, trapezoid rule. An empty ``other_fixations`` set, or a split
-    whose negatives all lie on pixels of zero weight, scores NaN with a ``RuntimeWarning``.
+    does (those on pixels of zero weight not at all). Thresholds from 0 in steps of ``step``, trapezoid
+    rule. An empty ``other_fixations`` set, or a split whose negatives all lie on pixels of zero weight,
+    scores NaN with a ``RuntimeWarning``.
     """
     (p,), red, single = prepare({"pred": pred}, weights, backend, reduction)
     _check_splits(splits, step)
@@ -157,9 +159,9 @@ def info_gain(pred, fixations, *, baseline, weights=None, reduction: str = "none
 
     Both maps are min-max normalised and turned into probability masses ``P = w m / sum(w m)`` (a constant
     map, or with weights that have zeros one constant on the pixels of positive weight, is uniform);
-    ``ig = sum(c (log2(eps + P) - log2(eps + B))) / sum(c)`` over pixels fixated ``c``
-    times (of positive weight), ``eps = 2.2204e-16`` (MIT definition when unweighted). ``baseline`` (required; no centre or
-    equator prior is assumed) is one ``(H, W)`` map for all, or one per map in any map layout.
+    ``ig = sum(c (log2(eps + P) - log2(eps + B))) / sum(c)`` over pixels fixated ``c`` times (of
+    positive weight), ``eps = 2.2204e-16`` (MIT definition when unweighted). ``baseline`` (required; no
+    centre or equator prior is assumed) is one ``(H, W)`` map for all, or one per map in any map layout.
     """
     (p,), red, single = prepare({"pred": pred}, weights, backend, reduction)
     base, _ = as_maps(baseline, "baseline")
