@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import warnings
 
-from sphsal.cli.options import non_negative_float, output_file, positive_float, positive_int
+from sphsal.cli.options import check_outputs, non_negative_float, output_file, positive_float, positive_int
 
 
 def register(subparsers) -> None:
@@ -44,13 +44,9 @@ def still_path(out: str) -> str:
 
 
 def check_paths(video: str, out: str) -> None:
-    """``ValueError`` before any work when ``out`` or the PNG still beside it is an existing folder or
-    the input ``video`` itself."""
-    for path, what in ((out, "--out"), (still_path(out), "the PNG still beside --out")):
-        if os.path.isdir(path):
-            raise ValueError(f"{what} {path!r} is an existing folder; expected a file name")
-        if os.path.exists(path) and os.path.exists(video) and os.path.samefile(video, path):
-            raise ValueError(f"{what} {path!r} is the input video; choose another output")
+    """``ValueError`` before any work when ``out`` or the PNG still beside it is an existing folder, the
+    input ``video`` itself, or the other one (``--out x.png``)."""
+    check_outputs(video, [(out, "--out"), (still_path(out), "the PNG still beside --out")])
 
 
 def render_aem(video: str, out: str, *, decoder: str = "cardioid", window: float | None = None,

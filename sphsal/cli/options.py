@@ -150,6 +150,24 @@ def output_file(text: str) -> str:
     return _creatable(text)
 
 
+def check_outputs(source: str | None, outputs: list[tuple[str, str]]) -> None:
+    """``ValueError`` before any work when an output file is an existing folder or would replace the
+    input ``source`` (None: no input file) or another output: ``outputs`` lists each path to write with
+    its description (e.g. ``[("out.mp4", "--out"), ("out.png", "the PNG still beside --out")]``)."""
+    seen: dict[str, str] = {}
+    for path, what in outputs:
+        if os.path.isdir(path):
+            raise ValueError(f"{what} {path!r} is an existing folder; expected a file name")
+        if source is not None and os.path.exists(path) and os.path.exists(source) \
+                and os.path.samefile(source, path):
+            raise ValueError(f"{what} {path!r} is the input file {source!r}; choose another output")
+        key = os.path.normcase(os.path.abspath(path))
+        if key in seen:
+            raise ValueError(f"{what} {path!r} is also {seen[key]}: one file cannot be both; choose another "
+                             "output name")
+        seen[key] = what
+
+
 def output_dir(text: str) -> str:
     """``argparse`` type: a folder to write into: an existing folder, or one that can be created."""
     if os.path.exists(text) and not os.path.isdir(text):

@@ -25,6 +25,7 @@ import torch
 from tqdm import tqdm
 
 from sphsal.atomic import atomic_path
+from sphsal.cli.options import check_outputs
 from sphsal.projections import (
     equirect_to_cubemap,
     equirect_to_healpix,
@@ -165,6 +166,10 @@ def _check_out(args) -> None:
     directory = os.path.dirname(os.path.abspath(args.out))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"output directory {directory!r} of --out does not exist")
+    outputs = [(args.out, "--out")]
+    if args.to == "healpix":
+        outputs.append((os.path.splitext(args.out)[0] + ".png", "the PNG preview beside --out"))
+    check_outputs(args.input, outputs)
 
 
 def _read_batches(cap, total: int, quiet: bool):

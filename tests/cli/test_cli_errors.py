@@ -105,10 +105,26 @@ def test_aem_refuses_to_write_over_its_input(tmp_path, capsys):
     video = tmp_path / "v.mp4"
     video.write_bytes(b"input")
     line = run_error(["aem", str(video), "--out", str(video)], capsys)
-    assert "is the input video" in line and video.read_bytes() == b"input"
+    assert "is the input file" in line and video.read_bytes() == b"input"
     (tmp_path / "w.png").mkdir()
     line = run_error(["aem", str(video), "--out", str(tmp_path / "w.mp4")], capsys)
     assert "PNG still" in line and "existing folder" in line
+    line = run_error(["aem", str(video), "--out", str(tmp_path / "v.png")], capsys)  # the still's own name
+    assert "the PNG still beside --out" in line and "is also --out" in line
+    assert not (tmp_path / "v.png").exists()
+
+
+def test_project_refuses_to_write_over_its_input(tmp_path, capsys):
+    image = tmp_path / "a.png"
+    assert main(["project", "--to", "cubemap", "--out", str(image)]) == 0
+    before = image.read_bytes()
+    line = run_error(["project", str(image), "--to", "viewport", "--size", "16x16", "--out", str(image)],
+                     capsys)
+    assert "--out" in line and "is the input file" in line
+    line = run_error(["project", str(image), "--to", "healpix", "--nside", "4", "--out",
+                      str(tmp_path / "a.npy")], capsys)
+    assert "the PNG preview beside --out" in line and "is the input file" in line
+    assert image.read_bytes() == before and not (tmp_path / "a.npy").exists()
 
 
 def test_unknown_model_option_is_named(tmp_path, capsys):
