@@ -464,7 +464,8 @@ def make_dataset(root, n_videos: int = 6, duration: float = 4.0, fps=8, height: 
 
     ``root`` must not exist or be an empty folder: an existing dataset would mix with the new one.
     ``overwrite=True`` replaces a folder that holds a dataset written here (one with a
-    ``synthetic.json``); any other content is never deleted. Options are checked before anything is
+    ``synthetic.json``) and nothing else: a folder with other files in it is refused, so no other
+    content is ever deleted. Options are checked before anything is
     written (``ValueError`` naming the argument; see :func:`make_video`). The dataset is built in a
     temporary folder next to ``root`` and renamed into place when complete, so a failed run leaves
     nothing behind and an interrupted one at most a hidden ``.<name>.*`` staging folder, never a partial
@@ -532,6 +533,39 @@ def _check_output_root(root: str, overwrite: bool) -> None:
     if not os.path.isfile(os.path.join(root, "synthetic.json")):
         raise ValueError(f"dataset root {root} holds no synthetic.json; overwrite only replaces a synthetic "
                          "dataset, so remove that folder yourself or choose another one")
+    foreign = _foreign_entries(root)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise ValueError(f"dataset root {root} holds files that make_dataset did not write ({shown}); "
+                         "overwrite would delete them, so move them away or choose another folder")
+
+
+def _foreign_entries(root: str) -> list[str]:
+    """Paths under ``root`` (relative, sorted) that are not files of the synthetic dataset its
+    ``synthetic.json`` describes: anything else a user put there. An unreadable ``synthetic.json``
+    makes every path foreign (nothing can be told apart)."""
+    try:
+        with open(os.path.join(root, "synthetic.json"), encoding="utf-8") as f:
+            meta = json.load(f)
+        conditions = CONDITION_ATTENTION[bool(meta["audio_decisive"])]
+        viewers, names = int(meta["n_viewers"]), list(meta["scenes"])
+    except (OSError, ValueError, KeyError, TypeError):
+        conditions, viewers, names = {}, 0, []
+    known = {"synthetic.json", "videos", "dataset_public"} if names else set()
+    for name in names:
+        known.add(os.path.join("videos", name + ".mp4"))
+        for condition in conditions:
+            folder = os.path.join("dataset_public", condition, name)
+            known.update({os.path.dirname(folder), folder})
+            known.update(os.path.join(folder, f"viewer_{v:02d}.csv") for v in range(viewers))
+    foreign = []
+    for parent, dirs, files in os.walk(root):
+        for entry in dirs + files:
+            path = os.path.relpath(os.path.join(parent, entry), root)
+            if path not in known:
+                foreign.append(path)
+        dirs[:] = [d for d in dirs if os.path.relpath(os.path.join(parent, d), root) in known]
+    return sorted(foreign)
 
 
 def _staging_folder(root: str) -> str:

@@ -73,19 +73,23 @@ def demo_model_options(name: str) -> dict:
 
 
 def _make_data(out_dir: str, seed: int, data: dict) -> str:
-    """Generate the dataset once; reuse it when ``out_dir/data/params.json`` matches."""
+    """Generate the dataset ``out_dir/data`` once; reuse it when ``out_dir/data_params.json`` matches,
+    else replace it, but only if it is a synthetic dataset and nothing else (see
+    :func:`~sphsal.data.make_dataset`'s ``overwrite``): a ``data`` folder of the user's own is refused,
+    never deleted."""
     from sphsal.data import make_dataset
 
     root = os.path.join(out_dir, "data")
     params = {**data, "seed": seed}
-    stamp = os.path.join(root, "params.json")
-    if os.path.exists(stamp):
+    stamp = os.path.join(out_dir, "data_params.json")
+    legacy = os.path.join(root, "params.json")  # where earlier versions kept the stamp
+    if os.path.isfile(legacy) and os.path.isfile(os.path.join(root, "synthetic.json")):
+        os.replace(legacy, stamp)
+    if os.path.isfile(os.path.join(root, "synthetic.json")) and os.path.exists(stamp):
         with open(stamp, encoding="utf-8") as f:
             if json.load(f) == params:
                 return root
-    if os.path.exists(root):  # other parameters, or left unfinished: the demo's own folder is remade
-        shutil.rmtree(root)
-    make_dataset(root, seed=seed, **data)
+    make_dataset(root, seed=seed, overwrite=True, **data)
     write_text(stamp, json.dumps(params))
     return root
 

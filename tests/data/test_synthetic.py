@@ -276,6 +276,14 @@ def test_make_dataset_refuses_a_non_empty_root_and_overwrite_replaces_it(tmp_pat
     (tmp_path / "empty").mkdir()
     assert len(create_dataset("360av-hm", make_dataset(tmp_path / "empty", **TINY), clip_len=1,
                               cache_dir=False)) == 2
+    # nor a synthetic dataset that holds files of the user's own
+    (tmp_path / "d" / "notes.txt").write_text("mine")
+    (tmp_path / "d" / "videos" / "mine.mp4").write_bytes(b"video")
+    with pytest.raises(ValueError, match=r"holds files that make_dataset did not write \(notes.txt, "
+                                         r"videos/mine.mp4\)"):
+        make_dataset(root, seed=3, overwrite=True, **TINY)
+    assert (tmp_path / "d" / "notes.txt").read_text() == "mine"
+    assert json.loads((tmp_path / "d" / "synthetic.json").read_text())["seed"] == 2
 
 
 def test_a_failed_make_dataset_leaves_nothing_behind(tmp_path):

@@ -53,3 +53,25 @@ def test_demo_avs360_uses_the_output_aem_and_its_visual_ablation_ignores_it():
     visual = create_model("avs360_visual", **demo_model_options("avs360_visual"))
     assert full.output_aem and full.input_spec.output_size == (16, 32)
     assert not visual.output_aem and visual.input_spec.output_size == full.input_spec.output_size
+
+
+def test_demo_data_folder_is_reused_or_replaced_but_a_user_folder_is_never_deleted(tmp_path):
+    from sphsal.engine.demo import _make_data
+
+    tiny = {"n_videos": 1, "duration": 0.5, "fps": 4, "height": 16, "width": 32, "n_objects": 2,
+            "n_viewers": 1}
+    (tmp_path / "data" / "mystuff").mkdir(parents=True)
+    (tmp_path / "data" / "mystuff" / "thesis.txt").write_text("precious")
+    with pytest.raises(ValueError, match="data holds no synthetic.json"):
+        _make_data(str(tmp_path), 0, tiny)
+    assert (tmp_path / "data" / "mystuff" / "thesis.txt").read_text() == "precious"
+    root = _make_data(str(tmp_path / "run"), 0, tiny)
+    video = tmp_path / "run" / "data" / "videos" / "synth_000.mp4"
+    first = video.stat().st_mtime_ns
+    assert _make_data(str(tmp_path / "run"), 0, tiny) == root and video.stat().st_mtime_ns == first  # reused
+    # an earlier version's stamp inside the data folder is moved out, not taken for a user's file
+    (tmp_path / "run" / "data_params.json").rename(tmp_path / "run" / "data" / "params.json")
+    assert _make_data(str(tmp_path / "run"), 0, tiny) == root and video.stat().st_mtime_ns == first
+    assert not (tmp_path / "run" / "data" / "params.json").exists()
+    _make_data(str(tmp_path / "run"), 1, tiny)  # other parameters: the synthetic folder is replaced
+    assert json.loads((tmp_path / "run" / "data" / "synthetic.json").read_text())["seed"] == 1
