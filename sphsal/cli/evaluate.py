@@ -7,7 +7,7 @@ import json
 from sphsal.cli.options import (
     add_dataset_options,
     add_model_options,
-    dataset_options,
+    dataset_arguments,
     device,
     output_dir,
     parse_key_values,
@@ -18,7 +18,7 @@ from sphsal.cli.options import (
 def register(subparsers) -> None:
     p = subparsers.add_parser("evaluate", help="evaluate a model on a dataset", description=__doc__)
     add_model_options(p)
-    add_dataset_options(p)
+    add_dataset_options(p, split="test")
     p.add_argument("--weights", default=None,
                    help="sphsal checkpoint (a training run's last.pt or a saved model); default: untrained")
     p.add_argument("--original-weights", default=None, help="a published checkpoint of the model")
@@ -26,7 +26,6 @@ def register(subparsers) -> None:
                    help="folder for per_frame.csv, per_video.csv, summary.json")
     p.add_argument("--metrics", default=None, help="comma-separated metric names (default: the standard set)")
     p.add_argument("--planar", action="store_true", help="unweighted metrics (default: solid-angle weights)")
-    p.add_argument("--split", default="test", help="dataset split (default: test)")
     p.add_argument("--frame-step", type=positive_int, default=5, help="score every n-th frame (default: 5)")
     p.add_argument("--batch-size", type=positive_int, default=2)
     p.add_argument("--device", type=device, default=None, help="torch device (default: CUDA when available)")
@@ -55,9 +54,7 @@ def run(args) -> int:
     from sphsal.engine.train import dataset_for_model
     from sphsal.metrics import DEFAULT_METRICS
 
-    options = {"split": args.split, "frame_step": args.frame_step,
-               **parse_key_values(args.dataset_arg, "--dataset-arg")}
-    dataset_options(args.dataset, options)
+    options = dataset_arguments(args, frame_step=args.frame_step)
     model = load_model(args)
     dataset = dataset_for_model(model, args.dataset, args.root, **options)
     metrics = tuple(args.metrics.split(",")) if args.metrics else DEFAULT_METRICS

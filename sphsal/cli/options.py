@@ -71,11 +71,28 @@ def add_model_options(parser: argparse.ArgumentParser, *, required: bool = True)
                              "(1, 0.5, true, [64, 128]), a fraction such as 1/16, or else text")
 
 
-def add_dataset_options(parser: argparse.ArgumentParser) -> None:
+def add_dataset_options(parser: argparse.ArgumentParser, split: str) -> None:
+    """``--dataset``, ``--root``, ``--split`` (default ``split``) and ``--dataset-arg`` (read them with
+    :func:`dataset_arguments`)."""
     parser.add_argument("--dataset", default="360av-hm", help="dataset adapter name (default: 360av-hm)")
     parser.add_argument("--root", required=True, help="dataset root folder")
+    parser.add_argument("--split", default=split, choices=("train", "test", "all"),
+                        help=f"videos to use (default: {split}; the adapters hold every fifth video out "
+                             "for test)")
     parser.add_argument("--dataset-arg", action="append", metavar="KEY=VALUE",
-                        help="keyword option for the dataset adapter (repeatable), e.g. split=test")
+                        help="keyword option for the dataset adapter (repeatable), e.g. sigma_deg=3")
+
+
+def dataset_arguments(args, **options) -> dict:
+    """The dataset adapter's keyword options from ``--split``, ``options`` and ``--dataset-arg`` (checked
+    by :func:`dataset_options`); a ``--dataset-arg`` that repeats one of the others is a ``ValueError``."""
+    extra = parse_key_values(args.dataset_arg, "--dataset-arg")
+    options = {"split": args.split, **options}
+    repeated = sorted(set(extra) & set(options))
+    if repeated:
+        flags = ", ".join("--" + key.replace("_", "-") for key in repeated)
+        raise ValueError(f"--dataset-arg {', '.join(repeated)}: give it as {flags} instead")
+    return dataset_options(args.dataset, {**options, **extra})
 
 
 # ---------------------------------------------------------------------- argparse types

@@ -9,7 +9,7 @@ from __future__ import annotations
 from sphsal.cli.options import (
     add_dataset_options,
     add_model_options,
-    dataset_options,
+    dataset_arguments,
     device,
     non_negative_float,
     non_negative_int,
@@ -23,7 +23,7 @@ from sphsal.cli.options import (
 def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="train a model", description=__doc__)
     add_model_options(p)
-    add_dataset_options(p)
+    add_dataset_options(p, split="train")
     p.add_argument("--out", required=True, type=output_dir,
                    help="run folder (checkpoint last.pt, log.csv, config.json)")
     p.add_argument("--epochs", type=positive_int, default=1)
@@ -59,7 +59,7 @@ def run(args) -> int:
     config = TrainConfig(
         model=args.model, dataset=args.dataset, root=args.root, out_dir=args.out,
         model_kwargs=parse_key_values(args.model_arg, "--model-arg"),
-        dataset_kwargs=dataset_options(args.dataset, parse_key_values(args.dataset_arg, "--dataset-arg")),
+        dataset_kwargs=dataset_arguments(args),
         epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
         lr_schedule=args.lr_schedule, warmup_steps=args.warmup_steps,
         loss=args.loss, clip_grad=args.clip_grad, seed=args.seed, amp=not args.no_amp,

@@ -27,6 +27,7 @@ def test_train_refuses_an_existing_run_unless_overwrite(dataset, tmp_path, capsy
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["model_kwargs"]["width_mult"] == 0.0625
     assert (config["ckpt_every"], config["log_every"], config["overwrite"]) == (1, 2, False)
+    assert config["dataset_kwargs"]["split"] == "train"  # never the videos `evaluate` scores by default
     capsys.readouterr()
 
     assert main(train_argv(dataset, out)) == 2
@@ -36,3 +37,9 @@ def test_train_refuses_an_existing_run_unless_overwrite(dataset, tmp_path, capsy
     assert main(train_argv(dataset, out, "--overwrite")) == 0
     assert json.loads((tmp_path / "run" / "config.json").read_text())["overwrite"] is True
     assert "trained planar_unet: step 2" in capsys.readouterr().out
+
+
+def test_the_split_is_an_option_of_its_own(dataset, tmp_path, capsys):
+    assert main(train_argv(dataset, str(tmp_path / "run"), "--dataset-arg", "split=test")) == 2
+    assert "--dataset-arg split: give it as --split instead" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
