@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import weakref
 from collections.abc import Iterable
 
@@ -50,6 +51,7 @@ MODEL_SETTINGS = ("model_name", "model_kwargs", "weights_sha1", "requested_fps")
 OUTPUT_FLAGS = ("png", "npy", "overlay")
 #: AAC carries at most this many channels; higher-order ambisonics keeps its W channel in the overlay.
 MAX_OVERLAY_CHANNELS = 8
+_MAP_FILE = re.compile(r"\d{5}\.(png|npy)")  # maps/00000.png ...
 
 
 def _load_video_audio(path: str, model) -> tuple[np.ndarray | None, int]:
@@ -148,6 +150,19 @@ def _missing_outputs(record: dict, settings: dict) -> list[str]:
     return [k for k in OUTPUT_FLAGS if settings[k] and record.get(k) is not True]
 
 
+def _clear_outputs(video_dir: str) -> None:
+    """Delete what an earlier (other or interrupted) run wrote into ``video_dir``: ``done.json`` first
+    (so an interrupted redo never leaves a record of outputs it replaced), then the frame maps
+    ``maps/NNNNN.png`` / ``.npy`` and ``overlay.mp4``; other files are left alone."""
+    maps_dir = os.path.join(video_dir, "maps")
+    stale = [os.path.join(video_dir, DONE_NAME), os.path.join(video_dir, "overlay.mp4")]
+    if os.path.isdir(maps_dir):
+        stale += [os.path.join(maps_dir, f) for f in os.listdir(maps_dir) if _MAP_FILE.fullmatch(f)]
+    for path in stale:
+        if os.path.isfile(path):
+            os.remove(path)
+
+
 @torch.no_grad()
 def predict_video(model: torch.nn.Module, path, out_dir, *, fps=None, batch_size: int = 2,
                   save_png: bool = True, save_npy: bool = False, make_overlay: bool = True,
@@ -162,7 +177,8 @@ def predict_video(model: torch.nn.Module, path, out_dir, *, fps=None, batch_size
         fps: frame rate to predict at (default: the video's own).
         batch_size: clips per forward pass (>= 1).
         save_png, save_npy, make_overlay: which outputs to write.
-        overwrite: redo a video that already has ``done.json``. Without it a video finished with the same
+        overwrite: redo a video that already has ``done.json`` (its earlier outputs are deleted first:
+            see :func:`_clear_outputs`). Without it a video finished with the same
             model settings (:data:`MODEL_SETTINGS` of :func:`output_settings`) is skipped, or redone when
             an output asked for is missing, and one finished with other model settings is a
             ``ValueError`` (its outputs are kept).
@@ -188,6 +204,8 @@ def predict_video(model: torch.nn.Module, path, out_dir, *, fps=None, batch_size
     reader = VideoReader(path, fps=fps, size=size)
     n, clip_len = len(reader), model.input_spec.clip_len
     maps_dir = os.path.join(video_dir, "maps")
+    if earlier is None:  # new, redone (overwrite) or left unfinished: nothing earlier is kept
+        _clear_outputs(video_dir)
     os.makedirs(maps_dir, exist_ok=True)
     saliency = []
     feedback = model.input_spec.needs_prev_saliency

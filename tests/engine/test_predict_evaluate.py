@@ -127,9 +127,14 @@ def test_rerun_skips_only_what_the_same_model_and_options_made(tmp_path):
     assert not with_npy["skipped"] and with_npy["npy"] and len(os.listdir(out / "v" / "maps")) == 6
     [again] = predict_videos(_unet(0), [video], out, **options)
     assert again["skipped"] and again["npy"]
-    # overwrite=True replaces another model's outputs.
-    [replaced] = predict_videos(_unet(1), [video], out, overwrite=True, **options)
+    # overwrite=True replaces another model's outputs, and leaves none of the earlier ones (the .npy
+    # maps, and frames beyond the new run's, which a lower frame rate does not reach) among them.
+    (out / "v" / "notes.txt").write_text("mine")
+    [replaced] = predict_videos(_unet(1), [video], out, overwrite=True, fps=4, **options)
     assert not replaced["skipped"] and replaced["weights_sha1"] != again["weights_sha1"]
+    maps = sorted(os.listdir(out / "v" / "maps"))
+    assert maps == [f"{t:05d}.png" for t in range(replaced["frames"])] and replaced["frames"] < 3
+    assert (out / "v" / "notes.txt").read_text() == "mine"
 
 
 def test_npy_maps_are_the_raw_model_output(tmp_path):
