@@ -45,7 +45,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 #: Errors that report a user's mistake (bad option, missing or unwritable path): ``main`` prints them as
 #: one line and returns 2. Anything else is a bug and keeps its traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
-               PermissionError)
+               PermissionError, ImportError)  # ImportError: an optional dependency missing (its message
+#                                               says what to install)
 
 
 def describe_error(err: Exception) -> str:
@@ -60,7 +61,7 @@ def describe_error(err: Exception) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``sphsal`` command line ``argv`` (default ``sys.argv[1:]``); returns the exit code (2 for a
-    user error, printed as one ``sphsal COMMAND: error: ...`` line)."""
+    user error, printed as one ``sphsal COMMAND: error: ...`` line; 130 for Ctrl-C, one line too)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     first = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(only=first if first in COMMANDS else None)
@@ -73,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as err:
         print(f"sphsal {args.command}: error: {describe_error(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"sphsal {args.command}: interrupted (every file written is complete; `sphsal train --resume` "
+              "continues a run from its last checkpoint)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -176,6 +176,15 @@ def build_optimizer(model: torch.nn.Module, recipe: dict, lr: float | None = Non
     return classes[name](params, **recipe)
 
 
+def _require_tensorboard():
+    """TensorBoard's ``SummaryWriter`` class; ``ImportError`` saying what to install without it."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as err:
+        raise ImportError("TensorBoard logging needs: pip install 'sphsal[tensorboard]'") from err
+    return SummaryWriter
+
+
 class _LogWriter:
     """``log.csv`` (rows beyond a resumed checkpoint's step are dropped) and optional TensorBoard."""
 
@@ -191,11 +200,7 @@ class _LogWriter:
             writer.writerows(rows)
         self.tb = None
         if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError as err:
-                raise ImportError("TensorBoard logging needs: pip install 'sphsal[tensorboard]'") from err
-            self.tb = SummaryWriter(os.path.join(out_dir, "tensorboard"))
+            self.tb = _require_tensorboard()(os.path.join(out_dir, "tensorboard"))
 
     def write(self, row: dict) -> None:
         with open(self.path, "a", newline="", encoding="utf-8") as f:
@@ -353,8 +358,6 @@ def _train(config, runtime: Runtime, resume, dataset, create_model, build_loss) 
         check_resumable(ckpt_path, state.get("config"), config)
     else:
         _check_fresh_run(ckpt_path, config)
-    if runtime.is_main:
-        os.makedirs(out_dir, exist_ok=True)
     seed_everything(config.seed)
     model = create_model(config.model, **config.model_kwargs).to(runtime.device)
     if dataset is None:
@@ -362,6 +365,12 @@ def _train(config, runtime: Runtime, resume, dataset, create_model, build_loss) 
     if len(dataset) < config.batch_size * runtime.world_size:
         raise ValueError(f"dataset has {len(dataset)} items, fewer than one batch "
                          f"({config.batch_size} x {runtime.world_size} processes)")
+    # Before anything is written to the run folder: options that the items check only when they are
+    # built (e.g. a dataset's sigma_deg) and TensorBoard's import fail here, not after config.json and
+    # log.csv of an overwritten run were replaced.
+    dataset[0]
+    if config.tensorboard and runtime.is_main:
+        _require_tensorboard()
 
     optimizer = build_optimizer(model, model.default_optimizer, config.lr)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
@@ -375,6 +384,7 @@ def _train(config, runtime: Runtime, resume, dataset, create_model, build_loss) 
     if runtime.is_main:
         from sphsal.models.checkpoints import plain_value
 
+        os.makedirs(out_dir, exist_ok=True)
         write_text(os.path.join(out_dir, "config.json"),
                    json.dumps(plain_value(asdict(config), "TrainConfig"), indent=2))
     log = _LogWriter(out_dir, progress["step"], config.tensorboard) if runtime.is_main else None

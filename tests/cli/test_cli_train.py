@@ -43,3 +43,34 @@ def test_the_split_is_an_option_of_its_own(dataset, tmp_path, capsys):
     assert main(train_argv(dataset, str(tmp_path / "run"), "--dataset-arg", "split=test")) == 2
     assert "--dataset-arg split: give it as --split instead" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_run_that_fails_its_checks_writes_nothing(dataset, tmp_path, capsys):
+    """Options the dataset items check only when built fail before the run folder is touched: an
+    overwritten run keeps its config.json and log.csv, a new one creates no folder."""
+    out = tmp_path / "run"
+    assert main(train_argv(dataset, str(out))) == 0
+    before = {name: (out / name).read_bytes() for name in ("config.json", "log.csv", "last.pt")}
+    bad = ("--dataset-arg", "sigma_deg=-1")
+    assert main(train_argv(dataset, str(out), "--overwrite", *bad)) == 2
+    assert "sigma_deg must be a finite number > 0" in capsys.readouterr().err
+    assert {name: (out / name).read_bytes() for name in before} == before
+    assert main(train_argv(dataset, str(tmp_path / "new"), *bad)) == 2
+    assert not (tmp_path / "new").exists()
+    try:
+        import torch.utils.tensorboard  # noqa: F401
+    except ImportError:  # a missing optional dependency: its one-line error, nothing written
+        assert main(train_argv(dataset, str(tmp_path / "tb"), "--tensorboard")) == 2
+        assert "TensorBoard logging needs: pip install" in capsys.readouterr().err
+        assert not (tmp_path / "tb").exists()
+
+
+def test_ctrl_c_is_one_line(monkeypatch, capsys):
+    import sphsal.cli.models as models_cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(models_cli, "run", interrupted)
+    assert main(["models"]) == 130
+    assert capsys.readouterr().err.startswith("sphsal models: interrupted")
