@@ -172,8 +172,11 @@ def _check_out(args) -> None:
     check_outputs(args.input, outputs)
 
 
-def _read_batches(cap, total: int, quiet: bool):
-    """Yield lists of up to ``BATCH_FRAMES`` BGR frames from an open ``cv2.VideoCapture``."""
+def _read_batches(cap, total: int, quiet: bool, source: str):
+    """Yield lists of up to ``BATCH_FRAMES`` BGR frames from an open ``cv2.VideoCapture`` of the video
+    ``source``; ``ValueError`` when it ends before the ``total`` frames it declares (0: unknown), as a
+    truncated or corrupt file does (its output is then not written)."""
+    read = 0
     with tqdm(total=total or None, unit="frame", desc="project", disable=quiet) as bar:
         while True:
             frames = []
@@ -183,9 +186,13 @@ def _read_batches(cap, total: int, quiet: bool):
                     break
                 frames.append(frame)
             if not frames:
-                return
+                break
+            read += len(frames)
             bar.update(len(frames))
             yield frames
+    if read < total:
+        raise ValueError(f"video {source!r} ends after {read} of the {total} frames it declares: the file is "
+                         "truncated or corrupt; nothing was written")
 
 
 def _write_mp4(path: str, batches, fps: float, source: str) -> int:
@@ -217,7 +224,8 @@ def project_video(args, project) -> int:
     try:
         fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
         total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        batches = (project(_to_tensor(frames)) for frames in _read_batches(cap, total, args.quiet))
+        frames = _read_batches(cap, total, args.quiet, args.input)
+        batches = (project(_to_tensor(batch)) for batch in frames)
         with torch.no_grad():
             if args.to == "healpix":
                 maps = [(b.clamp(0, 1) * 255).round().to(torch.uint8).numpy() for b in batches]

@@ -111,6 +111,22 @@ def test_truncated_faststart_file_fails_on_the_missing_frames(tmp_path):
                 reader.read_frame(k)
 
 
+def test_project_refuses_a_truncated_video(tmp_path, capsys):
+    """`sphsal project` on a faststart file cut short: an error naming the file, no output (it wrote
+    the frames it could read and reported success)."""
+    from sphsal.cli import main
+
+    data = open(write_video(str(tmp_path / "fast.mp4"), 40, 20, faststart=True), "rb").read()
+    cut = tmp_path / "fastcut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    assert main(["project", str(cut), "--to", "cubemap", "--out", str(tmp_path / "c.mp4"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "fastcut.mp4" in err and "of the 40 frames it declares" in err
+    assert not (tmp_path / "c.mp4").exists()
+    assert main(["project", str(tmp_path / "fast.mp4"), "--to", "cubemap", "--out", str(tmp_path / "c.mp4"),
+                 "--quiet"]) == 0
+
+
 def test_bad_arguments(video):
     with pytest.raises(ValueError, match="size"):
         VideoReader(video, size=(0, 4))
