@@ -18,9 +18,10 @@ variant that fixes an option of its class (``vinet_sph``: ``spherical=True``) bu
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from numbers import Real
+from numbers import Integral, Real
 
 from torch import nn
 
@@ -157,12 +158,42 @@ def _check_options(name: str, kwargs: dict) -> None:
                          f"{', '.join(sorted(params)) or 'no options'}")
     for key, value in kwargs.items():
         default = params[key].default
-        if isinstance(value, str) and default not in (None, inspect.Parameter.empty) \
-                and not isinstance(default, str):
-            kind = ("True or False" if isinstance(default, bool) else "a number" if isinstance(default, Real)
-                    else f"a {type(default).__name__}")
-            raise ValueError(f"{name}: option {key} expects {kind} like its default {default!r}, got text "
-                             f"{value!r}")
+        if default in (None, inspect.Parameter.empty) or isinstance(default, str):
+            continue
+        kind = _expected_kind(default)
+        if not _matches_default(value, default):
+            got = f"text {value!r}" if isinstance(value, str) else repr(value)
+            raise ValueError(f"{name}: option {key} expects {kind} like its default {default!r}, got {got}")
+
+
+def _expected_kind(default) -> str:
+    """What a value must be to replace ``default`` (see :func:`_matches_default`), in words."""
+    if isinstance(default, bool):
+        return "True or False"
+    if isinstance(default, Integral):
+        return "an integer"
+    if isinstance(default, Real):
+        return "a finite number"
+    if isinstance(default, (tuple, list)):
+        items = ("integers" if all(isinstance(d, Integral) and not isinstance(d, bool) for d in default)
+                 else "values")
+        return f"a list of {len(default)} {items}"
+    return f"a {type(default).__name__}"
+
+
+def _matches_default(value, default) -> bool:
+    """Whether ``value`` has the kind of a number, bool or tuple ``default``: a bool for a bool, an
+    integer for an integer, a finite number for a float (bools are no numbers), and a list or tuple of
+    as many such items for a tuple; other defaults take anything."""
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, Real):
+        kind = Integral if isinstance(default, Integral) else Real
+        return isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(default, (tuple, list)):
+        return isinstance(value, (tuple, list)) and len(value) == len(default) \
+            and all(_matches_default(v, d) for v, d in zip(value, default))
+    return True
 
 
 def list_models() -> list[str]:

@@ -133,7 +133,7 @@ def test_unknown_model_option_is_named(tmp_path, capsys):
     assert "aem_ecb: unknown option bogus; it takes aem_decoder" in line
     line = run_error(["predict", "v.mp4", "--model", "avs360", "--model-arg", "width_mult=abc", "--out",
                       str(tmp_path)], capsys)
-    assert "option width_mult expects a number" in line
+    assert "option width_mult expects a finite number" in line
 
 
 def test_no_aem_needs_a_model_with_an_aem(tmp_path, capsys):

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 from tiny_models import TINY_KWARGS
 from torch import nn
@@ -44,12 +46,27 @@ def test_unknown_option_names_it_and_lists_the_accepted_ones():
         model_options("nope")
 
 
-@pytest.mark.parametrize(("option", "value", "kind"), [("width_mult", "1/16", "a number"),
-                                                         ("frame_size", "16x32", "a tuple"),
+@pytest.mark.parametrize(("option", "value", "kind"), [("width_mult", "1/16", "a finite number"),
+                                                         ("frame_size", "16x32", "a list of 2 integers"),
                                                          ("spherical", "yes", "True or False")])
 def test_text_for_a_number_bool_or_size_option_is_refused(option, value, kind):
     with pytest.raises(ValueError, match=rf"spherical_unet: option {option} expects {kind}.*got text"):
         create_model("spherical_unet", **{option: value})
+
+
+@pytest.mark.parametrize(("option", "value", "kind"), [
+    ("frame_size", 64, "a list of 2 integers"), ("frame_size", [32, 64, 3], "a list of 2 integers"),
+    ("frame_size", [32.5, 64], "a list of 2 integers"), ("width_mult", math.inf, "a finite number"),
+    ("width_mult", math.nan, "a finite number"), ("width_mult", True, "a finite number"),
+    ("spherical", 1, "True or False")])
+def test_values_of_the_wrong_kind_are_refused(option, value, kind):
+    """They raised TypeError / OverflowError from inside the model, or built a wrong one silently."""
+    with pytest.raises(ValueError, match=rf"spherical_unet: option {option} expects {kind} like its default"):
+        create_model("spherical_unet", **{option: value})
+
+
+def test_values_of_the_right_kind_pass():
+    assert create_model("avs360", clip_len=2, width_mult=1 / 16, frame_size=[32, 64]).input_spec.clip_len == 2
 
 
 def test_a_factory_without_a_known_class_gets_its_options_unchecked():
