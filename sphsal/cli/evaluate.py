@@ -35,13 +35,18 @@ def register(subparsers) -> None:
 
 def load_model(args, model_kwargs: dict | None = None):
     """Build ``args.model`` with ``model_kwargs`` (default: the ``--model-arg`` options) and load
-    ``--weights`` / ``--original-weights``."""
+    ``--weights`` / ``--original-weights``. The initial weights come from torch's generator seeded with
+    0, so that an untrained model (no weights given) is the same from run to run."""
+    import torch
+
     from sphsal.models import create_model
     from sphsal.models.checkpoints import load_checkpoint, load_original_checkpoint
 
     if model_kwargs is None:
         model_kwargs = parse_key_values(args.model_arg, "--model-arg")
-    model = create_model(args.model, **model_kwargs)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = create_model(args.model, **model_kwargs)
     if args.weights:
         load_checkpoint(args.weights, model)
     if getattr(args, "original_weights", None):

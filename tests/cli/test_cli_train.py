@@ -74,3 +74,20 @@ def test_ctrl_c_is_one_line(monkeypatch, capsys):
     monkeypatch.setattr(models_cli, "run", interrupted)
     assert main(["models"]) == 130
     assert capsys.readouterr().err.startswith("sphsal models: interrupted")
+
+
+def test_an_untrained_model_is_the_same_in_every_run():
+    """evaluate / predict without --weights build the model from seed 0 (predict refused its second run
+    into the same folder: other weights), and leave the caller's random state alone."""
+    import argparse
+
+    import torch
+
+    from sphsal.cli.evaluate import load_model
+
+    args = argparse.Namespace(model="planar_unet", model_arg=["width_mult=1/16"], weights=None,
+                              original_weights=None)
+    state = torch.random.get_rng_state()
+    first, second = load_model(args).state_dict(), load_model(args).state_dict()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert torch.equal(torch.random.get_rng_state(), state)
