@@ -195,7 +195,9 @@ def temporal_smooth(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """
     if not (sigma >= 0 and math.isfinite(sigma)):
         raise ValueError(f"sigma must be a non-negative finite number of frames, got {sigma!r}")
-    radius = int(math.ceil(3 * sigma))
+    # Taps beyond the sequence's length never meet a sample (the cut-off kernel is renormalised), so a
+    # radius over T - 1 changes nothing; capped, a huge sigma does not allocate a huge kernel.
+    radius = min(int(math.ceil(3 * sigma)), max(x.shape[0] - 1, 0))
     if radius == 0 or x.shape[0] == 0:
         return x
     taps = torch.arange(-radius, radius + 1, dtype=torch.float64)

@@ -276,3 +276,10 @@ def test_very_loud_and_very_quiet_signals_give_finite_scaled_maps(dtype):
         torch.testing.assert_close(maps / scale, reference, rtol=1e-4, atol=2e-4 * float(reference.max()))
     with pytest.raises(ValueError, match="too large for float32"):
         energy_map(b * dtype(1e30), SR, FPS, 8, 16, quantity="energy")
+
+
+def test_temporal_smoothing_wider_than_the_sequence_is_its_mean():
+    """A sigma of many times the sequence's length (sphsal aem --smoothing 1e9 tried to allocate a
+    190 GB kernel) averages every frame into every frame."""
+    x = torch.rand(6, 2, 3, dtype=torch.float64)
+    torch.testing.assert_close(temporal_smooth(x, 1e12), x.mean(dim=0, keepdim=True).expand_as(x))
