@@ -18,7 +18,9 @@ from sphsal.atomic import atomic_path
 
 def _as_map(saliency) -> np.ndarray:
     m = saliency.detach().cpu().numpy() if isinstance(saliency, torch.Tensor) else np.asarray(saliency)
-    m = np.squeeze(m).astype(np.float32)
+    while m.ndim > 2 and m.shape[0] == 1:  # (1, 1, H, W), (1, H, W): leading axes only (a 1-row map
+        m = m[0]                            # is a map)
+    m = m.astype(np.float32)
     if m.ndim != 2:
         raise ValueError(f"saliency must be one (H, W) map, got shape {np.shape(saliency)}")
     if not np.all(np.isfinite(m)):

@@ -20,6 +20,14 @@ def test_aem_renders_video_with_audio_and_still(tmp_path, capsys):
     assert scene is not None and "aem.png" in capsys.readouterr().out
 
 
+def test_aem_map_of_one_row_or_column(tmp_path):
+    """--map-size 1x4: a map of one row is still a map (viz squeezed it to a vector and refused it)."""
+    video = str(tmp_path / "foa.mp4")
+    make_video(video, duration=0.5, fps=8, height=32, width=64, seed=2)
+    for size in ("1x4", "2x1"):
+        assert main(["aem", video, "--out", str(tmp_path / f"aem{size}.mp4"), "--map-size", size]) == 0
+
+
 def test_aem_stereo_video_is_a_clear_error(tmp_path, capsys):
     video = str(tmp_path / "stereo.mp4")
     frames = [np.zeros((16, 32, 3), np.uint8)] * 4
