@@ -197,13 +197,18 @@ def _read_batches(cap, total: int, quiet: bool, source: str):
 
 def _write_mp4(path: str, batches, fps: float, source: str) -> int:
     """Write float RGB batches ``(B, 3, h, w)`` projected from video ``source`` as mp4 frames;
-    returns the number of frames (an error if there were none)."""
+    returns the number of frames (an error if there were none, or if ``h`` or ``w`` is odd)."""
     writer, count = None, 0
     try:
         for batch in batches:
             for view in batch:
                 bgr = _to_bgr(view)
                 if writer is None:
+                    h, w = bgr.shape[:2]
+                    if h % 2 or w % 2:
+                        raise ValueError(f"the projected frames are {h}x{w} pixels: an MP4 needs even sizes "
+                                         f"(its encoder would cut them to {h // 2 * 2}x{w // 2 * 2}); choose "
+                                         "an even --size or --face-size")
                     writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps,
                                              (bgr.shape[1], bgr.shape[0]))
                 writer.write(bgr)

@@ -111,7 +111,7 @@ def test_truncated_faststart_file_fails_on_the_missing_frames(tmp_path):
                 reader.read_frame(k)
 
 
-def test_project_refuses_a_truncated_video(tmp_path, capsys):
+def test_project_refuses_a_truncated_video_and_odd_frame_sizes(tmp_path, capsys):
     """`sphsal project` on a faststart file cut short: an error naming the file, no output (it wrote
     the frames it could read and reported success)."""
     from sphsal.cli import main
@@ -125,6 +125,11 @@ def test_project_refuses_a_truncated_video(tmp_path, capsys):
     assert not (tmp_path / "c.mp4").exists()
     assert main(["project", str(tmp_path / "fast.mp4"), "--to", "cubemap", "--out", str(tmp_path / "c.mp4"),
                  "--quiet"]) == 0
+    # odd frame sizes: refused (the encoder cut 51x100 to 50x100 and the command reported success)
+    assert main(["project", str(tmp_path / "fast.mp4"), "--to", "viewport", "--size", "51x100", "--out",
+                 str(tmp_path / "v.mp4"), "--quiet"]) == 2
+    assert "51x100 pixels: an MP4 needs even sizes" in capsys.readouterr().err
+    assert not (tmp_path / "v.mp4").exists()
 
 
 def test_bad_arguments(video):
