@@ -24,7 +24,8 @@ def register(subparsers) -> None:
     p.add_argument("--original-weights", default=None, help="a published checkpoint of the model")
     p.add_argument("--out", required=True, type=output_dir,
                    help="folder for per_frame.csv, per_video.csv, summary.json")
-    p.add_argument("--metrics", default=None, help="comma-separated metric names (default: the standard set)")
+    p.add_argument("--metrics", default=None,
+                   help="comma-separated metric names among " + ", ".join(CLI_METRICS) + " (default: all)")
     p.add_argument("--planar", action="store_true", help="unweighted metrics (default: solid-angle weights)")
     p.add_argument("--frame-step", type=positive_int, default=5, help="score every n-th frame (default: 5)")
     p.add_argument("--batch-size", type=positive_int, default=2)
@@ -54,15 +55,33 @@ def load_model(args, model_kwargs: dict | None = None):
     return model
 
 
+#: The metrics the command line can compute: info_gain needs a baseline map and auc_shuffled other
+#: fixations, which it has no option for (use sphsal.metrics.Evaluator for them).
+CLI_METRICS = ("auc_judd", "auc_borji", "nss", "cc", "kld", "sim")
+
+
+def parse_metrics(text: str | None) -> tuple[str, ...]:
+    """``--metrics`` (comma-separated, spaces allowed; None: every one of :data:`CLI_METRICS`) as a
+    tuple of names; ``ValueError`` naming the flag for an empty list or a name it cannot compute."""
+    if text is None:
+        return CLI_METRICS
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    bad = [name for name in names if name not in CLI_METRICS]
+    if bad or not names:
+        raise ValueError(f"--metrics: {', '.join(repr(n) for n in bad) or 'no metric given'}; choose among "
+                         f"{', '.join(CLI_METRICS)} (info_gain and auc_shuffled need inputs the command line "
+                         "has no option for: use sphsal.metrics.Evaluator)")
+    return names
+
+
 def run(args) -> int:
     from sphsal.engine.evaluate import evaluate_model
     from sphsal.engine.train import dataset_for_model
-    from sphsal.metrics import DEFAULT_METRICS
 
+    metrics = parse_metrics(args.metrics)
     options = dataset_arguments(args, frame_step=args.frame_step)
     model = load_model(args)
     dataset = dataset_for_model(model, args.dataset, args.root, **options)
-    metrics = tuple(args.metrics.split(",")) if args.metrics else DEFAULT_METRICS
     summary = evaluate_model(model, dataset, out_dir=args.out, metrics=metrics,
                              weights=None if args.planar else "sphere", batch_size=args.batch_size,
                              device=args.device, progress=not args.quiet)

@@ -173,3 +173,15 @@ def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
     monkeypatch.setattr("sphsal.cli.aem.render_aem", fail)
     with pytest.raises(RuntimeError, match="a real bug"):
         main(["aem", "v.mp4", "--out", str(tmp_path / "a.mp4")])
+
+
+def test_evaluate_metrics_are_checked_before_any_work(tmp_path, capsys):
+    from sphsal.cli.evaluate import parse_metrics
+
+    assert parse_metrics("cc, nss") == ("cc", "nss")
+    assert parse_metrics(None) == ("auc_judd", "auc_borji", "nss", "cc", "kld", "sim")
+    for text, shown in (("info_gain", "'info_gain'"), ("", "no metric given"), ("cc,bogus", "'bogus'")):
+        line = run_error(["evaluate", "--model", "aem_ecb", "--root", str(tmp_path / "none"), "--out",
+                          str(tmp_path / "eval"), "--metrics", text], capsys)
+        assert line.startswith("sphsal evaluate: error: --metrics: ") and shown in line
+    assert not (tmp_path / "eval").exists()
