@@ -167,6 +167,7 @@ def clip_energy_map(batch: dict, num_frames: int, size: tuple[int, int], *, wind
     stereo): the message names the model option that turns the AEM off.
     """
     from sphsal.audio import energy_map
+    from sphsal.audio.ambisonics import require_ambisonic_channels
 
     require_keys(batch, ("audio", "sample_rate"), "the audio energy map")
     audio = batch["audio"]
@@ -174,13 +175,16 @@ def clip_energy_map(batch: dict, num_frames: int, size: tuple[int, int], *, wind
     maps = []
     for i in range(audio.shape[0]):
         fps = clip_fps(batch, i, num_frames)
+        where = f"video {batch['video'][i]!r}" if "video" in batch else "the batch's audio"
         try:
-            aem = energy_map(audio[i].detach().float().cpu(), int(batch_value(batch, "sample_rate", i)), fps,
-                             ah, aw, decoder=decoder, window=window, num_frames=num_frames, quantity=quantity)
+            require_ambisonic_channels(audio.shape[1], where)
         except ValueError as err:
-            raise ValueError(f"{err}. The audio energy map (AEM) needs first-order (or higher) ambisonic "
-                             "audio; build the model with use_aem=False (sphsal --no-aem) for mono or "
-                             "stereo videos") from err
+            raise ValueError(f"{err}. The model reads its audio energy map (AEM), which needs first-order "
+                             "(or higher) ambisonic audio: for mono or stereo videos choose a model without "
+                             "it (model option use_aem=False where there is one; sphsal predict --no-aem)"
+                             ) from err
+        aem = energy_map(audio[i].detach().float().cpu(), int(batch_value(batch, "sample_rate", i)), fps,
+                         ah, aw, decoder=decoder, window=window, num_frames=num_frames, quantity=quantity)
         maps.append(aem.mean(dim=0, keepdim=True))
     aem = F.adaptive_avg_pool2d(torch.stack(maps), size)
     return max_normalise(aem).to(audio.device)

@@ -37,6 +37,9 @@ def test_stereo_audio_is_refused():
     model = create_model("aem_ecb", **TINY_PRIOR)
     with pytest.raises(ValueError, match="not ambisonic"):
         model.prepare_inputs(ambisonic_batch(0.0, frames=1, channels=2, size=(8, 16)))
+    batch = {**ambisonic_batch(0.0, frames=1, channels=2, size=(8, 16)), "video": ["street_042"]}
+    with pytest.raises(ValueError, match=r"^video 'street_042': the audio is stereo \(2 channels\)"):
+        model.prepare_inputs(batch)  # the dataset item's video is named (it was "argument 'b'")
     with pytest.raises(ValueError, match="aem must be"):
         model(aem=torch.rand(1, 1, 4, 4))
 
