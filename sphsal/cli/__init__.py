@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 
 from sphsal._version import __version__
 
@@ -69,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0 if not argv else 2
+    terminate = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if terminate else None
     try:
         return int(args.func(args) or 0)
     except USER_ERRORS as err:
@@ -78,6 +82,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sphsal {args.command}: interrupted (every file written is complete; `sphsal train --resume` "
               "continues a run from its last checkpoint)", file=sys.stderr)
         return 130
+    finally:
+        if terminate:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm(signum, frame):
+    """SIGTERM (``kill``, ``timeout``, a job scheduler) as ``SystemExit(143)``: the clean-up of the command
+    runs (temporary files and staging folders are removed) instead of the process vanishing."""
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":

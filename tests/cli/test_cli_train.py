@@ -91,3 +91,27 @@ def test_an_untrained_model_is_the_same_in_every_run():
     first, second = load_model(args).state_dict(), load_model(args).state_dict()
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_sigterm_runs_the_clean_up(monkeypatch):
+    """`kill` / `timeout` end a command as SystemExit(143) with its finally blocks run (make_dataset's
+    staging folder was left behind), and the previous SIGTERM handler is restored."""
+    import os
+    import signal
+
+    import sphsal.cli.models as models_cli
+
+    cleaned = []
+
+    def killed(args):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        finally:
+            cleaned.append(True)
+
+    monkeypatch.setattr(models_cli, "run", killed)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["models"])
+    assert exit_info.value.code == 143 and cleaned == [True]
+    assert signal.getsignal(signal.SIGTERM) is before
