@@ -56,6 +56,8 @@ def run(args) -> int:
     from sphsal.cli.evaluate import load_model
     from sphsal.engine.predict import predict_videos
 
+    if args.no_png and args.no_overlay and not args.npy:
+        raise ValueError("--no-png and --no-overlay without --npy leave nothing to write")
     model = load_model(args, model_kwargs(args))
     records = predict_videos(model, args.videos, args.out, fps=args.fps, batch_size=args.batch_size,
                              save_png=not args.no_png, save_npy=args.npy, make_overlay=not args.no_overlay,

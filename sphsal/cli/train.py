@@ -32,8 +32,8 @@ def register(subparsers) -> None:
     p.add_argument("--lr", type=positive_float, default=None,
                    help="learning rate (default: the model's recipe)")
     p.add_argument("--loss", default=None, help="loss spec, e.g. 'kld+0.5*cc' (default: the model's recipe)")
-    p.add_argument("--lr-schedule", default="constant",
-                   help="learning-rate schedule over the run: constant (default) or cosine")
+    p.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine"),
+                   help="learning-rate schedule over the run (default: constant)")
     p.add_argument("--warmup-steps", type=non_negative_int, default=0,
                    help="linear learning-rate warm-up steps")
     p.add_argument("--clip-grad", type=non_negative_float, default=5.0,
@@ -56,6 +56,8 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from sphsal.engine.train import TrainConfig, train
 
+    if args.resume and args.overwrite:
+        raise ValueError("--resume continues the run in --out and --overwrite replaces it: give one of them")
     config = TrainConfig(
         model=args.model, dataset=args.dataset, root=args.root, out_dir=args.out,
         model_kwargs=parse_key_values(args.model_arg, "--model-arg"),
@@ -69,4 +71,6 @@ def run(args) -> int:
     summary = train(config, resume=args.resume)
     print(f"trained {args.model}: step {summary['step']}, loss {summary['loss']:.4f}, "
           f"checkpoint {summary['checkpoint']}")
+    if args.max_steps is not None and summary["step"] < args.max_steps:
+        print(f"(the {args.epochs} epoch(s) of --epochs ended before --max-steps {args.max_steps})")
     return 0

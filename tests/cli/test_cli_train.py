@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from sphsal.cli import main
+from sphsal.cli import build_parser, main
 from sphsal.data import make_dataset
 
 
@@ -115,3 +115,23 @@ def test_sigterm_runs_the_clean_up(monkeypatch):
         main(["models"])
     assert exit_info.value.code == 143 and cleaned == [True]
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_conflicting_or_empty_requests_are_refused(dataset, tmp_path, capsys):
+    from sphsal.engine.train import LR_SCHEDULES
+
+    out = str(tmp_path / "run")
+    assert main(train_argv(dataset, out, "--resume", "--overwrite")) == 2
+    assert "give one of them" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(train_argv(dataset, out, "--lr-schedule", "linear"))
+    assert "invalid choice: 'linear'" in capsys.readouterr().err
+    train_parser = build_parser(only="train")._subparsers._group_actions[0].choices["train"]
+    [schedule] = [a for a in train_parser._actions if a.dest == "lr_schedule"]
+    assert tuple(schedule.choices) == LR_SCHEDULES  # the CLI's literal list, kept equal to the engine's
+    assert main(["predict", "v.mp4", "--model", "aem_ecb", "--no-png", "--no-overlay", "--out", out]) == 2
+    assert "leave nothing to write" in capsys.readouterr().err
+    # one epoch of one video is fewer steps than --max-steps 5: said, not silent
+    argv = [a if a != "2" else "5" for a in train_argv(dataset, out)]
+    assert main(argv) == 0
+    assert "ended before --max-steps 5" in capsys.readouterr().out
