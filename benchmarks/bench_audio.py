@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from sphsal.audio import beam_weights, energy_map, frame_sample_positions, num_video_frames
+from sphsal.cli.options import positive_int
 from sphsal.sphere import equirect_directions
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
@@ -112,11 +113,11 @@ def run(repeats: int, configs=CONFIGS) -> None:
           "cpu = this process's user + system time, wall = elapsed time)")
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5, help="timed repeats (median reported)")
+    parser.add_argument("--repeats", type=positive_int, default=5, help="timed repeats (median reported)")
     parser.add_argument("--quick", action="store_true", help="short signals, small maps, one repeat (smoke)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.quick:
         run(1, QUICK_CONFIGS)
     else:

@@ -39,8 +39,11 @@ import time
 
 import torch
 import torch.nn.functional as F
+from _options import json_file, positive_ints
 from torch import nn
 
+from sphsal.atomic import write_text
+from sphsal.cli.options import positive_int
 from sphsal.nn import SphericalConv2d, SphericalConv3d, SphericalConvTranspose2d
 from sphsal.ops.stencils import neighbour_table, stencil_pixel_coords
 
@@ -87,6 +90,11 @@ class GridSampleExpandConv(nn.Module):
     def forward(self, x):
         grid = self.grid.expand(x.shape[0], *self.grid.shape[1:])
         return self.conv(F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False))
+
+
+def image_shape(text: str) -> tuple[int, ...]:
+    """``argparse`` type for ``--shape``: ``B,C,CO,H,W``, five integers >= 1."""
+    return positive_ints(text, "B,C,CO,H,W")
 
 
 def build(method: str, shape):
@@ -252,22 +260,22 @@ def layer_table(shape, repeats: int) -> list[dict]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="one small shape, 2 repeats (smoke run)")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--json", default=None, help="save the results to this JSON file")
-    parser.add_argument("--shape", action="append", default=None, metavar="B,C,CO,H,W",
+    parser.add_argument("--repeats", type=positive_int, default=5)
+    parser.add_argument("--threads", type=positive_int, default=2)
+    parser.add_argument("--json", type=json_file, default=None, help="save the results to this JSON file")
+    parser.add_argument("--shape", type=image_shape, action="append", default=None, metavar="B,C,CO,H,W",
                         help="time only these image shapes (repeatable; no clip or layer table)")
     parser.add_argument("--memory-probe", nargs=2, metavar=("METHOD", "SHAPE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.memory_probe:
         method, shape = args.memory_probe
-        print(f"{memory_probe(method, tuple(int(v) for v in shape.split(','))):.3f}")
+        print(f"{memory_probe(method, image_shape(shape)):.3f}")
         return 0
     shapes, repeats = (QUICK_SHAPES, 2) if args.quick else (SHAPES, args.repeats)
     clip_shapes = QUICK_CLIP_SHAPES if args.quick else CLIP_SHAPES
     if args.shape:
-        shapes, clip_shapes = [tuple(int(v) for v in shape.split(",")) for shape in args.shape], []
+        shapes, clip_shapes = args.shape, []
     results = []
     header = f"{'shape (B, C->Co, HxW)':26s} {'method':15s} {'fwd+bwd ms':>11s} {'x planar':>9s} " \
              f"{'peak MiB':>9s} {'x planar':>9s} {'faulted MiB':>12s}"
@@ -293,11 +301,8 @@ def main(argv=None) -> int:
     clips = clip_table(clip_shapes, repeats)
     layers = [] if args.shape else layer_table(shapes[0], repeats)
     if args.json:
-        tmp = args.json + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            meta = dict(torch=torch.__version__, threads=args.threads, repeats=repeats)
-            json.dump(dict(meta, results=results, clips=clips, layers=layers), f, indent=2)
-        os.replace(tmp, args.json)
+        meta = dict(torch=torch.__version__, threads=args.threads, repeats=repeats)
+        write_text(args.json, json.dumps(dict(meta, results=results, clips=clips, layers=layers), indent=2))
         print(f"saved {args.json}")
     return 0
 

@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 
 import torch
+from _options import json_file
 from bench_conv import GatherExpandConv, GridSampleExpandConv
 from torch import nn
 
+from sphsal.atomic import write_text
+from sphsal.cli.options import positive_int
 from sphsal.nn import SphericalConv2d, SphericalConvTranspose2d
 
 SHAPES = [(2, 64, 64, 120, 240), (2, 64, 64, 240, 480), (1, 256, 256, 60, 120), (8, 64, 64, 240, 480),
@@ -130,8 +132,8 @@ def transposed_modules(c: int) -> dict[str, nn.Module]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="one small shape, 5 repeats")
-    parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--json", default=None, help="save the results to this JSON file")
+    parser.add_argument("--repeats", type=positive_int, default=30)
+    parser.add_argument("--json", type=json_file, default=None, help="save the results to this JSON file")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("no CUDA GPU: nothing to measure")
@@ -159,11 +161,8 @@ def main(argv=None) -> int:
             measured = measure(transposed_modules(c), (b, c, h // 2, w // 2), shape, dtype, repeats)
             transposed += table_rows(f"({b}, {c}, {h}x{w})", shape, name, measured)
     if args.json:
-        tmp = args.json + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            meta = dict(device=device, torch=torch.__version__, repeats=repeats)
-            json.dump(dict(meta, results=results, transposed=transposed), f, indent=2)
-        os.replace(tmp, args.json)
+        meta = dict(device=device, torch=torch.__version__, repeats=repeats)
+        write_text(args.json, json.dumps(dict(meta, results=results, transposed=transposed), indent=2))
         print(f"saved {args.json}")
     return 0
 

@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 import torch
 
+from sphsal.cli.options import positive_float, positive_int
 from sphsal.data import VideoReader, create_dataset, make_dataset
 
 SIZE = (256, 512)
@@ -83,12 +84,20 @@ def timed(fn, *args) -> tuple[float, float, int]:
     return time.perf_counter() - start, time.process_time() - cpu, count
 
 
-def main() -> None:
+def video_seconds(text: str) -> float:
+    """``argparse`` type for ``--seconds``: a duration of at least one frame (``1 / FPS`` s)."""
+    seconds = positive_float(text)
+    if seconds * FPS < 1:
+        raise argparse.ArgumentTypeError(f"expected at least one frame (1/{FPS} s), got {text!r}")
+    return seconds
+
+
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=4.0, help="duration of the test video")
+    parser.add_argument("--repeats", type=positive_int, default=3)
+    parser.add_argument("--seconds", type=video_seconds, default=4.0, help="duration of the test video")
     parser.add_argument("--quick", action="store_true", help="a 1 s video, one repeat (smoke run)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.repeats = 1.0, 1
     torch.set_num_threads(1)

@@ -43,6 +43,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import metrics_numpy_reference as ref  # noqa: E402
 
 from sphsal import metrics  # noqa: E402
+from sphsal.cli.options import positive_int  # noqa: E402
 
 
 def tune_malloc() -> bool:
@@ -169,27 +170,30 @@ def bench_density(args) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=100)
-    parser.add_argument("--height", type=int, default=480)
-    parser.add_argument("--width", type=int, default=960)
-    parser.add_argument("--fixations", type=int, default=50)
-    parser.add_argument("--density-fixations", type=int, default=2000)
-    parser.add_argument("--density-height", type=int, default=960)
-    parser.add_argument("--dense-fixations", type=int, default=40,
+    parser.add_argument("--batch", type=positive_int, default=100)
+    parser.add_argument("--height", type=positive_int, default=480)
+    parser.add_argument("--width", type=positive_int, default=960)
+    parser.add_argument("--fixations", type=positive_int, default=50)
+    parser.add_argument("--density-fixations", type=positive_int, default=2000)
+    parser.add_argument("--density-height", type=positive_int, default=960)
+    parser.add_argument("--dense-fixations", type=positive_int, default=40,
                         help="fixations the dense numpy density is timed on (then scaled)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=positive_int, default=3)
     parser.add_argument("--skip-density", action="store_true")
     parser.add_argument("--no-malloc-tuning", action="store_true",
                         help="keep glibc's default malloc thresholds (see the module docstring)")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=positive_int, default=None,
                         help="torch and numba threads for sphsal (default: theirs, one per core)")
     parser.add_argument("--quick", action="store_true", help="small maps and batches, one repeat (smoke run)")
     args = parser.parse_args(argv)
+    import numba
+
+    if args.threads and args.threads > numba.config.NUMBA_NUM_THREADS:
+        parser.error(f"argument --threads: numba runs at most {numba.config.NUMBA_NUM_THREADS} threads here "
+                     f"(NUMBA_NUM_THREADS), got {args.threads}")
     if args.quick:
         args.batch, args.height, args.width, args.repeats = 4, 60, 120, 1
         args.density_fixations, args.density_height, args.dense_fixations = 100, 120, 10
-    import numba
-
     if args.threads:
         torch.set_num_threads(args.threads)
         numba.set_num_threads(args.threads)

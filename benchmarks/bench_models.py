@@ -21,8 +21,11 @@ import time
 from dataclasses import dataclass, field
 
 import torch
+from _options import json_file
 
 from sphsal.atomic import write_text
+from sphsal.cli.options import device as torch_device
+from sphsal.cli.options import positive_int
 from sphsal.models import build_loss, create_model, list_models, model_family
 
 # Reduced configurations of the same architectures for --quick.
@@ -173,16 +176,16 @@ def format_spherical_pairs(rows: list[dict]) -> str:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="reduced sizes of the same architectures")
-    parser.add_argument("--repeats", type=int, default=3, help="timed rounds after one warm-up (median)")
+    parser.add_argument("--repeats", type=positive_int, default=3,
+                        help="timed rounds after one warm-up (median)")
     parser.add_argument("--models", nargs="*", default=None,
                         help="registered model names (default: all); the SphericalConv3d vs nn.Conv3d "
                              "comparison runs when avs360 is among them")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--device", type=torch_device, default=None,
+                        help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--no-train", action="store_true", help="inference only")
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--json", type=json_file, metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)
-    if args.repeats < 1:
-        parser.error("--repeats must be >= 1")
     unknown = sorted(set(args.models or []) - set(list_models()))
     if unknown:
         parser.error(f"unknown models {unknown}; registered: {', '.join(list_models())}")

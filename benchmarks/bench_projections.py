@@ -25,16 +25,17 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import statistics
-import tempfile
 import time
 
 import cv2
 import healpy
 import numpy as np
 import torch
+from _options import json_file, positive_ints
 
+from sphsal.atomic import write_text
+from sphsal.cli.options import positive_int
 from sphsal.projections import FACE_FRAMES, equirect_to_cubemap, equirect_to_healpix
 from sphsal.projections._grids import build_plan, erp_resolver
 from sphsal.projections.cubemap import cube_face_vectors
@@ -43,13 +44,19 @@ from sphsal.sphere import directions_to_pixels, sample_equirect, vectors_to_dire
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--size must look like 1024x2048, got {text!r}") from None
+    """``argparse`` type for ``--size``: ``HxW`` (such as ``1024x2048``) with H >= 2 and an even W >= 2."""
+    h, w = positive_ints(text.lower(), "HxW", sep="x")
     if h < 2 or w < 2 or w % 2:
-        raise argparse.ArgumentTypeError(f"--size needs H >= 2 and an even W >= 2, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected H >= 2 and an even W >= 2, got {text!r}")
     return h, w
+
+
+def power_of_two(text: str) -> int:
+    """``argparse`` type for ``--nside``: a power of 2 (the NESTED HEALPix ordering needs one)."""
+    value = positive_int(text)
+    if value & (value - 1):
+        raise argparse.ArgumentTypeError(f"expected a power of 2 (NESTED ordering), got {text!r}")
+    return value
 
 
 def default_nside(h: int) -> int:
@@ -175,13 +182,14 @@ def agreement(x: torch.Tensor, images: list[np.ndarray], target: str, size: int)
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=parse_size, default=(1024, 2048), help="ERP HxW (default 1024x2048)")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--face-size", type=int, default=None, help="cube face side (default W/4)")
-    parser.add_argument("--nside", type=int, default=None,
+    parser.add_argument("--batch", type=positive_int, default=8)
+    parser.add_argument("--repeat", type=positive_int, default=3)
+    parser.add_argument("--face-size", type=positive_int, default=None, help="cube face side (default W/4)")
+    parser.add_argument("--nside", type=power_of_two, default=None,
                         help="HEALPix nside (default: smallest power of 2 not coarser than the ERP)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--json", default=None, help="also save the results to this JSON file")
+    parser.add_argument("--threads", type=positive_int, default=2)
+    parser.add_argument("--json", type=json_file, default=None,
+                        help="also save the results to this JSON file")
     parser.add_argument("--quick", action="store_true", help="64x128, batch 2, one repeat (smoke run)")
     args = parser.parse_args(argv)
     if args.quick:
@@ -222,11 +230,7 @@ def main(argv=None) -> dict:
                                       "first_call_s": first_call, "methods": rows,
                                       "mean_abs_diff_vs_cv2": diff}
     if args.json:
-        directory = os.path.dirname(os.path.abspath(args.json))
-        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".json.tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(results, f, indent=2)
-        os.replace(tmp, args.json)
+        write_text(args.json, json.dumps(results, indent=2))
     return results
 
 

@@ -33,7 +33,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("bench", help="run a benchmark script (conv, projections, audio, ...)",
                               description=__doc__)
     p.add_argument("name", help="benchmark name: " + (", ".join(available()) or "(no benchmarks/ found)"))
-    p.add_argument("args", nargs="...", help="arguments for the script (e.g. --quick, --json out.json)")
+    rest = p.add_argument("args", nargs="...",
+                          help="arguments for the script (e.g. --quick, --json out.json)")
+    rest.required = False  # argparse makes every "..." positional required ("required: name, args")
     p.set_defaults(func=run)
 
 
