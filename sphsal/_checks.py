@@ -1,16 +1,30 @@
-"""Shared checks of numeric arguments: a real number above (or at least) a bound, an integer at least a
-bound. Both raise ``ValueError`` naming the argument and showing the value, in one message format::
+"""Shared checks of arguments: a real number above (or at least) a bound, an integer at least a bound
+(both raise ``ValueError`` naming the argument and showing the value, in one message format), and an
+input file that exists::
 
     window must be a finite number > 0 (seconds), got inf
     max_steps must be None or an integer >= 1, got 0
+    video file not found: clips/a.mp4
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+import os
 
-__all__ = ["check_number", "check_integer"]
+__all__ = ["check_number", "check_integer", "check_input_file"]
+
+
+def check_input_file(path, what: str) -> str:
+    """``path`` as a string when it is an existing file; else ``FileNotFoundError`` (``"{what} not found:
+    {path}"``) or, for a folder, ``IsADirectoryError`` saying so (it was reported as not found)."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{what} {path} is a folder, not a file")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} not found: {path}")
+    return path
 
 
 def check_number(value, name: str, *, minimum: float = 0.0, inclusive: bool = False, finite: bool = True,

@@ -82,3 +82,14 @@ def test_check_integer_bound_unit_and_optional():
         check_integer(0, "sample_rate", optional=True, unit="Hz")
     with pytest.raises(ValueError, match=r"^pad must be an integer >= 0 \(pixels\), got -1$"):
         check_integer(-1, "pad", minimum=0, unit="pixels")
+
+
+def test_check_input_file_names_a_missing_file_or_a_folder(tmp_path):
+    from sphsal._checks import check_input_file
+
+    (tmp_path / "a.mp4").write_bytes(b"x")
+    assert check_input_file(tmp_path / "a.mp4", "video file") == str(tmp_path / "a.mp4")
+    with pytest.raises(FileNotFoundError, match=r"^video file not found: .*b\.mp4$"):
+        check_input_file(tmp_path / "b.mp4", "video file")
+    with pytest.raises(IsADirectoryError, match=r"^audio file .* is a folder, not a file$"):
+        check_input_file(tmp_path, "audio file")

@@ -17,7 +17,7 @@ import librosa
 import numpy as np
 import soundfile
 
-from sphsal._checks import check_integer
+from sphsal._checks import check_input_file, check_integer
 from sphsal.atomic import atomic_path
 from sphsal.audio._signal import as_signal
 from sphsal.audio.ambisonics import require_ambisonic
@@ -74,10 +74,7 @@ class AudioInfo:
 
 
 def _check_exists(path) -> str:
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"audio file not found: {path}")
-    return path
+    return check_input_file(path, "audio file")
 
 
 def _uses_soundfile(path: str) -> bool:

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from sphsal._checks import check_input_file
 from sphsal.atomic import atomic_path
 from sphsal.cli.options import check_outputs
 from sphsal.projections import (
@@ -251,8 +252,8 @@ def project_video(args, project) -> int:
 
 
 def run(args) -> int:
-    if args.input is not None and not os.path.isfile(args.input):
-        raise FileNotFoundError(f"input file {args.input!r} does not exist")
+    if args.input is not None:
+        check_input_file(args.input, "input file")
     _check_options(args)
     _check_out(args)
     if args.input is not None and os.path.splitext(args.input)[1].lower() in VIDEO_SUFFIXES:

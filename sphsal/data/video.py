@@ -30,6 +30,8 @@ import cv2
 import numpy as np
 import torch
 
+from sphsal._checks import check_input_file
+
 __all__ = ["VideoReader", "check_video_file", "source_frame", "parse_size"]
 
 # Pixel formats whose planes can be resized before a BT.601 limited-range colour conversion.
@@ -60,11 +62,9 @@ os.register_at_fork(before=gc.collect, after_in_child=_park_inherited)
 
 
 def check_video_file(path: str | os.PathLike) -> str:
-    """Return ``path`` as a string, or raise ``FileNotFoundError`` naming it when it does not exist."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"video file not found: {path}")
-    return path
+    """Return ``path`` as a string, or raise ``FileNotFoundError`` naming it when it does not exist
+    (``IsADirectoryError`` for a folder)."""
+    return check_input_file(path, "video file")
 
 
 def source_frame(index: int, source_fps, fps) -> int:
