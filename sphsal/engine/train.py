@@ -190,10 +190,7 @@ class _LogWriter:
 
     def __init__(self, out_dir: str, resume_step: int, tensorboard: bool):
         self.path = os.path.join(out_dir, LOG_NAME)
-        rows = []
-        if resume_step and os.path.exists(self.path):
-            with open(self.path, newline="", encoding="utf-8") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
+        rows = self._read(resume_step) if resume_step and os.path.exists(self.path) else []
         with atomic_path(self.path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=_LOG_FIELDS)
             writer.writeheader()
@@ -201,6 +198,56 @@ class _LogWriter:
         self.tb = None
         if tensorboard:
             self.tb = _require_tensorboard()(os.path.join(out_dir, "tensorboard"))
+
+    def _read(self, resume_step: int) -> list[dict]:
+        """The existing log's rows up to ``resume_step``; rows of later steps (logged after the checkpoint
+        was written) are dropped without a further look. A log that is not UTF-8 text, does not start with
+        the header or has a malformed row is a ``ValueError`` naming the file and the line, raised before
+        the log is rewritten, so no row is lost."""
+        with open(self.path, "rb") as f:
+            data = f.read()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            line = data.count(b"\n", 0, err.start) + 1
+            raise self._damaged(line, f"byte 0x{data[err.start]:02x} is not UTF-8 text") from None
+        lines = [line.removesuffix("\r") for line in text.split("\n")]
+        header = ",".join(_LOG_FIELDS)
+        if text and lines[0] != header:
+            raise self._damaged(1, f"{lines[0][:80]!r} is not the header {header!r}")
+        rows = []
+        for number, line in enumerate(lines[1:], 2):
+            if not line:
+                continue
+            try:
+                values = next(csv.reader([line]))
+            except csv.Error as err:
+                raise self._damaged(number, str(err).split(" - ")[0]) from None
+            try:
+                step = int(values[0])
+            except ValueError:
+                raise self._damaged(number, f"step {values[0][:80]!r} is not a whole number") from None
+            if step <= resume_step:
+                self._check_row(values, number)
+                rows.append(dict(zip(_LOG_FIELDS, values)))
+        return rows
+
+    def _check_row(self, values: list[str], line: int) -> None:
+        """``ValueError`` (:meth:`_damaged`) unless a row's ``values`` are one per field, with a
+        whole-number epoch and numbers in the other fields."""
+        if len(values) != len(_LOG_FIELDS):
+            raise self._damaged(line, f"{len(values)} fields, expected {len(_LOG_FIELDS)}")
+        for name, value in zip(_LOG_FIELDS[1:], values[1:]):
+            try:
+                (int if name == "epoch" else float)(value)
+            except ValueError:
+                kind = "a whole number" if name == "epoch" else "a number"
+                raise self._damaged(line, f"{name} {value[:80]!r} is not {kind}") from None
+
+    def _damaged(self, line: int, problem: str) -> ValueError:
+        """The error for a log that cannot be resumed: the file, the line and what is wrong there."""
+        return ValueError(f"training log {self.path} is damaged at line {line}: {problem}; repair it or move "
+                          "it away to resume (the checkpoint is not affected)")
 
     def write(self, row: dict) -> None:
         with open(self.path, "a", newline="", encoding="utf-8") as f:

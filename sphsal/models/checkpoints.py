@@ -14,13 +14,16 @@ checkpoint released with a published model onto a sphsal model through the model
 from __future__ import annotations
 
 import os
+import re
 import warnings
+import zipfile
 from collections.abc import Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
+from sphsal._checks import check_input_file
 from sphsal.atomic import atomic_path
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "load_original_checkpoint",
@@ -32,6 +35,11 @@ VERSION = 1
 #: Leaf types ``torch.load(..., weights_only=True)`` reads back (exact types: subclasses such as
 #: ``np.float64`` or an ``IntEnum`` are pickled as their own class and cannot be read).
 _PLAIN_LEAVES = (type(None), bool, int, float, complex, str, bytes, torch.dtype, torch.device, torch.Size)
+
+#: How the files ``torch.save`` writes begin: a zip archive, or (the format before PyTorch 1.6) a pickle
+#: whose first value is this magic number (little-endian in the pickle's first bytes).
+_ZIP_MAGIC = b"PK\x03\x04"
+_LEGACY_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
 
 
 def plain_value(value, name: str = "value"):
@@ -120,16 +128,47 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *,
         torch.save(state, tmp)
 
 
+def _why_unreadable(path: str, err: Exception) -> str:
+    """Why ``torch.load(path, weights_only=True)`` raised ``err``, in one line, from a look at the file:
+    empty, not a PyTorch file, truncated or corrupt, or holding objects a weights-only load refuses.
+    torch's advice to retry with ``weights_only=False`` (which runs any code a corrupt or hostile file
+    holds) is left out."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError as os_err:
+        return os_err.strerror or str(os_err)
+    if not head:
+        return "it is empty (an interrupted write or copy?)"
+    if not head.startswith(_ZIP_MAGIC) and _LEGACY_MAGIC not in head:
+        return "it is not a PyTorch checkpoint (corrupt, or another kind of file?)"
+    if head.startswith(_ZIP_MAGIC) and not zipfile.is_zipfile(path):
+        return "it is truncated: its zip archive has no end (an interrupted write or copy?)"
+    text = str(err)
+    refused = re.search(r"GLOBAL (\S+) was not an allowed global", text)
+    if refused:
+        return (f"it holds a {refused[1]} object, which loading with weights_only=True refuses (a checkpoint "
+                "may hold only tensors, numbers, strings and containers of them)")
+    unpickler = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
+    # torch's words up to the end of its first sentence: what follows is advice (weights_only=False among it).
+    detail = unpickler[1] if unpickler else re.split(r"\.\s+(?=[A-Z])", text.strip().split("\n")[0])[0]
+    detail = detail.strip()
+    if "weights_only" in detail:
+        return f"loading with weights_only=True refuses it ({detail})"
+    if len(detail) > 160:
+        detail = detail[:157] + "..."
+    return f"it is corrupt or truncated ({type(err).__name__}{': ' + detail if detail else ''})"
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """Load a checkpoint file with ``weights_only=True`` onto the CPU; ``FileNotFoundError`` /
-    ``ValueError`` naming the file when it is missing or not a loadable checkpoint."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+    ``ValueError`` naming the file when it is missing or not a loadable checkpoint (saying whether it is
+    empty, not a PyTorch file, truncated or corrupt, or holds objects such a load refuses)."""
+    path = check_input_file(path, "checkpoint")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means an unusable file
-        raise ValueError(f"cannot read checkpoint {path} (weights_only=True): {err}") from err
+        raise ValueError(f"cannot read checkpoint {path}: {_why_unreadable(path, err)}") from None
     if not isinstance(state, dict):
         raise ValueError(f"checkpoint {path} holds a {type(state).__name__}, expected a dict")
     return state

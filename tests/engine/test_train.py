@@ -149,6 +149,45 @@ def test_bad_inputs_are_named(tmp_path):
         train(_config(tmp_path / "bad"), dataset=BlobDataset(4), resume=True)
 
 
+_HEADER, _ROW = b"step,epoch,loss,lr,grad_norm,seconds\n", b"1,0,0.5,0.01,0.1,0.2\n"
+
+
+@pytest.mark.parametrize("damage, problem", [
+    (b"garbage\n1,2\n", "line 1: 'garbage' is not the header 'step,epoch,loss,lr,grad_norm,seconds'"),
+    (b"\xff\xfe", "line 1: byte 0xff is not UTF-8 text"),
+    (_HEADER + _ROW + b"2,0,\xe9t\xe9,0.01,0.1,0.2\n", "line 3: byte 0xe9 is not UTF-8"),
+    (_HEADER + b"x,0,0.5,0.01,0.1,0.2\n", "line 2: step 'x' is not a whole number"),
+    (_HEADER + _ROW + b"2,0,0.5\n", "line 3: 3 fields, expected 6"),
+    (_HEADER + b"1,0,0.5,0.01,0.1,0.2,9\n", "line 2: 7 fields, expected 6"),
+    (_HEADER + b"1,0,abc,0.01,0.1,0.2\n", "line 2: loss 'abc' is not a number"),
+    (_HEADER + b"1,0.5,0.5,0.01,0.1,0.2\n", "line 2: epoch '0.5' is not a whole number"),
+    (_HEADER + _ROW + b"2,0,0.5,0.01,0.1,\r2\n", "line 3: new-line character seen"),
+])
+def test_resume_names_a_damaged_log_and_keeps_it(tmp_path, damage, problem):
+    ds = BlobDataset(12)
+    train(_config(tmp_path, max_steps=4), dataset=ds)
+    log = tmp_path / "log.csv"
+    log.write_bytes(damage)
+    with pytest.raises(ValueError) as info:
+        train(_config(tmp_path, max_steps=6), dataset=ds, resume=True)
+    message = str(info.value)
+    assert message.startswith(f"training log {log} is damaged at line ") and problem in message, message
+    assert message.endswith("repair it or move it away to resume (the checkpoint is not affected)")
+    assert "\n" not in message and log.read_bytes() == damage
+    assert load_training_state(str(tmp_path / "last.pt"))["progress"]["step"] == 4
+
+
+def test_resume_drops_a_torn_row_logged_after_the_checkpoint(tmp_path):
+    ds = BlobDataset(12)
+    train(_config(tmp_path, max_steps=4), dataset=ds)
+    log = tmp_path / "log.csv"
+    log.write_text(log.read_text() + "5,0,0.4\n")  # written after the checkpoint, cut off by a crash
+    train(_config(tmp_path, max_steps=6), dataset=ds, resume=True)
+    with open(log, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == list(range(1, 7)) and all(None not in r.values() for r in rows)
+
+
 _WORKERS = """
 import sys, torch
 sys.path.insert(0, {here!r})

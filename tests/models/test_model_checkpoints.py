@@ -1,6 +1,9 @@
+import datetime
 import os
 import pathlib
+import struct
 import warnings
+import zipfile
 
 import numpy as np
 import pytest
@@ -68,6 +71,54 @@ def test_bad_checkpoints_are_named(tmp_path):
     save_checkpoint(path, create_model("planar_unet", **TINY_UNET))
     with pytest.raises(ValueError, match="does not fit"):
         load_checkpoint(path, create_model("planar_unet", width_mult=1 / 8, frame_size=(16, 32)))
+
+
+def _damaged_pickle(data: bytes, path) -> bytes:
+    """``data`` (a zip checkpoint saved at ``path``) with the first byte of its pickle overwritten."""
+    with zipfile.ZipFile(path) as archive:
+        info = next(i for i in archive.infolist() if i.filename.endswith("/data.pkl"))
+    name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26:info.header_offset + 30])
+    start = info.header_offset + 30 + name_len + extra_len
+    return data[:start] + b"g" + data[start + 1:]
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda data, path: b"", "it is empty"),
+    (lambda data, path: b"garbage\n", "it is not a PyTorch checkpoint"),
+    (lambda data, path: data[:len(data) // 2], "it is truncated"),
+    (lambda data, path: data[:100], "it is truncated"),
+    (_damaged_pickle, "it is corrupt or truncated"),
+])
+def test_unreadable_checkpoints_say_why_in_one_line(tmp_path, damage, reason):
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, create_model("planar_unet", **TINY_UNET))
+    path.write_bytes(damage(path.read_bytes(), path))
+    for load in (read_checkpoint, load_checkpoint):
+        with pytest.raises(ValueError) as info:
+            load(path)
+        message = str(info.value)
+        assert message.startswith(f"cannot read checkpoint {path}: {reason}")
+        # One line, and none of torch's advice to load the file with weights_only=False.
+        assert "\n" not in message and "weights_only=False" not in message and "issue" not in message
+        assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_files_a_safe_load_refuses_are_named_without_the_unsafe_advice(tmp_path):
+    path = tmp_path / "dated.pt"
+    torch.save({"state_dict": {}, "saved": datetime.date(2024, 1, 2)}, path)
+    with pytest.raises(ValueError) as info:
+        read_checkpoint(path)
+    assert str(info.value) == (f"cannot read checkpoint {path}: it holds a datetime.date object, which "
+                               "loading with weights_only=True refuses (a checkpoint may hold only tensors, "
+                               "numbers, strings and containers of them)")
+    scripted = tmp_path / "scripted.pt"
+    with pytest.raises(ValueError) as info, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TorchScript's deprecation, torch.load's note on such an archive
+        torch.jit.save(torch.jit.trace(torch.nn.Linear(2, 1), torch.zeros(1, 2)), scripted)
+        read_checkpoint(scripted)
+    message = str(info.value)
+    assert message.startswith(f"cannot read checkpoint {scripted}: loading with weights_only=True refuses it")
+    assert "TorchScript" in message and "\n" not in message and "weights_only=False" not in message
 
 
 def test_published_avs360_checkpoint_maps_onto_the_model(tmp_path):
