@@ -64,6 +64,9 @@ def render_aem(video: str, out: str, *, decoder: str = "cardioid", window: float
     from sphsal.viz import capped_size, overlay, tensor_to_frame, write_png, write_video
 
     audio, rate = load_audio(video)
+    seconds = audio.shape[-1] / rate
+    if window is not None and window > seconds:  # (a window of 1e300 s overflowed, 1e9 s exhausted memory)
+        raise ValueError(f"--window {window:g} s is longer than the audio of {video} ({seconds:.3g} s)")
     try:
         require_ambisonic(audio, path=video)
         ambisonic = True

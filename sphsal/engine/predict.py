@@ -201,6 +201,9 @@ def predict_video(model: torch.nn.Module, path, out_dir, *, fps=None, batch_size
     audio, rate = _load_video_audio(path, model)
     with VideoReader(path, fps=fps) as probe:
         size = capped_size(probe.height, probe.width)  # larger videos are downscaled
+        seconds = float(probe.source_frames / probe.source_fps)
+        if fps is not None and fps * seconds < 1:  # (1e-6 made clips of 1e7 s of audio: 238 GB)
+            raise ValueError(f"fps {fps:g} gives less than one frame in the {seconds:.3g} s of {path}")
     reader = VideoReader(path, fps=fps, size=size)
     n, clip_len = len(reader), model.input_spec.clip_len
     maps_dir = os.path.join(video_dir, "maps")

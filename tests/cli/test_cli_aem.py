@@ -51,3 +51,11 @@ def test_top_level_flags(flag, capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "sphsal" in out
+
+
+def test_aem_window_longer_than_the_audio_is_refused(tmp_path, capsys):
+    video = str(tmp_path / "foa.mp4")
+    make_video(video, duration=0.5, fps=8, height=32, width=64, seed=2)
+    for window in ("1e300", "2"):
+        assert main(["aem", video, "--out", str(tmp_path / "x.mp4"), "--window", window]) == 2
+        assert "is longer than the audio of" in capsys.readouterr().err

@@ -161,7 +161,8 @@ def test_bad_prediction_options_are_named_before_any_work(tmp_path):
     video = _video(tmp_path / "v.mp4", channels=2, n=2)
     model = _unet(0)
     for bad, name in [({"batch_size": 0}, "batch_size"), ({"batch_size": 1.5}, "batch_size"),
-                      ({"fps": 0}, "fps"), ({"fps": -2.0}, "fps")]:
+                      ({"fps": 0}, "fps"), ({"fps": -2.0}, "fps"),
+                      ({"fps": 1e-6}, "fps 1e-06 gives less than one frame in the 0.25 s of")]:
         with pytest.raises(ValueError, match=name):
             predict_videos(model, [video], tmp_path / "out", progress=False, **bad)
     assert not (tmp_path / "out").exists()
