@@ -27,6 +27,6 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from sphsal.engine.demo import run_demo
 
-    models = [name.strip() for name in args.models.split(",") if name.strip()]
+    models = list(dict.fromkeys(name.strip() for name in args.models.split(",") if name.strip()))  # once each
     run_demo(args.out, models=models, seed=args.seed, quick=args.quick, progress=not args.quiet)
     return 0
