@@ -1,14 +1,12 @@
 """``argparse`` types shared by the benchmark scripts, next to :mod:`sphsal.cli.options`' (``positive_int``,
-``positive_float``, ``device``, ``output_file``): a bad value stops a script while its command line is
-parsed (``bench_x.py: error: argument --flag: ...``, exit code 2), not after minutes of benchmarking.
+``positive_float``, ``device``, ``output_file`` for ``--json``): a bad value stops a script while its
+command line is parsed (``bench_x.py: error: argument --flag: ...``, exit code 2), not after minutes of
+benchmarking.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-
-from sphsal.cli.options import output_file
 
 
 def positive_ints(text: str, names: str, sep: str = ",") -> tuple[int, ...]:
@@ -23,16 +21,3 @@ def positive_ints(text: str, names: str, sep: str = ",") -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected {names}: {count} integers >= 1 separated by {sep!r}, "
                                          f"got {text!r}")
     return values
-
-
-def json_file(text: str) -> str:
-    """``argparse`` type for ``--json``: a file the results can be saved to, with
-    :func:`sphsal.atomic.write_text` (which creates its missing folders): an ``output_file`` whose nearest
-    existing folder is writable."""
-    path = output_file(text)
-    folder = os.path.dirname(os.path.abspath(path))
-    while not os.path.exists(folder):
-        folder = os.path.dirname(folder)
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise argparse.ArgumentTypeError(f"cannot write {text!r}: no write permission in {folder!r}")
-    return path

@@ -39,11 +39,11 @@ import time
 
 import torch
 import torch.nn.functional as F
-from _options import json_file, positive_ints
+from _options import positive_ints
 from torch import nn
 
 from sphsal.atomic import write_text
-from sphsal.cli.options import positive_int
+from sphsal.cli.options import output_file, positive_int
 from sphsal.nn import SphericalConv2d, SphericalConv3d, SphericalConvTranspose2d
 from sphsal.ops.stencils import neighbour_table, stencil_pixel_coords
 
@@ -262,7 +262,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="one small shape, 2 repeats (smoke run)")
     parser.add_argument("--repeats", type=positive_int, default=5)
     parser.add_argument("--threads", type=positive_int, default=2)
-    parser.add_argument("--json", type=json_file, default=None, help="save the results to this JSON file")
+    parser.add_argument("--json", type=output_file, default=None, help="save the results to this JSON file")
     parser.add_argument("--shape", type=image_shape, action="append", default=None, metavar="B,C,CO,H,W",
                         help="time only these image shapes (repeatable; no clip or layer table)")
     parser.add_argument("--memory-probe", nargs=2, metavar=("METHOD", "SHAPE"), help=argparse.SUPPRESS)

@@ -23,12 +23,11 @@ import statistics
 import sys
 
 import torch
-from _options import json_file
 from bench_conv import GatherExpandConv, GridSampleExpandConv
 from torch import nn
 
 from sphsal.atomic import write_text
-from sphsal.cli.options import positive_int
+from sphsal.cli.options import output_file, positive_int
 from sphsal.nn import SphericalConv2d, SphericalConvTranspose2d
 
 SHAPES = [(2, 64, 64, 120, 240), (2, 64, 64, 240, 480), (1, 256, 256, 60, 120), (8, 64, 64, 240, 480),
@@ -133,7 +132,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="one small shape, 5 repeats")
     parser.add_argument("--repeats", type=positive_int, default=30)
-    parser.add_argument("--json", type=json_file, default=None, help="save the results to this JSON file")
+    parser.add_argument("--json", type=output_file, default=None, help="save the results to this JSON file")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("no CUDA GPU: nothing to measure")

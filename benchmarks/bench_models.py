@@ -21,11 +21,10 @@ import time
 from dataclasses import dataclass, field
 
 import torch
-from _options import json_file
 
 from sphsal.atomic import write_text
 from sphsal.cli.options import device as torch_device
-from sphsal.cli.options import positive_int
+from sphsal.cli.options import output_file, positive_int
 from sphsal.models import build_loss, create_model, list_models, model_family
 
 # Reduced configurations of the same architectures for --quick.
@@ -184,7 +183,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", type=torch_device, default=None,
                         help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--no-train", action="store_true", help="inference only")
-    parser.add_argument("--json", type=json_file, metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--json", type=output_file, metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.models or []) - set(list_models()))
     if unknown:

@@ -32,10 +32,10 @@ import cv2
 import healpy
 import numpy as np
 import torch
-from _options import json_file, positive_ints
+from _options import positive_ints
 
 from sphsal.atomic import write_text
-from sphsal.cli.options import positive_int
+from sphsal.cli.options import output_file, positive_int
 from sphsal.projections import FACE_FRAMES, equirect_to_cubemap, equirect_to_healpix
 from sphsal.projections._grids import build_plan, erp_resolver
 from sphsal.projections.cubemap import cube_face_vectors
@@ -188,7 +188,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--nside", type=power_of_two, default=None,
                         help="HEALPix nside (default: smallest power of 2 not coarser than the ERP)")
     parser.add_argument("--threads", type=positive_int, default=2)
-    parser.add_argument("--json", type=json_file, default=None,
+    parser.add_argument("--json", type=output_file, default=None,
                         help="also save the results to this JSON file")
     parser.add_argument("--quick", action="store_true", help="64x128, batch 2, one repeat (smoke run)")
     args = parser.parse_args(argv)

@@ -151,20 +151,12 @@ def device(text: str) -> str:
     return str(dev)
 
 
-def _blocking_file(path: str) -> str | None:
-    """The nearest existing ancestor of ``path`` when it is a file (so ``path`` cannot be created),
-    else ``None``."""
-    parent = os.path.dirname(os.path.abspath(path))
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    return None if os.path.isdir(parent) else parent
-
-
 def output_file(text: str) -> str:
-    """``argparse`` type: a file to write: not an existing folder, and its folder can be created."""
+    """``argparse`` type: a file to write: not an existing folder, and its folder can be created (see
+    :func:`_creatable`)."""
     if os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"{text!r} is an existing folder; expected a file name")
-    return _creatable(text)
+    return _creatable(text, os.path.dirname(os.path.abspath(text)))
 
 
 def check_outputs(source: str | None, outputs: list[tuple[str, str]]) -> None:
@@ -189,12 +181,18 @@ def output_dir(text: str) -> str:
     """``argparse`` type: a folder to write into: an existing folder, or one that can be created."""
     if os.path.exists(text) and not os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"{text!r} is an existing file; expected a folder")
-    return _creatable(text)
+    return _creatable(text, os.path.abspath(text))
 
 
-def _creatable(text: str) -> str:
-    """``text`` unless one of its ancestors is a file."""
-    blocker = _blocking_file(text)
-    if blocker is not None:
-        raise argparse.ArgumentTypeError(f"cannot create {text!r}: {blocker!r} is a file, not a folder")
+def _creatable(text: str, folder: str) -> str:
+    """``text`` (to be written into ``folder``, its own folder or itself) unless the nearest existing one
+    of ``folder`` and its ancestors is a file or a folder this process may not write into (found before
+    any work, not when the results are saved)."""
+    parent = folder
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise argparse.ArgumentTypeError(f"cannot create {text!r}: {parent!r} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: no write permission in {parent!r}")
     return text

@@ -10,6 +10,7 @@ import pytest
 
 from sphsal.cli import main
 from sphsal.cli.bench import available, benchmark_dir
+from sphsal.cli.options import output_file
 
 
 @pytest.fixture
@@ -96,7 +97,7 @@ def test_json_folder_without_write_permission(load, tmp_path, monkeypatch, capsy
 
 def test_json_in_missing_folders_is_accepted_without_creating_them(load, tmp_path):
     path = str(tmp_path / "a" / "b" / "x.json")
-    assert load("_options").json_file(path) == path
+    assert output_file(path) == path
     assert not (tmp_path / "a").exists()  # write_text creates them when the results are saved
 
 

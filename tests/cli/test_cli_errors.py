@@ -185,3 +185,23 @@ def test_evaluate_metrics_are_checked_before_any_work(tmp_path, capsys):
                           str(tmp_path / "eval"), "--metrics", text], capsys)
         assert line.startswith("sphsal evaluate: error: --metrics: ") and shown in line
     assert not (tmp_path / "eval").exists()
+
+
+def test_unwritable_output_folders_are_found_before_any_work(tmp_path, monkeypatch, capsys):
+    """An --out folder (or a file's folder) this process may not write into is refused while the command
+    line is parsed (evaluate found it only after scoring); faked, as root may write anywhere."""
+    import os
+
+    from sphsal.cli.options import output_dir, output_file
+
+    writable = {str(tmp_path / "ok")}
+    monkeypatch.setattr(os, "access", lambda path, mode: str(path) in writable)
+    (tmp_path / "ok").mkdir()
+    (tmp_path / "locked").mkdir()
+    assert output_dir(str(tmp_path / "ok")) == str(tmp_path / "ok")
+    assert output_file(str(tmp_path / "ok" / "new" / "x.json")) == str(tmp_path / "ok" / "new" / "x.json")
+    line = run_error(["evaluate", "--model", "aem_ecb", "--root", "r", "--out", str(tmp_path / "locked")],
+                     capsys)
+    assert f"no write permission in {str(tmp_path / 'locked')!r}" in line
+    line = run_error(["aem", "v.mp4", "--out", str(tmp_path / "locked" / "sub" / "x.mp4")], capsys)
+    assert f"no write permission in {str(tmp_path / 'locked')!r}" in line
