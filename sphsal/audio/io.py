@@ -73,10 +73,6 @@ class AudioInfo:
         return num_channels(self.spatial.ambisonic_order)
 
 
-def _check_exists(path) -> str:
-    return check_input_file(path, "audio file")
-
-
 def _uses_soundfile(path: str) -> bool:
     return path.lower().endswith(SOUNDFILE_EXTENSIONS)
 
@@ -91,7 +87,7 @@ def probe_audio(path) -> AudioInfo:
     Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the file when it cannot be
     read or has no audio stream.
     """
-    path = _check_exists(path)
+    path = check_input_file(path, "audio file")
     if _uses_soundfile(path):
         try:
             info = soundfile.info(path)
@@ -244,7 +240,7 @@ def load_audio(path, sample_rate: int | None = None, *, ambisonic: bool = False,
             :data:`LENGTH_TOLERANCE_SAMPLES` plus 1% short), carries unsupported metadata, or is not
             ambisonic when ``ambisonic=True`` (the message names it).
     """
-    path = _check_exists(path)
+    path = check_input_file(path, "audio file")
     if sample_rate is not None:
         sample_rate = check_sample_rate(sample_rate)
     if _uses_soundfile(path):

@@ -83,9 +83,10 @@ def _make_data(out_dir: str, seed: int, data: dict) -> str:
     params = {**data, "seed": seed}
     stamp = os.path.join(out_dir, "data_params.json")
     legacy = os.path.join(root, "params.json")  # where earlier versions kept the stamp
-    if os.path.isfile(legacy) and os.path.isfile(os.path.join(root, "synthetic.json")):
+    synthetic = os.path.isfile(os.path.join(root, "synthetic.json"))
+    if synthetic and os.path.isfile(legacy):
         os.replace(legacy, stamp)
-    if os.path.isfile(os.path.join(root, "synthetic.json")) and os.path.exists(stamp):
+    if synthetic and os.path.exists(stamp):
         with open(stamp, encoding="utf-8") as f:
             if json.load(f) == params:
                 return root

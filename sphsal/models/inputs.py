@@ -172,17 +172,18 @@ def clip_energy_map(batch: dict, num_frames: int, size: tuple[int, int], *, wind
     require_keys(batch, ("audio", "sample_rate"), "the audio energy map")
     audio = batch["audio"]
     ah, aw = analysis_size or (4 * size[0], 4 * size[1])
+    # one channel count for the whole batch: checked once, naming its first item's video
+    where = f"video {batch['video'][0]!r}" if "video" in batch else "the batch's audio"
+    try:
+        require_ambisonic_channels(audio.shape[1], where)
+    except ValueError as err:
+        raise ValueError(f"{err}. The model reads its audio energy map (AEM), which needs first-order "
+                         "(or higher) ambisonic audio: for mono or stereo videos choose a model without "
+                         "it (model option use_aem=False where there is one; sphsal predict --no-aem)"
+                         ) from err
     maps = []
     for i in range(audio.shape[0]):
         fps = clip_fps(batch, i, num_frames)
-        where = f"video {batch['video'][i]!r}" if "video" in batch else "the batch's audio"
-        try:
-            require_ambisonic_channels(audio.shape[1], where)
-        except ValueError as err:
-            raise ValueError(f"{err}. The model reads its audio energy map (AEM), which needs first-order "
-                             "(or higher) ambisonic audio: for mono or stereo videos choose a model without "
-                             "it (model option use_aem=False where there is one; sphsal predict --no-aem)"
-                             ) from err
         aem = energy_map(audio[i].detach().float().cpu(), int(batch_value(batch, "sample_rate", i)), fps,
                          ah, aw, decoder=decoder, window=window, num_frames=num_frames, quantity=quantity)
         maps.append(aem.mean(dim=0, keepdim=True))

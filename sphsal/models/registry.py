@@ -160,10 +160,10 @@ def _check_options(name: str, kwargs: dict) -> None:
         default = params[key].default
         if default in (None, inspect.Parameter.empty) or isinstance(default, str):
             continue
-        kind = _expected_kind(default)
         if not _matches_default(value, default):
             got = f"text {value!r}" if isinstance(value, str) else repr(value)
-            raise ValueError(f"{name}: option {key} expects {kind} like its default {default!r}, got {got}")
+            raise ValueError(f"{name}: option {key} expects {_expected_kind(default)} like its default "
+                             f"{default!r}, got {got}")
 
 
 def _expected_kind(default) -> str:

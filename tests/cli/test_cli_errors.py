@@ -205,3 +205,10 @@ def test_unwritable_output_folders_are_found_before_any_work(tmp_path, monkeypat
     assert f"no write permission in {str(tmp_path / 'locked')!r}" in line
     line = run_error(["aem", "v.mp4", "--out", str(tmp_path / "locked" / "sub" / "x.mp4")], capsys)
     assert f"no write permission in {str(tmp_path / 'locked')!r}" in line
+
+
+def test_the_cli_metrics_are_the_default_set():
+    from sphsal.cli.evaluate import CLI_METRICS
+    from sphsal.metrics import DEFAULT_METRICS
+
+    assert CLI_METRICS == DEFAULT_METRICS
