@@ -43,6 +43,8 @@ from sphsal.engine.runtime import (
 
 CHECKPOINT_NAME = "last.pt"
 LOG_NAME = "log.csv"
+# The largest learning rate the optimisers can apply to float32 weights.
+_LARGEST_LR = torch.finfo(torch.float32).max
 _LOG_FIELDS = ("step", "epoch", "loss", "lr", "grad_norm", "seconds")
 LR_SCHEDULES = ("constant", "cosine")
 #: TrainConfig fields that may differ from the stored ones when resuming: they say how long to train and
@@ -128,6 +130,9 @@ class TrainConfig:
         for name in ("warmup_steps", "num_workers", "seed"):
             setattr(self, name, check_integer(getattr(self, name), f"TrainConfig.{name}", minimum=0))
         self.lr = check_number(self.lr, "TrainConfig.lr", optional=True)
+        if self.lr is not None and self.lr > _LARGEST_LR:  # the optimisers convert it to the weights' dtype
+            raise ValueError(f"TrainConfig.lr must be at most {_LARGEST_LR:.4g} (float32's largest value), "
+                             f"got {self.lr:g}")
         self.clip_grad = check_number(self.clip_grad, "TrainConfig.clip_grad", inclusive=True, optional=True)
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"TrainConfig.lr_schedule must be one of {LR_SCHEDULES}, "

@@ -300,7 +300,8 @@ def test_new_run_refuses_a_folder_with_a_checkpoint_unless_overwrite(tmp_path):
 @pytest.mark.parametrize("field, value", [
     ("ckpt_every", 0), ("log_every", 0), ("epochs", 0), ("batch_size", 0), ("max_steps", 0),
     ("warmup_steps", -1), ("num_workers", -1), ("seed", -1), ("epochs", 1.5), ("batch_size", True),
-    ("lr", 0.0), ("lr", -1e-3), ("lr", float("nan")), ("clip_grad", -1.0), ("clip_grad", float("inf")),
+    ("lr", 0.0), ("lr", -1e-3), ("lr", float("nan")), ("lr", 1e300), ("clip_grad", -1.0),
+    ("clip_grad", float("inf")),
     ("lr_schedule", "step"), ("model", ""), ("amp", "yes"), ("overwrite", 1), ("model_kwargs", None),
 ])
 def test_train_config_values_are_checked_on_construction(tmp_path, field, value):
