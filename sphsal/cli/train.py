@@ -69,6 +69,8 @@ def run(args) -> int:
         tensorboard=args.tensorboard, progress=not args.quiet, device=args.device, overwrite=args.overwrite,
     )
     summary = train(config, resume=args.resume)
+    if not summary["main"]:  # torchrun's other ranks: rank 0 reports
+        return 0
     print(f"trained {args.model}: step {summary['step']}, loss {summary['loss']:.4f}, "
           f"checkpoint {summary['checkpoint']}")
     if args.max_steps is not None and summary["step"] < args.max_steps:

@@ -356,7 +356,8 @@ def _restore(path: str, state: dict, model, optimizer, scaler, progress: dict) -
 
 def train(config: TrainConfig, *, resume: bool = False, dataset: Dataset | None = None) -> dict:
     """Train ``config.model`` on ``config.dataset`` (or a ready ``dataset``); returns a summary dict
-    with the final step, the last loss and the checkpoint path.
+    with the final step, this process's last loss, the checkpoint path, the model and ``main`` (whether
+    this is the process that writes the run folder: the only one, or rank 0 under ``torchrun``).
 
     ``resume=True`` continues the run in ``config.out_dir`` (``ValueError`` when its settings differ,
     see :func:`check_resumable`); otherwise a folder that already holds ``last.pt`` is refused unless
@@ -493,4 +494,4 @@ def _train(config, runtime: Runtime, resume, dataset, create_model, build_loss) 
         _save(ckpt_path, model, optimizer, scaler, progress, config)
         log.close()
     return {"step": progress["step"], "epoch": progress["epoch"], "loss": progress["last_loss"],
-            "checkpoint": ckpt_path, "model": model}
+            "checkpoint": ckpt_path, "model": model, "main": runtime.is_main}

@@ -135,3 +135,15 @@ def test_conflicting_or_empty_requests_are_refused(dataset, tmp_path, capsys):
     argv = [a if a != "2" else "5" for a in train_argv(dataset, out)]
     assert main(argv) == 0
     assert "ended before --max-steps 5" in capsys.readouterr().out
+
+
+def test_only_the_main_process_reports(dataset, tmp_path, capsys, monkeypatch):
+    """Under torchrun every rank runs the command; rank 0 alone prints the summary."""
+    import sphsal.engine.train as engine_train
+
+    def other_rank(config, resume=False):
+        return {"step": 2, "epoch": 0, "loss": 0.5, "checkpoint": "last.pt", "model": None, "main": False}
+
+    monkeypatch.setattr(engine_train, "train", other_rank)
+    assert main(train_argv(dataset, str(tmp_path / "run"))) == 0
+    assert capsys.readouterr().out == ""

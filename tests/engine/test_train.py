@@ -121,8 +121,9 @@ import sys
 sys.path.insert(0, {here!r})
 from engine_tiny import BlobDataset
 from sphsal.engine.train import TrainConfig, train
-train(TrainConfig(model="tiny_test_model", out_dir={out!r}, epochs=2, batch_size=2, progress=False,
-                  device="cpu"), dataset=BlobDataset(12))
+summary = train(TrainConfig(model="tiny_test_model", out_dir={out!r}, epochs=2, batch_size=2,
+                            progress=False, device="cpu"), dataset=BlobDataset(12))
+print("main:", summary["main"])
 """
 
 
@@ -136,6 +137,7 @@ def test_two_process_torchrun_on_cpu(tmp_path):
     state = load_training_state(str(tmp_path / "ddp" / "last.pt"))
     # 12 items / 2 processes / batch 2 = 3 steps per epoch.
     assert state["progress"]["step"] == 6
+    assert sorted(result.stdout.split("main:")[1:]) == [" False\n", " True\n"]  # rank 0 alone reports
 
 
 def test_bad_inputs_are_named(tmp_path):
