@@ -43,9 +43,12 @@ MODES = ("bilinear", "nearest")
 _GRID_SAMPLER_MODES = {"bilinear": 0, "nearest": 1}  # aten's interpolation_mode codes
 _BORDER_PADDING = 1  # aten's padding_mode code of padding_mode="border"
 
-# resolve(rows, cols, points) -> flat source indices of integer taps (rows, cols) that lie outside
-# the atlas cell of their output points (flat output indices ``points``).
-Resolver = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+# resolve(rows, cols, points) -> the source of the (n,) integer taps (rows, cols) that lie outside the
+# atlas cell of their output points (flat output indices ``points``): either (n,) flat source indices
+# (the tap is one atlas pixel) or a pair ``(indices, weights)`` of (S, n) tensors (the tap is a weighted
+# sum of S atlas pixels, e.g. bilinear interpolation on a neighbouring cube face).
+Resolver = Callable[[torch.Tensor, torch.Tensor, torch.Tensor],
+                    torch.Tensor | tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass(frozen=True, eq=False)
@@ -153,8 +156,9 @@ def build_plan(row: torch.Tensor, col: torch.Tensor, src_hw: tuple[int, int], mo
             ``(i, j)``.
         src_hw: ``(Hs, Ws)`` of the atlas.
         mode: ``"bilinear"`` or ``"nearest"``.
-        resolve: maps integer taps outside the point's cell to flat source indices (see
-            :data:`Resolver`); ``None`` clamps them to the border, as ``grid_sample`` does.
+        resolve: maps integer taps outside the point's cell to flat source indices, or to weighted
+            sums of source pixels (see :data:`Resolver`); ``None`` clamps them to the border, as
+            ``grid_sample`` does.
         region: ``(row_lo, row_hi, col_lo, col_hi)``, inclusive integer bounds (scalars or tensors
             broadcastable to the output shape) of the cell each point belongs to; default the atlas.
         coverage: optional float64 ``(output shape)`` 0/1 mask stored in the plan.
@@ -190,8 +194,19 @@ def build_plan(row: torch.Tensor, col: torch.Tensor, src_hw: tuple[int, int], mo
     foreign = foreign[:, points]
     taps = tap_rows * ws + tap_cols
     owners = points.expand(4, -1)
-    taps[foreign] = resolve(tap_rows[foreign], tap_cols[foreign], owners[foreign])
-    return SamplingPlan(out_shape, mode, grid, points, taps, weights, coverage)
+    resolved = resolve(tap_rows[foreign], tap_cols[foreign], owners[foreign])
+    if isinstance(resolved, torch.Tensor):
+        taps[foreign] = resolved
+        return SamplingPlan(out_shape, mode, grid, points, taps, weights, coverage)
+    # Every foreign tap becomes S weighted pixels: (S, 4, M) taps, the extra ones of an in-cell tap
+    # repeat it with weight 0.
+    sub_taps, sub_weights = resolved
+    taps = taps.expand(len(sub_taps), -1, -1).clone()
+    taps[:, foreign] = sub_taps
+    weights = torch.cat((weights[None], weights.new_zeros(len(sub_taps) - 1, *weights.shape)))
+    weights[:, foreign] = weights[0][foreign] * sub_weights
+    return SamplingPlan(out_shape, mode, grid, points, taps.reshape(-1, points.numel()),
+                        weights.reshape(-1, points.numel()), coverage)
 
 
 def gather_plan(out_shape: tuple[int, ...], taps: torch.Tensor, weights: torch.Tensor | None,

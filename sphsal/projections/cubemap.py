@@ -109,8 +109,10 @@ def _to_cube_plan(face_size: int, h: int, w: int, mode: str):
 
 
 def _cube_resolver(face_size: int, faces: torch.Tensor):
-    """Resolve taps beyond a face edge to the pixel of the neighbouring face that contains the
-    tap's direction (rows are in the ``(6F, F)`` stacked atlas)."""
+    """Resolve taps beyond a face edge to the value at the tap's direction, interpolated bilinearly on
+    the neighbouring face that contains it (clamped to that face's pixel centres): four ``(row, col)``
+    pixels of the ``(6F, F)`` stacked atlas and their weights per tap. (The neighbour's nearest pixel
+    alone would be up to half a pixel off along the edge: a first-order error at the face edges.)"""
     frames = FACE_FRAMES
 
     def resolve(rows, cols, points):
@@ -120,9 +122,16 @@ def _cube_resolver(face_size: int, faces: torch.Tensor):
         frame = frames[face]
         v = frame[:, 0] + a[:, None] * frame[:, 1] + b[:, None] * frame[:, 2]
         face2, a2, b2 = vectors_to_cube_faces(v)
-        col2 = torch.round((a2 + 1) / 2 * face_size - 0.5).long().clamp(0, face_size - 1)
-        row2 = torch.round((b2 + 1) / 2 * face_size - 0.5).long().clamp(0, face_size - 1)
-        return (face2 * face_size + row2) * face_size + col2
+        row2 = ((b2 + 1) / 2 * face_size - 0.5).clamp(0, face_size - 1)
+        col2 = ((a2 + 1) / 2 * face_size - 0.5).clamp(0, face_size - 1)
+        r0 = torch.floor(row2).long().clamp(max=max(face_size - 2, 0))
+        c0 = torch.floor(col2).long().clamp(max=max(face_size - 2, 0))
+        r1, c1 = (r0 + 1).clamp(max=face_size - 1), (c0 + 1).clamp(max=face_size - 1)
+        fr, fc = row2 - r0, col2 - c0
+        top = face2 * face_size
+        taps = torch.stack([((top + r) * face_size + c) for r, c in ((r0, c0), (r0, c1), (r1, c0), (r1, c1))])
+        weights = torch.stack(((1 - fr) * (1 - fc), (1 - fr) * fc, fr * (1 - fc), fr * fc))
+        return taps, weights
 
     return resolve
 

@@ -100,7 +100,7 @@ def healpix_to_equirect(x: torch.Tensor, h: int, w: int, nest: bool = True, mode
     h, w = check_size(h, "h"), check_size(w, "w")
     npix = x.shape[-1]
     nside = math.isqrt(npix // 12)
-    if 12 * nside * nside != npix:
+    if nside < 1 or 12 * nside * nside != npix:
         raise ValueError(f"x has {npix} pixels, which is not 12 nside^2 for any nside")
     nside = _check_nside(nside, nest)
     return _from_healpix_plan.sample(x, nside, bool(nest), h, w, mode, out_shape=(h, w))

@@ -50,7 +50,7 @@ def _check_out_hw(out_hw) -> tuple[int, int]:
 def perspective_vectors(fov: float, yaw: float, pitch: float, roll: float, out_hw: tuple[int, int]):
     """Directions (float64, not normalised) of the viewport pixel centres, shape ``(H, W, 3)``."""
     fov, yaw, pitch, roll = _check_view(fov, yaw, pitch, roll)
-    h, w = out_hw
+    h, w = _check_out_hw(out_hw)
     half = math.tan(fov / 2)
     tx = ((torch.arange(w, dtype=torch.float64) + 0.5) / w * 2 - 1) * half
     ty = ((torch.arange(h, dtype=torch.float64) + 0.5) / h * 2 - 1) * half * h / w
@@ -121,9 +121,10 @@ def perspective_to_equirect(view: torch.Tensor, fov: float, yaw: float, pitch: f
         0 where the viewport does not cover it; ``mask`` ``(h, w)`` (dtype of ``view``) is 1 on covered
         pixels and 0 elsewhere. Differentiable with respect to ``view``.
     """
-    if not isinstance(view, torch.Tensor) or view.dim() != 4 or not view.is_floating_point():
+    if (not isinstance(view, torch.Tensor) or view.dim() != 4 or not view.is_floating_point()
+            or min(view.shape[-2:]) < 1):
         shape = tuple(view.shape) if isinstance(view, torch.Tensor) else type(view).__name__
-        raise ValueError(f"view must be a floating (B, C, H, W) viewport batch, got {shape}")
+        raise ValueError(f"view must be a floating (B, C, H, W) viewport batch with H, W >= 1, got {shape}")
     check_mode(mode)
     h, w = check_size(h, "h"), check_size(w, "w")
     angles = _check_view(fov, yaw, pitch, roll)

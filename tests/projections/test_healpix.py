@@ -86,6 +86,8 @@ def test_bad_input_is_named():
         equirect_to_healpix(torch.rand(1, 1, 8, 16), 3)
     with pytest.raises(ValueError, match="12 nside"):
         healpix_to_equirect(torch.rand(1, 1, 100), 8, 16)
+    with pytest.raises(ValueError, match="x has 0 pixels"):  # was "nside must be ... got 0"
+        healpix_to_equirect(torch.rand(1, 1, 0), 8, 16)
     with pytest.raises(ValueError, match="x must be"):
         healpix_to_equirect(torch.rand(1, 192), 8, 16)
 

@@ -89,6 +89,14 @@ def test_bad_input_is_named():
         equirect_to_perspective(x, FOV, float("nan"), 0.0)
     with pytest.raises(ValueError, match="view must be"):
         perspective_to_equirect(torch.rand(8, 8), FOV, 0.0, 0.0, 0.0, 8, 16)
+    # an empty viewport reached grid_sampler ("expected input to have non-empty spatial dimensions")
+    with pytest.raises(ValueError, match=r"view must be .* with H, W >= 1, got \(1, 1, 0, 4\)"):
+        perspective_to_equirect(torch.rand(1, 1, 0, 4), FOV, 0.0, 0.0, 0.0, 8, 16)
+    # perspective_vectors took any out_hw: (0, 4) gave an empty grid, (-1, 4) an error from arange
+    with pytest.raises(ValueError, match=r"out_hw\[0\] must be an integer >= 1, got 0"):
+        perspective_vectors(FOV, 0.0, 0.0, 0.0, (0, 4))
+    with pytest.raises(ValueError, match=r"out_hw\[0\] must be an integer >= 1, got -1"):
+        perspective_vectors(FOV, 0.0, 0.0, 0.0, (-1, 4))
 
 
 @pytest.mark.parametrize("mode", ["bilinear", "nearest"])
