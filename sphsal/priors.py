@@ -11,8 +11,8 @@ import math
 
 import torch
 
-from sphsal._checks import check_number
-from sphsal.sphere import equirect_directions
+from sphsal._checks import check_integer, check_number
+from sphsal.sphere import check_float_dtype, equirect_directions
 
 __all__ = ["equator_bias", "center_bias"]
 
@@ -24,9 +24,10 @@ def equator_bias(h: int, w: int, sigma_el: float = math.radians(15.0), sigma_az:
     ``exp(-el^2 / (2 sigma_el^2)) * exp(-daz^2 / (2 sigma_az^2))`` with ``daz`` the azimuth wrapped
     into ``(-pi, pi]`` (front = 0), divided by its maximum so the peak (at the pixels nearest the front
     of the equator) is exactly 1. ``sigma_el``, ``sigma_az`` in radians (defaults 15 and 75 degrees, as
-    in AVS360).
+    in AVS360). ``dtype`` must be a floating dtype (default: torch's default dtype).
     """
     sigma_el, sigma_az = check_number(sigma_el, "sigma_el"), check_number(sigma_az, "sigma_az")
+    check_float_dtype(dtype)
     az, el = equirect_directions(h, w, dtype=torch.float64, device=device)
     daz = torch.remainder(az + math.pi, 2 * math.pi) - math.pi
     bias = torch.exp(-0.5 * (el / sigma_el) ** 2 - 0.5 * (daz / sigma_az) ** 2)
@@ -38,11 +39,12 @@ def center_bias(h: int, w: int, sigma: float = 0.25, *, dtype=None, device=None)
 
     ``sigma`` is a fraction of each side (the image spans [0, 1] along both axes, so the Gaussian is
     stretched with the aspect ratio); pixel centres at ``(i + 0.5) / H`` and ``(j + 0.5) / W``.
+    ``dtype`` must be a floating dtype (default: torch's default dtype).
     """
     sigma = check_number(sigma, "sigma")
-    if int(h) != h or int(w) != w or h < 1 or w < 1:
-        raise ValueError(f"image size must be positive integers, got h={h!r}, w={w!r}")
-    y = (torch.arange(int(h), dtype=torch.float64, device=device) + 0.5) / h - 0.5
-    x = (torch.arange(int(w), dtype=torch.float64, device=device) + 0.5) / w - 0.5
+    h, w = check_integer(h, "h", whole_floats=True), check_integer(w, "w", whole_floats=True)
+    check_float_dtype(dtype)
+    y = (torch.arange(h, dtype=torch.float64, device=device) + 0.5) / h - 0.5
+    x = (torch.arange(w, dtype=torch.float64, device=device) + 0.5) / w - 0.5
     bias = torch.exp(-0.5 * (y[:, None] / sigma) ** 2 - 0.5 * (x[None, :] / sigma) ** 2)
     return (bias / bias.max()).to(dtype or torch.get_default_dtype())

@@ -45,3 +45,16 @@ def test_bad_sigmas():
         equator_bias(8, 16, sigma_el=0.0)
     with pytest.raises(ValueError, match="sigma"):
         center_bias(8, 16, sigma=-1)
+
+
+def test_bad_sizes_and_dtypes_are_named():
+    # An integer dtype truncated the map to 0/1 silently; a bool or None size passed (True -> one row)
+    # or failed inside int().
+    for bias in (equator_bias, center_bias):
+        with pytest.raises(ValueError, match=r"dtype must be a floating torch dtype .*torch.int64"):
+            bias(8, 16, dtype=torch.int64)
+        for h in (True, None, 0, 2.5):
+            with pytest.raises(ValueError, match=r"h must be an integer >= 1, got|got h="):
+                bias(h, 16)
+    assert center_bias(8.0, 16).shape == equator_bias(8.0, 16).shape == (8, 16)
+
