@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import torch
 
+from sphsal._checks import check_integer, check_number
 from sphsal.atomic import atomic_path
 
 
@@ -44,10 +45,11 @@ def heatmap(saliency, size: tuple[int, int] | None = None, colormap: int = cv2.C
 def overlay(frame: np.ndarray, saliency, alpha: float = 0.5) -> np.ndarray:
     """Blend the heatmap of ``saliency`` over an RGB ``frame`` ``(H, W, 3)`` uint8; the map is resized
     to the frame. ``alpha`` is the heatmap's weight where the map is at its maximum (it fades with the
-    map's value so low-saliency regions show the frame)."""
-    frame = np.asarray(frame)
-    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-        raise ValueError(f"frame must be (H, W, 3) uint8 RGB, got {frame.shape} {frame.dtype}")
+    map's value so low-saliency regions show the frame), in [0, 1]."""
+    alpha = check_number(alpha, "alpha", inclusive=True)
+    if alpha > 1:  # the blend would leave [0, 255] and wrap around in uint8
+        raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
+    frame = _check_frame(frame, "frame")
     h, w = frame.shape[:2]
     m = _as_map(saliency)
     m = cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR)
@@ -71,11 +73,20 @@ def tensor_to_frame(x: torch.Tensor) -> np.ndarray:
     return (x.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
 
 
+def _check_frame(frame, name: str) -> np.ndarray:
+    """``frame`` as an array after checking that it is ``(H, W, 3)`` uint8 RGB (``ValueError`` naming
+    ``name`` otherwise)."""
+    frame = np.asarray(frame)
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8 or 0 in frame.shape:
+        raise ValueError(f"{name} must be an (H, W, 3) uint8 RGB image, got {frame.shape} {frame.dtype}")
+    return frame
+
+
 def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
     """Write an RGB ``(H, W, 3)`` or grey ``(H, W)`` uint8 image atomically."""
     image = np.asarray(image)
-    if image.ndim == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    if not (image.ndim == 2 and image.dtype == np.uint8 and image.size):  # not grey: must be RGB
+        image = cv2.cvtColor(_check_frame(image, "image"), cv2.COLOR_RGB2BGR)
     with atomic_path(path) as tmp:
         if not cv2.imwrite(tmp, image):
             raise ValueError(f"OpenCV could not write the image {path}")
@@ -86,27 +97,44 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
     """Write RGB frames ``(H, W, 3)`` uint8 to an H.264 MP4 (yuv420p), atomically, with optional audio.
 
     Args:
-        frames: iterable of equally sized frames (even H and W are padded if needed).
-        fps: frame rate.
-        audio: ``(channels, samples)`` float32 in [-1, 1], encoded as AAC with up to 8 channels
+        frames: iterable of equally sized frames (odd H and W are padded to even ones by repeating the
+            last row / column).
+        fps: frame rate, a finite number > 0.
+        audio: ``(channels, samples)`` finite float32 in [-1, 1], encoded as AAC with up to 8 channels
             (ambisonic first order is kept as 4 channels).
         sample_rate: audio rate in Hz (required with ``audio``).
 
     Returns:
         The number of frames written.
+
+    A frame of another shape or dtype, or a bad ``fps``, ``audio`` or ``sample_rate``, raises
+    ``ValueError`` naming it, and no file is left behind.
     """
     import av
 
-    if audio is not None and not sample_rate:
-        raise ValueError("write_video: sample_rate is required when audio is given")
+    fps = check_number(fps, "fps", unit="frames per second")
+    if audio is not None:
+        if not sample_rate:
+            raise ValueError("write_video: sample_rate is required when audio is given")
+        sample_rate = check_integer(sample_rate, "sample_rate", whole_floats=True, unit="Hz")
+        audio = np.asarray(audio, dtype=np.float32)
+        if audio.ndim != 2:
+            raise ValueError(f"audio must be (channels, samples), got shape {audio.shape}")
+        if not np.all(np.isfinite(audio)):
+            raise ValueError("audio contains NaN or infinite samples")
     count = 0
     with atomic_path(path) as tmp:
         container = av.open(tmp, "w", format="mp4")
         try:
-            stream = None
+            stream = first = None
             for frame in frames:
-                frame = np.asarray(frame)
+                frame = _check_frame(frame, f"frames[{count}]")
+                if first is not None and frame.shape != first:
+                    # PyAV would rescale it to the first frame's size without a word
+                    raise ValueError(f"frames[{count}] is {frame.shape}, but frames[0] is {first}: "
+                                     "every frame must have the same size")
                 if stream is None:
+                    first = frame.shape
                     h, w = frame.shape[:2]
                     stream = container.add_stream("libx264", rate=_fraction(fps))
                     stream.width, stream.height = w + w % 2, h + h % 2
