@@ -18,7 +18,11 @@ def _run(tmp_path, script: str, *args: str) -> str:
 
 def test_spherical_conv_in_your_model(tmp_path):
     out = _run(tmp_path, "spherical_conv_in_your_model.py")
-    assert "max |conv(roll x) - roll(conv x)|: 0.0\n" in out
+    # Equal up to float32 rounding (2.4e-7 measured on a 2-core AMD EPYC with AVX-512, 0.0 on a Xeon: the
+    # order of oneDNN's sums depends on the column and the CPU), while zero padding shows the seam (0.64).
+    spherical = float(out.split("max |conv(roll x) - roll(conv x)|:")[1].split()[0])
+    planar = float(out.split("(the seam shows):")[1].split()[0])
+    assert spherical < 1e-5 and planar > 0.1
     assert "['SphericalConv2d', 'SphericalConvTranspose2d', 'SphericalMaxPool2d']" in out
 
 
