@@ -103,7 +103,9 @@ def sh_matrix(order: int, az, el, normalization: str = "sn3d") -> torch.Tensor:
     az = torch.as_tensor(az, dtype=torch.float64)
     el = torch.as_tensor(el, dtype=torch.float64, device=az.device)
     az, el = torch.broadcast_tensors(az, el)
-    x, s = torch.sin(el), torch.cos(el).clamp_min(0.0)  # P_l^m argument and (1 - x^2)^(1/2)
+    # P_l^m argument and (1 - x^2)^(1/2), signed: an elevation past a pole (|el| > pi/2) gets the
+    # harmonics of its true direction (az + pi, +-pi - el), as directions_to_vectors reads it.
+    x, s = torch.sin(el), torch.cos(el)
     # legendre[(l, m)] = P_l^m(x) for 0 <= m <= l <= order.
     legendre: dict[tuple[int, int], torch.Tensor] = {}
     p_mm = torch.ones_like(x)

@@ -11,6 +11,7 @@ from sphsal.audio.harmonics import (
     order_from_channels,
     sh_matrix,
 )
+from sphsal.sphere import directions_to_vectors, vectors_to_directions
 
 
 def _random_directions(n, seed=0):
@@ -88,3 +89,16 @@ def test_bad_arguments():
         sh_matrix(-1, 0.0, 0.0)
     with pytest.raises(ValueError, match="normalization"):
         sh_matrix(1, 0.0, 0.0, "fuma")
+
+
+@pytest.mark.parametrize("el", [2.0, -1.9, 3.0])
+def test_elevation_past_a_pole_gives_the_harmonics_of_its_true_direction(el):
+    # (az, el) with |el| > pi/2 is the direction (az + pi, +-pi - el): as
+    # sphere.directions_to_vectors reads it, and as the documented first-order gains say.
+    az = 0.7
+    true_az, true_el = vectors_to_directions(directions_to_vectors(torch.tensor(az, dtype=torch.float64),
+                                                                   torch.tensor(el, dtype=torch.float64)))
+    torch.testing.assert_close(sh_matrix(3, az, el), sh_matrix(3, true_az, true_el), rtol=0, atol=1e-12)
+    first = [1.0, math.sin(az) * math.cos(el), math.sin(el), math.cos(az) * math.cos(el)]
+    torch.testing.assert_close(sh_matrix(1, az, el), torch.tensor(first, dtype=torch.float64), rtol=0,
+                               atol=1e-12)
