@@ -53,8 +53,8 @@ _LEAD = (EXAMPLE_FRAMES - 1) * STFT_HOP + STFT_WINDOW
 def mono_downmix(signal) -> np.ndarray:
     """``(samples,)`` float32 mono version of ``(samples,)`` or ``(channels, samples)`` audio
     (W channel of ambisonics, channel mean otherwise; see the module docstring). A signal with no
-    channels raises ``ValueError``."""
-    x = as_signal(signal, "signal", ndim=(1, 2)).to(torch.float32).numpy()
+    channels, or with more channels than samples (a ``(samples, channels)`` array), raises ``ValueError``."""
+    x = _check_layout(as_signal(signal, "signal", ndim=(1, 2))).to(torch.float32).numpy()
     if x.ndim == 1:
         return x
     if x.shape[0] == 0:
@@ -62,6 +62,15 @@ def mono_downmix(signal) -> np.ndarray:
                          "least one channel")
     order = order_from_channels(x.shape[0])
     return x[0].copy() if order is not None and order >= 1 else x.mean(axis=0)
+
+
+def _check_layout(x: torch.Tensor) -> torch.Tensor:
+    """``x`` unchanged, or ``ValueError`` when a 2-D signal has more channels than samples: a
+    ``(samples, channels)`` array passed the wrong way round (it would give no frames, or silence)."""
+    if x.dim() == 2 and x.shape[0] > x.shape[1] > 0:
+        raise ValueError(f"signal must be (channels, samples), got shape {tuple(x.shape)}, i.e. more "
+                         "channels than samples; transpose a (samples, channels) array first")
+    return x
 
 
 def mono_at_rate(signal, sample_rate: int, rate: int) -> np.ndarray:
@@ -136,7 +145,7 @@ def log_mel(signal, sample_rate, fps, num_frames: int | None = None, *, frames=N
         (time, oldest first) and mel band ``m`` (low to high) of the example of video frame ``k``.
     """
     check_rates(sample_rate, fps)
-    x = as_signal(signal, "signal", ndim=(1, 2))
+    x = _check_layout(as_signal(signal, "signal", ndim=(1, 2)))
     if frames is None:
         t_frames = check_num_frames(num_frames)
         if t_frames is None:

@@ -139,3 +139,19 @@ def test_frame_counts_are_checked_and_channelless_signals_rejected():
     assert log_mel(x, 8000, 10, num_frames=2.0).shape == (2, 64, 64)
     with pytest.raises(ValueError, match="no channels"):
         mono_downmix(np.zeros((0, 100)))
+
+
+def test_samples_by_channels_arrays_are_refused_not_read_as_silence():
+    # A (samples, channels) array read as (channels, samples) is 48000 channels of 2 samples: it gave
+    # no example at all (or, with num_frames, examples of pure silence) without a word.
+    x = np.random.default_rng(3).standard_normal((48000, 2)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"\(48000, 2\).*transpose"):
+        log_mel(x, 48000, 30)
+    with pytest.raises(ValueError, match=r"\(48000, 4\).*transpose"):
+        log_mel(np.ascontiguousarray(np.tile(x, 2)), 48000, 30, num_frames=30)
+    with pytest.raises(ValueError, match="transpose"):
+        waveform_windows(x, 48000, 30, 1000)
+    with pytest.raises(ValueError, match="transpose"):
+        mono_downmix(x)
+    # The right way round it gives one example per frame.
+    assert log_mel(x.T, 48000, 30).shape == (30, 64, 64)
