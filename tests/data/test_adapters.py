@@ -161,6 +161,21 @@ def test_pvs_hm_reads_lat_lon_degrees_left_positive(tmp_path):
         assert item["fixations"][max(r - 1, 0):r + 2, max(c - 1, 0):c + 2].sum() >= 1
 
 
+def test_pvs_hm_latitudes_beyond_the_poles_are_an_error_naming_the_file(tmp_path):
+    # (lon, lat) written in the wrong order: "latitudes" of 150 and -120 degrees. Without the check the
+    # error came only when an item was read, from the metrics, naming neither the file nor the video.
+    (tmp_path / "videos").mkdir()
+    write_video(str(tmp_path / "videos" / "A380.mp4"), 6, 6, h=H, w=W)
+    data = np.tile([150.0, 30.0, -120.0, -20.0], (12, 1))
+    scipy.io.savemat(tmp_path / "FULLdata_per_video_frame.mat", {"A380": data})
+    with pytest.raises(ValueError, match=r"FULLdata_per_video_frame.mat \[A380\]: latitude .* 150 degrees"):
+        create_dataset("pvs-hm", tmp_path, clip_len=1, cache_dir=False)
+    # The poles themselves are latitudes.
+    poles = np.tile([90.0, 0.0, -90.0, 10.0], (12, 1))
+    scipy.io.savemat(tmp_path / "FULLdata_per_video_frame.mat", {"A380": poles})
+    assert len(create_dataset("pvs-hm", tmp_path, clip_len=1, cache_dir=False)) == 6
+
+
 # --- salient360
 def test_salient360_reads_bin_maps_and_fixation_csv(tmp_path):
     (tmp_path / "videos").mkdir()
@@ -365,6 +380,16 @@ def test_gaze_csv_in_pixels_is_an_error_naming_the_file_and_column(tmp_path):
         create_dataset("360av-hm", tmp_path, cache_dir=False)
 
 
+def test_binary_gaze_csv_is_an_error_naming_the_file(tmp_path):
+    # A corrupt (non-UTF-8) CSV raised a bare UnicodeDecodeError that named no file.
+    (tmp_path / "videos").mkdir()
+    gaze = tmp_path / "dataset_public" / "ambix" / "clipA"
+    gaze.mkdir(parents=True)
+    (gaze / "user0.csv").write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(ValueError, match=r"user0.csv is not a text table"):
+        create_dataset("360av-hm", tmp_path, cache_dir=False)
+
+
 def test_other_gaze_formats_in_pixels_are_errors_naming_the_file(tmp_path):
     # vr-eyetracking: gaze x, y in columns 6, 7
     (tmp_path / "vr" / "videos").mkdir(parents=True)
@@ -433,4 +458,12 @@ def test_stavis_fold_list_values_are_checked_naming_file_and_line(tmp_path, line
     fold = tmp_path / "fold_lists" / "DB_list_train_1_fps.txt"
     fold.write_text(f"\n{line}\n")
     with pytest.raises(ValueError, match=f"DB_list_train_1_fps.txt, line 2: .*{what}"):
+        create_dataset("stavis", tmp_path, split="train")
+
+
+def test_stavis_binary_fold_list_is_an_error_naming_the_file(tmp_path):
+    # A corrupt (non-UTF-8) fold list raised a bare UnicodeDecodeError that named no file.
+    write_stavis_tree(str(tmp_path), 25, 6, 16000)
+    (tmp_path / "fold_lists" / "DB_list_train_1_fps.txt").write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(ValueError, match="DB_list_train_1_fps.txt is not a text fold list"):
         create_dataset("stavis", tmp_path, split="train")

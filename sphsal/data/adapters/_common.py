@@ -153,12 +153,16 @@ def read_table(path: str, required: dict[str, tuple[str, ...]], delimiter: str |
     """Read a CSV file with a header row; return ``{key: float64 array}`` for each ``required`` key.
 
     ``required`` maps a key to the accepted header names (compared case-insensitively, spaces trimmed).
-    A missing column or a non-numeric value raises ``ValueError`` naming the file.
+    A file that is not UTF-8 text, a missing column or a non-numeric value raises ``ValueError`` naming
+    the file.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"table not found: {path}")
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        text = f.read()
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            text = f.read()
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not a text table (corrupt or binary file?): {err}") from err
     if delimiter is None:
         try:
             first_line = text.splitlines()[0] if text else ","

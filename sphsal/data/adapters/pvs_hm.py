@@ -33,6 +33,8 @@ MAT_FILE = "FULLdata_per_video_frame.mat"
 #: Ground-truth sigma (degrees) of PVS-HM.
 DEFAULT_SIGMA_DEG = 7.0
 SAMPLES_PER_FRAME = 2
+#: Latitudes may pass +-90 degrees by this much (rounding at the poles; under the 1e-6 rad of the metrics).
+LAT_TOLERANCE_DEG = 5e-5
 
 
 def load_pvs_mat(path: str) -> dict[str, np.ndarray]:
@@ -53,8 +55,16 @@ def load_pvs_mat(path: str) -> dict[str, np.ndarray]:
 
 
 def pvs_gaze(data: np.ndarray, source_fps, source: str) -> GazeSamples:
-    """A ``[samples, 2 x viewers]`` array (lat, lon degrees) -> :class:`GazeSamples`."""
+    """A ``[samples, 2 x viewers]`` array (lat, lon degrees) -> :class:`GazeSamples`.
+
+    A latitude beyond +-90 degrees (columns in the wrong order, or another unit) raises ``ValueError``
+    naming ``source``.
+    """
     n, cols = data.shape
+    lat_deg = np.abs(data[:, 0::2][np.isfinite(data[:, 0::2])])
+    if lat_deg.size and lat_deg.max() > 90 + LAT_TOLERANCE_DEG:
+        raise ValueError(f"{source}: latitude columns (0, 2, 4, ...) reach {lat_deg.max():.6g} degrees, "
+                         "beyond +-90: expected (latitude, longitude) pairs in degrees (columns swapped?)")
     times = (np.arange(n) + 0.5) / (SAMPLES_PER_FRAME * float(source_fps))
     lat, lon = np.radians(data[:, 0::2]), np.radians(data[:, 1::2])
     viewers = np.broadcast_to(np.arange(cols // 2), lat.shape)

@@ -32,11 +32,15 @@ _LIST_NAME = re.compile(r"^(?P<db>.+)_list_(?P<split>train|test)_(?P<fold>\d)_fp
 
 
 def read_fold_list(path: str) -> list[tuple[str, int, Fraction]]:
-    """``[(vid, nframes, fps), ...]`` from a fold list; errors (a malformed line, a frame count below 1,
-    a frame rate that is not positive) name the file and line."""
+    """``[(vid, nframes, fps), ...]`` from a fold list; errors (a file that is not UTF-8 text, a malformed
+    line, a frame count below 1, a frame rate that is not positive) name the file (and line)."""
     out = []
     with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
+        try:
+            lines = f.read().split("\n")
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{path} is not a text fold list (corrupt or binary file?): {err}") from err
+        for number, line in enumerate(lines, 1):
             parts = line.split()
             if not parts:
                 continue
