@@ -5,9 +5,11 @@ great circles (so they cross the +-180° seam and pass near the poles; every dis
 each ERP pixel's great-circle distance to its centre, hence correctly distorted). One or two objects
 sound at a time, switching every second or so; each has its own timbre (harmonic tone, noise burst,
 amplitude-modulated tone, chirp) and is encoded into first-order ambiX (ACN/SN3D) at its exact
-direction at every audio sample with :func:`sphsal.audio.encode`. Simulated viewers look mostly at a
-sounding object, sometimes at a silent one and otherwise explore with a bias to the equator; their gaze
-(2 samples per video frame, with noise) is written as 360AV-HM CSVs for the three audio conditions.
+direction at every audio sample with :func:`sphsal.audio.encode`. Video frame ``k`` (interval
+``[k/fps, (k+1)/fps)``) pictures the scene at the interval's middle, ``(k + 0.5) / fps``, where the
+frame's gaze samples and audio energy window centre. Simulated viewers look mostly at a sounding
+object, sometimes at a silent one and otherwise explore with a bias to the equator; their gaze (2 samples
+per video frame, with noise) is written as 360AV-HM CSVs for the three audio conditions.
 The mp4 files carry H.264 video and 4-channel AAC (or ALAC) audio tagged with an ``SA3D`` box, as
 YouTube's spatial-media specification describes.
 
@@ -52,6 +54,9 @@ CONDITION_ATTENTION = {
     True: {"ambix": 0.75, "mono": 0.45, "none": 0.3},
     False: {"ambix": 0.8, "mono": 0.65, "none": 0.55},
 }
+#: Bumped whenever the generator's output changes, so that :func:`default_dataset` regenerates its cached
+#: copy (2: frames picture the middle of their interval).
+GENERATOR_VERSION = 2
 _SEGMENT_SECONDS = (0.8, 1.6)  # length range of the segments during which a set of objects sounds
 _RAMP_SECONDS = 0.01  # fade in/out of each sound
 
@@ -390,7 +395,9 @@ def make_video(path, *, duration: float = 4.0, fps=8, height: int = 128, width: 
     pixels = _pixel_vectors(height, width)
     background = (render_background(pixels, scene.background_seed) * 255.0 + 0.5).astype(np.uint8)
     n_frames = int(round(duration * fps))
-    frames = (render_frame(scene, float(k / fps), pixels, background) for k in range(n_frames))
+    # Frame k pictures the middle of its interval [k/fps, (k+1)/fps) (module docstring).
+    frames = (render_frame(scene, float((k + Fraction(1, 2)) / fps), pixels, background)
+              for k in range(n_frames))
     audio = render_audio(scene, sample_rate, rng)
     _write_mp4(os.fspath(path), frames, fps, height, width, audio, sample_rate, audio_codec)
     return scene
@@ -602,13 +609,14 @@ def default_dataset(root=None, **params) -> str:
     """The embedded default dataset (for the demo, tests and benchmarks): :func:`make_dataset` with its
     defaults (6 videos x 4 s, 128x256, 8 fps, audio decisive) or ``params``, generated once and reused.
 
-    ``root=None`` keeps it in ``<cache>/synthetic/<hash of the parameters>``
+    ``root=None`` keeps it in ``<cache>/synthetic/<hash of the parameters and GENERATOR_VERSION>``
     (:func:`~sphsal.data.groundtruth.default_cache_dir`). :func:`make_dataset` builds it in a temporary
     folder renamed into place, so concurrent callers never see a half-written dataset (the one that
     finishes second keeps the first one's). Returns the root path.
     """
     if root is None:
-        digest = hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        keyed = {**params, "generator": GENERATOR_VERSION}
+        digest = hashlib.sha1(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:12]
         root = os.path.join(default_cache_dir(), "synthetic", f"default-{digest}")
     root = os.fspath(root)
     stamp = os.path.join(root, "synthetic.json")

@@ -78,9 +78,10 @@ def _make_data(out_dir: str, seed: int, data: dict) -> str:
     :func:`~sphsal.data.make_dataset`'s ``overwrite``): a ``data`` folder of the user's own is refused,
     never deleted."""
     from sphsal.data import make_dataset
+    from sphsal.data.synthetic import GENERATOR_VERSION
 
     root = os.path.join(out_dir, "data")
-    params = {**data, "seed": seed}
+    params = {**data, "seed": seed, "generator": GENERATOR_VERSION}  # a changed generator regenerates
     stamp = os.path.join(out_dir, "data_params.json")
     legacy = os.path.join(root, "params.json")  # where earlier versions kept the stamp
     synthetic = os.path.isfile(os.path.join(root, "synthetic.json"))

@@ -16,6 +16,7 @@ from sphsal.data.synthetic import (
     SyntheticScene,
     make_scene,
     render_audio,
+    render_background,
     render_frame,
     simulate_gaze,
 )
@@ -101,6 +102,26 @@ def _frame(scene, t, h=32, w=64):
     az, el = equirect_directions(h, w, dtype=torch.float64)
     pixels = directions_to_vectors(az, el).numpy().astype(np.float32)
     return render_frame(scene, t, pixels, np.zeros((h, w, 3), np.uint8))
+
+
+def test_video_frame_pictures_the_middle_of_its_interval(tmp_path):
+    # Frame k covers [k/fps, (k+1)/fps); its gaze samples ((k + 1/4)/fps, (k + 3/4)/fps) and its audio
+    # energy window centre on (k + 1/2)/fps, so the picture must show the scene then, not at k/fps
+    # (there the discs sat 2-4 degrees, about one ground-truth sigma, behind the gaze and the sound).
+    fps, h, w = 8, 64, 128
+    scene = make_video(tmp_path / "v.mp4", duration=2.0, fps=fps, height=h, width=w, seed=5,
+                       audio_codec="alac")
+    az, el = equirect_directions(h, w, dtype=torch.float64)
+    pixels = directions_to_vectors(az, el).numpy().astype(np.float32)
+    background = (render_background(pixels, scene.background_seed) * 255.0 + 0.5).astype(np.uint8)
+    with VideoReader(tmp_path / "v.mp4") as reader:
+        for k in (3, 8, 12):
+            decoded = reader.read_frame(k, dtype=torch.uint8).permute(1, 2, 0).numpy().astype(np.float64)
+            renders = {t: render_frame(scene, t / fps, pixels, background).astype(np.float64)
+                       for t in (k, k + 0.5, k + 1)}
+            moved = np.ptp(np.stack(list(renders.values())), axis=0) > 30  # pixels the discs moved over
+            error = {t: np.abs(decoded - r)[moved].mean() for t, r in renders.items()}
+            assert error[k + 0.5] < 0.5 * min(error[k], error[k + 1])
 
 
 def test_audio_decisive_hides_which_object_sounds_from_the_picture():
@@ -315,3 +336,16 @@ def test_short_videos_and_other_sample_rates_are_usable(tmp_path):
         assert len(reader) == 1
     audio, rate = load_audio(tmp_path / "v.mp4")
     assert rate == 8000 and audio.shape == (4, 800) and scene.duration == pytest.approx(0.1)
+
+
+def test_default_dataset_is_regenerated_when_the_generator_changes(tmp_path, monkeypatch):
+    # The cached default dataset is keyed by the generator version too: a fixed generator (frames at the
+    # middle of their interval) must not keep serving a copy written by the old one.
+    from sphsal.data import synthetic
+
+    monkeypatch.setenv("SPHSAL_CACHE", str(tmp_path))
+    old = default_dataset(**TINY)
+    assert default_dataset(**TINY) == old
+    monkeypatch.setattr(synthetic, "GENERATOR_VERSION", synthetic.GENERATOR_VERSION + 1)
+    new = default_dataset(**TINY)
+    assert new != old and os.path.isfile(os.path.join(new, "synthetic.json"))

@@ -73,5 +73,9 @@ def test_demo_data_folder_is_reused_or_replaced_but_a_user_folder_is_never_delet
     (tmp_path / "run" / "data_params.json").rename(tmp_path / "run" / "data" / "params.json")
     assert _make_data(str(tmp_path / "run"), 0, tiny) == root and video.stat().st_mtime_ns == first
     assert not (tmp_path / "run" / "data" / "params.json").exists()
+    stamp = json.loads((tmp_path / "run" / "data_params.json").read_text())
+    (tmp_path / "run" / "data_params.json").write_text(json.dumps({**stamp, "generator": 1}))
+    _make_data(str(tmp_path / "run"), 0, tiny)  # data of an earlier generator version: regenerated
+    assert video.stat().st_mtime_ns != first
     _make_data(str(tmp_path / "run"), 1, tiny)  # other parameters: the synthetic folder is replaced
     assert json.loads((tmp_path / "run" / "data" / "synthetic.json").read_text())["seed"] == 1
