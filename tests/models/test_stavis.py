@@ -42,7 +42,9 @@ def test_spherical_stavis_is_seam_consistent(name):
                        ("MaxPool3d", "EquirectMaxPool3d")}
     inputs = sph.example_inputs(2)
     assert sph(**inputs).shape == (2, 1, 32, 64)
-    assert roll_mismatch(sph, inputs, 16) < 1e-5  # stride 16: one column of layer3's grid
+    assert roll_mismatch(sph, inputs, 16) < 1e-4  # stride 16: one column of layer3's grid
+    # (float32 rounding: 1.3e-5 of the output's std for ViNet on an AMD EPYC, whose oneDNN kernels order
+    # sums differently from column to column; the planar model's mismatch is of order 1)
     assert roll_mismatch(planar, inputs, 16) > 1e-3
 
 

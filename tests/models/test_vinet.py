@@ -35,7 +35,9 @@ def test_spherical_vinet_is_seam_consistent_and_planar_is_not():
     torch.manual_seed(0)
     sph = create_model("vinet_sph", **TINY_VINET)
     inputs = sph.example_inputs(2)
-    assert roll_mismatch(sph, inputs, 32) < 1e-5  # one column of the deepest grid (stride 32)
+    assert roll_mismatch(sph, inputs, 32) < 1e-4  # one column of the deepest grid (stride 32)
+    # (float32 rounding: 1.3e-5 of the output's std for ViNet on an AMD EPYC, whose oneDNN kernels order
+    # sums differently from column to column; the planar model's mismatch is of order 1)
     planar = create_model("vinet", **TINY_VINET)
     planar.load_state_dict(sph.state_dict())
     assert roll_mismatch(planar, inputs, 32) > 1e-3

@@ -80,9 +80,11 @@ def launches_in_torch(monkeypatch):
 
 
 def _assert_same_gradients(out, expected, inputs):
+    """float32 gradients equal up to the rounding of their sums (a clip's weight gradient of size 8 was
+    3e-5 off the reference on an AMD EPYC: another summation order; wrong plumbing is off by O(1))."""
     grad = torch.randn_like(expected)
     for got, want in zip(torch.autograd.grad(out, inputs, grad), torch.autograd.grad(expected, inputs, grad)):
-        torch.testing.assert_close(got, want)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("interpolation,stride,stencil", [("nearest", 1, "cap"), ("bilinear", 2, "gnomonic")])
