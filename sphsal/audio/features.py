@@ -56,7 +56,7 @@ def mono_downmix(signal) -> np.ndarray:
     channels, or with more channels than samples (a ``(samples, channels)`` array), raises ``ValueError``."""
     x = _check_layout(as_signal(signal, "signal", ndim=(1, 2))).to(torch.float32).numpy()
     if x.ndim == 1:
-        return x
+        return x.copy()  # never the caller's own array (a float32 one passes through unconverted)
     if x.shape[0] == 0:
         raise ValueError(f"signal has no channels (shape {x.shape}); expected (channels, samples) with at "
                          "least one channel")

@@ -109,6 +109,7 @@ def test_mono_downmix():
     stereo = np.stack([s, -s + 1])
     np.testing.assert_allclose(mono_downmix(stereo), np.full(100, 0.5), atol=1e-6)
     np.testing.assert_array_equal(mono_downmix(s), s)
+    assert not np.shares_memory(mono_downmix(s), s)  # a new array, whatever the input
     with pytest.raises(ValueError, match="signal"):
         mono_downmix(np.zeros((2, 3, 4)))
 
