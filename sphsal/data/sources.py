@@ -138,16 +138,16 @@ class AudioTrack:
         """``(audio (channels, samples) float32, sample_rate)``."""
         if self.path in _AUDIO_CACHE:
             _AUDIO_CACHE.move_to_end(self.path)
-            return _AUDIO_CACHE[self.path]
-        from sphsal.audio import load_audio
+        else:
+            from sphsal.audio import load_audio
 
-        data, sample_rate = load_audio(self.path)
-        data = np.asarray(data, dtype=np.float32)
-        self._check_length(data.shape[-1], sample_rate)
-        _AUDIO_CACHE[self.path] = (data, int(sample_rate))
-        if len(_AUDIO_CACHE) > _AUDIO_CACHE_TRACKS:
-            _AUDIO_CACHE.popitem(last=False)
-        return _AUDIO_CACHE[self.path]
+            data, sample_rate = load_audio(self.path)
+            _AUDIO_CACHE[self.path] = (np.asarray(data, dtype=np.float32), int(sample_rate))
+            if len(_AUDIO_CACHE) > _AUDIO_CACHE_TRACKS:
+                _AUDIO_CACHE.popitem(last=False)
+        data, sample_rate = _AUDIO_CACHE[self.path]
+        self._check_length(data.shape[-1], sample_rate)  # this track's duration, also on a cache hit
+        return data, sample_rate
 
 
 class ImageMaps:

@@ -96,3 +96,17 @@ def test_mp4_item_frames_and_audio_are_frame_exact(tmp_path, fps):
         start = time_to_sample(Fraction(first, fps), sample_rate)
         expected = [time_to_sample(Fraction(k, fps), sample_rate) - start for k in clicks if first <= k <= t]
         assert np.flatnonzero(np.abs(track) > 0.25).tolist() == expected
+
+
+def test_audio_track_checks_its_own_duration_on_a_cache_hit(tmp_path):
+    """Two tracks of one file share the decoded samples; each still checks that they cover its video."""
+    from sphsal.audio import write_audio
+    from sphsal.data.sources import AudioTrack
+
+    path = str(tmp_path / "a.wav")
+    write_audio(path, np.zeros((4, 8000), np.float32), 8000)
+    assert AudioTrack(path, 1, 8).load()[0].shape == (4, 8000)
+    track = AudioTrack(path, 1, 8)
+    track.duration = Fraction(2)  # the probe passed; the decoded samples (cached) must be checked too
+    with pytest.raises(ValueError, match="a.wav"):
+        track.load()
