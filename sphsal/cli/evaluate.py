@@ -25,7 +25,10 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, type=output_dir,
                    help="folder for per_frame.csv, per_video.csv, summary.json")
     p.add_argument("--metrics", default=None,
-                   help="comma-separated metric names among " + ", ".join(CLI_METRICS) + " (default: all)")
+                   help="comma-separated metric names among " + ", ".join(CLI_METRICS) + " (default: "
+                   + ", ".join(CLI_DEFAULT_METRICS) + ")")
+    p.add_argument("--baseline", default="ecb", choices=("ecb", "center"),
+                   help="info_gain's baseline: the equator centre bias (default) or the planar centre bias")
     p.add_argument("--planar", action="store_true", help="unweighted metrics (default: solid-angle weights)")
     p.add_argument("--frame-step", type=positive_int, default=5, help="score every n-th frame (default: 5)")
     p.add_argument("--batch-size", type=positive_int, default=2)
@@ -55,24 +58,25 @@ def load_model(args, model_kwargs: dict | None = None):
     return model
 
 
-#: The metrics the command line can compute: info_gain needs a baseline map and auc_shuffled other
-#: fixations, which it has no option for (use sphsal.metrics.Evaluator for them). The same names as
-#: sphsal.metrics.DEFAULT_METRICS, written out because importing sphsal.metrics for ``--help`` takes
-#: seconds (a test keeps the two equal).
-CLI_METRICS = ("auc_judd", "auc_borji", "nss", "cc", "kld", "sim")
+#: The metrics scored without --metrics: sphsal.metrics.DEFAULT_METRICS, written out because importing
+#: sphsal.metrics for ``--help`` takes seconds (a test keeps the two equal).
+CLI_DEFAULT_METRICS = ("auc_judd", "auc_borji", "nss", "cc", "kld", "sim")
+#: The metrics the command line can compute: also info_gain (over --baseline), but not auc_shuffled,
+#: whose negatives (other frames' fixations) it has no option for (use sphsal.metrics.evaluate).
+CLI_METRICS = (*CLI_DEFAULT_METRICS, "info_gain")
 
 
 def parse_metrics(text: str | None) -> tuple[str, ...]:
-    """``--metrics`` (comma-separated, spaces allowed; None: every one of :data:`CLI_METRICS`) as a
-    tuple of names; ``ValueError`` naming the flag for an empty list or a name it cannot compute."""
+    """``--metrics`` (comma-separated, spaces allowed; None: :data:`CLI_DEFAULT_METRICS`) as a tuple of
+    names; ``ValueError`` naming the flag for an empty list or a name it cannot compute."""
     if text is None:
-        return CLI_METRICS
+        return CLI_DEFAULT_METRICS
     names = tuple(name.strip() for name in text.split(",") if name.strip())
     bad = [name for name in names if name not in CLI_METRICS]
     if bad or not names:
         raise ValueError(f"--metrics: {', '.join(repr(n) for n in bad) or 'no metric given'}; choose among "
-                         f"{', '.join(CLI_METRICS)} (info_gain and auc_shuffled need inputs the command line "
-                         "has no option for: use sphsal.metrics.Evaluator)")
+                         f"{', '.join(CLI_METRICS)} (auc_shuffled needs other frames' fixations, which the "
+                         "command line has no option for: use sphsal.metrics.evaluate)")
     return names
 
 
@@ -85,7 +89,8 @@ def run(args) -> int:
     model = load_model(args)
     dataset = dataset_for_model(model, args.dataset, args.root, **options)
     summary = evaluate_model(model, dataset, out_dir=args.out, metrics=metrics,
-                             weights=None if args.planar else "sphere", batch_size=args.batch_size,
+                             weights=None if args.planar else "sphere", baseline=args.baseline,
+                             batch_size=args.batch_size,
                              device=args.device, progress=not args.quiet)
     brief = {key: summary[key] for key in ("mean", "std", "n_videos")}
     print(json.dumps(brief, indent=2))

@@ -44,8 +44,8 @@ def _check_ground_truth(batch: dict, needs: dict[str, list[str]]) -> None:
 
 @torch.no_grad()
 def evaluate_model(model: torch.nn.Module, dataset: Dataset, *, out_dir=None,
-                   metrics=DEFAULT_METRICS, weights="sphere", batch_size: int = 2, device=None,
-                   progress: bool = True, seed: int = 0) -> dict:
+                   metrics=DEFAULT_METRICS, weights="sphere", baseline=None, batch_size: int = 2,
+                   device=None, progress: bool = True, seed: int = 0) -> dict:
     """Score ``model`` on every item of ``dataset``; returns :meth:`Evaluator.summary` and writes
     ``per_frame.csv``, ``per_video.csv`` and ``summary.json`` into ``out_dir`` when given.
 
@@ -55,6 +55,8 @@ def evaluate_model(model: torch.nn.Module, dataset: Dataset, *, out_dir=None,
             every n-th frame).
         metrics: names from :data:`sphsal.metrics.METRICS`.
         weights: ``"sphere"`` (solid-angle weights), ``None`` or a tensor.
+        baseline: the baseline of ``"info_gain"``: a map at the ground truth's size, or ``"ecb"`` /
+            ``"center"`` (a prior made at that size; see :class:`sphsal.metrics.Evaluator`).
         batch_size, device, progress, seed: loader batch size, device (default: CUDA if available),
             tqdm bar, seed of the AUC metrics.
 
@@ -63,7 +65,7 @@ def evaluate_model(model: torch.nn.Module, dataset: Dataset, *, out_dir=None,
     that need it.
     """
     batch_size = check_integer(batch_size, "batch_size")
-    evaluator = Evaluator(metrics, weights=weights, seed=seed)
+    evaluator = Evaluator(metrics, weights=weights, baseline=baseline, seed=seed)
     needs = _ground_truth_needs(evaluator.metrics)
     device = resolve_device(device)
     model = model.to(device).eval()

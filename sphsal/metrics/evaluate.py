@@ -30,7 +30,7 @@ from sphsal.metrics.continuous import cc, kld, sim
 from sphsal.metrics.fixations import auc_borji, auc_judd, auc_shuffled, info_gain, nss
 from sphsal.sphere import pixels_to_directions
 
-__all__ = ["METRICS", "DEFAULT_METRICS", "Evaluator", "evaluate"]
+__all__ = ["METRICS", "DEFAULT_METRICS", "PRIOR_BASELINES", "Evaluator", "evaluate"]
 
 #: Metric name -> (ground truth it needs: "saliency" or "fixations", function).
 METRICS = {
@@ -49,6 +49,9 @@ DEFAULT_METRICS = ("auc_judd", "auc_borji", "nss", "cc", "kld", "sim")
 
 _SEEDED = ("auc_judd", "auc_borji", "auc_shuffled")
 
+#: Baselines of ``"info_gain"`` given by name: fixed priors computed at each frame's size.
+PRIOR_BASELINES = ("ecb", "center")
+
 
 class Evaluator:
     """Accumulates per-frame scores and aggregates them per video and over the dataset.
@@ -56,7 +59,10 @@ class Evaluator:
     Args:
         metrics: names from :data:`METRICS`.
         weights: ``None``, ``"sphere"`` or a tensor broadcastable to ``(H, W)``, passed to every metric.
-        baseline: ``(H, W)`` baseline map, required by ``"info_gain"``.
+        baseline: required by ``"info_gain"``: an ``(H, W)`` baseline map, or the name of a prior made
+            at each frame's size (:data:`PRIOR_BASELINES`): ``"ecb"``, the equator centre bias of
+            AVS360 (:func:`sphsal.priors.equator_bias`), or ``"center"``, the planar centre bias
+            (:func:`sphsal.priors.center_bias`).
         seed: seed of the AUC metrics' randomness (the same for every frame), a non-negative integer.
     """
 
@@ -68,8 +74,11 @@ class Evaluator:
             raise ValueError(f"metrics must be a non-empty subset of {sorted(METRICS)}, got {list(metrics)}")
         if "info_gain" in self.metrics and baseline is None:
             raise ValueError("metric 'info_gain' needs a baseline map (baseline=...)")
+        if isinstance(baseline, str) and baseline not in PRIOR_BASELINES:
+            raise ValueError(f"baseline must be a map or one of {PRIOR_BASELINES}, got {baseline!r}")
         self.weights = weights
         self.baseline = baseline
+        self._prior_maps: dict[tuple[int, int], torch.Tensor] = {}
         self.seed = check_seed(seed)
         self._scores: dict[str, dict[object, dict[str, float]]] = {}
 
@@ -99,7 +108,7 @@ class Evaluator:
             if name in _SEEDED:
                 kwargs["seed"] = self.seed
             if name == "info_gain":
-                kwargs["baseline"] = self.baseline
+                kwargs["baseline"] = self._baseline(tuple(maps.shape[-2:]))
             if name == "auc_shuffled":
                 if other_fixations is None:
                     raise ValueError(f"metric 'auc_shuffled' needs other_fixations= for video {video!r}, "
@@ -109,6 +118,18 @@ class Evaluator:
                 scores[name] = float(fn(pred, inputs[needs], **kwargs))
         self._scores.setdefault(video, {})[frame] = scores
         return scores
+
+    def _baseline(self, size: tuple[int, int]):
+        """The info_gain baseline for maps of ``size``: the map given, or the named prior at that size
+        (made once per size)."""
+        if not isinstance(self.baseline, str):
+            return self.baseline
+        if size not in self._prior_maps:
+            from sphsal.priors import center_bias, equator_bias
+
+            prior = equator_bias if self.baseline == "ecb" else center_bias
+            self._prior_maps[size] = prior(*size, dtype=torch.float64)
+        return self._prior_maps[size]
 
     def per_video(self) -> dict[str, dict[str, float]]:
         """``{video: {metric: mean over the frames with a finite score}}`` (NaN if there is none)."""

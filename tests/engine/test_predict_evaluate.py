@@ -238,3 +238,38 @@ def test_resizing_for_scoring_and_training_wraps_the_seam():
     target = torch.rand(2, 8, 16)
     big = resize_target(target, (16, 32))
     torch.testing.assert_close(resize_target(target.roll(1, -1), (16, 32)), big.roll(2, -1))
+
+
+class _PriorModel(torch.nn.Module):
+    """Predicts the equator centre bias for every item, whatever it shows."""
+
+    def prepare_inputs(self, batch):
+        return {"frames": batch["frames"]}
+
+    def forward(self, frames):
+        from sphsal.priors import equator_bias
+
+        return equator_bias(*frames.shape[-2:]).expand(frames.shape[0], 1, -1, -1)
+
+
+def test_info_gain_over_a_prior_baseline():
+    """The ECB prior gains nothing over the ECB baseline; over the planar centre bias it gains what the
+    metric gives for the two maps."""
+    from sphsal.metrics import info_gain
+    from sphsal.priors import center_bias, equator_bias
+
+    ds = BlobDataset(4)
+    over_ecb = evaluate_model(_PriorModel(), ds, metrics=("info_gain",), baseline="ecb", progress=False)
+    assert over_ecb["mean"]["info_gain"] == pytest.approx(0.0, abs=1e-6)
+    over_center = evaluate_model(_PriorModel(), ds, metrics=("info_gain",), baseline="center", progress=False)
+    h, w = ds[0]["fixations"].shape
+    expected = [float(info_gain(equator_bias(h, w), ds[i]["fixations"], baseline=center_bias(h, w),
+                                weights="sphere", reduction="mean")) for i in range(len(ds))]
+    per_video = {}
+    for i in range(len(ds)):
+        per_video.setdefault(ds[i]["video"], []).append(expected[i])
+    video_means = [np.mean(v) for v in per_video.values()]
+    assert over_center["mean"]["info_gain"] == pytest.approx(np.mean(video_means))
+    assert abs(over_center["mean"]["info_gain"]) > 0.05
+    with pytest.raises(ValueError, match="baseline must be a map or one of"):
+        evaluate_model(_PriorModel(), ds, metrics=("info_gain",), baseline="uniform", progress=False)
