@@ -61,9 +61,9 @@ def load_model(args, model_kwargs: dict | None = None):
 #: The metrics scored without --metrics: sphsal.metrics.DEFAULT_METRICS, written out because importing
 #: sphsal.metrics for ``--help`` takes seconds (a test keeps the two equal).
 CLI_DEFAULT_METRICS = ("auc_judd", "auc_borji", "nss", "cc", "kld", "sim")
-#: The metrics the command line can compute: also info_gain (over --baseline), but not auc_shuffled,
-#: whose negatives (other frames' fixations) it has no option for (use sphsal.metrics.evaluate).
-CLI_METRICS = (*CLI_DEFAULT_METRICS, "info_gain")
+#: Every metric of sphsal.metrics.METRICS: also info_gain (over --baseline) and auc_shuffled (negatives:
+#: the same video's other scored frames' fixations).
+CLI_METRICS = (*CLI_DEFAULT_METRICS, "info_gain", "auc_shuffled")
 
 
 def parse_metrics(text: str | None) -> tuple[str, ...]:
@@ -75,8 +75,7 @@ def parse_metrics(text: str | None) -> tuple[str, ...]:
     bad = [name for name in names if name not in CLI_METRICS]
     if bad or not names:
         raise ValueError(f"--metrics: {', '.join(repr(n) for n in bad) or 'no metric given'}; choose among "
-                         f"{', '.join(CLI_METRICS)} (auc_shuffled needs other frames' fixations, which the "
-                         "command line has no option for: use sphsal.metrics.evaluate)")
+                         f"{', '.join(CLI_METRICS)}")
     return names
 
 

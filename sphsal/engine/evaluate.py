@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from sphsal._checks import check_integer
 from sphsal.engine.runtime import collate_items, resolve_device, to_device
 from sphsal.metrics import DEFAULT_METRICS, METRICS, Evaluator
+from sphsal.metrics.evaluate import fixation_counts, other_frames_negatives
 from sphsal.sphere import resize_equirect
 
 
@@ -42,6 +43,33 @@ def _check_ground_truth(batch: dict, needs: dict[str, list[str]]) -> None:
                              f"{sorted(batch)}; choose other metrics or a dataset with {key}")
 
 
+def _video_fixation_counts(dataset: Dataset, progress: bool) -> dict[str, torch.Tensor]:
+    """``{video: (H, W) fixation counts of all its frames that the dataset scores}``, read from the
+    ground truth of a :class:`~sphsal.data.ClipDataset` (no video is decoded): the pool of
+    ``"auc_shuffled"``'s negatives."""
+    entries, index = getattr(dataset, "entries", None), getattr(dataset, "index", None)
+    if entries is None or index is None:
+        raise ValueError(f"metric 'auc_shuffled' needs a sphsal.data.ClipDataset (its negatives are the "
+                         f"fixations of each video's other scored frames), got {type(dataset).__name__}")
+    totals: dict[str, torch.Tensor] = {}
+    for v, t in tqdm(index, desc="fixations", disable=not progress, unit="frame"):
+        entry = entries[v]
+        fixations = torch.as_tensor(entry.ground_truth(t)[1], dtype=torch.float32)
+        name = f"fixations of {entry.name!r} frame {t}"
+        counts = fixation_counts(fixations, tuple(fixations.shape[-2:]), name)
+        totals[entry.name] = counts + totals[entry.name] if entry.name in totals else counts
+    return totals
+
+
+def _shuffled_negatives(totals: dict[str, torch.Tensor], video: str, fixations: torch.Tensor) -> torch.Tensor:
+    """``"auc_shuffled"``'s negatives for one item: its video's other scored frames' fixations."""
+    size = tuple(fixations.shape[-2:])
+    if tuple(totals[video].shape) != size:
+        raise ValueError(f"fixations of video {video!r} are {size} in the items but "
+                         f"{tuple(totals[video].shape)} in the dataset's ground truth (a transform?)")
+    return other_frames_negatives(totals[video], fixation_counts(fixations, size))
+
+
 @torch.no_grad()
 def evaluate_model(model: torch.nn.Module, dataset: Dataset, *, out_dir=None,
                    metrics=DEFAULT_METRICS, weights="sphere", baseline=None, batch_size: int = 2,
@@ -61,14 +89,17 @@ def evaluate_model(model: torch.nn.Module, dataset: Dataset, *, out_dir=None,
             tqdm bar, seed of the AUC metrics.
 
     Items need only the ground truth the chosen metrics use: ``"saliency"`` maps for cc, kld and sim,
-    ``"fixations"`` maps for nss and the AUCs; a missing one is a ``ValueError`` naming the metrics
-    that need it.
+    ``"fixations"`` maps for nss, the AUCs and info_gain; a missing one is a ``ValueError`` naming the
+    metrics that need it. ``"auc_shuffled"`` draws its negatives from the fixations of the same video's
+    other scored frames (the video benchmarks' choice); it needs a :class:`~sphsal.data.ClipDataset`,
+    whose ground truth is read once more for them (cached on disk by the adapters that cache it).
     """
     batch_size = check_integer(batch_size, "batch_size")
     evaluator = Evaluator(metrics, weights=weights, baseline=baseline, seed=seed)
     needs = _ground_truth_needs(evaluator.metrics)
     device = resolve_device(device)
     model = model.to(device).eval()
+    totals = _video_fixation_counts(dataset, progress) if "auc_shuffled" in evaluator.metrics else None
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_items)
     for batch in tqdm(loader, desc="evaluate", disable=not progress, unit="batch"):
         _check_ground_truth(batch, needs)
@@ -77,7 +108,10 @@ def evaluate_model(model: torch.nn.Module, dataset: Dataset, *, out_dir=None,
         pred = upsample_prediction(model(**model.prepare_inputs(batch)), size)
         for i in range(pred.shape[0]):
             truth = {key: batch[key][i].cpu() for key in needs}
-            evaluator.update(batch["video"][i], int(batch["frame_index"][i]), pred[i].cpu(), **truth)
+            video = batch["video"][i]
+            other = None if totals is None else _shuffled_negatives(totals, video, truth["fixations"])
+            frame = int(batch["frame_index"][i])
+            evaluator.update(video, frame, pred[i].cpu(), **truth, other_fixations=other)
     if out_dir is not None:
         evaluator.write(out_dir)
     return evaluator.summary()

@@ -30,7 +30,8 @@ from sphsal.metrics.continuous import cc, kld, sim
 from sphsal.metrics.fixations import auc_borji, auc_judd, auc_shuffled, info_gain, nss
 from sphsal.sphere import pixels_to_directions
 
-__all__ = ["METRICS", "DEFAULT_METRICS", "PRIOR_BASELINES", "Evaluator", "evaluate"]
+__all__ = ["METRICS", "DEFAULT_METRICS", "PRIOR_BASELINES", "Evaluator", "evaluate", "fixation_counts",
+           "other_frames_negatives"]
 
 #: Metric name -> (ground truth it needs: "saliency" or "fixations", function).
 METRICS = {
@@ -217,7 +218,7 @@ def evaluate(predictions, ground_truth: Mapping, *, metrics: Iterable[str] = DEF
             if video not in video_fixations:
                 video_fixations[video] = sum(_counts(ground_truth[(video, f)], pred, video, f)
                                              for f in frames_of[video])
-            other = _pixel_directions(video_fixations[video] - _counts(gt, pred, video, frame))
+            other = other_frames_negatives(video_fixations[video], _counts(gt, pred, video, frame))
         ev.update(video, frame, pred, saliency=gt.get("saliency"), fixations=gt.get("fixations"),
                   other_fixations=other)
     if out_dir is not None:
@@ -225,9 +226,12 @@ def evaluate(predictions, ground_truth: Mapping, *, metrics: Iterable[str] = DEF
     return ev.summary()
 
 
-def _pixel_directions(counts: torch.Tensor) -> torch.Tensor:
-    """``(N, 2)`` directions ``(az, el)`` of the pixel centres of a count map ``(H, W)``, each pixel
-    repeated as many times as it was fixated (so that every fixation stays one negative)."""
+def other_frames_negatives(video_counts: torch.Tensor, frame_counts: torch.Tensor) -> torch.Tensor:
+    """The negatives of ``"auc_shuffled"`` for one frame: the fixations of the same video's other frames,
+    ``video_counts - frame_counts`` (fixation counts ``(H, W)`` of all the video's scored frames and of
+    this one, see :func:`fixation_counts`), as ``(N, 2)`` directions ``(az, el)`` of the pixel centres,
+    each pixel repeated as many times as it was fixated (so that every fixation stays one negative)."""
+    counts = video_counts - frame_counts
     h, w = counts.shape
     flat = torch.repeat_interleave(torch.arange(h * w), counts.reshape(-1).round().long())
     az, el = pixels_to_directions((flat // w).double(), (flat % w).double(), h, w)
@@ -238,8 +242,15 @@ def _counts(gt: Mapping, pred, video, frame) -> torch.Tensor:
     """Fixation counts ``(H, W)`` of one ground-truth entry at the size of ``pred``."""
     if gt.get("fixations") is None:
         raise ValueError(f"metric 'auc_shuffled' needs fixations for video {video!r}, frame {frame!r}")
-    h, w = torch.as_tensor(pred).shape[-2:]
-    idx, count = fixation_lists(gt["fixations"], (1, h, w), name=f"fixations of {video!r} frame {frame!r}")
+    return fixation_counts(gt["fixations"], tuple(torch.as_tensor(pred).shape[-2:]),
+                           f"fixations of {video!r} frame {frame!r}")
+
+
+def fixation_counts(fixations, size: tuple[int, int], name: str = "fixations") -> torch.Tensor:
+    """float64 ``(H, W)`` map of how often each pixel of an ERP grid of ``size`` was fixated, from a
+    fixation map of that size or ``(N, 2)`` directions (``ValueError`` naming ``name`` otherwise)."""
+    h, w = size
+    idx, count = fixation_lists(fixations, (1, h, w), name=name)
     return torch.zeros(h * w, dtype=torch.float64).index_add_(0, idx[0], count[0]).view(h, w)
 
 

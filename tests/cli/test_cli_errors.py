@@ -180,8 +180,8 @@ def test_evaluate_metrics_are_checked_before_any_work(tmp_path, capsys):
 
     assert parse_metrics("cc, nss") == ("cc", "nss")
     assert parse_metrics(None) == ("auc_judd", "auc_borji", "nss", "cc", "kld", "sim")
-    assert parse_metrics("nss,info_gain") == ("nss", "info_gain")
-    for text, shown in (("auc_shuffled", "'auc_shuffled'"), ("", "no metric given"), ("cc,bogus", "'bogus'")):
+    assert parse_metrics("nss,info_gain, auc_shuffled") == ("nss", "info_gain", "auc_shuffled")
+    for text, shown in (("AUC", "'AUC'"), ("", "no metric given"), ("cc,bogus", "'bogus'")):
         line = run_error(["evaluate", "--model", "aem_ecb", "--root", str(tmp_path / "none"), "--out",
                           str(tmp_path / "eval"), "--metrics", text], capsys)
         assert line.startswith("sphsal evaluate: error: --metrics: ") and shown in line
@@ -208,8 +208,8 @@ def test_unwritable_output_folders_are_found_before_any_work(tmp_path, monkeypat
     assert f"no write permission in {str(tmp_path / 'locked')!r}" in line
 
 
-def test_the_cli_default_metrics_are_the_default_set():
-    from sphsal.cli.evaluate import CLI_DEFAULT_METRICS
-    from sphsal.metrics import DEFAULT_METRICS
+def test_the_cli_metrics_are_the_library_metrics():
+    from sphsal.cli.evaluate import CLI_DEFAULT_METRICS, CLI_METRICS
+    from sphsal.metrics import DEFAULT_METRICS, METRICS
 
-    assert CLI_DEFAULT_METRICS == DEFAULT_METRICS
+    assert CLI_DEFAULT_METRICS == DEFAULT_METRICS and sorted(CLI_METRICS) == sorted(METRICS)

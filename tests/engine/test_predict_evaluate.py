@@ -273,3 +273,31 @@ def test_info_gain_over_a_prior_baseline():
     assert abs(over_center["mean"]["info_gain"]) > 0.05
     with pytest.raises(ValueError, match="baseline must be a map or one of"):
         evaluate_model(_PriorModel(), ds, metrics=("info_gain",), baseline="uniform", progress=False)
+
+
+def test_shuffled_auc_draws_negatives_from_the_same_videos_other_frames(tmp_path):
+    """evaluate_model's auc_shuffled equals sphsal.metrics.evaluate's on the same maps, whose negatives
+    are by definition the fixations of the same video's other frames."""
+    from sphsal.data import create_dataset, make_dataset
+    from sphsal.engine.evaluate import upsample_prediction
+    from sphsal.engine.runtime import collate_items
+    from sphsal.metrics import evaluate
+
+    root = make_dataset(tmp_path / "data", n_videos=5, duration=1.0, fps=8, height=32, width=64, seed=1)
+    ds = create_dataset("360av-hm", root, split="all", clip_len=1, frame_step=2)
+    model = create_model("aem_ecb", output_size=(16, 32), clip_len=1)  # upsampled to the 32x64 truth
+    summary = evaluate_model(model, ds, metrics=("auc_shuffled",), progress=False)
+    predictions, truth = {}, {}
+    with torch.no_grad():
+        for i in range(len(ds)):
+            item = ds[i]
+            key = (item["video"], item["frame_index"])
+            pred = model(**model.prepare_inputs(collate_items([item])))
+            predictions[key] = upsample_prediction(pred, tuple(item["fixations"].shape))[0]
+            truth[key] = {"fixations": item["fixations"]}
+    expected = evaluate(predictions, truth, metrics=("auc_shuffled",), weights="sphere", progress=False)
+    assert summary["n_videos"] == 5 and summary["mean"]["auc_shuffled"] == pytest.approx(
+        expected["mean"]["auc_shuffled"], abs=1e-9)
+    assert 0.3 < summary["mean"]["auc_shuffled"] < 0.7  # a centre prior gains little against these negatives
+    with pytest.raises(ValueError, match="auc_shuffled' needs a sphsal.data.ClipDataset"):
+        evaluate_model(model, BlobDataset(4), metrics=("auc_shuffled",), progress=False)
