@@ -202,6 +202,13 @@ def test_salient360_reads_bin_maps_and_fixation_csv(tmp_path):
     bin_path.write_bytes(bin_path.read_bytes()[:-100])
     with pytest.raises(ValueError, match="3_Park_64x32x4_32b.bin.*truncated"):
         create_dataset("salient360", tmp_path)
+    bin_path.unlink()
+    maps[:3].tofile(tmp_path / "saliency" / f"3_Park_{W}x{H}x3_32b.bin")  # one map short: the last reused
+    assert peak(create_dataset("salient360", tmp_path, clip_len=1)[3]["saliency"]) == (7, 16)
+    (tmp_path / "saliency" / f"3_Park_{W}x{H}x3_32b.bin").unlink()
+    maps[:2].tofile(tmp_path / "saliency" / f"3_Park_{W}x{H}x2_32b.bin")  # two short: refused
+    with pytest.raises(ValueError, match="x2_32b.bin holds 2 maps, but .*3_Park.mp4 has 4 frames"):
+        create_dataset("salient360", tmp_path)
 
 
 # --- stavis

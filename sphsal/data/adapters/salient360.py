@@ -46,7 +46,9 @@ FIXATION_COLUMNS = {
 
 
 class BinMaps:
-    """Per-frame maps of a Salient360! ``.bin`` file, read one frame at a time (never the whole file)."""
+    """Per-frame maps of a Salient360! ``.bin`` file, read one frame at a time (never the whole file).
+    A frame one past the file's last map reads the last map (a video may carry one frame more than its
+    maps); the adapter refuses files that cover less (:meth:`check_covers`)."""
 
     def __init__(self, path: str):
         match = _BIN_NAME.search(os.path.basename(path))
@@ -60,6 +62,13 @@ class BinMaps:
             raise ValueError(f"{path} holds {size} bytes but its name promises {self.frames} float32 maps "
                              f"of {self.width}x{self.height} ({expected} bytes): the file is truncated or "
                              "corrupt")
+
+    def check_covers(self, frames: int, video: str) -> None:
+        """``ValueError`` naming the file when its maps cover fewer than ``frames - 1`` frames of
+        ``video``."""
+        if self.frames < frames - 1:
+            raise ValueError(f"{self.path} holds {self.frames} maps, but {video} has {frames} frames: every "
+                             "frame (but possibly the last) needs its map")
 
     def __call__(self, index: int) -> np.ndarray:
         index = min(index, self.frames - 1)
@@ -124,6 +133,7 @@ def salient360(root, *, size=None, fps=None, split: str = "all", **options):
         video = find_video(video_dir, name)
         frames = VideoFrames(video, fps=fps, size=size)
         maps = BinMaps(_find_prefixed(os.path.join(root, "saliency"), name, _BIN_NAME.search)[0])
+        maps.check_covers(frames.source_index(frames.num_frames - 1) + 1, video)
         csvs = _find_prefixed(os.path.join(root, "fixations"), name, lambda f: f.lower().endswith(".csv"))
         fixations = _SourceFrameMaps(FixationList(csvs[0], frames.frame_size), frames) if csvs else None
         truth = MapGroundTruth(_SourceFrameMaps(maps, frames), fixations, frames.frame_size, maps.path)
