@@ -124,9 +124,10 @@ def _stream_info(container, path: str) -> AudioInfo:
     return AudioInfo(path, rate, channels, round(seconds * rate), context.name, _read_spatial(path))
 
 
-def _decode_container(path: str) -> tuple[np.ndarray, AudioInfo]:
-    """All frames of the first audio stream as float32 ``(channels, samples)`` and the stream's
-    :class:`AudioInfo` (declared length).
+def _decode_container(path: str) -> tuple[np.ndarray, AudioInfo, Fraction]:
+    """All frames of the first audio stream as float32 ``(channels, samples)``, the stream's
+    :class:`AudioInfo` (declared length) and the time of the first sample relative to the first video
+    frame (:func:`_video_offset`).
 
     Frames are converted to packed (interleaved) float32 and de-interleaved here: PyAV's ``to_ndarray``
     of planar frames with 8 or more channels crashes the process (second- and third-order ambisonics,
@@ -138,16 +139,40 @@ def _decode_container(path: str) -> tuple[np.ndarray, AudioInfo]:
             stream = container.streams.audio[0]
             resampler = av.AudioResampler(format="flt", layout=stream.codec_context.layout,
                                           rate=info.sample_rate)
-            chunks = []
+            chunks, first = [], None
             for frame in container.decode(stream):
+                if first is None and frame.pts is not None:
+                    first = Fraction(frame.pts) * Fraction(frame.time_base)
                 chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(frame))
             chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(None))
+            offset = _video_offset(container, first)
     except av.FFmpegError as err:
         raise ValueError(f"{path}: cannot decode audio ({err})") from err
     if not chunks:
         raise ValueError(f"{path}: the audio stream holds no samples")
     packed = np.concatenate(chunks).astype(np.float32, copy=False)  # (samples * channels,) interleaved
-    return np.ascontiguousarray(packed.reshape(-1, info.num_channels).T), info
+    return np.ascontiguousarray(packed.reshape(-1, info.num_channels).T), info, offset
+
+
+def _video_offset(container, first_audio: Fraction | None) -> Fraction:
+    """Seconds from the container's first video frame (its video stream's start time, where
+    :class:`sphsal.data.VideoReader` counts frame 0) to the first decoded audio sample; 0 without a
+    video stream or a known start time."""
+    if first_audio is None or not container.streams.video:
+        return Fraction(0)
+    video = container.streams.video[0]
+    if video.start_time is None or video.time_base is None:
+        return Fraction(0)
+    return first_audio - Fraction(video.start_time) * Fraction(video.time_base)
+
+
+def _align_to_video(audio: np.ndarray, rate: int, offset: Fraction) -> np.ndarray:
+    """``audio`` whose first sample lies ``offset`` seconds after the first video frame, shifted so that
+    sample 0 is at that frame: zeros before a late start, the samples before an early one dropped."""
+    shift = math.floor(offset * rate + Fraction(1, 2))
+    if shift > 0:
+        return np.concatenate((np.zeros((audio.shape[0], shift), audio.dtype), audio), axis=1)
+    return np.ascontiguousarray(audio[:, -shift:]) if shift < 0 else audio
 
 
 def check_audio_length(path, samples: int, sample_rate: int, expected_seconds, tolerance_seconds,
@@ -216,7 +241,8 @@ def _to_ambix(audio: np.ndarray, spatial: SpatialAudioMetadata, path: str) -> np
     return (ambix * gains[:, None].astype(np.float32)).astype(np.float32, copy=False)
 
 
-def load_audio(path, sample_rate: int | None = None, *, ambisonic: bool = False, return_info: bool = False):
+def load_audio(path, sample_rate: int | None = None, *, ambisonic: bool = False, return_info: bool = False,
+               align_to_video: bool = False):
     """Read an audio file as float32 ``(channels, samples)``.
 
     Args:
@@ -226,6 +252,10 @@ def load_audio(path, sample_rate: int | None = None, *, ambisonic: bool = False,
         ambisonic: require ambisonic audio: mono, stereo or other non-ambisonic channel counts raise
             ``ValueError`` naming the file (:func:`sphsal.audio.require_ambisonic`).
         return_info: also return the :class:`AudioInfo` of the file.
+        align_to_video: in a container that also holds video, start the audio at the first video frame
+            (the time :class:`sphsal.data.VideoReader` calls frame 0): zeros where the audio starts
+            later, its samples before that frame dropped where it starts earlier, so that sample
+            ``round(t * rate)`` is heard at video time ``t``. No effect on audio-only files.
 
     Returns:
         ``(audio, sample_rate)`` or ``(audio, sample_rate, info)``. With an ``SA3D`` box the channels
@@ -246,10 +276,12 @@ def load_audio(path, sample_rate: int | None = None, *, ambisonic: bool = False,
     if _uses_soundfile(path):
         audio, info = _read_soundfile(path)
     else:
-        audio, info = _decode_container(path)
+        audio, info, offset = _decode_container(path)
         _check_declared_length(audio, info)
         if info.spatial is not None:
             audio = _to_ambix(audio, info.spatial, path)
+        if align_to_video:
+            audio = _align_to_video(audio, info.sample_rate, offset)
     if audio.shape[1] == 0:
         raise ValueError(f"{path}: the audio holds no samples")
     _check_finite(audio, path)

@@ -63,7 +63,7 @@ def render_aem(video: str, out: str, *, decoder: str = "cardioid", window: float
     from sphsal.data import VideoReader
     from sphsal.viz import capped_size, overlay, tensor_to_frame, write_png, write_video
 
-    audio, rate = load_audio(video)
+    audio, rate = load_audio(video, align_to_video=True)
     seconds = audio.shape[-1] / rate
     if window is not None and window > seconds:  # (a window of 1e300 s overflowed, 1e9 s exhausted memory)
         raise ValueError(f"--window {window:g} s is longer than the audio of {video} ({seconds:.3g} s)")

@@ -98,7 +98,9 @@ class ImageFrames:
 
 class AudioTrack:
     """The audio of one video, ``(channels, samples)`` float32, decoded on first use and kept in a small
-    per-process cache of the most recently used tracks.
+    per-process cache of the most recently used tracks. Sample 0 is heard with the video's first frame
+    (``load_audio(..., align_to_video=True)``: streams of one container that start at different times
+    are aligned).
 
     Args:
         path: audio or video file (anything ``sphsal.audio.load_audio`` reads; ambiX on output).
@@ -141,7 +143,7 @@ class AudioTrack:
         else:
             from sphsal.audio import load_audio
 
-            data, sample_rate = load_audio(self.path)
+            data, sample_rate = load_audio(self.path, align_to_video=True)
             _AUDIO_CACHE[self.path] = (np.asarray(data, dtype=np.float32), int(sample_rate))
             if len(_AUDIO_CACHE) > _AUDIO_CACHE_TRACKS:
                 _AUDIO_CACHE.popitem(last=False)

@@ -55,14 +55,15 @@ _MAP_FILE = re.compile(r"\d{5}\.(png|npy)")  # maps/00000.png ...
 
 
 def _load_video_audio(path: str, model) -> tuple[np.ndarray | None, int]:
-    """The video's audio ``(channels, samples)`` and rate; checks it is ambisonic when the model needs the
-    AEM. Returns ``(None, 0)`` for a silent video when the model needs no audio."""
+    """The video's audio ``(channels, samples)`` (from its first frame on) and rate; checks it is
+    ambisonic when the model needs the AEM. Returns ``(None, 0)`` for a silent video when the model
+    needs no audio."""
     from sphsal.audio import load_audio, require_ambisonic
 
     spec = model.input_spec
     needs_audio = spec.audio_channels > 0 or spec.needs_audio_mel or spec.needs_aem
     try:
-        audio, rate = load_audio(path)
+        audio, rate = load_audio(path, align_to_video=True)
     except ValueError:
         if needs_audio:
             raise

@@ -284,3 +284,43 @@ def test_corrupt_chunk_offset_table_is_named(tmp_path):
     with pytest.raises(ValueError, match="bad.mp4: corrupt 'stco' box"):
         insert_sa3d(path, SpatialAudioMetadata.ambix(1), out=tmp_path / "out.mp4")
     assert not (tmp_path / "out.mp4").exists()
+
+
+def _offset_container(path, video_start: float, audio_start: float, click: float, rate=8000, fps=10):
+    """An MKV whose video stream starts at ``video_start`` s and PCM audio at ``audio_start`` s (container
+    time), with one click at container time ``click`` s."""
+    from fractions import Fraction
+
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("mpeg4", rate=fps)
+        video.width, video.height, video.pix_fmt, video.time_base = 64, 32, "yuv420p", Fraction(1, fps)
+        audio = container.add_stream("pcm_s16le", rate=rate)
+        audio.layout, audio.time_base = "mono", Fraction(1, rate)
+        for k in range(10):
+            frame = av.VideoFrame.from_ndarray(np.zeros((32, 64, 3), np.uint8), format="rgb24")
+            frame.pts = k + round(video_start * fps)
+            container.mux(video.encode(frame))
+        container.mux(video.encode())
+        samples = np.zeros((1, 2 * rate), np.int16)
+        samples[0, round((click - audio_start) * rate)] = 20000
+        for s0 in range(0, samples.shape[1], 1000):
+            frame = av.AudioFrame.from_ndarray(samples[:, s0:s0 + 1000], format="s16", layout="mono")
+            frame.sample_rate, frame.pts = rate, s0 + round(audio_start * rate)
+            container.mux(audio.encode(frame))
+        container.mux(audio.encode())
+    return str(path)
+
+
+@pytest.mark.parametrize("video_start, audio_start", [(0.5, 0.0), (0.0, 0.25)])
+def test_audio_is_aligned_to_the_first_video_frame(tmp_path, video_start, audio_start):
+    """Streams of one container may start at different times; aligned, the audio's sample 0 is heard
+    with the video's first frame (a click at container time 0.6 s lands 0.1 s after a video start at 0.5
+    s, and 0.6 s after one at 0 whatever the audio's own start)."""
+    from sphsal.data.sources import AudioTrack
+
+    path = _offset_container(tmp_path / "v.mkv", video_start, audio_start, click=0.6)
+    raw, rate = load_audio(path)
+    aligned, _ = load_audio(path, align_to_video=True)
+    assert int(np.argmax(np.abs(raw[0]))) == round((0.6 - audio_start) * rate)  # counted from its own start
+    assert int(np.argmax(np.abs(aligned[0]))) == round((0.6 - video_start) * rate)
+    assert np.array_equal(AudioTrack(path, 1, 10).load()[0], aligned)  # what the datasets read
