@@ -72,6 +72,16 @@ def source_frame(index: int, source_fps, fps) -> int:
     return int(index * Fraction(source_fps) / Fraction(fps))
 
 
+def _duration_tag(text) -> Fraction | None:
+    """Seconds of a Matroska ``DURATION`` tag ``"HH:MM:SS.fffffffff"``; None if absent or malformed."""
+    parts = str(text).split(":") if text is not None else []
+    try:
+        hours, minutes, seconds = (Fraction(p) for p in parts) if len(parts) == 3 else (None,) * 3
+    except ValueError:
+        return None
+    return None if hours is None else hours * 3600 + minutes * 60 + seconds
+
+
 def parse_size(size) -> tuple[int, int] | None:
     """``(H, W)`` from ``(H, W)``, an int ``H`` (meaning ``(H, 2H)``) or ``None`` (kept)."""
     if size is None:
@@ -135,6 +145,8 @@ class VideoReader:
             raise ValueError(f"video file {self.path} has no usable frame rate")
         self.source_fps = Fraction(rate)
         self.fps = self.source_fps if fps is None else Fraction(fps).limit_denominator(1_000_000)
+        self._time_base = Fraction(self._stream.time_base)
+        self._start_pts = self._stream.start_time or 0
         self.source_frames = self._count_source_frames()
         if self.source_frames < 1:
             self._container.close()
@@ -145,8 +157,6 @@ class VideoReader:
         self._cache_arg = cache_size
         fitting = self.cache_bytes // (3 * self.height * self.width)
         self.cache_size = int(cache_size or max(2, min(64, fitting)))
-        self._time_base = Fraction(self._stream.time_base)
-        self._start_pts = self._stream.start_time or 0
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._frames = None  # live decode iterator (None: the next read seeks)
         self._last = None  # (source index, av.VideoFrame) most recently decoded
@@ -154,14 +164,22 @@ class VideoReader:
 
     # ----------------------------------------------------------------------------------------------
     def _count_source_frames(self) -> int:
+        """The frame count the video stream declares, else its duration times its frame rate: the
+        stream's duration, else (Matroska / WebM) its ``DURATION`` tag, the end of its last frame, less
+        its start, else the container's end less the stream's start (an audio track that outlasts the
+        video makes that one too long)."""
         if self._stream.frames:
             return int(self._stream.frames)
-        duration = None
+        start = Fraction(self._start_pts) * self._time_base
+        tag = _duration_tag(self._stream.metadata.get("DURATION"))
         if self._stream.duration is not None:
-            duration = Fraction(self._stream.duration) * Fraction(self._stream.time_base)
+            duration = Fraction(self._stream.duration) * self._time_base
+        elif tag is not None:
+            duration = tag - start
         elif self._container.duration is not None:
-            duration = Fraction(self._container.duration, av.time_base)
-        if duration is None:
+            origin = Fraction(self._container.start_time or 0, av.time_base)
+            duration = Fraction(self._container.duration, av.time_base) - (start - origin)
+        else:
             raise ValueError(f"video file {self.path} declares neither a frame count nor a duration")
         return int(math.floor(duration * self.source_fps + Fraction(1, 2)))
 

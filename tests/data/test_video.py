@@ -138,3 +138,33 @@ def test_bad_arguments(video):
     with VideoReader(video) as reader, pytest.raises(IndexError, match="out of range"):
         reader.read_frame(40)
     assert os.path.isfile(video)
+
+
+@pytest.mark.parametrize("video_start", [0.0, 0.5])
+def test_matroska_video_shorter_than_its_audio_counts_its_own_frames(tmp_path, video_start):
+    """A Matroska video stream declares no frame count or duration, only a DURATION tag (the end of its
+    last frame); the container's duration is the audio's 2 s. The reader counted 20 frames and failed
+    on frame 10."""
+    from fractions import Fraction
+
+    import av
+
+    path = str(tmp_path / "v.mkv")
+    with av.open(path, "w") as container:
+        video = container.add_stream("mpeg4", rate=10)
+        video.width, video.height, video.pix_fmt, video.time_base = 64, 32, "yuv420p", Fraction(1, 10)
+        audio = container.add_stream("pcm_s16le", rate=8000)
+        audio.layout, audio.time_base = "mono", Fraction(1, 8000)
+        for k in range(10):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 64, 3), 20 * k, np.uint8), format="rgb24")
+            frame.pts = k + round(video_start * 10)
+            container.mux(video.encode(frame))
+        container.mux(video.encode())
+        for s0 in range(0, 16000, 1000):
+            sound = av.AudioFrame.from_ndarray(np.zeros((1, 1000), np.int16), format="s16", layout="mono")
+            sound.sample_rate, sound.pts = 8000, s0
+            container.mux(audio.encode(sound))
+        container.mux(audio.encode())
+    with VideoReader(path) as reader:
+        assert (reader.source_frames, len(reader)) == (10, 10)
+        assert abs(float(reader.read_frame(9).mean()) - 180 / 255) < 0.05
