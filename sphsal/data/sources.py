@@ -106,8 +106,9 @@ class AudioTrack:
         path: audio or video file (anything ``sphsal.audio.load_audio`` reads; ambiX on output).
         duration: duration of the video in seconds (exact ``Fraction`` preferred). The track must cover
             it: a shortfall of more than one video frame (``1 / fps``) raises ``ValueError`` naming the
-            file, at construction from the declared length (``sphsal.audio.probe_audio``) and again
-            from the decoded samples; a smaller one (codec padding) is read as silence.
+            file, at construction from the declared length (``sphsal.audio.probe_audio``; a container
+            that declares none is not checked there) and again from the decoded samples; a smaller one
+            (codec padding) is read as silence.
         fps: frame rate of the video, for that tolerance.
         ambisonic: the dataset needs ambisonic audio: a file whose (probed) channel count is not
             ``(N+1)^2`` with ``N >= 1`` (mono, stereo, 5.1, ...) raises ``ValueError`` naming it at
@@ -129,7 +130,8 @@ class AudioTrack:
         if ambisonic:
             where = f"audio file '{path}' (this dataset needs ambisonic audio)"
             require_ambisonic_channels(self.num_channels, where)
-        self._check_length(info.num_samples, info.sample_rate)
+        if info.num_samples > 0:  # 0: the container declares no length; the decoded samples are checked
+            self._check_length(info.num_samples, info.sample_rate)
 
     def _check_length(self, samples: int, sample_rate: int) -> None:
         from sphsal.audio.io import check_audio_length

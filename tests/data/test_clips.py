@@ -110,3 +110,20 @@ def test_audio_track_checks_its_own_duration_on_a_cache_hit(tmp_path):
     track.duration = Fraction(2)  # the probe passed; the decoded samples (cached) must be checked too
     with pytest.raises(ValueError, match="a.wav"):
         track.load()
+
+
+def test_audio_track_of_a_container_that_declares_no_length_is_checked_when_decoded(tmp_path, monkeypatch):
+    """A container without a declared duration probes as 0 samples: not "shorter than the video"."""
+    import dataclasses
+
+    import sphsal.audio
+    from sphsal.audio import write_audio
+    from sphsal.data.sources import AudioTrack
+
+    path = str(tmp_path / "a.wav")
+    write_audio(path, np.zeros((4, 8000), np.float32), 8000)
+    probe = sphsal.audio.probe_audio
+    monkeypatch.setattr(sphsal.audio, "probe_audio", lambda p: dataclasses.replace(probe(p), num_samples=0))
+    assert AudioTrack(path, 1, 8).load()[0].shape == (4, 8000)
+    with pytest.raises(ValueError, match="a.wav"):
+        AudioTrack(path, 2, 8).load()  # the decoded samples still must cover the video
