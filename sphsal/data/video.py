@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gc
 import math
+import numbers
 import os
 import weakref
 from collections import OrderedDict
@@ -30,7 +31,7 @@ import cv2
 import numpy as np
 import torch
 
-from sphsal._checks import check_input_file
+from sphsal._checks import check_input_file, check_integer
 
 __all__ = ["VideoReader", "check_video_file", "source_frame", "parse_size"]
 
@@ -86,11 +87,15 @@ def parse_size(size) -> tuple[int, int] | None:
     """``(H, W)`` from ``(H, W)``, an int ``H`` (meaning ``(H, 2H)``) or ``None`` (kept)."""
     if size is None:
         return None
-    if isinstance(size, int):
+    if isinstance(size, numbers.Integral) and not isinstance(size, bool):
         size = (size, 2 * size)
-    if len(size) != 2 or any(int(s) != s or s < 1 for s in size):
-        raise ValueError(f"size must be (H, W) positive integers or None, got {size!r}")
-    return int(size[0]), int(size[1])
+    try:
+        sides = [check_integer(s, "size", whole_floats=True) for s in size]
+    except (TypeError, ValueError):
+        sides = []
+    if len(sides) != 2:
+        raise ValueError(f"size must be (H, W) positive integers, an integer H or None, got {size!r}")
+    return sides[0], sides[1]
 
 
 class VideoReader:

@@ -168,3 +168,12 @@ def test_matroska_video_shorter_than_its_audio_counts_its_own_frames(tmp_path, v
     with VideoReader(path) as reader:
         assert (reader.source_frames, len(reader)) == (10, 10)
         assert abs(float(reader.read_frame(9).mean()) - 180 / 255) < 0.05
+
+
+def test_sizes_are_parsed_or_refused_by_name():
+    from sphsal.data.video import parse_size
+
+    assert parse_size(np.int64(32)) == (32, 64) and parse_size([np.int32(8), 16.0]) == (8, 16)
+    for bad in (True, (True, 2), (0, 4), (2.5, 4), "64", (1, 2, 3), 3.0):  # True was (1, 2)
+        with pytest.raises(ValueError, match="size must be"):
+            parse_size(bad)
