@@ -47,11 +47,14 @@ def num_video_frames(num_samples: int, sample_rate, fps) -> int:
 def frame_sample_positions(frames, sample_rate, fps, offset: float = 0.0) -> np.ndarray:
     """Sample index ``round((k + offset) * sample_rate / fps)`` of video frames ``k``.
 
-    ``frames`` is a count ``T`` (frames ``0 .. T-1``) or an array of frame indices. ``offset = 0`` gives
-    frame starts, ``0.5`` centres, ``1`` ends. Returns int64 with one entry per frame.
+    ``frames`` is a count ``T`` (frames ``0 .. T-1``) or an array of whole frame indices (``ValueError``
+    for other values). ``offset = 0`` gives frame starts, ``0.5`` centres, ``1`` ends. Returns int64 with
+    one entry per frame.
     """
     check_rates(sample_rate, fps)
     k = np.arange(int(frames)) if np.ndim(frames) == 0 else np.asarray(frames)
+    if not np.issubdtype(k.dtype, np.number) or not np.array_equal(k, np.round(k)):  # 2.5 became frame 2
+        raise ValueError(f"frames must be a count or whole frame indices, got {frames!r}")
     k = k.astype(np.int64)
     ratio = _rational(sample_rate) / _rational(fps)
     shift = _rational(offset)

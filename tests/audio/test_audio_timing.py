@@ -31,6 +31,10 @@ def test_bad_rates():
         num_video_frames(10, 48000, -1)
     with pytest.raises(ValueError, match="sample_rate"):
         frame_sample_positions(3, float("nan"), 30)
+    assert frame_sample_positions([1.0, 2.0], 48000, 30).tolist() == [1600, 3200]
+    for frames in ([2.5], [True, False], [float("nan")]):  # 2.5 was read as frame 2
+        with pytest.raises(ValueError, match="whole frame indices"):
+            frame_sample_positions(frames, 48000, 30)
 
 
 def test_check_num_frames():
