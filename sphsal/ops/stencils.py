@@ -53,6 +53,8 @@ INTERPOLATIONS = ("nearest", "bilinear")
 # Continuous coordinates within this distance of an integer are snapped to it, and nearest rounding
 # is biased by it, so float64 noise never decides a rounding or creates a tiny bilinear weight.
 _SNAP = 1e-7
+# A tap whose |sin(elevation)| is within this of 1 lies on a pole (up to float64 noise, about 5e-8 rad).
+_POLE = 1e-15
 
 
 @dataclass(frozen=True, eq=False)
@@ -129,11 +131,14 @@ def stencil_offsets(kernel_size: int, stencil: str, dilation: int, height: int) 
 
 def _destination(el0: torch.Tensor, az0: float, distance: torch.Tensor, bearing: torch.Tensor):
     """Direction reached from ``(az0, el0)`` along a great circle (radians; bearing clockwise from
-    north, east = decreasing azimuth)."""
+    north, east = decreasing azimuth). A tap landing on a pole (reached along the meridian ``az0``)
+    gets azimuth ``az0``: there ``atan2`` would return the angle of two rounding errors, so that e.g.
+    the north and south pole taps of a stride-2 stencil sampled different columns."""
     sin_el = torch.sin(el0) * torch.cos(distance) + torch.cos(el0) * torch.sin(distance) * torch.cos(bearing)
     sin_el = sin_el.clamp(-1.0, 1.0)
     east = torch.atan2(torch.sin(bearing) * torch.sin(distance) * torch.cos(el0),
                        torch.cos(distance) - torch.sin(el0) * sin_el)
+    east = torch.where(1 - sin_el.abs() < _POLE, 0.0, east)
     return az0 - east, torch.asin(sin_el)
 
 

@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+from sphsal.ops import sphere_conv2d_reference
 from sphsal.ops.stencils import neighbour_table
 from sphsal.sphere import great_circle_distance, pixels_to_directions
 
@@ -76,3 +77,21 @@ def test_stride_two_centres_are_output_pixel_centres():
 def test_bad_configurations_name_the_argument(kwargs, match):
     with pytest.raises(ValueError, match=match):
         neighbour_table(**kwargs)
+
+
+@pytest.mark.parametrize("stencil", ["cap", "gnomonic"])
+@pytest.mark.parametrize("h", [8, 12, 16])
+def test_stride_two_pole_taps_are_mirror_images(stencil, h):
+    """Stride 2, dilation 1: the north tap of output row 0 and the south tap of the last row lie exactly
+    on the poles, where the azimuth is arbitrary; both take the stencil centre's meridian, so that the
+    tables (and the bilinear convolution) are symmetric under the north-south and east-west flips."""
+    t = neighbour_table(h, 2 * h, 3, 2, 1, stencil, "nearest")
+    assert (int(t.rows[0, 1, 0]), int(t.cols[0, 1, 0])) == (0, 1)
+    assert (int(t.rows[-1, 7, 0]), int(t.cols[-1, 7, 0])) == (h - 1, 1)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 2, h, 2 * h, generator=g, dtype=torch.float64)
+    w = torch.randn(3, 2, 3, 3, generator=g, dtype=torch.float64)
+    out = sphere_conv2d_reference(x, w, None, 2, 1, "bilinear", stencil)
+    for dim in (-2, -1):
+        flipped = sphere_conv2d_reference(x.flip(dim), w.flip(dim), None, 2, 1, "bilinear", stencil)
+        torch.testing.assert_close(flipped.flip(dim), out, rtol=0, atol=1e-12)
