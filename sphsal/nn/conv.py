@@ -48,12 +48,13 @@ def _check_options(kernel_size: int, interpolation: str, stencil: str) -> None:
 
 
 def padding_problem(padding, same: tuple[int, ...]) -> str | None:
-    """Why a planar ``padding`` argument (int, tuple or ``"same"``; None: not given) has no spherical
-    meaning, or None: only the "same" padding ``same`` does (a spherical layer never zero-pads in space:
-    longitude wraps and the stencil continues over the poles)."""
+    """Why a planar ``padding`` argument (int, tuple, ``"same"`` or ``"valid"``; None: not given) has no
+    spherical meaning, or None: only the "same" padding ``same`` does (a spherical layer never zero-pads
+    in space: longitude wraps and the stencil continues over the poles)."""
     if padding is None or padding == "same":
         return None
-    values = (padding,) * len(same) if isinstance(padding, int) else tuple(padding)
+    given = 0 if padding == "valid" else padding  # nn.Conv2d's "valid": no padding
+    values = (given,) * len(same) if isinstance(given, int) else tuple(given)
     if values != same:
         return f"padding={padding!r} is not the 'same' padding {same} that the spherical layer implies"
     return None
@@ -64,6 +65,22 @@ def _check_padding(padding, same: tuple[int, ...]) -> None:
     if problem:
         raise ValueError(f"{problem} (it does not zero-pad in space: longitude wraps, the stencil continues "
                          "over the poles)")
+
+
+def padding_mode_problem(padding_mode: str, temporal: bool = False) -> str | None:
+    """Why a planar ``padding_mode`` has no spherical meaning, or None for ``"zeros"`` (the default): a
+    spherical layer does not pad in space (longitude wraps, the stencil continues over the poles) and
+    zero-pads time (``temporal``), so any other mode would be dropped."""
+    if padding_mode == "zeros":
+        return None
+    what = "zero-pads time and does not pad in space" if temporal else "does not pad in space"
+    return f"padding_mode={padding_mode!r}: the spherical layer {what}, so only 'zeros' keeps its meaning"
+
+
+def _check_padding_mode(layer: str, padding_mode: str, temporal: bool = False) -> None:
+    problem = padding_mode_problem(padding_mode, temporal)
+    if problem:
+        raise ValueError(f"{layer}: {problem}")
 
 
 class SphericalConv2d(nn.Conv2d):
@@ -85,14 +102,16 @@ class SphericalConv2d(nn.Conv2d):
         interpolation: ``"nearest"`` or ``"bilinear"``.
         stencil: ``"cap"`` (GTSD) or ``"gnomonic"`` (SphereNet).
         backend: ``"auto"``, ``"reference"``, ``"cpu"`` or ``"cuda"`` (see :func:`sphsal.ops.sphere_conv2d`).
+        padding_mode: accepted so that ``nn.Conv2d`` arguments carry over: only ``"zeros"``.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size=3, stride=1, padding=None, dilation=1,
                  groups: int = 1, bias: bool = True, *, interpolation: str = "nearest", stencil: str = "cap",
-                 backend: str = "auto", device=None, dtype=None):
+                 backend: str = "auto", padding_mode: str = "zeros", device=None, dtype=None):
         k = _same_pair(kernel_size, "kernel_size")
         s = _same_pair(stride, "stride")
         d = _same_pair(dilation, "dilation")
+        _check_padding_mode("SphericalConv2d", padding_mode)
         _check_options(k, interpolation, stencil)
         _check_padding(padding, (k // 2 * d,) * 2)
         super().__init__(in_channels, out_channels, k, stride=s, padding=k // 2 * d, dilation=d,
@@ -115,6 +134,7 @@ class SphericalConv3d(nn.Conv3d):
         stride: int (time and space) or ``(st, s, s)``.
         dilation: spatial stencil dilation (int or ``(1, d, d)``; no temporal dilation).
         padding: only ``(kt // 2, k // 2 * d, k // 2 * d)`` (or that int) or ``"same"``.
+        padding_mode: only ``"zeros"`` (as ``nn.Conv3d``'s default; time is zero-padded).
         Other arguments as :class:`SphericalConv2d` (``nn.Conv3d``'s leading arguments in its order, the
         spherical options keyword-only).
 
@@ -124,7 +144,8 @@ class SphericalConv3d(nn.Conv3d):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size=3, stride=1, padding=None, dilation=1,
                  groups: int = 1, bias: bool = True, *, interpolation: str = "nearest", stencil: str = "cap",
-                 backend: str = "auto", device=None, dtype=None):
+                 backend: str = "auto", padding_mode: str = "zeros", device=None, dtype=None):
+        _check_padding_mode("SphericalConv3d", padding_mode, temporal=True)
         kt, k = _time_space(kernel_size, "kernel_size")
         st, s = _time_space(stride, "stride")
         d = dilation if isinstance(dilation, int) else _time_space(dilation, "dilation")[1]

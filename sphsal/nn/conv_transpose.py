@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sphsal.nn.conv import _check_options, _check_padding, _same_pair
+from sphsal.nn.conv import _check_options, _check_padding, _check_padding_mode, _same_pair
 from sphsal.ops.sphere_conv_transpose import sphere_conv_transpose2d
 
 __all__ = ["SphericalConvTranspose2d", "output_padding_problem"]
@@ -44,12 +44,14 @@ class SphericalConvTranspose2d(nn.ConvTranspose2d):
         stencil: ``"cap"`` (GTSD) or ``"gnomonic"`` (SphereNet).
         backend: ``"auto"``, ``"reference"``, ``"cpu"`` or ``"cuda"`` (see
             :func:`sphsal.ops.sphere_conv_transpose2d`).
+        padding_mode: only ``"zeros"`` (``nn.ConvTranspose2d``'s only mode).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size=3, stride=1, padding=None,
                  output_padding=None, groups: int = 1, bias: bool = True, dilation=1, *,
-                 interpolation: str = "nearest", stencil: str = "cap", backend: str = "auto", device=None,
-                 dtype=None):
+                 interpolation: str = "nearest", stencil: str = "cap", backend: str = "auto",
+                 padding_mode: str = "zeros", device=None, dtype=None):
+        _check_padding_mode("SphericalConvTranspose2d", padding_mode)
         k = _same_pair(kernel_size, "kernel_size")
         s = _same_pair(stride, "stride")
         d = _same_pair(dilation, "dilation")

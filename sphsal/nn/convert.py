@@ -7,7 +7,7 @@ import warnings
 from torch import nn
 from torch.nn.utils import parametrize
 
-from sphsal.nn.conv import SphericalConv2d, SphericalConv3d, padding_problem
+from sphsal.nn.conv import SphericalConv2d, SphericalConv3d, padding_mode_problem, padding_problem
 from sphsal.nn.conv_transpose import SphericalConvTranspose2d, output_padding_problem
 from sphsal.nn.pooling import SphericalAvgPool2d, SphericalMaxPool2d
 
@@ -55,8 +55,8 @@ def _unsupported_option(m: nn.Module) -> str | None:
         return "its weight is reparametrized (weight_norm / spectral_norm), which the twin would drop"
     if any(isinstance(p, nn.parameter.UninitializedParameter) for p in m.parameters(recurse=False)):
         return "it is a lazy layer whose parameters are not initialized yet (run it once first)"
-    if isinstance(m, nn.Conv3d) and m.padding_mode != "zeros":
-        return f"padding_mode={m.padding_mode!r}: the spherical twin zero-pads time"
+    if isinstance(m, nn.Conv3d) and m.padding_mode != "zeros":  # a Conv2d's borders are gone on the sphere
+        return padding_mode_problem(m.padding_mode, temporal=True)
     if isinstance(m, nn.Conv3d) and m.padding == "same" and m.kernel_size[0] % 2 == 0:
         return f"padding='same' with an even temporal kernel {m.kernel_size[0]} pads time unevenly"
     if getattr(m, "return_indices", False):
@@ -94,7 +94,7 @@ def _twin(m: nn.Module, interpolation: str, stencil: str) -> nn.Module | str:
     if isinstance(geometry, str):
         return geometry
     cls = SphericalMaxPool2d if isinstance(m, nn.MaxPool2d) else SphericalAvgPool2d
-    return cls(geometry[0], geometry[1], stencil).train(m.training)
+    return cls(geometry[0], geometry[1], stencil=stencil).train(m.training)
 
 
 def _convertible_layers(model: nn.Module) -> dict[int, tuple[nn.Module, list[str]]]:
@@ -119,10 +119,13 @@ def convert_to_spherical(model: nn.Module, interpolation: str = "nearest", stenc
     transposed ones also ``output_padding = stride - 1`` (an exact ``stride`` times larger grid).
     Pools need kernel 2 / stride 2 / padding 0, or kernel 3 / padding 1 with stride 2 or 1. Layers
     whose other options the twin would not keep (a reparametrized weight, ``Conv3d`` padding modes
-    other than zeros, ``return_indices``, ``divisor_override``, uninitialized lazy layers) do not
-    convert either. Any layer that does not convert stays planar and a warning names it, except the
-    layers named (as in ``named_modules``) in ``keep_planar``, which stay planar on purpose and
-    silently. Every twin is made before the first replacement, so an error leaves ``model`` as it was.
+    other than zeros: the twin zero-pads time, ``return_indices``, ``divisor_override``,
+    uninitialized lazy layers) do not convert either. A ``Conv2d``'s ``padding_mode`` (zeros,
+    reflect, replicate, circular) is how it treats the image's borders, which the sphere does not
+    have: the twin replaces it, whatever it was. Any layer that does not convert stays planar and a
+    warning names it, except the layers named (as in ``named_modules``) in ``keep_planar``, which stay
+    planar on purpose and silently. Every twin is made before the first replacement, so an error
+    leaves ``model`` as it was.
 
     Returns ``model`` (for chaining), or the twin of ``model`` itself when it is one of those layers
     (a module cannot replace itself in place).

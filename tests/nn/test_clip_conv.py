@@ -27,6 +27,9 @@ def _pair(**kwargs):
     (2, dict(in_channels=2, out_channels=3, kernel_size=(5, 3, 3), stride=(2, 1, 1), padding=(2, 1, 1))),
     (4, dict(in_channels=2, out_channels=3, kernel_size=3, padding=1)),  # T >= kt: nn.Conv3d itself
     (2, dict(in_channels=4, out_channels=4, kernel_size=3, padding=1, groups=2)),  # grouped: nn.Conv3d
+    # Padding of kt frames or more: output frames wholly in the padding after the clip (only the bias)
+    (1, dict(in_channels=2, out_channels=3, kernel_size=3, stride=(2, 1, 1), padding=(4, 1, 1))),
+    (1, dict(in_channels=2, out_channels=3, kernel_size=(2, 3, 3), padding=(3, 1, 1))),
 ])
 def test_clip_conv3d_equals_conv3d(frames, kwargs):
     planar, clip = _pair(**kwargs)

@@ -271,3 +271,64 @@ def test_layers_run_under_autocast_as_planar_convolutions_do():
         assert clip(torch.randn(1, 3, 2, 8, 16)).dtype == torch.bfloat16
     with pytest.raises(ValueError, match="x is torch.bfloat16 on cpu but weight is torch.float32"):
         net[1](torch.randn(1, 4, 8, 16, dtype=torch.bfloat16))
+
+
+def test_padding_mode_carries_over_only_as_zeros():
+    """nn.Conv2d's default padding_mode="zeros" is accepted as a keyword; any other mode is refused, naming
+    the layer (the spherical layers do not pad in space)."""
+    assert SphericalConv2d(2, 4, 3, padding=1, padding_mode="zeros").padding_mode == "zeros"
+    SphericalConv3d(2, 4, 3, padding=1, padding_mode="zeros")
+    SphericalConvTranspose2d(2, 4, 3, 2, 1, 1, padding_mode="zeros")
+    for layer, args in ((SphericalConv2d, (2, 4, 3)), (SphericalConv3d, (2, 4, 3)),
+                        (SphericalConvTranspose2d, (2, 4, 3, 2))):
+        with pytest.raises(ValueError, match=f"{layer.__name__}: padding_mode='circular'"):
+            layer(*args, padding_mode="circular")
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_convert_replaces_any_padding_mode_of_an_image_convolution(mode):
+    """A Conv2d's padding mode treats the ERP image's borders; on the sphere there are none."""
+    model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, padding_mode=mode))
+    weight = model[0].weight.detach().clone()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        convert_to_spherical(model)
+    assert isinstance(model[0], SphericalConv2d) and torch.equal(model[0].weight, weight)
+
+
+def test_convert_one_by_one_convolution_with_valid_padding():
+    """padding="valid" of a 1x1 kernel is its "same" padding: the layer converts."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 1, padding="valid"), nn.Conv3d(4, 2, 1, padding="valid"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        convert_to_spherical(model)
+    assert isinstance(model[0], SphericalConv2d) and isinstance(model[1], SphericalConv3d)
+    with pytest.raises(ValueError, match="padding='valid' is not the 'same' padding"):
+        SphericalConv2d(3, 4, 3, padding="valid")
+
+
+@pytest.mark.parametrize("cls,planar", [(SphericalMaxPool2d, nn.MaxPool2d),
+                                        (SphericalAvgPool2d, nn.AvgPool2d)])
+def test_pools_take_the_planar_arguments(cls, planar):
+    """nn.MaxPool2d's / nn.AvgPool2d's leading arguments in their order (the stencil keyword-only)."""
+    x = torch.randn(1, 2, 8, 16)
+    for args in ((3, 2, 1), (2, 2, 0), ((3, 3), (1, 1), (1, 1)), (2,)):
+        sph = cls(*args, stencil="gnomonic")
+        assert sph(x).shape == planar(*args)(x).shape and sph.stencil == "gnomonic"
+    torch.testing.assert_close(cls(2, None)(x), planar(2)(x))
+
+
+@pytest.mark.parametrize("cls,kwargs,match", [
+    (SphericalMaxPool2d, dict(kernel_size=3, stride=2, padding=0), "SphericalMaxPool2d: padding=0 is not 1"),
+    (SphericalAvgPool2d, dict(kernel_size=2, padding=1), "SphericalAvgPool2d: padding=1 is not 0"),
+    (SphericalMaxPool2d, dict(kernel_size=3, padding=1, dilation=2), "dilation=2 is not supported"),
+    (SphericalMaxPool2d, dict(kernel_size=2, return_indices=True), "return_indices=True is not supported"),
+    (SphericalMaxPool2d, dict(kernel_size=3, padding=1, ceil_mode=True), "ceil_mode=True"),
+    (SphericalAvgPool2d, dict(kernel_size=2, divisor_override=1), "divisor_override=1"),
+    (SphericalAvgPool2d, dict(kernel_size=2, stride=1), "stride=1 is not supported"),
+    (SphericalMaxPool2d, dict(kernel_size=(3, 2)), "kernel_size must be an int or a pair of equal ints"),
+    (SphericalMaxPool2d, dict(kernel_size=3, stencil="square"), "SphericalMaxPool2d: stencil must be one of"),
+])
+def test_pool_options_without_a_spherical_meaning_are_refused(cls, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        cls(**kwargs)
