@@ -200,8 +200,8 @@ def run_demo(out_dir: str = "demo_out", *, models=DEMO_MODELS, seed: int = 0, qu
     video = os.path.join(root, "videos", f"{test_set.videos[0]}.mp4")
     record = predict_video(trained[first], video, os.path.join(out_dir, "predict"),
                            save_png=False, overwrite=True, progress=progress)
-    shutil.copyfile(os.path.join(out_dir, "predict", test_set.videos[0], "overlay.mp4"),
-                    os.path.join(out_dir, "overlay.mp4"))
+    with atomic_path(os.path.join(out_dir, "overlay.mp4")) as tmp:  # an interrupted copy keeps the last one
+        shutil.copyfile(os.path.join(out_dir, "predict", test_set.videos[0], "overlay.mp4"), tmp)
     timings["total_s"] = time.perf_counter() - start
 
     report = {

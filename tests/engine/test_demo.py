@@ -2,6 +2,7 @@
 full demo's figures are in README.md)."""
 
 import json
+import shutil
 
 import pytest
 
@@ -34,6 +35,22 @@ def test_quick_demo_trains_evaluates_and_writes_its_outputs(tmp_path):
     again = run_demo(str(tmp_path), models=("vinet",), quick=True, progress=False, model_options=TINY,
                      train_options={"batch_size": 8}, log=lines.append)  # a rerun into the same folder
     assert again["results"].keys() == {"vinet", "aem_ecb"}
+
+
+def test_an_interrupted_copy_of_the_overlay_keeps_the_previous_one(tmp_path, monkeypatch):
+    (tmp_path / "overlay.mp4").write_bytes(b"the overlay of an earlier run")
+
+    def torn_copy(src, dst):
+        with open(dst, "wb") as f:
+            f.write(b"half a vid")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(shutil, "copyfile", torn_copy)
+    with pytest.raises(OSError, match="disk full"):
+        run_demo(str(tmp_path), models=("vinet",), quick=True, progress=False, model_options=TINY,
+                 train_options={"batch_size": 8}, log=lambda line: None)
+    assert (tmp_path / "overlay.mp4").read_bytes() == b"the overlay of an earlier run"
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".overlay")]
 
 
 def test_every_family_has_demo_options_and_unknown_models_are_errors(tmp_path):
