@@ -62,7 +62,7 @@ def frames_weight(weight: torch.Tensor, frames: int, stride_t: int, pad: int | N
     per_frame = []  # slices and zero padding only: no tensor indexing (whose backward is a scatter)
     for f in range(frames_out(frames, kt, stride_t, pad)):
         first = f * stride_t - pad  # the input frame under tap 0
-        lo = max(0, first)
+        lo = min(max(0, first), frames)  # a window wholly in the padding after the clip: lo = hi = frames
         hi = max(lo, min(frames, first + kt))  # input frames lo:hi lie under the kernel
         per_frame.append(F.pad(weight[:, :, lo - first:hi - first], (*spatial, lo, frames - hi)))
     return torch.stack(per_frame).reshape(-1, ci * frames, *weight.shape[3:])

@@ -453,3 +453,19 @@ def test_one_by_one_kernels_equal_reference(interpolation, stencil, stride, grou
         lambda *p: sphere_conv3d(*p, None, (2, stride), 1, interpolation, stencil, groups=groups),
         lambda *p: sphere_conv3d_reference(*p, None, (2, stride), 1, interpolation, stencil, groups),
         [clip, weight3])
+
+
+@pytest.mark.parametrize("kt, pad, stride_t, frames",
+                         [(3, 4, 1, 2), (2, 3, 1, 1), (3, 4, 2, 1), (3, 1, 1, 2)])
+def test_frames_as_channels_equals_conv3d_with_any_temporal_padding(kt, pad, stride_t, frames):
+    """Output frames whose window lies wholly in the padding after the clip get zero weight (a padding
+    of kt or more frames crashed in F.pad)."""
+    from sphsal.ops.time_fold import conv_frames_as_channels
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, frames, 4, 6, generator=g, dtype=torch.float64)
+    weight = torch.randn(5, 3, kt, 3, 3, generator=g, dtype=torch.float64)
+    out = conv_frames_as_channels(x, weight, None, stride_t, pad,
+                                  lambda images, w, b: F.conv2d(images, w, b, padding=1))
+    expected = F.conv3d(x, weight, None, (stride_t, 1, 1), (pad, 1, 1))
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
