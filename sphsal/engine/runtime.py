@@ -78,7 +78,11 @@ def rng_state() -> dict:
         "python": _python_state_to_lists(random.getstate()),
     }
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        # This process's device only: under torchrun each rank drives one device, and every rank (seeded
+        # alike, running the same operations) holds the same state there, so the main process's state
+        # restores every rank. (All devices' states, as saved before, gave the other ranks' devices the
+        # main process's copies of them, which it never advanced.)
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -91,7 +95,10 @@ def set_rng_state(state: dict) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        if isinstance(state["cuda"], torch.Tensor):
+            torch.cuda.set_rng_state(state["cuda"])  # this process's device
+        else:  # every device's state, as earlier versions saved them
+            torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def _python_state_to_lists(state):

@@ -338,3 +338,22 @@ def test_epochs_may_change_on_resume_only_under_a_constant_schedule(tmp_path):
 
 def test_train_config_takes_a_torch_device():
     assert TrainConfig(model="m", out_dir="o", device=torch.device("cpu")).device == "cpu"
+
+
+def test_cuda_rng_state_is_this_process_device_only(monkeypatch):
+    """Under torchrun every rank restores the main process's checkpoint: only the current device's CUDA
+    generator state is saved and restored (all devices' states gave the other ranks' devices states
+    their process never advanced). Faked CUDA: the logic, not the generators."""
+    from sphsal.engine.runtime import rng_state, set_rng_state
+
+    restored = {}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda: torch.tensor([7], dtype=torch.uint8))
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state: restored.update(current=state))
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: restored.update(all=states))
+    state = rng_state()
+    assert torch.equal(state["cuda"], torch.tensor([7], dtype=torch.uint8))
+    set_rng_state(state)
+    assert torch.equal(restored.pop("current"), state["cuda"]) and not restored
+    set_rng_state({**state, "cuda": [state["cuda"]] * 2})  # a checkpoint of an earlier version
+    assert list(restored) == ["all"]
