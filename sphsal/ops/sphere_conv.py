@@ -18,11 +18,13 @@ planar 1x1 convolution.
 from __future__ import annotations
 
 import functools
+import numbers
 import warnings
 
 import torch
 import torch.nn.functional as F
 
+from sphsal._checks import check_integer
 from sphsal.ops.stencils import NeighbourTable, table_for, validate_config
 from sphsal.ops.time_fold import conv_frames_as_channels, frames_out
 
@@ -60,6 +62,8 @@ def _check_inputs(x: torch.Tensor, weight: torch.Tensor, bias, spatial_dims: int
     if x.dim() != dims:
         shape = "(B, C, H, W)" if spatial_dims == 2 else "(B, C, T, H, W)"
         raise ValueError(f"{name}: x must be {shape}, got shape {tuple(x.shape)}")
+    if 0 in x.shape[2:]:
+        raise ValueError(f"{name}: x must not be empty beyond (B, C), got shape {tuple(x.shape)}")
     if weight.dim() != dims:
         raise ValueError(f"{name}: weight must have {dims} dims (Co, Ci / groups, ...), "
                          f"got {tuple(weight.shape)}")
@@ -81,17 +85,23 @@ def follows_autocast(conv):
     """Make a spherical convolution ``conv(x, weight, bias=None, ...)`` behave under ``torch.autocast`` as
     aten's convolutions do (mixed-precision training passes half-precision activations to layers with
     float32 weights): ``x``, ``weight`` and ``bias`` cast to the autocast dtype of ``x``'s device, the
-    body run with autocast off (its float32 arithmetic stays float32). Unchanged outside autocast."""
+    body run with autocast off (its float32 arithmetic stays float32). As autocast does, float64 tensors
+    are left as they are (a float64 layer on float64 input stays float64). Unchanged outside autocast."""
 
     @functools.wraps(conv)
     def wrapper(x, weight, bias=None, *args, **kwargs):
-        kind = x.device.type
-        if not (isinstance(x, torch.Tensor) and x.is_floating_point() and torch.is_autocast_enabled(kind)):
+        if not (isinstance(x, torch.Tensor) and x.is_floating_point() and torch.is_autocast_enabled(
+                x.device.type)):
             return conv(x, weight, bias, *args, **kwargs)
+        kind = x.device.type
         dtype = torch.get_autocast_dtype(kind)
+
+        def cast(t):
+            eligible = isinstance(t, torch.Tensor) and t.is_floating_point() and t.dtype != torch.float64
+            return t.to(dtype) if eligible else t
+
         with torch.autocast(kind, enabled=False):
-            return conv(x.to(dtype), weight.to(dtype), None if bias is None else bias.to(dtype), *args,
-                        **kwargs)
+            return conv(cast(x), cast(weight), cast(bias), *args, **kwargs)
 
     return wrapper
 
@@ -152,14 +162,18 @@ def sphere_conv3d_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.T
 
 
 def _split_stride(stride) -> tuple[int, int]:
-    """``stride`` of sphere_conv3d: an int (both) or ``(temporal, spatial)``."""
-    if isinstance(stride, int):
-        return stride, stride
-    if len(stride) == 3 and stride[1] == stride[2]:
-        return int(stride[0]), int(stride[1])
-    if len(stride) == 2:
-        return int(stride[0]), int(stride[1])
-    raise ValueError(f"stride must be an int, (temporal, spatial) or (t, s, s), got {stride!r}")
+    """``stride`` of sphere_conv3d: an int (both), ``(temporal, spatial)`` or ``(t, s, s)``, each a
+    positive integer (whole floats accepted); returns ``(stride_t, stride_s)``."""
+    try:
+        parts = (stride, stride) if isinstance(stride, numbers.Real) else tuple(stride)
+    except TypeError:
+        parts = ()
+    if isinstance(stride, (str, bytes)) or not (len(parts) == 2 or len(parts) == 3 and parts[1] == parts[2]):
+        raise ValueError(f"sphere_conv3d: stride must be an int, (temporal, spatial) or (t, s, s), "
+                         f"got {stride!r}")
+    stride_t, stride_s = parts[:2]
+    return (check_integer(stride_t, "sphere_conv3d: temporal stride", whole_floats=True),
+            check_integer(stride_s, "sphere_conv3d: spatial stride", whole_floats=True))
 
 
 def _resolve_backend(x: torch.Tensor, backend: str, groups: int = 1) -> str:
@@ -219,7 +233,7 @@ def sphere_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     _check_inputs(x, weight, bias, 2, "sphere_conv2d", groups)
     validate_config(x.shape[-2], x.shape[-1], weight.shape[-1], stride, dilation, stencil, interpolation)
     chosen = _resolve_backend(x, backend, groups)
-    if chosen == "reference":
+    if chosen == "reference" or x.shape[0] == 0:  # the fast kernels need at least one image
         return sphere_conv2d_reference(x, weight, bias, stride, dilation, interpolation, stencil, groups)
     if weight.shape[-1] == 1 and stride == 1:  # the stencil is each pixel itself: a planar 1x1 convolution
         return F.conv2d(x, weight, bias, groups=groups)
@@ -254,10 +268,8 @@ def sphere_conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     """
     _check_inputs(x, weight, bias, 3, "sphere_conv3d", groups)
     stride_t, stride_s = _split_stride(stride)
-    if stride_t < 1:
-        raise ValueError(f"sphere_conv3d: temporal stride must be positive, got {stride_t}")
     chosen = _resolve_backend(x, backend, groups)
-    if chosen == "reference":
+    if chosen == "reference" or x.shape[0] == 0:  # the fast kernels need at least one clip
         return sphere_conv3d_reference(x, weight, bias, (stride_t, stride_s), dilation, interpolation,
                                        stencil, groups)
     validate_config(x.shape[-2], x.shape[-1], weight.shape[-1], stride_s, dilation, stencil, interpolation)

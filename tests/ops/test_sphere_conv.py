@@ -232,6 +232,16 @@ def test_float32_fast_path_matches_reference():
      r"x is torch.bfloat16 on cpu but weight is torch.float32 on cpu; move the layer .*module.to\(x\)"),
     (lambda: sphere_conv3d(torch.zeros(1, 2, 1, 8, 16), torch.zeros(1, 2, 3, 3, 3), torch.zeros(1).double()),
      "but bias is torch.float64"),
+    (lambda: sphere_conv3d(torch.zeros(1, 2, 4, 8, 16), torch.zeros(1, 2, 3, 3, 3), stride=(1.5, 2)),
+     r"temporal stride must be an integer >= 1, got 1.5"),
+    (lambda: sphere_conv3d(torch.zeros(1, 2, 4, 8, 16), torch.zeros(1, 2, 3, 3, 3), stride=(1, 2.5)),
+     r"spatial stride must be an integer >= 1, got 2.5"),
+    (lambda: sphere_conv3d_reference(torch.zeros(1, 2, 4, 8, 16), torch.zeros(1, 2, 3, 3, 3), stride=(0, 1)),
+     "temporal stride must be an integer >= 1, got 0"),
+    (lambda: sphere_conv3d(torch.zeros(1, 2, 4, 8, 16), torch.zeros(1, 2, 3, 3, 3), stride="2"),
+     "stride must be an int"),
+    (lambda: sphere_conv3d(torch.zeros(1, 2, 0, 8, 16), torch.zeros(1, 2, 3, 3, 3)), "x must not be empty"),
+    (lambda: sphere_conv2d(torch.zeros(1, 2, 0, 16), torch.zeros(1, 2, 3, 3)), "x must not be empty"),
 ])
 def test_bad_input_gets_a_clear_error(call, match):
     with pytest.raises(ValueError, match=match):
@@ -469,3 +479,41 @@ def test_frames_as_channels_equals_conv3d_with_any_temporal_padding(kt, pad, str
                                   lambda images, w, b: F.conv2d(images, w, b, padding=1))
     expected = F.conv3d(x, weight, None, (stride_t, 1, 1), (pad, 1, 1))
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("frames,kt", [(4, 3), (2, 3), (3, 1)])
+@pytest.mark.parametrize("groups", [1, 2])
+def test_an_empty_batch_gives_an_empty_output_and_gradients(frames, kt, groups):
+    """As nn.Conv2d / nn.Conv3d: B = 0 gives a ``(0, Co, ...)`` output and zero weight and bias gradients
+    on every backend (the fast CPU path used to fail reshaping its empty flat buffer)."""
+    x, weight, bias = _data(b=0, ci=4, co=2)
+    clip = torch.zeros(0, 4, frames, 8, 16, dtype=torch.float64)
+    weight3 = torch.randn(2, 4 // groups, kt, 3, 3, dtype=torch.float64)
+    for backend in ("reference", "cpu"):
+        for inputs, conv, shape in (((x, weight[:, :4 // groups]), sphere_conv2d, (0, 2, 8, 16)),
+                                    ((clip, weight3), sphere_conv3d, (0, 2, frames, 8, 16))):
+            params = [t.clone().requires_grad_() for t in (*inputs, bias)]
+            out = conv(*params, backend=backend, groups=groups)
+            assert out.shape == shape
+            out.sum().backward()
+            assert params[0].grad.shape == inputs[0].shape
+            assert torch.equal(params[1].grad, torch.zeros_like(inputs[1]))
+            assert torch.equal(params[2].grad, torch.zeros_like(bias))
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+def test_autocast_leaves_float64_layers_in_float64(backend):
+    """As aten's convolutions: torch.autocast casts float32 (and half) tensors to its dtype but leaves
+    float64 ones alone, so a float64 layer on float64 input stays exact under autocast."""
+    x, weight, bias = _data(h=8, w=16)
+    expected = sphere_conv2d_reference(x, weight, bias)
+    clip = torch.randn(1, 3, 2, 8, 16, dtype=torch.float64)
+    weight3 = torch.randn(2, 3, 3, 3, 3, dtype=torch.float64)
+    expected3 = sphere_conv3d_reference(clip, weight3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = sphere_conv2d(x, weight, bias, backend=backend)
+        out3 = sphere_conv3d(clip, weight3, backend=backend)
+        assert F.conv2d(x, weight, bias).dtype == torch.float64  # what aten does
+    assert out.dtype == out3.dtype == torch.float64
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(out3, expected3, rtol=1e-12, atol=1e-12)
