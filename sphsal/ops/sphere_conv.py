@@ -67,7 +67,10 @@ def _check_inputs(x: torch.Tensor, weight: torch.Tensor, bias, spatial_dims: int
     if weight.dim() != dims:
         raise ValueError(f"{name}: weight must have {dims} dims (Co, Ci / groups, ...), "
                          f"got {tuple(weight.shape)}")
-    if not isinstance(groups, int) or groups < 1 or weight.shape[0] % groups:
+    if 0 in weight.shape[:2]:
+        raise ValueError(f"{name}: weight must have at least one output and one input channel, got "
+                         f"{tuple(weight.shape)}")
+    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1 or weight.shape[0] % groups:
         raise ValueError(f"{name}: groups must be a positive divisor of the {weight.shape[0]} output "
                          f"channels, got {groups!r}")
     if weight.shape[1] * groups != x.shape[1]:
@@ -76,6 +79,9 @@ def _check_inputs(x: torch.Tensor, weight: torch.Tensor, bias, spatial_dims: int
     k = weight.shape[-1]
     if weight.shape[-2] != k or k % 2 == 0:
         raise ValueError(f"{name}: the spatial kernel must be square and odd, got {tuple(weight.shape[-2:])}")
+    if bias is not None and not isinstance(bias, torch.Tensor):
+        raise ValueError(f"{name}: bias must be a tensor of shape ({weight.shape[0]},) or None, got "
+                         f"{type(bias).__name__}")
     if bias is not None and bias.shape != (weight.shape[0],):
         raise ValueError(f"{name}: bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
     check_dtypes_and_devices(name, x, weight, bias)

@@ -242,6 +242,11 @@ def test_float32_fast_path_matches_reference():
      "stride must be an int"),
     (lambda: sphere_conv3d(torch.zeros(1, 2, 0, 8, 16), torch.zeros(1, 2, 3, 3, 3)), "x must not be empty"),
     (lambda: sphere_conv2d(torch.zeros(1, 2, 0, 16), torch.zeros(1, 2, 3, 3)), "x must not be empty"),
+    (lambda: sphere_conv2d(torch.zeros(1, 0, 8, 16), torch.zeros(2, 0, 3, 3)), "at least one output and one"),
+    (lambda: sphere_conv2d(torch.zeros(1, 2, 8, 16), torch.zeros(0, 2, 3, 3)), "at least one output and one"),
+    (lambda: sphere_conv2d(torch.zeros(1, 2, 8, 16), torch.zeros(2, 2, 3, 3), groups=True), "groups must be"),
+    (lambda: sphere_conv2d(torch.zeros(1, 2, 8, 16), torch.zeros(2, 2, 3, 3), [0.0, 1.0]),
+     r"bias must be a tensor of shape \(2,\) or None, got list"),
 ])
 def test_bad_input_gets_a_clear_error(call, match):
     with pytest.raises(ValueError, match=match):
