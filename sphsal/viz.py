@@ -85,7 +85,7 @@ def _check_frame(frame, name: str) -> np.ndarray:
 def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
     """Write an RGB ``(H, W, 3)`` or grey ``(H, W)`` uint8 image atomically."""
     image = np.asarray(image)
-    if not (image.ndim == 2 and image.dtype == np.uint8 and image.size):  # not grey: must be RGB
+    if image.ndim != 2 or image.dtype != np.uint8 or image.size == 0:  # not a grey image: must be RGB
         image = cv2.cvtColor(_check_frame(image, "image"), cv2.COLOR_RGB2BGR)
     with atomic_path(path) as tmp:
         if not cv2.imwrite(tmp, image):

@@ -75,12 +75,12 @@ def source_frame(index: int, source_fps, fps) -> int:
 
 def _duration_tag(text) -> Fraction | None:
     """Seconds of a Matroska ``DURATION`` tag ``"HH:MM:SS.fffffffff"``; None if absent or malformed."""
-    parts = str(text).split(":") if text is not None else []
+    parts = [] if text is None else str(text).split(":")
     try:
-        hours, minutes, seconds = (Fraction(p) for p in parts) if len(parts) == 3 else (None,) * 3
-    except ValueError:
+        hours, minutes, seconds = (Fraction(p) for p in parts)
+    except ValueError:  # not three fields, or one that is not a number
         return None
-    return None if hours is None else hours * 3600 + minutes * 60 + seconds
+    return hours * 3600 + minutes * 60 + seconds
 
 
 def parse_size(size) -> tuple[int, int] | None:

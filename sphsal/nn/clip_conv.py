@@ -22,18 +22,14 @@ __all__ = ["ClipConv3d"]
 class ClipConv3d(nn.Conv3d):
     """``nn.Conv3d`` (same arguments) whose ``(B, Ci, T, H, W)`` inputs with ``T`` smaller than the
     temporal kernel run as one ``Conv2d`` over the frames taken as channels; other inputs, and
-    grouped, temporally dilated, string-padded, non-zero-padded or padded by ``kt`` or more frames
-    layers, run ``nn.Conv3d``.
+    grouped, temporally dilated, string-padded or non-zero-padded layers, run ``nn.Conv3d``.
     Returns ``(B, Co, T_out, H_out, W_out)`` as ``nn.Conv3d`` does."""
 
     def _frames_as_channels(self, x: torch.Tensor) -> bool:
         if isinstance(self.padding, str) or self.groups != 1 or self.dilation[0] != 1:
             return False
         frames, kt = (x.shape[2], self.kernel_size[0]) if x.dim() == 5 else (0, 0)
-        # Padding of kt or more frames makes output frames whose window lies wholly in the padding after
-        # the clip, which frames_weight does not form: such (unusual) layers run nn.Conv3d.
-        pad = self.padding[0]
-        return self.padding_mode == "zeros" and frames < kt <= frames + 2 * pad and pad < kt
+        return self.padding_mode == "zeros" and frames < kt <= frames + 2 * self.padding[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self._frames_as_channels(x):

@@ -17,9 +17,14 @@ from sphsal.ops.stencils import STENCILS
 __all__ = ["SphericalMaxPool2d", "SphericalAvgPool2d"]
 
 
+def _values(value) -> set:
+    """The distinct values of an option given as one value or per axis (a tuple or list)."""
+    return set(value) if isinstance(value, (tuple, list)) else {value}
+
+
 def _one_value(layer: str, name: str, value) -> int:
     """An int, or a pair of equal ints (the spatial axes must agree on the sphere)."""
-    values = set(value) if isinstance(value, (tuple, list)) else {value}
+    values = _values(value)
     if len(values) != 1 or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
         raise ValueError(f"{layer}: {name} must be an int or a pair of equal ints, got {value!r}")
     return values.pop()
@@ -43,7 +48,7 @@ class _SphericalPool2d(nn.Module):
                              f"{k}x{k} window implies (it does not pad: longitude wraps, the window "
                              "continues over the poles)")
         for name, (value, default) in unsupported.items():
-            if (set(value) if isinstance(value, (tuple, list)) else {value}) != {default}:
+            if _values(value) != {default}:
                 raise ValueError(f"{layer}: {name}={value!r} is not supported (only {default!r})")
         if stencil not in STENCILS:
             raise ValueError(f"{layer}: stencil must be one of {STENCILS}, got {stencil!r}")

@@ -96,10 +96,9 @@ def follows_autocast(conv):
 
     @functools.wraps(conv)
     def wrapper(x, weight, bias=None, *args, **kwargs):
-        if not (isinstance(x, torch.Tensor) and x.is_floating_point() and torch.is_autocast_enabled(
-                x.device.type)):
-            return conv(x, weight, bias, *args, **kwargs)
         kind = x.device.type
+        if not (x.is_floating_point() and torch.is_autocast_enabled(kind)):
+            return conv(x, weight, bias, *args, **kwargs)
         dtype = torch.get_autocast_dtype(kind)
 
         def cast(t):

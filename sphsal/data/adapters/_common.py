@@ -149,6 +149,16 @@ def uv_to_directions(u, v, source: str = "gaze coordinates", columns: tuple[str,
     return az.numpy(), el.numpy()
 
 
+def read_text(path: str, what: str) -> str:
+    """The UTF-8 text of ``path`` (a byte-order mark dropped, line ends kept); ``ValueError`` naming the
+    file, a ``what``, when it is not UTF-8 text (corrupt or binary)."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            return f.read()
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not a text {what} (corrupt or binary file?): {err}") from err
+
+
 def read_table(path: str, required: dict[str, tuple[str, ...]], delimiter: str | None = None) -> dict:
     """Read a CSV file with a header row; return ``{key: float64 array}`` for each ``required`` key.
 
@@ -158,11 +168,7 @@ def read_table(path: str, required: dict[str, tuple[str, ...]], delimiter: str |
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"table not found: {path}")
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            text = f.read()
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{path} is not a text table (corrupt or binary file?): {err}") from err
+    text = read_text(path, "table")
     if delimiter is None:
         try:
             first_line = text.splitlines()[0] if text else ","

@@ -21,7 +21,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from sphsal.data.adapters._common import make_dataset, read_mat
+from sphsal.data.adapters._common import make_dataset, read_mat, read_text
 from sphsal.data.dataset import SPLITS, VideoEntry, check_root
 from sphsal.data.groundtruth import MapGroundTruth
 from sphsal.data.registry import register_dataset
@@ -35,25 +35,20 @@ def read_fold_list(path: str) -> list[tuple[str, int, Fraction]]:
     """``[(vid, nframes, fps), ...]`` from a fold list; errors (a file that is not UTF-8 text, a malformed
     line, a frame count below 1, a frame rate that is not positive) name the file (and line)."""
     out = []
-    with open(path, encoding="utf-8") as f:
+    for number, line in enumerate(read_text(path, "fold list").splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        where = f"{path}, line {number}"
         try:
-            lines = f.read().split("\n")
-        except UnicodeDecodeError as err:
-            raise ValueError(f"{path} is not a text fold list (corrupt or binary file?): {err}") from err
-        for number, line in enumerate(lines, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            where = f"{path}, line {number}"
-            try:
-                vid, nframes, fps = parts[0], int(parts[1]), Fraction(parts[2]).limit_denominator(1001)
-            except (IndexError, ValueError, ZeroDivisionError) as err:
-                raise ValueError(f"{where}: expected '<name> <nframes> <fps>', got {line.strip()!r}") from err
-            if nframes < 1:
-                raise ValueError(f"{where}: the frame count must be at least 1, got {parts[1]!r}")
-            if fps <= 0:
-                raise ValueError(f"{where}: the frame rate must be positive, got {parts[2]!r}")
-            out.append((vid, nframes, fps))
+            vid, nframes, fps = parts[0], int(parts[1]), Fraction(parts[2]).limit_denominator(1001)
+        except (IndexError, ValueError, ZeroDivisionError) as err:
+            raise ValueError(f"{where}: expected '<name> <nframes> <fps>', got {line.strip()!r}") from err
+        if nframes < 1:
+            raise ValueError(f"{where}: the frame count must be at least 1, got {parts[1]!r}")
+        if fps <= 0:
+            raise ValueError(f"{where}: the frame rate must be positive, got {parts[2]!r}")
+        out.append((vid, nframes, fps))
     return out
 
 
