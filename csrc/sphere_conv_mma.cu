@@ -177,15 +177,15 @@ __device__ __forceinline__ void stage_offsets(int* s_off, float* s_wt, const int
     for (int e = threadIdx.x; e < KP; e += THREADS) s_wt[e] = taps[i * KP + e];
 }
 
-// Sample of one staged tap: entries t * P + p of the staged offsets (stride `count`, column n). The
-// first entry is always read; the others (bilinear corners, an inverse table's extra entries) only
-// where their weight is not zero, which is the same for the whole warp.
+// Sample of one staged tap: entries t * P + p of the staged offsets (stride `count`, column n). An
+// entry (a bilinear corner, an inverse table's padding) is read only where its weight is not zero,
+// which is the same for the whole warp, so a NaN or Inf there reaches no sample that does not use it.
 template <typename scalar_t>
 __device__ __forceinline__ float staged_sample(const scalar_t* __restrict__ plane, const int* s_off,
                                                const float* s_wt, int t, int P, int count, int n) {
     const int* off = s_off + t * P * count + n;
-    float v = s_wt[t * P] * to_float(plane[off[0]]);
-    for (int p = 1; p < P; ++p) {
+    float v = 0.f;
+    for (int p = 0; p < P; ++p) {
         const float wt = s_wt[t * P + p];
         if (wt != 0.f) v += wt * to_float(plane[off[p * count]]);
     }
@@ -273,7 +273,7 @@ sphere_conv_mma_gather(const scalar_t* __restrict__ x, const typename Operand<sc
             } else {
                 float sum[16];
 #pragma unroll
-                for (int u = 0; u < 16; ++u) sum[u] = w0 * to_float(plane[u * plane_size + first]);
+                for (int u = 0; u < 16; ++u) sum[u] = (w0 != 0.f) ? w0 * to_float(plane[u * plane_size + first]) : 0.f;
                 for (int p = 1; p < P; ++p) {
                     const float wt = s_wt[t * P + p];
                     if (wt == 0.f) continue;
@@ -376,7 +376,7 @@ sphere_conv_mma_weight_grad(const scalar_t* __restrict__ grad_out, const scalar_
             float sum[PER_THREAD_B];
 #pragma unroll
             for (int u = 0; u < PER_THREAD_B; ++u)
-                sum[u] = (j < W_out) ? w0 * to_float(plane[4 * u * plane_size + first_off]) : 0.f;
+                sum[u] = (j < W_out && w0 != 0.f) ? w0 * to_float(plane[4 * u * plane_size + first_off]) : 0.f;
             for (int p = 1; p < P; ++p) {
                 const float wt = s_wt[t * P + p];
                 if (wt == 0.f) continue;

@@ -220,6 +220,29 @@ def test_cuda_rolls_with_the_input(shift):
 
 
 @needs_gpu
+@pytest.mark.parametrize("interpolation", ["nearest", "bilinear"])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_cuda_carries_a_nan_where_the_cpu_path_does(interpolation, stride, allow_tf32):
+    """A NaN input pixel and a NaN output-gradient pixel reach the same outputs and input gradients as
+    on the fast CPU path, which skips zero-weight table entries (bilinear corners on the pixel grid, the
+    inverse table's padding): the kernels must not multiply those by 0 either."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(1, 64, 16, 32, generator=g)
+    x[0, 3, 7, 5] = float("nan")
+    weight = torch.randn(64, 64, 3, 3, generator=g) / 20
+    masks = []
+    for device in ("cpu", "cuda"):
+        xd = x.to(device).requires_grad_()
+        out = sphere_conv2d(xd, weight.to(device), None, stride, 1, interpolation, backend=device)
+        grad_out = torch.zeros_like(out)
+        grad_out[0, 2, 3, 14] = float("nan")
+        out.backward(grad_out)
+        masks.append((out.isnan().cpu(), xd.grad.isnan().cpu()))
+    assert masks[0][0].any() and masks[0][1].any()
+    assert torch.equal(masks[1][0], masks[0][0]) and torch.equal(masks[1][1], masks[0][1])
+
+
+@needs_gpu
 @pytest.mark.parametrize("stride", [(1, 2), (2, 1)])
 @pytest.mark.parametrize("frames", [3, 2])  # 2 < kt: frames as channels (sphsal.ops.time_fold)
 def test_cuda_conv3d_equals_the_reference(stride, frames):
