@@ -41,6 +41,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     for name, module in COMMANDS.items():
         if only is None or only == name:
             importlib.import_module(f"sphsal.cli.{module}").register(sub)
+    parser.set_defaults(command_parsers=sub.choices)
     return parser
 
 
@@ -67,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     first = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(only=first if first in COMMANDS else None)
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # reported by the sub-command's parser, with its usage (argparse's top-level one shows none)
+        args.command_parsers.get(args.command, parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0 if not argv else 2

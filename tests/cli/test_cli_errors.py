@@ -55,6 +55,12 @@ def test_device_type_checks_the_name_and_cuda(monkeypatch):
         device("cuda")
 
 
+def test_an_unknown_option_is_reported_by_its_command(capsys):
+    """argparse's top-level parser reported it as "sphsal: error:" with the top-level usage only."""
+    line = run_error(["synth", "--out", "ds"], capsys)
+    assert line == "sphsal synth: error: unrecognized arguments: --out"
+
+
 @pytest.mark.parametrize("argv", [
     ["predict", "v.mp4", "--model", "aem_ecb", "--device", "banana"],
     ["predict", "v.mp4", "--model", "aem_ecb", "--batch-size", "0"],
