@@ -31,9 +31,9 @@ def register(subparsers) -> None:
                    help="info_gain's baseline: the equator centre bias (default) or the planar centre bias")
     p.add_argument("--planar", action="store_true", help="unweighted metrics (default: solid-angle weights)")
     p.add_argument("--frame-step", type=positive_int, default=5, help="score every n-th frame (default: 5)")
-    p.add_argument("--batch-size", type=positive_int, default=2)
+    p.add_argument("--batch-size", type=positive_int, default=2, help="clips per forward pass (default 2)")
     p.add_argument("--device", type=device, default=None, help="torch device (default: CUDA when available)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 

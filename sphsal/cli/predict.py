@@ -25,12 +25,12 @@ def register(subparsers) -> None:
     p.add_argument("--fps", type=positive_float, default=None,
                    help="frame rate to predict at (default: the video's)")
     p.add_argument("--npy", action="store_true", help="also save raw maps as .npy")
-    p.add_argument("--no-png", action="store_true")
-    p.add_argument("--no-overlay", action="store_true")
+    p.add_argument("--no-png", action="store_true", help="write no per-frame PNG maps")
+    p.add_argument("--no-overlay", action="store_true", help="write no overlay video")
     p.add_argument("--overwrite", action="store_true", help="redo videos that were already finished")
-    p.add_argument("--batch-size", type=positive_int, default=2)
+    p.add_argument("--batch-size", type=positive_int, default=2, help="clips per forward pass (default 2)")
     p.add_argument("--device", type=device, default=None, help="torch device (default: CUDA when available)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 

@@ -26,9 +26,9 @@ def register(subparsers) -> None:
     add_dataset_options(p, split="train")
     p.add_argument("--out", required=True, type=output_dir,
                    help="run folder (checkpoint last.pt, log.csv, config.json)")
-    p.add_argument("--epochs", type=positive_int, default=1)
+    p.add_argument("--epochs", type=positive_int, default=1, help="passes over the videos (default 1)")
     p.add_argument("--max-steps", type=positive_int, default=None, help="stop after this many steps")
-    p.add_argument("--batch-size", type=positive_int, default=2)
+    p.add_argument("--batch-size", type=positive_int, default=2, help="clips per step (default 2)")
     p.add_argument("--lr", type=positive_float, default=None,
                    help="learning rate (default: the model's recipe)")
     p.add_argument("--loss", default=None, help="loss spec, e.g. 'kld+0.5*cc' (default: the model's recipe)")
@@ -38,7 +38,8 @@ def register(subparsers) -> None:
                    help="linear learning-rate warm-up steps")
     p.add_argument("--clip-grad", type=non_negative_float, default=5.0,
                    help="largest gradient norm (default 5; 0: no clipping)")
-    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="seed of weights, clip order and dropout (default 0)")
     p.add_argument("--ckpt-every", type=positive_int, default=50,
                    help="steps between checkpoints (default 50)")
     p.add_argument("--log-every", type=positive_int, default=1, help="steps between log.csv rows (default 1)")
@@ -48,7 +49,8 @@ def register(subparsers) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--overwrite", action="store_true",
                    help="start a new run even if OUT holds a run's last.pt (replacing it)")
-    p.add_argument("--tensorboard", action="store_true")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also log to OUT/tensorboard (needs tensorboard)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
