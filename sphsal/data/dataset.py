@@ -47,12 +47,17 @@ def check_root(root, *required: str) -> str:
 
 
 def split_videos(names, split: str) -> list[str]:
-    """Deterministic split of video names: sorted, every fifth (index 4, 9, ...) is ``"test"``."""
+    """Deterministic split of video names: sorted, every fifth (index 4, 9, ...) is ``"test"``.
+    ``ValueError`` for a ``"test"`` split of one to four videos, which would be empty (saying to use
+    ``"all"``)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     names = sorted(names)
     if split == "all":
         return names
+    if split == "test" and 0 < len(names) < TEST_EVERY:
+        raise ValueError(f"the 'test' split holds every {TEST_EVERY}th video by sorted name, so none of "
+                         f"these {len(names)}; use split 'all' to take every video")
     test = split == "test"
     return [n for i, n in enumerate(names) if (i % TEST_EVERY == TEST_EVERY - 1) == test]
 

@@ -54,6 +54,9 @@ def test_splits_are_deterministic_and_disjoint():
     assert split_videos(names, "all") == sorted(names)
     with pytest.raises(ValueError, match="split"):
         split_videos(names, "val")
+    assert split_videos(names[:4], "train") == sorted(names[:4])
+    with pytest.raises(ValueError, match="none of these 4; use split 'all'"):  # would be empty
+        split_videos(names[:4], "test")
 
 
 # --- 360av-hm
