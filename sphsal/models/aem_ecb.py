@@ -54,8 +54,11 @@ class AEMECBPrior(nn.Module):
 
     def forward(self, aem: torch.Tensor) -> torch.Tensor:
         """``aem`` ``(B, 1, H, W)`` non-negative (any scale) -> ``(B, 1, H, W)`` summing to 1 (the ECB
-        alone for an all-zero ``aem`` when ``floor`` is 0)."""
+        alone for an all-zero ``aem`` when ``floor`` is 0). ``ValueError`` for a non-finite ``aem``
+        (it would give the ECB alone, like silence)."""
         check_shapes("aem_ecb", {"aem": aem}, {"aem": (1, *self.output_size)})
+        if not torch.isfinite(aem).all():
+            raise ValueError("aem_ecb: aem contains NaN or infinite values")
         prior = self.ecb * (max_normalise(aem.clamp_min(0)) + self.floor)
         total = prior.sum(dim=(2, 3), keepdim=True)
         prior = torch.where(total > 0, prior, self.ecb.to(prior.dtype))  # silence with floor 0: the ECB
@@ -68,7 +71,8 @@ class AEMECBPrior(nn.Module):
         frames = batch.get("frames")
         num_frames = frames.shape[2] if frames is not None else self.input_spec.clip_len
         return {"aem": clip_energy_map(batch, num_frames, self.output_size, analysis_size=self.output_size,
-                                       decoder=self.aem_decoder, quantity=self.aem_quantity)}
+                                       decoder=self.aem_decoder, quantity=self.aem_quantity,
+                                       clip_len=self.input_spec.clip_len)}
 
     def example_inputs(self, batch_size: int = 1) -> dict:
         """A random energy map at ``output_size``."""

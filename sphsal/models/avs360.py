@@ -208,10 +208,10 @@ class AVS360(nn.Module):
             inputs["faces"] = self.clip_to_faces(frames)
         if self.use_aem:
             inputs["aem"] = clip_energy_map(batch, t_in, self.fusion_size, decoder=self.aem_decoder,
-                                            quantity=self.aem_quantity)
+                                            quantity=self.aem_quantity, clip_len=self.clip_len)
         if self.output_aem:
             inputs["aem_out"] = clip_energy_map(batch, t_in, self.output_size, decoder=self.aem_decoder,
-                                                quantity=self.aem_quantity)
+                                                quantity=self.aem_quantity, clip_len=self.clip_len)
         if self.use_audio:
             inputs["audio_mel"] = fit_clip(clip_log_mel(batch, t_in), self.clip_len)
         return inputs

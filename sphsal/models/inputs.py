@@ -157,12 +157,14 @@ def check_aem_options(decoder: str, quantity: str) -> None:
 
 def clip_energy_map(batch: dict, num_frames: int, size: tuple[int, int], *, window: float = 0.1,
                     analysis_size: tuple[int, int] | None = None, decoder: str = "cardioid",
-                    quantity: str = "rms") -> torch.Tensor:
+                    quantity: str = "rms", clip_len: int | None = None) -> torch.Tensor:
     """Audio energy map of each item's clip: ``(B, 1, h, w)`` in ``[0, 1]``.
 
     :func:`sphsal.audio.energy_map` (``decoder`` beams, default cardioid; ``quantity`` ``"rms"`` or
-    ``"energy"``; ``window`` seconds, one map per clip frame) on an ``analysis_size`` ERP grid
-    (default: 4x ``size``), area-resized to ``size``, averaged over the clip's frames and
+    ``"energy"``; ``window`` seconds, one map per each of the ``num_frames`` frames that the audio
+    spans) on an ``analysis_size`` ERP grid (default: 4x ``size``), area-resized to ``size``, averaged
+    over the frames the model sees (``clip_len``: the last ``clip_len`` frames, the first repeated when
+    there are fewer, as :func:`fit_clip` makes the clip; default all ``num_frames``) and
     max-normalised, as AVS360 builds it. Raises ``ValueError`` when the audio is not ambisonic (mono,
     stereo): the message names the model option that turns the AEM off.
     """
@@ -186,6 +188,6 @@ def clip_energy_map(batch: dict, num_frames: int, size: tuple[int, int], *, wind
         fps = clip_fps(batch, i, num_frames)
         aem = energy_map(audio[i].detach().float().cpu(), int(batch_value(batch, "sample_rate", i)), fps,
                          ah, aw, decoder=decoder, window=window, num_frames=num_frames, quantity=quantity)
-        maps.append(aem.mean(dim=0, keepdim=True))
+        maps.append(fit_clip(aem[None, None], clip_len or num_frames)[0].mean(dim=1))
     aem = F.adaptive_avg_pool2d(torch.stack(maps), size)
     return max_normalise(aem).to(audio.device)

@@ -1,6 +1,6 @@
 import pytest
 import torch
-from tiny_models import TINY_PRIOR, ambisonic_batch
+from tiny_models import TINY_KWARGS, TINY_PRIOR, ambisonic_batch
 
 from sphsal.models import create_model
 from sphsal.priors import equator_bias
@@ -61,3 +61,27 @@ def test_bad_arguments_are_named(option, value):
     # wrong kinds (1.5, NaN, True) are refused by the registry before the model's own range checks
     with pytest.raises(ValueError, match=rf"^({option} must be|aem_ecb: option {option} expects)"):
         create_model("aem_ecb", **{option: value})
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_non_finite_energy_map_is_refused(bad):
+    """It made the whole normalised map NaN, which the silence fallback then replaced by the ECB alone."""
+    aem = torch.rand(1, 1, 8, 16)
+    aem[0, 0, 0, 0] = bad
+    with pytest.raises(ValueError, match="aem contains NaN or infinite values"):
+        create_model("aem_ecb", **TINY_PRIOR)(aem=aem)
+
+
+@pytest.mark.parametrize(("name", "kwargs", "key"), [("aem_ecb", dict(TINY_PRIOR, clip_len=1), "aem"),
+                                                     ("avs360", TINY_KWARGS["avs360"], "aem")])
+def test_the_energy_map_covers_the_frames_the_model_sees(name, kwargs, key):
+    """A batch longer than the model's clip: the sound comes from the right (azimuth -90) during the last
+    ``clip_len`` frames, from the left before; the AEM is the last frames' (it averaged all of them)."""
+    model = create_model(name, **kwargs)
+    t = model.input_spec.clip_len
+    left, right = ambisonic_batch(90.0, frames=12), ambisonic_batch(-90.0, frames=t)
+    batch = {**right, "frames": torch.rand(1, 3, 12 + t, 8, 16),
+             "audio": torch.cat((left["audio"], right["audio"]), dim=-1)}
+    aem = model.prepare_inputs(batch)[key]
+    torch.testing.assert_close(aem, model.prepare_inputs(right)[key])
+    assert aem[..., aem.shape[-1] // 2:].sum() > 2 * aem[..., :aem.shape[-1] // 2].sum()
