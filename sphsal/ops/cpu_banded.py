@@ -44,8 +44,15 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import register_flop_formula
 
 from sphsal.ops.banded_plan import Band, ConvUnit, GatherGroup, Plan, banded_plan
+from sphsal.ops.sphere_conv import (
+    planar_conv_flops,
+    reference_vjp,
+    sphere_conv2d_reference,
+    sphere_conv3d_reference,
+)
 from sphsal.ops.stencils import NeighbourTable, table_for
 from sphsal.ops.time_fold import frames_out
 
@@ -616,11 +623,26 @@ def _setup_context(ctx, inputs, output):
     ctx.config, ctx.has_bias = config, bias is not None
 
 
+def _reference_conv(x: torch.Tensor, weight: torch.Tensor, kt: int, stride_t: int, kernel_size: int,
+                    stride: int, dilation: int, interpolation: str, stencil: str,
+                    groups: int) -> torch.Tensor:
+    """:func:`_conv_op` (no bias) by the plain-torch reference, which autograd can differentiate again."""
+    spatial = (kernel_size, kernel_size)
+    if x.dim() == 4:
+        return sphere_conv2d_reference(x, weight.view(*weight.shape[:2], *spatial), None, stride, dilation,
+                                       interpolation, stencil, groups)
+    return sphere_conv3d_reference(x, weight.view(weight.shape[0], -1, kt, *spatial), None,
+                                   (stride_t, stride), dilation, interpolation, stencil, groups)
+
+
 def _conv_backward(ctx, grad_out):
     x, weight = ctx.saved_tensors
     need_x, need_w = ctx.needs_input_grad[:2]
     grad_x = grad_w = grad_b = None
-    if need_x or need_w:
+    if torch.is_grad_enabled() and (need_x or need_w):  # create_graph: a gradient autograd can differentiate
+        grad_x, grad_w = reference_vjp(lambda *xw: _reference_conv(*xw, *ctx.config), (x, weight),
+                                       (need_x, need_w), grad_out)
+    elif need_x or need_w:
         grad_x, grad_w = _conv_backward_op(grad_out, x, weight, need_x, need_w, *ctx.config)
         grad_x, grad_w = (grad_x if need_x else None), (grad_w if need_w else None)
     if ctx.has_bias and ctx.needs_input_grad[2]:
@@ -629,6 +651,15 @@ def _conv_backward(ctx, grad_out):
 
 
 _conv_op.register_autograd(_conv_backward, setup_context=_setup_context)
+
+
+register_flop_formula(torch.ops.sphsal.sphere_conv_cpu)(planar_conv_flops)
+
+
+@register_flop_formula(torch.ops.sphsal.sphere_conv_cpu_backward)
+def _(grad_shape, x_shape, w_shape, need_x, need_w, *_, **__) -> int:
+    """The planar convolution's count for each gradient computed (:func:`planar_conv_flops`)."""
+    return planar_conv_flops(x_shape, w_shape, out_shape=grad_shape) * (int(need_x) + int(need_w))
 
 
 def banded_sphere_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, kernel_size: int,

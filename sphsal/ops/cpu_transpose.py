@@ -11,6 +11,7 @@ weight gradient (for the weight). Nothing but the input and the weight is saved 
 from __future__ import annotations
 
 import torch
+from torch.utils.flop_counter import register_flop_formula
 
 from sphsal.ops.banded_plan import banded_plan
 from sphsal.ops.cpu_banded import (
@@ -20,7 +21,8 @@ from sphsal.ops.cpu_banded import (
     _memory_format,
     _setup_context,
 )
-from sphsal.ops.sphere_conv_transpose import output_shape
+from sphsal.ops.sphere_conv import planar_conv_transpose_flops, reference_vjp
+from sphsal.ops.sphere_conv_transpose import output_shape, sphere_conv_transpose2d_reference
 from sphsal.ops.stencils import table_for
 
 __all__ = ["banded_sphere_conv_transpose"]
@@ -51,16 +53,27 @@ def _transpose_backward(ctx, grad_out):
     stencil_args = (kernel_size, stride, dilation, interpolation, stencil, groups)
     need_x, need_w = ctx.needs_input_grad[:2]
     grad_x = grad_w = grad_b = None
-    if need_x:  # the convolution itself
-        grad_x = _conv_op(grad_out, weight, None, 1, 1, *stencil_args)
-    if need_w:  # the convolution's weight gradient, its input grad_out and its output gradient x
-        grad_w = _conv_backward_op(x, grad_out, weight, False, True, 1, 1, *stencil_args)[1]
+    if torch.is_grad_enabled() and (need_x or need_w):  # create_graph: a gradient autograd can differentiate
+        def reference(x_, w_):
+            w_ = w_.view(*w_.shape[:2], kernel_size, kernel_size)
+            return sphere_conv_transpose2d_reference(x_, w_, None, stride, dilation, interpolation, stencil,
+                                                     groups)
+
+        grad_x, grad_w = reference_vjp(reference, (x, weight), (need_x, need_w), grad_out)
+    else:
+        if need_x:  # the convolution itself
+            grad_x = _conv_op(grad_out, weight, None, 1, 1, *stencil_args)
+        if need_w:  # the convolution's weight gradient, its input grad_out and its output gradient x
+            grad_w = _conv_backward_op(x, grad_out, weight, False, True, 1, 1, *stencil_args)[1]
     if ctx.has_bias and ctx.needs_input_grad[2]:
         grad_b = grad_out.sum(dim=(0, 2, 3))
     return (grad_x, grad_w, grad_b) + (None,) * len(ctx.config)
 
 
 _transpose_op.register_autograd(_transpose_backward, setup_context=_setup_context)
+
+
+register_flop_formula(torch.ops.sphsal.sphere_conv_transpose_cpu)(planar_conv_transpose_flops)
 
 
 def banded_sphere_conv_transpose(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,

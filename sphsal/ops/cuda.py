@@ -25,8 +25,15 @@ import warnings
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import register_flop_formula
 
-from sphsal.ops.sphere_conv_transpose import output_shape
+from sphsal.ops.sphere_conv import (
+    planar_conv_flops,
+    planar_conv_transpose_flops,
+    reference_vjp,
+    sphere_conv2d_reference,
+)
+from sphsal.ops.sphere_conv_transpose import output_shape, sphere_conv_transpose2d_reference
 from sphsal.ops.stencils import NeighbourTable, table_for
 from sphsal.ops.time_fold import fold_time, unfold_time
 
@@ -265,7 +272,28 @@ def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(x, weight)
 
 
+def _reference(op, x: torch.Tensor, weight: torch.Tensor, kernel_size: int, stride: int, dilation: int,
+               interpolation: str, stencil: str) -> torch.Tensor:
+    """The plain-torch reference of ``op`` (:func:`sphere_conv2d_reference` or
+    :func:`sphere_conv_transpose2d_reference`) with the operators' ``(C0, C1, K)`` weight, for gradients
+    that autograd differentiates again (``create_graph=True``)."""
+    weight = weight.view(*weight.shape[:2], kernel_size, kernel_size)
+    return op(x, weight, None, stride, dilation, interpolation, stencil)
+
+
+def _double_differentiable(ctx, grad_out: torch.Tensor, op) -> tuple | None:
+    """The backward's result by the reference of ``op`` when the gradient's graph is recorded, else None."""
+    if not (torch.is_grad_enabled() and any(ctx.needs_input_grad[:2])):
+        return None
+    grads = reference_vjp(lambda x, w: _reference(op, x, w, *ctx.config), ctx.saved_tensors,
+                          ctx.needs_input_grad[:2], grad_out)
+    return tuple(grads) + (None,) * len(ctx.config)
+
+
 def _backward(ctx, grad_out):
+    differentiable = _double_differentiable(ctx, grad_out, sphere_conv2d_reference)
+    if differentiable is not None:
+        return differentiable
     grad_x, grad_w = _backward_op(grad_out, *ctx.saved_tensors, *ctx.config)
     return (grad_x, grad_w) + (None,) * len(ctx.config)
 
@@ -307,6 +335,9 @@ def _(x, weight, kernel_size, stride, *_):
 def _transpose_backward(ctx, grad_out):
     """The convolution of ``grad_out`` (input gradient) and that convolution's weight gradient at output
     gradient ``x`` (weight gradient)."""
+    differentiable = _double_differentiable(ctx, grad_out, sphere_conv_transpose2d_reference)
+    if differentiable is not None:
+        return differentiable
     x, weight = ctx.saved_tensors
     grad_x = _forward_op(grad_out, weight, *ctx.config) if ctx.needs_input_grad[0] else None
     grad_w = _weight_grad_op(x, grad_out, weight, *ctx.config) if ctx.needs_input_grad[1] else None
@@ -314,6 +345,21 @@ def _transpose_backward(ctx, grad_out):
 
 
 _transpose_op.register_autograd(_transpose_backward, setup_context=_setup_context)
+
+
+register_flop_formula(torch.ops.sphsal.sphere_conv2d_fwd)(planar_conv_flops)
+register_flop_formula(torch.ops.sphsal.sphere_conv_transpose2d_fwd)(planar_conv_transpose_flops)
+
+
+@register_flop_formula(torch.ops.sphsal.sphere_conv2d_bwd)
+def _(grad_shape, x_shape, w_shape, *_, **__) -> int:
+    """Both gradients: twice the planar convolution's count (:func:`planar_conv_flops`)."""
+    return 2 * planar_conv_flops(x_shape, w_shape, out_shape=grad_shape)
+
+
+@register_flop_formula(torch.ops.sphsal.sphere_conv2d_weight_grad)
+def _(grad_shape, x_shape, w_shape, *_, **__) -> int:
+    return planar_conv_flops(x_shape, w_shape, out_shape=grad_shape)
 
 
 @functools.lru_cache(maxsize=64)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from sphsal.ops.sphere_conv import gather_taps, tap_index
+from sphsal.ops.sphere_conv import differentiated_by_transform, gather_taps, reference_vjp, tap_index
 from sphsal.ops.stencils import table_for, validate_config
 
 __all__ = ["sphere_max_pool2d", "sphere_avg_pool2d"]
@@ -21,6 +21,8 @@ __all__ = ["sphere_max_pool2d", "sphere_avg_pool2d"]
 def _pool(x: torch.Tensor, kernel_size: int, stride: int, stencil: str, reduce: str) -> torch.Tensor:
     if x.dim() != 4:
         raise ValueError(f"x must be (B, C, H, W), got shape {tuple(x.shape)}")
+    if 0 in x.shape[2:]:
+        raise ValueError(f"x must not be empty beyond (B, C), got shape {tuple(x.shape)}")
     if kernel_size == 2:
         if stride != 2:
             raise ValueError(f"kernel_size=2 pools 2x2 ERP cells and needs stride=2, got stride={stride}")
@@ -31,6 +33,8 @@ def _pool(x: torch.Tensor, kernel_size: int, stride: int, stencil: str, reduce: 
     if kernel_size != 3:
         raise ValueError(f"kernel_size must be 2 or 3, got {kernel_size!r}")
     validate_config(x.shape[-2], x.shape[-1], 3, stride, 1, stencil, "nearest")
+    if x.shape[0] == 0 or differentiated_by_transform(x):  # plain torch: any batch, any autograd transform
+        return _stencil_pool(x, stride, stencil, reduce)
     return _stencil_pool_op(x, stride, stencil, reduce)
 
 
@@ -84,7 +88,12 @@ def _setup_context(ctx, inputs, output):
 
 
 def _backward(ctx, grad_out):
-    return (_stencil_pool_backward_op(grad_out, ctx.saved_tensors[0], *ctx.config),) + (None,) * 3
+    x = ctx.saved_tensors[0]
+    if torch.is_grad_enabled():  # create_graph: a gradient autograd can differentiate
+        grad = reference_vjp(lambda x_: _stencil_pool(x_, *ctx.config), (x,), (True,), grad_out)[0]
+    else:
+        grad = _stencil_pool_backward_op(grad_out, x, *ctx.config)
+    return (grad,) + (None,) * 3
 
 
 _stencil_pool_op.register_autograd(_backward, setup_context=_setup_context)

@@ -23,6 +23,7 @@ import warnings
 
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import conv_flop_count
 
 from sphsal._checks import check_integer
 from sphsal.ops.stencils import NeighbourTable, table_for, validate_config
@@ -97,7 +98,8 @@ def follows_autocast(conv):
     @functools.wraps(conv)
     def wrapper(x, weight, bias=None, *args, **kwargs):
         kind = x.device.type
-        if not (x.is_floating_point() and torch.is_autocast_enabled(kind)):
+        if not (x.is_floating_point() and torch.amp.is_autocast_available(kind)
+                and torch.is_autocast_enabled(kind)):
             return conv(x, weight, bias, *args, **kwargs)
         dtype = torch.get_autocast_dtype(kind)
 
@@ -181,6 +183,43 @@ def _split_stride(stride) -> tuple[int, int]:
             check_integer(stride_s, "sphere_conv3d: spatial stride", whole_floats=True))
 
 
+def differentiated_by_transform(*tensors) -> bool:
+    """Whether a ``torch.func`` transform (``grad``, ``vjp``, ``jvp``, ``jacrev``, ``vmap``, ...) is active
+    or any of ``tensors`` carries a forward-mode tangent (``torch.autograd.forward_ad``). The fast
+    kernels are custom operators with a reverse-mode formula only (under ``jvp`` their tangents came out
+    zero, under ``grad`` they failed): such calls take the plain-torch reference, which every transform
+    differentiates. Not checked while ``torch.compile`` traces."""
+    if torch.compiler.is_compiling():
+        return False
+    if torch._C._are_functorch_transforms_active():
+        return True
+    unpack = torch.autograd.forward_ad.unpack_dual
+    return any(t is not None and unpack(t).tangent is not None for t in tensors)
+
+
+def reference_vjp(reference, inputs: tuple, needs: tuple, grad_out: torch.Tensor) -> list:
+    """Gradients of ``reference(*inputs)`` for the ``inputs`` whose ``needs`` flag is set (None for the
+    others), as a differentiable graph: the fast operators' backward passes call this when the graph of
+    the gradient is recorded (``create_graph=True``, double backward), since their own backward kernels
+    have no derivative."""
+    with torch.enable_grad():
+        wanted = [t for t, need in zip(inputs, needs) if need]
+        grads = iter(torch.autograd.grad(reference(*inputs), wanted, grad_out, create_graph=True))
+    return [next(grads) if need else None for need in needs]
+
+
+def planar_conv_flops(x_shape, w_shape, *_, out_shape, **__) -> int:
+    """``torch.utils.flop_counter`` formula of the fast operators (``x``, ``weight`` first; weight
+    ``(C_out, C_in / groups, ...)``): the planar convolution's count, the interpolation of bilinear taps
+    not counted."""
+    return conv_flop_count(x_shape, w_shape, out_shape)
+
+
+def planar_conv_transpose_flops(x_shape, w_shape, *_, out_shape, **__) -> int:
+    """As :func:`planar_conv_flops` for the transposed operators (weight ``(C_in, C_out / groups, ...)``)."""
+    return conv_flop_count(x_shape, w_shape, out_shape, transposed=True)
+
+
 def _resolve_backend(x: torch.Tensor, backend: str, groups: int = 1) -> str:
     global _warned_no_cupy, _warned_grouped_cuda
     if backend not in BACKENDS:
@@ -238,7 +277,8 @@ def sphere_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     _check_inputs(x, weight, bias, 2, "sphere_conv2d", groups)
     validate_config(x.shape[-2], x.shape[-1], weight.shape[-1], stride, dilation, stencil, interpolation)
     chosen = _resolve_backend(x, backend, groups)
-    if chosen == "reference" or x.shape[0] == 0:  # the fast kernels need at least one image
+    # the fast kernels need at least one image, and differentiate in reverse mode only
+    if chosen == "reference" or x.shape[0] == 0 or differentiated_by_transform(x, weight, bias):
         return sphere_conv2d_reference(x, weight, bias, stride, dilation, interpolation, stencil, groups)
     if weight.shape[-1] == 1 and stride == 1:  # the stencil is each pixel itself: a planar 1x1 convolution
         return F.conv2d(x, weight, bias, groups=groups)
@@ -274,7 +314,8 @@ def sphere_conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     _check_inputs(x, weight, bias, 3, "sphere_conv3d", groups)
     stride_t, stride_s = _split_stride(stride)
     chosen = _resolve_backend(x, backend, groups)
-    if chosen == "reference" or x.shape[0] == 0:  # the fast kernels need at least one clip
+    # the fast kernels need at least one clip, and differentiate in reverse mode only
+    if chosen == "reference" or x.shape[0] == 0 or differentiated_by_transform(x, weight, bias):
         return sphere_conv3d_reference(x, weight, bias, (stride_t, stride_s), dilation, interpolation,
                                        stencil, groups)
     validate_config(x.shape[-2], x.shape[-1], weight.shape[-1], stride_s, dilation, stencil, interpolation)

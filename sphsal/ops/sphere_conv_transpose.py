@@ -23,6 +23,7 @@ from sphsal.ops.sphere_conv import (
     _grouped,
     _resolve_backend,
     check_dtypes_and_devices,
+    differentiated_by_transform,
     follows_autocast,
     tap_index,
 )
@@ -39,7 +40,7 @@ def scatter_taps(taps: torch.Tensor, table: NeighbourTable) -> torch.Tensor:
     values = taps.unsqueeze(-2) * weights  # (..., H_out, K, P, W_out)
     lead = taps.shape[:-3]
     out = taps.new_zeros(*lead, table.height * table.width)
-    out = out.index_add(-1, index.reshape(-1), values.reshape(*lead, -1))
+    out = out.index_add(-1, index.reshape(-1), values.flatten(len(lead)))
     return out.view(*lead, table.height, table.width)
 
 
@@ -52,6 +53,8 @@ def _check_inputs(x: torch.Tensor, weight: torch.Tensor, bias, stride: int, grou
     name = "sphere_conv_transpose2d"
     if x.dim() != 4:
         raise ValueError(f"{name}: x must be (B, Ci, h, w), got shape {tuple(x.shape)}")
+    if 0 in x.shape[2:]:
+        raise ValueError(f"{name}: x must not be empty beyond (B, Ci), got shape {tuple(x.shape)}")
     if weight.dim() != 4:
         raise ValueError(f"{name}: weight must be (Ci, Co / groups, k, k), got {tuple(weight.shape)}")
     if not isinstance(groups, int) or groups < 1 or weight.shape[0] % groups:
@@ -109,7 +112,8 @@ def sphere_conv_transpose2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.T
     k = weight.shape[-1]
     validate_config(x.shape[-2] * stride, x.shape[-1] * stride, k, stride, dilation, stencil, interpolation)
     chosen = _resolve_backend(x, backend, groups)
-    if chosen == "reference":
+    # the fast kernels need at least one image, and differentiate in reverse mode only
+    if chosen == "reference" or x.shape[0] == 0 or differentiated_by_transform(x, weight, bias):
         return sphere_conv_transpose2d_reference(x, weight, bias, stride, dilation, interpolation, stencil,
                                                  groups)
     if k == 1 and stride == 1:  # the stencil is each pixel itself (see sphere_conv2d)

@@ -189,8 +189,16 @@ def stencil_pixel_coords(height: int, width: int, kernel_size: int = 3, stride: 
 @functools.lru_cache(maxsize=128)
 def neighbour_table(height: int, width: int, kernel_size: int = 3, stride: int = 1, dilation: int = 1,
                     stencil: str = "cap", interpolation: str = "nearest") -> NeighbourTable:
-    """The cached :class:`NeighbourTable` of an ``height x width`` ERP input (CPU tensors)."""
+    """The cached :class:`NeighbourTable` of an ``height x width`` ERP input (CPU tensors). Built with
+    ``torch.func`` transforms disabled: inside ``jvp`` or ``vmap`` its tensors would otherwise be the
+    transform's wrappers, cached and later read (without storage) outside it."""
     validate_config(height, width, kernel_size, stride, dilation, stencil, interpolation)
+    with torch._C._DisableFuncTorch():
+        return _build_table(height, width, kernel_size, stride, dilation, stencil, interpolation)
+
+
+def _build_table(height: int, width: int, kernel_size: int, stride: int, dilation: int, stencil: str,
+                 interpolation: str) -> NeighbourTable:
     row, col = stencil_pixel_coords(height, width, kernel_size, stride, dilation, stencil)
     if interpolation == "nearest":
         rows = torch.floor(row + 0.5 + _SNAP).long().clamp(0, height - 1)[..., None]

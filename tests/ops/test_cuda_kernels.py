@@ -5,6 +5,7 @@ import subprocess
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from sphsal.ops import sphere_conv2d, sphere_conv2d_reference, sphere_conv3d, sphere_conv3d_reference
 from sphsal.ops.cuda import _inverse_table, available, kernel_source_path
@@ -125,6 +126,41 @@ def test_cuda_transposed_plumbing_on_the_cpu(launches_in_torch, interpolation, s
     torch.testing.assert_close(out, expected)
     _assert_same_gradients(out, expected, [x, weight, bias])
     torch.testing.assert_close(torch.compile(run, backend="aot_eager", fullgraph=True)(x), expected)
+
+
+@pytest.mark.parametrize("transposed", [False, True], ids=["conv", "transposed"])
+def test_cuda_ops_double_backward_and_flops_on_the_cpu(launches_in_torch, transposed):
+    """A gradient with create_graph=True is differentiable (the backward operators have no derivative:
+    the reference's is used) and its derivative is the reference's; FlopCounterMode counts the planar
+    layer's FLOPs."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from sphsal.ops import sphere_conv_transpose2d_reference
+
+    stride = 2 if transposed else 1
+    cuda = launches_in_torch
+    fast = cuda.sphere_conv_transpose2d_cuda if transposed else cuda.sphere_conv2d_cuda
+    reference = sphere_conv_transpose2d_reference if transposed else sphere_conv2d_reference
+    g = torch.Generator().manual_seed(0)
+    x, weight = torch.randn(1, 2, 4, 8, generator=g), torch.randn(2, 2, 3, 3, generator=g)
+    direction = [torch.randn(t.shape, generator=g) for t in (x, weight)]
+    second = []
+    for op in (lambda a, w: fast(a, w, None, 3, stride, 1, "bilinear", "cap"),
+               lambda a, w: reference(a, w, None, stride, 1, "bilinear", "cap")):
+        leaves = [t.clone().requires_grad_() for t in (x, weight)]
+        grads = torch.autograd.grad((op(*leaves) ** 2).sum(), leaves, create_graph=True)
+        second.append(torch.autograd.grad(sum((a * d).sum() for a, d in zip(grads, direction)), leaves))
+    for got, expected in zip(*second):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-4)
+    planar = F.conv_transpose2d if transposed else F.conv2d
+    counts = []
+    weight.requires_grad_()  # the CUDA backward operator computes both gradients
+    for run in (lambda a: fast(a, weight, None, 3, 1, 1, "nearest", "cap"),
+                lambda a: planar(a, weight, None, padding=1)):
+        with FlopCounterMode(display=False) as counter:
+            run(x.clone().requires_grad_()).sum().backward()
+        counts.append(counter.get_total_flops())
+    assert counts[0] == counts[1] > 0
 
 
 def test_cuda_clip_plumbing_on_the_cpu(launches_in_torch):
