@@ -2,7 +2,9 @@
 
 They subclass the planar layers, so parameter names and shapes (``weight`` ``(Co, Ci, k, k)`` or
 ``(Co, Ci, kt, k, k)``, ``bias`` ``(Co,)``) are identical and planar state dicts load unchanged; only
-``forward`` differs (:func:`sphsal.ops.sphere_conv2d` / :func:`sphsal.ops.sphere_conv3d`). The
+``forward`` differs (:func:`sphsal.ops.sphere_conv2d` / :func:`sphsal.ops.sphere_conv3d`). Like the
+planar layers they take unbatched inputs (no leading batch axis), and ``torch.fx.symbolic_trace`` records
+each call as one node (the functions they call are ``torch.fx.wrap``-ped leaves). The
 inherited ``padding`` attribute records the equivalent planar "same" padding (``k // 2 * dilation``
 spatially, ``kt // 2`` in time): the spherical layers never zero-pad in space (longitude wraps, the
 stencil continues over the poles) and zero-pad time by ``kt // 2`` frames.
@@ -36,6 +38,33 @@ def _time_space(value, name: str) -> tuple[int, int]:
     if len(value) != 3:
         raise ValueError(f"{name} must be an int or (t, s, s), got {value!r}")
     return int(value[0]), _same_pair(value[1:], name)
+
+
+def with_batch(op, layer: str, x: torch.Tensor, dims: tuple[str, ...], *args) -> torch.Tensor:
+    """``op(x, *args)`` for a batched ``x`` of shape ``(B, *dims)``; an unbatched ``x`` of shape ``dims`` (as
+    the planar layers accept) runs with a batch axis added, then removed. Other ranks: a ValueError."""
+    if x.dim() == len(dims) + 1:
+        return op(x, *args)
+    if x.dim() == len(dims):
+        return op(x.unsqueeze(0), *args).squeeze(0)
+    shape = ", ".join(dims)
+    raise ValueError(f"{layer}: x must be (B, {shape}) or unbatched ({shape}), got shape {tuple(x.shape)}")
+
+
+@torch.fx.wrap
+def _conv2d(x: torch.Tensor, weight: torch.Tensor, bias, stride: int, dilation: int, interpolation: str,
+            stencil: str, backend: str, groups: int) -> torch.Tensor:
+    """:func:`sphere_conv2d` of ``(B, Ci, H, W)`` or ``(Ci, H, W)``; an fx leaf."""
+    return with_batch(sphere_conv2d, "SphericalConv2d", x, ("Ci", "H", "W"), weight, bias, stride, dilation,
+                      interpolation, stencil, backend, groups)
+
+
+@torch.fx.wrap
+def _conv3d(x: torch.Tensor, weight: torch.Tensor, bias, stride: tuple[int, int], dilation: int,
+            interpolation: str, stencil: str, backend: str, groups: int) -> torch.Tensor:
+    """:func:`sphere_conv3d` of ``(B, Ci, T, H, W)`` or ``(Ci, T, H, W)``; an fx leaf."""
+    return with_batch(sphere_conv3d, "SphericalConv3d", x, ("Ci", "T", "H", "W"), weight, bias, stride,
+                      dilation, interpolation, stencil, backend, groups)
 
 
 def _check_options(kernel_size: int, interpolation: str, stencil: str) -> None:
@@ -84,7 +113,8 @@ def _check_padding_mode(layer: str, padding_mode: str, temporal: bool = False) -
 
 
 class SphericalConv2d(nn.Conv2d):
-    """Spherical convolution ``(B, Ci, H, W)`` -> ``(B, Co, H / stride, W / stride)`` on ERP maps.
+    """Spherical convolution ``(B, Ci, H, W)`` -> ``(B, Co, H / stride, W / stride)`` on ERP maps (or
+    unbatched ``(Ci, H, W)`` -> ``(Co, H / stride, W / stride)``, as ``nn.Conv2d``).
 
     The leading arguments are ``nn.Conv2d``'s, in its order (``SphericalConv2d(3, 8, 5, 1, 2)`` is
     ``nn.Conv2d(3, 8, 5, 1, 2)`` on the sphere); the spherical options are keyword-only.
@@ -119,21 +149,24 @@ class SphericalConv2d(nn.Conv2d):
         self.interpolation, self.stencil, self.backend = interpolation, stencil, backend
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return sphere_conv2d(x, self.weight, self.bias, self.stride[0], self.dilation[0], self.interpolation,
-                             self.stencil, self.backend, self.groups)
+        return _conv2d(x, self.weight, self.bias, self.stride[0], self.dilation[0], self.interpolation,
+                       self.stencil, self.backend, self.groups)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, interpolation={self.interpolation}, stencil={self.stencil}"
 
 
 class SphericalConv3d(nn.Conv3d):
-    """Spatio-temporal convolution on ERP clips ``(B, Ci, T, H, W)``: planar in time, spherical in space.
+    """Spatio-temporal convolution on ERP clips ``(B, Ci, T, H, W)`` (or unbatched ``(Ci, T, H, W)``, as
+    ``nn.Conv3d``): planar in time, spherical in space.
 
     Args:
         kernel_size: int ``k`` (``kt = k``) or ``(kt, k, k)`` with ``k`` odd.
         stride: int (time and space) or ``(st, s, s)``.
         dilation: spatial stencil dilation (int or ``(1, d, d)``; no temporal dilation).
-        padding: only ``(kt // 2, k // 2 * d, k // 2 * d)`` (or that int) or ``"same"``.
+        padding: only ``(kt // 2, k // 2 * d, k // 2 * d)`` (or that int) or, for an odd ``kt``, ``"same"``
+            (``nn.Conv3d``'s "same" pads an even ``kt`` unevenly, keeping ``T`` frames; this layer's
+            ``kt // 2`` frames on both ends give ``T + 1``).
         padding_mode: only ``"zeros"`` (as ``nn.Conv3d``'s default; time is zero-padded).
         Other arguments as :class:`SphericalConv2d` (``nn.Conv3d``'s leading arguments in its order, the
         spherical options keyword-only).
@@ -152,6 +185,11 @@ class SphericalConv3d(nn.Conv3d):
         if not isinstance(dilation, int) and int(dilation[0]) != 1:
             raise ValueError(f"temporal dilation is not supported, got dilation={dilation!r}")
         _check_options(k, interpolation, stencil)
+        if padding == "same" and kt % 2 == 0:
+            raise ValueError(f"SphericalConv3d: padding='same' with the even temporal kernel of "
+                             f"kernel_size={kernel_size!r} is not supported: nn.Conv3d pads it unevenly to "
+                             "keep T frames, this layer zero-pads kt // 2 frames at both ends (T + 1 frames, "
+                             "what padding=None gives)")
         _check_padding(padding, (kt // 2, k // 2 * d, k // 2 * d))
         super().__init__(in_channels, out_channels, (kt, k, k), stride=(st, s, s),
                          padding=(kt // 2, k // 2 * d, k // 2 * d), dilation=(1, d, d), groups=groups,
@@ -159,8 +197,8 @@ class SphericalConv3d(nn.Conv3d):
         self.interpolation, self.stencil, self.backend = interpolation, stencil, backend
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return sphere_conv3d(x, self.weight, self.bias, (self.stride[0], self.stride[1]), self.dilation[1],
-                             self.interpolation, self.stencil, self.backend, self.groups)
+        return _conv3d(x, self.weight, self.bias, (self.stride[0], self.stride[1]), self.dilation[1],
+                       self.interpolation, self.stencil, self.backend, self.groups)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, interpolation={self.interpolation}, stencil={self.stencil}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sphsal.nn.conv import _check_options, _check_padding, _check_padding_mode, _same_pair
+from sphsal.nn.conv import _check_options, _check_padding, _check_padding_mode, _same_pair, with_batch
 from sphsal.ops.sphere_conv_transpose import sphere_conv_transpose2d
 
 __all__ = ["SphericalConvTranspose2d", "output_padding_problem"]
@@ -22,8 +22,23 @@ def output_padding_problem(output_padding, stride: int) -> str | None:
     return None
 
 
+@torch.fx.wrap
+def _conv_transpose2d(x: torch.Tensor, weight: torch.Tensor, bias, stride: int, dilation: int,
+                      interpolation: str, stencil: str, backend: str, groups: int,
+                      output_size) -> torch.Tensor:
+    """:func:`sphere_conv_transpose2d` of ``(B, Ci, h, w)`` or ``(Ci, h, w)``, once ``output_size`` (None or
+    ``nn.ConvTranspose2d``'s argument) is checked to name the output grid; an fx leaf."""
+    size = (x.shape[-2] * stride, x.shape[-1] * stride)
+    if output_size is not None and tuple(output_size)[-2:] != size:
+        raise ValueError(f"output_size={tuple(output_size)} is not {size}: a spherical transposed "
+                         f"convolution gives exactly {stride} times the input grid")
+    return with_batch(sphere_conv_transpose2d, "SphericalConvTranspose2d", x, ("Ci", "h", "w"), weight, bias,
+                      stride, dilation, interpolation, stencil, backend, groups)
+
+
 class SphericalConvTranspose2d(nn.ConvTranspose2d):
-    """Transposed spherical convolution ``(B, Ci, h, w)`` -> ``(B, Co, stride h, stride w)`` on ERP maps:
+    """Transposed spherical convolution ``(B, Ci, h, w)`` -> ``(B, Co, stride h, stride w)`` on ERP maps (or
+    unbatched ``(Ci, h, w)`` -> ``(Co, stride h, stride w)``, as ``nn.ConvTranspose2d``):
     the adjoint of :class:`~sphsal.nn.SphericalConv2d` with the same weight (see
     :func:`sphsal.ops.sphere_conv_transpose2d`), as ``nn.ConvTranspose2d`` is the adjoint of
     ``nn.Conv2d``.
@@ -65,14 +80,10 @@ class SphericalConvTranspose2d(nn.ConvTranspose2d):
         self.interpolation, self.stencil, self.backend = interpolation, stencil, backend
 
     def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
-        """``(B, Ci, h, w)`` -> ``(B, Co, stride h, stride w)``; ``output_size`` (as ``nn.ConvTranspose2d``)
-        may only name that size."""
-        s = self.stride[0]
-        if output_size is not None and tuple(output_size)[-2:] != (x.shape[-2] * s, x.shape[-1] * s):
-            raise ValueError(f"output_size={tuple(output_size)} is not {(x.shape[-2] * s, x.shape[-1] * s)}: "
-                             f"a spherical transposed convolution gives exactly {s} times the input grid")
-        return sphere_conv_transpose2d(x, self.weight, self.bias, s, self.dilation[0], self.interpolation,
-                                       self.stencil, self.backend, self.groups)
+        """``(B, Ci, h, w)`` -> ``(B, Co, stride h, stride w)`` (or unbatched); ``output_size`` (as
+        ``nn.ConvTranspose2d``) may only name that size."""
+        return _conv_transpose2d(x, self.weight, self.bias, self.stride[0], self.dilation[0],
+                                 self.interpolation, self.stencil, self.backend, self.groups, output_size)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, interpolation={self.interpolation}, stencil={self.stencil}"

@@ -7,6 +7,7 @@ import warnings
 from torch import nn
 from torch.nn.utils import parametrize
 
+from sphsal.nn.clip_conv import ClipConv3d
 from sphsal.nn.conv import SphericalConv2d, SphericalConv3d, padding_mode_problem, padding_problem
 from sphsal.nn.conv_transpose import SphericalConvTranspose2d, output_padding_problem
 from sphsal.nn.pooling import SphericalAvgPool2d, SphericalMaxPool2d
@@ -16,6 +17,23 @@ __all__ = ["convert_to_spherical"]
 _SPHERICAL = (SphericalConv2d, SphericalConv3d, SphericalConvTranspose2d, SphericalMaxPool2d,
               SphericalAvgPool2d)
 _CONVERTED = (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.MaxPool2d, nn.AvgPool2d)
+# subclasses of those whose computation is their planar base's, though they override forward
+_SAME_COMPUTATION = (ClipConv3d,)
+# the methods through which the planar layers compute: a subclass overriding one computes something else
+_FORWARD_METHODS = ("forward", "_conv_forward", "_output_padding")
+# what nn.Module.__init__ creates: parameters, buffers, submodules, hooks, training mode. A twin takes these
+# over from its planar layer (the same objects), so tied weights, optimizers and hook handles keep working.
+_MODULE_STATE = tuple(vars(nn.Module()))
+
+
+def _custom_forward(m: nn.Module) -> str | None:
+    """Why a subclass of a planar layer may compute something other than its base (None: it does not)."""
+    base = next(cls for cls in _CONVERTED if isinstance(m, cls))
+    for same in (base, *_SAME_COMPUTATION):
+        if all(getattr(type(m), f, None) is getattr(same, f, None) for f in _FORWARD_METHODS):
+            return None
+    return (f"{type(m).__qualname__} overrides nn.{base.__name__}'s forward, so a spherical twin would not "
+            "compute what it computes")
 
 
 def _conv_problem(m: nn.Module) -> str | None:
@@ -67,34 +85,33 @@ def _unsupported_option(m: nn.Module) -> str | None:
 
 
 def _twin(m: nn.Module, interpolation: str, stencil: str) -> nn.Module | str:
-    """The spherical replacement of ``m`` (weights, their ``requires_grad`` and the training mode
-    copied) or the reason there is none."""
+    """The spherical replacement of ``m``, which takes over ``m``'s parameters, buffers, submodules, hooks
+    and training mode (the objects themselves), or the reason there is none."""
     if isinstance(m, nn.ConvTranspose3d):
         return "there is no spherical transposed 3D convolution"
-    problem = _unsupported_option(m)
+    problem = _unsupported_option(m) or _custom_forward(m)
     if problem:
         return problem
     if isinstance(m, (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d)):
         problem = _conv_problem(m)
         if problem:
             return problem
+        # built on the meta device: its own parameters are placeholders, replaced by m's below
         options = dict(stride=m.stride, dilation=m.dilation, bias=m.bias is not None, groups=m.groups,
-                       interpolation=interpolation, stencil=stencil, device=m.weight.device,
-                       dtype=m.weight.dtype)
+                       interpolation=interpolation, stencil=stencil, device="meta")
         if isinstance(m, nn.ConvTranspose2d):
             twin = SphericalConvTranspose2d(m.in_channels, m.out_channels, m.kernel_size, **options)
         else:
             cls = SphericalConv2d if isinstance(m, nn.Conv2d) else SphericalConv3d
             twin = cls(m.in_channels, m.out_channels, m.kernel_size, **options)
-        twin.load_state_dict(m.state_dict())
-        for name, param in m.named_parameters():
-            twin.get_parameter(name).requires_grad_(param.requires_grad)
-        return twin.train(m.training)
-    geometry = _pool_geometry(m)
-    if isinstance(geometry, str):
-        return geometry
-    cls = SphericalMaxPool2d if isinstance(m, nn.MaxPool2d) else SphericalAvgPool2d
-    return cls(geometry[0], geometry[1], stencil=stencil).train(m.training)
+    else:
+        geometry = _pool_geometry(m)
+        if isinstance(geometry, str):
+            return geometry
+        cls = SphericalMaxPool2d if isinstance(m, nn.MaxPool2d) else SphericalAvgPool2d
+        twin = cls(geometry[0], geometry[1], stencil=stencil)
+    twin.__dict__.update({name: m.__dict__[name] for name in _MODULE_STATE})
+    return twin
 
 
 def _convertible_layers(model: nn.Module) -> dict[int, tuple[nn.Module, list[str]]]:
@@ -110,9 +127,15 @@ def _convertible_layers(model: nn.Module) -> dict[int, tuple[nn.Module, list[str
 def convert_to_spherical(model: nn.Module, interpolation: str = "nearest", stencil: str = "cap",
                          keep_planar: tuple[str, ...] = ()) -> nn.Module:
     """Replace, in place, every ``Conv2d``, ``Conv3d``, ``ConvTranspose2d``, ``MaxPool2d`` and
-    ``AvgPool2d`` of ``model`` by its spherical twin, keeping the weights, their ``requires_grad``
-    flags and the training mode. A layer used in several places (shared weights) is replaced by one
-    twin everywhere, so the weights stay shared.
+    ``AvgPool2d`` of ``model`` by its spherical twin. The twin takes over the layer's parameters and
+    buffers themselves (not copies), its hooks (forward, pre-forward, backward, state-dict; their handles
+    still remove them) and its training mode: weights tied between layers stay tied, and an optimizer
+    built before the conversion still trains the converted model. A layer used in several places is
+    replaced by one twin everywhere.
+
+    Subclasses of those layers convert when they keep the planar ``forward`` (and ``ClipConv3d``, which
+    computes ``nn.Conv3d``'s); a subclass with its own ``forward`` (e.g. a weight-standardised
+    convolution) computes something the twin would not, and stays planar with a warning.
 
     Convolutions (grouped and depthwise ones included) need an odd square spatial kernel, equal
     spatial stride and dilation, and "same" padding (``k // 2 * dilation``; ``kt // 2`` in time);

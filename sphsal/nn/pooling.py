@@ -3,7 +3,8 @@
 Their leading arguments are those of ``nn.MaxPool2d`` / ``nn.AvgPool2d``, in their order, so planar
 arguments carry over; the options a spherical window cannot honour (padding other than the window's
 implied ``(kernel_size - 1) // 2``, dilation, ``ceil_mode``, ``return_indices``, ``divisor_override``) are a
-``ValueError`` naming the layer. The stencil is keyword-only.
+``ValueError`` naming the layer. The stencil is keyword-only. Like the planar pools they take unbatched
+``(C, H, W)`` inputs, and ``torch.fx.symbolic_trace`` records each call as one node.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from sphsal.nn.conv import with_batch
 from sphsal.ops.pooling import sphere_avg_pool2d, sphere_max_pool2d
 from sphsal.ops.stencils import STENCILS
 
@@ -28,6 +30,20 @@ def _one_value(layer: str, name: str, value) -> int:
     if len(values) != 1 or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
         raise ValueError(f"{layer}: {name} must be an int or a pair of equal ints, got {value!r}")
     return values.pop()
+
+
+@torch.fx.wrap
+def _max_pool2d(x: torch.Tensor, kernel_size: int, stride: int, stencil: str) -> torch.Tensor:
+    """:func:`sphere_max_pool2d` of ``(B, C, H, W)`` or ``(C, H, W)``; an fx leaf."""
+    return with_batch(sphere_max_pool2d, "SphericalMaxPool2d", x, ("C", "H", "W"), kernel_size, stride,
+                      stencil)
+
+
+@torch.fx.wrap
+def _avg_pool2d(x: torch.Tensor, kernel_size: int, stride: int, stencil: str) -> torch.Tensor:
+    """:func:`sphere_avg_pool2d` of ``(B, C, H, W)`` or ``(C, H, W)``; an fx leaf."""
+    return with_batch(sphere_avg_pool2d, "SphericalAvgPool2d", x, ("C", "H", "W"), kernel_size, stride,
+                      stencil)
 
 
 class _SphericalPool2d(nn.Module):
@@ -59,7 +75,8 @@ class _SphericalPool2d(nn.Module):
 
 
 class SphericalMaxPool2d(_SphericalPool2d):
-    """Max pooling ``(B, C, H, W)`` -> ``(B, C, H / stride, W / stride)`` over spherical windows:
+    """Max pooling ``(B, C, H, W)`` -> ``(B, C, H / stride, W / stride)`` (or unbatched ``(C, H, W)`` ->
+    ``(C, H / stride, W / stride)``, as ``nn.MaxPool2d``) over spherical windows:
     ``kernel_size=3`` the cap stencil (``stride`` 1 or 2), ``kernel_size=2`` the 2x2 ERP cells (exact on
     the sphere, ``stride`` 2). Arguments as ``nn.MaxPool2d`` (``stride=None``: the kernel size);
     ``padding`` only ``(kernel_size - 1) // 2``, ``dilation`` 1, ``return_indices`` and ``ceil_mode``
@@ -71,7 +88,7 @@ class SphericalMaxPool2d(_SphericalPool2d):
                          return_indices=(return_indices, False), ceil_mode=(ceil_mode, False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return sphere_max_pool2d(x, self.kernel_size, self.stride, self.stencil)
+        return _max_pool2d(x, self.kernel_size, self.stride, self.stencil)
 
 
 class SphericalAvgPool2d(_SphericalPool2d):
@@ -85,4 +102,4 @@ class SphericalAvgPool2d(_SphericalPool2d):
                          divisor_override=(divisor_override, None))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return sphere_avg_pool2d(x, self.kernel_size, self.stride, self.stencil)
+        return _avg_pool2d(x, self.kernel_size, self.stride, self.stencil)

@@ -332,3 +332,159 @@ def test_pools_take_the_planar_arguments(cls, planar):
 def test_pool_options_without_a_spherical_meaning_are_refused(cls, kwargs, match):
     with pytest.raises(ValueError, match=match):
         cls(**kwargs)
+
+
+def test_convert_keeps_tied_parameters_the_same_objects():
+    """A weight tied between layers (an encoder's Conv2d and its decoder's ConvTranspose2d, two Conv2d) is
+    still one Parameter after conversion: the twins hold the planar layers' parameters themselves."""
+    enc, dec = nn.Conv2d(4, 8, 3, 2, 1), nn.ConvTranspose2d(8, 4, 3, 2, 1, 1)
+    dec.weight = enc.weight
+    a, b = nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+    b.weight = a.weight
+    model = nn.ModuleDict(dict(enc=enc, dec=dec, a=a, b=b))
+    params = list(model.parameters())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        convert_to_spherical(model)
+    assert isinstance(model.dec, SphericalConvTranspose2d) and isinstance(model.b, SphericalConv2d)
+    assert model.dec.weight is model.enc.weight is enc.weight and model.b.weight is model.a.weight
+    assert model.enc.bias is enc.bias and model.dec.bias is dec.bias
+    converted = list(model.parameters())
+    assert len(converted) == len(params) == 6 and all(p is q for p, q in zip(converted, params))
+
+
+def test_optimizer_built_before_conversion_trains_the_converted_model():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.ConvTranspose2d(4, 2, 3, 2, 1, 1))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    convert_to_spherical(model)
+    before = [p.detach().clone() for p in model.parameters()]
+    model(torch.randn(1, 3, 8, 16)).square().sum().backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    optimizer.step()
+    for p, p0, g in zip(model.parameters(), before, grads):
+        assert g.abs().sum() > 0
+        torch.testing.assert_close(p.detach(), p0 - 0.5 * g)
+
+
+class _StdConv2d(nn.Conv2d):
+    """A weight-standardised convolution (as timm's StdConv2d): its own forward."""
+
+    def forward(self, x):
+        w = self.weight - self.weight.mean((1, 2, 3), keepdim=True)
+        return nn.functional.conv2d(x, w, self.bias, self.stride, self.padding)
+
+
+class _GainConv2d(nn.Conv2d):
+    """A convolution with an extra parameter that its own forward uses."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.gain = nn.Parameter(torch.ones(self.out_channels, 1, 1, 1))
+
+    def _conv_forward(self, x, weight, bias):
+        return super()._conv_forward(x, weight * self.gain, bias)
+
+
+class _PlainPool(nn.MaxPool2d):
+    """A subclass that keeps nn.MaxPool2d's forward."""
+
+
+class _TaggedConv2d(nn.Conv2d):
+    """A subclass that keeps nn.Conv2d's forward and carries an extra buffer."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register_buffer("tag", torch.arange(3.0))
+
+
+def test_convert_leaves_subclasses_with_their_own_forward_planar_with_a_warning():
+    std, gain = _StdConv2d(4, 4, 3, padding=1), _GainConv2d(4, 4, 3, padding=1)
+    tagged, pool = _TaggedConv2d(4, 4, 3, padding=1), _PlainPool(2)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Sequential(std, gain), tagged, pool)
+    with pytest.warns(UserWarning) as record:
+        convert_to_spherical(model)
+    messages = sorted(str(r.message) for r in record)
+    assert len(messages) == 2
+    assert "'1.0' (_StdConv2d) planar: _StdConv2d overrides nn.Conv2d's forward" in messages[0]
+    assert "'1.1' (_GainConv2d) planar: _GainConv2d overrides nn.Conv2d's forward" in messages[1]
+    assert model[1][0] is std and model[1][1] is gain and isinstance(model[0], SphericalConv2d)
+    assert isinstance(model[2], SphericalConv2d) and model[2].tag is tagged.tag
+    assert set(model[2].state_dict()) == set(tagged.state_dict())
+    assert isinstance(model[3], SphericalMaxPool2d)
+
+
+def test_convert_carries_hooks_over_to_the_twin():
+    """Forward, pre-forward and backward hooks registered on a planar layer run on its twin, and their
+    handles still remove them."""
+    conv, pool = nn.Conv2d(2, 3, 3, padding=1), nn.MaxPool2d(2)
+    calls = []
+    pre = conv.register_forward_pre_hook(lambda m, args: calls.append(("pre", type(m).__name__)))
+    conv.register_forward_hook(lambda m, args, out: out * 2)
+    conv.register_full_backward_hook(lambda m, gin, gout: calls.append(("backward", type(m).__name__)))
+    pool.register_forward_hook(lambda m, args, out: calls.append(("pool", tuple(out.shape))))
+    model = convert_to_spherical(nn.Sequential(conv, pool))
+    assert isinstance(model[0], SphericalConv2d) and isinstance(model[1], SphericalMaxPool2d)
+    x = torch.randn(1, 2, 8, 16, requires_grad=True)
+    out = model[0](x)
+    torch.testing.assert_close(out, 2 * sphere_conv2d(x, conv.weight, conv.bias))
+    out.sum().backward()
+    model[1](out)
+    assert calls == [("pre", "SphericalConv2d"), ("backward", "SphericalConv2d"), ("pool", (1, 3, 4, 8))]
+    pre.remove()
+    model[0](x)
+    assert calls[-1] == ("pool", (1, 3, 4, 8))
+
+
+def test_conv3d_same_padding_with_an_even_temporal_kernel_is_refused():
+    """nn.Conv3d's "same" pads an even temporal kernel unevenly (T frames out); this layer would pad
+    kt // 2 frames at both ends (T + 1)."""
+    with pytest.raises(ValueError, match=r"padding='same' with the even temporal kernel of kernel_size=\(2,"):
+        SphericalConv3d(2, 4, (2, 3, 3), padding="same")
+    odd = SphericalConv3d(2, 4, (3, 3, 3), padding="same")
+    x = torch.randn(1, 2, 4, 8, 16)
+    assert odd(x).shape == nn.Conv3d(2, 4, 3, padding="same")(x).shape == (1, 4, 4, 8, 16)
+
+
+_LAYERS = {
+    "conv2d": (lambda: SphericalConv2d(2, 3, 3, stride=2), (2, 8, 16)),
+    "conv3d": (lambda: SphericalConv3d(2, 3, 3), (2, 3, 8, 16)),
+    "conv_transpose2d": (lambda: SphericalConvTranspose2d(2, 3, 3, 2), (2, 8, 16)),
+    "max_pool2d": (lambda: SphericalMaxPool2d(3, 2), (2, 8, 16)),
+    "avg_pool2d": (lambda: SphericalAvgPool2d(2, 2), (2, 8, 16)),
+}
+
+
+@pytest.mark.parametrize("name", list(_LAYERS))
+def test_unbatched_inputs_as_the_planar_layers_take_them(name):
+    make, shape = _LAYERS[name]
+    torch.manual_seed(0)
+    layer, x = make(), torch.randn(*shape)
+    out = layer(x)
+    torch.testing.assert_close(out, layer(x[None])[0])
+    assert out.dim() == x.dim()
+    with pytest.raises(ValueError, match=rf"{type(layer).__name__}: x must be \(B, .*\) or unbatched"):
+        layer(x[0])
+
+
+def test_conv_transpose2d_output_size_of_an_unbatched_input():
+    layer, x = SphericalConvTranspose2d(2, 3, 3, 2), torch.randn(2, 4, 8)
+    assert layer(x, output_size=(3, 8, 16)).shape == nn.ConvTranspose2d(2, 3, 3, 2, 1)(x, (8, 16)).shape
+
+
+@pytest.mark.parametrize("name", list(_LAYERS))
+def test_fx_symbolic_trace_keeps_each_layer_one_call(name):
+    """torch.fx traces a model of spherical layers (each one node, as nn.Conv2d is a leaf) and a layer
+    itself; the traced GraphModules compute the model's output, also at another resolution."""
+    make, shape = _LAYERS[name]
+    torch.manual_seed(0)
+    layer = make()
+    channels = layer(torch.randn(1, *shape)).shape[1]
+    norm = nn.BatchNorm2d(channels) if len(shape) == 3 else nn.BatchNorm3d(channels)
+    model = nn.Sequential(layer, norm, nn.ReLU()).eval()
+    traced, traced_layer = torch.fx.symbolic_trace(model), torch.fx.symbolic_trace(layer)
+    calls = [n for n in traced.graph.nodes if n.op == "call_function"]
+    assert len(calls) == 1 and calls[0].target.__module__.startswith("sphsal.nn")
+    for x in (torch.randn(2, *shape), torch.randn(1, *shape[:-2], 16, 32)):
+        torch.testing.assert_close(traced(x), model(x))
+        torch.testing.assert_close(traced_layer(x), layer(x))
