@@ -193,7 +193,8 @@ class AVS360(nn.Module):
         ``(B, channels, S)`` covering the clip, ``sample_rate``, optional ``fps``).
 
         Returns the keyword tensors of :meth:`forward`: ERP ``frames`` resized to ``frame_size``, cube
-        ``faces`` projected from the full-resolution frames (ImageNet normalisation for both),
+        ``faces`` projected from the full-resolution frames (ImageNet normalisation for both; see
+        :meth:`clip_to_faces` for frames of odd width),
         ``audio_mel`` and the clip's ``aem`` on the fusion grid. Clips of another length are cut to
         their last ``clip_len`` frames or padded by repeating their first frame.
         """
@@ -217,9 +218,13 @@ class AVS360(nn.Module):
         return inputs
 
     def clip_to_faces(self, frames: torch.Tensor) -> torch.Tensor:
-        """ERP clip ``(B, C, T, H, W)`` -> cube faces ``(B, 6, C, T, F, F)`` (bilinear)."""
+        """ERP clip ``(B, C, T, H, W)`` -> cube faces ``(B, 6, C, T, F, F)`` (bilinear). A clip of odd
+        width is first resized to ``W + 1`` columns (:func:`resize_clip`): the projection samples across
+        the poles, which needs an even ERP width."""
         from sphsal.projections import equirect_to_cubemap
 
+        if frames.shape[-1] % 2:
+            frames = resize_clip(frames, (frames.shape[-2], frames.shape[-1] + 1))
         b, c, t, h, w = frames.shape
         faces = equirect_to_cubemap(frames.transpose(1, 2).reshape(b * t, c, h, w), self.face_size)
         return faces.reshape(b, t, 6, c, self.face_size, self.face_size).permute(0, 2, 3, 1, 4, 5)
@@ -272,7 +277,7 @@ class AVS360(nn.Module):
         x = self.fusion(x)
         gain = self.ecb
         if self.use_aem:
-            gain = gain * (1.0 + aem)
+            gain = gain * (1.0 + aem.to(x.dtype))
         x = F.relu(gain * (x + x.amax(dim=(1, 2, 3), keepdim=True)))
         x = self.up2(self.up1(x))
         if self.output_aem:

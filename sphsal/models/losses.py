@@ -14,8 +14,11 @@ Every loss is ``loss(pred, target, fixations=None) -> 0-d tensor`` to MINIMISE, 
 * ``sphere_mse``: mean squared error weighted by each ERP pixel's solid angle, against 10 x the
   max-normalised ground truth (the GTSD spherical U-Net's target scale).
 
-``pred`` is ``(B, 1, H, W)`` or ``(B, H, W)``, ``target`` and ``fixations`` (a binary or count map) the
-same size; nothing is resized. The metrics compute in float64; the loss is returned in ``pred``'s dtype.
+``pred`` is ``(B, 1, H, W)`` or ``(B, H, W)``, ``target`` and ``fixations`` the same size; nothing is
+resized. ``fixations`` is read as a binary map: every non-zero pixel is one fixation, whatever its value
+(a count map scores as its support). An empty map, or one holding NaN or infinite values, raises
+``ValueError`` naming it (``pred``, ``target``, or ``fixations`` for ``nss``, which reads them instead of
+``target``). The metrics compute in float64; the loss is returned in ``pred``'s dtype.
 Specs: ``"kld"``, ``"kld+cc"``, ``"kld+0.5*cc"``, ``"0.1*bce+2*cc+nss"`` (a weight times a name, joined
 by ``+``).
 """
@@ -38,15 +41,25 @@ SPHERE_MSE_TARGET_SCALE = 10.0
 
 
 def _maps(x: torch.Tensor, name: str) -> torch.Tensor:
-    """``(B, H, W)`` view of ``(B, 1, H, W)`` or ``(B, H, W)`` maps."""
+    """``(B, H, W)`` view of ``(B, 1, H, W)`` or ``(B, H, W)`` maps; ``ValueError`` naming ``name`` for
+    another layout, an empty map and NaN or infinite values (as the metrics check)."""
+    from sphsal.metrics._inputs import check_finite
+
     if x.dim() == 4 and x.shape[1] == 1:
-        return x[:, 0]
-    if x.dim() == 3:
-        return x
-    raise ValueError(f"{name} must be (B, 1, H, W) or (B, H, W), got shape {tuple(x.shape)}")
+        maps = x[:, 0]
+    elif x.dim() == 3:
+        maps = x
+    else:
+        raise ValueError(f"{name} must be (B, 1, H, W) or (B, H, W), got shape {tuple(x.shape)}")
+    if maps.numel() == 0:
+        raise ValueError(f"{name} is empty: shape {tuple(x.shape)}")
+    check_finite(maps, name)
+    return maps
 
 
 def _pair(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B, H, W)`` views of ``pred`` and ``target`` (in ``pred``'s dtype), checked by :func:`_maps`;
+    ``ValueError`` unless their sizes match."""
     p, t = _maps(pred, "pred"), _maps(target, "target").to(pred.dtype)
     if p.shape != t.shape:
         raise ValueError(f"pred and target must have the same (B, H, W) size, got {tuple(p.shape)} and "

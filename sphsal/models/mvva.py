@@ -89,7 +89,9 @@ class MVVA(nn.Module):
 
     Args:
         width_mult: scales every width (1.0: released).
-        frame_size: ``(H, W)``, multiples of 8 (256 x 256); ``W / 8`` even for ``spherical``.
+        frame_size: ``(H, W)``, multiples of 16 (256 x 256): the motion stream pools to ``(H/16, W/16)``
+            and its transposed conv doubles that back to the ``(H/8, W/8)`` grid. The same holds for
+            ``spherical`` (every spherical layer works on grids down to ``(H/8, W/8)``, even-sized).
         steps: ConvLSTM steps (12); gap: frames between the motion stream's two frames (5).
         mel_windows: log-mel windows (16; a multiple of 8). The clip has
             ``max(steps + gap, mel_windows)`` frames ending at the target.
@@ -99,7 +101,8 @@ class MVVA(nn.Module):
     def __init__(self, width_mult: float = 1.0, frame_size: tuple[int, int] = (256, 256), steps: int = 12,
                  gap: int = 5, mel_windows: int = 16, spherical: bool = False):
         super().__init__()
-        frame_size = check_frame_size(frame_size, 8, spherical, "mvva")
+        # spherical=False: multiples of 16 already make the deepest spherical grid (H/8, W/8) even
+        frame_size = check_frame_size(frame_size, 16, False, "mvva_sph" if spherical else "mvva")
         if steps < 1 or gap < 1 or mel_windows < 8 or mel_windows % 8:
             raise ValueError(f"mvva: need steps >= 1, gap >= 1 and mel_windows a multiple of 8, got "
                              f"steps={steps}, gap={gap}, mel_windows={mel_windows}")
@@ -187,7 +190,7 @@ class MVVA(nn.Module):
         self._check(frames, mel, face)
         visual = self._visual(frames)
         audio = self._audio(mel)
-        feats = (visual, audio, face)
+        feats = (visual, audio, face.to(visual.dtype))
         first = (self.conv_normal_visual1, self.conv_normal_audio1, self.conv_normal_face1)
         second = (self.conv_normal_visual2, self.conv_normal_audio2, self.conv_normal_face2)
         common = sum(F.relu(conv(x)) for conv, x in zip(first, feats))

@@ -42,7 +42,9 @@ class SaliencyUNet(nn.Module):
 
     Args:
         spherical: spherical-cap convolutions and spherical pooling (``False``: planar).
-        frame_size: ``(H, W)``, both multiples of 8 (three poolings); 240 x 480 as published.
+        frame_size: ``(H, W)``, both multiples of 8 (three poolings); 240 x 480 as published. The
+            spherical model also needs ``W`` a multiple of 16: its deepest grid ``(H/8, W/8)`` must have
+            an even width to wrap over the poles.
         width_mult: scales the widths 64 / 128 / 256 / 256.
     """
 
@@ -52,6 +54,9 @@ class SaliencyUNet(nn.Module):
         frame_size = (int(frame_size[0]), int(frame_size[1]))
         if frame_size[0] % 8 or frame_size[1] % 8 or min(frame_size) < 8:
             raise ValueError(f"frame_size must be multiples of 8 (three 2x2 poolings), got {frame_size}")
+        if spherical and frame_size[1] % 16:
+            raise ValueError(f"spherical_unet: frame_size must have W a multiple of 16 (the deepest ERP grid "
+                             f"W/8 must be even to wrap over the poles), got {frame_size}")
         c1, c2, c3, c4 = scaled_widths(width_mult, (64, 128, 256, 256))
         self.spherical = spherical
         self.frame_size = frame_size
@@ -81,8 +86,9 @@ class SaliencyUNet(nn.Module):
         Returns:
             ``(B, 1, H, W)`` non-negative saliency, about 10x a ``[0, 1]`` ground truth.
 
-        ``H`` and ``W`` may differ from ``frame_size`` but must be multiples of 8 (three 2x2 poolings);
-        other shapes raise ``ValueError`` naming the input.
+        ``H`` and ``W`` may differ from ``frame_size`` but must be multiples of 8 (three 2x2 poolings),
+        and ``W`` of 16 for the spherical model (an even-width deepest grid); other shapes raise
+        ``ValueError`` naming the input.
         """
         name = "spherical_unet" if self.spherical else "planar_unet"
         inputs = {"image": image, "prev_saliency": prev_saliency}
@@ -91,10 +97,13 @@ class SaliencyUNet(nn.Module):
         if h % 8 or w % 8 or min(h, w) < 8:
             raise ValueError(f"{name}: image H and W must be multiples of 8 (three 2x2 poolings), got "
                              f"{tuple(image.shape)}")
+        if self.spherical and w % 16:
+            raise ValueError(f"{name}: image W must be a multiple of 16 (the deepest ERP grid W/8 must be "
+                             f"even to wrap over the poles), got {tuple(image.shape)}")
         if prev_saliency.shape[-2:] != image.shape[-2:]:
             raise ValueError(f"{name}: prev_saliency must have the image's size {h} x {w}, got "
                              f"{tuple(prev_saliency.shape)}")
-        e1 = self.enc1(torch.cat((image, PREV_SALIENCY_SCALE * prev_saliency), dim=1))
+        e1 = self.enc1(torch.cat((image, PREV_SALIENCY_SCALE * prev_saliency.to(image.dtype)), dim=1))
         e2 = self.enc2(self.pool(e1))
         e3 = self.enc3(self.pool(e2))
         e4 = self.enc4(self.pool(e3))

@@ -4,6 +4,7 @@ from tiny_models import TINY_AVS360, ambisonic_batch
 
 from sphsal.models import create_model
 from sphsal.models.avs360 import AVS360
+from sphsal.sphere import directions_to_vectors, equirect_directions
 
 
 def _positive_decoder(model: AVS360) -> None:
@@ -184,3 +185,32 @@ def test_output_aem_moves_the_output_mass_and_gets_gradients():
     assert inputs["aem_out"].grad.abs().sum() > 0
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
+
+
+def test_float64_aem_gives_the_float32_output():
+    torch.manual_seed(0)
+    model = create_model("avs360", view="erp_planar", **TINY_AVS360).eval()
+    inputs = model.example_inputs()
+    aem64 = torch.rand(1, 1, *model.fusion_size, dtype=torch.float64)
+    with torch.no_grad():
+        out64 = model(**{**inputs, "aem": aem64})
+        out32 = model(**{**inputs, "aem": aem64.float()})
+    assert out64.dtype == torch.float32
+    torch.testing.assert_close(out64, out32)
+
+
+def _unit_vector_scene(h: int, w: int) -> torch.Tensor:
+    """A smooth ERP clip ``(1, 3, 1, h, w)``: each pixel's unit vector mapped to ``[0, 1]`` colours."""
+    return ((1 + directions_to_vectors(*equirect_directions(h, w))) / 2).permute(2, 0, 1)[None, :, None]
+
+
+def test_prepare_inputs_accepts_frames_of_odd_width():
+    model = create_model("avs360", **TINY_AVS360).eval()
+    inputs = model.prepare_inputs(ambisonic_batch(30.0, 1, frames=1, size=(33, 67)))
+    assert inputs["faces"].shape == (1, 6, 3, TINY_AVS360["clip_len"], 32, 32)
+    with torch.no_grad():
+        out = model(**inputs)
+    assert out.shape == (1, 1, 4, 8) and torch.isfinite(out).all()
+    # The odd-width clip gives the faces of the same scene sampled on a finer, even grid.
+    odd = model.clip_to_faces(_unit_vector_scene(33, 67))
+    assert (odd - model.clip_to_faces(_unit_vector_scene(66, 134))).abs().max() < 0.005

@@ -83,3 +83,33 @@ def test_nss_without_fixations_and_size_mismatch_are_errors():
         build_loss("nss")(pred, target)
     with pytest.raises(ValueError, match="same"):
         build_loss("bce")(pred, torch.rand(2, 4, 8))
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_every_loss_refuses_nan_infinite_and_empty_maps(name):
+    pred, target = _maps()
+    fix = (torch.rand(2, 8, 16) > 0.8).float()
+    loss = LOSSES[name]
+    for bad, what in ((float("nan"), "NaN"), (float("inf"), "infinite")):
+        broken = pred.clone()
+        broken[0, 0, 2, 3] = bad
+        with pytest.raises(ValueError, match=f"pred contains {what} values"):
+            loss(broken, target, fix)
+        if name != "nss":  # nss reads the fixations, not the target
+            broken = target.clone()
+            broken[1, 4, 5] = bad
+            with pytest.raises(ValueError, match=f"target contains {what} values"):
+                loss(pred, broken, fix)
+    with pytest.raises(ValueError, match=r"pred is empty: shape \(0, 1, 8, 16\)"):
+        loss(torch.zeros(0, 1, 8, 16), torch.zeros(0, 8, 16), torch.zeros(0, 8, 16))
+    if name != "nss":
+        with pytest.raises(ValueError, match=r"target is empty: shape \(2, 8, 0\)"):
+            loss(pred, torch.zeros(2, 8, 0), fix)
+
+
+def test_nss_loss_reads_fixation_maps_as_binary():
+    # The module docstring: every non-zero pixel is one fixation, whatever its count.
+    pred, target = _maps()
+    fix = (torch.rand(2, 8, 16) > 0.8).float()
+    counts = fix * torch.randint(1, 5, fix.shape)
+    assert torch.equal(LOSSES["nss"](pred, target, counts), LOSSES["nss"](pred, target, fix))

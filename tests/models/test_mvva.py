@@ -69,3 +69,27 @@ def test_face_detector_finds_no_face_in_a_blank_frame():
     assert face_maps(torch.zeros(2, 3, 64, 64), (4, 4)).shape == (2, 1, 4, 4)
     with pytest.raises(ValueError, match="uint8"):
         detect_faces(np.zeros((8, 8, 3)))
+
+
+@pytest.mark.parametrize("name", ["mvva", "mvva_sph"])
+def test_frame_size_must_be_multiples_of_sixteen(name):
+    # The motion stream pools to (H/16, W/16) and its transposed conv doubles that back to the object
+    # stream's (H/8, W/8): 40 x 80 frames would meet a 4 x 10 motion grid with a 5 x 10 object grid.
+    for size in [(40, 80), (32, 72)]:
+        with pytest.raises(ValueError, match=rf"{name}: frame_size must be \(H, W\) with multiples of 16"):
+            create_model(name, **{**TINY_MVVA, "frame_size": size})
+    model = create_model(name, **{**TINY_MVVA, "frame_size": (48, 48)}).eval()  # an odd 3 x 3 motion grid
+    with torch.no_grad():
+        assert model(**model.example_inputs(1)).shape == (1, 1, 6, 6)
+
+
+def test_float64_face_map_gives_the_float32_output():
+    torch.manual_seed(0)
+    model = create_model("mvva", **TINY_MVVA).eval()
+    inputs = model.example_inputs(1)
+    face64 = 255.0 * torch.rand(1, 1, 4, 8, dtype=torch.float64) - 14.9
+    with torch.no_grad():
+        out64 = model(**{**inputs, "face": face64})
+        out32 = model(**{**inputs, "face": face64.float()})
+    assert out64.dtype == torch.float32
+    torch.testing.assert_close(out64, out32)

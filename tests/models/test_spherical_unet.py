@@ -71,3 +71,27 @@ def test_bad_sizes_and_inputs_are_named():
     model = create_model("planar_unet", **TINY_UNET)
     with pytest.raises(ValueError, match="prev_saliency"):
         model(image=torch.rand(1, 3, 16, 32), prev_saliency=torch.rand(1, 16, 32))
+
+
+def test_spherical_unet_needs_an_even_deepest_grid_width():
+    # W = 40: the deepest grid is 3 x 5, too narrow to wrap over the poles; the planar model runs it.
+    with pytest.raises(ValueError, match=r"spherical_unet: frame_size must have W a multiple of 16"):
+        create_model("spherical_unet", width_mult=1 / 16, frame_size=(24, 40))
+    planar = create_model("planar_unet", width_mult=1 / 16, frame_size=(24, 40))
+    assert planar(**planar.example_inputs(1)).shape == (1, 1, 24, 40)
+    model = create_model("spherical_unet", **TINY_UNET)
+    with pytest.raises(ValueError, match=r"spherical_unet: image W must be a multiple of 16"):
+        model(image=torch.rand(1, 3, 16, 40), prev_saliency=torch.rand(1, 1, 16, 40))
+    out = model(image=torch.rand(1, 3, 24, 48), prev_saliency=torch.rand(1, 1, 24, 48))
+    assert out.shape == (1, 1, 24, 48)
+
+
+def test_float64_previous_map_gives_the_float32_output():
+    model = create_model("spherical_unet", **TINY_UNET).eval()
+    image = torch.rand(1, 3, 16, 32)
+    prev64 = torch.rand(1, 1, 16, 32, dtype=torch.float64)
+    with torch.no_grad():
+        out64 = model(image=image, prev_saliency=prev64)
+        out32 = model(image=image, prev_saliency=prev64.float())
+    assert out64.dtype == torch.float32
+    torch.testing.assert_close(out64, out32)
