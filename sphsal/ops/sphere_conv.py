@@ -13,6 +13,11 @@ importable (else the reference, with a one-time warning) and ``"cpu"`` otherwise
 (``groups > 1``) of CUDA tensors take the reference, the kernel having no groups. On every backend but
 the reference, a spatial ``1 x 1`` kernel at stride 1 (whose one tap is each pixel itself) runs as the
 planar 1x1 convolution.
+
+The fast backends' operators carry a reverse-mode formula only: calls under a ``torch.func`` transform
+(``jvp``, ``grad``, ``vmap``, ...) or with forward-mode tangents run the reference, and a gradient taken
+with ``create_graph=True`` is the reference's (so double backward works, holding ``K`` times the input).
+``torch.utils.flop_counter`` counts them as the planar convolution of the same shapes.
 """
 
 from __future__ import annotations
