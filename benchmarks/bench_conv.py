@@ -296,8 +296,9 @@ def main(argv=None) -> int:
                   f"{row['peak_mib']:9.1f} {row['memory_ratio']:9.2f} {row['faulted_mib']:12.1f}")
         for m in ("sph-nearest", "sph-bilinear"):
             speedups = {e: times[e] / times[m] for e in ("gather-3x", "grid_sample-3x")}
-            faster = ", ".join(f"{v:.1f}x faster than {e}" for e, v in speedups.items())
-            print(f"{label:26s} {m} is {faster}")
+            compared = ", ".join(f"{v:.1f}x faster than {e}" if v >= 1 else f"{1 / v:.1f}x slower than {e}"
+                                 for e, v in speedups.items())
+            print(f"{label:26s} {m} is {compared}")
     clips = clip_table(clip_shapes, repeats)
     layers = [] if args.shape else layer_table(shapes[0], repeats)
     if args.json:

@@ -4,7 +4,8 @@ SphericalConv3d against nn.Conv3d, measured side by side in one run.
 Every model runs at its default (published) size with batch 1 on random inputs
 (``model.example_inputs()``); ``--quick`` uses reduced sizes of the same architectures. Each baseline
 ``<name>`` and its spherical variant ``<name>_sph`` are also printed side by side (same architecture,
-same input). The entries
+each at its own default frame size, printed with them: at the published sizes STAViS's spherical
+variants take 2:1 ERP frames, 112x224, twice the pixels of the planar 112x112). The entries
 of a table are timed in interleaved rounds (A, B, C, A, B, C, ...) after one warm-up round, so load
 changes on a shared machine hit them alike; the median of the rounds is reported.
 
@@ -157,8 +158,8 @@ def format_pair(title: str, spherical: dict, planar: dict) -> str:
 def format_spherical_pairs(rows: list[dict]) -> str:
     """One line per ``<name>`` / ``<name>_sph`` pair among ``rows``: times and spherical/planar ratios."""
     by_name = {r["model"]: r for r in rows}
-    lines = [f"{'model':<16} {'params M':>9} {'infer ms planar':>16} {'spherical':>10} {'ratio':>6} "
-             f"{'train s planar':>15} {'spherical':>10} {'ratio':>6}"]
+    lines = [f"{'model':<16} {'params M':>9} {'frames planar / sph':>20} {'infer ms planar':>16} "
+             f"{'spherical':>10} {'ratio':>6} {'train s planar':>15} {'spherical':>10} {'ratio':>6}"]
     for name, planar in by_name.items():
         sph = by_name.get(name + "_sph")
         if sph is None:
@@ -167,7 +168,8 @@ def format_spherical_pairs(rows: list[dict]) -> str:
         if planar["train_step_s"] is not None and sph["train_step_s"] is not None:
             train = (f"{planar['train_step_s']:>15.3f} {sph['train_step_s']:>10.3f} "
                      f"{sph['train_step_s'] / planar['train_step_s']:>5.2f}x")
-        lines.append(f"{name:<16} {planar['params_M']:>9.2f} {1e3 * planar['infer_s']:>16.1f} "
+        frames = " / ".join("x".join(str(n) for n in row["frame_size"]) for row in (planar, sph))
+        lines.append(f"{name:<16} {planar['params_M']:>9.2f} {frames:>20} {1e3 * planar['infer_s']:>16.1f} "
                      f"{1e3 * sph['infer_s']:>10.1f} {sph['infer_s'] / planar['infer_s']:>5.2f}x {train}")
     return "\n".join(lines)
 

@@ -33,10 +33,12 @@ def main() -> None:
     prior = create_model("aem_ecb", output_size=(32, 64))
     predict_videos(prior, [video], os.path.join(args.out, "aem_ecb"), overwrite=True)
 
-    # A reduced AVS360 (the published size is create_model("avs360")); pass the options you trained with.
-    avs360 = create_model("avs360", width_mult=0.25, clip_len=4, frame_size=(64, 128), face_size=32)
+    # A trained checkpoint rebuilds the model it was trained as (its stored options); without one, an
+    # untrained reduced AVS360 (the published size is create_model("avs360")).
     if args.weights:
-        load_checkpoint(args.weights, avs360)
+        avs360 = load_checkpoint(args.weights)
+    else:
+        avs360 = create_model("avs360", width_mult=0.25, clip_len=4, frame_size=(64, 128), face_size=32)
     predict_videos(avs360, [video], os.path.join(args.out, "avs360"), overwrite=True)
     print(f"maps and overlay.mp4 under {args.out}/aem_ecb and {args.out}/avs360")
 

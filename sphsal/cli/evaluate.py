@@ -20,7 +20,8 @@ def register(subparsers) -> None:
     add_model_options(p)
     add_dataset_options(p, split="test")
     p.add_argument("--weights", default=None,
-                   help="sphsal checkpoint (a training run's last.pt or a saved model); default: untrained")
+                   help="sphsal checkpoint (a training run's last.pt or a saved model), built with the model "
+                        "options it was trained with (--model-arg overrides them); default: untrained")
     p.add_argument("--original-weights", default=None, help="a published checkpoint of the model")
     p.add_argument("--out", required=True, type=output_dir,
                    help="folder for per_frame.csv, per_video.csv, summary.json")
@@ -39,15 +40,20 @@ def register(subparsers) -> None:
 
 def load_model(args, model_kwargs: dict | None = None):
     """Build ``args.model`` with ``model_kwargs`` (default: the ``--model-arg`` options) and load
-    ``--weights`` / ``--original-weights``. The initial weights come from torch's generator seeded with
-    0, so that an untrained model (no weights given) is the same from run to run."""
+    ``--weights`` / ``--original-weights``. A ``--weights`` checkpoint of that model supplies the options
+    it was trained with, which ``model_kwargs`` override. The initial weights come from torch's generator
+    seeded with 0, so that an untrained model (no weights given) is the same from run to run."""
     import torch
 
     from sphsal.models import create_model
-    from sphsal.models.checkpoints import load_checkpoint, load_original_checkpoint
+    from sphsal.models.checkpoints import checkpoint_model, load_checkpoint, load_original_checkpoint
 
     if model_kwargs is None:
         model_kwargs = parse_key_values(args.model_arg, "--model-arg")
+    if args.weights:
+        stored_name, stored_kwargs = checkpoint_model(args.weights)
+        if stored_name == args.model:  # another model: load_checkpoint names the mismatch
+            model_kwargs = {**stored_kwargs, **model_kwargs}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = create_model(args.model, **model_kwargs)

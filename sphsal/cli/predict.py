@@ -16,7 +16,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("predict", help="predict saliency maps for videos", description=__doc__)
     p.add_argument("videos", nargs="+", metavar="VIDEO", help="video file(s)")
     add_model_options(p)
-    p.add_argument("--weights", default=None, help="sphsal checkpoint to load")
+    p.add_argument("--weights", default=None,
+                   help="sphsal checkpoint to load, built with the model options it was trained with "
+                        "(--model-arg overrides them)")
     p.add_argument("--original-weights", default=None, help="a published checkpoint of the model")
     p.add_argument("--out", required=True, type=output_dir, help="output folder (one sub-folder per video)")
     p.add_argument("--no-aem", action="store_true",

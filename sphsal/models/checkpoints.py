@@ -200,6 +200,14 @@ def _model_entries(state: dict, path: str) -> tuple[dict, str | None, dict]:
     return dict(weights), name, dict(kwargs or {})
 
 
+def checkpoint_model(path: str | os.PathLike) -> tuple[str | None, dict]:
+    """The registry name (None when not recorded) and keyword arguments of the model a sphsal checkpoint
+    holds; errors as :func:`load_checkpoint`."""
+    path = os.fspath(path)
+    _, name, kwargs = _model_entries(read_checkpoint(path), path)
+    return name, kwargs
+
+
 def _optimizer_entry(state: dict, path: str, optimizer: torch.optim.Optimizer) -> dict:
     """The stored optimiser state, checked against ``optimizer`` (parameter groups and their sizes)
     without changing it; ``ValueError`` naming the file otherwise."""

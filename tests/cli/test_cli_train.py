@@ -93,6 +93,31 @@ def test_an_untrained_model_is_the_same_in_every_run():
     assert torch.equal(torch.random.get_rng_state(), state)
 
 
+def test_weights_bring_the_options_they_were_trained_with(tmp_path):
+    """evaluate / predict with --weights of a run trained with --model-arg options failed unless the same
+    options were given again ("its model options differ"); explicit ones still override them."""
+    import argparse
+    import warnings
+
+    import torch
+
+    from sphsal.cli.evaluate import load_model
+    from sphsal.models import create_model
+    from sphsal.models.checkpoints import save_checkpoint
+
+    trained = create_model("planar_unet", width_mult=1 / 16, frame_size=(32, 64))
+    save_checkpoint(tmp_path / "run.pt", trained)
+    args = argparse.Namespace(model="planar_unet", model_arg=None, weights=str(tmp_path / "run.pt"),
+                              original_weights=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = load_model(args)
+    assert model.frame_size == (32, 64)
+    assert all(torch.equal(v, trained.state_dict()[k]) for k, v in model.state_dict().items())
+    with pytest.warns(UserWarning, match="frame_size"):  # the weights fit; the options differ, as asked
+        assert load_model(args, {"frame_size": [64, 128]}).frame_size == (64, 128)
+
+
 def test_sigterm_runs_the_clean_up(monkeypatch):
     """`kill` / `timeout` end a command as SystemExit(143) with its finally blocks run (make_dataset's
     staging folder was left behind), and the previous SIGTERM handler is restored."""
