@@ -70,6 +70,49 @@ def _shuffled_negatives(totals: dict[str, torch.Tensor], video: str, fixations: 
     return other_frames_negatives(totals[video], fixation_counts(fixations, size))
 
 
+def _predictions(model, dataset: Dataset, batch_size: int, device, progress: bool):
+    """``(batch, model output)`` for the dataset's items, ``batch_size`` at a time, on ``device``."""
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_items)
+    for batch in tqdm(loader, desc="evaluate", disable=not progress, unit="batch"):
+        batch = to_device(batch, device)
+        yield batch, model(**model.prepare_inputs(batch))
+
+
+def _fed_back_predictions(model, dataset: Dataset, device, progress: bool):
+    """``(batch of one, model output)`` for the scored items of a :class:`~sphsal.data.ClipDataset`, for a
+    model that reads the previous frame's map: each video is run frame by frame from its first frame to
+    its last scored one, every prediction fed back as the next frame's ``prev_saliency`` (zeros for the
+    first), as ``sphsal predict`` runs it. The items' own ``prev_saliency`` (the ground truth) is never
+    read: it would hand the model the answer."""
+    from sphsal.data import ClipDataset
+
+    sequence = ClipDataset(dataset.entries, clip_len=dataset.clip_len, clip_mode=dataset.clip_mode,
+                           clip_step=dataset.clip_step)
+    scored = set(dataset.index)
+    last = {}
+    for v, t in scored:
+        last[v] = max(t, last.get(v, t))
+    previous, current = None, None
+    bar = tqdm(total=len(scored), desc="evaluate", disable=not progress, unit="frame")
+    for i, (v, t) in enumerate(sequence.index):
+        if t > last.get(v, -1):
+            continue
+        if v != current:
+            previous, current = None, v
+        item = sequence[i]
+        size = tuple(item["saliency"].shape[-2:])
+        item["prev_saliency"] = torch.zeros(size) if previous is None else previous
+        if dataset.transform is not None:
+            item = dataset.transform(item)
+        batch = to_device(collate_items([item]), device)
+        pred = model(**model.prepare_inputs(batch))
+        previous = upsample_prediction(pred, size)[0].cpu()
+        if (v, t) in scored:
+            bar.update(1)
+            yield batch, pred
+    bar.close()
+
+
 @torch.no_grad()
 def evaluate_model(model: torch.nn.Module, dataset: Dataset, *, out_dir=None,
                    metrics=DEFAULT_METRICS, weights="sphere", baseline=None, batch_size: int = 2,
@@ -93,6 +136,10 @@ def evaluate_model(model: torch.nn.Module, dataset: Dataset, *, out_dir=None,
     metrics that need it. ``"auc_shuffled"`` draws its negatives from the fixations of the same video's
     other scored frames (the video benchmarks' choice); it needs a :class:`~sphsal.data.ClipDataset`,
     whose ground truth is read once more for them (cached on disk by the adapters that cache it).
+
+    A model that reads the previous frame's map (the spherical U-Net) is run on each video frame by
+    frame, its own previous prediction fed back (see :func:`_fed_back_predictions`; every frame up to
+    the last scored one is predicted, ``frame_step`` times the work), never the ground truth's.
     """
     batch_size = check_integer(batch_size, "batch_size")
     evaluator = Evaluator(metrics, weights=weights, baseline=baseline, seed=seed)
@@ -100,12 +147,15 @@ def evaluate_model(model: torch.nn.Module, dataset: Dataset, *, out_dir=None,
     device = resolve_device(device)
     model = model.to(device).eval()
     totals = _video_fixation_counts(dataset, progress) if "auc_shuffled" in evaluator.metrics else None
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_items)
-    for batch in tqdm(loader, desc="evaluate", disable=not progress, unit="batch"):
+    spec = getattr(model, "input_spec", None)
+    if spec is not None and spec.needs_prev_saliency and hasattr(dataset, "entries"):
+        predictions = _fed_back_predictions(model, dataset, device, progress)
+    else:
+        predictions = _predictions(model, dataset, batch_size, device, progress)
+    for batch, pred in predictions:
         _check_ground_truth(batch, needs)
-        batch = to_device(batch, device)
         size = tuple(batch["saliency" if "saliency" in needs else "fixations"].shape[-2:])
-        pred = upsample_prediction(model(**model.prepare_inputs(batch)), size)
+        pred = upsample_prediction(pred, size)
         for i in range(pred.shape[0]):
             truth = {key: batch[key][i].cpu() for key in needs}
             video = batch["video"][i]

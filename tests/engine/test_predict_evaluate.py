@@ -85,6 +85,48 @@ def test_unet_prediction_feeds_back_its_previous_map(tmp_path, monkeypatch):
     assert torch.allclose(seen[1][0], upsample_prediction(first[None, None], (32, 64))[0])
 
 
+def test_evaluation_feeds_back_the_models_own_maps_not_the_ground_truth(tmp_path, monkeypatch):
+    """evaluate_model gave the U-Net the previous frame's ground truth (its dataset's prev_saliency): a
+    leak that inflated its scores (CC 0.58 evaluated against 0.02 when predicting). Each video now runs
+    frame by frame from its first frame, every prediction fed back as sphsal predict does, and only the
+    dataset's frames are scored."""
+    import torch
+
+    from sphsal.data import make_dataset
+    from sphsal.engine.evaluate import upsample_prediction
+    from sphsal.engine.train import dataset_for_model
+
+    root = make_dataset(tmp_path / "data", n_videos=2, duration=1.0, fps=8, height=32, width=64, seed=3)
+    torch.manual_seed(0)
+    model = create_model("spherical_unet", frame_size=(16, 32), width_mult=0.125)
+    with torch.no_grad():
+        model.out.bias.fill_(1.0)  # positive maps (an untrained U-Net's last ReLU may give all zeros)
+    ds = dataset_for_model(model, "360av-hm", root, split="all", frame_step=3)
+    seen, outputs = [], []
+    original = model.prepare_inputs
+
+    def prepare(batch):
+        prev = batch["prev_saliency"][0].cpu().clone()
+        seen.append((batch["video"][0], int(batch["frame_index"][0]), prev))
+        return original(batch)
+
+    monkeypatch.setattr(model, "prepare_inputs", prepare)
+    forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda **k: outputs.append(forward(**k)) or outputs[-1])
+    summary = evaluate_model(model, ds, metrics=("cc",), progress=False)
+    assert summary["n_frames"] == len(ds) == 6  # frames 0, 3 and 6 of each video scored
+    assert [(v, t) for v, t, _ in seen] == [(v, t) for v in ("synth_000", "synth_001") for t in range(7)]
+    for k, (_, t, prev) in enumerate(seen):
+        if t == 0:
+            assert float(prev.abs().sum()) == 0.0
+        else:
+            torch.testing.assert_close(prev, upsample_prediction(outputs[k - 1], prev.shape)[0].cpu())
+            assert float(prev.sum()) > 0
+    entry = ds.entries[0]
+    truth = torch.as_tensor(entry.ground_truth(2)[0], dtype=torch.float32)
+    assert not torch.allclose(seen[3][2], truth, atol=1e-3)  # frame 3 was given frame 2's prediction
+
+
 def test_training_dataset_gets_the_previous_ground_truth(tmp_path):
     from sphsal.data import make_dataset
     from sphsal.engine.train import dataset_for_model
