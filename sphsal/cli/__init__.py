@@ -46,10 +46,17 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 #: Errors that report a user's mistake (bad option, missing or unwritable path): ``main`` prints them as
-#: one line and returns 2. Anything else is a bug and keeps its traceback.
+#: one line and returns 2. Anything else is a bug and keeps its traceback. ImportError: an optional
+#: dependency missing (its message says what to install); FloatingPointError: training diverged (its
+#: message gives the step and what to change).
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
-               PermissionError, ImportError)  # ImportError: an optional dependency missing (its message
-#                                               says what to install)
+               PermissionError, ImportError, FloatingPointError)
+
+#: What continues an interrupted command, for the commands that can be continued.
+INTERRUPT_HINTS: dict[str, str] = {
+    "train": "`sphsal train --resume` continues the run from its last checkpoint",
+    "predict": "running it again without --overwrite skips the videos already finished",
+}
 
 
 def describe_error(err: Exception) -> str:
@@ -82,8 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sphsal {args.command}: error: {describe_error(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"sphsal {args.command}: interrupted (every file written is complete; `sphsal train --resume` "
-              "continues a run from its last checkpoint)", file=sys.stderr)
+        hint = INTERRUPT_HINTS.get(args.command)
+        print(f"sphsal {args.command}: interrupted (every file written is complete"
+              f"{'; ' + hint if hint else ''})", file=sys.stderr)
         return 130
     finally:
         if terminate:

@@ -1,7 +1,9 @@
 """``sphsal train``: train a registered model on a dataset (works under ``torchrun``).
 
-A run folder that already holds a run's ``last.pt`` is refused: continue it with ``--resume`` or replace
-it with ``--overwrite``.
+A run folder that already holds a run's ``last.pt`` is refused: continue it with ``--resume`` (same
+settings and number of processes) or replace it with ``--overwrite`` (the old ``last.pt`` is deleted as
+the new run starts, so an overwrite interrupted before its first checkpoint leaves none to resume: run
+it again).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def register(subparsers) -> None:
     p.add_argument("--device", type=device, default=None, help="torch device (default: CUDA when available)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--overwrite", action="store_true",
-                   help="start a new run even if OUT holds a run's last.pt (replacing it)")
+                   help="start a new run even if OUT holds a run's last.pt (deleted as the new run starts)")
     p.add_argument("--tensorboard", action="store_true",
                    help="also log to OUT/tensorboard (needs tensorboard)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -5,9 +5,12 @@ A run lives in ``out_dir``: ``last.pt`` (the latest checkpoint, written atomical
 ``resume=True`` continues from ``last.pt``: model, optimiser, AMP scaler, RNG states and the position
 inside the epoch's sample order are restored, so a killed and resumed run ends with the same weights as
 an uninterrupted one (on deterministic kernels; CPU training is deterministic). A resumed run must use
-the stored settings except :data:`RESUMABLE_FIELDS`; a new run refuses a folder that already holds
-``last.pt`` unless ``overwrite=True``. A non-finite loss or gradient norm stops training with a
-``FloatingPointError`` before the optimiser step, so no checkpoint ever holds NaN weights.
+the stored settings except :data:`RESUMABLE_FIELDS` (paths compare as the folders they name) and the
+same number of processes; a new run refuses a folder that already holds ``last.pt`` unless
+``overwrite=True``, which deletes that ``last.pt`` before the new ``config.json`` and ``log.csv`` are
+written: the folder never pairs one run's checkpoint with another's settings or log. A non-finite
+prediction, loss or gradient norm stops training with a ``FloatingPointError`` before the optimiser
+step, so no checkpoint ever holds NaN weights.
 
 The sample order of epoch ``e`` is the ``DistributedSampler`` permutation seeded with ``seed`` and
 ``e``; each rank takes its share of it. Datasets are expected to be deterministic per index.
@@ -47,6 +50,10 @@ LOG_NAME = "log.csv"
 _LARGEST_LR = torch.finfo(torch.float32).max
 _LOG_FIELDS = ("step", "epoch", "loss", "lr", "grad_norm", "seconds")
 LR_SCHEDULES = ("constant", "cosine")
+#: The videos a run trains on when ``dataset_kwargs`` names no ``"split"`` (the CLI's ``--split`` default).
+DEFAULT_SPLIT = "train"
+#: Dataset adapter options that name a folder: compared on resume as the folder they resolve to.
+_PATH_DATASET_OPTIONS = ("cache_dir",)
 #: TrainConfig fields that may differ from the stored ones when resuming: they say how long to train and
 #: how to run, not what is trained. Every other field (model and its options, data, batch size, seed,
 #: loss, optimiser and schedule settings, gradient clipping) must match, and so must ``epochs`` under a
@@ -80,7 +87,13 @@ class TrainConfig:
     :func:`lr_factor` of the step over all ``epochs`` (``max_steps`` does not shorten it); a pure
     function of the step, so a resumed run follows it exactly. ``clip_grad``: the largest gradient norm
     (``None`` or 0: no clipping). ``overwrite``: a new run may replace a run folder's ``last.pt`` (by
-    default that is refused: resume it or choose another ``out_dir``).
+    default that is refused: resume it or choose another ``out_dir``); the old ``last.pt`` is deleted
+    when the new run starts, so an overwrite interrupted before its first checkpoint leaves nothing to
+    resume (start it again).
+
+    ``dataset_kwargs`` go to the dataset adapter; without a ``"split"`` the run trains on the
+    ``"train"`` split (as ``sphsal train`` does; the adapters hold every fifth video out for test), and
+    the config records it.
 
     Values are checked on construction (:meth:`validate`): ``ValueError`` naming the field.
     """
@@ -124,6 +137,7 @@ class TrainConfig:
         for name in ("model_kwargs", "dataset_kwargs"):
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"TrainConfig.{name} must be a dict, got {getattr(self, name)!r}")
+        self.dataset_kwargs = {"split": DEFAULT_SPLIT, **self.dataset_kwargs}
         for name in ("epochs", "batch_size", "ckpt_every", "log_every"):
             setattr(self, name, check_integer(getattr(self, name), f"TrainConfig.{name}"))
         self.max_steps = check_integer(self.max_steps, "TrainConfig.max_steps", optional=True)
@@ -175,6 +189,9 @@ def build_optimizer(model: torch.nn.Module, recipe: dict, lr: float | None = Non
     if lr is not None:
         recipe["lr"] = lr
     params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        name_of_model = getattr(model, "model_name", None) or type(model).__name__
+        raise ValueError(f"model {name_of_model!r} has no trainable parameters: there is nothing to train")
     classes = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
     if name not in classes:
         raise ValueError(f"unknown optimizer {name!r} in the model recipe; expected one of {sorted(classes)}")
@@ -266,8 +283,9 @@ class _LogWriter:
             self.tb.close()
 
 
-def _save(path: str, model, optimizer, scaler, progress: dict, config: TrainConfig) -> None:
-    """Write the training state to ``path`` atomically (what ``resume=True`` restores)."""
+def _save(path: str, model, optimizer, scaler, progress: dict, config: TrainConfig, world_size: int) -> None:
+    """Write the training state to ``path`` atomically (what ``resume=True`` restores), with the number
+    of processes (``world_size``) that trained it."""
     from sphsal.models.checkpoints import plain_value
 
     state = {
@@ -277,6 +295,7 @@ def _save(path: str, model, optimizer, scaler, progress: dict, config: TrainConf
         "progress": dict(progress),
         "rng": rng_state(),
         "config": plain_value(asdict(config), "TrainConfig"),
+        "world_size": world_size,
         "sphsal_checkpoint": 1,
     }
     with atomic_path(path) as tmp:
@@ -313,23 +332,63 @@ def _config_defaults() -> dict:
             for f in fields(TrainConfig) if f.default is not MISSING or f.default_factory is not MISSING}
 
 
+def _same_folders(stored: dict, now: dict) -> dict:
+    """``stored`` with ``root`` and the folder-valued dataset options (:data:`_PATH_DATASET_OPTIONS`) set
+    to ``now``'s spelling where both name the same folder (``data``, ``data/``, ``/abs/data``, a
+    symbolic link to it), so that only a real difference is reported, in the spelling given."""
+    def same(a, b) -> bool:
+        return isinstance(a, str) and isinstance(b, str) and os.path.realpath(a) == os.path.realpath(b)
+
+    stored = dict(stored)
+    if same(stored.get("root"), now.get("root")):
+        stored["root"] = now["root"]
+    if isinstance(stored.get("dataset_kwargs"), dict) and isinstance(now.get("dataset_kwargs"), dict):
+        options = stored["dataset_kwargs"] = dict(stored["dataset_kwargs"])
+        for key in _PATH_DATASET_OPTIONS:
+            if same(options.get(key), now["dataset_kwargs"].get(key)):
+                options[key] = now["dataset_kwargs"][key]
+    return stored
+
+
 def check_resumable(path: str, stored, config: TrainConfig) -> None:
     """``ValueError`` naming the checkpoint ``path`` and the differing settings (stored vs now) when
-    ``config`` changes what the stored run trains; only :data:`RESUMABLE_FIELDS` may differ. Fields an
-    older checkpoint lacks count as their defaults."""
+    ``config`` changes what the stored run trains; only :data:`RESUMABLE_FIELDS` may differ, and
+    ``root`` and folder-valued dataset options compare as the folders they resolve to. Fields an older
+    checkpoint lacks count as their defaults, and stored ``dataset_kwargs`` without a ``"split"`` as
+    ``"all"`` (the adapters' default, which such a run trained on)."""
     from sphsal.models.checkpoints import format_differences, mapping_differences
 
     if not isinstance(stored, dict):
         raise ValueError(f"training checkpoint {path} holds no 'config'; cannot check that resuming it "
                          "trains the same run")
+    stored = {**_config_defaults(), **stored}
+    if isinstance(stored["dataset_kwargs"], dict):
+        stored["dataset_kwargs"] = {"split": "all", **stored["dataset_kwargs"]}
+    now = asdict(config)
     resumable = set(RESUMABLE_FIELDS) - ({"epochs"} if config.lr_schedule != "constant" else set())
     keys = [f.name for f in fields(TrainConfig) if f.name not in resumable]
-    differences = mapping_differences({**_config_defaults(), **stored}, asdict(config), keys)
+    differences = mapping_differences(_same_folders(stored, now), now, keys)
     if differences:
         raise ValueError(f"cannot resume {path} with other settings than it was trained with: "
                          f"{format_differences(differences, 'checkpoint', 'now')}. Resume with the stored "
                          f"settings (only {', '.join(RESUMABLE_FIELDS)} may change) or start a new run in "
                          "another output folder")
+
+
+def check_world_size(path: str, state: dict, world_size: int) -> None:
+    """``ValueError`` naming the checkpoint ``path`` when it was trained by another number of processes
+    than ``world_size``: each process takes its share of an epoch's sample order, so another count
+    replays or skips samples and changes the steps per epoch. A checkpoint written before the count was
+    stored does not say it and is accepted (as before: refusing could block the correct resume of a
+    multi-process run)."""
+    stored = state.get("world_size")
+    if stored is None or stored == world_size:
+        return
+    how = ("without torchrun (one process)" if stored == 1
+           else f"under torchrun with {stored} processes (--nproc_per_node={stored})")
+    raise ValueError(f"cannot resume {path} with {world_size} process(es): it was trained with {stored} "
+                     "(the sample order of an epoch is shared among the processes, so another count would "
+                     f"replay or skip samples); resume it {how}, or start a new run in another output folder")
 
 
 def _check_fresh_run(ckpt_path: str, config: TrainConfig) -> None:
@@ -361,8 +420,9 @@ def train(config: TrainConfig, *, resume: bool = False, dataset: Dataset | None 
 
     ``resume=True`` continues the run in ``config.out_dir`` (``ValueError`` when its settings differ,
     see :func:`check_resumable`); otherwise a folder that already holds ``last.pt`` is refused unless
-    ``config.overwrite``. ``FloatingPointError`` when the loss or the gradient norm is not finite (with
-    AMP, non-finite gradients are the scaler's business: it skips that step).
+    ``config.overwrite``; a resumed run must have as many processes as the stored one
+    (:func:`check_world_size`). ``FloatingPointError`` when the prediction, the loss or the gradient
+    norm is not finite (with AMP, non-finite gradients are the scaler's business: it skips that step).
     """
     from sphsal.models import create_model
     from sphsal.models.losses import build_loss
@@ -378,12 +438,15 @@ def train(config: TrainConfig, *, resume: bool = False, dataset: Dataset | None 
 def _optimizer_step(config, model, net, optimizer, scaler, loss_fn, batch: dict, device: torch.device,
                     step: int) -> tuple[float, float]:
     """One optimisation step on ``batch`` (``step`` counts from 1); returns ``(loss, grad_norm)``.
-    Stops before changing the weights when the loss or the gradient norm is not finite (with AMP the
-    scaler skips steps with non-finite gradients itself)."""
+    Stops before changing the weights when the prediction, the loss or the gradient norm is not finite
+    (with AMP the scaler skips steps with non-finite gradients itself)."""
     batch = to_device(batch, device)
     inputs = model.prepare_inputs(batch)
     with torch.autocast(device.type, enabled=scaler.is_enabled()):
         pred = net(**inputs)
+    if not torch.isfinite(pred).all():  # diverged weights: the loss would only refuse its input
+        raise FloatingPointError(f"the model's prediction became non-finite (NaN or inf) at step {step}; "
+                                 "lower the learning rate or check the data")
     saliency, fixations = _target_maps(batch, tuple(pred.shape[-2:]))
     loss = loss_fn(pred.float(), saliency, fixations)
     if not torch.isfinite(loss):
@@ -407,12 +470,21 @@ def _train(config, runtime: Runtime, resume, dataset, create_model, build_loss) 
     ckpt_path = os.path.join(out_dir, CHECKPOINT_NAME)
     state = None
     if resume:
+        if not os.path.exists(ckpt_path):
+            raise FileNotFoundError(f"checkpoint not found: {ckpt_path}; the run in {out_dir} has no "
+                                    "checkpoint to resume (it stopped before its first one, or an overwrite "
+                                    "deleted the old one): start it again without resume")
         state = load_training_state(ckpt_path)
         check_resumable(ckpt_path, state.get("config"), config)
+        check_world_size(ckpt_path, state, runtime.world_size)
     else:
         _check_fresh_run(ckpt_path, config)
     seed_everything(config.seed)
     model = create_model(config.model, **config.model_kwargs).to(runtime.device)
+    # A model without trainable parameters is refused here, before the dataset is read.
+    optimizer = build_optimizer(model, model.default_optimizer, config.lr)
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
+    loss_fn = build_loss(config.loss or model.default_loss)
     if dataset is None:
         dataset = dataset_for_model(model, config.dataset, config.root, **config.dataset_kwargs)
     if len(dataset) < config.batch_size * runtime.world_size:
@@ -425,9 +497,6 @@ def _train(config, runtime: Runtime, resume, dataset, create_model, build_loss) 
     if config.tensorboard and runtime.is_main:
         _require_tensorboard()
 
-    optimizer = build_optimizer(model, model.default_optimizer, config.lr)
-    base_lrs = [group["lr"] for group in optimizer.param_groups]
-    loss_fn = build_loss(config.loss or model.default_loss)
     use_amp = config.amp and runtime.device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
@@ -438,6 +507,8 @@ def _train(config, runtime: Runtime, resume, dataset, create_model, build_loss) 
         from sphsal.models.checkpoints import plain_value
 
         os.makedirs(out_dir, exist_ok=True)
+        if state is None and os.path.exists(ckpt_path):  # overwrite: the old run's checkpoint goes first,
+            os.remove(ckpt_path)  # so it never pairs with this run's config.json and log.csv
         write_text(os.path.join(out_dir, "config.json"),
                    json.dumps(plain_value(asdict(config), "TrainConfig"), indent=2))
     log = _LogWriter(out_dir, progress["step"], config.tensorboard) if runtime.is_main else None
@@ -485,13 +556,13 @@ def _train(config, runtime: Runtime, resume, dataset, create_model, build_loss) 
                 done = True
                 break
             if runtime.is_main and progress["step"] % config.ckpt_every == 0:
-                _save(ckpt_path, model, optimizer, scaler, progress, config)
+                _save(ckpt_path, model, optimizer, scaler, progress, config, runtime.world_size)
         else:
             progress["epoch"] += 1
             progress["batch_in_epoch"] = 0
     bar.close()
     if runtime.is_main:
-        _save(ckpt_path, model, optimizer, scaler, progress, config)
+        _save(ckpt_path, model, optimizer, scaler, progress, config, runtime.world_size)
         log.close()
     return {"step": progress["step"], "epoch": progress["epoch"], "loss": progress["last_loss"],
             "checkpoint": ckpt_path, "model": model, "main": runtime.is_main}

@@ -172,3 +172,50 @@ def test_only_the_main_process_reports(dataset, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(engine_train, "train", other_rank)
     assert main(train_argv(dataset, str(tmp_path / "run"))) == 0
     assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("argv, hint", [
+    (["models"], None),
+    (["evaluate", "--model", "aem_ecb", "--root", "r"], None),
+    (["train", "--model", "aem_ecb", "--root", "r"],
+     "; `sphsal train --resume` continues the run from its last checkpoint)"),
+    (["predict", "v.mp4", "--model", "aem_ecb"], "; running it again without --overwrite skips the videos "
+                                                 "already finished)"),
+])
+def test_ctrl_c_says_what_continues_that_command(argv, hint, monkeypatch, capsys, tmp_path):
+    """Every command said "`sphsal train --resume` continues a run", also predict and evaluate."""
+    import importlib
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(importlib.import_module(f"sphsal.cli.{argv[0]}"), "run", interrupted)
+    out = [] if argv[0] == "models" else ["--out", str(tmp_path / "out")]
+    assert main([*argv, *out]) == 130
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"sphsal {argv[0]}: interrupted (every file written is complete")
+    assert line.endswith(hint or "complete)"), line
+
+
+def test_a_diverging_run_is_one_line_with_the_step_and_advice(dataset, tmp_path, capsys):
+    """A learning rate of 1e20 made the loss refuse a NaN prediction (no step, no advice), and the
+    engine's own FloatingPointError ended in a traceback."""
+    argv = ["train", "--model", "spherical_unet", "--model-arg", "width_mult=1/16", "--model-arg",
+            "frame_size=[16, 32]", "--root", dataset, "--dataset-arg", "cache_dir=false",
+            "--out", str(tmp_path / "run"), "--epochs", "3", "--max-steps", "6", "--device", "cpu", "--quiet",
+            "--lr", "1e20"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip() == ("sphsal train: error: the model's prediction became non-finite (NaN or inf) at "
+                           "step 2; lower the learning rate or check the data")
+
+
+def test_a_model_without_trainable_parameters_is_refused_before_anything_is_written(dataset, tmp_path,
+                                                                                     capsys):
+    """aem_ecb (a fixed audio energy map) failed with torch's "optimizer got an empty parameter list"."""
+    out = tmp_path / "run"
+    assert main(["train", "--model", "aem_ecb", "--root", dataset, "--out", str(out), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip() == ("sphsal train: error: model 'aem_ecb' has no trainable "
+                                               "parameters: there is nothing to train")
+    assert not out.exists()

@@ -137,7 +137,7 @@ def test_two_process_torchrun_on_cpu(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     state = load_training_state(str(tmp_path / "ddp" / "last.pt"))
     # 12 items / 2 processes / batch 2 = 3 steps per epoch.
-    assert state["progress"]["step"] == 6
+    assert state["progress"]["step"] == 6 and state["world_size"] == 2
     assert sorted(re.findall(r"main: (True|False)\n", result.stdout)) == ["False", "True"]  # rank 0 alone
 
 
@@ -261,7 +261,7 @@ def test_resume_refuses_other_training_settings(tmp_path):
                ({"model": "planar_unet"}, "model: 'tiny_test_model' (checkpoint) vs 'planar_unet' (now)"),
                ({"model_kwargs": {"width_mult": 0.5}}, "model_kwargs: {} (checkpoint)"),
                ({"lr": 0.5, "loss": "cc"}, "lr: None (checkpoint) vs 0.5 (now); loss: None"),
-               ({"dataset_kwargs": {"split": "train"}}, "dataset_kwargs")]
+               ({"dataset_kwargs": {"split": "all"}}, "dataset_kwargs")]
     for change, shown in changes:
         with pytest.raises(ValueError, match="last.pt") as err:
             train(_config(tmp_path, **change), dataset=ds, resume=True)
@@ -358,3 +358,132 @@ def test_cuda_rng_state_is_this_process_device_only(monkeypatch):
     assert torch.equal(restored.pop("current"), state["cuda"]) and not restored
     set_rng_state({**state, "cuda": [state["cuda"]] * 2})  # a checkpoint of an earlier version
     assert list(restored) == ["all"]
+
+
+def test_an_interrupted_overwrite_leaves_no_checkpoint_of_the_old_run(tmp_path, monkeypatch):
+    """--overwrite wrote the new config.json and log.csv at its start but kept the old last.pt until its
+    first checkpoint: interrupted before that, a resume continued the old run with the new files (the
+    old log's rows lost). The old last.pt now goes first; nothing is left to resume, nothing mixes."""
+    import json
+
+    import sphsal.engine.train as engine_train
+
+    ds = BlobDataset(12)
+    old, new = _config(tmp_path, max_steps=4), _config(tmp_path, max_steps=4, seed=5, overwrite=True)
+    train(old, dataset=ds)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(engine_train, "_optimizer_step", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            train(new, dataset=ds)
+    assert not (tmp_path / "last.pt").exists()
+    assert json.loads((tmp_path / "config.json").read_text())["seed"] == 5
+    assert (tmp_path / "log.csv").read_text().splitlines() == [",".join(engine_train._LOG_FIELDS)]
+    for config in (old, new):
+        with pytest.raises(FileNotFoundError, match=r"last.pt; the run in .* has no checkpoint to resume"):
+            train(config, dataset=ds, resume=True)
+    assert json.loads((tmp_path / "config.json").read_text())["seed"] == 5
+    train(_config(tmp_path, max_steps=4, seed=5), dataset=ds)  # started again: a coherent new run
+    state = load_training_state(str(tmp_path / "last.pt"))
+    assert state["config"]["seed"] == 5 and state["progress"]["step"] == 4
+    with open(tmp_path / "log.csv", newline="") as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == [1, 2, 3, 4]
+
+
+def test_resume_refuses_another_number_of_processes(tmp_path, monkeypatch):
+    """Each process takes its share of an epoch's sample order: resuming with another count replayed
+    samples and changed the steps per epoch. The count is stored and checked (torchrun faked here)."""
+    import sphsal.engine.train as engine_train
+    from sphsal.engine.runtime import Runtime
+
+    ds = BlobDataset(12)
+    train(_config(tmp_path, max_steps=2), dataset=ds)
+    path = tmp_path / "last.pt"
+    state = torch.load(path, weights_only=True)
+    assert state["world_size"] == 1
+    with monkeypatch.context() as patch:
+        patch.setattr(engine_train, "init_runtime", lambda device: Runtime(torch.device("cpu"), 0, 2))
+        with pytest.raises(ValueError, match=r"with 2 process\(es\): it was trained with 1 .*"
+                                             r"resume it without torchrun \(one process\)"):
+            train(_config(tmp_path, max_steps=4), dataset=ds, resume=True)
+    torch.save({**state, "world_size": 2}, path)
+    with pytest.raises(ValueError, match=r"last.pt with 1 process\(es\): it was trained with 2 .*"
+                                         r"--nproc_per_node=2"):
+        train(_config(tmp_path, max_steps=4), dataset=ds, resume=True)
+    assert load_training_state(str(path))["progress"]["step"] == 2
+    # A checkpoint from before the count was stored does not say it: accepted, as before.
+    torch.save({k: v for k, v in state.items() if k != "world_size"}, path)
+    assert train(_config(tmp_path, max_steps=4), dataset=ds, resume=True)["step"] == 4
+    assert load_training_state(str(path))["world_size"] == 1
+
+
+def test_resume_compares_folders_not_their_spelling(tmp_path, monkeypatch):
+    """--root data, data/ and its absolute path (or a link to it) are one folder; so are cache_dir's."""
+    from sphsal.engine.train import check_resumable
+
+    for name in ("data", "other", "cache"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    def now(root, cache):
+        return _config("run", root=root, dataset_kwargs={"cache_dir": cache})
+
+    stored = vars(now("data", "cache"))
+    for root, cache in (("data/", "cache/"), (str(tmp_path / "data"), str(tmp_path / "cache")),
+                        ("./link", "cache")):
+        check_resumable("last.pt", dict(stored), now(root, cache))
+    with pytest.raises(ValueError, match=r"root: 'data' \(checkpoint\) vs 'other/' \(now\)"):
+        check_resumable("last.pt", dict(stored), now("other/", "cache"))
+    with pytest.raises(ValueError, match=r"dataset_kwargs: .*'cache_dir': 'cache'.* \(checkpoint\) vs "
+                                         r".*'cache_dir': 'other'"):
+        check_resumable("last.pt", dict(stored), now("data/", "other"))
+
+
+def test_a_diverging_run_stops_at_the_prediction_with_the_step_and_advice(tmp_path):
+    """With a huge learning rate the prediction of step 2 is NaN: the loss refused it ("pred contains NaN
+    values": no step, no advice); the engine now stops there itself, before the optimiser step."""
+    with pytest.raises(FloatingPointError, match=r"prediction became non-finite \(NaN or inf\) at step 2; "
+                                                 "lower the learning rate"):
+        train(_config(tmp_path, lr=1e20, max_steps=4, ckpt_every=1), dataset=BlobDataset(12))
+    assert load_training_state(str(tmp_path / "last.pt"))["progress"]["step"] == 1
+
+
+def test_a_model_without_trainable_parameters_is_refused(tmp_path):
+    from sphsal.engine.train import build_optimizer
+    from sphsal.models import create_model
+
+    model = create_model("aem_ecb")
+    with pytest.raises(ValueError, match="model 'aem_ecb' has no trainable parameters: there is nothing"):
+        build_optimizer(model, model.default_optimizer)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        train(TrainConfig(model="aem_ecb", root=str(tmp_path / "none"), out_dir=str(tmp_path / "run")))
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_api_trains_on_the_train_split_by_default(tmp_path):
+    """TrainConfig left the split to the adapters' default "all" (the held-out test videos included)
+    while `sphsal train` defaults to --split train; both train on "train" now."""
+    from sphsal.cli import build_parser
+    from sphsal.data import make_dataset
+    from sphsal.engine.train import DEFAULT_SPLIT, check_resumable, dataset_for_model
+    from sphsal.models import create_model
+
+    root = make_dataset(tmp_path / "data", n_videos=5, duration=0.5, fps=4, height=16, width=32, n_viewers=2)
+    config = TrainConfig(model="planar_unet", root=root, model_kwargs={"width_mult": 1 / 16},
+                         dataset_kwargs={"cache_dir": None})
+    assert config.dataset_kwargs == {"split": "train", "cache_dir": None}
+    model = create_model(config.model, **config.model_kwargs)
+    videos = dataset_for_model(model, config.dataset, config.root, **config.dataset_kwargs).videos
+    assert videos == ["synth_000", "synth_001", "synth_002", "synth_003"]  # synth_004: held out for test
+    assert TrainConfig(model="m", dataset_kwargs={"split": "all"}).dataset_kwargs == {"split": "all"}
+    train_parser = build_parser(only="train")._subparsers._group_actions[0].choices["train"]
+    assert train_parser.get_default("split") == DEFAULT_SPLIT
+    # A checkpoint from before the default stored no split: it trained on "all", and says so.
+    stored = {**vars(config), "dataset_kwargs": {"cache_dir": None}}
+    with pytest.raises(ValueError, match=r"'split': 'all'.*\(checkpoint\) vs .*'split': 'train'"):
+        check_resumable("last.pt", stored, config)
+    check_resumable("last.pt", stored, TrainConfig(**{**vars(config), "dataset_kwargs": {
+        "split": "all", "cache_dir": None}}))
