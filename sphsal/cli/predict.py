@@ -22,8 +22,8 @@ def register(subparsers) -> None:
     p.add_argument("--original-weights", default=None, help="a published checkpoint of the model")
     p.add_argument("--out", required=True, type=output_dir, help="output folder (one sub-folder per video)")
     p.add_argument("--no-aem", action="store_true",
-                   help="run without the audio energy map (for mono or stereo videos; models with a "
-                        "use_aem option)")
+                   help="run without the audio energy map (for mono or stereo videos; only models with "
+                        "a use_aem option: aem_ecb cannot run without ambisonic audio)")
     p.add_argument("--fps", type=positive_float, default=None,
                    help="frame rate to predict at (default: the video's)")
     p.add_argument("--npy", action="store_true", help="also save raw maps as .npy")
@@ -47,6 +47,11 @@ def model_kwargs(args) -> dict:
     options = model_options(args.model)  # None: unknown, left to create_model
     if options is not None and "use_aem" not in options:
         with_aem = [name for name in list_models() if "use_aem" in (model_options(name) or ())]
+        # a model that reads the AEM takes its settings (aem_decoder, sphsal.models.inputs.check_aem_options)
+        if "aem_decoder" in options:
+            raise ValueError(f"--no-aem: model {args.model!r} has no use_aem option: it is built on the "
+                             "audio energy map and cannot run without ambisonic audio; give videos with "
+                             f"ambisonic audio, or a model with a use_aem option: {', '.join(with_aem)}")
         raise ValueError(f"--no-aem: model {args.model!r} reads no audio energy map (it has no use_aem "
                          f"option), so it needs no --no-aem; models with one: {', '.join(with_aem)}")
     if kwargs.get("use_aem", False) is not False:

@@ -14,13 +14,17 @@ that read the previous frame's saliency (the spherical U-Net) get their own pred
     overlay.mp4          heatmap over the frames, with the source audio
     done.json            written last: the video, its frames, and the settings that made the outputs
 
-A rerun skips a video whose ``done.json`` records the same model settings (registry name, options,
-weights digest, requested frame rate) and every output asked for now; with the same model settings but
-an output missing (e.g. ``save_npy`` now, not then) the video is redone. Outputs of other model settings
-are never replaced silently: that is a ``ValueError`` unless ``overwrite=True``, which redoes the video.
+A rerun skips a video whose ``done.json`` records the same source video (its resolved path, size and
+modification time: another file of the same name, or the same file changed, is another source), the
+same model settings (registry name, options, weights digest, requested frame rate) and every output
+asked for now; with the same source and model settings but an output missing (e.g. ``save_npy`` now,
+not then) the video is redone. Outputs of another source or other model settings are never replaced
+silently: that is a ``ValueError`` unless ``overwrite=True``, which redoes the video (as for a
+``done.json`` of an older sphsal that did not record them).
 
 Every file is written atomically. A model that needs ambisonic audio (the AEM) fails with a clear
-error on a mono or stereo video; build it with ``use_aem=False`` to run it without.
+error on a mono or stereo video; one with a ``use_aem`` option runs without it when built with
+``use_aem=False``.
 """
 
 from __future__ import annotations
@@ -45,8 +49,9 @@ from sphsal.models.checkpoints import format_differences, mapping_differences
 from sphsal.viz import capped_size, overlay, tensor_to_frame, write_png, write_video
 
 DONE_NAME = "done.json"
-#: ``done.json`` settings that must match for a finished video to count (see :func:`output_settings`).
-MODEL_SETTINGS = ("model_name", "model_kwargs", "weights_sha1", "requested_fps")
+#: ``done.json`` settings that must match for a finished video to count (see :func:`output_settings`):
+#: the source video's identity and the model settings.
+MATCHED_SETTINGS = ("source", "model_name", "model_kwargs", "weights_sha1", "requested_fps")
 #: ``done.json`` flags of the outputs written; a finished video counts if it has every one asked for.
 OUTPUT_FLAGS = ("png", "npy", "overlay")
 #: AAC carries at most this many channels; higher-order ambisonics keeps its W channel in the overlay.
@@ -72,9 +77,27 @@ def _load_video_audio(path: str, model) -> tuple[np.ndarray | None, int]:
         try:
             require_ambisonic(audio, path=path)
         except ValueError as err:
-            raise ValueError(f"{err}. This model uses the audio energy map; run it without (--no-aem, "
-                             "model option use_aem=False) or give a video with ambisonic audio") from err
+            raise ValueError(f"{err}. This model reads the audio energy map (AEM), which needs ambisonic "
+                             f"audio; {_without_aem_hint(model)}") from err
     return audio, rate
+
+
+def _without_aem_hint(model) -> str:
+    """What to do about a model that reads the AEM on a video without ambisonic audio: turn the AEM off
+    where the model has a ``use_aem`` option; otherwise it cannot run on the video."""
+    from sphsal.models import list_models, model_options
+    from sphsal.models.registry import keyword_options
+
+    name = getattr(model, "model_name", None)
+    options = model_options(name) if name in list_models() else None
+    if options is None:  # built from its class, or a factory whose options cannot be told
+        options = keyword_options(type(model))[0]
+    if "use_aem" in options:
+        return ("run the model without it (sphsal predict --no-aem, model option use_aem=False) or give a "
+                "video with ambisonic audio")
+    return (f"{name or type(model).__name__} has no use_aem option, so it cannot run without ambisonic "
+            "audio: give a video with ambisonic audio or choose a model that reads no AEM (e.g. "
+            "avs360_no_aem)")
 
 
 def _check_options(batch_size, fps) -> int:
@@ -107,11 +130,21 @@ def _weights_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def output_settings(model: torch.nn.Module, *, fps=None, save_png: bool = True, save_npy: bool = False,
+def source_identity(path) -> dict:
+    """The video file ``path`` as ``done.json`` records it: its resolved path, size (bytes) and
+    modification time (ns). Cheap (no hashing of the video); another file of the same name, or the same
+    file rewritten or touched, has another identity."""
+    status = os.stat(path)
+    return {"path": os.path.realpath(path), "size": status.st_size, "mtime_ns": status.st_mtime_ns}
+
+
+def output_settings(model: torch.nn.Module, path, *, fps=None, save_png: bool = True, save_npy: bool = False,
                     make_overlay: bool = True) -> dict:
-    """What decides a video's outputs, as stored in ``done.json``: the model's registry name, keyword
-    arguments and weights digest, the requested frame rate and which outputs are written (JSON values)."""
-    settings = {"model_name": getattr(model, "model_name", type(model).__name__),
+    """What decides the outputs of the video ``path``, as stored in ``done.json``: the source video
+    (:func:`source_identity`), the model's registry name, keyword arguments and weights digest, the
+    requested frame rate and which outputs are written (JSON values)."""
+    settings = {"source": source_identity(path),
+                "model_name": getattr(model, "model_name", type(model).__name__),
                 "model_kwargs": dict(getattr(model, "model_kwargs", {}) or {}),
                 "weights_sha1": _weights_digest(model), "requested_fps": fps,
                 "png": bool(save_png), "npy": bool(save_npy), "overlay": bool(make_overlay)}
@@ -119,9 +152,10 @@ def output_settings(model: torch.nn.Module, *, fps=None, save_png: bool = True, 
 
 
 def _previous_record(done_path: str, settings: dict) -> dict | None:
-    """The ``done.json`` record of a video finished with the model settings (:data:`MODEL_SETTINGS`) of
-    ``settings``; None when there is none. ``ValueError`` naming the folder when it was finished with
-    other model settings (or the record is unreadable)."""
+    """The ``done.json`` record of a video finished with the source and model settings
+    (:data:`MATCHED_SETTINGS`) of ``settings``; None when there is none. ``ValueError`` naming the
+    folder when it was finished from another source or with other model settings, or the record is
+    unreadable or does not record them (an older sphsal)."""
     if not os.path.exists(done_path):
         return None
     folder = os.path.dirname(done_path)
@@ -131,15 +165,21 @@ def _previous_record(done_path: str, settings: dict) -> dict | None:
     except (OSError, ValueError) as err:
         raise ValueError(f"cannot read {done_path} ({err}); pass overwrite=True (sphsal predict --overwrite) "
                          "to redo the video") from err
-    if isinstance(record, dict) and "weights_sha1" not in record:
-        raise ValueError(f"{done_path} was written by an older sphsal that did not record the model "
-                         "settings; pass overwrite=True (sphsal predict --overwrite) to redo the video")
     if not isinstance(record, dict):
         raise ValueError(f"{done_path} holds a {type(record).__name__}, not a record; pass overwrite=True "
                          "(sphsal predict --overwrite) to redo the video")
-    differences = mapping_differences(record, settings, keys=list(MODEL_SETTINGS))
+    unrecorded = [what for key, what in (("weights_sha1", "the model settings"),
+                                         ("source", "the source video")) if key not in record]
+    if unrecorded:
+        raise ValueError(f"{done_path} was written by an older sphsal that did not record "
+                         f"{' or '.join(unrecorded)}; pass overwrite=True (sphsal predict --overwrite) to "
+                         "redo the video")
+    differences = mapping_differences(record, settings, keys=list(MATCHED_SETTINGS))
     if differences:
-        raise ValueError(f"{folder} holds predictions made with other model settings "
+        made = ["from another video file (or the same file changed since)"] if "source" in differences else []
+        if set(differences) - {"source"}:
+            made.append("with other model settings")
+        raise ValueError(f"{folder} holds predictions made {' and '.join(made)} "
                          f"({format_differences(differences, 'done.json', 'this call')}); pass "
                          "overwrite=True (sphsal predict --overwrite) to replace them, or choose another "
                          "output folder")
@@ -179,24 +219,25 @@ def predict_video(model: torch.nn.Module, path, out_dir, *, fps=None, batch_size
         batch_size: clips per forward pass (>= 1).
         save_png, save_npy, make_overlay: which outputs to write.
         overwrite: redo a video that already has ``done.json`` (its earlier outputs are deleted first:
-            see :func:`_clear_outputs`). Without it a video finished with the same
-            model settings (:data:`MODEL_SETTINGS` of :func:`output_settings`) is skipped, or redone when
-            an output asked for is missing, and one finished with other model settings is a
-            ``ValueError`` (its outputs are kept).
+            see :func:`_clear_outputs`). Without it a video finished from the same source with the same
+            model settings (:data:`MATCHED_SETTINGS` of :func:`output_settings`) is skipped, or redone
+            when an output asked for is missing, and one finished from another source (another file of
+            the same name, or this one changed) or with other model settings is a ``ValueError`` (its
+            outputs are kept).
         device, progress: torch device (default CUDA if available), tqdm bar.
     """
     from sphsal.data import VideoReader
 
     batch_size = _check_options(batch_size, fps)
-    path = os.fspath(path)
+    [path] = _check_videos([path])
     name = os.path.splitext(os.path.basename(path))[0]
     video_dir = os.path.join(os.fspath(out_dir), name)
     done_path = os.path.join(video_dir, DONE_NAME)
-    settings = output_settings(model, fps=fps, save_png=save_png, save_npy=save_npy,
+    settings = output_settings(model, path, fps=fps, save_png=save_png, save_npy=save_npy,
                                make_overlay=make_overlay)
     earlier = None if overwrite else _previous_record(done_path, settings)
     if earlier is not None and not _missing_outputs(earlier, settings):
-        return {**earlier, "skipped": True}
+        return {**earlier, "video": path, "skipped": True}  # the path given now (same file, resolved)
     device = resolve_device(device)
     model = model.to(device).eval()
     audio, rate = _load_video_audio(path, model)
@@ -255,22 +296,34 @@ def predict_video(model: torch.nn.Module, path, out_dir, *, fps=None, batch_size
 
 def predict_videos(model: torch.nn.Module, paths: Iterable, out_dir, **options) -> list[dict]:
     """:func:`predict_video` for many videos (each in its own sub-folder); videos finished with the same
-    settings are skipped. Missing files, repeated names, bad options and videos finished with other model
-    settings (without ``overwrite=True``) are errors raised before any video is processed."""
-    paths = [os.fspath(p) for p in paths]
-    missing = [p for p in paths if not os.path.exists(p)]
-    if missing:
-        raise FileNotFoundError(f"video file(s) not found: {', '.join(missing)}")
+    settings are skipped. Missing files, folders, repeated names, bad options and videos finished from
+    another source or with other model settings (without ``overwrite=True``) are errors raised before
+    any video is processed."""
+    paths = _check_videos(paths)
     stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
     if len(set(stems)) != len(stems):
         raise ValueError(f"videos must have distinct file names (outputs go to OUT/<name>/): {stems}")
     _check_options(options.get("batch_size", 2), options.get("fps"))
     if not options.get("overwrite", False):
-        settings = output_settings(model, **{k: options[k] for k in ("fps", "save_png", "save_npy",
-                                                                     "make_overlay") if k in options})
-        for stem in stems:
-            _previous_record(os.path.join(os.fspath(out_dir), stem, DONE_NAME), settings)
+        kept = {k: options[k] for k in ("fps", "save_png", "save_npy", "make_overlay") if k in options}
+        for path, stem in zip(paths, stems):
+            _previous_record(os.path.join(os.fspath(out_dir), stem, DONE_NAME),
+                             output_settings(model, path, **kept))
     return [predict_video(model, p, out_dir, **options) for p in paths]
+
+
+def _check_videos(paths: Iterable) -> list[str]:
+    """``paths`` as strings; ``IsADirectoryError`` naming the folders among them (a VIDEO argument must
+    be a video file) and ``FileNotFoundError`` naming the missing ones."""
+    paths = [os.fspath(p) for p in paths]
+    folders = [p for p in paths if os.path.isdir(p)]
+    if folders:
+        raise IsADirectoryError("; ".join(f"video argument {p} is a folder, not a video file"
+                                          for p in folders))
+    missing = [p for p in paths if not os.path.exists(p)]
+    if missing:
+        raise FileNotFoundError(f"video file(s) not found: {', '.join(missing)}")
+    return paths
 
 
 def _clip_item(reader, t: int, clip_len: int, audio: np.ndarray | None, rate: int, mode: str = "end") -> dict:

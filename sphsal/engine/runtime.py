@@ -106,11 +106,22 @@ def _python_state_to_lists(state):
     return [version, list(internal), gauss]
 
 
+#: Most samples by which the audio windows of one batch may differ and still be cropped to the shortest.
+#: :func:`sphsal.data.clips.audio_window` gives every clip ``round(clip_len * step / fps * sample_rate)``
+#: samples, so clips of equal clip length, frame rate and sample rate have equal lengths; frame rates
+#: that are equal but stored differently (``30000/1001`` and ``29.97002997``) can round one sample
+#: apart. A longer difference means clips of other frame rates or sample rates, whose audio cropping
+#: would cut short (48 kHz clips cut to a 16 kHz clip's length).
+AUDIO_LENGTH_TOLERANCE = 1
+
+
 def collate_items(items: list[dict]) -> dict:
     """Batch dataset items (dicts of tensors, numbers and strings).
 
-    Tensors are stacked; audio windows, whose lengths can differ by a sample between clips because
-    they are cut at whole samples, are cropped to the shortest. Numbers become tensors, strings lists.
+    Tensors are stacked; audio windows, whose lengths can differ by :data:`AUDIO_LENGTH_TOLERANCE`
+    sample because they are cut at whole samples, are cropped to the shortest. Audio of other channel
+    counts or lengths (other sample rates or frame rates) is a ``ValueError`` naming the items' videos.
+    Numbers become tensors, strings lists.
     """
     if not items:
         raise ValueError("cannot collate an empty list of items")
@@ -120,8 +131,7 @@ def collate_items(items: list[dict]) -> dict:
         first = values[0]
         if isinstance(first, torch.Tensor):
             if key == "audio":
-                n = min(v.shape[-1] for v in values)
-                values = [v[..., :n] for v in values]
+                values = _batchable_audio(items)
             batch[key] = torch.stack(values)
         elif isinstance(first, np.ndarray):
             batch[key] = torch.stack([torch.as_tensor(v) for v in values])
@@ -130,6 +140,26 @@ def collate_items(items: list[dict]) -> dict:
         else:
             batch[key] = values
     return batch
+
+
+def _batchable_audio(items: list[dict]) -> list[torch.Tensor]:
+    """The items' ``audio`` ``(channels, samples)`` cropped to the shortest; ``ValueError`` naming the
+    items when their channel counts differ or their lengths by more than :data:`AUDIO_LENGTH_TOLERANCE`."""
+    audio = [item["audio"] for item in items]
+    lengths = [a.shape[-1] for a in audio]
+    if len({a.shape[0] for a in audio}) == 1 and max(lengths) - min(lengths) <= AUDIO_LENGTH_TOLERANCE:
+        return [a[..., :min(lengths)] for a in audio]
+    described = []
+    for i, (item, a) in enumerate(zip(items, audio)):
+        where = f"video {item['video']!r}" if "video" in item else f"item {i}"
+        if a.shape[0] == 0:
+            described.append(f"{where}: no audio")
+            continue
+        rate = f"{int(item['sample_rate'])} Hz, " if "sample_rate" in item else ""
+        described.append(f"{where}: {rate}{a.shape[0]} channel(s), {a.shape[-1]} samples")
+    raise ValueError("cannot batch the audio of these clips (" + "; ".join(dict.fromkeys(described)) +
+                     "): clips of videos with other channel counts, sample rates or frame rates cannot "
+                     "share a batch; use batch size 1 (--batch-size 1)")
 
 
 def to_device(batch: dict, device: torch.device) -> dict:

@@ -20,6 +20,8 @@ __all__ = [
     "resize_clip",
     "normalise_clip",
     "batch_value",
+    "item_name",
+    "require_item_audio",
     "clip_fps",
     "clip_log_mel",
     "clip_energy_map",
@@ -111,27 +113,44 @@ def batch_value(batch: dict, key: str, i: int) -> float:
     return float(value)
 
 
+def item_name(batch: dict, i: int) -> str:
+    """How messages name item ``i`` of a batch: ``video '<batch["video"][i]>'``, else ``batch item i``."""
+    return f"video {batch['video'][i]!r}" if "video" in batch else f"batch item {i}"
+
+
+def require_item_audio(batch: dict, i: int, what: str) -> None:
+    """``ValueError`` naming item ``i``'s video (:func:`item_name`) when it has no audio (no channels, no
+    samples or a sample rate of 0: a video without an audio stream) although the model reads ``what``;
+    the message points to the visual-only models."""
+    audio = batch["audio"]
+    if audio.shape[1] == 0 or audio.shape[-1] == 0 or batch_value(batch, "sample_rate", i) <= 0:
+        raise ValueError(f"{item_name(batch, i)} has no audio, but the model reads {what}; choose a "
+                         "visual-only model (e.g. avs360_visual or stavis_visual), or build the model with "
+                         "use_audio=False (and use_aem=False) where it has those options")
+
+
 def clip_fps(batch: dict, i: int, num_frames: int) -> float:
     """Frame rate of item ``i``: ``batch["fps"]`` when present, else implied by the audio covering the
-    clip's ``num_frames`` frames: ``num_frames * sample_rate / samples``."""
+    clip's ``num_frames`` frames: ``num_frames * sample_rate / samples`` (``ValueError`` naming the
+    video when it has no audio, :func:`require_item_audio`)."""
     if "fps" in batch:
         return batch_value(batch, "fps", i)
-    samples = batch["audio"].shape[-1]
-    if samples == 0:
-        raise ValueError("batch['audio'] is empty; cannot infer the frame rate (give batch['fps'])")
-    return num_frames * batch_value(batch, "sample_rate", i) / samples
+    require_item_audio(batch, i, "its audio")
+    return num_frames * batch_value(batch, "sample_rate", i) / batch["audio"].shape[-1]
 
 
 def clip_log_mel(batch: dict, num_frames: int) -> torch.Tensor:
     """Log-mel features of each item's audio, one 64 x 64 example per clip frame, tiled to 3
     channels: ``(B, 3, T, 64, 64)`` (:func:`sphsal.audio.log_mel`, which takes the W channel of
-    ambisonic audio and the channel mean of mono or stereo audio)."""
+    ambisonic audio and the channel mean of mono or stereo audio). ``ValueError`` naming the video of
+    an item without audio (:func:`require_item_audio`)."""
     from sphsal.audio import log_mel
 
     require_keys(batch, ("audio", "sample_rate"), "log-mel features")
     audio = batch["audio"]
     mels = []
     for i in range(audio.shape[0]):
+        require_item_audio(batch, i, "log-mel features of its audio")
         fps = clip_fps(batch, i, num_frames)
         mels.append(log_mel(audio[i].detach().float().cpu(), int(batch_value(batch, "sample_rate", i)), fps,
                             num_frames=num_frames))
@@ -166,7 +185,8 @@ def clip_energy_map(batch: dict, num_frames: int, size: tuple[int, int], *, wind
     over the frames the model sees (``clip_len``: the last ``clip_len`` frames, the first repeated when
     there are fewer, as :func:`fit_clip` makes the clip; default all ``num_frames``) and
     max-normalised, as AVS360 builds it. Raises ``ValueError`` when the audio is not ambisonic (mono,
-    stereo): the message names the model option that turns the AEM off.
+    stereo; the message names the model option that turns the AEM off) or missing
+    (:func:`require_item_audio`).
     """
     from sphsal.audio import energy_map
     from sphsal.audio.ambisonics import require_ambisonic_channels
@@ -174,14 +194,17 @@ def clip_energy_map(batch: dict, num_frames: int, size: tuple[int, int], *, wind
     require_keys(batch, ("audio", "sample_rate"), "the audio energy map")
     audio = batch["audio"]
     ah, aw = analysis_size or (4 * size[0], 4 * size[1])
-    # one channel count for the whole batch: checked once, naming its first item's video
-    where = f"video {batch['video'][0]!r}" if "video" in batch else "the batch's audio"
+    for i in range(audio.shape[0]):
+        require_item_audio(batch, i, "its audio energy map (AEM), which needs ambisonic audio")
+    # one channel count for the whole batch (collate_items): checked once, naming its first item's video
     try:
-        require_ambisonic_channels(audio.shape[1], where)
+        require_ambisonic_channels(audio.shape[1], item_name(batch, 0))
     except ValueError as err:
         raise ValueError(f"{err}. The model reads its audio energy map (AEM), which needs first-order "
-                         "(or higher) ambisonic audio: for mono or stereo videos choose a model without "
-                         "it (model option use_aem=False where there is one; sphsal predict --no-aem)"
+                         "(or higher) ambisonic audio. For mono or stereo audio build a model that has a "
+                         "use_aem option with use_aem=False (--model-arg use_aem=false; sphsal predict "
+                         "--no-aem) or choose one that reads no AEM (e.g. avs360_no_aem); aem_ecb, the "
+                         "AEM prior itself, has no such option and cannot run without ambisonic audio"
                          ) from err
     maps = []
     for i in range(audio.shape[0]):
