@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from sphsal.audio.features import mono_at_rate
-from sphsal.models.inputs import batch_value, clip_fps, require_keys
+from sphsal.models.inputs import batch_value, clip_fps, require_item_audio, require_keys
 
 __all__ = ["clip_waveform", "clip_mel_windows", "MEL_HOP", "MEL_RATE"]
 
@@ -28,11 +28,11 @@ MEL_HOP = 512
 
 
 def _mono(batch: dict, i: int, rate: int) -> np.ndarray:
-    """Item ``i``'s audio as float32 mono at ``rate`` Hz."""
-    source = int(batch_value(batch, "sample_rate", i))
-    if source <= 0:
-        raise ValueError(f"batch['sample_rate'] of item {i} is {source}; the model needs the clip's audio")
-    return mono_at_rate(batch["audio"][i].detach().float().cpu(), source, rate)
+    """Item ``i``'s audio as float32 mono at ``rate`` Hz (``ValueError`` naming the video of an item
+    without audio, :func:`~sphsal.models.inputs.require_item_audio`)."""
+    require_item_audio(batch, i, "its audio waveform")
+    return mono_at_rate(batch["audio"][i].detach().float().cpu(), int(batch_value(batch, "sample_rate", i)),
+                        rate)
 
 
 def clip_waveform(batch: dict, length: int, sample_rate: int = 22050) -> torch.Tensor:

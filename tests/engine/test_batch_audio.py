@@ -87,6 +87,7 @@ class _Silent(torch.utils.data.Dataset):
     ("avs360_no_aem", dict(view="erp_planar", width_mult=0.0625, clip_len=4, frame_size=(32, 64))),
     ("aem_ecb", dict(output_size=(16, 32))),
     ("mvva", dict(width_mult=0.0625, frame_size=(32, 64))),
+    ("stavis", dict(width_mult=0.0625, clip_len=4, frame_size=(32, 64))),  # the SoundNet waveform
 ])
 def test_a_video_without_audio_is_named_for_models_that_read_audio(name, kwargs):
     model = create_model(name, **kwargs)
