@@ -128,34 +128,37 @@ class ClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.index)
 
-    def __getitem__(self, i: int) -> dict:
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"item {i} out of range for a dataset of {len(self)} items")
-        v, t = self.index[i]
+    def clip(self, v: int, t: int) -> dict:
+        """The model's inputs for frame ``t`` of video ``v`` (``frames``, ``audio``, ``sample_rate``,
+        ``video``, ``frame_index``), for any frame of the video, with or without ground truth; no
+        transform applied."""
         entry = self.entries[v]
         indices = clip_indices(t, self.clip_len, entry.num_frames, self.clip_mode, self.clip_step)
-        frames = entry.frames(indices)
-        saliency, fixations = entry.ground_truth(t)
         if entry.audio is not None:
             track, sample_rate = entry.audio.load()
             t0, t1 = clip_span(t, self.clip_len, entry.fps, self.clip_mode, self.clip_step)
             audio = torch.from_numpy(slice_audio(track, *audio_window(t0, t1, sample_rate)))
         else:
             audio, sample_rate = torch.zeros((0, 0)), 0
-        item = {
-            "frames": frames,
-            "audio": audio,
-            "sample_rate": int(sample_rate),
-            "saliency": torch.from_numpy(np.ascontiguousarray(saliency, dtype=np.float32)),
-            "fixations": torch.from_numpy(np.ascontiguousarray(fixations, dtype=np.float32)),
-            "video": entry.name,
-            "frame_index": int(t),
-        }
+        return {"frames": entry.frames(indices), "audio": audio, "sample_rate": int(sample_rate),
+                "video": entry.name, "frame_index": int(t)}
+
+    def truth(self, v: int, t: int) -> dict:
+        """The ground truth of frame ``t`` of video ``v``: ``saliency`` and ``fixations`` tensors."""
+        saliency, fixations = self.entries[v].ground_truth(t)
+        return {"saliency": torch.from_numpy(np.ascontiguousarray(saliency, dtype=np.float32)),
+                "fixations": torch.from_numpy(np.ascontiguousarray(fixations, dtype=np.float32))}
+
+    def __getitem__(self, i: int) -> dict:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"item {i} out of range for a dataset of {len(self)} items")
+        v, t = self.index[i]
+        item = {**self.clip(v, t), **self.truth(v, t)}
         if self.prev_saliency:
             known = self._has_truth[v]
             has_prev = t > 0 and (known is None or t - 1 in known)
-            prev = entry.ground_truth(t - 1)[0] if has_prev else np.zeros_like(saliency)
-            item["prev_saliency"] = torch.from_numpy(np.ascontiguousarray(prev, dtype=np.float32))
+            item["prev_saliency"] = (self.truth(v, t - 1)["saliency"] if has_prev
+                                     else torch.zeros_like(item["saliency"]))
         return self.transform(item) if self.transform is not None else item
 
     def __repr__(self) -> str:

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from sphsal._checks import check_integer
+from sphsal.data.dataset import ClipDataset
 from sphsal.engine.runtime import collate_items, resolve_device, to_device
 from sphsal.metrics import DEFAULT_METRICS, METRICS, Evaluator
 from sphsal.metrics.evaluate import fixation_counts, other_frames_negatives
@@ -78,38 +79,34 @@ def _predictions(model, dataset: Dataset, batch_size: int, device, progress: boo
         yield batch, model(**model.prepare_inputs(batch))
 
 
-def _fed_back_predictions(model, dataset: Dataset, device, progress: bool):
+def _fed_back_predictions(model, dataset, device, progress: bool):
     """``(batch of one, model output)`` for the scored items of a :class:`~sphsal.data.ClipDataset`, for a
-    model that reads the previous frame's map: each video is run frame by frame from its first frame to
-    its last scored one, every prediction fed back as the next frame's ``prev_saliency`` (zeros for the
-    first), as ``sphsal predict`` runs it. The items' own ``prev_saliency`` (the ground truth) is never
-    read: it would hand the model the answer."""
-    from sphsal.data import ClipDataset
-
-    sequence = ClipDataset(dataset.entries, clip_len=dataset.clip_len, clip_mode=dataset.clip_mode,
-                           clip_step=dataset.clip_step)
+    model that reads the previous frame's map: each video is run on every frame from its first to its
+    last scored one, each prediction (at the frame size) fed back as the next frame's ``prev_saliency``
+    (zeros for the first), as ``sphsal predict`` runs it; ground truth is read for the scored frames
+    only. The items' own ``prev_saliency`` (the previous frame's ground truth) is never used: it would
+    hand the model the answer."""
     scored = set(dataset.index)
     last = {}
     for v, t in scored:
         last[v] = max(t, last.get(v, t))
-    previous, current = None, None
     bar = tqdm(total=len(scored), desc="evaluate", disable=not progress, unit="frame")
-    for i, (v, t) in enumerate(sequence.index):
-        if t > last.get(v, -1):
-            continue
-        if v != current:
-            previous, current = None, v
-        item = sequence[i]
-        size = tuple(item["saliency"].shape[-2:])
-        item["prev_saliency"] = torch.zeros(size) if previous is None else previous
-        if dataset.transform is not None:
-            item = dataset.transform(item)
-        batch = to_device(collate_items([item]), device)
-        pred = model(**model.prepare_inputs(batch))
-        previous = upsample_prediction(pred, size)[0].cpu()
-        if (v, t) in scored:
-            bar.update(1)
-            yield batch, pred
+    for v in sorted(last):
+        previous = None
+        for t in range(last[v] + 1):
+            item = dataset.clip(v, t)
+            size = tuple(item["frames"].shape[-2:])
+            item["prev_saliency"] = torch.zeros(size) if previous is None else previous
+            if (v, t) in scored:
+                item.update(dataset.truth(v, t))
+            if dataset.transform is not None:
+                item = dataset.transform(item)
+            batch = to_device(collate_items([item]), device)
+            pred = model(**model.prepare_inputs(batch))
+            previous = upsample_prediction(pred, size)[0].cpu()
+            if (v, t) in scored:
+                bar.update(1)
+                yield batch, pred
     bar.close()
 
 
@@ -139,7 +136,8 @@ def evaluate_model(model: torch.nn.Module, dataset: Dataset, *, out_dir=None,
 
     A model that reads the previous frame's map (the spherical U-Net) is run on each video frame by
     frame, its own previous prediction fed back (see :func:`_fed_back_predictions`; every frame up to
-    the last scored one is predicted, ``frame_step`` times the work), never the ground truth's.
+    the last scored one is predicted, ``frame_step`` times the work), never the ground truth's; it needs
+    a :class:`~sphsal.data.ClipDataset` (``ValueError`` otherwise).
     """
     batch_size = check_integer(batch_size, "batch_size")
     evaluator = Evaluator(metrics, weights=weights, baseline=baseline, seed=seed)
@@ -148,7 +146,12 @@ def evaluate_model(model: torch.nn.Module, dataset: Dataset, *, out_dir=None,
     model = model.to(device).eval()
     totals = _video_fixation_counts(dataset, progress) if "auc_shuffled" in evaluator.metrics else None
     spec = getattr(model, "input_spec", None)
-    if spec is not None and spec.needs_prev_saliency and hasattr(dataset, "entries"):
+    if spec is not None and spec.needs_prev_saliency:
+        if not isinstance(dataset, ClipDataset):
+            name = getattr(model, "model_name", type(model).__name__)
+            raise ValueError(f"{name} reads the previous frame's map, so it is evaluated video by video on "
+                             "its own predictions, which needs a sphsal.data.ClipDataset, got "
+                             f"{type(dataset).__name__}")
         predictions = _fed_back_predictions(model, dataset, device, progress)
     else:
         predictions = _predictions(model, dataset, batch_size, device, progress)

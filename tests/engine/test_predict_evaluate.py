@@ -126,6 +126,22 @@ def test_evaluation_feeds_back_the_models_own_maps_not_the_ground_truth(tmp_path
     truth = torch.as_tensor(entry.ground_truth(2)[0], dtype=torch.float32)
     assert not torch.allclose(seen[3][2], truth, atol=1e-3)  # frame 3 was given frame 2's prediction
 
+    # ground truth on some frames only (as the folder adapter gives it): every frame before the last
+    # scored one still runs, in order, each fed the previous frame's prediction
+    import dataclasses
+
+    from sphsal.data import ClipDataset
+
+    sparse = ClipDataset([dataclasses.replace(entry, targets=[2, 5])], clip_len=ds.clip_len)
+    seen.clear()
+    outputs.clear()
+    assert evaluate_model(model, sparse, metrics=("cc",), progress=False)["n_frames"] == 2
+    assert [t for _, t, _ in seen] == list(range(6))
+    torch.testing.assert_close(seen[4][2], upsample_prediction(outputs[3], seen[4][2].shape)[0].cpu())
+    with pytest.raises(ValueError, match="evaluated video by video on its own predictions, which needs a "
+                                         "sphsal.data.ClipDataset, got Subset"):
+        evaluate_model(model, torch.utils.data.Subset(ds, [0, 1]), metrics=("cc",), progress=False)
+
 
 def test_training_dataset_gets_the_previous_ground_truth(tmp_path):
     from sphsal.data import make_dataset
