@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 from torch import nn
@@ -22,8 +23,11 @@ _SAME_COMPUTATION = (ClipConv3d,)
 # the methods through which the planar layers compute: a subclass overriding one computes something else
 _FORWARD_METHODS = ("forward", "_conv_forward", "_output_padding")
 # what nn.Module.__init__ creates: parameters, buffers, submodules, hooks, training mode. A twin takes these
-# over from its planar layer (the same objects), so tied weights, optimizers and hook handles keep working.
+# over from its planar layer: the same Parameter and buffer tensors (tied weights and optimizers keep
+# working) in copies of the containers (the planar layer, if someone keeps it, is not changed through the
+# twin), and the same hook dicts (their handles still remove them).
 _MODULE_STATE = tuple(vars(nn.Module()))
+_COPIED_CONTAINERS = ("_parameters", "_buffers", "_modules", "_non_persistent_buffers_set")
 
 
 def _custom_forward(m: nn.Module) -> str | None:
@@ -32,7 +36,8 @@ def _custom_forward(m: nn.Module) -> str | None:
     for same in (base, *_SAME_COMPUTATION):
         if all(getattr(type(m), f, None) is getattr(same, f, None) for f in _FORWARD_METHODS):
             return None
-    return (f"{type(m).__qualname__} overrides nn.{base.__name__}'s forward, so a spherical twin would not "
+    method = next(f for f in _FORWARD_METHODS if getattr(type(m), f, None) is not getattr(base, f, None))
+    return (f"{type(m).__qualname__} overrides nn.{base.__name__}'s {method}, so a spherical twin would not "
             "compute what it computes")
 
 
@@ -85,8 +90,9 @@ def _unsupported_option(m: nn.Module) -> str | None:
 
 
 def _twin(m: nn.Module, interpolation: str, stencil: str) -> nn.Module | str:
-    """The spherical replacement of ``m``, which takes over ``m``'s parameters, buffers, submodules, hooks
-    and training mode (the objects themselves), or the reason there is none."""
+    """The spherical replacement of ``m``, which takes over ``m``'s parameters and buffers (the tensors
+    themselves, in copied containers), its hooks (the same hook dicts) and training mode, or the reason
+    there is none."""
     if isinstance(m, nn.ConvTranspose3d):
         return "there is no spherical transposed 3D convolution"
     problem = _unsupported_option(m) or _custom_forward(m)
@@ -110,7 +116,9 @@ def _twin(m: nn.Module, interpolation: str, stencil: str) -> nn.Module | str:
             return geometry
         cls = SphericalMaxPool2d if isinstance(m, nn.MaxPool2d) else SphericalAvgPool2d
         twin = cls(geometry[0], geometry[1], stencil=stencil)
-    twin.__dict__.update({name: m.__dict__[name] for name in _MODULE_STATE})
+    state = {name: m.__dict__[name] for name in _MODULE_STATE}
+    state.update({name: copy.copy(state[name]) for name in _COPIED_CONTAINERS})
+    twin.__dict__.update(state)
     return twin
 
 
