@@ -14,8 +14,8 @@ that read the previous frame's saliency (the spherical U-Net) get their own pred
     overlay.mp4          heatmap over the frames, with the source audio
     done.json            written last: the video, its frames, and the settings that made the outputs
 
-A rerun skips a video whose ``done.json`` records the same source video (its resolved path, size and
-modification time: another file of the same name, or the same file changed, is another source), the
+A rerun skips a video whose ``done.json`` records the same source video (its size and modification
+time: another file of the same name, or the same file changed, is another source), the
 same model settings (registry name, options, weights digest, requested frame rate) and every output
 asked for now; with the same source and model settings but an output missing (e.g. ``save_npy`` now,
 not then) the video is redone. Outputs of another source or other model settings are never replaced
@@ -131,11 +131,12 @@ def _weights_digest(model: torch.nn.Module) -> str:
 
 
 def source_identity(path) -> dict:
-    """The video file ``path`` as ``done.json`` records it: its resolved path, size (bytes) and
-    modification time (ns). Cheap (no hashing of the video); another file of the same name, or the same
-    file rewritten or touched, has another identity."""
+    """The video file ``path`` as ``done.json`` matches it: its size (bytes) and modification time (ns).
+    Cheap (no hashing of the video); another file of the same name, or the same file rewritten or
+    touched, almost surely has another identity, while the same file moved with its folder (or the
+    folder mounted elsewhere) keeps it. The record's ``video`` entry gives the path."""
     status = os.stat(path)
-    return {"path": os.path.realpath(path), "size": status.st_size, "mtime_ns": status.st_mtime_ns}
+    return {"size": status.st_size, "mtime_ns": status.st_mtime_ns}
 
 
 def output_settings(model: torch.nn.Module, path, *, fps=None, save_png: bool = True, save_npy: bool = False,
@@ -176,7 +177,8 @@ def _previous_record(done_path: str, settings: dict) -> dict | None:
                          "redo the video")
     differences = mapping_differences(record, settings, keys=list(MATCHED_SETTINGS))
     if differences:
-        made = ["from another video file (or the same file changed since)"] if "source" in differences else []
+        made = ([f"from another video file ({record.get('video')!r} as recorded, or that file changed since)"]
+                if "source" in differences else [])
         if set(differences) - {"source"}:
             made.append("with other model settings")
         raise ValueError(f"{folder} holds predictions made {' and '.join(made)} "

@@ -92,8 +92,8 @@ class TrainConfig:
     resume (start it again).
 
     ``dataset_kwargs`` go to the dataset adapter; without a ``"split"`` the run trains on the
-    ``"train"`` split (as ``sphsal train`` does; the adapters hold every fifth video out for test), and
-    the config records it.
+    ``"train"`` split as the adapter defines it (as ``sphsal train`` does: every fifth video held out
+    for test, or the published folds for ``stavis``), and the config records it.
 
     Values are checked on construction (:meth:`validate`): ``ValueError`` naming the field.
     """

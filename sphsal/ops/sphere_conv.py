@@ -17,7 +17,8 @@ planar 1x1 convolution.
 The fast backends' operators carry a reverse-mode formula only: calls under a ``torch.func`` transform
 (``jvp``, ``grad``, ``vmap``, ...) or with forward-mode tangents run the reference, and a gradient taken
 with ``create_graph=True`` is the reference's (so double backward works, holding ``K`` times the input).
-``torch.utils.flop_counter`` counts them as the planar convolution of the same shapes.
+``torch.utils.flop_counter`` counts them as the planar convolution of the same shapes (the CUDA backward
+operator computes both gradients and is counted for both).
 """
 
 from __future__ import annotations
