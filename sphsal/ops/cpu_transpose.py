@@ -21,7 +21,7 @@ from sphsal.ops.cpu_banded import (
     _memory_format,
     _setup_context,
 )
-from sphsal.ops.sphere_conv import planar_conv_transpose_flops, reference_vjp
+from sphsal.ops.sphere_conv import planar_conv_transpose_flops, reference_vjp, square_kernel_reference
 from sphsal.ops.sphere_conv_transpose import output_shape, sphere_conv_transpose2d_reference
 from sphsal.ops.stencils import table_for
 
@@ -54,11 +54,7 @@ def _transpose_backward(ctx, grad_out):
     need_x, need_w = ctx.needs_input_grad[:2]
     grad_x = grad_w = grad_b = None
     if torch.is_grad_enabled() and (need_x or need_w):  # create_graph: a gradient autograd can differentiate
-        def reference(x_, w_):
-            w_ = w_.view(*w_.shape[:2], kernel_size, kernel_size)
-            return sphere_conv_transpose2d_reference(x_, w_, None, stride, dilation, interpolation, stencil,
-                                                     groups)
-
+        reference = square_kernel_reference(sphere_conv_transpose2d_reference, *stencil_args)
         grad_x, grad_w = reference_vjp(reference, (x, weight), (need_x, need_w), grad_out)
     else:
         if need_x:  # the convolution itself

@@ -32,6 +32,7 @@ from sphsal.ops.sphere_conv import (
     planar_conv_transpose_flops,
     reference_vjp,
     sphere_conv2d_reference,
+    square_kernel_reference,
 )
 from sphsal.ops.sphere_conv_transpose import output_shape, sphere_conv_transpose2d_reference
 from sphsal.ops.stencils import NeighbourTable, table_for
@@ -272,21 +273,12 @@ def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(x, weight)
 
 
-def _reference(op, x: torch.Tensor, weight: torch.Tensor, kernel_size: int, stride: int, dilation: int,
-               interpolation: str, stencil: str) -> torch.Tensor:
-    """The plain-torch reference of ``op`` (:func:`sphere_conv2d_reference` or
-    :func:`sphere_conv_transpose2d_reference`) with the operators' ``(C0, C1, K)`` weight, for gradients
-    that autograd differentiates again (``create_graph=True``)."""
-    weight = weight.view(*weight.shape[:2], kernel_size, kernel_size)
-    return op(x, weight, None, stride, dilation, interpolation, stencil)
-
-
 def _double_differentiable(ctx, grad_out: torch.Tensor, op) -> tuple | None:
     """The backward's result by the reference of ``op`` when the gradient's graph is recorded, else None."""
     if not (torch.is_grad_enabled() and any(ctx.needs_input_grad[:2])):
         return None
-    grads = reference_vjp(lambda x, w: _reference(op, x, w, *ctx.config), ctx.saved_tensors,
-                          ctx.needs_input_grad[:2], grad_out)
+    reference = square_kernel_reference(op, *ctx.config)
+    grads = reference_vjp(reference, ctx.saved_tensors, ctx.needs_input_grad[:2], grad_out)
     return tuple(grads) + (None,) * len(ctx.config)
 
 

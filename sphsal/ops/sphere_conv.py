@@ -214,6 +214,12 @@ def reference_vjp(reference, inputs: tuple, needs: tuple, grad_out: torch.Tensor
     return [next(grads) if need else None for need in needs]
 
 
+def square_kernel_reference(op, kernel_size: int, *args):
+    """``(x, weight) -> op(x, weight, None, *args)`` with a fast operator's ``(C0, C1, K)`` weight viewed as
+    ``(C0, C1, k, k)``: the plain reference of that operator, for :func:`reference_vjp`."""
+    return lambda x, weight: op(x, weight.view(*weight.shape[:2], kernel_size, kernel_size), None, *args)
+
+
 def planar_conv_flops(x_shape, w_shape, *_, out_shape, **__) -> int:
     """``torch.utils.flop_counter`` formula of the fast operators (``x``, ``weight`` first; weight
     ``(C_out, C_in / groups, ...)``): the planar convolution's count, the interpolation of bilinear taps
