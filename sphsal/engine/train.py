@@ -126,14 +126,16 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Check every field (``ValueError`` naming it); paths become strings and numpy numbers plain
-        ones, so the config saves as JSON and in a checkpoint."""
+        """Check every field (``ValueError`` naming it); paths become strings (``root`` absolute) and numpy
+        numbers plain ones, so the config saves as JSON and in a checkpoint."""
         for name in ("model", "dataset", "out_dir"):
             setattr(self, name, _text_field(name, getattr(self, name)))
         if isinstance(self.device, torch.device):
             self.device = str(self.device)
         for name in ("root", "loss", "device"):
             setattr(self, name, _text_field(name, getattr(self, name), optional=True))
+        if self.root is not None:  # recorded absolute: a resume from another folder reads the same data
+            self.root = os.path.abspath(self.root)
         for name in ("model_kwargs", "dataset_kwargs"):
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"TrainConfig.{name} must be a dict, got {getattr(self, name)!r}")

@@ -435,8 +435,13 @@ def test_resume_compares_folders_not_their_spelling(tmp_path, monkeypatch):
     for root, cache in (("data/", "cache/"), (str(tmp_path / "data"), str(tmp_path / "cache")),
                         ("./link", "cache")):
         check_resumable("last.pt", dict(stored), now(root, cache))
-    with pytest.raises(ValueError, match=r"root: 'data' \(checkpoint\) vs 'other/' \(now\)"):
+    with pytest.raises(ValueError, match=r"root: '.*/data' \(checkpoint\) vs '.*/other' \(now\)"):
         check_resumable("last.pt", dict(stored), now("other/", "cache"))
+    # the root is recorded absolute: the same relative --root from another folder is another folder
+    (tmp_path / "other" / "data").mkdir()
+    monkeypatch.chdir(tmp_path / "other")
+    with pytest.raises(ValueError, match=r"root: '.*/data' \(checkpoint\) vs '.*/other/data' \(now\)"):
+        check_resumable("last.pt", dict(stored), now("data", str(tmp_path / "cache")))
     with pytest.raises(ValueError, match=r"dataset_kwargs: .*'cache_dir': 'cache'.* \(checkpoint\) vs "
                                          r".*'cache_dir': 'other'"):
         check_resumable("last.pt", dict(stored), now("data/", "other"))
