@@ -239,7 +239,7 @@ def predict_video(model: torch.nn.Module, path, out_dir, *, fps=None, batch_size
                                make_overlay=make_overlay)
     earlier = None if overwrite else _previous_record(done_path, settings)
     if earlier is not None and not _missing_outputs(earlier, settings):
-        return {**earlier, "video": path, "skipped": True}  # the path given now (same file, resolved)
+        return {**earlier, "video": path, "skipped": True}  # the path given now, not the recorded one
     device = resolve_device(device)
     model = model.to(device).eval()
     audio, rate = _load_video_audio(path, model)
