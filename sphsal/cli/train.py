@@ -1,9 +1,9 @@
 """``sphsal train``: train a registered model on a dataset (works under ``torchrun``).
 
 A run folder that already holds a run's ``last.pt`` is refused: continue it with ``--resume`` (same
-settings and number of processes) or replace it with ``--overwrite`` (the old ``last.pt`` is deleted as
-the new run starts, so an overwrite interrupted before its first checkpoint leaves none to resume: run
-it again).
+settings and number of processes) or replace it with ``--overwrite`` (the old ``last.pt`` and TensorBoard
+event files are deleted as the new run starts, so an overwrite interrupted before its first checkpoint
+leaves none to resume: run it again).
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ def register(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="start a new run even if OUT holds a run's last.pt (deleted as the new run starts)")
     p.add_argument("--tensorboard", action="store_true",
-                   help="also log to OUT/tensorboard (needs tensorboard)")
+                   help="also log to OUT/tensorboard (needs tensorboard; a resumed run's events after "
+                        "its checkpoint are dropped)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 

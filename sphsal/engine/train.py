@@ -7,8 +7,9 @@ inside the epoch's sample order are restored, so a killed and resumed run ends w
 an uninterrupted one (on deterministic kernels; CPU training is deterministic). A resumed run must use
 the stored settings except :data:`RESUMABLE_FIELDS` (paths compare as the folders they name) and the
 same number of processes; a new run refuses a folder that already holds ``last.pt`` unless
-``overwrite=True``, which deletes that ``last.pt`` before the new ``config.json`` and ``log.csv`` are
-written: the folder never pairs one run's checkpoint with another's settings or log. A non-finite
+``overwrite=True``, which deletes that ``last.pt`` (and TensorBoard event files) before the new
+``config.json`` and ``log.csv`` are written: the folder never pairs one run's checkpoint or events with
+another's settings or log. A non-finite
 prediction, loss or gradient norm stops training with a ``FloatingPointError`` before the optimiser
 step, so no checkpoint ever holds NaN weights.
 
@@ -46,6 +47,7 @@ from sphsal.engine.runtime import (
 
 CHECKPOINT_NAME = "last.pt"
 LOG_NAME = "log.csv"
+TENSORBOARD_DIR = "tensorboard"
 # The largest learning rate the optimisers can apply to float32 weights.
 _LARGEST_LR = torch.finfo(torch.float32).max
 _LOG_FIELDS = ("step", "epoch", "loss", "lr", "grad_norm", "seconds")
@@ -87,9 +89,9 @@ class TrainConfig:
     :func:`lr_factor` of the step over all ``epochs`` (``max_steps`` does not shorten it); a pure
     function of the step, so a resumed run follows it exactly. ``clip_grad``: the largest gradient norm
     (``None`` or 0: no clipping). ``overwrite``: a new run may replace a run folder's ``last.pt`` (by
-    default that is refused: resume it or choose another ``out_dir``); the old ``last.pt`` is deleted
-    when the new run starts, so an overwrite interrupted before its first checkpoint leaves nothing to
-    resume (start it again).
+    default that is refused: resume it or choose another ``out_dir``); the old ``last.pt`` and
+    ``tensorboard/events.out.tfevents.*`` files are deleted when the new run starts, so an overwrite
+    interrupted before its first checkpoint leaves nothing to resume (start it again).
 
     ``dataset_kwargs`` go to the dataset adapter; without a ``"split"`` the run trains on the
     ``"train"`` split as the adapter defines it (as ``sphsal train`` does: every fifth video held out
@@ -209,6 +211,19 @@ def _require_tensorboard():
     return SummaryWriter
 
 
+def _remove_previous_run(out_dir: str) -> None:
+    """Deletes ``out_dir``'s checkpoint and the TensorBoard event files in its ``tensorboard`` folder
+    (other files there are kept), before a new run writes its ``config.json`` and ``log.csv``."""
+    ckpt_path = os.path.join(out_dir, CHECKPOINT_NAME)
+    if os.path.exists(ckpt_path):
+        os.remove(ckpt_path)
+    tb_dir = os.path.join(out_dir, TENSORBOARD_DIR)
+    if os.path.isdir(tb_dir):
+        for name in os.listdir(tb_dir):
+            if name.startswith("events.out.tfevents."):
+                os.remove(os.path.join(tb_dir, name))
+
+
 class _LogWriter:
     """``log.csv`` (rows beyond a resumed checkpoint's step are dropped) and optional TensorBoard."""
 
@@ -220,8 +235,9 @@ class _LogWriter:
             writer.writeheader()
             writer.writerows(rows)
         self.tb = None
-        if tensorboard:
-            self.tb = _require_tensorboard()(os.path.join(out_dir, "tensorboard"))
+        if tensorboard:  # a resumed run's events logged after its checkpoint are dropped by TensorBoard
+            self.tb = _require_tensorboard()(os.path.join(out_dir, TENSORBOARD_DIR),
+                                             purge_step=resume_step + 1 if resume_step else None)
 
     def _read(self, resume_step: int) -> list[dict]:
         """The existing log's rows up to ``resume_step``; rows of later steps (logged after the checkpoint
@@ -509,8 +525,8 @@ def _train(config, runtime: Runtime, resume, dataset, create_model, build_loss) 
         from sphsal.models.checkpoints import plain_value
 
         os.makedirs(out_dir, exist_ok=True)
-        if state is None and os.path.exists(ckpt_path):  # overwrite: the old run's checkpoint goes first,
-            os.remove(ckpt_path)  # so it never pairs with this run's config.json and log.csv
+        if state is None:  # overwrite: the old run's checkpoint and TensorBoard events go first, so they
+            _remove_previous_run(out_dir)  # never pair with this run's config.json and log.csv
         write_text(os.path.join(out_dir, "config.json"),
                    json.dumps(plain_value(asdict(config), "TrainConfig"), indent=2))
     log = _LogWriter(out_dir, progress["step"], config.tensorboard) if runtime.is_main else None

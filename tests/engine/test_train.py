@@ -492,3 +492,37 @@ def test_the_api_trains_on_the_train_split_by_default(tmp_path):
         check_resumable("last.pt", stored, config)
     check_resumable("last.pt", stored, TrainConfig(**{**vars(config), "dataset_kwargs": {
         "split": "all", "cache_dir": None}}))
+
+
+def test_tensorboard_events_of_an_old_run_are_removed_and_a_resume_purges_later_steps(tmp_path, monkeypatch):
+    """TensorBoard shows every event file in OUT/tensorboard: an overwritten run's curves stayed beside the
+    new run's, and a resumed run's steps after its checkpoint were drawn twice."""
+    import sphsal.engine.train as engine_train
+
+    writers = []
+
+    class FakeWriter:
+        def __init__(self, log_dir, purge_step=None):
+            os.makedirs(log_dir, exist_ok=True)
+            self.path = os.path.join(log_dir, f"events.out.tfevents.{len(writers)}")
+            self.purge_step, self.steps = purge_step, []
+            open(self.path, "w").close()
+            writers.append(self)
+
+        def add_scalar(self, tag, value, step):
+            self.steps.append(step)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(engine_train, "_require_tensorboard", lambda: FakeWriter)
+    ds = BlobDataset(12)
+    train(_config(tmp_path, max_steps=3, tensorboard=True), dataset=ds)
+    (tmp_path / "tensorboard" / "notes.txt").write_text("mine")
+    train(_config(tmp_path, max_steps=3, tensorboard=True, overwrite=True), dataset=ds)
+    assert sorted(os.listdir(tmp_path / "tensorboard")) == ["events.out.tfevents.1", "notes.txt"]
+    assert writers[1].purge_step is None
+    train(_config(tmp_path, max_steps=5, tensorboard=True), dataset=ds, resume=True)  # from step 3
+    assert writers[2].purge_step == 4 and writers[2].steps[0] == 4
+    train(_config(tmp_path, max_steps=2, overwrite=True), dataset=ds)  # no TensorBoard: old events go too
+    assert os.listdir(tmp_path / "tensorboard") == ["notes.txt"]
