@@ -19,21 +19,28 @@ from sphsal.ops.time_fold import conv_frames_as_channels
 __all__ = ["ClipConv3d"]
 
 
+@torch.fx.wrap
+def _zero_padded_conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                        stride: tuple[int, int, int], padding: tuple[int, int, int],
+                        dilation: tuple[int, int, int]) -> torch.Tensor:
+    """``F.conv3d`` of ``x`` ``(B, Ci, T, H, W)`` (or unbatched) with zero ``padding``, run as one
+    ``Conv2d`` over the frames taken as channels where ``T`` is smaller than the temporal kernel and its
+    padding reaches it (temporal dilation 1, one group). An fx leaf: the choice depends on ``T``."""
+    frames, kt = (x.shape[2], weight.shape[2]) if x.dim() == 5 else (0, 0)
+    if not frames < kt <= frames + 2 * padding[0] or dilation[0] != 1:
+        return F.conv3d(x, weight, bias, stride, padding, dilation)
+    return conv_frames_as_channels(x, weight, bias, stride[0], padding[0],
+                                   lambda images, w, b: F.conv2d(images, w, b, stride[1:], padding[1:],
+                                                                 dilation[1:]))
+
+
 class ClipConv3d(nn.Conv3d):
     """``nn.Conv3d`` (same arguments) whose ``(B, Ci, T, H, W)`` inputs with ``T`` smaller than the
     temporal kernel run as one ``Conv2d`` over the frames taken as channels; other inputs, and
     grouped, temporally dilated, string-padded or non-zero-padded layers, run ``nn.Conv3d``.
-    Returns ``(B, Co, T_out, H_out, W_out)`` as ``nn.Conv3d`` does."""
-
-    def _frames_as_channels(self, x: torch.Tensor) -> bool:
-        if isinstance(self.padding, str) or self.groups != 1 or self.dilation[0] != 1:
-            return False
-        frames, kt = (x.shape[2], self.kernel_size[0]) if x.dim() == 5 else (0, 0)
-        return self.padding_mode == "zeros" and frames < kt <= frames + 2 * self.padding[0]
+    Returns ``(B, Co, T_out, H_out, W_out)`` as ``nn.Conv3d`` does; ``torch.fx`` traces it as one call."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self._frames_as_channels(x):
+        if isinstance(self.padding, str) or self.groups != 1 or self.padding_mode != "zeros":
             return super().forward(x)
-        return conv_frames_as_channels(x, self.weight, self.bias, self.stride[0], self.padding[0],
-                                       lambda images, w, b: F.conv2d(images, w, b, self.stride[1:],
-                                                                     self.padding[1:], self.dilation[1:]))
+        return _zero_padded_conv3d(x, self.weight, self.bias, self.stride, self.padding, self.dilation)

@@ -88,3 +88,18 @@ def test_short_clips_train_under_inductor():
     result = subprocess.run([sys.executable, "-c", _INDUCTOR_SCRIPT], capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_fx_symbolic_trace_of_clip_conv3d():
+    """The folding depends on the clip's length: torch.fx traces the layer as one call (it failed on
+    the length comparison) whose traced module computes the layer's output for short and long clips."""
+    layer = nn.Sequential(ClipConv3d(3, 4, 3, padding=1), nn.ReLU())
+    traced = torch.fx.symbolic_trace(layer)
+    calls = [n.target.__name__ for n in traced.graph.nodes if n.op == "call_function"]
+    assert calls == ["_zero_padded_conv3d"]
+    replicate = ClipConv3d(3, 4, 3, padding=1, padding_mode="replicate")  # always nn.Conv3d's forward
+    traced_replicate = torch.fx.symbolic_trace(replicate)
+    for frames in (1, 2, 5):
+        x = torch.randn(2, 3, frames, 8, 8)
+        torch.testing.assert_close(traced(x), layer(x))
+        torch.testing.assert_close(traced_replicate(x), replicate(x))
