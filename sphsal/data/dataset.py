@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from sphsal._checks import check_integer
 from sphsal.data.clips import CLIP_MODES, audio_window, clip_indices, clip_span, slice_audio
 
 __all__ = ["VideoEntry", "ClipDataset", "split_videos", "SPLITS", "check_root"]
@@ -72,7 +73,8 @@ class VideoEntry:
         fps: frame rate (``Fraction``) at which frames are indexed.
         frames: ``indices -> (3, T, H, W)`` float32 clip.
         ground_truth: ``index -> (saliency (H, W), fixations (H, W))``.
-        audio: an object with ``load() -> (audio (channels, samples), sample_rate)``, or ``None``.
+        audio: an object with ``load(sample_rate=None) -> (audio (channels, samples), sample_rate)``
+            (resampled to ``sample_rate`` Hz when one is given), or ``None``.
         targets: the frame indices that may be targets (``None``: all frames).
     """
 
@@ -99,10 +101,13 @@ class ClipDataset(Dataset):
             frame before the target (zeros for a video's first frame and for a frame whose predecessor
             has no ground truth, i.e. is not among the video's ``targets``), for models that take the
             previous map as input (the spherical U-Net).
+        sample_rate: resample every video's audio to this rate (Hz) when it is loaded, so that videos
+            recorded at other rates share batches; ``None``: each at its stored rate.
     """
 
     def __init__(self, entries: list[VideoEntry], clip_len: int = 16, frame_step: int = 1,
-                 clip_mode: str = "end", clip_step: int = 1, transform=None, prev_saliency: bool = False):
+                 clip_mode: str = "end", clip_step: int = 1, transform=None, prev_saliency: bool = False,
+                 sample_rate: int | None = None):
         if clip_len < 1 or frame_step < 1 or clip_step < 1:
             raise ValueError(f"clip_len, frame_step and clip_step must be >= 1, got {clip_len}, "
                              f"{frame_step}, {clip_step}")
@@ -113,6 +118,8 @@ class ClipDataset(Dataset):
         self.clip_mode, self.clip_step = clip_mode, int(clip_step)
         self.transform = transform
         self.prev_saliency = bool(prev_saliency)
+        self.sample_rate = (None if sample_rate is None
+                            else check_integer(sample_rate, "sample_rate", whole_floats=True, unit="Hz"))
         self.index: list[tuple[int, int]] = []
         self._has_truth: list[set[int] | None] = []  # per video: frames with ground truth (None: all)
         for v, entry in enumerate(self.entries):
@@ -135,7 +142,8 @@ class ClipDataset(Dataset):
         entry = self.entries[v]
         indices = clip_indices(t, self.clip_len, entry.num_frames, self.clip_mode, self.clip_step)
         if entry.audio is not None:
-            track, sample_rate = entry.audio.load()
+            track, sample_rate = (entry.audio.load() if self.sample_rate is None
+                                  else entry.audio.load(sample_rate=self.sample_rate))
             t0, t1 = clip_span(t, self.clip_len, entry.fps, self.clip_mode, self.clip_step)
             audio = torch.from_numpy(slice_audio(track, *audio_window(t0, t1, sample_rate)))
         else:

@@ -44,7 +44,8 @@ def create_dataset(name: str, root, **options):
     adapter's docstring).
 
     Every adapter takes ``size``, ``split`` and the :class:`~sphsal.data.dataset.ClipDataset` options
-    (``clip_len``, ``frame_step``, ``clip_mode``, ``clip_step``, ``transform``, ``prev_saliency``). The
+    (``clip_len``, ``frame_step``, ``clip_mode``, ``clip_step``, ``transform``, ``prev_saliency``,
+    ``sample_rate``: the audio resampled to one rate in Hz). The
     video-file adapters (``360av-hm``, ``vr-eyetracking``, ``pvs-hm``, ``salient360``) also take ``fps``;
     ``eccv18``, ``stavis`` and ``folder`` index the frames as stored. An unknown option raises
     ``TypeError`` naming it.

@@ -18,8 +18,9 @@ from sphsal.data.video import VideoReader, parse_size, source_frame
 
 __all__ = ["VideoFrames", "ImageFrames", "AudioTrack", "ImageMaps", "read_image", "resize_map"]
 
-# Decoded audio tracks, most recently used last: {path: (audio, sample_rate)} (per process).
-_AUDIO_CACHE: OrderedDict[str, tuple[np.ndarray, int]] = OrderedDict()
+# Decoded audio tracks, most recently used last: {(path, requested sample rate or None): (audio,
+# sample_rate)} (per process).
+_AUDIO_CACHE: OrderedDict[tuple[str, int | None], tuple[np.ndarray, int]] = OrderedDict()
 _AUDIO_CACHE_TRACKS = 4
 
 
@@ -138,20 +139,22 @@ class AudioTrack:
 
         check_audio_length(self.path, samples, sample_rate, self.duration, 1 / self.fps, "the video")
 
-    def load(self) -> tuple[np.ndarray, int]:
-        """``(audio (channels, samples) float32, sample_rate)``."""
-        if self.path in _AUDIO_CACHE:
-            _AUDIO_CACHE.move_to_end(self.path)
+    def load(self, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
+        """``(audio (channels, samples) float32, sample_rate)``; resampled to ``sample_rate`` (Hz) when
+        one is given (``None``: the stored rate)."""
+        key = (self.path, sample_rate)
+        if key in _AUDIO_CACHE:
+            _AUDIO_CACHE.move_to_end(key)
         else:
             from sphsal.audio import load_audio
 
-            data, sample_rate = load_audio(self.path, align_to_video=True)
-            _AUDIO_CACHE[self.path] = (np.asarray(data, dtype=np.float32), int(sample_rate))
+            data, rate = load_audio(self.path, sample_rate=sample_rate, align_to_video=True)
+            _AUDIO_CACHE[key] = (np.asarray(data, dtype=np.float32), int(rate))
             if len(_AUDIO_CACHE) > _AUDIO_CACHE_TRACKS:
                 _AUDIO_CACHE.popitem(last=False)
-        data, sample_rate = _AUDIO_CACHE[self.path]
-        self._check_length(data.shape[-1], sample_rate)  # this track's duration, also on a cache hit
-        return data, sample_rate
+        data, rate = _AUDIO_CACHE[key]
+        self._check_length(data.shape[-1], rate)  # this track's duration, also on a cache hit
+        return data, rate
 
 
 class ImageMaps:

@@ -159,8 +159,9 @@ def _batchable_audio(items: list[dict]) -> list[torch.Tensor]:
         described.append(f"{where}: {rate}{a.shape[0]} channel(s), {a.shape[-1]} samples")
     raise ValueError("cannot batch the audio of these clips (" + "; ".join(dict.fromkeys(described)) +
                      "): clips of videos with other channel counts, sample rates or frame rates cannot "
-                     "share a batch; use batch size 1 (--batch-size 1), or for frame rates that differ "
-                     "give the dataset one (adapter option fps, --dataset-arg fps=...)")
+                     "share a batch; give the dataset one sample rate (dataset option sample_rate, "
+                     "--dataset-arg sample_rate=...) or, for frame rates that differ, one frame rate "
+                     "(option fps, --dataset-arg fps=...), or use batch size 1 (--batch-size 1)")
 
 
 def to_device(batch: dict, device: torch.device) -> dict:

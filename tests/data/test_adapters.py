@@ -373,6 +373,36 @@ def test_optional_audio_keeps_any_channel_count(tmp_path):
     assert create_dataset("folder", tmp_path, clip_len=1)[0]["audio"].shape[0] == 2
 
 
+def test_sample_rate_option_resamples_every_video_to_one_rate(tmp_path):
+    """Videos recorded at 48 and 16 kHz could not share a batch (their windows differ in length); with
+    the dataset option sample_rate every track is resampled when loaded, the stored rate kept apart."""
+    from sphsal.audio import load_audio
+    from sphsal.data.clips import audio_window, clip_span
+    from sphsal.engine.runtime import collate_items
+
+    (tmp_path / "videos").mkdir()
+    for name, rate in (("hi", 48000), ("lo", 16000)):
+        write_video_with_audio(str(tmp_path / "videos" / f"{name}.mp4"), 8, 8, channels=4, sample_rate=rate,
+                               h=H, w=W)
+        (tmp_path / "saliency" / name).mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / "saliency" / name / "3.png"), np.full((H, W), 200, np.uint8))
+    stored = create_dataset("folder", tmp_path, clip_len=2)
+    assert [item["sample_rate"] for item in stored] == [48000, 16000]
+    with pytest.raises(ValueError, match="dataset option sample_rate, --dataset-arg sample_rate="):
+        collate_items([stored[0], stored[1]])
+    one_rate = create_dataset("folder", tmp_path, clip_len=2, sample_rate=16000.0)
+    batch = collate_items([one_rate[0], one_rate[1]])
+    assert batch["sample_rate"].tolist() == [16000, 16000] and batch["audio"].shape == (2, 4, 4000)
+    track, _ = load_audio(str(tmp_path / "videos" / "hi.mp4"), 16000, align_to_video=True)
+    s0, s1 = audio_window(*clip_span(one_rate[0]["frame_index"], 2, 8), 16000)
+    expected = np.concatenate([np.zeros((4, max(-s0, 0)), np.float32), track[:, max(s0, 0):s1]], axis=1)
+    torch.testing.assert_close(batch["audio"][0], torch.from_numpy(expected))
+    assert stored[0]["sample_rate"] == 48000  # the stored rate's track is cached apart
+    for bad in (0, -8000, 16000.5, "16k"):
+        with pytest.raises(ValueError, match="sample_rate"):
+            create_dataset("folder", tmp_path, sample_rate=bad)
+
+
 # --- gaze coordinates must be normalised
 def test_uv_to_directions_rejects_pixels_and_clips_rounding():
     with pytest.raises(ValueError, match=r"view.csv: column 'u' holds values from 64 to 64.*\[0, 1\]"):

@@ -17,7 +17,8 @@ from sphsal.sphere import pixels_to_directions
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v")
 #: Keyword options every adapter passes on to :class:`~sphsal.data.dataset.ClipDataset`.
-CLIP_OPTIONS = ("clip_len", "frame_step", "clip_mode", "clip_step", "transform", "prev_saliency")
+CLIP_OPTIONS = ("clip_len", "frame_step", "clip_mode", "clip_step", "transform", "prev_saliency",
+                "sample_rate")
 
 
 def clip_options(options: dict, adapter: str) -> dict:
