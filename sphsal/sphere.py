@@ -48,6 +48,13 @@ def _as_tensor(x, dtype=None, device=None) -> torch.Tensor:
     return torch.as_tensor(x, dtype=dtype or torch.get_default_dtype(), device=device)
 
 
+def sampling_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype ``grid_sample`` runs in for inputs of ``dtype``: float32 for float16 and bfloat16 (whose
+    CPU kernels return wrong values or NaN, and whose grid coordinates would misplace samples by
+    pixels on large images), else ``dtype`` itself."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
 def _check_hw(h: int, w: int) -> None:
     """Raise ``ValueError`` unless the ERP size ``h``, ``w`` are positive integers (bool excluded)."""
     try:
@@ -236,7 +243,8 @@ def sample_equirect(x: torch.Tensor, row: torch.Tensor, col: torch.Tensor,
         mode: ``"bilinear"`` or ``"nearest"``.
 
     Returns:
-        ``(B, C, Ho, Wo)``. Differentiable with respect to ``x``.
+        ``(B, C, Ho, Wo)`` in ``x``'s dtype (float16 and bfloat16 are sampled in float32).
+        Differentiable with respect to ``x``.
     """
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
@@ -253,9 +261,11 @@ def sample_equirect(x: torch.Tensor, row: torch.Tensor, col: torch.Tensor,
     # of padded pixel 0, i.e. original coordinate -1).
     gx = (col + 1.0) / (w + 1) * 2 - 1
     gy = (row + 1.0) / (h + 1) * 2 - 1
-    grid = torch.stack((gx, gy), dim=-1).to(dtype=x.dtype, device=x.device)
+    dtype = sampling_dtype(x.dtype)  # half-precision inputs are sampled in float32
+    grid = torch.stack((gx, gy), dim=-1).to(dtype=dtype, device=x.device)
     grid = grid.unsqueeze(0).expand(x.shape[0], *grid.shape)
-    return F.grid_sample(padded, grid, mode=mode, padding_mode="border", align_corners=True)
+    out = F.grid_sample(padded.to(dtype), grid, mode=mode, padding_mode="border", align_corners=True)
+    return out.to(x.dtype)
 
 
 def _check_coordinates(row, col) -> tuple[torch.Tensor, torch.Tensor]:
@@ -314,6 +324,8 @@ def resize_equirect(x: torch.Tensor, size: tuple[int, int], mode: str = "bilinea
     if not isinstance(x, torch.Tensor) or x.dim() < 2:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"x must be an ERP tensor (..., H, W), got {shape}")
+    if isinstance(size, (str, bytes)) or not hasattr(size, "__len__") or len(size) != 2:
+        raise ValueError(f"size must be a pair (Ho, Wo) of positive integers, got {size!r}")
     ho, wo = (check_integer(n, "size", unit="pixels") for n in size)
     h, w = x.shape[-2:]
     if (ho, wo) == (h, w):

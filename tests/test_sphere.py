@@ -243,3 +243,21 @@ def test_grids_need_a_floating_dtype():
     for h in (None, float("nan"), True):
         with pytest.raises(ValueError, match="ERP size must be positive integers"):
             sphere.equirect_directions(h, 8)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_images_are_sampled_in_float32(dtype):
+    # grid_sample's CPU float16 / bfloat16 kernels gave NaN and wrong values at this size.
+    x = torch.rand(1, 2, 128, 256, generator=torch.Generator().manual_seed(5)).to(dtype)
+    for fn in (lambda t: sphere.rotate_equirect(t, 0.3, 0.2, 0.1),
+               lambda t: sphere.resize_equirect(t, (96, 192))):
+        out, ref = fn(x), fn(x.float())
+        assert out.dtype == dtype
+        torch.testing.assert_close(out.float(), ref, atol=2 * torch.finfo(dtype).eps, rtol=0)
+
+
+@pytest.mark.parametrize("size", [4, (4, 8, 2), "48"])
+def test_resize_equirect_names_a_size_that_is_no_pair(size):
+    # an int raised TypeError "'int' object is not iterable", a triple an unnamed unpacking error
+    with pytest.raises(ValueError, match=r"size must be a pair \(Ho, Wo\)"):
+        sphere.resize_equirect(torch.rand(1, 1, 8, 16), size)

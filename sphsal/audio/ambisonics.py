@@ -11,6 +11,7 @@ import math
 import numpy as np
 import torch
 
+from sphsal._checks import check_integer
 from sphsal.audio._signal import as_signal, like_input
 from sphsal.audio.harmonics import acn_degrees, normalization_gains, order_from_channels, sh_matrix
 from sphsal.sphere import directions_to_vectors, rotation_matrix, vectors_to_directions
@@ -118,8 +119,10 @@ def sh_rotation_matrix(order: int, yaw: float = 0.0, pitch: float = 0.0, roll: f
     the same for SN3D, N3D and orthonormal harmonics (they differ by one factor per degree). It is the
     exact projection ``M = sum_i w_i Y(R d_i) Y(d_i)^T`` of orthonormal harmonics on a Gauss-Legendre
     (in sin el, ``N + 1`` nodes) x uniform (``2N + 2`` azimuths) grid, which integrates the degree-2N
-    products exactly; rounding leaves errors near 1e-15.
+    products exactly; rounding leaves errors near 1e-15. ``order``: a non-negative integer
+    (``ValueError`` naming it otherwise).
     """
+    order = check_integer(order, "order", minimum=0, whole_floats=True)
     n_el, n_az = order + 1, 2 * order + 2
     nodes, weights = np.polynomial.legendre.leggauss(n_el)
     el = torch.as_tensor(np.arcsin(nodes), dtype=torch.float64)

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from sphsal._checks import check_integer
 from sphsal.projections import _plan_op
-from sphsal.sphere import directions_to_pixels
+from sphsal.sphere import directions_to_pixels, sampling_dtype
 
 MODES = ("bilinear", "nearest")
 _GRID_SAMPLER_MODES = {"bilinear": 0, "nearest": 1}  # aten's interpolation_mode codes
@@ -89,7 +89,11 @@ class SamplingPlan:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Sample ``x`` (``(B, C, Hs, Ws)``, or ``(B, C, S)`` for a gather-only plan); returns
-        ``(B, C, *out_shape)`` (empty when ``B`` or ``C`` is 0). Differentiable with respect to ``x``."""
+        ``(B, C, *out_shape)`` (empty when ``B`` or ``C`` is 0). Differentiable with respect to ``x``.
+        A float16 or bfloat16 ``x`` is sampled in float32 (the plan's dtype, see
+        :func:`sphsal.sphere.sampling_dtype`) and the result cast back."""
+        if x.dtype != sampling_dtype(x.dtype):
+            return self(x.to(sampling_dtype(x.dtype))).to(x.dtype)
         b, c = x.shape[:2]
         if b * c == 0:
             return x.new_zeros((b, c, *self.out_shape))
@@ -117,7 +121,10 @@ class SamplingPlan:
 
     def adjoint(self, grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """The gradient with respect to ``x`` of ``(self(x) * grad).sum()``: the transpose of the
-        (linear) sampling applied to ``grad`` ``(B, C, *out_shape)``; returns ``x``'s shape."""
+        (linear) sampling applied to ``grad`` ``(B, C, *out_shape)``; returns ``x``'s shape and dtype."""
+        if x.dtype != sampling_dtype(x.dtype):
+            dtype = sampling_dtype(x.dtype)
+            return self.adjoint(grad.to(dtype), x.to(dtype)).to(x.dtype)
         b, c = x.shape[:2]
         if b * c == 0:
             return torch.zeros_like(x)
@@ -245,7 +252,8 @@ class PlanBuilder:
     """A cached plan builder (see :func:`cached_plan`).
 
     ``builder(*geometry, device=..., dtype=...)`` returns the plan: built once per geometry in
-    float64 on the CPU, converted once per (geometry, device, dtype). ``builder.sample(x, *geometry,
+    float64 on the CPU, converted once per (geometry, device, dtype) (float32 for float16 and
+    bfloat16, which are sampled in float32). ``builder.sample(x, *geometry,
     out_shape=...)`` applies it as the custom operator ``sphsal::sample_plan``
     (:mod:`sphsal.projections._plan_op`): what every projection calls.
     """
@@ -261,7 +269,8 @@ class PlanBuilder:
         return self._on_cpu(*geometry).to(device, dtype)
 
     def __call__(self, *geometry, device, dtype) -> SamplingPlan:
-        return self._on_device(geometry, torch.device(device), dtype)
+        # Plans for float16 / bfloat16 inputs are float32 (sphsal.sphere.sampling_dtype).
+        return self._on_device(geometry, torch.device(device), sampling_dtype(dtype))
 
     def cache_info(self):
         """The ``functools`` cache statistics of the converted plans."""

@@ -81,7 +81,7 @@ def _(x, builder, geometry, out_shape):
 @torch.library.custom_op("sphsal::plan_coverage", mutates_args=())
 def _coverage_op(x: torch.Tensor, builder: str, geometry: str, out_shape: list[int]) -> torch.Tensor:
     """The named plan's coverage (a plan that has one) as an ``out_shape`` tensor like ``x``."""
-    return _plan(builder, geometry, x).coverage.reshape(out_shape).clone()
+    return _plan(builder, geometry, x).coverage.reshape(out_shape).to(x.dtype, copy=True)
 
 
 @_coverage_op.register_fake

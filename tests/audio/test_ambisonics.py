@@ -80,6 +80,13 @@ def test_rotation_matrix_properties():
     assert float(m[1:4, 4:].abs().max()) == 0.0
 
 
+@pytest.mark.parametrize("order", [-1, 1.5, "2", None])
+def test_rotation_matrix_names_a_bad_order(order):
+    # numpy's leggauss raised "deg must be a positive integer" (or a TypeError) without naming order
+    with pytest.raises(ValueError, match="order must be an integer >= 0"):
+        sh_rotation_matrix(order)
+
+
 def test_rotation_keeps_float32_tensors():
     b = torch.randn(9, 10)
     out = rotate(b, yaw=0.5)

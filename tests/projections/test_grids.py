@@ -114,6 +114,29 @@ def test_projections_keep_the_dtype(dtype):
     assert all(out.dtype == dtype for out in _all_projections(x))
 
 
+def _half_projections(x):
+    """Every projection (and inverse) of an ERP batch ``x`` (B, C, 128, 256), without chaining them."""
+    horizon, healpix, view = x[..., :40, :240], x[..., :96, :128].flatten(-2), x[..., :32, :48]
+    return [equirect_to_cubemap(x, 64), cubemap_to_equirect(horizon, 128, 256),
+            equirect_to_healpix(x, 32), healpix_to_equirect(healpix, 128, 256),  # 96 * 128 = 12 * 32^2
+            equirect_to_perspective(x, 1.2, math.pi, 0.3, 0.1, out_hw=(40, 60)),
+            *perspective_to_equirect(view, 1.2, math.pi, 0.3, 0.1, 128, 256)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_projections_are_sampled_in_float32(dtype):
+    # grid_sample's CPU float16 / bfloat16 kernels returned NaN and wrong values on images this size
+    # (and a half-precision grid would misplace samples by pixels): such inputs are sampled in float32.
+    x = torch.rand(1, 2, 128, 256, generator=torch.Generator().manual_seed(4)).to(dtype)
+    x.requires_grad_()
+    outs, refs = _half_projections(x), _half_projections(x.detach().float())
+    for out, ref in zip(outs, refs):
+        assert out.dtype == dtype
+        torch.testing.assert_close(out.float(), ref, atol=2 * torch.finfo(dtype).eps, rtol=0)
+    sum(out.float().sum() for out in outs if out.requires_grad).backward()
+    assert x.grad.dtype == dtype and bool(torch.isfinite(x.grad).all())
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_projections_on_cuda_match_cpu():
     """Outputs and the operator's adjoint (gradients) on CUDA equal the CPU's."""
