@@ -7,12 +7,13 @@ into shared memory; nothing K-times expanded is stored. The input gradient is th
 on the output gradient with the transposed weight and the table's inverse (:func:`_inverse_table`), so
 it needs no atomics; the weight gradient is a split reduction with one float atomic per element and block.
 
-The kernels are wrapped as the custom ops ``sphsal::sphere_conv2d_fwd`` and ``sphsal::sphere_conv2d_bwd``,
-and the transposed convolution (the input-gradient gather as its forward) as
-``sphsal::sphere_conv_transpose2d_fwd`` with ``sphsal::sphere_conv2d_weight_grad``
-(``torch.library.custom_op`` with ``register_fake`` and ``register_autograd``; the neighbour tables are
-looked up inside them, so ``torch.compile`` captures a layer as one call) and launched on PyTorch's
-current CUDA stream; products accumulate in float32 and results come back in the input's dtype.
+The kernels are wrapped as the custom ops ``sphsal::sphere_conv2d_fwd``,
+``sphsal::sphere_conv2d_weight_grad`` and ``sphsal::sphere_conv_transpose2d_fwd`` (the input-gradient
+gather: the convolution's input gradient and the transposed convolution's forward), with
+``torch.library.custom_op``, ``register_fake`` and ``register_autograd`` (each backward computes only the
+gradients that are needed; the neighbour tables are looked up inside the ops, so ``torch.compile``
+captures a layer as one call), and launched on PyTorch's current CUDA stream; products accumulate in
+float32 and results come back in the input's dtype.
 Importing this module needs neither CuPy nor a GPU; calling the ops without CuPy raises an
 ``ImportError`` saying what to install.
 """
@@ -44,6 +45,8 @@ __all__ = ["available", "kernel_source_path", "sphere_conv2d_cuda", "sphere_conv
 _TILE, _PER_THREAD = 32, 4  # exact kernels (sphere_conv.cu): tile and channels per thread
 _MMA_TILE, _MMA_SLICE, _MMA_THREADS = 64, 32, 128  # sphere_conv_mma.cu: BM = BN, BK, 4 warps
 _SHARED_FLOATS = 12288      # 48 KiB of dynamic shared memory
+_DEFAULT_SHARED_BYTES = 48 * 1024  # static + dynamic shared memory a block may use without opting in
+_MAX_GRID_Z = 65535         # blocks along a launch grid's z (and y) axis
 _TYPE_NAMES = {torch.float32: "float", torch.float16: "half_t", torch.bfloat16: "bf16_t"}
 _EXACT_KERNELS = ("sphere_conv_forward<float>", "sphere_conv_backward_weight<float>")
 _MMA_KERNELS = tuple(f"{k}<{t}>" for k in ("sphere_conv_mma_gather", "sphere_conv_mma_weight_grad",
@@ -85,7 +88,8 @@ def _module(source: str, names: tuple[str, ...]):
 
 
 @functools.lru_cache(maxsize=16)
-def _stream(pointer: int):
+def _stream(pointer: int, device: int):
+    """CuPy's handle of stream ``pointer`` of CUDA device ``device`` (called with that device current)."""
     import cupy
 
     with warnings.catch_warnings():  # newer CuPy prefers Stream.from_external; this works in all versions
@@ -94,28 +98,32 @@ def _stream(pointer: int):
 
 
 @functools.cache
-def _function(kernel: str, shared_bytes: int):
-    """The compiled ``kernel`` (a name with its template argument), allowed ``shared_bytes`` of dynamic
-    shared memory (large tables opt in beyond the default 48 KiB)."""
+def _function(kernel: str, shared_bytes: int, device: int):
+    """The compiled ``kernel`` (a name with its template argument) on CUDA device ``device`` (called with
+    that device current), allowed ``shared_bytes`` of dynamic shared memory there (large tables opt in
+    beyond the default 48 KiB; the limit is a per-device attribute)."""
     source, names = ("sphere_conv.cu", _EXACT_KERNELS) if kernel in _EXACT_KERNELS \
         else ("sphere_conv_mma.cu", _MMA_KERNELS)
     function = _module(source, names).get_function(kernel)
-    if shared_bytes > function.max_dynamic_shared_size_bytes:
+    if shared_bytes + function.shared_size_bytes > _DEFAULT_SHARED_BYTES:  # opt in (whatever the default)
         function.max_dynamic_shared_size_bytes = shared_bytes
     return function
 
 
 def _launch(kernel: str, grid, block, args, shared_floats: int = 0) -> None:
-    """Launch ``kernel`` on PyTorch's current stream; tensors are passed as device pointers."""
+    """Launch ``kernel`` on the device of its tensor arguments, on PyTorch's current stream there (CuPy
+    launches on the current device, which need not be theirs); tensors are passed as device pointers."""
 
     def arg(v):
         if isinstance(v, torch.Tensor):
             return np.uint64(v.data_ptr())
         return np.int32(v)
 
-    function = _function(kernel, 4 * shared_floats)
-    with _stream(torch.cuda.current_stream().cuda_stream):
-        function(grid, block, tuple(arg(a) for a in args), shared_mem=4 * shared_floats)
+    device = next(a.device for a in args if isinstance(a, torch.Tensor))
+    with torch.cuda.device(device):
+        function = _function(kernel, 4 * shared_floats, device.index)
+        with _stream(torch.cuda.current_stream(device).cuda_stream, device.index):
+            function(grid, block, tuple(arg(a) for a in args), shared_mem=4 * shared_floats)
 
 
 @functools.lru_cache(maxsize=8)
@@ -166,12 +174,16 @@ def _gather_conv(x: torch.Tensor, weight: torch.Tensor, rows: torch.Tensor, cols
                  taps: torch.Tensor, stride: int, w_out: int) -> torch.Tensor:
     """``out[b, o, i, j] = sum_{c, t} weight[o, c, t] * sample_t(x[b, c], i, j)`` through the table
     ``(H_out, K, P)``: ``(B, C, H, W)`` contiguous x, ``(Co, C, K)`` weight (any strides) ->
-    ``(B, Co, H_out, w_out)`` in x's dtype."""
+    ``(B, Co, H_out, w_out)`` in x's dtype. One launch covers at most 65535 output rows ``B * H_out`` (the
+    grid's z limit), larger batches run in parts (the input gradient has ``stride`` times the forward's
+    rows: a batch whose forward fits may not)."""
     b, c, h, w = x.shape
     co, k, p, h_out = weight.shape[0], rows.shape[1], rows.shape[2], rows.shape[0]
-    if b * h_out > 65535:
-        raise ValueError(f"the CUDA backend handles at most 65535 output rows per call (B * H_out), got "
-                         f"{b} x {h_out}; split the batch")
+    if b * h_out > _MAX_GRID_Z:
+        if h_out > _MAX_GRID_Z:
+            raise ValueError(f"the CUDA backend handles at most {_MAX_GRID_Z} output rows, got H_out={h_out}")
+        return torch.cat([_gather_conv(part, weight, rows, cols, taps, stride, w_out)
+                          for part in x.split(_MAX_GRID_Z // h_out)])
     if uses_tensor_cores(x):
         out = x.new_empty(b, co, h_out, w_out)
         operands = _mma_weight(weight, x.dtype)
@@ -250,24 +262,6 @@ def _(x, weight, kernel_size, stride, *_):
     return x.new_empty(x.shape[0], weight.shape[0], x.shape[2] // stride, x.shape[3] // stride)
 
 
-@torch.library.custom_op("sphsal::sphere_conv2d_bwd", mutates_args=())
-def _backward_op(grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, kernel_size: int, stride: int,
-                 dilation: int, interpolation: str, stencil: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gradients of :func:`_forward_op`. The input's is a gather too: the output gradient, zero-inserted
-    to the input's width when ``stride > 1``, convolved with the transposed weight through the inverse
-    table (:func:`_inverse_table`); no atomics, each input pixel written once."""
-    grad_out, x, weight = grad_out.contiguous(), x.contiguous(), weight.contiguous()
-    rows, cols, taps, *inverse = _tables(x, kernel_size, stride, dilation, interpolation, stencil)
-    grad_x = _input_grad(grad_out, weight, *inverse, stride, x.shape[3])
-    grad_w = _weight_grad(grad_out, x, weight, rows, cols, taps, stride)
-    return grad_x, grad_w.to(weight.dtype).contiguous()
-
-
-@_backward_op.register_fake
-def _(grad_out, x, weight, *_):
-    return x.new_empty(x.shape), weight.new_empty(weight.shape)
-
-
 def _setup_context(ctx, inputs, output):
     x, weight, *ctx.config = inputs
     ctx.save_for_backward(x, weight)
@@ -283,10 +277,15 @@ def _double_differentiable(ctx, grad_out: torch.Tensor, op) -> tuple | None:
 
 
 def _backward(ctx, grad_out):
+    """The gradients that are needed: the input's is a gather too (the transposed convolution of
+    ``grad_out``, :func:`_transpose_op`: zero-inserted to the input's width when ``stride > 1`` and
+    convolved through the inverse table, no atomics), the weight's :func:`_weight_grad_op`."""
     differentiable = _double_differentiable(ctx, grad_out, sphere_conv2d_reference)
     if differentiable is not None:
         return differentiable
-    grad_x, grad_w = _backward_op(grad_out, *ctx.saved_tensors, *ctx.config)
+    x, weight = ctx.saved_tensors
+    grad_x = _transpose_op(grad_out, weight, *ctx.config) if ctx.needs_input_grad[0] else None
+    grad_w = _weight_grad_op(grad_out, x, weight, *ctx.config) if ctx.needs_input_grad[1] else None
     return (grad_x, grad_w) + (None,) * len(ctx.config)
 
 
@@ -341,12 +340,6 @@ _transpose_op.register_autograd(_transpose_backward, setup_context=_setup_contex
 
 register_flop_formula(torch.ops.sphsal.sphere_conv2d_fwd)(planar_conv_flops)
 register_flop_formula(torch.ops.sphsal.sphere_conv_transpose2d_fwd)(planar_conv_transpose_flops)
-
-
-@register_flop_formula(torch.ops.sphsal.sphere_conv2d_bwd)
-def _(grad_shape, x_shape, w_shape, *_, **__) -> int:
-    """Both gradients: twice the planar convolution's count (:func:`planar_conv_flops`)."""
-    return 2 * planar_conv_flops(x_shape, w_shape, out_shape=grad_shape)
 
 
 @register_flop_formula(torch.ops.sphsal.sphere_conv2d_weight_grad)

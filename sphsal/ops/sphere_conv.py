@@ -10,7 +10,8 @@ Backends: ``"reference"`` (gathers all taps, the ground truth), ``"cpu"`` (bande
 a channels-last layout and numba-gathered pole rows, :mod:`sphsal.ops.cpu_banded`), ``"cuda"`` (the
 NVRTC kernel, :mod:`sphsal.ops.cuda`). ``"auto"`` picks ``"cuda"`` for CUDA tensors when CuPy is
 importable (else the reference, with a one-time warning) and ``"cpu"`` otherwise; grouped convolutions
-(``groups > 1``) of CUDA tensors take the reference, the kernel having no groups. On every backend but
+(``groups > 1``) of CUDA tensors take the reference, the kernel having no groups, and so do float64 CUDA
+tensors (the kernel computes in float32, float16 and bfloat16). On every backend but
 the reference, a spatial ``1 x 1`` kernel at stride 1 (whose one tap is each pixel itself) runs as the
 planar 1x1 convolution.
 
@@ -247,6 +248,8 @@ def _resolve_backend(x: torch.Tensor, backend: str, groups: int = 1) -> str:
         return backend
     if not x.is_cuda:
         return "cpu" if x.device.type == "cpu" else "reference"
+    if x.dtype not in (torch.float32, torch.float16, torch.bfloat16):  # not a dtype of the CUDA kernels
+        return "reference"
     if groups != 1:
         if not _warned_grouped_cuda:
             warnings.warn(f"the CUDA kernel has no grouped convolution: groups={groups} on CUDA tensors runs "

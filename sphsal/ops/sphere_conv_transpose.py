@@ -57,6 +57,9 @@ def _check_inputs(x: torch.Tensor, weight: torch.Tensor, bias, stride: int, grou
         raise ValueError(f"{name}: x must not be empty beyond (B, Ci), got shape {tuple(x.shape)}")
     if weight.dim() != 4:
         raise ValueError(f"{name}: weight must be (Ci, Co / groups, k, k), got {tuple(weight.shape)}")
+    if 0 in weight.shape[:2]:
+        raise ValueError(f"{name}: weight must have at least one input and one output channel, got "
+                         f"{tuple(weight.shape)}")
     if not isinstance(groups, int) or groups < 1 or weight.shape[0] % groups:
         raise ValueError(f"{name}: groups must be a positive divisor of the {weight.shape[0]} input "
                          f"channels, got {groups!r}")

@@ -105,6 +105,24 @@ def test_cuda_ops_plumbing_on_the_cpu(launches_in_torch, interpolation, stride, 
     torch.testing.assert_close(torch.compile(run, backend="aot_eager", fullgraph=True)(x), expected)
 
 
+def test_cuda_backward_computes_only_the_needed_gradients(launches_in_torch, monkeypatch):
+    """Frozen weights take no weight-gradient kernel, a first layer's input no input-gradient gather (the
+    backward computed both always)."""
+    cuda, calls = launches_in_torch, []
+    for name in ("_input_grad", "_weight_grad"):
+        original = getattr(cuda, name)
+        monkeypatch.setattr(cuda, name, lambda *a, _f=original, _n=name: calls.append(_n) or _f(*a))
+    torch.manual_seed(0)
+    for x_grad, w_grad, expected in ((True, False, ["_input_grad"]), (False, True, ["_weight_grad"])):
+        x = torch.randn(2, 3, 8, 16, requires_grad=x_grad)
+        weight = torch.randn(4, 3, 3, 3, requires_grad=w_grad)
+        calls.clear()
+        out = cuda.sphere_conv2d_cuda(x, weight, None, 3, 2, 1, "bilinear", "cap")
+        _assert_same_gradients(out, sphere_conv2d_reference(x, weight, None, 2, 1, "bilinear", "cap"),
+                               [x if x_grad else weight])
+        assert calls == expected
+
+
 @pytest.mark.parametrize("interpolation,stride,stencil", [("nearest", 2, "cap"), ("bilinear", 2, "gnomonic"),
                                                           ("bilinear", 1, "cap")])
 def test_cuda_transposed_plumbing_on_the_cpu(launches_in_torch, interpolation, stride, stencil):
@@ -171,6 +189,49 @@ def test_cuda_clip_plumbing_on_the_cpu(launches_in_torch):
     out = launches_in_torch.sphere_conv3d_cuda(clip, weight, None, 3, 1, 1, "nearest", "cap", 2)
     torch.testing.assert_close(out, expected)
     _assert_same_gradients(out, expected, [clip, weight])
+
+
+def test_cuda_gather_splits_batches_beyond_the_grid_limit(monkeypatch):
+    """The gather kernel's grid has one z block per output row (B * H_out, at most 65535, here lowered to
+    6): larger batches run in parts. The input gradient of a stride-2 layer has twice the forward's rows,
+    so a batch whose forward fits in one launch needs parts in backward (it raised there)."""
+    from sphsal.ops import cuda
+
+    grids = []
+
+    def launch(kernel, grid, block, args, shared_floats=0):  # sphere_conv_forward<float> done in torch
+        x, weight, rows, cols, taps, out = args[:6]
+        w_out, stride = args[14:16]
+        assert kernel == "sphere_conv_forward<float>" and grid[2] <= cuda._MAX_GRID_Z
+        grids.append(grid)
+        samples = _samples_like_the_kernels(x, rows, cols, taps, stride, w_out)
+        out.copy_(torch.einsum("bcikj,ock->boij", samples, weight))
+
+    monkeypatch.setattr(cuda, "_MAX_GRID_Z", 6)
+    monkeypatch.setattr(cuda, "_launch", launch)
+    monkeypatch.setattr(cuda, "uses_tensor_cores", lambda x: False)
+    monkeypatch.setattr(cuda, "_weight_grad", lambda g, x, weight, rows, cols, taps, stride: torch.einsum(
+        "boij,bcikj->ock", g, _samples_like_the_kernels(x, rows, cols, taps, stride, g.shape[3])))
+    torch.manual_seed(0)
+    x = torch.randn(3, 2, 4, 8, requires_grad=True)  # forward: 3 x 2 rows, one launch; backward: 3 x 4
+    weight = torch.randn(3, 2, 3, 3, requires_grad=True)
+    out = cuda.sphere_conv2d_cuda(x, weight, None, 3, 2, 1, "bilinear", "cap")
+    expected = sphere_conv2d_reference(x, weight, None, 2, 1, "bilinear", "cap")
+    torch.testing.assert_close(out, expected)
+    assert len(grids) == 1
+    _assert_same_gradients(out, expected, [x, weight])
+    assert [grid[2] for grid in grids] == [6, 4, 4, 4]  # the input gradient: three parts of 4 rows
+
+
+def test_cuda_float64_takes_the_reference_on_auto():
+    """The CUDA kernels have no float64: backend='auto' gives float64 CUDA tensors the reference (the
+    CUDA operators refused them)."""
+    from types import SimpleNamespace
+
+    from sphsal.ops.sphere_conv import _resolve_backend
+
+    x = SimpleNamespace(is_cuda=True, dtype=torch.float64, device=torch.device("cuda", 0))
+    assert _resolve_backend(x, "auto") == "reference"
 
 
 needs_gpu = pytest.mark.skipif(not (torch.cuda.is_available() and available()),
@@ -321,3 +382,22 @@ def test_cuda_transposed_convolution_equals_the_reference(interpolation, stride,
     _compare_with_reference(lambda *p: sphere_conv_transpose2d_reference(*p, stride, 1, interpolation),
                             lambda *p: sphere_conv_transpose2d(*p, stride, 1, interpolation, backend="cuda"),
                             (x, weight, bias), dtype, allow_tf32, g)
+
+
+@pytest.mark.skipif(not (torch.cuda.device_count() > 1 and available()),
+                    reason="needs two CUDA GPUs and CuPy")
+def test_cuda_runs_on_the_device_of_its_tensors():
+    """Tensors on a GPU that is not the current one: the kernels run on theirs, on its current stream."""
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(2, 16, 12, 24, generator=g, requires_grad=True)
+    weight = torch.randn(8, 16, 3, 3, generator=g, requires_grad=True)
+    ref = sphere_conv2d_reference(x.double(), weight.double(), None, 2, 1, "bilinear")
+    grad = torch.randn(ref.shape, generator=g, dtype=torch.float64)
+    ref_grads = torch.autograd.grad(ref, (x, weight), grad)
+    with torch.cuda.device(0):
+        params = [t.detach().to("cuda:1").requires_grad_() for t in (x, weight)]
+        out = sphere_conv2d(*params, None, 2, 1, "bilinear", backend="cuda")
+        grads = torch.autograd.grad(out, params, grad.float().to("cuda:1"))
+    _compare(out, ref, torch.float32, torch.backends.cudnn.allow_tf32)
+    for got, expected in zip(grads, ref_grads):
+        _compare(got, expected, torch.float32, torch.backends.cudnn.allow_tf32)

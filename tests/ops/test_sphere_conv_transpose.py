@@ -172,6 +172,8 @@ def test_a_one_by_one_kernel_at_stride_one_is_the_planar_one():
 @pytest.mark.parametrize("call,match", [
     (lambda x, w: sphere_conv_transpose2d(x[0], w), r"x must be \(B, Ci, h, w\)"),
     (lambda x, w: sphere_conv_transpose2d(x, w[:2]), "weight expects 2 input channels, x has 3"),
+    (lambda x, w: sphere_conv_transpose2d(x, w[:, :0]), "at least one input and one output channel"),
+    (lambda x, w: sphere_conv_transpose2d(x[:, :0], w[:0]), "at least one input and one output channel"),
     (lambda x, w: sphere_conv_transpose2d(x, w[..., :2, :2]), "square and odd"),
     (lambda x, w: sphere_conv_transpose2d(x, w, torch.zeros(3)), r"bias must have shape \(4,\)"),
     (lambda x, w: sphere_conv_transpose2d(x, w, groups=2), "groups must be a positive divisor of the 3"),
