@@ -9,9 +9,9 @@ the stored settings except :data:`RESUMABLE_FIELDS` (paths compare as the folder
 same number of processes; a new run refuses a folder that already holds ``last.pt`` unless
 ``overwrite=True``, which deletes that ``last.pt`` (and TensorBoard event files) before the new
 ``config.json`` and ``log.csv`` are written: the folder never pairs one run's checkpoint or events with
-another's settings or log. A non-finite
-prediction, loss or gradient norm stops training with a ``FloatingPointError`` before the optimiser
-step, so no checkpoint ever holds NaN weights.
+another's settings or log. A non-finite prediction, loss or gradient norm stops training with a
+``FloatingPointError`` before the optimiser step, and non-finite weights (an overflowing step) before a
+checkpoint is written, so no checkpoint ever holds NaN weights.
 
 The sample order of epoch ``e`` is the ``DistributedSampler`` permutation seeded with ``seed`` and
 ``e``; each rank takes its share of it. Datasets are expected to be deterministic per index.
@@ -48,8 +48,10 @@ from sphsal.engine.runtime import (
 CHECKPOINT_NAME = "last.pt"
 LOG_NAME = "log.csv"
 TENSORBOARD_DIR = "tensorboard"
-# The largest learning rate the optimisers can apply to float32 weights.
-_LARGEST_LR = torch.finfo(torch.float32).max
+# The largest learning rate accepted: far above any useful one, and low enough for the optimisers to
+# convert to float32 after dividing it by a bias correction (Adam's 1 - beta1 ** step, down to 1 - beta1;
+# 3e38 overflowed there, a RuntimeError inside torch).
+_LARGEST_LR = 1e30
 _LOG_FIELDS = ("step", "epoch", "loss", "lr", "grad_norm", "seconds")
 LR_SCHEDULES = ("constant", "cosine")
 #: The videos a run trains on when ``dataset_kwargs`` names no ``"split"`` (the CLI's ``--split`` default).
@@ -148,9 +150,8 @@ class TrainConfig:
         for name in ("warmup_steps", "num_workers", "seed"):
             setattr(self, name, check_integer(getattr(self, name), f"TrainConfig.{name}", minimum=0))
         self.lr = check_number(self.lr, "TrainConfig.lr", optional=True)
-        if self.lr is not None and self.lr > _LARGEST_LR:  # the optimisers convert it to the weights' dtype
-            raise ValueError(f"TrainConfig.lr must be at most {_LARGEST_LR:.4g} (float32's largest value), "
-                             f"got {self.lr:g}")
+        if self.lr is not None and self.lr > _LARGEST_LR:  # the optimisers convert it to float32
+            raise ValueError(f"TrainConfig.lr must be at most {_LARGEST_LR:g}, got {self.lr:g}")
         self.clip_grad = check_number(self.clip_grad, "TrainConfig.clip_grad", inclusive=True, optional=True)
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"TrainConfig.lr_schedule must be one of {LR_SCHEDULES}, "
@@ -299,6 +300,18 @@ class _LogWriter:
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
+
+
+def _check_weights(model, step: int, ckpt_path: str) -> None:
+    """``FloatingPointError`` naming the first parameters or buffers that are not finite after ``step``
+    (an optimiser step with finite gradients can still overflow them), so that no checkpoint holds them;
+    ``ckpt_path`` keeps the last finite state."""
+    bad = [name for name, value in model.state_dict().items()
+           if value.is_floating_point() and not bool(torch.isfinite(value).all())]
+    if bad:
+        names = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise FloatingPointError(f"the weights {names} became non-finite (NaN or inf) at step {step}; "
+                                 f"{ckpt_path} was not overwritten: lower the learning rate")
 
 
 def _save(path: str, model, optimizer, scaler, progress: dict, config: TrainConfig, world_size: int) -> None:
@@ -573,12 +586,15 @@ def _train(config, runtime: Runtime, resume, dataset, create_model, build_loss) 
             if progress["step"] >= total:
                 done = True
                 break
-            if runtime.is_main and progress["step"] % config.ckpt_every == 0:
-                _save(ckpt_path, model, optimizer, scaler, progress, config, runtime.world_size)
+            if progress["step"] % config.ckpt_every == 0:
+                _check_weights(model, progress["step"], ckpt_path)  # every rank: DDP's weights are equal
+                if runtime.is_main:
+                    _save(ckpt_path, model, optimizer, scaler, progress, config, runtime.world_size)
         else:
             progress["epoch"] += 1
             progress["batch_in_epoch"] = 0
     bar.close()
+    _check_weights(model, progress["step"], ckpt_path)
     if runtime.is_main:
         _save(ckpt_path, model, optimizer, scaler, progress, config, runtime.world_size)
         log.close()

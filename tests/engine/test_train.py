@@ -303,7 +303,7 @@ def test_new_run_refuses_a_folder_with_a_checkpoint_unless_overwrite(tmp_path):
 @pytest.mark.parametrize("field, value", [
     ("ckpt_every", 0), ("log_every", 0), ("epochs", 0), ("batch_size", 0), ("max_steps", 0),
     ("warmup_steps", -1), ("num_workers", -1), ("seed", -1), ("epochs", 1.5), ("batch_size", True),
-    ("lr", 0.0), ("lr", -1e-3), ("lr", float("nan")), ("lr", 1e300), ("clip_grad", -1.0),
+    ("lr", 0.0), ("lr", -1e-3), ("lr", float("nan")), ("lr", 1e300), ("lr", 3e38), ("clip_grad", -1.0),
     ("clip_grad", float("inf")),
     ("lr_schedule", "step"), ("model", ""), ("amp", "yes"), ("overwrite", 1), ("model_kwargs", None),
 ])
@@ -454,6 +454,28 @@ def test_a_diverging_run_stops_at_the_prediction_with_the_step_and_advice(tmp_pa
                                                  "lower the learning rate"):
         train(_config(tmp_path, lr=1e20, max_steps=4, ckpt_every=1), dataset=BlobDataset(12))
     assert load_training_state(str(tmp_path / "last.pt"))["progress"]["step"] == 1
+
+
+def test_weights_that_overflow_are_never_checkpointed(tmp_path, monkeypatch):
+    """An optimiser step with finite gradients can overflow the weights to inf: the checkpoint of that
+    step was written with them (a resume then failed at its first prediction); training stops first."""
+    import sphsal.engine.train as engine_train
+
+    step = engine_train._optimizer_step
+
+    def overflowing(config, model, *args):
+        result = step(config, model, *args)
+        if args[-1] == 3:  # the step number
+            next(model.parameters()).data[0] = float("inf")
+        return result
+
+    monkeypatch.setattr(engine_train, "_optimizer_step", overflowing)
+    expected = r"the weights \S+ became non-finite \(NaN or inf\) at step 3; .*last.pt was not overwritten"
+    with pytest.raises(FloatingPointError, match=expected + ": lower the learning rate"):
+        train(_config(tmp_path, max_steps=5, ckpt_every=1), dataset=BlobDataset(12))
+    state = load_training_state(str(tmp_path / "last.pt"))
+    assert state["progress"]["step"] == 2
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
 
 def test_a_model_without_trainable_parameters_is_refused(tmp_path):
