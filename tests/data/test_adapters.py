@@ -13,6 +13,7 @@ from data_fixtures import write_jpg_frames, write_stavis_tree, write_video, writ
 
 from sphsal.data import create_dataset, list_datasets, make_video, split_videos
 from sphsal.data.adapters._common import uv_to_directions
+from sphsal.data.adapters.vr_eyetracking import read_gaze_txt
 from sphsal.sphere import directions_to_pixels
 
 H, W = 32, 64
@@ -134,14 +135,22 @@ def test_vr_eyetracking_converts_bottom_left_fractions(tmp_path):
     for p in ("p001", "p002"):
         folder = tmp_path / "Gaze_txt_files" / p
         folder.mkdir(parents=True)
-        # columns: timestamp, frame, head x, head y, ?, ?, gaze x, gaze y (fractions from the bottom-left)
-        lines = [f"{k * 0.1:.2f},{k},0.5,0.5,0,0,0.25,0.75" for k in range(10)]
+        # the published lines: "frame", frame index FROM 1, "forward", head x, y, "eye", gaze x, y
+        # (fractions of the panorama from its bottom-left corner)
+        lines = [f"frame,{k},forward,0.5,0.5,eye,0.25,0.75" for k in range(1, 11)]
         (folder / f"007._2017-10-13-10-{p[-2:]}_ori_0.txt").write_text("\n".join(lines) + "\n")
     ds = create_dataset("vr-eyetracking", tmp_path, clip_len=4, fps=5, cache_dir=False)
     assert len(ds) == 5
     item = ds[3]
     check_item(item, 4)
     assert near(peak(item["saliency"]), pixel_of(math.pi / 2, math.pi / 4))  # u 0.25, v = 1 - 0.75
+    # frame k (1-based) is sampled at its middle, (k - 0.5) / fps; skipped frames leave gaps
+    path = tmp_path / "gaze.txt"
+    path.write_text("frame,1,forward,0.5,0.5,eye,0.5,0.5\nframe,2,forward,0.5,0.5,eye,0.5,1\n"
+                    "frame,4,forward,0.5,0.5,eye,0.5,0.5\n")
+    samples = read_gaze_txt(str(path), 3, 10)
+    assert np.allclose(samples.time, [0.05, 0.15, 0.35]) and samples.viewer.tolist() == [3, 3, 3]
+    assert np.allclose(samples.el, [0, math.pi / 2, 0], atol=1e-6)  # y = 1 is the top
     (tmp_path / "Gaze_txt_files" / "p002" / "007._2017-10-13-10-02_ori_0.txt").write_text("1,2,3\n")
     with pytest.raises(ValueError, match="ori_0.txt has wrong columns"):
         create_dataset("vr-eyetracking", tmp_path)
@@ -436,7 +445,8 @@ def test_other_gaze_formats_in_pixels_are_errors_naming_the_file(tmp_path):
     write_video(str(tmp_path / "vr" / "videos" / "007.mp4"), 4, 10, h=H, w=W)
     folder = tmp_path / "vr" / "Gaze_txt_files" / "p001"
     folder.mkdir(parents=True)
-    (folder / "007.x_ori_0.txt").write_text("".join(f"0,{k},0.5,0.5,0,0,0.25,480\n" for k in range(4)))
+    (folder / "007.x_ori_0.txt").write_text("".join(f"frame,{k},forward,0.5,0.5,eye,0.25,480\n"
+                                                    for k in range(1, 5)))
     with pytest.raises(ValueError, match=r"007.x_ori_0.txt: column '7 \(gaze y\)' holds values from 480"):
         create_dataset("vr-eyetracking", tmp_path / "vr", cache_dir=False)
     # salient360: fixation longitude / latitude

@@ -7,10 +7,12 @@ On-disk layout::
                                                      ``180._2017-10-13-10-28_ori_0.txt``: the video
                                                      id is the name up to its first dot
 
-Each gaze file is comma-separated without a header; one line per video frame. The columns used are
-:data:`FRAME_COLUMN` (the video frame index) and :data:`GAZE_COLUMNS` (gaze x, y as fractions of the
-panorama measured from its BOTTOM-left corner). They are converted here: ``u = x``, ``v = 1 - y``, then
-to (azimuth, elevation). A sample of source frame ``j`` is placed at time ``(j + 0.5) / source_fps``.
+Each gaze file is comma-separated without a header, one line per video frame (a few frames are
+skipped), e.g. ``frame,1,forward,0.498,0.475,eye,0.476,0.508``: the columns are the word ``frame``, the
+video frame index (:data:`FRAME_COLUMN`, counted FROM 1), ``forward``, head x, y, ``eye``, gaze x, y
+(:data:`GAZE_COLUMNS`); head and gaze are fractions of the panorama measured from its BOTTOM-left
+corner (the dataset's readme). They are converted here: ``u = x``, ``v = 1 - y``, then to (azimuth,
+elevation). A sample of 1-based frame ``k`` is placed at the middle of that frame, ``(k - 0.5) / source_fps``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from sphsal.data.registry import register_dataset
 from sphsal.data.video import VideoReader
 
 FRAME_COLUMN = 1
+#: The frame index of the first video frame in :data:`FRAME_COLUMN`.
+FIRST_FRAME = 1
 GAZE_COLUMNS = (6, 7)
 #: Default Gaussian sigma (degrees): eye fixations, as Salient360!'s head+eye maps.
 DEFAULT_SIGMA_DEG = 2.0
@@ -44,14 +48,15 @@ def read_gaze_txt(path: str, viewer: int, source_fps) -> GazeSamples:
     try:
         table = np.loadtxt(path, delimiter=",", ndmin=2, usecols=(FRAME_COLUMN, *GAZE_COLUMNS))
     except (ValueError, IndexError) as err:
-        raise ValueError(f"{path} has wrong columns: expected comma-separated numbers with the frame index "
+        raise ValueError(f"{path} has wrong columns: expected comma-separated fields with the frame index "
                          f"in column {FRAME_COLUMN} and gaze x, y in columns {GAZE_COLUMNS} ({err})") from err
     if table.shape[0] == 0:
         raise ValueError(f"{path} holds no gaze samples")
     frame, x, y = table.T
     columns = (f"{GAZE_COLUMNS[0]} (gaze x)", f"{GAZE_COLUMNS[1]} (gaze y)")
     az, el = uv_to_directions(x, 1.0 - check_normalised(y, path, columns[1]), path, columns)
-    return GazeSamples((frame + 0.5) / float(source_fps), az, el, [viewer] * frame.size, source=path)
+    time = (frame - FIRST_FRAME + 0.5) / float(source_fps)  # the middle of the frame
+    return GazeSamples(time, az, el, [viewer] * frame.size, source=path)
 
 
 @register_dataset("vr-eyetracking")
