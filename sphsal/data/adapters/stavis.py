@@ -7,9 +7,12 @@ On-disk layout (``<DB>`` is a database name such as DIEM, Coutrot_db1, SumMe, ET
     <root>/annotations/<DB>/<vid>/maps/eyeMap_00001.jpg ... saliency maps
     <root>/annotations/<DB>/<vid>/fixMap_00001.mat ...      binary fixation maps (variable eyeMap)
     <root>/fold_lists/<DB>_list_{train,test}_{1,2,3}_fps.txt   lines "<vid> <nframes> <fps>"
+    <root>/fold_lists/<DB>_list_{train,test}_fps.txt           the same, one split for every fold (DIEM)
 
 These videos are ordinary (not 360°) videos; frames and maps keep their planar layout. Splits are the
-published folds: ``split="train"``/``"test"`` read fold ``fold``'s lists, ``"all"`` joins both. Item
+published folds: ``split="train"``/``"test"`` read fold ``fold``'s lists, ``"all"`` joins both. A
+database without fold-numbered lists uses its fold-free pair for every fold, as DIEM does (STAViS
+``opts.py`` and ``eval_diem.m`` read ``DIEM_list_{train,test}_fps.txt`` for all three splits). Item
 ``video`` names are ``"<DB>/<vid>"``. Frame ``k`` (0-based) is ``img_{k+1:05d}.jpg``.
 """
 
@@ -28,7 +31,7 @@ from sphsal.data.registry import register_dataset
 from sphsal.data.sources import AudioTrack, ImageFrames, ImageMaps
 
 FOLDS = (1, 2, 3)
-_LIST_NAME = re.compile(r"^(?P<db>.+)_list_(?P<split>train|test)_(?P<fold>\d)_fps\.txt$")
+_LIST_NAME = re.compile(r"^(?P<db>.+)_list_(?P<split>train|test)(?:_(?P<fold>\d))?_fps\.txt$")
 
 
 def read_fold_list(path: str) -> list[tuple[str, int, Fraction]]:
@@ -81,7 +84,7 @@ def stavis(root, *, databases=None, fold: int = 1, split: str = "all", size=None
 
     Args:
         databases: a name or list of names (``None``: every database with fold lists).
-        fold: which published fold (1, 2 or 3) defines ``train``/``test``.
+        fold: which published fold (1, 2 or 3) defines ``train``/``test`` (DIEM: its one split).
         split: ``"train"``, ``"test"`` or ``"all"``.
         size: frame and map size ``(H, W)`` (``None``: the images').
         **options: ``clip_len``, ``frame_step``, ``clip_mode`` (STAViS uses ``"center"``), ``clip_step``,
@@ -102,12 +105,21 @@ def stavis(root, *, databases=None, fold: int = 1, split: str = "all", size=None
     entries = []
     for db in databases:
         for part in parts:
-            list_path = os.path.join(lists, f"{db}_list_{part}_{fold}_fps.txt")
-            if not os.path.isfile(list_path):
-                raise FileNotFoundError(f"fold list not found: {list_path} (databases with lists: {found})")
-            for vid, nframes, fps in read_fold_list(list_path):
+            for vid, nframes, fps in read_fold_list(_list_path(lists, db, part, fold, found)):
                 entries.append(_video_entry(root, db, vid, nframes, fps, size))
     return make_dataset(entries, options, "stavis")
+
+
+def _list_path(lists: str, db: str, part: str, fold: int, found: list[str]) -> str:
+    """``<db>_list_<part>_<fold>_fps.txt`` in ``lists``, else the fold-free ``<db>_list_<part>_fps.txt``
+    (DIEM's, shared by all folds); ``FileNotFoundError`` naming both when neither exists."""
+    numbered = os.path.join(lists, f"{db}_list_{part}_{fold}_fps.txt")
+    shared = os.path.join(lists, f"{db}_list_{part}_fps.txt")
+    for path in (numbered, shared):
+        if os.path.isfile(path):
+            return path
+    raise FileNotFoundError(f"fold list not found: {numbered} (nor {os.path.basename(shared)}; databases "
+                            f"with lists: {found})")
 
 
 def _video_entry(root: str, db: str, vid: str, nframes: int, fps: Fraction, size) -> VideoEntry:
