@@ -1,13 +1,15 @@
 """``pvs-hm``: the head-movement set of Xu et al. (TPAMI), 76 videos x 58 viewers.
 
-On-disk layout::
+On-disk layout (the published PVS-HM.tar.gz keeps the MP4s next to the .mat, as DHP's ``envs.py``
+reads them; a ``videos/`` or ``Videos/`` subfolder is also accepted)::
 
     <root>/FULLdata_per_video_frame.mat     one variable per video, array [samples, 2 x viewers]
-    <root>/videos/<video>.mp4               (``Videos/`` also accepted; names as the .mat variables)
+    <root>/[videos/]<video>.mp4             (names as the .mat variables)
 
 Columns ``2k`` and ``2k + 1`` are viewer ``k``'s latitude and longitude in degrees, origin at the front
 centre, up and LEFT positive, so they map directly to (elevation, azimuth). Samples are taken at twice
-the video frame rate: sample ``n`` is placed at time ``(n + 0.5) / (2 source_fps)``.
+the video frame rate from its first frame on (DHP README): sample ``n`` is placed at time
+``(n + 0.5) / (2 source_fps)``, so rows ``2k`` and ``2k + 1`` fall in frame ``k``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import os
 import numpy as np
 
 from sphsal.data.adapters._common import (
-    find_folder,
     find_video,
     gaze_video_entry,
     make_dataset,
@@ -84,7 +85,8 @@ def pvs_hm(root, *, size=None, fps=None, split: str = "all", sigma_deg: float = 
     root = check_root(root, MAT_FILE)
     mat_path = os.path.join(root, MAT_FILE)
     data = load_pvs_mat(mat_path)
-    video_dir = find_folder(root, "videos", "Videos")
+    subfolders = [os.path.join(root, d) for d in ("videos", "Videos")]
+    video_dir = next((d for d in subfolders if os.path.isdir(d)), root)  # published: flat, next to the .mat
     cache = resolve_cache_dir(cache_dir)
     entries = []
     for name in split_videos(data, split):
