@@ -201,7 +201,7 @@ def test_salient360_reads_bin_maps_and_fixation_csv(tmp_path):
     (tmp_path / "fixations").mkdir()
     (tmp_path / "fixations" / "3_Park_fixations.csv").write_text(
         "Idx, longitude, latitude, start timestamp, end timestamp, start frame, end frame\n"
-        "0, 0.5, 0.5, 0, 200, 0, 1\n1, 0.25, 0.75, 200, 500, 2, 3\n")
+        "0, 0.5, 0.5, 0, 200, 1, 2\n1, 0.25, 0.75, 200, 500, 3, 4\n")  # frames numbered from 1
     ds = create_dataset("salient360", tmp_path, clip_len=2)
     items = [ds[k] for k in range(4)]
     for k, item in enumerate(items):

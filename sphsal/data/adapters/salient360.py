@@ -1,17 +1,23 @@
 """``salient360``: Salient360! 2018 videos with their saliency maps and fixations.
 
-On-disk layout (names as distributed: a map file is the video's name followed by its geometry)::
+On-disk layout as distributed (the FTP's ``Videos/`` folder; its ``Readme_Videos.md``), ``<T>`` the
+``tracking``: ``H`` (head only) or ``HE`` (head and eye)::
 
-    <root>/videos/<name>.mp4
-    <root>/saliency/<name>_<W>x<H>x<frames>_32b.bin       raw little-endian float32 maps
-    <root>/fixations/<name>*.csv                          optional fixation list
+    <root>/Stimuli/<name>.mp4                             e.g. 18_Bar.mp4
+    <root>/<T>/SalMaps/<name>_<W>x<H>x<frames>_32b.bin    raw little-endian float32 maps
+    <root>/H/Scanpaths/<name>_fixations.csv               fixation list (all observers)
+    <root>/HE/Scanpaths/{L,R}/<name>_fixations.csv        left- and right-eye lists, combined
 
-A ``.bin`` file holds ``frames`` maps of ``H`` rows of ``W`` values (row-major, row 0 the top, the ERP
-convention already). A fixation CSV has a header with the columns ``longitude`` and ``latitude`` in
-``[0, 1]`` (from the left and from the top of the ERP image) and ``start frame`` / ``end frame``
-(0-based source frames; a fixation counts for every frame in that inclusive range). Maps and fixations
-belong to the video's own frames; with another ``fps`` the item's frame shows source frame
-``floor(k * source_fps / fps)`` and takes that frame's maps.
+The older flat layout ``<root>/videos/``, ``<root>/saliency/`` and ``<root>/fixations/`` is read too.
+A ``.bin`` file holds ``frames`` maps of ``H`` rows of ``W`` values (row-major, one frame after the other,
+row 0 the top, the ERP convention already); map ``k`` belongs to the video's frame ``k`` (0-based).
+A fixation CSV has a header (``# Idx, longitude, latitude, start timestamp, duration, start frame, end
+frame`` in the published files) with ``longitude`` and ``latitude`` in ``[0, 1]`` (from the left and from
+the top of the ERP image) and ``start frame`` / ``end frame``: 1-based video frame numbers (the published
+files start every observer at frame 1, and the toolbox fills map ``k - 1`` for frame ``k``); a fixation
+counts for every frame in that inclusive range. Maps and fixations belong to the video's own frames;
+with another ``fps`` the item's frame shows source frame ``floor(k * source_fps / fps)`` and takes that
+frame's maps.
 """
 
 from __future__ import annotations
@@ -78,19 +84,26 @@ class BinMaps:
 
 
 class FixationList:
-    """Binary fixation maps ``(H, W)`` per source frame from a fixation CSV (see module doc)."""
+    """Binary fixation maps ``(H, W)`` per 0-based source frame from one or more fixation CSVs (see
+    module doc: their frame numbers count from 1)."""
 
-    def __init__(self, path: str, size):
-        table = read_table(path, FIXATION_COLUMNS)
-        self.az, self.el = uv_to_directions(table["lon"], table["lat"], path,
-                                            (FIXATION_COLUMNS["lon"][0], FIXATION_COLUMNS["lat"][0]))
-        self.start, self.end = table["start"], table["end"]
+    def __init__(self, paths, size):
+        paths = [paths] if isinstance(paths, str) else list(paths)
+        az, el, start, end = [], [], [], []
+        for path in paths:
+            table = read_table(path, FIXATION_COLUMNS)
+            a, e = uv_to_directions(table["lon"], table["lat"], path,
+                                    (FIXATION_COLUMNS["lon"][0], FIXATION_COLUMNS["lat"][0]))
+            az.append(a), el.append(e), start.append(table["start"]), end.append(table["end"])
+        self.az, self.el = np.concatenate(az), np.concatenate(el)
+        self.start, self.end = np.concatenate(start), np.concatenate(end)
         self.size = size
 
     def __call__(self, index: int) -> np.ndarray:
         from sphsal.metrics.density import fixation_map
 
-        sel = (self.start <= index) & (index <= self.end)
+        number = index + 1  # the CSVs number the video's frames from 1
+        sel = (self.start <= number) & (number <= self.end)
         h, w = self.size
         if not sel.any():
             return np.zeros((h, w), dtype=np.float32)
@@ -115,27 +128,37 @@ def _find_prefixed(folder: str, name: str, pattern) -> list[str]:
                   if (f.startswith(name + "_") or os.path.splitext(f)[0] == name) and pattern(f))
 
 
+TRACKINGS = ("H", "HE")
+
+
 @register_dataset("salient360")
-def salient360(root, *, size=None, fps=None, split: str = "all", **options):
+def salient360(root, *, tracking: str = "HE", size=None, fps=None, split: str = "all", **options):
     """Salient360! 2018 videos under ``root`` (videos that have a ``.bin`` map file).
 
     Args:
+        tracking: ``"HE"`` (head and eye, default) or ``"H"`` (head only): whose maps and fixations
+            (the ``HE/`` or ``H/`` folder of the published layout; ignored by the flat layout).
         size, fps, split: as for ``360av-hm``.
         **options: the ClipDataset options (``clip_len``, ``frame_step``, ``clip_mode``, ...).
     Without a fixation CSV, the fixation map marks the maxima of the saliency map.
     """
-    root = check_root(root, "saliency")
-    video_dir = find_folder(root, "videos", "Videos")
+    if tracking not in TRACKINGS:
+        raise ValueError(f"tracking must be one of {TRACKINGS}, got {tracking!r}")
+    root = check_root(root)
+    map_dir = find_folder(root, "saliency", os.path.join(tracking, "SalMaps"))
+    video_dir = find_folder(root, "videos", "Videos", "Stimuli")
+    scan = os.path.join(root, tracking, "Scanpaths")
+    fixation_dirs = [os.path.join(root, "fixations"), scan, os.path.join(scan, "L"), os.path.join(scan, "R")]
     entries = []
-    names = [n for n in list_stems(video_dir) if _find_prefixed(os.path.join(root, "saliency"), n,
-                                                                 _BIN_NAME.search)]
+    names = [n for n in list_stems(video_dir) if _find_prefixed(map_dir, n, _BIN_NAME.search)]
     for name in split_videos(names, split):
         video = find_video(video_dir, name)
         frames = VideoFrames(video, fps=fps, size=size)
-        maps = BinMaps(_find_prefixed(os.path.join(root, "saliency"), name, _BIN_NAME.search)[0])
+        maps = BinMaps(_find_prefixed(map_dir, name, _BIN_NAME.search)[0])
         maps.check_covers(frames.source_index(frames.num_frames - 1) + 1, video)
-        csvs = _find_prefixed(os.path.join(root, "fixations"), name, lambda f: f.lower().endswith(".csv"))
-        fixations = _SourceFrameMaps(FixationList(csvs[0], frames.frame_size), frames) if csvs else None
+        csvs = [p for folder in fixation_dirs
+                for p in _find_prefixed(folder, name, lambda f: f.lower().endswith(".csv"))]
+        fixations = _SourceFrameMaps(FixationList(csvs, frames.frame_size), frames) if csvs else None
         truth = MapGroundTruth(_SourceFrameMaps(maps, frames), fixations, frames.frame_size, maps.path)
         entries.append(VideoEntry(name, frames.num_frames, frames.fps, frames, truth,
                                   audio=video_audio(video, frames, "auto")))
