@@ -11,12 +11,16 @@ Architecture (defaults are the published sizes):
     (:func:`sphsal.sphere.pad_equirect`: the longitude wraps, rows continue over the poles);
   - ``"erp_planar"``: the same ResNet with ``nn.Conv3d`` (the published ERP branch);
   - ``"cubemap"``: the six 128 x 128 cube faces through a ResNet with cube padding in the stem
-    (:mod:`sphsal.models.cube_padding`), the face features mapped back to the ERP fusion grid with
+    (:mod:`sphsal.models.cube_padding`) and, as in the released ``resnet3D_cubic``, a stem max-pool
+    that pads nothing in time (16 frames -> 7; clips under 3 frames keep one frame of padding), the
+    face features mapped back to the ERP fusion grid with
     :func:`sphsal.projections.cubemap_to_equirect`;
   - ``"both"`` (default): spherical ERP and cubemap features averaged 0.5 / 0.5;
     ``"both_planar"``: planar ERP and cubemap, the published model.
 
   The stage-4 features ``(B, 512, 1, 8, 10)`` are averaged over time to the fusion grid ``8 x 10``.
+  Frames (ERP and faces) are normalised with the Kinetics mean / std of the Kinetics-pretrained
+  ResNets, as the released code (DAVE's) does: :data:`KINETICS_MEAN`, :data:`KINETICS_STD`.
 * Audio: a second 3D ResNet-18 on log-mel features tiled to 3 channels ``(B, 3, 16, 64, 64)``,
   averaged to one 512-vector and broadcast over the grid.
 * Fusion: ``concat(visual, audio) -> 1x1 conv -> x`` (512 channels), then
@@ -65,10 +69,16 @@ from sphsal.models.state_maps import rename_prefixes
 from sphsal.priors import equator_bias
 from sphsal.sphere import pad_equirect
 
-__all__ = ["AVS360", "VIEWS", "EquirectPad", "avs360", "avs360_visual", "avs360_no_aem"]
+__all__ = ["AVS360", "VIEWS", "EquirectPad", "KINETICS_MEAN", "KINETICS_STD", "avs360", "avs360_visual",
+           "avs360_no_aem"]
 
 VIEWS = ("both", "erp_spherical", "cubemap", "erp_planar", "both_planar")
 MEL_SIZE = 64
+#: Per-channel mean and std (of ``[0, 1]`` RGB frames) of the Kinetics-pretrained 3D ResNets (Hara et
+#: al.), with which the released AVS360 / DAVE code normalises every frame
+#: (``utils/process_video_audio.py``: ``MEAN``, ``STD``).
+KINETICS_MEAN = (110.63666788 / 255.0, 103.16065604 / 255.0, 96.29023126 / 255.0)
+KINETICS_STD = (38.7568578 / 255.0, 37.88248729 / 255.0, 40.02898126 / 255.0)
 HEAD_ACTIVATIONS = {"softplus": F.softplus, "relu": F.relu}
 #: Initial weight of the output-resolution AEM channel in the head (``output_aem=True``): the head starts
 #: as ``softplus(visual + 2 AEM)``, the visual map weighted by up to ``e^2`` towards the sound.
@@ -158,6 +168,9 @@ class AVS360(nn.Module):
         self.visual_erp = self._erp_branch(width_mult, spherical) if erp else None
         self.visual_cube = (resnet3d18(width_mult, stem_pad=CubePad, pool_pad=CubePad)
                             if view in ("both", "cubemap", "both_planar") else None)
+        if self.visual_cube is not None and self.clip_len >= 3:
+            # released resnet3D_cubic: cube padding in H, W before a max-pool with padding 0 (none in time)
+            self.visual_cube.maxpool = nn.MaxPool3d(3, stride=2, padding=0)
         self.audio = resnet3d18(width_mult) if use_audio else None
         self.fusion = nn.Conv2d(channels * (2 if use_audio else 1), channels, 1)
         # sphsal extension, not in the published model: the AEM at the output resolution as one more
@@ -193,15 +206,15 @@ class AVS360(nn.Module):
         ``(B, channels, S)`` covering the clip, ``sample_rate``, optional ``fps``).
 
         Returns the keyword tensors of :meth:`forward`: ERP ``frames`` resized to ``frame_size``, cube
-        ``faces`` projected from the full-resolution frames (ImageNet normalisation for both; see
-        :meth:`clip_to_faces` for frames of odd width),
+        ``faces`` projected from the full-resolution frames (Kinetics mean / std for both, as released;
+        see :meth:`clip_to_faces` for frames of odd width),
         ``audio_mel`` and the clip's ``aem`` on the fusion grid. Clips of another length are cut to
         their last ``clip_len`` frames or padded by repeating their first frame.
         """
         require_keys(batch, ("frames",) + (("audio", "sample_rate") if self.use_audio else ()), "avs360")
         frames = batch["frames"].float()
         t_in = frames.shape[2]
-        frames = normalise_clip(fit_clip(frames, self.clip_len))
+        frames = normalise_clip(fit_clip(frames, self.clip_len), KINETICS_MEAN, KINETICS_STD)
         inputs = {}
         if self.visual_erp is not None:
             inputs["frames"] = resize_clip(frames, self.frame_size)
