@@ -97,7 +97,8 @@ class AViNet(ViNet):
 
     def forward(self, frames: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         """``frames`` ``(B, 3, clip_len, H, W)``, ``audio`` ``(B, audio_samples)`` mono 22,050 Hz waveform
-        -> ``(B, 1, H, W)`` saliency of the clip's last frame, in ``(0, 1)``."""
+        in ``[-1, 1]`` (:class:`SoundNet8` scales it to the released ``[-256, 256]``) -> ``(B, 1, H, W)``
+        saliency of the clip's last frame, in ``(0, 1)``."""
         check_clip(frames, self.clip_len, self.frame_size, self.name, audio_samples=self.audio_samples,
                    audio=audio)
         y0, y1, y2, y3 = self.encoder(frames)

@@ -171,8 +171,8 @@ class STAViS(nn.Module):
 
     def forward(self, frames: torch.Tensor, audio: torch.Tensor | None = None) -> torch.Tensor:
         """``frames`` ``(B, 3, clip_len, H, W)`` (mean-subtracted 0..255 RGB) and, with audio, ``audio``
-        ``(B, audio_samples)`` mono 22,050 Hz -> ``(B, 1, H, W)`` saliency of the middle frame in
-        ``(0, 1)``."""
+        ``(B, audio_samples)`` mono 22,050 Hz in ``[-1, 1]`` (:class:`SoundNet8` scales it to the released
+        ``[-256, 256]``) -> ``(B, 1, H, W)`` saliency of the middle frame in ``(0, 1)``."""
         check_clip(frames, self.clip_len, self.frame_size, self.name,
                    audio_samples=self.audio_samples if self.use_audio else None, audio=audio)
         v, heads = self.visual, self.heads

@@ -5,6 +5,11 @@ Seven conv + BN + ReLU layers with 16, 32, 64, 128, 256, 512, 1024 channels, ker
 ``(B, S)`` or ``(B, 1, S)`` samples -> ``(B, 1024, L)``: ``L = 3`` for AViNet's 70,560 samples, 2 for
 STAViS's 35,280. The classifier heads (``conv8_objs``, ``conv8_scns``) are not part of the model.
 
+The input is a waveform in ``[-1, 1]``; :meth:`SoundNet8.forward` multiplies it by
+:data:`INPUT_SCALE` = 256, the ``[-256, 256]`` range SoundNet was trained on and both released loaders
+feed it (32-bit samples times ``2 ** -23``: cvondrick/soundnet ``extract_feat.lua``, ViNet's and STAViS's
+``torchaudio.load(normalization=False)``), so released weights see the scale they were trained with.
+
 The released networks store the 1D convolutions as ``Conv2d`` with a ``(k, 1)`` (ViNet) or ``(1, k)``
 (STAViS) kernel; :func:`map_soundnet` renames either layout onto :class:`SoundNet8` (``Conv1d``
 weights ``(Co, Ci, k)``).
@@ -15,9 +20,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["SoundNet8", "SOUNDNET_WIDTHS", "SOUNDNET_SAMPLE_RATE", "map_soundnet"]
+__all__ = ["SoundNet8", "SOUNDNET_WIDTHS", "SOUNDNET_SAMPLE_RATE", "INPUT_SCALE", "map_soundnet"]
 
 SOUNDNET_SAMPLE_RATE = 22050
+#: ``[-1, 1]`` waveform -> SoundNet's ``[-256, 256]`` input range (module docstring).
+INPUT_SCALE = 256.0
 SOUNDNET_WIDTHS = (16, 32, 64, 128, 256, 512, 1024)
 KERNELS = (64, 32, 16, 8, 4, 4, 4)
 POOLS = {0: 8, 1: 8, 4: 4}  # max-pool after conv1, conv2 and conv5 (0-based layer index)
@@ -26,8 +33,9 @@ _STAVIS_INDEX = (0, 4, 8, 11, 14, 18, 21)
 
 
 class SoundNet8(nn.Module):
-    """SoundNet-8 conv1-conv7 (module docstring); ``width_mult`` scales the channel counts and
-    ``out_channels`` (default: the scaled 1024) sets conv7's."""
+    """SoundNet-8 conv1-conv7 (module docstring) on a ``[-1, 1]`` waveform (scaled by
+    :data:`INPUT_SCALE` inside); ``width_mult`` scales the channel counts and ``out_channels`` (default:
+    the scaled 1024) sets conv7's."""
 
     def __init__(self, width_mult: float = 1.0, out_channels: int | None = None):
         super().__init__()
@@ -71,7 +79,7 @@ class SoundNet8(nn.Module):
                              f"got {tuple(wave.shape)}")
         if wave.shape[-1] < self.min_samples():
             raise ValueError(f"SoundNet8 needs at least {self.min_samples()} samples, got {wave.shape[-1]}")
-        x = wave
+        x = wave * INPUT_SCALE
         for i, (conv, bn) in enumerate(zip(self.conv, self.bn)):
             x = torch.relu(bn(conv(x)))
             if i in POOLS:
