@@ -12,7 +12,9 @@ Every loss is ``loss(pred, target, fixations=None) -> 0-d tensor`` to MINIMISE, 
   (a sigmoid output), against the max-normalised ground truth: unlike ``bce`` it constrains the
   prediction's level, not only its shape;
 * ``sphere_mse``: mean squared error weighted by each ERP pixel's solid angle, against 10 x the
-  max-normalised ground truth (the GTSD spherical U-Net's target scale).
+  max-normalised ground truth (the GTSD spherical U-Net's target scale);
+* ``sphere_sse``: the same squared errors summed with the solid angles as weights, not divided by their
+  total ``4 pi``: the GTSD code's ``SphereMSE``, whose scale its SGD learning rate was chosen for.
 
 ``pred`` is ``(B, 1, H, W)`` or ``(B, H, W)``, ``target`` and ``fixations`` the same size; nothing is
 resized. ``fixations`` is read as a binary map: every non-zero pixel is one fixation, whatever its value
@@ -25,6 +27,7 @@ by ``+``).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 
@@ -116,13 +119,20 @@ def bce_raw_loss(pred, target, fixations=None) -> torch.Tensor:
     return F.binary_cross_entropy(p.clamp(1e-7, 1 - 1e-7), _max_normalise(t).clamp(0, 1))
 
 
-def sphere_mse_loss(pred, target, fixations=None) -> torch.Tensor:
-    """Solid-angle weighted MSE: ``sum(w (p - 10 t')^2) / sum(w)`` with ``t'`` the max-normalised
-    ground truth and ``w`` from :func:`sphsal.sphere.solid_angle_weights`; batch mean."""
+def sphere_sse_loss(pred, target, fixations=None) -> torch.Tensor:
+    """Solid-angle weighted sum of squared errors: ``sum(w (p - 10 t')^2)`` with ``t'`` the
+    max-normalised ground truth and ``w`` from :func:`sphsal.sphere.solid_angle_weights` (summing to
+    ``4 pi``); batch mean. The GTSD spherical U-Net's ``SphereMSE`` (``smse.py``)."""
     p, t = _pair(pred, target)
     w = solid_angle_weights(*p.shape[-2:], dtype=p.dtype, device=p.device)
     err = (p - SPHERE_MSE_TARGET_SCALE * _max_normalise(t)) ** 2
-    return ((err * w).sum(dim=(-2, -1)) / w.sum()).mean()
+    return (err * w).sum(dim=(-2, -1)).mean()
+
+
+def sphere_mse_loss(pred, target, fixations=None) -> torch.Tensor:
+    """Solid-angle weighted MSE: :func:`sphere_sse_loss` divided by the total solid angle ``4 pi``
+    (``sum(w (p - 10 t')^2) / sum(w)``); batch mean."""
+    return sphere_sse_loss(pred, target) / (4 * math.pi)
 
 
 LOSSES: dict[str, Callable[..., torch.Tensor]] = {
@@ -132,6 +142,7 @@ LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "bce": bce_loss,
     "bce_raw": bce_raw_loss,
     "sphere_mse": sphere_mse_loss,
+    "sphere_sse": sphere_sse_loss,
 }
 
 _TERM = re.compile(r"^\s*(?:(?P<weight>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*\*\s*)?(?P<name>[a-z_]+)\s*$")

@@ -9,9 +9,10 @@ upsampling, concatenation with the encoder feature of the same size, 3x3 conv + 
 :class:`sphsal.nn.SphericalMaxPool2d` (built with :func:`sphsal.nn.convert_to_spherical`);
 ``planar_unet`` keeps ``nn.Conv2d`` / ``nn.MaxPool2d``.
 
-The map is trained against 10 x the ground truth with the sphere-weighted MSE (``sphere_mse``) and
-SGD at lr 1e-4, as published. A ReLU on the last conv's output makes the returned map non-negative
-(the published network left it linear).
+The map is trained against 10 x the ground truth with the released code's sphere-weighted squared error
+(``sphere_sse``: summed with the pixels' solid angles as weights) and SGD at lr 1e-4, momentum 0.9,
+weight decay 1e-5, as released (``train.py``, ``smse.py``). A ReLU on the last conv's output makes the
+returned map non-negative (the published network left it linear).
 """
 
 from __future__ import annotations
@@ -74,8 +75,8 @@ class SaliencyUNet(nn.Module):
             convert_to_spherical(self)
         self.input_spec = InputSpec(clip_len=1, frame_size=frame_size, output_size=frame_size,
                                     needs_prev_saliency=True)
-        self.default_loss = "sphere_mse"
-        self.default_optimizer = {"name": "sgd", "lr": 1e-4, "weight_decay": 0.0}
+        self.default_loss = "sphere_sse"
+        self.default_optimizer = {"name": "sgd", "lr": 1e-4, "momentum": 0.9, "weight_decay": 1e-5}
 
     def forward(self, image: torch.Tensor, prev_saliency: torch.Tensor) -> torch.Tensor:
         """Args:

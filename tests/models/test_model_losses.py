@@ -37,7 +37,7 @@ def test_losses_are_differentiable():
     pred, target = _maps()
     pred.requires_grad_(True)
     fix = (torch.rand(2, 8, 16) > 0.8).float()
-    build_loss("kld+cc+nss+bce+bce_raw+sphere_mse")(pred, target, fix).backward()
+    build_loss("kld+cc+nss+bce+bce_raw+sphere_mse+sphere_sse")(pred, target, fix).backward()
     assert torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0
 
 
@@ -59,6 +59,7 @@ def test_sphere_mse_weights_pixels_by_solid_angle_against_ten_times_the_target()
     pred = torch.zeros(1, 1, 8, 16)
     w = solid_angle_weights(8, 16)
     assert build_loss("sphere_mse")(pred, target).item() == pytest.approx((100 * w[4, 3] / w.sum()).item())
+    assert build_loss("sphere_sse")(pred, target).item() == pytest.approx((100 * w[4, 3]).item())
     # The same error costs less near a pole than at the equator.
     polar = torch.zeros(1, 1, 8, 16)
     polar[0, 0, 0, 3] = 1.0

@@ -12,8 +12,8 @@ def test_published_layout():
     assert model.enc1[0].in_channels == 4
     assert [getattr(model, f"enc{i}")[0].out_channels for i in range(1, 5)] == [64, 128, 256, 256]
     assert [model.dec3[0].out_channels, model.dec2[0].out_channels, model.out.out_channels] == [128, 64, 1]
-    assert model.default_loss == "sphere_mse"
-    assert model.default_optimizer == {"name": "sgd", "lr": 1e-4, "weight_decay": 0.0}
+    assert model.default_loss == "sphere_sse"  # the released SphereMSE: not divided by the total 4 pi
+    assert model.default_optimizer == {"name": "sgd", "lr": 1e-4, "momentum": 0.9, "weight_decay": 1e-5}
 
 
 def test_spherical_unet_uses_spherical_convolutions_everywhere():
@@ -48,7 +48,7 @@ def test_prepare_inputs_takes_the_last_frame_and_the_previous_map():
     assert torch.count_nonzero(first["prev_saliency"]) == 0
 
 
-def test_sphere_mse_training_pulls_the_map_towards_ten_times_the_target():
+def test_default_loss_training_pulls_the_map_towards_ten_times_the_target():
     model = create_model("planar_unet", **TINY_UNET).train()
     inputs = model.example_inputs(batch_size=2)
     target = torch.rand(2, 16, 32)
