@@ -38,6 +38,14 @@ Architecture (defaults are the published sizes):
 ``width_mult`` scales every width (ResNets, fusion and decoder) and ``clip_len`` / ``frame_size`` /
 ``face_size`` the input, so a demo can run a reduced configuration of the same architecture.
 
+Where the inputs and the recipe differ from the released code (FannyChao/AVS360), on purpose: the
+log-mel audio is the W (omnidirectional) channel, where the released code averaged the four ambiX
+channels (a direction-dependent gain); its 16 examples are the 0.64 s ending at each of the clip's
+frames (the released code started them at multiples of a hop that was set only after the features had
+been computed); the training target is the target frame's map, not the average of the clip's 16 maps;
+and the default ``bce`` loss compares max-normalised maps (the released ``BCELoss`` took the
+sum-normalised ones, values near ``1 / (h w)``).
+
 sphsal extension, not part of the published model (off by default): ``output_aem=True`` also computes
 the clip's AEM at the output resolution ``(B, 1, 4h, 4w)`` and feeds it to the 1x1 head as one more
 input channel (initial weight :data:`OUTPUT_AEM_INIT`), so that the map can follow the sound on a grid
