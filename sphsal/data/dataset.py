@@ -19,6 +19,7 @@ fifth one (positions 4, 9, 14, ... of the sorted list) is the test set; the rest
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -29,10 +30,13 @@ from torch.utils.data import Dataset
 
 from sphsal._checks import check_integer
 from sphsal.data.clips import CLIP_MODES, audio_window, clip_indices, clip_span, slice_audio
+from sphsal.data.groundtruth import EmptyGroundTruth
 
-__all__ = ["VideoEntry", "ClipDataset", "split_videos", "SPLITS", "check_root"]
+__all__ = ["VideoEntry", "ClipDataset", "split_videos", "SPLITS", "EMPTY_TRUTH", "check_root"]
 
 SPLITS = ("train", "test", "all")
+#: What :class:`ClipDataset` does with a target whose ground truth is empty (its ``empty_truth``).
+EMPTY_TRUTH = ("error", "next")
 TEST_EVERY = 5
 
 
@@ -103,16 +107,28 @@ class ClipDataset(Dataset):
             previous map as input (the spherical U-Net).
         sample_rate: resample every video's audio to this rate (Hz) when it is loaded, so that videos
             recorded at other rates share batches; ``None``: each at its stored rate.
+        empty_truth: what an item does whose target's ground truth is empty
+            (:class:`~sphsal.data.groundtruth.EmptyGroundTruth`: an all-zero map, or a frame without gaze
+            samples): ``"error"`` raises it, naming the file and the frame; ``"next"`` gives the item of
+            the next target (in index order, wrapping around) whose ground truth is not empty, as
+            ViNet's loader draws another clip, with one warning per dataset: datasets that ship a few
+            blank maps train. :func:`sphsal.engine.evaluate.evaluate_model` scores each frame once, so
+            such targets are left out of its scores. An empty predecessor's ``prev_saliency`` is zeros
+            either way.
     """
 
     def __init__(self, entries: list[VideoEntry], clip_len: int = 16, frame_step: int = 1,
                  clip_mode: str = "end", clip_step: int = 1, transform=None, prev_saliency: bool = False,
-                 sample_rate: int | None = None):
+                 sample_rate: int | None = None, empty_truth: str = "error"):
         if clip_len < 1 or frame_step < 1 or clip_step < 1:
             raise ValueError(f"clip_len, frame_step and clip_step must be >= 1, got {clip_len}, "
                              f"{frame_step}, {clip_step}")
         if clip_mode not in CLIP_MODES:
             raise ValueError(f"clip_mode must be one of {CLIP_MODES}, got {clip_mode!r}")
+        if empty_truth not in EMPTY_TRUTH:
+            raise ValueError(f"empty_truth must be one of {EMPTY_TRUTH}, got {empty_truth!r}")
+        self.empty_truth = empty_truth
+        self._warned_empty = False
         self.entries = list(entries)
         self.clip_len, self.frame_step = int(clip_len), int(frame_step)
         self.clip_mode, self.clip_step = clip_mode, int(clip_step)
@@ -160,13 +176,37 @@ class ClipDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         if not -len(self) <= i < len(self):
             raise IndexError(f"item {i} out of range for a dataset of {len(self)} items")
-        v, t = self.index[i]
+        i %= len(self)
+        for step in range(len(self)):
+            try:
+                return self._item(*self.index[(i + step) % len(self)])
+            except EmptyGroundTruth as err:
+                self.on_empty_truth(err)
+        raise ValueError(f"no target of this dataset has ground truth ({len(self)} items, all empty)")
+
+    def on_empty_truth(self, err: EmptyGroundTruth) -> None:
+        """What ``empty_truth`` asks for a target whose ground truth is empty (``err``): ``"error"`` raises
+        it with a hint; ``"next"`` warns once per dataset and returns (the caller leaves the target out)."""
+        if self.empty_truth == "error":
+            raise EmptyGroundTruth(f"{err}; pass empty_truth='next' (--dataset-arg empty_truth=next) to use "
+                                   "the next target with ground truth instead") from None
+        if not self._warned_empty:
+            warnings.warn(f"{err}: targets with empty ground truth are left out (empty_truth='next')",
+                          stacklevel=3)
+            self._warned_empty = True
+
+    def _item(self, v: int, t: int) -> dict:
+        """The item of frame ``t`` of video ``v`` (:class:`EmptyGroundTruth` when its truth is empty)."""
         item = {**self.clip(v, t), **self.truth(v, t)}
         if self.prev_saliency:
             known = self._has_truth[v]
-            has_prev = t > 0 and (known is None or t - 1 in known)
-            item["prev_saliency"] = (self.truth(v, t - 1)["saliency"] if has_prev
-                                     else torch.zeros_like(item["saliency"]))
+            previous = None
+            if t > 0 and (known is None or t - 1 in known):
+                try:
+                    previous = self.truth(v, t - 1)["saliency"]
+                except EmptyGroundTruth:
+                    pass
+            item["prev_saliency"] = torch.zeros_like(item["saliency"]) if previous is None else previous
         return self.transform(item) if self.transform is not None else item
 
     def __repr__(self) -> str:

@@ -24,8 +24,13 @@ import torch
 
 from sphsal.atomic import atomic_path
 
-__all__ = ["GazeSamples", "GazeGroundTruth", "MapGroundTruth", "default_cache_dir", "frame_directions",
-           "resize_fixations"]
+__all__ = ["EmptyGroundTruth", "GazeSamples", "GazeGroundTruth", "MapGroundTruth", "default_cache_dir",
+           "frame_directions", "resize_fixations"]
+
+
+class EmptyGroundTruth(ValueError):
+    """A frame's ground truth holds nothing to score: an all-zero saliency map, or no gaze sample in the
+    frame (see :class:`~sphsal.data.ClipDataset`'s ``empty_truth``)."""
 
 
 def default_cache_dir() -> str:
@@ -110,8 +115,8 @@ class GazeGroundTruth:
         fill_gaps: see :func:`frame_directions`.
 
     Calling it with a frame index returns ``(saliency (H, W) float32 summing to 1, fixations (H, W)
-    float32 in {0, 1})``. A frame with no gaze sample raises ``ValueError`` naming the source file
-    (never a silent zero map).
+    float32 in {0, 1})``. A frame with no gaze sample raises :class:`EmptyGroundTruth` naming the source
+    file (never a silent zero map).
     """
 
     def __init__(self, samples: GazeSamples, fps, size, sigma_deg: float, cache_dir: str | None, key: str,
@@ -148,8 +153,8 @@ class GazeGroundTruth:
         az, el = frame_directions(self.samples, index, self.fps, self.fill_gaps)
         if az.size == 0:
             t0 = float(index / self.fps)
-            raise ValueError(f"no gaze sample of {self.samples.source} falls in frame {index} "
-                             f"([{t0:.3f}, {t0 + float(1 / self.fps):.3f}) s)")
+            raise EmptyGroundTruth(f"no gaze sample of {self.samples.source} falls in frame {index} "
+                                   f"([{t0:.3f}, {t0 + float(1 / self.fps):.3f}) s)")
         directions = torch.from_numpy(np.stack((az, el), axis=1))
         h, w = self.size
         with _single_numba_thread():
@@ -192,7 +197,8 @@ class MapGroundTruth:
         size: output ``(H, W)`` (``None``: the stored size).
         source: where the maps come from (folder or file), for error messages.
 
-    An all-zero (or non-finite) saliency map raises ``ValueError`` naming ``source`` and the frame.
+    An all-zero saliency map raises :class:`EmptyGroundTruth`, a non-finite one ``ValueError``, naming
+    ``source`` and the frame.
     """
 
     def __init__(self, saliency, fixations, size, source: str):
@@ -202,8 +208,10 @@ class MapGroundTruth:
         from sphsal.data.sources import resize_map
 
         raw = np.asarray(self.saliency(index), dtype=np.float32)
-        if not np.isfinite(raw).all() or not raw.max() > 0:
-            raise ValueError(f"saliency map of frame {index} in {self.source} is empty or not finite")
+        if not np.isfinite(raw).all():
+            raise ValueError(f"saliency map of frame {index} in {self.source} is not finite")
+        if not raw.max() > 0:
+            raise EmptyGroundTruth(f"saliency map of frame {index} in {self.source} is empty (all zero)")
         saliency = resize_map(raw, self.size)
         if self.fixations is None:
             binary = raw >= raw.max()

@@ -45,7 +45,8 @@ def create_dataset(name: str, root, **options):
 
     Every adapter takes ``size``, ``split`` and the :class:`~sphsal.data.dataset.ClipDataset` options
     (``clip_len``, ``frame_step``, ``clip_mode``, ``clip_step``, ``transform``, ``prev_saliency``,
-    ``sample_rate``: the audio resampled to one rate in Hz). The
+    ``sample_rate``: the audio resampled to one rate in Hz, ``empty_truth``: ``"next"`` for datasets with
+    blank maps). The
     video-file adapters (``360av-hm``, ``vr-eyetracking``, ``pvs-hm``, ``salient360``) also take ``fps``;
     ``eccv18``, ``stavis`` and ``folder`` index the frames as stored. An unknown option raises
     ``TypeError`` naming it.

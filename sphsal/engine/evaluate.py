@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from sphsal._checks import check_integer
 from sphsal.data.dataset import ClipDataset
+from sphsal.data.groundtruth import EmptyGroundTruth
 from sphsal.engine.runtime import collate_items, resolve_device, to_device
 from sphsal.metrics import DEFAULT_METRICS, METRICS, Evaluator
 from sphsal.metrics.evaluate import fixation_counts, other_frames_negatives
@@ -55,7 +56,13 @@ def _video_fixation_counts(dataset: Dataset, progress: bool) -> dict[str, torch.
     totals: dict[str, torch.Tensor] = {}
     for v, t in tqdm(index, desc="fixations", disable=not progress, unit="frame"):
         entry = entries[v]
-        fixations = torch.as_tensor(entry.ground_truth(t)[1], dtype=torch.float32)
+        try:
+            fixations = torch.as_tensor(entry.ground_truth(t)[1], dtype=torch.float32)
+        except EmptyGroundTruth as err:  # a target left out of the scores (empty_truth="next"), or an error
+            if not hasattr(dataset, "on_empty_truth"):
+                raise
+            dataset.on_empty_truth(err)
+            continue
         name = f"fixations of {entry.name!r} frame {t}"
         counts = fixation_counts(fixations, tuple(fixations.shape[-2:]), name)
         totals[entry.name] = counts + totals[entry.name] if entry.name in totals else counts
@@ -98,7 +105,11 @@ def _fed_back_predictions(model, dataset, device, progress: bool):
             size = tuple(item["frames"].shape[-2:])
             item["prev_saliency"] = torch.zeros(size) if previous is None else previous
             if (v, t) in scored:
-                item.update(dataset.truth(v, t))
+                try:
+                    item.update(dataset.truth(v, t))
+                except EmptyGroundTruth as err:  # left out of the scores (empty_truth="next"), or an error
+                    dataset.on_empty_truth(err)
+                    scored.discard((v, t))
             if dataset.transform is not None:
                 item = dataset.transform(item)
             batch = to_device(collate_items([item]), device)
@@ -138,6 +149,10 @@ def evaluate_model(model: torch.nn.Module, dataset: Dataset, *, out_dir=None,
     frame, its own previous prediction fed back (see :func:`_fed_back_predictions`; every frame up to
     the last scored one is predicted, ``frame_step`` times the work), never the ground truth's; it needs
     a :class:`~sphsal.data.ClipDataset` (``ValueError`` otherwise).
+
+    Each ``(video, frame)`` is scored once: with a dataset's ``empty_truth="next"``, the item that
+    replaced a target whose ground truth is empty repeats the next target, so the empty ones are left
+    out of the scores.
     """
     batch_size = check_integer(batch_size, "batch_size")
     evaluator = Evaluator(metrics, weights=weights, baseline=baseline, seed=seed)
@@ -155,15 +170,18 @@ def evaluate_model(model: torch.nn.Module, dataset: Dataset, *, out_dir=None,
         predictions = _fed_back_predictions(model, dataset, device, progress)
     else:
         predictions = _predictions(model, dataset, batch_size, device, progress)
+    done = set()  # (video, frame) pairs scored: an item that replaced an empty target repeats one
     for batch, pred in predictions:
         _check_ground_truth(batch, needs)
         size = tuple(batch["saliency" if "saliency" in needs else "fixations"].shape[-2:])
         pred = upsample_prediction(pred, size)
         for i in range(pred.shape[0]):
+            video, frame = batch["video"][i], int(batch["frame_index"][i])
+            if (video, frame) in done:
+                continue
+            done.add((video, frame))
             truth = {key: batch[key][i].cpu() for key in needs}
-            video = batch["video"][i]
             other = None if totals is None else _shuffled_negatives(totals, video, truth["fixations"])
-            frame = int(batch["frame_index"][i])
             evaluator.update(video, frame, pred[i].cpu(), **truth, other_fixations=other)
     if out_dir is not None:
         evaluator.write(out_dir)

@@ -347,8 +347,11 @@ def test_an_all_zero_saliency_map_is_an_error_naming_its_folder(tmp_path):
     cv2.imwrite(str(tmp_path / "saliency" / "mine" / "2.png"), np.zeros((H, W), np.uint8))
     ds = create_dataset("folder", tmp_path, clip_len=1)
     check_item(ds[0], 1)
-    with pytest.raises(ValueError, match=r"frame 1 in .*saliency/mine is empty"):
+    with pytest.raises(ValueError, match=r"frame 1 in .*saliency/mine is empty .*empty_truth='next'"):
         ds[1]
+    lenient = create_dataset("folder", tmp_path, clip_len=1, empty_truth="next")
+    with pytest.warns(UserWarning, match="saliency/mine is empty"):
+        assert lenient[1]["frame_index"] == 0  # the next target with ground truth, wrapping around
 
 
 # --- audio the dataset needs

@@ -359,3 +359,37 @@ def test_shuffled_auc_draws_negatives_from_the_same_videos_other_frames(tmp_path
     assert 0.3 < summary["mean"]["auc_shuffled"] < 0.7  # a centre prior gains little against these negatives
     with pytest.raises(ValueError, match="auc_shuffled' needs a sphsal.data.ClipDataset"):
         evaluate_model(model, BlobDataset(4), metrics=("auc_shuffled",), progress=False)
+
+
+def test_targets_with_empty_ground_truth_are_an_error_or_left_out(tmp_path):
+    """Published map datasets hold a few blank maps (ViNet's loader draws another clip for them): by
+    default such a target is an error naming its frame; with empty_truth="next" its item is the next
+    target's, and evaluation scores every frame once, so the blank frames are left out."""
+    import dataclasses
+
+    from sphsal.data import ClipDataset, EmptyGroundTruth, create_dataset, make_dataset
+
+    root = make_dataset(tmp_path / "data", n_videos=1, duration=1.0, fps=8, height=32, width=64, seed=2)
+    entry = create_dataset("360av-hm", root, split="all", clip_len=1).entries[0]
+
+    def truth(t):
+        if t in (2, 3):
+            raise EmptyGroundTruth(f"saliency map of frame {t} in maps/ is empty (all zero)")
+        return entry.ground_truth(t)
+
+    blank = dataclasses.replace(entry, ground_truth=truth)
+    with pytest.raises(EmptyGroundTruth, match="frame 2 in maps/ is empty .*; pass empty_truth='next'"):
+        ClipDataset([blank], clip_len=1)[2]
+    lenient = ClipDataset([blank], clip_len=1, empty_truth="next", prev_saliency=True)
+    with pytest.warns(UserWarning, match="frame 2 in maps/ is empty .*left out"):
+        item = lenient[2]
+    assert item["frame_index"] == 4 and float(item["prev_saliency"].abs().sum()) == 0.0  # frame 3 is blank
+    assert [lenient[i]["frame_index"] for i in (-1, 3, 5)] == [7, 4, 5]
+    assert float(lenient[1]["prev_saliency"].sum()) > 0
+    model = create_model("aem_ecb", output_size=(16, 32), clip_len=1)
+    scored = ClipDataset([blank], clip_len=1, empty_truth="next")
+    with pytest.warns(UserWarning, match="left out"):
+        summary = evaluate_model(model, scored, metrics=("cc", "auc_shuffled"), progress=False)
+    assert summary["n_frames"] == 6
+    with pytest.raises(ValueError, match="empty_truth must be one of"):
+        ClipDataset([blank], empty_truth="skip")
