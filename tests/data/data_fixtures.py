@@ -14,8 +14,13 @@ import cv2
 import numpy as np
 import scipy.io
 import soundfile
+import torch
 
 from sphsal.data import make_dataset, time_to_sample
+from sphsal.sphere import directions_to_pixels
+
+#: ERP size of the adapters' test fixtures.
+H, W = 32, 64
 
 _SESSION: dict[str, str] = {}
 
@@ -123,3 +128,20 @@ def write_stavis_tree(root, fps, n_frames, sample_rate, clicks=(), audio_frames=
     for part, vid in (("train", "v"), ("test", "w")):
         with open(os.path.join(root, "fold_lists", f"DB_list_{part}_1_fps.txt"), "w") as f:
             f.write(f"{vid} {n_frames} {fps}\n")
+
+
+def peak(saliency: torch.Tensor) -> tuple[int, int]:
+    """``(row, column)`` of a map's maximum."""
+    i = int(torch.argmax(saliency))
+    return i // saliency.shape[1], i % saliency.shape[1]
+
+
+def pixel_of(az: float, el: float, h: int = H, w: int = W) -> tuple[int, int]:
+    """The ``(row, column)`` of direction ``(az, el)`` (radians) on an ``h x w`` ERP grid."""
+    row, col = directions_to_pixels(torch.tensor(az), torch.tensor(el), h, w)
+    return int(round(float(row))), int(round(float(col))) % w
+
+
+def near(a, b, tol=1, w=W) -> bool:
+    """Whether pixels ``a`` and ``b`` are within ``tol`` rows and columns (columns across the seam)."""
+    return abs(a[0] - b[0]) <= tol and min(abs(a[1] - b[1]), w - abs(a[1] - b[1])) <= tol

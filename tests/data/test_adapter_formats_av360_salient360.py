@@ -12,28 +12,11 @@ import math
 
 import numpy as np
 import pytest
-import torch
-from data_fixtures import write_video, write_video_with_audio
+from data_fixtures import H, W, near, peak, pixel_of, write_video, write_video_with_audio
 
 from sphsal.data import create_dataset
-from sphsal.sphere import directions_to_pixels
 
-H, W = 32, 64
 HEADER = "# Idx, longitude, latitude, start timestamp, duration, start frame, end frame\n"
-
-
-def peak(saliency: torch.Tensor) -> tuple[int, int]:
-    i = int(torch.argmax(saliency))
-    return i // saliency.shape[1], i % saliency.shape[1]
-
-
-def pixel_of(az: float, el: float) -> tuple[int, int]:
-    row, col = directions_to_pixels(torch.tensor(az), torch.tensor(el), H, W)
-    return int(round(float(row))), int(round(float(col))) % W
-
-
-def near(a, b, tol=1) -> bool:
-    return abs(a[0] - b[0]) <= tol and min(abs(a[1] - b[1]), W - abs(a[1] - b[1])) <= tol
 
 
 def fixated(item) -> list[tuple[int, int]]:

@@ -12,28 +12,10 @@ import pickle
 
 import numpy as np
 import scipy.io
-import torch
-from data_fixtures import write_jpg_frames, write_video
+from data_fixtures import H, W, near, peak, pixel_of, write_jpg_frames, write_video
 
 from sphsal.data import create_dataset
 from sphsal.data.adapters import eccv18, pvs_hm
-from sphsal.sphere import directions_to_pixels
-
-H, W = 32, 64
-
-
-def peak(saliency: torch.Tensor) -> tuple[int, int]:
-    i = int(torch.argmax(saliency))
-    return i // saliency.shape[1], i % saliency.shape[1]
-
-
-def pixel_of(az: float, el: float) -> tuple[int, int]:
-    row, col = directions_to_pixels(torch.tensor(az), torch.tensor(el), H, W)
-    return int(round(float(row))), int(round(float(col))) % W
-
-
-def near(a, b, tol=1) -> bool:
-    return abs(a[0] - b[0]) <= tol and min(abs(a[1] - b[1]), W - abs(a[1] - b[1])) <= tol
 
 
 # --- pvs-hm

@@ -9,28 +9,21 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
-from data_fixtures import write_jpg_frames, write_stavis_tree, write_video, write_video_with_audio
+from data_fixtures import (
+    H,
+    W,
+    near,
+    peak,
+    pixel_of,
+    write_jpg_frames,
+    write_stavis_tree,
+    write_video,
+    write_video_with_audio,
+)
 
 from sphsal.data import create_dataset, list_datasets, make_video, split_videos
 from sphsal.data.adapters._common import uv_to_directions
 from sphsal.data.adapters.vr_eyetracking import read_gaze_txt
-from sphsal.sphere import directions_to_pixels
-
-H, W = 32, 64
-
-
-def peak(saliency: torch.Tensor) -> tuple[int, int]:
-    i = int(torch.argmax(saliency))
-    return i // saliency.shape[1], i % saliency.shape[1]
-
-
-def pixel_of(az: float, el: float, h: int = H, w: int = W) -> tuple[int, int]:
-    row, col = directions_to_pixels(torch.tensor(az), torch.tensor(el), h, w)
-    return int(round(float(row))), int(round(float(col))) % w
-
-
-def near(a, b, tol=1, w=W) -> bool:
-    return abs(a[0] - b[0]) <= tol and min(abs(a[1] - b[1]), w - abs(a[1] - b[1])) <= tol
 
 
 def check_item(item, clip_len, h=H, w=W):
