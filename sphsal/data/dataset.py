@@ -196,8 +196,10 @@ class ClipDataset(Dataset):
             self._warned_empty = True
 
     def _item(self, v: int, t: int) -> dict:
-        """The item of frame ``t`` of video ``v`` (:class:`EmptyGroundTruth` when its truth is empty)."""
-        item = {**self.clip(v, t), **self.truth(v, t)}
+        """The item of frame ``t`` of video ``v`` (:class:`EmptyGroundTruth` when its truth is empty,
+        raised before any frame is decoded)."""
+        truth = self.truth(v, t)
+        item = {**self.clip(v, t), **truth}
         if self.prev_saliency:
             known = self._has_truth[v]
             previous = None
