@@ -314,6 +314,11 @@ def test_360avhm_condition_picks_the_gaze_folder_and_defaults_to_ambix(tmp_path)
     for condition, az in expected.items():
         item = create_dataset("360av-hm", tmp_path, condition=condition, clip_len=1, cache_dir=False)[2]
         assert near(peak(item["saliency"]), pixel_of(az, 0.0)), condition
+    # videos stored per condition, as some download scripts do: the ambiX one is read
+    (tmp_path / "videos" / "ambix").mkdir()
+    (tmp_path / "videos" / "clipA.mp4").rename(tmp_path / "videos" / "ambix" / "clipA.mp4")
+    item = create_dataset("360av-hm", tmp_path, condition="none", clip_len=1, cache_dir=False)[2]
+    assert item["audio"].shape[0] == 4 and near(peak(item["saliency"]), pixel_of(0.0, 0.0))
 
 
 def _salient360_bar(root, fixation_file: str, fixation_csv: str):

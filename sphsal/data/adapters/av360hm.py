@@ -3,6 +3,8 @@
 On-disk layout::
 
     <root>/videos/<video>.mp4                             ERP video with first-order ambiX audio
+                                                          (or ``videos/ambix/<video>.mp4``, as some
+                                                          download scripts store the ambiX version)
     <root>/dataset_public/<condition>/<video>/<participant>.csv
                                                           columns time (s), 2dmu, 2dmv
 
@@ -51,6 +53,18 @@ def read_video_gaze(folder: str) -> GazeSamples:
                                    source=folder)
 
 
+def _ambix_video(root: str, name: str) -> str:
+    """The ambiX video ``name`` in ``<root>/videos`` or else ``<root>/videos/ambix``
+    (``FileNotFoundError`` naming the first folder when neither has it)."""
+    folder = os.path.join(root, "videos")
+    try:
+        return find_video(folder, name)
+    except FileNotFoundError:
+        if os.path.isdir(os.path.join(folder, "ambix")):
+            return find_video(os.path.join(folder, "ambix"), name)
+        raise
+
+
 @register_dataset("360av-hm")
 def av360hm(root, *, condition: str = "ambix", size=None, fps=None, split: str = "all",
             sigma_deg: float = DEFAULT_SIGMA_DEG, cache_dir=None, **options):
@@ -78,7 +92,7 @@ def av360hm(root, *, condition: str = "ambix", size=None, fps=None, split: str =
     entries = []
     for name in split_videos(names, split):
         samples = read_video_gaze(os.path.join(gaze_root, name))
-        video = find_video(os.path.join(root, "videos"), name)
+        video = _ambix_video(root, name)
         entries.append(gaze_video_entry(name, video, samples, fps=fps, size=size, sigma_deg=sigma_deg,
                                         cache_dir=cache, audio="ambisonic",
                                         key=f"360av-hm|{os.path.abspath(root)}|{condition}|{name}"))
