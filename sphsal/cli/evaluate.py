@@ -24,13 +24,15 @@ def register(subparsers) -> None:
                         "options it was trained with (--model-arg overrides them); default: untrained")
     p.add_argument("--original-weights", default=None, help="a published checkpoint of the model")
     p.add_argument("--out", required=True, type=output_dir,
-                   help="folder for per_frame.csv, per_video.csv, summary.json")
+                   help="folder for per_frame.csv, per_video.csv, summary.json (and per_category.csv)")
     p.add_argument("--metrics", default=None,
                    help="comma-separated metric names among " + ", ".join(CLI_METRICS) + " (default: "
                    + ", ".join(CLI_DEFAULT_METRICS) + ")")
     p.add_argument("--baseline", default="ecb", choices=("ecb", "center"),
                    help="info_gain's baseline: the equator centre bias (default) or the planar centre bias")
     p.add_argument("--planar", action="store_true", help="unweighted metrics (default: solid-angle weights)")
+    p.add_argument("--categories", default=None, metavar="CSV",
+                   help="a 'video,category' file: also average per category (per_category.csv)")
     p.add_argument("--frame-step", type=positive_int, default=5, help="score every n-th frame (default: 5)")
     p.add_argument("--batch-size", type=positive_int, default=2, help="clips per forward pass (default 2)")
     p.add_argument("--device", type=device, default=None, help="torch device (default: CUDA when available)")
@@ -88,15 +90,17 @@ def parse_metrics(text: str | None) -> tuple[str, ...]:
 def run(args) -> int:
     from sphsal.engine.evaluate import evaluate_model
     from sphsal.engine.train import dataset_for_model
+    from sphsal.metrics.evaluate import read_categories
 
     metrics = parse_metrics(args.metrics)
+    categories = None if args.categories is None else read_categories(args.categories)
     options = dataset_arguments(args, frame_step=args.frame_step)
     model = load_model(args)
     dataset = dataset_for_model(model, args.dataset, args.root, **options)
     summary = evaluate_model(model, dataset, out_dir=args.out, metrics=metrics,
                              weights=None if args.planar else "sphere", baseline=args.baseline,
-                             batch_size=args.batch_size,
-                             device=args.device, progress=not args.quiet)
-    brief = {key: summary[key] for key in ("mean", "std", "n_videos")}
+                             batch_size=args.batch_size, device=args.device, progress=not args.quiet,
+                             categories=categories)
+    brief = {key: summary[key] for key in ("mean", "std", "n_videos", "category_mean") if key in summary}
     print(json.dumps(brief, indent=2))
     return 0

@@ -124,7 +124,7 @@ def _fed_back_predictions(model, dataset, device, progress: bool):
 @torch.no_grad()
 def evaluate_model(model: torch.nn.Module, dataset: Dataset, *, out_dir=None,
                    metrics=DEFAULT_METRICS, weights="sphere", baseline=None, batch_size: int = 2,
-                   device=None, progress: bool = True, seed: int = 0) -> dict:
+                   device=None, progress: bool = True, seed: int = 0, categories=None) -> dict:
     """Score ``model`` on every item of ``dataset``; returns :meth:`Evaluator.summary` and writes
     ``per_frame.csv``, ``per_video.csv`` and ``summary.json`` into ``out_dir`` when given.
 
@@ -138,6 +138,8 @@ def evaluate_model(model: torch.nn.Module, dataset: Dataset, *, out_dir=None,
             ``"center"`` (a prior made at that size; see :class:`sphsal.metrics.Evaluator`).
         batch_size, device, progress, seed: loader batch size, device (default: CUDA if available),
             tqdm bar, seed of the AUC metrics.
+        categories: optional ``{video: category}``: the summary (and ``per_category.csv``) also averages
+            per category (see :class:`sphsal.metrics.Evaluator`).
 
     Items need only the ground truth the chosen metrics use: ``"saliency"`` maps for cc, kld and sim,
     ``"fixations"`` maps for nss, the AUCs and info_gain; a missing one is a ``ValueError`` naming the
@@ -155,7 +157,12 @@ def evaluate_model(model: torch.nn.Module, dataset: Dataset, *, out_dir=None,
     out of the scores.
     """
     batch_size = check_integer(batch_size, "batch_size")
-    evaluator = Evaluator(metrics, weights=weights, baseline=baseline, seed=seed)
+    evaluator = Evaluator(metrics, weights=weights, baseline=baseline, seed=seed, categories=categories)
+    videos = getattr(dataset, "videos", ()) if categories is not None else ()
+    uncategorised = [v for v in videos if v not in evaluator.categories]
+    if uncategorised:  # before any prediction, not after the whole evaluation
+        raise ValueError(f"{len(uncategorised)} video(s) of the dataset have no category, e.g. "
+                         f"{uncategorised[0]!r}; list every video in the categories")
     needs = _ground_truth_needs(evaluator.metrics)
     device = resolve_device(device)
     model = model.to(device).eval()

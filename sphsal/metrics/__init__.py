@@ -17,11 +17,18 @@ with the plain-torch reference otherwise (GPU tensors, autograd); ``"torch"`` / 
 from sphsal.metrics._inputs import match_size
 from sphsal.metrics.continuous import cc, kld, sim
 from sphsal.metrics.density import SIGMA, density_from_fixations, fixation_map
-from sphsal.metrics.evaluate import DEFAULT_METRICS, METRICS, PRIOR_BASELINES, Evaluator, evaluate
+from sphsal.metrics.evaluate import (
+    DEFAULT_METRICS,
+    METRICS,
+    PRIOR_BASELINES,
+    Evaluator,
+    evaluate,
+    read_categories,
+)
 from sphsal.metrics.fixations import auc_borji, auc_judd, auc_shuffled, info_gain, nss
 
 __all__ = [
     "cc", "kld", "sim", "nss", "auc_judd", "auc_borji", "auc_shuffled", "info_gain",
     "match_size", "fixation_map", "density_from_fixations", "SIGMA",
-    "Evaluator", "evaluate", "METRICS", "DEFAULT_METRICS", "PRIOR_BASELINES",
+    "Evaluator", "evaluate", "read_categories", "METRICS", "DEFAULT_METRICS", "PRIOR_BASELINES",
 ]

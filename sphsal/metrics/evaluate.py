@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from sphsal._checks import check_input_file
 from sphsal.atomic import write_text
 from sphsal.metrics._inputs import _as_batch, check_seed, fixation_lists
 from sphsal.metrics.continuous import cc, kld, sim
@@ -31,7 +32,7 @@ from sphsal.metrics.fixations import auc_borji, auc_judd, auc_shuffled, info_gai
 from sphsal.sphere import pixels_to_directions
 
 __all__ = ["METRICS", "DEFAULT_METRICS", "PRIOR_BASELINES", "Evaluator", "evaluate", "fixation_counts",
-           "other_frames_negatives"]
+           "other_frames_negatives", "read_categories"]
 
 #: Metric name -> (ground truth it needs: "saliency" or "fixations", function).
 METRICS = {
@@ -65,10 +66,12 @@ class Evaluator:
             AVS360 (:func:`sphsal.priors.equator_bias`), or ``"center"``, the planar centre bias
             (:func:`sphsal.priors.center_bias`).
         seed: seed of the AUC metrics' randomness (the same for every frame), a non-negative integer.
+        categories: optional ``{video: category}`` (content categories, as AVS360's evaluation reports):
+            the summary then also averages the video means per category, and over the categories.
     """
 
     def __init__(self, metrics: Iterable[str] = DEFAULT_METRICS, *, weights=None, baseline=None,
-                 seed: int = 0):
+                 seed: int = 0, categories: Mapping[str, str] | None = None):
         self.metrics = tuple(metrics)
         unknown = [m for m in self.metrics if m not in METRICS]
         if unknown or not self.metrics:
@@ -81,6 +84,7 @@ class Evaluator:
         self.baseline = baseline
         self._prior_maps: dict[tuple[int, int], torch.Tensor] = {}
         self.seed = check_seed(seed)
+        self.categories = None if categories is None else _check_categories(categories)
         self._scores: dict[str, dict[object, dict[str, float]]] = {}
 
     def update(self, video: str, frame, pred, *, saliency=None, fixations=None,
@@ -139,16 +143,31 @@ class Evaluator:
             out[video] = {m: _finite_mean([s[m] for s in frames.values()]) for m in self.metrics}
         return out
 
+    def per_category(self) -> dict[str, dict[str, float]]:
+        """``{category: {"n_videos": k, metric: mean of its videos' means}}`` (with ``categories``;
+        ``ValueError`` naming the scored videos that have no category)."""
+        if self.categories is None:
+            raise ValueError("per_category needs the Evaluator's categories={video: category}")
+        per_video = self.per_video()
+        missing = sorted(v for v in per_video if v not in self.categories)
+        if missing:
+            more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+            shown = ", ".join(repr(v) for v in missing[:3]) + more
+            raise ValueError(f"videos {shown} have no category in the categories given")
+        groups: dict[str, list[dict[str, float]]] = {}
+        for video, means in per_video.items():
+            groups.setdefault(self.categories[video], []).append(means)
+        return {c: {"n_videos": len(rows), **_mean_and_std(rows, self.metrics)[0]} for c, rows in
+                sorted(groups.items())}
+
     def summary(self) -> dict:
         """JSON-ready summary: settings, per-video means, and the dataset mean and std over videos
-        (population std, ``ddof=0``; videos without a finite score are left out). NaN becomes ``None``."""
+        (population std, ``ddof=0``; videos without a finite score are left out). NaN becomes ``None``.
+        With ``categories``: ``"categories"`` (:meth:`per_category`) and ``"category_mean"``, the mean
+        over categories."""
         per_video = self.per_video()
-        mean, std = {}, {}
-        for m in self.metrics:
-            vals = [v[m] for v in per_video.values() if math.isfinite(v[m])]
-            mean[m] = _finite_mean(vals)
-            std[m] = math.sqrt(sum((x - mean[m]) ** 2 for x in vals) / len(vals)) if vals else math.nan
-        return _json_ready({
+        mean, std = _mean_and_std(list(per_video.values()), self.metrics)
+        summary = {
             "metrics": list(self.metrics),
             "weights": self.weights if self.weights is None or isinstance(self.weights, str) else "tensor",
             "seed": self.seed,
@@ -159,13 +178,20 @@ class Evaluator:
             "mean": mean,
             "std": std,
             "videos": {v: {"n_frames": len(self._scores[v]), **vals} for v, vals in per_video.items()},
-        })
+        }
+        if self.categories is not None:
+            categories = self.per_category()
+            summary["categories"] = categories
+            summary["category_mean"] = _mean_and_std(list(categories.values()), self.metrics)[0]
+        return _json_ready(summary)
 
     def write(self, out_dir) -> dict[str, str]:
-        """Write ``per_frame.csv``, ``per_video.csv`` (one row per video, then ``mean`` and ``std`` rows)
-        and ``summary.json`` into ``out_dir`` (created if needed). Every file's text is prepared first,
+        """Write ``per_frame.csv``, ``per_video.csv`` (one row per video, then ``mean`` and ``std`` rows),
+        with ``categories`` ``per_category.csv`` (one row per category, then their ``mean``), and
+        ``summary.json`` into ``out_dir`` (created if needed). Every file's text is prepared first,
         so an error leaves the old files untouched; then each is written atomically (temporary file,
-        then ``os.replace``). Returns ``{kind: path}``."""
+        then ``os.replace``); an earlier ``per_category.csv`` goes when there are no categories. Returns
+        ``{kind: path}``."""
         if not self._scores:
             raise ValueError("nothing to write: no frame was scored (call update first)")
         summary = self.summary()
@@ -179,16 +205,25 @@ class Evaluator:
             "per_video.csv": _csv_text(["video", "n_frames", *self.metrics], video_rows),
             "summary.json": json.dumps(summary, indent=2, allow_nan=False) + "\n",
         }
+        if "categories" in summary:
+            rows = [[c, s["n_videos"], *(s[m] for m in self.metrics)]
+                    for c, s in summary["categories"].items()]
+            rows.append(["mean", summary["n_videos"], *(summary["category_mean"][m] for m in self.metrics)])
+            texts["per_category.csv"] = _csv_text(["category", "n_videos", *self.metrics], rows)
         os.makedirs(out_dir, exist_ok=True)
         paths = {}
         for name, text in texts.items():
             paths[name.split(".")[0]] = path = os.path.join(out_dir, name)
             write_text(path, text)
+        stale = os.path.join(out_dir, "per_category.csv")
+        if "per_category.csv" not in texts and os.path.isfile(stale):  # an earlier evaluation's
+            os.remove(stale)
         return paths
 
 
 def evaluate(predictions, ground_truth: Mapping, *, metrics: Iterable[str] = DEFAULT_METRICS, weights=None,
-             baseline=None, seed: int = 0, out_dir=None, progress: bool = True) -> dict:
+             baseline=None, seed: int = 0, out_dir=None, progress: bool = True,
+             categories: Mapping[str, str] | None = None) -> dict:
     """Score a whole set of predictions; returns :meth:`Evaluator.summary` (and writes the files of
     :meth:`Evaluator.write` when ``out_dir`` is given).
 
@@ -196,14 +231,14 @@ def evaluate(predictions, ground_truth: Mapping, *, metrics: Iterable[str] = DEF
         predictions: a mapping ``(video, frame) -> (H, W) map`` or an iterable of such pairs.
         ground_truth: a mapping ``(video, frame) -> {"saliency": map, "fixations": map or (N, 2)}``
             (only the entries the chosen metrics need).
-        metrics, weights, baseline, seed: as for :class:`Evaluator`.
+        metrics, weights, baseline, seed, categories: as for :class:`Evaluator`.
         out_dir: where to write the CSV and JSON files, or ``None``.
         progress: show a tqdm progress bar.
 
     For ``"auc_shuffled"`` the negatives of a frame are the fixations of the same video's other frames
     in ``ground_truth``.
     """
-    ev = Evaluator(metrics, weights=weights, baseline=baseline, seed=seed)
+    ev = Evaluator(metrics, weights=weights, baseline=baseline, seed=seed, categories=categories)
     items = list(predictions.items() if isinstance(predictions, Mapping) else predictions)
     frames_of: dict[object, list] = {}
     for video, frame in ground_truth:
@@ -252,6 +287,50 @@ def fixation_counts(fixations, size: tuple[int, int], name: str = "fixations") -
     h, w = size
     idx, count = fixation_lists(fixations, (1, h, w), name=name)
     return torch.zeros(h * w, dtype=torch.float64).index_add_(0, idx[0], count[0]).view(h, w)
+
+
+def read_categories(path) -> dict[str, str]:
+    """``{video: category}`` from a CSV file of ``video,category`` rows (a first row ``video,category``
+    is a header; blank lines are skipped). ``ValueError`` naming the file and line for a row that is not
+    two non-empty fields or repeats a video; ``FileNotFoundError`` for a missing file."""
+    path = check_input_file(path, "categories file")
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    out: dict[str, str] = {}
+    for line, row in enumerate(rows, 1):
+        fields = [field.strip() for field in row]
+        if not any(fields) or (line == 1 and [f.lower() for f in fields] == ["video", "category"]):
+            continue
+        if len(fields) != 2 or not all(fields):
+            raise ValueError(f"{path}, line {line}: expected 'video,category', got {','.join(row)[:80]!r}")
+        if fields[0] in out:
+            raise ValueError(f"{path}, line {line}: video {fields[0]!r} is listed twice")
+        out[fields[0]] = fields[1]
+    if not out:
+        raise ValueError(f"{path} lists no video")
+    return out
+
+
+def _check_categories(categories: Mapping[str, str]) -> dict[str, str]:
+    """``categories`` as ``{video: category}`` of strings; ``ValueError`` for an empty category name."""
+    if not isinstance(categories, Mapping):
+        raise ValueError("categories must map video names to category names, got "
+                         f"{type(categories).__name__}")
+    out = {str(video): str(category).strip() for video, category in categories.items()}
+    empty = [video for video, category in out.items() if not category]
+    if empty:
+        raise ValueError(f"categories: video {empty[0]!r} has an empty category name")
+    return out
+
+
+def _mean_and_std(rows: list[dict[str, float]], metrics) -> tuple[dict[str, float], dict[str, float]]:
+    """Per metric, the mean and population std of the rows' finite values (NaN where none is finite)."""
+    mean, std = {}, {}
+    for m in metrics:
+        vals = [row[m] for row in rows if math.isfinite(row[m])]
+        mean[m] = _finite_mean(vals)
+        std[m] = math.sqrt(sum((x - mean[m]) ** 2 for x in vals) / len(vals)) if vals else math.nan
+    return mean, std
 
 
 def _finite_mean(values) -> float:

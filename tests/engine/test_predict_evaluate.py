@@ -65,6 +65,22 @@ def test_evaluate_prior_on_synthetic_dataset(tmp_path):
         saved = json.load(f)
     assert saved["mean"]["cc"] == pytest.approx(summary["mean"]["cc"])
     assert -1 <= summary["mean"]["cc"] <= 1
+    # sphsal evaluate --categories: per-category means; a video without a category stops it before work
+    from sphsal.cli import main
+
+    categories = tmp_path / "categories.csv"
+    categories.write_text("synth_000,music\nsynth_001,music\nsynth_002,speech\nsynth_003,speech\n")
+    argv = ["evaluate", "--model", "aem_ecb", "--model-arg", "output_size=[32,64]", "--model-arg",
+            "clip_len=2", "--root", str(root), "--split", "all", "--frame-step", "4", "--metrics", "cc",
+            "--quiet", "--out", str(tmp_path / "cats"), "--categories", str(categories)]
+    assert main(argv) == 2 and not (tmp_path / "cats").exists()  # synth_004 has no category
+    categories.write_text(categories.read_text() + "synth_004,speech\n")
+    assert main(argv) == 0
+    with open(tmp_path / "cats" / "summary.json") as f:
+        saved = json.load(f)
+    assert sorted(saved["categories"]) == ["music", "speech"]
+    assert saved["categories"]["speech"]["n_videos"] == 3
+    assert os.path.isfile(tmp_path / "cats" / "per_category.csv")
 
 
 def test_unet_prediction_feeds_back_its_previous_map(tmp_path, monkeypatch):

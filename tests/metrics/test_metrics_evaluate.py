@@ -166,3 +166,58 @@ def test_evaluator_checks_seed_and_single_frames(frames):
     with pytest.raises(ValueError, match=r"pred must be one frame's map .* got shape \(3, 8, 16\)"):
         ev.update("alpha", 0, torch.stack([pred] * 3), saliency=torch.stack([sal] * 3))  # was averaged
     assert ev.update("alpha", 0, pred[None, None], saliency=sal)["cc"] == pytest.approx(cc(pred, sal).item())
+
+
+def test_categories_average_the_video_means_per_category(frames, tmp_path):
+    """AVS360's evaluation reports per video, then per content category: the category means are the
+    means of their videos' means, ``category_mean`` the mean over categories."""
+    from sphsal.metrics import read_categories
+
+    extra = {("gamma", 0): _frame(40), ("gamma", 1): _frame(41)}
+    path = tmp_path / "categories.csv"
+    path.write_text("video,category\nalpha,music\n\nbeta, speech\ngamma,music\n")
+    categories = read_categories(path)
+    assert categories == {"alpha": "music", "beta": "speech", "gamma": "music"}
+    ev = Evaluator(("cc", "nss"), categories=categories)
+    for (video, frame), (pred, sal, fix) in {**frames, **extra}.items():
+        ev.update(video, frame, pred, saliency=sal, fixations=fix)
+    videos = ev.summary()["videos"]
+    summary = ev.summary()
+    for m in ("cc", "nss"):
+        music = (videos["alpha"][m] + videos["gamma"][m]) / 2
+        assert summary["categories"]["music"][m] == pytest.approx(music)
+        assert summary["categories"]["speech"][m] == pytest.approx(videos["beta"][m])
+        assert summary["category_mean"][m] == pytest.approx((music + videos["beta"][m]) / 2)
+    assert summary["categories"]["music"]["n_videos"] == 2
+    paths = ev.write(tmp_path / "out")
+    with open(paths["per_category"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["category"], r["n_videos"]) for r in rows] == [("music", "2"), ("speech", "1"), ("mean", "3")]
+    plain = Evaluator(("cc",))  # a later evaluation without categories leaves no stale per_category.csv
+    plain.update("alpha", 0, *frames[("alpha", 0)][:1], saliency=frames[("alpha", 0)][1])
+    plain.write(tmp_path / "out")
+    assert "per_category.csv" not in os.listdir(tmp_path / "out")
+    partial = Evaluator(("cc",), categories={"alpha": "music"})
+    for video in ("alpha", "beta"):
+        partial.update(video, 0, frames[(video, 0)][0], saliency=frames[(video, 0)][1])
+    with pytest.raises(ValueError, match="videos 'beta' have no category"):
+        partial.summary()
+    with pytest.raises(ValueError, match="video 'alpha' has an empty category"):
+        Evaluator(("cc",), categories={"alpha": " "})
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("alpha,music,extra\n", "line 1: expected 'video,category'"),
+    ("alpha,\n", "line 1: expected"),
+    ("alpha,music\nalpha,speech\n", "line 2: video 'alpha' is listed twice"),
+    ("video,category\n\n", "lists no video"),
+])
+def test_a_bad_categories_file_is_named_with_its_line(tmp_path, text, problem):
+    from sphsal.metrics import read_categories
+
+    path = tmp_path / "cats.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=f"cats.csv.*{problem}"):
+        read_categories(path)
+    with pytest.raises(FileNotFoundError, match="categories file not found"):
+        read_categories(tmp_path / "none.csv")
