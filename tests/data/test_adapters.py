@@ -119,6 +119,18 @@ def test_eccv18_refuses_pickles_that_would_run_code(tmp_path, capsys):
     with pytest.raises(ValueError, match="vinfo.pkl.*refusing"):
         create_dataset("eccv18", tmp_path)
     assert "never run" not in capsys.readouterr().out
+    # numpy arrays and scalars are data: points stored as arrays load (protocol 2, as Python 2 wrote)
+    with open(tmp_path / "vinfo.pkl", "wb") as f:
+        pickle.dump({"vidA": {"0001": np.array([[0.75, 0.5]]), "0002": [(np.float64(0.25), 0.5)]}}, f,
+                    protocol=2)
+    item = create_dataset("eccv18", tmp_path, clip_len=1, cache_dir=False)[0]
+    assert near(peak(item["saliency"]), pixel_of(-math.pi / 2, 0.0, *item["saliency"].shape),
+                w=item["saliency"].shape[1])
+    with open(tmp_path / "vinfo.pkl", "wb") as f:  # an object array's elements are restricted too
+        pickle.dump({"vidA": {"0001": np.array([_Exploit()], dtype=object)}}, f)
+    with pytest.raises(ValueError, match="vinfo.pkl.*refusing"):
+        create_dataset("eccv18", tmp_path)
+    assert "never run" not in capsys.readouterr().out
 
 
 # --- vr-eyetracking

@@ -11,7 +11,8 @@ they are converted to (azimuth, elevation) here. Frames are indexed in the order
 ground truth of a frame is the spherical Gaussian (sigma 9°, the paper's value) of its gaze points.
 
 ``vinfo.pkl`` is a pickle: it is read with a restricted unpickler that only builds plain containers,
-numbers and strings and refuses anything else (no code from the file ever runs).
+numbers, strings and numpy arrays and scalars (the points may have been stored as arrays) and refuses
+anything else (no code from the file ever runs).
 """
 
 from __future__ import annotations
@@ -31,13 +32,20 @@ from sphsal.data.sources import ImageFrames
 DEFAULT_SIGMA_DEG = 9.0
 _SAFE_BUILTINS = {"dict", "list", "tuple", "set", "frozenset", "int", "float", "complex", "str", "bytes",
                   "bool", "bytearray"}
+# numpy arrays and scalars: the helpers numpy's pickles name (numpy.core in numpy 1, numpy._core in
+# numpy 2), and _codecs.encode, with which protocol-2 pickles store raw bytes. They build data only; the
+# elements of an object array are other pickled objects, restricted like the rest.
+_SAFE_GLOBALS = {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+                 *((module, name) for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+                   for name in ("_reconstruct", "scalar"))}
 
 
 class _SafeUnpickler(pickle.Unpickler):
-    """Unpickler that builds only builtin containers/numbers/strings; every other global is refused."""
+    """Unpickler that builds only builtin containers/numbers/strings and numpy arrays/scalars; every
+    other global is refused."""
 
     def find_class(self, module, name):
-        if module == "builtins" and name in _SAFE_BUILTINS:
+        if (module == "builtins" and name in _SAFE_BUILTINS) or (module, name) in _SAFE_GLOBALS:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only plain data is allowed")
 
