@@ -314,9 +314,10 @@ def _check_weights(model, step: int, ckpt_path: str) -> None:
                                  f"{ckpt_path} was not overwritten: lower the learning rate")
 
 
-def _save(path: str, model, optimizer, scaler, progress: dict, config: TrainConfig, world_size: int) -> None:
+def _save(path: str, model, optimizer, scaler, progress: dict, config: TrainConfig, world_size: int,
+          recipe: dict) -> None:
     """Write the training state to ``path`` atomically (what ``resume=True`` restores), with the number
-    of processes (``world_size``) that trained it."""
+    of processes (``world_size``) that trained it and the resolved ``recipe`` (:func:`_recipe`)."""
     from sphsal.models.checkpoints import plain_value
 
     state = {
@@ -327,6 +328,7 @@ def _save(path: str, model, optimizer, scaler, progress: dict, config: TrainConf
         "rng": rng_state(),
         "config": plain_value(asdict(config), "TrainConfig"),
         "world_size": world_size,
+        "recipe": recipe,
         "sphsal_checkpoint": 1,
     }
     with atomic_path(path) as tmp:
@@ -384,9 +386,11 @@ def _same_folders(stored: dict, now: dict) -> dict:
 def check_resumable(path: str, stored, config: TrainConfig) -> None:
     """``ValueError`` naming the checkpoint ``path`` and the differing settings (stored vs now) when
     ``config`` changes what the stored run trains; only :data:`RESUMABLE_FIELDS` may differ, and
-    ``root`` and folder-valued dataset options compare as the folders they resolve to. Fields an older
-    checkpoint lacks count as their defaults, and stored ``dataset_kwargs`` without a ``"split"`` as
-    ``"all"`` (the adapters' default, which such a run trained on)."""
+    ``root`` and folder-valued dataset options compare as the folders they resolve to; the dataset option
+    ``empty_truth`` may change too (a run that stopped at a blank map resumes with ``"next"``: the items
+    before it are the same either way). Fields an older checkpoint lacks count as their defaults, and
+    stored ``dataset_kwargs`` without a ``"split"`` as ``"all"`` (the adapters' default, which such a
+    run trained on)."""
     from sphsal.models.checkpoints import format_differences, mapping_differences
 
     if not isinstance(stored, dict):
@@ -396,6 +400,10 @@ def check_resumable(path: str, stored, config: TrainConfig) -> None:
     if isinstance(stored["dataset_kwargs"], dict):
         stored["dataset_kwargs"] = {"split": "all", **stored["dataset_kwargs"]}
     now = asdict(config)
+    for settings in (stored, now):
+        if isinstance(settings["dataset_kwargs"], dict):
+            settings["dataset_kwargs"] = {key: value for key, value in settings["dataset_kwargs"].items()
+                                          if key != "empty_truth"}
     resumable = set(RESUMABLE_FIELDS) - ({"epochs"} if config.lr_schedule != "constant" else set())
     keys = [f.name for f in fields(TrainConfig) if f.name not in resumable]
     differences = mapping_differences(_same_folders(stored, now), now, keys)
@@ -404,6 +412,28 @@ def check_resumable(path: str, stored, config: TrainConfig) -> None:
                          f"{format_differences(differences, 'checkpoint', 'now')}. Resume with the stored "
                          f"settings (only {', '.join(RESUMABLE_FIELDS)} may change) or start a new run in "
                          "another output folder")
+
+
+def _recipe(config: TrainConfig, model) -> dict:
+    """The loss spec and optimiser recipe a run trains with: the config's, else the model's defaults
+    (which a later sphsal version may change)."""
+    from sphsal.models.checkpoints import plain_value
+
+    recipe = {"loss": config.loss or model.default_loss, "optimizer": dict(model.default_optimizer)}
+    return plain_value(recipe, "recipe")
+
+
+def check_recipe(path: str, stored, recipe: dict) -> None:
+    """``ValueError`` naming the checkpoint ``path`` when the loss or optimiser ``recipe`` a resumed run
+    would train with differs from the stored one (a model's defaults changed since it was written);
+    checkpoints written before the recipe was stored are not checked."""
+    from sphsal.models.checkpoints import format_differences, mapping_differences
+
+    differences = mapping_differences(stored, recipe) if isinstance(stored, dict) else {}
+    if differences:
+        raise ValueError(f"cannot resume {path}: the model's training recipe changed since it was written "
+                         f"({format_differences(differences, 'checkpoint', 'now')}); resume it with the "
+                         "sphsal version that wrote it or start a new run")
 
 
 def check_world_size(path: str, state: dict, world_size: int) -> None:
@@ -515,7 +545,10 @@ def _train(config, runtime: Runtime, resume, dataset, create_model, build_loss) 
     # A model without trainable parameters is refused here, before the dataset is read.
     optimizer = build_optimizer(model, model.default_optimizer, config.lr)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
-    loss_fn = build_loss(config.loss or model.default_loss)
+    recipe = _recipe(config, model)
+    if state is not None:
+        check_recipe(ckpt_path, state.get("recipe"), recipe)
+    loss_fn = build_loss(recipe["loss"])
     if dataset is None:
         dataset = dataset_for_model(model, config.dataset, config.root, **config.dataset_kwargs)
     if len(dataset) < config.batch_size * runtime.world_size:
@@ -589,14 +622,14 @@ def _train(config, runtime: Runtime, resume, dataset, create_model, build_loss) 
             if progress["step"] % config.ckpt_every == 0:
                 _check_weights(model, progress["step"], ckpt_path)  # every rank: DDP's weights are equal
                 if runtime.is_main:
-                    _save(ckpt_path, model, optimizer, scaler, progress, config, runtime.world_size)
+                    _save(ckpt_path, model, optimizer, scaler, progress, config, runtime.world_size, recipe)
         else:
             progress["epoch"] += 1
             progress["batch_in_epoch"] = 0
     bar.close()
     _check_weights(model, progress["step"], ckpt_path)
     if runtime.is_main:
-        _save(ckpt_path, model, optimizer, scaler, progress, config, runtime.world_size)
+        _save(ckpt_path, model, optimizer, scaler, progress, config, runtime.world_size, recipe)
         log.close()
     return {"step": progress["step"], "epoch": progress["epoch"], "loss": progress["last_loss"],
             "checkpoint": ckpt_path, "model": model, "main": runtime.is_main}

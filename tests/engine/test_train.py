@@ -548,3 +548,32 @@ def test_tensorboard_events_of_an_old_run_are_removed_and_a_resume_purges_later_
     assert writers[2].purge_step == 4 and writers[2].steps[0] == 4
     train(_config(tmp_path, max_steps=2, overwrite=True), dataset=ds)  # no TensorBoard: old events go too
     assert os.listdir(tmp_path / "tensorboard") == ["notes.txt"]
+
+
+def test_resume_may_switch_empty_truth_but_refuses_a_changed_default_recipe(tmp_path, monkeypatch):
+    """A run that stopped at a blank map resumes with empty_truth='next' (the items before it are the
+    same); a model whose default loss or optimiser changed since the checkpoint (the U-Net's did) is
+    refused rather than resumed with gradients of another scale."""
+    from engine_tiny import TinySaliency
+
+    from sphsal.engine.train import check_resumable
+
+    ds = BlobDataset(12)
+    train(_config(tmp_path, max_steps=2), dataset=ds)
+    path = str(tmp_path / "last.pt")
+    state = load_training_state(path)
+    assert state["recipe"] == {"loss": "kld", "optimizer": {"name": "adam", "lr": 1e-2}}
+    check_resumable(path, state["config"], _config(tmp_path, dataset_kwargs={"empty_truth": "next"}))
+    with pytest.raises(ValueError, match="sigma_deg"):
+        check_resumable(path, state["config"], _config(tmp_path, dataset_kwargs={"sigma_deg": 2.0}))
+    init = TinySaliency.__init__
+
+    def other_default(self):
+        init(self)
+        self.default_loss = "cc"
+
+    monkeypatch.setattr(TinySaliency, "__init__", other_default)
+    with pytest.raises(ValueError, match=r"recipe changed since it was written \(loss: 'kld' \(checkpoint\) "
+                                         r"vs 'cc' \(now\)\)"):
+        train(_config(tmp_path, max_steps=3), dataset=ds, resume=True)
+    train(_config(tmp_path, max_steps=3, loss="cc", overwrite=True), dataset=ds)  # a new run may
