@@ -110,11 +110,12 @@ class ClipDataset(Dataset):
         empty_truth: what an item does whose target's ground truth is empty
             (:class:`~sphsal.data.groundtruth.EmptyGroundTruth`: an all-zero map, or a frame without gaze
             samples): ``"error"`` raises it, naming the file and the frame; ``"next"`` gives the item of
-            the next target (in index order, wrapping around) whose ground truth is not empty, as
-            ViNet's loader draws another clip, with one warning per dataset: datasets that ship a few
-            blank maps train. :func:`sphsal.engine.evaluate.evaluate_model` scores each frame once, so
-            such targets are left out of its scores. An empty predecessor's ``prev_saliency`` is zeros
-            either way.
+            the next target (in this dataset's index order, wrapping around; a ``Subset`` of it may so
+            get an item outside the subset) whose ground truth is not empty, as ViNet's loader draws
+            another clip, with a warning once per copy of the dataset (each DataLoader worker has
+            one): datasets that ship a few blank maps train. :func:`sphsal.engine.evaluate.evaluate_model`
+            does not score the replacing items, so such targets are left out of its scores. An empty
+            predecessor's ``prev_saliency`` is zeros either way.
     """
 
     def __init__(self, entries: list[VideoEntry], clip_len: int = 16, frame_step: int = 1,

@@ -197,8 +197,8 @@ class MapGroundTruth:
         size: output ``(H, W)`` (``None``: the stored size).
         source: where the maps come from (folder or file), for error messages.
 
-    An all-zero saliency map raises :class:`EmptyGroundTruth`, a non-finite one ``ValueError``, naming
-    ``source`` and the frame.
+    An all-zero saliency map raises :class:`EmptyGroundTruth`, a non-finite or negative one
+    ``ValueError``, naming ``source`` and the frame.
     """
 
     def __init__(self, saliency, fixations, size, source: str):
@@ -208,8 +208,8 @@ class MapGroundTruth:
         from sphsal.data.sources import resize_map
 
         raw = np.asarray(self.saliency(index), dtype=np.float32)
-        if not np.isfinite(raw).all():
-            raise ValueError(f"saliency map of frame {index} in {self.source} is not finite")
+        if not np.isfinite(raw).all() or raw.min() < 0:
+            raise ValueError(f"saliency map of frame {index} in {self.source} is not finite and non-negative")
         if not raw.max() > 0:
             raise EmptyGroundTruth(f"saliency map of frame {index} in {self.source} is empty (all zero)")
         saliency = resize_map(raw, self.size)

@@ -79,11 +79,21 @@ def _shuffled_negatives(totals: dict[str, torch.Tensor], video: str, fixations: 
 
 
 def _predictions(model, dataset: Dataset, batch_size: int, device, progress: bool):
-    """``(batch, model output)`` for the dataset's items, ``batch_size`` at a time, on ``device``."""
+    """``(batch, model output, replaced)`` for the dataset's items, ``batch_size`` at a time, on
+    ``device``; ``replaced[i]``: item ``i`` is not its index's target but the next one's (a
+    :class:`~sphsal.data.ClipDataset` with ``empty_truth="next"`` whose target's ground truth is empty)."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_items)
+    position = 0
     for batch in tqdm(loader, desc="evaluate", disable=not progress, unit="batch"):
+        count = len(batch["video"])
+        replaced = [False] * count
+        if isinstance(dataset, ClipDataset):
+            targets = [(dataset.entries[v].name, t) for v, t in dataset.index[position:position + count]]
+            replaced = [(video, int(frame)) != target
+                        for video, frame, target in zip(batch["video"], batch["frame_index"], targets)]
+        position += count
         batch = to_device(batch, device)
-        yield batch, model(**model.prepare_inputs(batch))
+        yield batch, model(**model.prepare_inputs(batch)), replaced
 
 
 def _fed_back_predictions(model, dataset, device, progress: bool):
@@ -117,7 +127,7 @@ def _fed_back_predictions(model, dataset, device, progress: bool):
             previous = upsample_prediction(pred, size)[0].cpu()
             if (v, t) in scored:
                 bar.update(1)
-                yield batch, pred
+                yield batch, pred, [False]
     bar.close()
 
 
@@ -152,9 +162,8 @@ def evaluate_model(model: torch.nn.Module, dataset: Dataset, *, out_dir=None,
     the last scored one is predicted, ``frame_step`` times the work), never the ground truth's; it needs
     a :class:`~sphsal.data.ClipDataset` (``ValueError`` otherwise).
 
-    Each ``(video, frame)`` is scored once: with a dataset's ``empty_truth="next"``, the item that
-    replaced a target whose ground truth is empty repeats the next target, so the empty ones are left
-    out of the scores.
+    With a dataset's ``empty_truth="next"``, the item that replaced a target whose ground truth is empty
+    (it repeats the next target) is not scored, so the empty ones are left out of the scores.
     """
     batch_size = check_integer(batch_size, "batch_size")
     evaluator = Evaluator(metrics, weights=weights, baseline=baseline, seed=seed, categories=categories)
@@ -177,16 +186,14 @@ def evaluate_model(model: torch.nn.Module, dataset: Dataset, *, out_dir=None,
         predictions = _fed_back_predictions(model, dataset, device, progress)
     else:
         predictions = _predictions(model, dataset, batch_size, device, progress)
-    done = set()  # (video, frame) pairs scored: an item that replaced an empty target repeats one
-    for batch, pred in predictions:
+    for batch, pred, replaced in predictions:
         _check_ground_truth(batch, needs)
         size = tuple(batch["saliency" if "saliency" in needs else "fixations"].shape[-2:])
         pred = upsample_prediction(pred, size)
         for i in range(pred.shape[0]):
-            video, frame = batch["video"][i], int(batch["frame_index"][i])
-            if (video, frame) in done:
+            if replaced[i]:  # it repeats the next target, scored at its own index
                 continue
-            done.add((video, frame))
+            video, frame = batch["video"][i], int(batch["frame_index"][i])
             truth = {key: batch[key][i].cpu() for key in needs}
             other = None if totals is None else _shuffled_negatives(totals, video, truth["fixations"])
             evaluator.update(video, frame, pred[i].cpu(), **truth, other_fixations=other)

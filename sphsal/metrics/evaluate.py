@@ -294,7 +294,7 @@ def read_categories(path) -> dict[str, str]:
     is a header; blank lines are skipped). ``ValueError`` naming the file and line for a row that is not
     two non-empty fields or repeats a video; ``FileNotFoundError`` for a missing file."""
     path = check_input_file(path, "categories file")
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark
         rows = list(csv.reader(f))
     out: dict[str, str] = {}
     for line, row in enumerate(rows, 1):

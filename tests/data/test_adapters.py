@@ -126,6 +126,9 @@ def test_eccv18_refuses_pickles_that_would_run_code(tmp_path, capsys):
     item = create_dataset("eccv18", tmp_path, clip_len=1, cache_dir=False)[0]
     assert near(peak(item["saliency"]), pixel_of(-math.pi / 2, 0.0, *item["saliency"].shape),
                 w=item["saliency"].shape[1])
+    with open(tmp_path / "vinfo.pkl", "wb") as f:  # protocol 5 rebuilds arrays with _frombuffer
+        pickle.dump({"vidA": {"0001": np.array([[0.75, 0.5]])}}, f, protocol=5)
+    assert len(create_dataset("eccv18", tmp_path, clip_len=1, cache_dir=False)) == 1
     with open(tmp_path / "vinfo.pkl", "wb") as f:  # an object array's elements are restricted too
         pickle.dump({"vidA": {"0001": np.array([_Exploit()], dtype=object)}}, f)
     with pytest.raises(ValueError, match="vinfo.pkl.*refusing"):
@@ -362,6 +365,12 @@ def test_an_all_zero_saliency_map_is_an_error_naming_its_folder(tmp_path):
     lenient = create_dataset("folder", tmp_path, clip_len=1, empty_truth="next")
     with pytest.warns(UserWarning, match="saliency/mine is empty"):
         assert lenient[1]["frame_index"] == 0  # the next target with ground truth, wrapping around
+    from sphsal.data import EmptyGroundTruth, MapGroundTruth
+
+    negative = MapGroundTruth(lambda k: np.full((4, 8), -1.0), None, None, "maps/")
+    with pytest.raises(ValueError, match="frame 0 in maps/ is not finite and non-negative") as err:
+        negative(0)
+    assert not isinstance(err.value, EmptyGroundTruth)  # an error even with empty_truth="next"
 
 
 # --- audio the dataset needs

@@ -407,5 +407,8 @@ def test_targets_with_empty_ground_truth_are_an_error_or_left_out(tmp_path):
     with pytest.warns(UserWarning, match="left out"):
         summary = evaluate_model(model, scored, metrics=("cc", "auc_shuffled"), progress=False)
     assert summary["n_frames"] == 6
+    twins = ClipDataset([entry, entry], clip_len=1)  # two videos of one name are still an error, not merged
+    with pytest.raises(ValueError, match="frame 0 of video 'synth_000' was already scored"):
+        evaluate_model(model, twins, metrics=("cc",), progress=False)
     with pytest.raises(ValueError, match="empty_truth must be one of"):
         ClipDataset([blank], empty_truth="skip")

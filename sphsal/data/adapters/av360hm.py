@@ -55,7 +55,7 @@ def read_video_gaze(folder: str) -> GazeSamples:
 
 def _ambix_video(root: str, name: str) -> str:
     """The ambiX video ``name`` in ``<root>/videos`` or else ``<root>/videos/ambix``
-    (``FileNotFoundError`` naming the first folder when neither has it)."""
+    (``FileNotFoundError`` naming the last folder looked in when neither has it)."""
     folder = os.path.join(root, "videos")
     try:
         return find_video(folder, name)

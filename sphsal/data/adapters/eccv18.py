@@ -33,11 +33,13 @@ DEFAULT_SIGMA_DEG = 9.0
 _SAFE_BUILTINS = {"dict", "list", "tuple", "set", "frozenset", "int", "float", "complex", "str", "bytes",
                   "bool", "bytearray"}
 # numpy arrays and scalars: the helpers numpy's pickles name (numpy.core in numpy 1, numpy._core in
-# numpy 2), and _codecs.encode, with which protocol-2 pickles store raw bytes. They build data only; the
-# elements of an object array are other pickled objects, restricted like the rest.
+# numpy 2; _frombuffer in protocol 5), and _codecs.encode, with which protocol-2 pickles store raw
+# bytes. They build data only; the elements of an object array are other pickled objects, restricted
+# like the rest.
 _SAFE_GLOBALS = {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
                  *((module, name) for module in ("numpy.core.multiarray", "numpy._core.multiarray")
-                   for name in ("_reconstruct", "scalar"))}
+                   for name in ("_reconstruct", "scalar")),
+                 *((module, "_frombuffer") for module in ("numpy.core.numeric", "numpy._core.numeric"))}
 
 
 class _SafeUnpickler(pickle.Unpickler):
