@@ -61,6 +61,7 @@ def render_aem(video: str, out: str, *, decoder: str = "cardioid", window: float
 
     from sphsal.audio import energy_map, load_audio, require_ambisonic
     from sphsal.data import VideoReader
+    from sphsal.sphere import resize_equirect
     from sphsal.viz import capped_size, overlay, tensor_to_frame, write_png, write_video
 
     audio, rate = load_audio(video, align_to_video=True)
@@ -77,19 +78,22 @@ def render_aem(video: str, out: str, *, decoder: str = "cardioid", window: float
         ambisonic = False
     with VideoReader(video) as probe:
         size = capped_size(probe.height, probe.width, max_height, 2 * probe.width)
-    reader = VideoReader(video, size=size)
-    if ambisonic:
-        maps = energy_map(audio, rate, reader.fps, *map_size, decoder=decoder, window=window,
-                          num_frames=len(reader), smoothing=smoothing)
-    else:
-        maps = torch.ones(len(reader), *map_size)
-    frames = (overlay(tensor_to_frame(reader.read_frame(t)), maps[t]) for t in range(len(reader)))
-    write_video(out, frames, float(reader.fps), audio=audio if audio.shape[0] <= 8 else audio[:1],
-                sample_rate=rate)
-    loudest = int(maps.flatten(1).amax(dim=1).argmax())
-    still = still_path(out)
-    write_png(still, overlay(tensor_to_frame(reader.read_frame(loudest)), maps[loudest]))
-    reader.close()
+    with VideoReader(video, size=size) as reader:
+        if ambisonic:
+            maps = energy_map(audio, rate, reader.fps, *map_size, decoder=decoder, window=window,
+                              num_frames=len(reader), smoothing=smoothing)
+        else:
+            maps = torch.ones(len(reader), *map_size)
+
+        def heat(t):  # the ERP map at the frame size, interpolated across the +-180 deg seam and the poles
+            return resize_equirect(maps[t], size) if maps.shape[-1] % 2 == 0 else maps[t]
+
+        frames = (overlay(tensor_to_frame(reader.read_frame(t)), heat(t)) for t in range(len(reader)))
+        write_video(out, frames, float(reader.fps), audio=audio if audio.shape[0] <= 8 else audio[:1],
+                    sample_rate=rate)
+        loudest = int(maps.flatten(1).amax(dim=1).argmax())
+        still = still_path(out)
+        write_png(still, overlay(tensor_to_frame(reader.read_frame(loudest)), heat(loudest)))
     return out, still
 
 

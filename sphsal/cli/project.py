@@ -173,27 +173,28 @@ def _check_out(args) -> None:
     check_outputs(args.input, outputs)
 
 
-def _read_batches(cap, total: int, quiet: bool, source: str):
-    """Yield lists of up to ``BATCH_FRAMES`` BGR frames from an open ``cv2.VideoCapture`` of the video
-    ``source``; ``ValueError`` when it ends before the ``total`` frames it declares (0: unknown), as a
-    truncated or corrupt file does (its output is then not written)."""
+def _read_batches(reader, quiet: bool, source: str):
+    """Yield float32 RGB batches ``(B, 3, H, W)`` of up to ``BATCH_FRAMES`` frames of the video ``source``
+    from its :class:`~sphsal.data.VideoReader`; ``ValueError`` when a frame it declares cannot be decoded,
+    as in a truncated or corrupt file (its output is then not written). The frames are those of the
+    video's time line at its frame rate (a variable-frame-rate video is resampled at its average rate;
+    the declared length is the video stream's own, not the container's, which a longer audio track
+    extends)."""
+    total = len(reader)
     read = 0
-    with tqdm(total=total or None, unit="frame", desc="project", disable=quiet) as bar:
-        while True:
+    with tqdm(total=total, unit="frame", desc="project", disable=quiet) as bar:
+        for start in range(0, total, BATCH_FRAMES):
             frames = []
-            while len(frames) < BATCH_FRAMES:
-                ok, frame = cap.read()
-                if not ok:
-                    break
-                frames.append(frame)
-            if not frames:
-                break
-            read += len(frames)
+            for k in range(start, min(total, start + BATCH_FRAMES)):
+                try:
+                    frames.append(reader.read_frame(k))
+                except ValueError as err:
+                    raise ValueError(f"video {source!r} ends after {read} of the {total} frames it "
+                                     "declares: the file is truncated or corrupt; nothing was written "
+                                     f"({err})") from err
+                read += 1
             bar.update(len(frames))
-            yield frames
-    if read < total:
-        raise ValueError(f"video {source!r} ends after {read} of the {total} frames it declares: the file is "
-                         "truncated or corrupt; nothing was written")
+            yield torch.stack(frames)
 
 
 def _write_mp4(path: str, batches, fps: float, source: str) -> int:
@@ -222,26 +223,22 @@ def _write_mp4(path: str, batches, fps: float, source: str) -> int:
     return count
 
 
-def project_video(args, project) -> int:
+def project_video(args) -> int:
     """Project every frame of ``args.input``; returns the number of frames written."""
-    cap = cv2.VideoCapture(args.input)
-    if not cap.isOpened():
-        raise ValueError(f"cannot open {args.input!r} as a video")
-    try:
-        fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        frames = _read_batches(cap, total, args.quiet, args.input)
-        batches = (project(_to_tensor(batch)) for batch in frames)
+    from sphsal.data.video import VideoReader
+
+    with VideoReader(args.input) as reader:  # ValueError naming the file when it is not a video
+        if reader.width % 2:
+            raise ValueError(f"input ERP width must be even, got {reader.width} ({args.input!r})")
+        project = _projector(args, reader.height)
+        batches = (project(batch) for batch in _read_batches(reader, args.quiet, args.input))
         with torch.no_grad():
-            if args.to == "healpix":
-                maps = [(b.clamp(0, 1) * 255).round().to(torch.uint8).numpy() for b in batches]
-            else:
+            if args.to != "healpix":
                 counts = []
-                write_atomically(args.out,
-                                 lambda tmp: counts.append(_write_mp4(tmp, batches, fps, args.input)))
+                write_atomically(args.out, lambda tmp: counts.append(
+                    _write_mp4(tmp, batches, float(reader.fps), args.input)))
                 return counts[0]
-    finally:
-        cap.release()
+            maps = [(b.clamp(0, 1) * 255).round().to(torch.uint8).numpy() for b in batches]
     if not maps:
         raise ValueError(f"{args.input!r} holds no readable video frames")
     stacked = np.concatenate(maps)
@@ -257,10 +254,7 @@ def run(args) -> int:
     _check_options(args)
     _check_out(args)
     if args.input is not None and os.path.splitext(args.input)[1].lower() in VIDEO_SUFFIXES:
-        cap = cv2.VideoCapture(args.input)
-        height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        cap.release()
-        count = project_video(args, _projector(args, height))
+        count = project_video(args)
         print(f"wrote {args.out} ({count} frames, {args.to})")
         return 0
     if args.input is None:

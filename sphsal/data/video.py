@@ -257,20 +257,32 @@ class VideoReader:
         seconds = (Fraction(frame.pts) - self._start_pts) * self._time_base
         return int(math.floor(seconds * self.source_fps + Fraction(1, 2)))
 
+    def _covers(self, last, src: int) -> bool:
+        """Whether the decoded frame ``last = (index, frame)`` still shows at source frame ``src > index``:
+        its duration reaches past it (a long final frame of a variable-frame-rate video, whose
+        declared frames at the average rate outnumber the frames that start in it)."""
+        index, frame = last
+        duration = getattr(frame, "duration", None)
+        if frame.pts is None or not duration or duration <= 0:
+            return False
+        seconds = (Fraction(frame.pts) + duration - self._start_pts) * self._time_base
+        return index < src < int(math.floor(seconds * self.source_fps + Fraction(1, 2)))
+
     def _seek(self, src: int) -> None:
         target = self._start_pts + int(Fraction(src) / self.source_fps / self._time_base)
         try:
             self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
         except av.error.FFmpegError as err:
-            raise ValueError(f"cannot seek to frame {src} in video {self.path}: {err}") from err
+            raise ValueError(f"cannot seek to frame {src} in video {self.path}: the file is truncated or "
+                             f"corrupt ({err})") from err
         self._frames = self._container.decode(self._stream)
         self._last = None
 
     def _decode(self, src: int):
         """The ``av.VideoFrame`` of source frame ``src`` (the last frame starting at or before it)."""
         last = self._last
-        if last is not None and last[0] == src:
-            return last[1]
+        if last is not None and (last[0] == src or (self._frames is None and self._covers(last, src))):
+            return last[1]  # (the final frame, decoded to the end of the file, still showing at src)
         if self._frames is None or last is None or not last[0] < src <= last[0] + self.max_forward_decode:
             self._seek(src)
         frame = self._decode_forward(src)
@@ -297,7 +309,8 @@ class VideoReader:
             raise ValueError(f"error decoding video {self.path} near frame {src}: the file is truncated "
                              f"or corrupt ({err})") from err
         self._frames = None  # exhausted: the next read seeks
-        return None
+        last = self._last
+        return last[1] if last is not None and self._covers(last, src) else None
 
     def _to_array(self, frame) -> np.ndarray:
         """``(H, W, 3)`` uint8 RGB of a decoded frame at the output size."""

@@ -284,7 +284,10 @@ def predict_video(model: torch.nn.Module, path, out_dir, *, fps=None, batch_size
     if make_overlay:
         overlay_audio = None if audio is None else (
             audio if audio.shape[0] <= MAX_OVERLAY_CHANNELS else audio[:1])
-        frames = (overlay(tensor_to_frame(reader.read_frame(t)), saliency[t]) for t in range(n))
+        # each map is upsampled as the PNGs are, across the +-180 deg seam and the poles
+        frames = (overlay(tensor_to_frame(reader.read_frame(t)),
+                          upsample_prediction(torch.from_numpy(saliency[t])[None, None], size)[0])
+                  for t in range(n))
         write_video(os.path.join(video_dir, "overlay.mp4"), frames, float(reader.fps),
                     audio=overlay_audio, sample_rate=rate or None)
     reader.close()
