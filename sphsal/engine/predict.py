@@ -248,52 +248,52 @@ def predict_video(model: torch.nn.Module, path, out_dir, *, fps=None, batch_size
         seconds = float(probe.source_frames / probe.source_fps)
         if fps is not None and fps * seconds < 1:  # (1e-6 made clips of 1e7 s of audio: 238 GB)
             raise ValueError(f"fps {fps:g} gives less than one frame in the {seconds:.3g} s of {path}")
-    reader = VideoReader(path, fps=fps, size=size)
-    n, clip_len = len(reader), model.input_spec.clip_len
-    maps_dir = os.path.join(video_dir, "maps")
-    if earlier is None:  # new, redone (overwrite) or left unfinished: nothing earlier is kept
-        _clear_outputs(video_dir)
-    os.makedirs(maps_dir, exist_ok=True)
-    saliency = []
-    feedback = model.input_spec.needs_prev_saliency
-    if feedback:
-        batch_size = 1  # each frame needs the previous frame's prediction
-    previous = None
-    bar = tqdm(total=n, desc=f"predict {name}", disable=not progress, unit="frame")
-    for start in range(0, n, batch_size):
-        targets = range(start, min(n, start + batch_size))
-        items = [_clip_item(reader, t, clip_len, audio, rate, model.input_spec.clip_mode) for t in targets]
+    with VideoReader(path, fps=fps, size=size) as reader:  # closed on errors too
+        n, clip_len, out_fps = len(reader), model.input_spec.clip_len, float(reader.fps)
+        maps_dir = os.path.join(video_dir, "maps")
+        if earlier is None:  # new, redone (overwrite) or left unfinished: nothing earlier is kept
+            _clear_outputs(video_dir)
+        os.makedirs(maps_dir, exist_ok=True)
+        saliency = []
+        feedback = model.input_spec.needs_prev_saliency
         if feedback:
-            items[0]["prev_saliency"] = torch.zeros(size) if previous is None else previous
-        batch = to_device(collate_items(items), device)
-        pred = model(**model.prepare_inputs(batch)).float().cpu()
-        if feedback:
-            previous = upsample_prediction(pred, size)[0]
-        for k, t in enumerate(range(start, start + len(items))):
-            if save_npy:
-                _save_npy(os.path.join(maps_dir, f"{t:05d}.npy"), pred[k, 0].numpy())
-            full = upsample_prediction(pred[k:k + 1], size)[0]
-            if save_png:
-                peak = float(full.max())
-                grey = (full / peak * 255 if peak > 0 else full).round().clamp(0, 255).byte().numpy()
-                write_png(os.path.join(maps_dir, f"{t:05d}.png"), grey)
-            if make_overlay:
-                saliency.append(pred[k, 0].numpy())
-        bar.update(len(items))
-    bar.close()
-    if make_overlay:
-        overlay_audio = None if audio is None else (
-            audio if audio.shape[0] <= MAX_OVERLAY_CHANNELS else audio[:1])
-        # each map is upsampled as the PNGs are, across the +-180 deg seam and the poles
-        frames = (overlay(tensor_to_frame(reader.read_frame(t)),
-                          upsample_prediction(torch.from_numpy(saliency[t])[None, None], size)[0])
-                  for t in range(n))
-        write_video(os.path.join(video_dir, "overlay.mp4"), frames, float(reader.fps),
-                    audio=overlay_audio, sample_rate=rate or None)
-    reader.close()
+            batch_size = 1  # each frame needs the previous frame's prediction
+        previous = None
+        bar = tqdm(total=n, desc=f"predict {name}", disable=not progress, unit="frame")
+        for start in range(0, n, batch_size):
+            targets = range(start, min(n, start + batch_size))
+            mode = model.input_spec.clip_mode
+            items = [_clip_item(reader, t, clip_len, audio, rate, mode) for t in targets]
+            if feedback:
+                items[0]["prev_saliency"] = torch.zeros(size) if previous is None else previous
+            batch = to_device(collate_items(items), device)
+            pred = model(**model.prepare_inputs(batch)).float().cpu()
+            if feedback:
+                previous = upsample_prediction(pred, size)[0]
+            for k, t in enumerate(range(start, start + len(items))):
+                if save_npy:
+                    _save_npy(os.path.join(maps_dir, f"{t:05d}.npy"), pred[k, 0].numpy())
+                full = upsample_prediction(pred[k:k + 1], size)[0]
+                if save_png:
+                    peak = float(full.max())
+                    grey = (full / peak * 255 if peak > 0 else full).round().clamp(0, 255).byte().numpy()
+                    write_png(os.path.join(maps_dir, f"{t:05d}.png"), grey)
+                if make_overlay:
+                    saliency.append(pred[k, 0].numpy())
+            bar.update(len(items))
+        bar.close()
+        if make_overlay:
+            overlay_audio = None if audio is None else (
+                audio if audio.shape[0] <= MAX_OVERLAY_CHANNELS else audio[:1])
+            # each map is upsampled as the PNGs are, across the +-180 deg seam and the poles
+            frames = (overlay(tensor_to_frame(reader.read_frame(t)),
+                              upsample_prediction(torch.from_numpy(saliency[t])[None, None], size)[0])
+                      for t in range(n))
+            write_video(os.path.join(video_dir, "overlay.mp4"), frames, out_fps, audio=overlay_audio,
+                        sample_rate=rate or None)
     # Outputs an earlier run of the same model settings wrote are still valid: the record keeps them.
     written = {k: settings[k] or (earlier is not None and earlier.get(k) is True) for k in OUTPUT_FLAGS}
-    record = {"video": path, "frames": n, "fps": float(reader.fps), "size": list(size),
+    record = {"video": path, "frames": n, "fps": out_fps, "size": list(size),
               "model": type(model).__name__, **settings, **written}
     write_text(done_path, json.dumps(record, indent=2))
     return {**record, "skipped": False}
