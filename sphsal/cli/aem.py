@@ -44,8 +44,10 @@ def still_path(out: str) -> str:
 
 
 def check_paths(video: str, out: str) -> None:
-    """``ValueError`` before any work when ``out`` or the PNG still beside it is an existing folder, the
-    input ``video`` itself, or the other one (``--out x.png``)."""
+    """``ValueError`` before any work when ``out`` is not an ``.mp4`` file (the video written is MP4), or
+    it or the PNG still beside it is an existing folder, the input ``video`` itself, or the other one."""
+    if os.path.splitext(out)[1].lower() != ".mp4":
+        raise ValueError(f"--out must name an .mp4 file (the AEM video is written as MP4), got {out!r}")
     check_outputs(video, [(out, "--out"), (still_path(out), "the PNG still beside --out")])
 
 

@@ -86,6 +86,9 @@ class ImageFrames:
     def __call__(self, indices) -> torch.Tensor:
         frames = []
         for k in indices:
+            if not 0 <= k < len(self.paths):
+                raise IndexError(f"frame {k} out of range for the {len(self.paths)} frames in "
+                                 f"{os.path.dirname(self.paths[0])}")
             if k not in self._cache:
                 self._cache[k] = read_image(self.paths[k], self.frame_size)
                 if len(self._cache) > 64:

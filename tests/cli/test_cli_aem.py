@@ -18,6 +18,8 @@ def test_aem_renders_video_with_audio_and_still(tmp_path, capsys):
         assert c.streams.video[0].frames == 8
         assert c.streams.audio[0].codec_context.channels == 4
     assert scene is not None and "aem.png" in capsys.readouterr().out
+    assert main(["aem", video, "--out", str(tmp_path / "aem.avi")]) == 2  # an MP4 under another name
+    assert "--out must name an .mp4 file" in capsys.readouterr().err and not (tmp_path / "aem.avi").exists()
 
 
 def test_aem_map_of_one_row_or_column(tmp_path):

@@ -105,6 +105,8 @@ def test_eccv18_reads_frames_and_a_plain_data_pickle(tmp_path):
     check_item(item, 2)
     assert item["audio"].shape == (0, 0) and item["sample_rate"] == 0
     assert near(peak(item["saliency"]), pixel_of(-math.pi / 2, 0.0))  # x = 0.75: a quarter turn right
+    with pytest.raises(IndexError, match="frame -1 out of range for the 3 frames in .*vidA"):
+        ds.entries[0].frames([-1, 0])  # not the last frame, silently
 
 
 class _Exploit:
