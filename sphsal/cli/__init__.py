@@ -8,11 +8,13 @@ parsed arguments and returns an exit code. Modules load only when the command li
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import os
 import signal
 import sys
 import threading
+import warnings
 
 from sphsal._version import __version__
 
@@ -84,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     terminate = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if terminate else None
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():  # a warning is one line naming the command, not a source line
+            warnings.showwarning = functools.partial(_show_warning, args.command)
+            return int(args.func(args) or 0)
     except USER_ERRORS as err:
         print(f"sphsal {args.command}: error: {describe_error(err)}", file=sys.stderr)
         return 2
@@ -96,6 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if terminate:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _show_warning(command: str, message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` of a command: ``sphsal COMMAND: warning: ...`` on stderr."""
+    print(f"sphsal {command}: warning: {message}", file=sys.stderr if file is None else file)
 
 
 def _exit_on_sigterm(signum, frame):

@@ -17,7 +17,9 @@ def register(subparsers) -> None:
     p.add_argument("video", metavar="VIDEO", help="360° video (ERP) with ambisonic audio")
     p.add_argument("--out", required=True, type=output_file,
                    help="output MP4 (a PNG still is written next to it)")
-    p.add_argument("--decoder", default="cardioid", choices=("cardioid", "max_re", "pwd"))
+    p.add_argument("--decoder", default="cardioid", choices=("cardioid", "max_re", "pwd"),
+                   help="beam of each map direction: cardioid (default, AVS360's), max_re or pwd "
+                        "(plane waves)")
     p.add_argument("--window", type=positive_float, default=None,
                    help="analysis window in seconds (default: one frame; AVS360 uses 0.1)")
     p.add_argument("--smoothing", type=non_negative_float, default=None,
@@ -75,7 +77,7 @@ def render_aem(video: str, out: str, *, decoder: str = "cardioid", window: float
         ambisonic = True
     except ValueError as err:
         if not allow_non_ambisonic:
-            raise
+            raise ValueError(f"{err} (--allow-non-ambisonic renders a uniform map instead)") from err
         warnings.warn(f"{err}; rendering a uniform energy map", stacklevel=2)
         ambisonic = False
     with VideoReader(video) as probe:

@@ -12,15 +12,20 @@ import re
 
 # A fraction such as 1/16 or -3/4 (``--model-arg width_mult=1/16``).
 _FRACTION = re.compile(r"^\s*(-?\d+)\s*/\s*(\d+)\s*$")
+_SIZE = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*$")
 
 
 def parse_value(text: str, flag: str):
     """One ``KEY=VALUE`` value: JSON when it is valid JSON (``1``, ``0.5``, ``true``, ``[1, 2]``,
-    ``"x"``), a float for a simple fraction such as ``1/16``, else the text itself."""
+    ``"x"``), a float for a simple fraction such as ``1/16``, a size ``[H, W]`` for ``HxW`` (``32x64``,
+    as ``--size`` takes it), else the text itself."""
     try:
         return json.loads(text)
     except json.JSONDecodeError:
         pass
+    size = _SIZE.match(text)
+    if size is not None:
+        return [int(size.group(1)), int(size.group(2))]
     fraction = _FRACTION.match(text)
     if fraction is None:
         return text

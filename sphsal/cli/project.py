@@ -48,7 +48,8 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="output file (.png/.jpg, .mp4 for a video, .npy for healpix)")
     p.add_argument("--face-size", type=int, default=None,
                    help="cube face side in pixels, a positive integer (default H/2)")
-    p.add_argument("--layout", choices=("dice", "horizon"), default="dice", help="cubemap image layout")
+    p.add_argument("--layout", choices=("dice", "horizon"), default="dice",
+                   help="cubemap image layout (default: dice)")
     p.add_argument("--nside", type=int, default=64, help="HEALPix nside, a power of 2 (default 64)")
     p.add_argument("--fov", type=float, default=90.0,
                    help="viewport horizontal field of view in degrees, in (0, 180) (default 90)")

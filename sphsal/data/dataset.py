@@ -189,10 +189,11 @@ class ClipDataset(Dataset):
         """What ``empty_truth`` asks for a target whose ground truth is empty (``err``): ``"error"`` raises
         it with a hint; ``"next"`` warns once per dataset and returns (the caller leaves the target out)."""
         if self.empty_truth == "error":
-            raise EmptyGroundTruth(f"{err}; pass empty_truth='next' (--dataset-arg empty_truth=next) to use "
-                                   "the next target with ground truth instead") from None
+            raise EmptyGroundTruth(f"{err}; pass empty_truth='next' (--dataset-arg empty_truth=next) to skip "
+                                   "such targets") from None
         if not self._warned_empty:
-            warnings.warn(f"{err}: targets with empty ground truth are left out (empty_truth='next')",
+            warnings.warn(f"{err}: targets with empty ground truth are skipped (empty_truth='next': training "
+                          "takes the next target with ground truth, evaluation leaves them out)",
                           stacklevel=3)
             self._warned_empty = True
 

@@ -535,8 +535,8 @@ def _check_output_root(root: str, overwrite: bool) -> None:
     if not os.listdir(root):
         return
     if not overwrite:
-        raise ValueError(f"dataset root {root} is not empty; choose a new or empty folder (or overwrite=True "
-                         "to replace a synthetic dataset there)")
+        raise ValueError(f"dataset root {root} is not empty; choose a new or empty folder (or --overwrite, "
+                         "overwrite=True in Python, to replace a synthetic dataset there)")
     if not os.path.isfile(os.path.join(root, "synthetic.json")):
         raise ValueError(f"dataset root {root} holds no synthetic.json; overwrite only replaces a synthetic "
                          "dataset, so remove that folder yourself or choose another one")

@@ -80,29 +80,30 @@ def _shuffled_negatives(totals: dict[str, torch.Tensor], video: str, fixations: 
 
 def _predictions(model, dataset: Dataset, batch_size: int, device, progress: bool):
     """``(batch, model output, replaced)`` for the dataset's items, ``batch_size`` at a time, on
-    ``device``; ``replaced[i]``: item ``i`` is not its index's target but the next one's (a
-    :class:`~sphsal.data.ClipDataset` with ``empty_truth="next"`` whose target's ground truth is empty)."""
+    ``device``; ``replaced[i]``: ``None``, or the ``(video, frame)`` target that item ``i`` stands in for
+    with the next target's item (a :class:`~sphsal.data.ClipDataset` with ``empty_truth="next"`` whose
+    target's ground truth is empty)."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_items)
     position = 0
     for batch in tqdm(loader, desc="evaluate", disable=not progress, unit="batch"):
         count = len(batch["video"])
-        replaced = [False] * count
+        replaced = [None] * count
         if isinstance(dataset, ClipDataset):
             targets = [(dataset.entries[v].name, t) for v, t in dataset.index[position:position + count]]
-            replaced = [(video, int(frame)) != target
+            replaced = [None if (video, int(frame)) == target else target
                         for video, frame, target in zip(batch["video"], batch["frame_index"], targets)]
         position += count
         batch = to_device(batch, device)
         yield batch, model(**model.prepare_inputs(batch)), replaced
 
 
-def _fed_back_predictions(model, dataset, device, progress: bool):
+def _fed_back_predictions(model, dataset, device, progress: bool, skip):
     """``(batch of one, model output)`` for the scored items of a :class:`~sphsal.data.ClipDataset`, for a
     model that reads the previous frame's map: each video is run on every frame from its first to its
     last scored one, each prediction (at the frame size) fed back as the next frame's ``prev_saliency``
     (zeros for the first), as ``sphsal predict`` runs it; ground truth is read for the scored frames
-    only. The items' own ``prev_saliency`` (the previous frame's ground truth) is never used: it would
-    hand the model the answer."""
+    only (``skip(video, frame)`` is called for one that is empty). The items' own ``prev_saliency``
+    (the previous frame's ground truth) is never used: it would hand the model the answer."""
     scored = set(dataset.index)
     last = {}
     for v, t in scored:
@@ -120,6 +121,7 @@ def _fed_back_predictions(model, dataset, device, progress: bool):
                 except EmptyGroundTruth as err:  # left out of the scores (empty_truth="next"), or an error
                     dataset.on_empty_truth(err)
                     scored.discard((v, t))
+                    skip(dataset.entries[v].name, t)
             if dataset.transform is not None:
                 item = dataset.transform(item)
             batch = to_device(collate_items([item]), device)
@@ -127,7 +129,7 @@ def _fed_back_predictions(model, dataset, device, progress: bool):
             previous = upsample_prediction(pred, size)[0].cpu()
             if (v, t) in scored:
                 bar.update(1)
-                yield batch, pred, [False]
+                yield batch, pred, [None]
     bar.close()
 
 
@@ -170,8 +172,10 @@ def evaluate_model(model: torch.nn.Module, dataset: Dataset, *, out_dir=None,
     videos = getattr(dataset, "videos", ()) if categories is not None else ()
     uncategorised = [v for v in videos if v not in evaluator.categories]
     if uncategorised:  # before any prediction, not after the whole evaluation
+        listed = ", ".join(repr(v) for v in list(evaluator.categories)[:2])
         raise ValueError(f"{len(uncategorised)} video(s) of the dataset have no category, e.g. "
-                         f"{uncategorised[0]!r}; list every video in the categories")
+                         f"{uncategorised[0]!r}; list every video by the dataset's name for it (the "
+                         f"categories name {listed}, ...)")
     needs = _ground_truth_needs(evaluator.metrics)
     device = resolve_device(device)
     model = model.to(device).eval()
@@ -183,7 +187,7 @@ def evaluate_model(model: torch.nn.Module, dataset: Dataset, *, out_dir=None,
             raise ValueError(f"{name} reads the previous frame's map, so it is evaluated video by video on "
                              "its own predictions, which needs a sphsal.data.ClipDataset, got "
                              f"{type(dataset).__name__}")
-        predictions = _fed_back_predictions(model, dataset, device, progress)
+        predictions = _fed_back_predictions(model, dataset, device, progress, evaluator.skip)
     else:
         predictions = _predictions(model, dataset, batch_size, device, progress)
     for batch, pred, replaced in predictions:
@@ -191,7 +195,8 @@ def evaluate_model(model: torch.nn.Module, dataset: Dataset, *, out_dir=None,
         size = tuple(batch["saliency" if "saliency" in needs else "fixations"].shape[-2:])
         pred = upsample_prediction(pred, size)
         for i in range(pred.shape[0]):
-            if replaced[i]:  # it repeats the next target, scored at its own index
+            if replaced[i] is not None:  # it repeats the next target, scored at its own index
+                evaluator.skip(*replaced[i])
                 continue
             video, frame = batch["video"][i], int(batch["frame_index"][i])
             truth = {key: batch[key][i].cpu() for key in needs}

@@ -69,9 +69,11 @@ def _load_video_audio(path: str, model) -> tuple[np.ndarray | None, int]:
     needs_audio = spec.audio_channels > 0 or spec.needs_audio_mel or spec.needs_aem
     try:
         audio, rate = load_audio(path, align_to_video=True)
-    except ValueError:
+    except ValueError as err:
         if needs_audio:
-            raise
+            name = getattr(model, "model_name", type(model).__name__)
+            raise ValueError(f"{err}; {name} reads the audio: use a visual-only model for silent videos "
+                             "(e.g. avs360_visual, vinet, stavis_visual; see sphsal models)") from err
         return None, 0
     if spec.needs_aem:
         try:

@@ -62,6 +62,7 @@ _PATH_DATASET_OPTIONS = ("cache_dir",)
 #: how to run, not what is trained. Every other field (model and its options, data, batch size, seed,
 #: loss, optimiser and schedule settings, gradient clipping) must match, and so must ``epochs`` under a
 #: schedule other than ``"constant"`` (it sets the schedule's horizon).
+_EPOCHS_FIXED = "; epochs only under a constant learning-rate schedule"
 RESUMABLE_FIELDS = ("out_dir", "epochs", "max_steps", "ckpt_every", "log_every", "num_workers", "device",
                     "amp", "tensorboard", "progress", "overwrite")
 
@@ -410,7 +411,8 @@ def check_resumable(path: str, stored, config: TrainConfig) -> None:
     if differences:
         raise ValueError(f"cannot resume {path} with other settings than it was trained with: "
                          f"{format_differences(differences, 'checkpoint', 'now')}. Resume with the stored "
-                         f"settings (only {', '.join(RESUMABLE_FIELDS)} may change) or start a new run in "
+                         f"settings (only {', '.join(f for f in RESUMABLE_FIELDS if f in resumable)} may "
+                         f"change{_EPOCHS_FIXED if 'epochs' not in resumable else ''}) or start a new run in "
                          "another output folder")
 
 
@@ -456,8 +458,8 @@ def _check_fresh_run(ckpt_path: str, config: TrainConfig) -> None:
     """A new run must not silently replace a run folder's checkpoint (and log)."""
     if os.path.exists(ckpt_path) and not config.overwrite:
         raise ValueError(f"run folder {os.path.dirname(ckpt_path) or '.'} already holds {CHECKPOINT_NAME}: "
-                         "pass resume=True (sphsal train --resume) to continue that run, overwrite=True to "
-                         "start it over, or choose another output folder")
+                         "continue that run with --resume (resume=True), start it over with --overwrite "
+                         "(overwrite=True), or choose another output folder")
 
 
 def _restore(path: str, state: dict, model, optimizer, scaler, progress: dict) -> None:

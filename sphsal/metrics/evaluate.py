@@ -86,6 +86,11 @@ class Evaluator:
         self.seed = check_seed(seed)
         self.categories = None if categories is None else _check_categories(categories)
         self._scores: dict[str, dict[object, dict[str, float]]] = {}
+        self._skipped: set[tuple[str, object]] = set()
+
+    def skip(self, video: str, frame) -> None:
+        """Record a frame left unscored (its ground truth is empty); the summary counts them."""
+        self._skipped.add((str(video), frame))
 
     def update(self, video: str, frame, pred, *, saliency=None, fixations=None,
                other_fixations=None) -> dict[str, float]:
@@ -163,8 +168,8 @@ class Evaluator:
     def summary(self) -> dict:
         """JSON-ready summary: settings, per-video means, and the dataset mean and std over videos
         (population std, ``ddof=0``; videos without a finite score are left out). NaN becomes ``None``.
-        With ``categories``: ``"categories"`` (:meth:`per_category`) and ``"category_mean"``, the mean
-        over categories."""
+        ``"skipped_frames"`` counts the frames :meth:`skip` left out. With ``categories``: ``"categories"``
+        (:meth:`per_category`) and ``"category_mean"``, the mean over categories."""
         per_video = self.per_video()
         mean, std = _mean_and_std(list(per_video.values()), self.metrics)
         summary = {
@@ -173,6 +178,7 @@ class Evaluator:
             "seed": self.seed,
             "n_videos": len(per_video),
             "n_frames": sum(len(f) for f in self._scores.values()),
+            "skipped_frames": len(self._skipped),
             "nan_frames": {m: sum(not math.isfinite(s[m]) for f in self._scores.values() for s in f.values())
                            for m in self.metrics},
             "mean": mean,

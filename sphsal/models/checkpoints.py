@@ -249,8 +249,8 @@ def _model_differences(path: str, model: nn.Module, name: str | None, kwargs: di
     if not name or not own_name:
         return {}
     if name != own_name:
-        raise ValueError(f"checkpoint {path} holds a {name!r} model, not {own_name!r}: build the model with "
-                         f"create_model({name!r}, ...) or call load_checkpoint(path) to rebuild it")
+        raise ValueError(f"checkpoint {path} holds a {name!r} model, not {own_name!r}: use --model {name} "
+                         f"(in Python create_model({name!r}, ...), or load_checkpoint(path) to rebuild it)")
     return mapping_differences(kwargs, dict(getattr(model, "model_kwargs", {}) or {}))
 
 

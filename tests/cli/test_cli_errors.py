@@ -26,8 +26,10 @@ def run_error(argv, capsys) -> str:
 
 
 def test_key_values_parse_fractions_and_name_the_flag():
-    values = parse_key_values(["width_mult=1/16", "n=-3/4", "view=both", "size=[16, 32]", "on=true"], "--m")
-    assert values == {"width_mult": 0.0625, "n": -0.75, "view": "both", "size": [16, 32], "on": True}
+    values = parse_key_values(["width_mult=1/16", "n=-3/4", "view=both", "size=[16, 32]", "on=true",
+                               "frame_size=32x64"], "--m")
+    assert values == {"width_mult": 0.0625, "n": -0.75, "view": "both", "size": [16, 32], "on": True,
+                      "frame_size": [32, 64]}  # HxW as --size takes it
     with pytest.raises(ValueError, match=r"--m x: division by zero in '1/0'"):
         parse_key_values(["x=1/0"], "--m")
     with pytest.raises(ValueError, match="--m expects KEY=VALUE"):

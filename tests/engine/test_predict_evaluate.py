@@ -38,6 +38,10 @@ def test_predict_stereo_video_needs_no_aem(tmp_path):
     # A rerun skips the finished video.
     [again] = predict_videos(model, [video], tmp_path / "out", progress=False)
     assert again["skipped"]
+    silent = tmp_path / "silent.mp4"
+    write_video(str(silent), [np.zeros((32, 64, 3), np.uint8)] * 4, 8)
+    with pytest.raises(ValueError, match="no audio stream; avs360 reads the audio: use a visual-only model"):
+        predict_videos(model, [str(silent)], tmp_path / "out", progress=False)
 
 
 def test_predict_ambisonic_video_with_aem_and_missing_file(tmp_path):
@@ -380,7 +384,7 @@ def test_shuffled_auc_draws_negatives_from_the_same_videos_other_frames(tmp_path
 def test_targets_with_empty_ground_truth_are_an_error_or_left_out(tmp_path):
     """Published map datasets hold a few blank maps (ViNet's loader draws another clip for them): by
     default such a target is an error naming its frame; with empty_truth="next" its item is the next
-    target's, and evaluation scores every frame once, so the blank frames are left out."""
+    target's, and evaluation leaves the blank frames out (and counts them)."""
     import dataclasses
 
     from sphsal.data import ClipDataset, EmptyGroundTruth, create_dataset, make_dataset
@@ -397,16 +401,16 @@ def test_targets_with_empty_ground_truth_are_an_error_or_left_out(tmp_path):
     with pytest.raises(EmptyGroundTruth, match="frame 2 in maps/ is empty .*; pass empty_truth='next'"):
         ClipDataset([blank], clip_len=1)[2]
     lenient = ClipDataset([blank], clip_len=1, empty_truth="next", prev_saliency=True)
-    with pytest.warns(UserWarning, match="frame 2 in maps/ is empty .*left out"):
+    with pytest.warns(UserWarning, match="frame 2 in maps/ is empty .*leaves them out"):
         item = lenient[2]
     assert item["frame_index"] == 4 and float(item["prev_saliency"].abs().sum()) == 0.0  # frame 3 is blank
     assert [lenient[i]["frame_index"] for i in (-1, 3, 5)] == [7, 4, 5]
     assert float(lenient[1]["prev_saliency"].sum()) > 0
     model = create_model("aem_ecb", output_size=(16, 32), clip_len=1)
     scored = ClipDataset([blank], clip_len=1, empty_truth="next")
-    with pytest.warns(UserWarning, match="left out"):
+    with pytest.warns(UserWarning, match="leaves them out"):
         summary = evaluate_model(model, scored, metrics=("cc", "auc_shuffled"), progress=False)
-    assert summary["n_frames"] == 6
+    assert summary["n_frames"] == 6 and summary["skipped_frames"] == 2
     twins = ClipDataset([entry, entry], clip_len=1)  # two videos of one name are still an error, not merged
     with pytest.raises(ValueError, match="frame 0 of video 'synth_000' was already scored"):
         evaluate_model(model, twins, metrics=("cc",), progress=False)
