@@ -70,3 +70,8 @@ def _message(name: str, what: str, unit: str, optional: bool, value) -> str:
     """``"{name} must be [None or ]{what}[ ({unit})], got {value!r}"``."""
     unit = f" ({unit})" if unit else ""
     return f"{name} must be {'None or ' if optional else ''}{what}{unit}, got {value!r}"
+
+
+def check_sample_rate(value, name: str = "sample_rate") -> int:
+    """``value`` as an int, or ``ValueError`` naming ``name`` unless it is a positive integer (Hz)."""
+    return check_integer(value, name, whole_floats=True, unit="Hz")

@@ -17,7 +17,7 @@ import librosa
 import numpy as np
 import soundfile
 
-from sphsal._checks import check_input_file, check_integer
+from sphsal._checks import check_input_file, check_sample_rate
 from sphsal.atomic import atomic_path
 from sphsal.audio._signal import as_signal
 from sphsal.audio.ambisonics import require_ambisonic
@@ -207,11 +207,6 @@ def _check_finite(audio: np.ndarray, path: str) -> None:
     if not np.isfinite(audio.sum(dtype=np.float64)) and not np.isfinite(audio).all():
         bad = int(np.count_nonzero(~np.isfinite(audio)))
         raise ValueError(f"{path}: the audio holds {bad} NaN or infinite sample(s); the file is corrupt")
-
-
-def check_sample_rate(value, name: str = "sample_rate") -> int:
-    """``value`` as an int, or ``ValueError`` naming ``name`` unless it is a positive integer."""
-    return check_integer(value, name, whole_floats=True, unit="Hz")
 
 
 def _to_ambix(audio: np.ndarray, spatial: SpatialAudioMetadata, path: str) -> np.ndarray:

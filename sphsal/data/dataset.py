@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from sphsal._checks import check_integer
+from sphsal._checks import check_sample_rate
 from sphsal.data.clips import CLIP_MODES, audio_window, clip_indices, clip_span, slice_audio
 from sphsal.data.groundtruth import EmptyGroundTruth
 
@@ -135,8 +135,7 @@ class ClipDataset(Dataset):
         self.clip_mode, self.clip_step = clip_mode, int(clip_step)
         self.transform = transform
         self.prev_saliency = bool(prev_saliency)
-        self.sample_rate = (None if sample_rate is None
-                            else check_integer(sample_rate, "sample_rate", whole_floats=True, unit="Hz"))
+        self.sample_rate = None if sample_rate is None else check_sample_rate(sample_rate)
         self.index: list[tuple[int, int]] = []
         self._has_truth: list[set[int] | None] = []  # per video: frames with ground truth (None: all)
         for v, entry in enumerate(self.entries):

@@ -260,11 +260,10 @@ def predict_video(model: torch.nn.Module, path, out_dir, *, fps=None, batch_size
         feedback = model.input_spec.needs_prev_saliency
         if feedback:
             batch_size = 1  # each frame needs the previous frame's prediction
-        previous = None
+        previous, mode = None, model.input_spec.clip_mode
         bar = tqdm(total=n, desc=f"predict {name}", disable=not progress, unit="frame")
         for start in range(0, n, batch_size):
             targets = range(start, min(n, start + batch_size))
-            mode = model.input_spec.clip_mode
             items = [_clip_item(reader, t, clip_len, audio, rate, mode) for t in targets]
             if feedback:
                 items[0]["prev_saliency"] = torch.zeros(size) if previous is None else previous

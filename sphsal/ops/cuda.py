@@ -276,17 +276,25 @@ def _double_differentiable(ctx, grad_out: torch.Tensor, op) -> tuple | None:
     return tuple(grads) + (None,) * len(ctx.config)
 
 
-def _backward(ctx, grad_out):
-    """The gradients that are needed: the input's is a gather too (the transposed convolution of
-    ``grad_out``, :func:`_transpose_op`: zero-inserted to the input's width when ``stride > 1`` and
-    convolved through the inverse table, no atomics), the weight's :func:`_weight_grad_op`."""
-    differentiable = _double_differentiable(ctx, grad_out, sphere_conv2d_reference)
+def _gradients(ctx, grad_out, reference, adjoint, transposed: bool):
+    """The gradients that are needed of a convolution (``transposed=False``) or of its transpose: the
+    input's is the other one of the pair applied to ``grad_out`` (``adjoint``: the gather through the
+    inverse table, or the convolution), the weight's :func:`_weight_grad_op` of the convolution's input
+    and output gradient (``x`` and ``grad_out``, swapped for the transpose)."""
+    differentiable = _double_differentiable(ctx, grad_out, reference)
     if differentiable is not None:
         return differentiable
     x, weight = ctx.saved_tensors
-    grad_x = _transpose_op(grad_out, weight, *ctx.config) if ctx.needs_input_grad[0] else None
-    grad_w = _weight_grad_op(grad_out, x, weight, *ctx.config) if ctx.needs_input_grad[1] else None
+    conv_input, conv_grad = (grad_out, x) if transposed else (x, grad_out)
+    grad_x = adjoint(grad_out, weight, *ctx.config) if ctx.needs_input_grad[0] else None
+    grad_w = _weight_grad_op(conv_grad, conv_input, weight, *ctx.config) if ctx.needs_input_grad[1] else None
     return (grad_x, grad_w) + (None,) * len(ctx.config)
+
+
+def _backward(ctx, grad_out):
+    """The convolution's gradients: the input's is a gather too (:func:`_transpose_op`, through the
+    inverse table, no atomics), the weight's :func:`_weight_grad_op`."""
+    return _gradients(ctx, grad_out, sphere_conv2d_reference, _transpose_op, transposed=False)
 
 
 _forward_op.register_autograd(_backward, setup_context=_setup_context)
@@ -326,13 +334,7 @@ def _(x, weight, kernel_size, stride, *_):
 def _transpose_backward(ctx, grad_out):
     """The convolution of ``grad_out`` (input gradient) and that convolution's weight gradient at output
     gradient ``x`` (weight gradient)."""
-    differentiable = _double_differentiable(ctx, grad_out, sphere_conv_transpose2d_reference)
-    if differentiable is not None:
-        return differentiable
-    x, weight = ctx.saved_tensors
-    grad_x = _forward_op(grad_out, weight, *ctx.config) if ctx.needs_input_grad[0] else None
-    grad_w = _weight_grad_op(x, grad_out, weight, *ctx.config) if ctx.needs_input_grad[1] else None
-    return (grad_x, grad_w) + (None,) * len(ctx.config)
+    return _gradients(ctx, grad_out, sphere_conv_transpose2d_reference, _forward_op, transposed=True)
 
 
 _transpose_op.register_autograd(_transpose_backward, setup_context=_setup_context)
