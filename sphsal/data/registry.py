@@ -48,8 +48,10 @@ def create_dataset(name: str, root, **options):
     ``sample_rate``: the audio resampled to one rate in Hz, ``empty_truth``: ``"next"`` for datasets with
     blank maps). The
     video-file adapters (``360av-hm``, ``vr-eyetracking``, ``pvs-hm``, ``salient360``) also take ``fps``;
-    ``eccv18``, ``stavis`` and ``folder`` index the frames as stored. An unknown option raises
-    ``TypeError`` naming it.
+    ``eccv18``, ``stavis`` and ``folder`` index the frames as stored. Every adapter with audio (all but
+    ``eccv18``) takes ``short_audio``: ``"error"`` (default: a soundtrack shorter than its video by more
+    than one frame raises ``ValueError`` naming the file) or ``"silence"`` (read as silence past its
+    end, with a warning). An unknown option raises ``TypeError`` naming it.
     """
     _load_adapters()
     if name not in _FACTORIES:

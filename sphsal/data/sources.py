@@ -7,6 +7,7 @@ process works in DataLoader workers.
 from __future__ import annotations
 
 import os
+import warnings
 from collections import OrderedDict
 from fractions import Fraction
 
@@ -22,6 +23,8 @@ __all__ = ["VideoFrames", "ImageFrames", "AudioTrack", "ImageMaps", "read_image"
 # sample_rate)} (per process).
 _AUDIO_CACHE: OrderedDict[tuple[str, int | None], tuple[np.ndarray, int]] = OrderedDict()
 _AUDIO_CACHE_TRACKS = 4
+#: What :class:`AudioTrack` does with a track shorter than its video.
+SHORT_AUDIO = ("error", "silence")
 
 
 def read_image(path: str, size=None, flags=cv2.IMREAD_COLOR) -> np.ndarray:
@@ -117,16 +120,22 @@ class AudioTrack:
         ambisonic: the dataset needs ambisonic audio: a file whose (probed) channel count is not
             ``(N+1)^2`` with ``N >= 1`` (mono, stereo, 5.1, ...) raises ``ValueError`` naming it at
             construction, not when the first item is read.
+        short_audio: ``"error"`` (the shortfall above raises) or ``"silence"``: a track shorter than the
+            video is read as silence past its end, with one warning naming the file per process (the
+            behaviour of STAViS's released loader, which clamps its audio windows to the track).
 
     Attributes:
         num_channels: channels of the loaded track (from the probe, SA3D conversion included).
     """
 
-    def __init__(self, path: str, duration, fps, ambisonic: bool = False):
+    def __init__(self, path: str, duration, fps, ambisonic: bool = False, short_audio: str = "error"):
         from sphsal.audio import probe_audio
         from sphsal.audio.ambisonics import require_ambisonic_channels
 
+        if short_audio not in SHORT_AUDIO:
+            raise ValueError(f"short_audio must be one of {SHORT_AUDIO}, got {short_audio!r}")
         self.path, self.duration, self.fps = path, Fraction(duration), Fraction(fps)
+        self.short_audio, self._warned = short_audio, False
         if not os.path.isfile(path):
             raise FileNotFoundError(f"audio file not found: {path}")
         info = probe_audio(path)
@@ -140,7 +149,15 @@ class AudioTrack:
     def _check_length(self, samples: int, sample_rate: int) -> None:
         from sphsal.audio.io import check_audio_length
 
-        check_audio_length(self.path, samples, sample_rate, self.duration, 1 / self.fps, "the video")
+        try:
+            check_audio_length(self.path, samples, sample_rate, self.duration, 1 / self.fps, "the video")
+        except ValueError as err:
+            if self.short_audio == "error":
+                raise ValueError(f"{err}; pass short_audio='silence' (--dataset-arg short_audio=silence) "
+                                 "to read it as silence past its end") from None
+            if not self._warned:
+                self._warned = True
+                warnings.warn(f"{err}; read as silence past its end (short_audio='silence')", stacklevel=3)
 
     def load(self, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
         """``(audio (channels, samples) float32, sample_rate)``; resampled to ``sample_rate`` (Hz) when

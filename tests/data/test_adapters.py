@@ -250,8 +250,25 @@ def test_stavis_reads_folds_maps_fixations_and_audio(tmp_path):
 
 def test_stavis_audio_shorter_than_the_video_is_an_error(tmp_path):
     write_stavis_tree(str(tmp_path), 25, 6, 16000, audio_frames=3)
-    with pytest.raises(ValueError, match="v.wav is shorter than the video"):
+    with pytest.raises(ValueError, match=r"v.wav is shorter than the video.*short_audio='silence'"):
         create_dataset("stavis", tmp_path, split="train", clip_len=2)
+    with pytest.raises(ValueError, match="short_audio must be one of"):
+        create_dataset("stavis", tmp_path, split="train", short_audio="pad")
+
+
+def test_stavis_short_audio_read_as_silence_on_request(tmp_path):
+    """STAViS's released loader clamps its audio windows to the wav: with short_audio='silence' the
+    frames past the wav's 3 frames (of 6) hear silence, the earlier ones the wav, and one warning names
+    the file."""
+    write_stavis_tree(str(tmp_path), 25, 6, 16000, clicks=(0, 1, 2), audio_frames=3)
+    with pytest.warns(UserWarning, match=r"v.wav is shorter than the video.*read as silence") as caught:
+        data = create_dataset("stavis", tmp_path, split="train", clip_len=1, short_audio="silence")
+        items = [data[t] for t in range(6)]
+    assert sum("v.wav" in str(w.message) for w in caught) == 1  # once per track, not per item
+    per_frame = 16000 // 25
+    for t, item in enumerate(items):
+        assert item["audio"].shape == (1, per_frame)
+        assert float(item["audio"].abs().sum()) == (1.0 if t < 3 else 0.0)
 
 
 # --- folder
@@ -296,12 +313,16 @@ def test_360avhm_video_with_audio_shorter_than_its_frames_is_named(av360_root, t
     root = tmp_path / "short"
     (root / "videos").mkdir(parents=True)
     frames = [np.zeros((H, W, 3), np.uint8)] * 16  # 2 s at 8 fps
-    _write_streams(str(root / "videos" / "clipA.mp4"), frames, 8, H, W, np.zeros((4, 8000), np.float32),
-                   16000, "aac")  # 0.5 s of audio
+    tone = np.tile(0.3 * np.sin(np.arange(8000) * 0.2, dtype=np.float32), (4, 1))
+    _write_streams(str(root / "videos" / "clipA.mp4"), frames, 8, H, W, tone, 16000, "aac")  # 0.5 s of audio
     (root / "dataset_public").mkdir()
     os.symlink(av360_root / "dataset_public" / "ambix", root / "dataset_public" / "ambix")
     with pytest.raises(ValueError, match="clipA.mp4 is shorter than the video"):
         create_dataset("360av-hm", root)
+    with pytest.warns(UserWarning, match="clipA.mp4 is shorter than the video"):
+        data = create_dataset("360av-hm", root, short_audio="silence", clip_len=1)
+    assert data.index[1] == (0, 1) and data.index[5] == (0, 5)
+    assert float(data[1]["audio"].abs().sum()) > 10 and float(data[5]["audio"].abs().sum()) == 0.0  # 0.625 s
 
 
 # --- bad inputs shared by every adapter

@@ -197,21 +197,23 @@ def read_table(path: str, required: dict[str, tuple[str, ...]], delimiter: str |
 
 
 def gaze_video_entry(name: str, video_path: str, samples: GazeSamples, *, fps, size, sigma_deg: float,
-                     cache_dir: str | None, key: str, audio: bool | str = "auto") -> VideoEntry:
+                     cache_dir: str | None, key: str, audio: bool | str = "auto",
+                     short_audio: str = "error") -> VideoEntry:
     """A :class:`VideoEntry` whose frames come from ``video_path`` and whose ground truth is built from
     gaze ``samples`` (see :class:`GazeGroundTruth`; ``cache_dir`` as resolved by
-    :func:`resolve_cache_dir`). ``audio``: the policy of :func:`video_audio`."""
+    :func:`resolve_cache_dir`). ``audio``, ``short_audio``: as for :func:`video_audio`."""
     frames = VideoFrames(video_path, fps=fps, size=size)
     truth = GazeGroundTruth(samples, frames.fps, frames.frame_size, sigma_deg, cache_dir, key)
     return VideoEntry(name, frames.num_frames, frames.fps, frames, truth,
-                      audio=video_audio(video_path, frames, audio))
+                      audio=video_audio(video_path, frames, audio, short_audio))
 
 
-def video_audio(path: str, frames: VideoFrames, audio: bool | str) -> AudioTrack | None:
+def video_audio(path: str, frames: VideoFrames, audio: bool | str,
+                short_audio: str = "error") -> AudioTrack | None:
     """The :class:`AudioTrack` of the video file ``path`` per the ``audio`` policy: ``"ambisonic"``
     (required and ambisonic: a missing stream or a non-ambisonic channel count raises ``ValueError``
     naming the video now, from a probe), ``True`` (required, any channels), ``False`` (none) or
-    ``"auto"`` (used when the file has an audio stream)."""
+    ``"auto"`` (used when the file has an audio stream). ``short_audio``: see :class:`AudioTrack`."""
     if audio not in (True, False, "auto", "ambisonic"):
         raise ValueError(f"audio must be True, False, 'auto' or 'ambisonic', got {audio!r}")
     if audio == "auto":
@@ -221,4 +223,4 @@ def video_audio(path: str, frames: VideoFrames, audio: bool | str) -> AudioTrack
     if not audio:
         return None
     duration = Fraction(frames.num_frames) / frames.fps
-    return AudioTrack(path, duration, frames.fps, ambisonic=audio == "ambisonic")
+    return AudioTrack(path, duration, frames.fps, ambisonic=audio == "ambisonic", short_audio=short_audio)

@@ -67,7 +67,7 @@ def _ambix_video(root: str, name: str) -> str:
 
 @register_dataset("360av-hm")
 def av360hm(root, *, condition: str = "ambix", size=None, fps=None, split: str = "all",
-            sigma_deg: float = DEFAULT_SIGMA_DEG, cache_dir=None, **options):
+            sigma_deg: float = DEFAULT_SIGMA_DEG, cache_dir=None, short_audio: str = "error", **options):
     """The 360AV-HM dataset under ``root``.
 
     Args:
@@ -78,6 +78,8 @@ def av360hm(root, *, condition: str = "ambix", size=None, fps=None, split: str =
         sigma_deg: Gaussian sigma of the ground truth, degrees.
         cache_dir: ground-truth cache folder (``None``: :func:`~sphsal.data.groundtruth.default_cache_dir`,
             ``False``: no cache).
+        short_audio: ``"error"`` (default) or ``"silence"``: what to do with a soundtrack shorter than its
+            video (see :class:`~sphsal.data.sources.AudioTrack`).
         **options: the ClipDataset options (``clip_len``, ``frame_step``, ``clip_mode``, ...).
 
     Every video must carry ambisonic audio (checked from a probe when the dataset is built; the error
@@ -94,6 +96,6 @@ def av360hm(root, *, condition: str = "ambix", size=None, fps=None, split: str =
         samples = read_video_gaze(os.path.join(gaze_root, name))
         video = _ambix_video(root, name)
         entries.append(gaze_video_entry(name, video, samples, fps=fps, size=size, sigma_deg=sigma_deg,
-                                        cache_dir=cache, audio="ambisonic",
+                                        cache_dir=cache, audio="ambisonic", short_audio=short_audio,
                                         key=f"360av-hm|{os.path.abspath(root)}|{condition}|{name}"))
     return make_dataset(entries, options, "360av-hm")

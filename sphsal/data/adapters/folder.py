@@ -30,7 +30,8 @@ MAP_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 
 @register_dataset("folder")
-def folder(root, *, size=None, split: str = "all", first_number: int | None = None, **options):
+def folder(root, *, size=None, split: str = "all", first_number: int | None = None,
+           short_audio: str = "error", **options):
     """Videos and maps in the generic layout under ``root`` (videos that have a ``saliency/`` folder).
 
     Args:
@@ -38,6 +39,8 @@ def folder(root, *, size=None, split: str = "all", first_number: int | None = No
         split: ``"train"``, ``"test"`` or ``"all"`` (sorted names, every fifth to test).
         first_number: the number in the name of frame 0's map (e.g. 1 for maps numbered from 1);
             ``None``: the smallest number found, per video.
+        short_audio: ``"error"`` (default) or ``"silence"``: what to do with a soundtrack shorter than its
+            video (see :class:`~sphsal.data.sources.AudioTrack`).
         **options: the ClipDataset options (``clip_len``, ``frame_step``, ``clip_mode``, ...).
     """
     first_number = check_integer(first_number, "first_number", minimum=0, optional=True, whole_floats=True)
@@ -61,7 +64,7 @@ def folder(root, *, size=None, split: str = "all", first_number: int | None = No
         truth = MapGroundTruth(ImageMaps(maps), None if fixations is None else ImageMaps(fixations),
                                frames.frame_size, map_dir)
         entries.append(VideoEntry(name, frames.num_frames, frames.fps, frames, truth,
-                                  audio=video_audio(video, frames, "auto"),
+                                  audio=video_audio(video, frames, "auto", short_audio),
                                   targets=[k for k in maps if k < frames.num_frames]))
     return make_dataset(entries, options, "folder")
 

@@ -74,11 +74,11 @@ def pvs_gaze(data: np.ndarray, source_fps, source: str) -> GazeSamples:
 
 @register_dataset("pvs-hm")
 def pvs_hm(root, *, size=None, fps=None, split: str = "all", sigma_deg: float = DEFAULT_SIGMA_DEG,
-           cache_dir=None, **options):
+           cache_dir=None, short_audio: str = "error", **options):
     """The PVS-HM set under ``root``.
 
     Args:
-        size, fps, split, sigma_deg, cache_dir: as for ``360av-hm``.
+        size, fps, split, sigma_deg, cache_dir, short_audio: as for ``360av-hm``.
         **options: the ClipDataset options (``clip_len``, ``frame_step``, ``clip_mode``, ...).
     Audio is the videos' soundtrack when they have one (else an empty ``(0, 0)`` tensor).
     """
@@ -95,5 +95,6 @@ def pvs_hm(root, *, size=None, fps=None, split: str = "all", sigma_deg: float = 
             source_fps = reader.source_fps
         samples = pvs_gaze(data[name], source_fps, f"{mat_path} [{name}]")
         entries.append(gaze_video_entry(name, video, samples, fps=fps, size=size, sigma_deg=sigma_deg,
-                                        cache_dir=cache, key=f"pvs-hm|{os.path.abspath(root)}|{name}"))
+                                        cache_dir=cache, short_audio=short_audio,
+                                        key=f"pvs-hm|{os.path.abspath(root)}|{name}"))
     return make_dataset(entries, options, "pvs-hm")

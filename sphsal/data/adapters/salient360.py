@@ -132,13 +132,16 @@ TRACKINGS = ("H", "HE")
 
 
 @register_dataset("salient360")
-def salient360(root, *, tracking: str = "HE", size=None, fps=None, split: str = "all", **options):
+def salient360(root, *, tracking: str = "HE", size=None, fps=None, split: str = "all",
+               short_audio: str = "error", **options):
     """Salient360! 2018 videos under ``root`` (videos that have a ``.bin`` map file).
 
     Args:
         tracking: ``"HE"`` (head and eye, default) or ``"H"`` (head only): whose maps and fixations
             (the ``HE/`` or ``H/`` folder of the published layout; ignored by the flat layout).
         size, fps, split: as for ``360av-hm``.
+        short_audio: ``"error"`` (default) or ``"silence"``: what to do with a soundtrack shorter than its
+            video (see :class:`~sphsal.data.sources.AudioTrack`).
         **options: the ClipDataset options (``clip_len``, ``frame_step``, ``clip_mode``, ...).
     Without a fixation CSV, the fixation map marks the maxima of the saliency map.
     """
@@ -161,5 +164,5 @@ def salient360(root, *, tracking: str = "HE", size=None, fps=None, split: str = 
         fixations = _SourceFrameMaps(FixationList(csvs, frames.frame_size), frames) if csvs else None
         truth = MapGroundTruth(_SourceFrameMaps(maps, frames), fixations, frames.frame_size, maps.path)
         entries.append(VideoEntry(name, frames.num_frames, frames.fps, frames, truth,
-                                  audio=video_audio(video, frames, "auto")))
+                                  audio=video_audio(video, frames, "auto", short_audio)))
     return make_dataset(entries, options, "salient360")

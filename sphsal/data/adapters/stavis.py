@@ -79,7 +79,8 @@ def _numbered(folder: str, prefix: str, count: int, ext: str) -> list[str]:
 
 
 @register_dataset("stavis")
-def stavis(root, *, databases=None, fold: int = 1, split: str = "all", size=None, **options):
+def stavis(root, *, databases=None, fold: int = 1, split: str = "all", size=None, short_audio: str = "error",
+           **options):
     """Databases in the STAViS layout under ``root``.
 
     Args:
@@ -87,6 +88,9 @@ def stavis(root, *, databases=None, fold: int = 1, split: str = "all", size=None
         fold: which published fold (1, 2 or 3) defines ``train``/``test`` (DIEM: its one split).
         split: ``"train"``, ``"test"`` or ``"all"``.
         size: frame and map size ``(H, W)`` (``None``: the images').
+        short_audio: ``"error"`` (default) or ``"silence"``: a wav shorter than its listed frames is read
+            as silence past its end (STAViS's released loader clamps its audio windows to the wav; see
+            :class:`~sphsal.data.sources.AudioTrack`).
         **options: ``clip_len``, ``frame_step``, ``clip_mode`` (STAViS uses ``"center"``), ``clip_step``,
             ``transform``.
     """
@@ -106,7 +110,7 @@ def stavis(root, *, databases=None, fold: int = 1, split: str = "all", size=None
     for db in databases:
         for part in parts:
             for vid, nframes, fps in read_fold_list(_list_path(lists, db, part, fold, found)):
-                entries.append(_video_entry(root, db, vid, nframes, fps, size))
+                entries.append(_video_entry(root, db, vid, nframes, fps, size, short_audio))
     return make_dataset(entries, options, "stavis")
 
 
@@ -122,11 +126,13 @@ def _list_path(lists: str, db: str, part: str, fold: int, found: list[str]) -> s
                             f"with lists: {found})")
 
 
-def _video_entry(root: str, db: str, vid: str, nframes: int, fps: Fraction, size) -> VideoEntry:
+def _video_entry(root: str, db: str, vid: str, nframes: int, fps: Fraction, size,
+                 short_audio: str) -> VideoEntry:
     frame_dir = os.path.join(root, "video_frames", db, vid)
     frames = ImageFrames(_numbered(frame_dir, "img_", nframes, ".jpg"), size)
     notes = os.path.join(root, "annotations", db, vid)
     maps = ImageMaps(_numbered(os.path.join(notes, "maps"), "eyeMap_", nframes, ".jpg"))
     truth = MapGroundTruth(maps, FixationMats(notes), frames.frame_size, notes)
-    audio = AudioTrack(os.path.join(root, "video_audio", db, vid, f"{vid}.wav"), Fraction(nframes) / fps, fps)
+    audio = AudioTrack(os.path.join(root, "video_audio", db, vid, f"{vid}.wav"), Fraction(nframes) / fps, fps,
+                       short_audio=short_audio)
     return VideoEntry(f"{db}/{vid}", nframes, fps, frames, truth, audio=audio)

@@ -61,11 +61,11 @@ def read_gaze_txt(path: str, viewer: int, source_fps) -> GazeSamples:
 
 @register_dataset("vr-eyetracking")
 def vr_eyetracking(root, *, size=None, fps=None, split: str = "all", sigma_deg: float = DEFAULT_SIGMA_DEG,
-                   cache_dir=None, **options):
+                   cache_dir=None, short_audio: str = "error", **options):
     """The VR-EyeTracking set under ``root`` (videos with at least one gaze file).
 
     Args:
-        size, fps, split, sigma_deg, cache_dir: as for ``360av-hm``.
+        size, fps, split, sigma_deg, cache_dir, short_audio: as for ``360av-hm``.
         **options: the ClipDataset options (``clip_len``, ``frame_step``, ``clip_mode``, ...).
     Audio is the videos' soundtrack when they have one (else an empty ``(0, 0)`` tensor).
     """
@@ -90,5 +90,5 @@ def vr_eyetracking(root, *, size=None, fps=None, split: str = "all", sigma_deg: 
             [read_gaze_txt(path, i, source_fps) for i, path in enumerate(files[name])], source=name)
         key = f"vr-eyetracking|{os.path.abspath(root)}|{name}"
         entries.append(gaze_video_entry(name, video, samples, fps=fps, size=size, sigma_deg=sigma_deg,
-                                        cache_dir=cache, key=key))
+                                        cache_dir=cache, key=key, short_audio=short_audio))
     return make_dataset(entries, options, "vr-eyetracking")
