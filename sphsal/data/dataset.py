@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from sphsal._checks import check_sample_rate
+from sphsal._checks import check_integer, check_sample_rate
 from sphsal.data.clips import CLIP_MODES, audio_window, clip_indices, clip_span, slice_audio
 from sphsal.data.groundtruth import EmptyGroundTruth
 
@@ -101,10 +101,11 @@ class ClipDataset(Dataset):
         clip_mode: ``"end"`` (the clip ends at the target, causal) or ``"center"``.
         clip_step: spacing between the frames of a clip.
         transform: optional callable applied to each item dict.
-        prev_saliency: also give each item ``prev_saliency`` ``(H, W)``, the ground-truth map of the
-            frame before the target (zeros for a video's first frame and for a frame whose predecessor
-            has no ground truth, i.e. is not among the video's ``targets``), for models that take the
-            previous map as input (the spherical U-Net).
+        prev_saliency: also give each item ``prev_saliency`` ``(H, W)``, the ground-truth map of an
+            earlier frame, for models that take it as input (the spherical U-Net): ``True`` or ``1`` the
+            frame before the target, an integer ``k`` the frame ``k`` before it (``False`` or ``0``:
+            none). Zeros for the first ``k`` frames of a video and where that frame has no ground truth
+            (is not among the video's ``targets``, or is empty).
         sample_rate: resample every video's audio to this rate (Hz) when it is loaded, so that videos
             recorded at other rates share batches; ``None``: each at its stored rate.
         empty_truth: what an item does whose target's ground truth is empty
@@ -115,7 +116,7 @@ class ClipDataset(Dataset):
             another clip, with a warning once per copy of the dataset (each DataLoader worker has
             one): datasets that ship a few blank maps train. :func:`sphsal.engine.evaluate.evaluate_model`
             does not score the replacing items, so such targets are left out of its scores. An empty
-            predecessor's ``prev_saliency`` is zeros either way.
+            earlier frame's ``prev_saliency`` is zeros either way.
     """
 
     def __init__(self, entries: list[VideoEntry], clip_len: int = 16, frame_step: int = 1,
@@ -134,7 +135,8 @@ class ClipDataset(Dataset):
         self.clip_len, self.frame_step = int(clip_len), int(frame_step)
         self.clip_mode, self.clip_step = clip_mode, int(clip_step)
         self.transform = transform
-        self.prev_saliency = bool(prev_saliency)
+        self.prev_saliency = check_integer(int(prev_saliency) if isinstance(prev_saliency, bool) else
+                                           prev_saliency, "prev_saliency", minimum=0)
         self.sample_rate = None if sample_rate is None else check_sample_rate(sample_rate)
         self.index: list[tuple[int, int]] = []
         self._has_truth: list[set[int] | None] = []  # per video: frames with ground truth (None: all)
@@ -204,9 +206,10 @@ class ClipDataset(Dataset):
         if self.prev_saliency:
             known = self._has_truth[v]
             previous = None
-            if t > 0 and (known is None or t - 1 in known):
+            earlier = t - self.prev_saliency
+            if earlier >= 0 and (known is None or earlier in known):
                 try:
-                    previous = self.truth(v, t - 1)["saliency"]
+                    previous = self.truth(v, earlier)["saliency"]
                 except EmptyGroundTruth:
                     pass
             item["prev_saliency"] = torch.zeros_like(item["saliency"]) if previous is None else previous

@@ -8,6 +8,8 @@ ERP pixel of the maps counts by its solid angle (every fixation once).
 
 from __future__ import annotations
 
+from collections import deque
+
 import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
@@ -27,6 +29,26 @@ def upsample_prediction(pred: torch.Tensor, size: tuple[int, int]) -> torch.Tens
     if tuple(pred.shape[-2:]) != tuple(size):
         pred = resize_equirect(pred.float(), tuple(size))
     return pred[:, 0].clamp_min(0)
+
+
+class FedBackMaps:
+    """A video's predictions fed back to a model that reads an earlier frame's map (``prev_saliency``):
+    frame ``t`` gets the prediction for frame ``t - interval`` at ``size`` ``(H, W)``, zeros for the first
+    ``interval`` frames. Push each frame's prediction, in frame order, after reading that frame's input.
+    """
+
+    def __init__(self, interval: int, size: tuple[int, int]):
+        self.size = tuple(size)
+        self._maps: deque[torch.Tensor] = deque(maxlen=check_integer(interval, "prev_saliency_interval"))
+
+    def next_input(self) -> torch.Tensor:
+        """``(H, W)``: the map for the next frame."""
+        full = len(self._maps) == self._maps.maxlen
+        return self._maps[0] if full else torch.zeros(self.size)
+
+    def push(self, pred: torch.Tensor) -> None:
+        """Record the model's ``(1, 1, h, w)`` prediction for the next frame."""
+        self._maps.append(upsample_prediction(pred, self.size)[0].cpu())
 
 
 def _ground_truth_needs(metrics) -> dict[str, list[str]]:
@@ -99,22 +121,24 @@ def _predictions(model, dataset: Dataset, batch_size: int, device, progress: boo
 
 def _fed_back_predictions(model, dataset, device, progress: bool, skip):
     """``(batch of one, model output)`` for the scored items of a :class:`~sphsal.data.ClipDataset`, for a
-    model that reads the previous frame's map: each video is run on every frame from its first to its
-    last scored one, each prediction (at the frame size) fed back as the next frame's ``prev_saliency``
-    (zeros for the first), as ``sphsal predict`` runs it; ground truth is read for the scored frames
-    only (``skip(video, frame)`` is called for one that is empty). The items' own ``prev_saliency``
-    (the previous frame's ground truth) is never used: it would hand the model the answer."""
+    model that reads an earlier frame's map: each video is run on every frame from its first to its
+    last scored one, each prediction (at the frame size) fed back as ``prev_saliency`` of the frame
+    ``model.input_spec.prev_saliency_interval`` later (:class:`FedBackMaps`), as ``sphsal predict`` runs
+    it; ground truth is read for the scored frames only (``skip(video, frame)`` is called for one that
+    is empty). The items' own ``prev_saliency`` (an earlier frame's ground truth) is never used: it
+    would hand the model the answer."""
     scored = set(dataset.index)
     last = {}
     for v, t in scored:
         last[v] = max(t, last.get(v, t))
     bar = tqdm(total=len(scored), desc="evaluate", disable=not progress, unit="frame")
     for v in sorted(last):
-        previous = None
+        fed_back = None
         for t in range(last[v] + 1):
             item = dataset.clip(v, t)
-            size = tuple(item["frames"].shape[-2:])
-            item["prev_saliency"] = torch.zeros(size) if previous is None else previous
+            if fed_back is None:
+                fed_back = FedBackMaps(model.input_spec.prev_saliency_interval, item["frames"].shape[-2:])
+            item["prev_saliency"] = fed_back.next_input()
             if (v, t) in scored:
                 try:
                     item.update(dataset.truth(v, t))
@@ -126,7 +150,7 @@ def _fed_back_predictions(model, dataset, device, progress: bool, skip):
                 item = dataset.transform(item)
             batch = to_device(collate_items([item]), device)
             pred = model(**model.prepare_inputs(batch))
-            previous = upsample_prediction(pred, size)[0].cpu()
+            fed_back.push(pred)
             if (v, t) in scored:
                 bar.update(1)
                 yield batch, pred, [None]
@@ -159,8 +183,8 @@ def evaluate_model(model: torch.nn.Module, dataset: Dataset, *, out_dir=None,
     other scored frames (the video benchmarks' choice); it needs a :class:`~sphsal.data.ClipDataset`,
     whose ground truth is read once more for them (cached on disk by the adapters that cache it).
 
-    A model that reads the previous frame's map (the spherical U-Net) is run on each video frame by
-    frame, its own previous prediction fed back (see :func:`_fed_back_predictions`; every frame up to
+    A model that reads an earlier frame's map (the spherical U-Net) is run on each video frame by
+    frame, its own earlier prediction fed back (see :func:`_fed_back_predictions`; every frame up to
     the last scored one is predicted, ``frame_step`` times the work), never the ground truth's; it needs
     a :class:`~sphsal.data.ClipDataset` (``ValueError`` otherwise).
 
@@ -184,7 +208,7 @@ def evaluate_model(model: torch.nn.Module, dataset: Dataset, *, out_dir=None,
     if spec is not None and spec.needs_prev_saliency:
         if not isinstance(dataset, ClipDataset):
             name = getattr(model, "model_name", type(model).__name__)
-            raise ValueError(f"{name} reads the previous frame's map, so it is evaluated video by video on "
+            raise ValueError(f"{name} reads an earlier frame's map, so it is evaluated video by video on "
                              "its own predictions, which needs a sphsal.data.ClipDataset, got "
                              f"{type(dataset).__name__}")
         predictions = _fed_back_predictions(model, dataset, device, progress, evaluator.skip)

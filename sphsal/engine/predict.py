@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from sphsal._checks import check_integer, check_number
 from sphsal.atomic import atomic_path, write_text
 from sphsal.data.clips import audio_window, clip_indices, clip_span, slice_audio
-from sphsal.engine.evaluate import upsample_prediction
+from sphsal.engine.evaluate import FedBackMaps, upsample_prediction
 from sphsal.engine.runtime import collate_items, resolve_device, to_device
 from sphsal.models.checkpoints import format_differences, mapping_differences
 from sphsal.viz import capped_size, overlay, tensor_to_frame, write_png, write_video
@@ -257,20 +257,21 @@ def predict_video(model: torch.nn.Module, path, out_dir, *, fps=None, batch_size
             _clear_outputs(video_dir)
         os.makedirs(maps_dir, exist_ok=True)
         saliency = []
-        feedback = model.input_spec.needs_prev_saliency
-        if feedback:
-            batch_size = 1  # each frame needs the previous frame's prediction
-        previous, mode = None, model.input_spec.clip_mode
+        fed_back = None
+        if model.input_spec.needs_prev_saliency:
+            batch_size = 1  # each frame needs an earlier frame's prediction
+            fed_back = FedBackMaps(model.input_spec.prev_saliency_interval, size)
+        mode = model.input_spec.clip_mode
         bar = tqdm(total=n, desc=f"predict {name}", disable=not progress, unit="frame")
         for start in range(0, n, batch_size):
             targets = range(start, min(n, start + batch_size))
             items = [_clip_item(reader, t, clip_len, audio, rate, mode) for t in targets]
-            if feedback:
-                items[0]["prev_saliency"] = torch.zeros(size) if previous is None else previous
+            if fed_back is not None:
+                items[0]["prev_saliency"] = fed_back.next_input()
             batch = to_device(collate_items(items), device)
             pred = model(**model.prepare_inputs(batch)).float().cpu()
-            if feedback:
-                previous = upsample_prediction(pred, size)[0]
+            if fed_back is not None:
+                fed_back.push(pred)
             for k, t in enumerate(range(start, start + len(items))):
                 if save_npy:
                     _save_npy(os.path.join(maps_dir, f"{t:05d}.npy"), pred[k, 0].numpy())

@@ -176,15 +176,15 @@ def _text_field(name: str, value, optional: bool = False) -> str | None:
 
 def dataset_for_model(model, name: str, root, **options):
     """``create_dataset(name, root, **options)`` with what the model's inputs need: its clip length and
-    target position in the clip (unless given) and the previous frame's ground truth for models that
-    read it."""
+    target position in the clip (unless given) and the ground truth of the earlier frame a model reads
+    (``prev_saliency``: its ``input_spec.prev_saliency_interval`` frames back)."""
     from sphsal.data import create_dataset
 
     spec = model.input_spec
     options.setdefault("clip_len", spec.clip_len)
     options.setdefault("clip_mode", spec.clip_mode)
     if spec.needs_prev_saliency:
-        options.setdefault("prev_saliency", True)
+        options.setdefault("prev_saliency", spec.prev_saliency_interval)
     return create_dataset(name, root, **options)
 
 

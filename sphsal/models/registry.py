@@ -43,7 +43,8 @@ class InputSpec:
         output_size: ``(H, W)`` of the predicted map.
         needs_audio_mel: the model reads log-mel features of the clip's audio.
         needs_aem: the model reads the clip's audio energy map (first-order ambisonics needed).
-        needs_prev_saliency: the model reads the saliency map of the previous frame.
+        needs_prev_saliency: the model reads the saliency map of an earlier frame, ...
+        prev_saliency_interval: ... this many frames back (the dataset's ``prev_saliency``).
         audio_channels: the fewest audio channels the model accepts (0: no audio, 1: any audio,
             4: first-order ambiX for the AEM).
     """
@@ -55,6 +56,7 @@ class InputSpec:
     needs_audio_mel: bool = False
     needs_aem: bool = False
     needs_prev_saliency: bool = False
+    prev_saliency_interval: int = 1
     audio_channels: int = 0
 
 

@@ -1,13 +1,14 @@
 """Spherical U-Net of Vo et al. (GTSD 2020) for 360-degree video saliency, and its planar ablation.
 
-Input: the RGB frame and 10 x the previous frame's saliency map (max-normalised), 4 channels at
-240 x 480 ERP. Encoder: one 3x3 convolution + BN + ReLU per level with 64 / 128 / 256 / 256 channels,
-2x2 max-pooling between levels (240x480 -> 120x240 -> 60x120 -> 30x60). Decoder: nearest x2
-upsampling, concatenation with the encoder feature of the same size, 3x3 conv + BN + ReLU to 128 and
-64 channels, and a last 3x3 conv to 1 channel without BN. The spherical model's convolutions are
-:class:`sphsal.nn.SphericalConv2d` (spherical-cap 3x3 kernel) and its pooling
-:class:`sphsal.nn.SphericalMaxPool2d` (built with :func:`sphsal.nn.convert_to_spherical`);
-``planar_unet`` keeps ``nn.Conv2d`` / ``nn.MaxPool2d``.
+Input: the RGB frame and 10 x the saliency map of the frame 5 frames earlier (max-normalised; the released
+code's ``frame_interval=5`` in training and testing; zeros for a video's first 5 frames, where the
+released loader put a map of one fixation at the centre), 4 channels at 240 x 480 ERP. Encoder: one 3x3
+convolution + BN + ReLU per level with 64 / 128 / 256 / 256 channels, 2x2 max-pooling between levels
+(240x480 -> 120x240 -> 60x120 -> 30x60). Decoder: nearest x2 upsampling, concatenation with the encoder
+feature of the same size, 3x3 conv + BN + ReLU to 128 and 64 channels, and a last 3x3 conv to 1 channel
+without BN. The spherical model's convolutions are :class:`sphsal.nn.SphericalConv2d` (spherical-cap 3x3
+kernel) and its pooling :class:`sphsal.nn.SphericalMaxPool2d` (built with
+:func:`sphsal.nn.convert_to_spherical`); ``planar_unet`` keeps ``nn.Conv2d`` / ``nn.MaxPool2d``.
 
 The map is trained against 10 x the ground truth with the released code's sphere-weighted squared error
 (``sphere_sse``: summed with the pixels' solid angles as weights) and SGD at lr 1e-4, momentum 0.9,
@@ -21,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sphsal._checks import check_integer
 from sphsal.models.backbones.resnet3d import scaled_widths
 from sphsal.models.inputs import check_shapes, max_normalise, require_keys
 from sphsal.models.registry import InputSpec, build_variant, register_model
@@ -47,11 +49,14 @@ class SaliencyUNet(nn.Module):
             spherical model also needs ``W`` a multiple of 16: its deepest grid ``(H/8, W/8)`` must have
             an even width to wrap over the poles.
         width_mult: scales the widths 64 / 128 / 256 / 256.
+        prev_interval: how many frames back the input map is (5 as released; the dataset's
+            ``prev_saliency``, and the distance at which predictions are fed back when predicting).
     """
 
     def __init__(self, spherical: bool = True, frame_size: tuple[int, int] = (240, 480),
-                 width_mult: float = 1.0):
+                 width_mult: float = 1.0, prev_interval: int = 5):
         super().__init__()
+        prev_interval = check_integer(prev_interval, "prev_interval")
         frame_size = (int(frame_size[0]), int(frame_size[1]))
         if frame_size[0] % 8 or frame_size[1] % 8 or min(frame_size) < 8:
             raise ValueError(f"frame_size must be multiples of 8 (three 2x2 poolings), got {frame_size}")
@@ -74,15 +79,15 @@ class SaliencyUNet(nn.Module):
 
             convert_to_spherical(self)
         self.input_spec = InputSpec(clip_len=1, frame_size=frame_size, output_size=frame_size,
-                                    needs_prev_saliency=True)
+                                    needs_prev_saliency=True, prev_saliency_interval=prev_interval)
         self.default_loss = "sphere_sse"
         self.default_optimizer = {"name": "sgd", "lr": 1e-4, "momentum": 0.9, "weight_decay": 1e-5}
 
     def forward(self, image: torch.Tensor, prev_saliency: torch.Tensor) -> torch.Tensor:
         """Args:
             image: ``(B, 3, H, W)`` ERP frame in ``[0, 1]``.
-            prev_saliency: ``(B, 1, H, W)`` previous frame's saliency, max-normalised to ``[0, 1]``
-                (zeros for the first frame of a video).
+            prev_saliency: ``(B, 1, H, W)`` saliency of the frame ``prev_interval`` frames earlier,
+                max-normalised to ``[0, 1]`` (zeros for a video's first ``prev_interval`` frames).
 
         Returns:
             ``(B, 1, H, W)`` non-negative saliency, about 10x a ``[0, 1]`` ground truth.
@@ -114,9 +119,9 @@ class SaliencyUNet(nn.Module):
 
     def prepare_inputs(self, batch: dict) -> dict:
         """``image``: the clip's last frame resized to ``frame_size``; ``prev_saliency``: the batch's
-        ``prev_saliency`` ``(B, H, W)`` (the ground truth of the previous frame in training, the
-        previous prediction when predicting a video) area-resized and max-normalised, or zeros when the
-        batch has none (the first frame of a video)."""
+        ``prev_saliency`` ``(B, H, W)`` (the ground truth of the frame ``prev_interval`` frames earlier in
+        training, that frame's prediction when predicting a video) area-resized and max-normalised, or
+        zeros when the batch has none."""
         require_keys(batch, ("frames",), "spherical_unet")
         frames = batch["frames"].float()
         if frames.dim() != 5 or frames.shape[1] != 3:

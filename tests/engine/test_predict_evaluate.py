@@ -87,29 +87,32 @@ def test_evaluate_prior_on_synthetic_dataset(tmp_path):
     assert os.path.isfile(tmp_path / "cats" / "per_category.csv")
 
 
-def test_unet_prediction_feeds_back_its_previous_map(tmp_path, monkeypatch):
+@pytest.mark.parametrize("interval", [1, 2])
+def test_unet_prediction_feeds_back_its_map_of_prev_interval_frames_earlier(tmp_path, monkeypatch, interval):
     import torch
 
     from sphsal.engine.evaluate import upsample_prediction
 
-    video = _video(tmp_path / "v.mp4", channels=4, n=3)
+    video = _video(tmp_path / "v.mp4", channels=4, n=4)
     torch.manual_seed(0)
-    model = create_model("spherical_unet", frame_size=(16, 32), width_mult=0.125)
+    model = create_model("spherical_unet", frame_size=(16, 32), width_mult=0.125, prev_interval=interval)
     seen = []
     original = model.prepare_inputs
     monkeypatch.setattr(model, "prepare_inputs", lambda batch: seen.append(batch["prev_saliency"].clone())
                         or original(batch))
     predict_videos(model, [video], tmp_path / "out", progress=False, save_npy=True, make_overlay=False)
-    assert len(seen) == 3 and float(seen[0].abs().sum()) == 0.0
-    first = torch.from_numpy(np.load(tmp_path / "out" / "v" / "maps" / "00000.npy"))
-    assert torch.allclose(seen[1][0], upsample_prediction(first[None, None], (32, 64))[0])
+    assert len(seen) == 4 and all(float(seen[t].abs().sum()) == 0.0 for t in range(interval))
+    for t in range(interval, 4):
+        earlier = torch.from_numpy(np.load(tmp_path / "out" / "v" / "maps" / f"{t - interval:05d}.npy"))
+        assert torch.allclose(seen[t][0], upsample_prediction(earlier[None, None], (32, 64))[0])
 
 
-def test_evaluation_feeds_back_the_models_own_maps_not_the_ground_truth(tmp_path, monkeypatch):
+@pytest.mark.parametrize("interval", [1, 2])
+def test_evaluation_feeds_back_the_models_own_maps_not_the_ground_truth(tmp_path, monkeypatch, interval):
     """evaluate_model gave the U-Net the previous frame's ground truth (its dataset's prev_saliency): a
     leak that inflated its scores (CC 0.58 evaluated against 0.02 when predicting). Each video now runs
-    frame by frame from its first frame, every prediction fed back as sphsal predict does, and only the
-    dataset's frames are scored."""
+    frame by frame from its first frame, every prediction fed back ``prev_interval`` frames later as
+    sphsal predict does, and only the dataset's frames are scored."""
     import torch
 
     from sphsal.data import make_dataset
@@ -118,7 +121,7 @@ def test_evaluation_feeds_back_the_models_own_maps_not_the_ground_truth(tmp_path
 
     root = make_dataset(tmp_path / "data", n_videos=2, duration=1.0, fps=8, height=32, width=64, seed=3)
     torch.manual_seed(0)
-    model = create_model("spherical_unet", frame_size=(16, 32), width_mult=0.125)
+    model = create_model("spherical_unet", frame_size=(16, 32), width_mult=0.125, prev_interval=interval)
     with torch.no_grad():
         model.out.bias.fill_(1.0)  # positive maps (an untrained U-Net's last ReLU may give all zeros)
     ds = dataset_for_model(model, "360av-hm", root, split="all", frame_step=3)
@@ -137,17 +140,17 @@ def test_evaluation_feeds_back_the_models_own_maps_not_the_ground_truth(tmp_path
     assert summary["n_frames"] == len(ds) == 6  # frames 0, 3 and 6 of each video scored
     assert [(v, t) for v, t, _ in seen] == [(v, t) for v in ("synth_000", "synth_001") for t in range(7)]
     for k, (_, t, prev) in enumerate(seen):
-        if t == 0:
+        if t < interval:
             assert float(prev.abs().sum()) == 0.0
         else:
-            torch.testing.assert_close(prev, upsample_prediction(outputs[k - 1], prev.shape)[0].cpu())
+            torch.testing.assert_close(prev, upsample_prediction(outputs[k - interval], prev.shape)[0].cpu())
             assert float(prev.sum()) > 0
     entry = ds.entries[0]
-    truth = torch.as_tensor(entry.ground_truth(2)[0], dtype=torch.float32)
-    assert not torch.allclose(seen[3][2], truth, atol=1e-3)  # frame 3 was given frame 2's prediction
+    truth = torch.as_tensor(entry.ground_truth(3 - interval)[0], dtype=torch.float32)
+    assert not torch.allclose(seen[3][2], truth, atol=1e-3)  # frame 3 was given a prediction
 
     # ground truth on some frames only (as the folder adapter gives it): every frame before the last
-    # scored one still runs, in order, each fed the previous frame's prediction
+    # scored one still runs, in order, each fed the prediction of prev_interval frames earlier
     import dataclasses
 
     from sphsal.data import ClipDataset
@@ -157,22 +160,27 @@ def test_evaluation_feeds_back_the_models_own_maps_not_the_ground_truth(tmp_path
     outputs.clear()
     assert evaluate_model(model, sparse, metrics=("cc",), progress=False)["n_frames"] == 2
     assert [t for _, t, _ in seen] == list(range(6))
-    torch.testing.assert_close(seen[4][2], upsample_prediction(outputs[3], seen[4][2].shape)[0].cpu())
+    fed = upsample_prediction(outputs[4 - interval], seen[4][2].shape)[0].cpu()
+    torch.testing.assert_close(seen[4][2], fed)
     with pytest.raises(ValueError, match="evaluated video by video on its own predictions, which needs a "
                                          "sphsal.data.ClipDataset, got Subset"):
         evaluate_model(model, torch.utils.data.Subset(ds, [0, 1]), metrics=("cc",), progress=False)
 
 
-def test_training_dataset_gets_the_previous_ground_truth(tmp_path):
+def test_training_dataset_gets_the_ground_truth_of_prev_interval_frames_earlier(tmp_path):
+    """The released U-Net code trains on the map of 5 frames earlier (frame_interval=5): the default."""
     from sphsal.data import make_dataset
     from sphsal.engine.train import dataset_for_model
 
     root = make_dataset(tmp_path / "data", n_videos=1, duration=1.0, fps=8, height=32, width=64, seed=3)
-    model = create_model("planar_unet", frame_size=(16, 32), width_mult=0.125)
-    ds = dataset_for_model(model, "360av-hm", root)
-    assert ds.clip_len == model.input_spec.clip_len
-    assert float(ds[0]["prev_saliency"].abs().sum()) == 0.0
-    assert np.allclose(ds[3]["prev_saliency"].numpy(), ds[2]["saliency"].numpy())
+    for kwargs, interval in (({}, 5), ({"prev_interval": 1}, 1)):
+        model = create_model("planar_unet", frame_size=(16, 32), width_mult=0.125, **kwargs)
+        ds = dataset_for_model(model, "360av-hm", root)
+        assert ds.clip_len == model.input_spec.clip_len and ds.prev_saliency == interval
+        assert all(float(ds[t]["prev_saliency"].abs().sum()) == 0.0 for t in range(interval))
+        assert np.allclose(ds[6]["prev_saliency"].numpy(), ds[6 - interval]["saliency"].numpy())
+    with pytest.raises(ValueError, match="prev_saliency must be an integer >= 0, got -1"):
+        dataset_for_model(model, "360av-hm", root, prev_saliency=-1)
 
 
 def _unet(seed):

@@ -41,7 +41,7 @@ def test_unknown_option_names_it_and_lists_the_accepted_ones():
         create_model("vinet", use_aem=False)
     with pytest.raises(ValueError, match=r"aem_ecb: unknown option bogus; it takes aem_decoder"):
         create_model("aem_ecb", bogus=1)
-    assert model_options("planar_unet") == {"spherical", "frame_size", "width_mult"}
+    assert model_options("planar_unet") == {"spherical", "frame_size", "width_mult", "prev_interval"}
     with pytest.raises(ValueError, match="unknown model 'nope'"):
         model_options("nope")
 

@@ -134,3 +134,12 @@ def test_unet_batch_norm_and_relu_follow_every_conv_but_the_last():
     assert isinstance(model.out, torch.nn.Conv2d)
     assert (model.out.in_channels, model.out.out_channels) == (128, 1)
     assert isinstance(model.pool, torch.nn.MaxPool2d) and model.pool.kernel_size == 2
+
+
+def test_unet_reads_the_map_of_five_frames_earlier():
+    # train.py and the test script build VRVideo(..., frame_interval=5): the input map is the ground
+    # truth of frame fid - 5 (testing too).
+    model = create_model("planar_unet", **TINY_UNET)
+    assert model.input_spec.needs_prev_saliency and model.input_spec.prev_saliency_interval == 5
+    with pytest.raises(ValueError, match="prev_interval must be an integer >= 1"):
+        create_model("planar_unet", **TINY_UNET, prev_interval=0)
