@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from fractions import Fraction
 
 import cv2
 import numpy as np
@@ -101,7 +102,8 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
             last row / column).
         fps: frame rate, a finite number > 0.
         audio: ``(channels, samples)`` finite float32 in [-1, 1], encoded as AAC with up to 8 channels
-            (ambisonic first order is kept as 4 channels).
+            (ambisonic first order is kept as 4 channels); samples past the last frame's end (``frames /
+            fps`` seconds) are left out, so the file lasts as long as its video.
         sample_rate: audio rate in Hz (required with ``audio``).
 
     Returns:
@@ -151,15 +153,14 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
             for packet in stream.encode(None):
                 container.mux(packet)
             if audio_stream is not None:
-                _encode_audio(container, audio_stream, audio, sample_rate)
+                video_samples = round(Fraction(count) / _fraction(fps) * sample_rate)
+                _encode_audio(container, audio_stream, audio[:, :video_samples], sample_rate)
         finally:
             container.close()
     return count
 
 
-def _fraction(fps: float):
-    from fractions import Fraction
-
+def _fraction(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(1001)
 
 

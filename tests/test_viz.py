@@ -52,6 +52,19 @@ def test_write_video_with_ambisonic_audio(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["v.mp4"]
 
 
+def test_write_video_cuts_audio_longer_than_its_frames(tmp_path):
+    """An overlay of a video whose audio outlasts its frames lasted as long as the audio (the last frame
+    held): the audio now ends with the video."""
+    frames = [np.zeros((16, 32, 3), np.uint8)] * 10  # 1 s at 10 fps
+    audio = np.full((1, 48000), 0.1, np.float32)  # 3 s
+    write_video(tmp_path / "v.mp4", frames, 10, audio, 16000)
+    with av.open(str(tmp_path / "v.mp4")) as container:
+        sound = container.streams.audio[0]
+        decoded = sum(frame.samples for frame in container.decode(sound))
+        assert float(sound.duration * sound.time_base) == pytest.approx(1.0, abs=0.1)
+    assert 16000 <= decoded <= 16000 + 2048  # AAC pads to whole 1024-sample frames (+ priming)
+
+
 def test_write_video_refuses_bad_input(tmp_path):
     frame = np.zeros((8, 8, 3), np.uint8)
     cases = [
