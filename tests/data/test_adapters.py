@@ -233,6 +233,22 @@ def test_salient360_reads_bin_maps_and_fixation_csv(tmp_path):
         create_dataset("salient360", tmp_path)
 
 
+@pytest.mark.parametrize("bits", [16, 64])
+def test_salient360_reads_the_float_size_its_bin_name_gives(tmp_path, bits):
+    """The toolbox's reader takes _16b, _32b and _64b maps (float16 / 32 / 64, by the name)."""
+    (tmp_path / "videos").mkdir()
+    write_video(str(tmp_path / "videos" / "3_Park.mp4"), 2, 8, h=H, w=W)
+    maps = np.zeros((2, H, W), dtype=f"<f{bits // 8}")
+    maps[1, 4, 7] = 0.5
+    (tmp_path / "saliency").mkdir()
+    maps.tofile(tmp_path / "saliency" / f"3_Park_{W}x{H}x2_{bits}b.bin")
+    saliency = create_dataset("salient360", tmp_path, clip_len=1)[1]["saliency"]
+    assert saliency.dtype == torch.float32 and peak(saliency) == (4, 7)
+    (tmp_path / "saliency" / f"3_Park_{W}x{H}x2_{bits}b.bin").write_bytes(maps[:1].tobytes())
+    with pytest.raises(ValueError, match=f"promises 2 float{bits} maps.*truncated"):
+        create_dataset("salient360", tmp_path)
+
+
 # --- stavis
 def test_stavis_reads_folds_maps_fixations_and_audio(tmp_path):
     write_stavis_tree(str(tmp_path), 25, 6, 16000)

@@ -8,16 +8,17 @@ On-disk layout as distributed (the FTP's ``Videos/`` folder; its ``Readme_Videos
     <root>/H/Scanpaths/<name>_fixations.csv               fixation list (all observers)
     <root>/HE/Scanpaths/{L,R}/<name>_fixations.csv        left- and right-eye lists, combined
 
-The older flat layout ``<root>/videos/``, ``<root>/saliency/`` and ``<root>/fixations/`` is read too.
-A ``.bin`` file holds ``frames`` maps of ``H`` rows of ``W`` values (row-major, one frame after the other,
-row 0 the top, the ERP convention already); map ``k`` belongs to the video's frame ``k`` (0-based).
-A fixation CSV has a header (``# Idx, longitude, latitude, start timestamp, duration, start frame, end
-frame`` in the published files) with ``longitude`` and ``latitude`` in ``[0, 1]`` (from the left and from
-the top of the ERP image) and ``start frame`` / ``end frame``: 1-based video frame numbers (the published
-files start every observer at frame 1, and the toolbox fills map ``k - 1`` for frame ``k``); a fixation
-counts for every frame in that inclusive range. Maps and fixations belong to the video's own frames;
-with another ``fps`` the item's frame shows source frame ``floor(k * source_fps / fps)`` and takes that
-frame's maps.
+The older flat layout ``<root>/videos/``, ``<root>/saliency/`` and ``<root>/fixations/`` is read too. A
+``.bin`` file holds ``frames`` maps of ``H`` rows of ``W`` values (row-major, one frame after the other,
+row 0 the top, the ERP convention already), floats of the size its name gives (``_16b``, ``_32b`` as
+published, or ``_64b``, as the toolbox's reader accepts; little-endian, as it reads them on x86); map
+``k`` belongs to the video's frame ``k`` (0-based). A fixation CSV has a header (``# Idx, longitude,
+latitude, start timestamp, duration, start frame, end frame`` in the published files) with ``longitude``
+and ``latitude`` in ``[0, 1]`` (from the left and from the top of the ERP image) and ``start frame`` /
+``end frame``: 1-based video frame numbers (the published files start every observer at frame 1, and the
+toolbox fills map ``k - 1`` for frame ``k``); a fixation counts for every frame in that inclusive range.
+Maps and fixations belong to the video's own frames; with another ``fps`` the item's frame shows source
+frame ``floor(k * source_fps / fps)`` and takes that frame's maps.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from sphsal.data.groundtruth import MapGroundTruth
 from sphsal.data.registry import register_dataset
 from sphsal.data.sources import VideoFrames
 
-_BIN_NAME = re.compile(r"_(\d+)x(\d+)x(\d+)_32b\.bin$")
+_BIN_NAME = re.compile(r"_(\d+)x(\d+)x(\d+)_(16|32|64)b\.bin$")
 FIXATION_COLUMNS = {
     "lon": ("longitude", "long", "lon"),
     "lat": ("latitude", "lat"),
@@ -59,15 +60,16 @@ class BinMaps:
     def __init__(self, path: str):
         match = _BIN_NAME.search(os.path.basename(path))
         if match is None:
-            raise ValueError(f"{path}: expected a name ending in _<W>x<H>x<frames>_32b.bin")
+            raise ValueError(f"{path}: expected a name ending in _<W>x<H>x<frames>_<16|32|64>b.bin")
         self.path = path
-        self.width, self.height, self.frames = (int(g) for g in match.groups())
-        expected = self.width * self.height * self.frames * 4
+        self.width, self.height, self.frames, bits = (int(g) for g in match.groups())
+        self.dtype = np.dtype(f"<f{bits // 8}")
+        expected = self.width * self.height * self.frames * self.dtype.itemsize
         size = os.path.getsize(path)
         if size != expected:
-            raise ValueError(f"{path} holds {size} bytes but its name promises {self.frames} float32 maps "
-                             f"of {self.width}x{self.height} ({expected} bytes): the file is truncated or "
-                             "corrupt")
+            raise ValueError(f"{path} holds {size} bytes but its name promises {self.frames} float{bits} "
+                             f"maps of {self.width}x{self.height} ({expected} bytes): the file is truncated "
+                             "or corrupt")
 
     def check_covers(self, frames: int, video: str) -> None:
         """``ValueError`` naming the file when its maps cover fewer than ``frames - 1`` frames of
@@ -79,8 +81,9 @@ class BinMaps:
     def __call__(self, index: int) -> np.ndarray:
         index = min(index, self.frames - 1)
         count = self.width * self.height
-        data = np.fromfile(self.path, dtype="<f4", count=count, offset=index * count * 4)
-        return data.reshape(self.height, self.width)
+        offset = index * count * self.dtype.itemsize
+        data = np.fromfile(self.path, dtype=self.dtype, count=count, offset=offset)
+        return data.reshape(self.height, self.width).astype(np.float32, copy=False)
 
 
 class FixationList:
