@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -34,6 +35,8 @@ WRITE_EXTENSIONS = (".wav", ".flac")
 _WRITE_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
 #: FLAC stores at most 8 channels.
 FLAC_MAX_CHANNELS = 8
+#: A Matroska track's ``DURATION`` tag, ``HH:MM:SS.fraction``.
+_DURATION_TAG = re.compile(r"(\d+):(\d{2}):(\d{2}(?:\.\d*)?)")
 #: :func:`write_audio` refuses more channels than this (a (samples, channels) array passed the wrong way
 #: round would otherwise become a file with thousands of channels).
 MAX_WRITE_CHANNELS = 64
@@ -110,16 +113,24 @@ def _first_audio_stream(container, path: str):
 
 def _stream_info(container, path: str) -> AudioInfo:
     """:class:`AudioInfo` of the first audio stream of an open PyAV container; ``num_samples`` is the
-    declared duration (the stream's, else the container's) times the sample rate."""
+    declared duration times the sample rate: the stream's, else its Matroska ``DURATION`` tag, else (a
+    file without video) the container's; 0 (unknown) otherwise: a container's duration is its longest
+    stream's, which may be the video."""
     stream = _first_audio_stream(container, path)
     context = stream.codec_context
     rate = int(context.sample_rate)
     if rate <= 0:
         raise ValueError(f"{path}: the audio stream declares no sample rate")
+    tagged = _DURATION_TAG.fullmatch(str(stream.metadata.get("DURATION", "")).strip())
     if stream.duration is not None and stream.time_base is not None:
         seconds = float(stream.duration * stream.time_base)
-    else:
+    elif tagged:
+        hours, minutes, rest = tagged.groups()
+        seconds = 3600 * int(hours) + 60 * int(minutes) + float(rest)
+    elif not container.streams.video:
         seconds = (container.duration or 0) / av.time_base
+    else:
+        seconds = 0.0
     channels = int(context.channels)
     return AudioInfo(path, rate, channels, round(seconds * rate), context.name, _read_spatial(path))
 

@@ -287,6 +287,27 @@ def test_stavis_short_audio_read_as_silence_on_request(tmp_path):
         assert float(item["audio"].abs().sum()) == (1.0 if t < 3 else 0.0)
 
 
+
+@pytest.mark.parametrize("ext", ["mkv", "mp4"])
+def test_folder_video_with_short_audio_is_refused_or_silent_past_its_end(tmp_path, ext):
+    """A Matroska audio track declares no duration of its own: the container's (the video's 2 s) passed
+    the probe, and short_audio='silence' still raised at the first item, from the decoded length."""
+    from sphsal.data.synthetic import _write_streams
+
+    (tmp_path / "videos").mkdir()
+    tone = np.tile(0.3 * np.sin(np.arange(8000) * 0.2, dtype=np.float32), (4, 1))  # 0.5 s
+    _write_streams(str(tmp_path / "videos" / f"a.{ext}"), [np.zeros((H, W, 3), np.uint8)] * 16, 8, H, W,
+                   tone, 16000, "aac")  # 2 s of video
+    (tmp_path / "saliency" / "a").mkdir(parents=True)
+    for k in range(16):
+        cv2.imwrite(str(tmp_path / "saliency" / "a" / f"{k:04d}.png"), np.full((H, W), 9, np.uint8))
+    with pytest.raises(ValueError, match=f"a.{ext} is shorter than the video.*short_audio=silence"):
+        create_dataset("folder", tmp_path)
+    with pytest.warns(UserWarning, match=f"a.{ext} is shorter than the video"):
+        data = create_dataset("folder", tmp_path, clip_len=1, short_audio="silence")
+    assert float(data[1]["audio"].abs().sum()) > 10 and float(data[10]["audio"].abs().sum()) == 0.0
+
+
 # --- folder
 def test_folder_layout_with_and_without_fixations(tmp_path):
     (tmp_path / "videos").mkdir()
