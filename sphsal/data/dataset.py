@@ -120,8 +120,9 @@ class ClipDataset(Dataset):
     """
 
     def __init__(self, entries: list[VideoEntry], clip_len: int = 16, frame_step: int = 1,
-                 clip_mode: str = "end", clip_step: int = 1, transform=None, prev_saliency: bool = False,
-                 sample_rate: int | None = None, empty_truth: str = "error"):
+                 clip_mode: str = "end", clip_step: int = 1, transform=None,
+                 prev_saliency: bool | int = False, sample_rate: int | None = None,
+                 empty_truth: str = "error"):
         if clip_len < 1 or frame_step < 1 or clip_step < 1:
             raise ValueError(f"clip_len, frame_step and clip_step must be >= 1, got {clip_len}, "
                              f"{frame_step}, {clip_step}")

@@ -27,6 +27,13 @@ _AUDIO_CACHE_TRACKS = 4
 SHORT_AUDIO = ("error", "silence")
 
 
+def check_short_audio(value) -> str:
+    """``value`` when it is one of :data:`SHORT_AUDIO`, else ``ValueError``."""
+    if value not in SHORT_AUDIO:
+        raise ValueError(f"short_audio must be one of {SHORT_AUDIO}, got {value!r}")
+    return value
+
+
 def read_image(path: str, size=None, flags=cv2.IMREAD_COLOR) -> np.ndarray:
     """Read an image file (``(H, W, 3)`` RGB uint8, or ``(H, W)`` with ``cv2.IMREAD_GRAYSCALE``), resized
     to ``size = (H, W)`` with ``INTER_AREA``. Raises naming the file when it is missing or unreadable."""
@@ -121,8 +128,9 @@ class AudioTrack:
             ``(N+1)^2`` with ``N >= 1`` (mono, stereo, 5.1, ...) raises ``ValueError`` naming it at
             construction, not when the first item is read.
         short_audio: ``"error"`` (the shortfall above raises) or ``"silence"``: a track shorter than the
-            video is read as silence past its end, with one warning naming the file per process (the
-            behaviour of STAViS's released loader, which clamps its audio windows to the track).
+            video is read as silence past its end, with a warning naming the file (once per copy of
+            the track: each DataLoader worker has one; the behaviour of STAViS's released loader, which
+            clamps its audio windows to the track).
 
     Attributes:
         num_channels: channels of the loaded track (from the probe, SA3D conversion included).
@@ -132,8 +140,7 @@ class AudioTrack:
         from sphsal.audio import probe_audio
         from sphsal.audio.ambisonics import require_ambisonic_channels
 
-        if short_audio not in SHORT_AUDIO:
-            raise ValueError(f"short_audio must be one of {SHORT_AUDIO}, got {short_audio!r}")
+        check_short_audio(short_audio)
         self.path, self.duration, self.fps = path, Fraction(duration), Fraction(fps)
         self.short_audio, self._warned = short_audio, False
         if not os.path.isfile(path):

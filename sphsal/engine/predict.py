@@ -3,8 +3,9 @@
 For every frame ``t`` of a video (at the model's or a chosen frame rate) the model sees the causal clip
 of ``clip_len`` frames ending at ``t`` (sliding window; the first frame repeats at the start; centred on
 ``t`` for models whose ``input_spec.clip_mode`` is ``"center"``) and the audio under that clip. Models
-that read the previous frame's saliency (the spherical U-Net) get their own prediction for frame ``t - 1``
-(zeros before the first frame). Outputs of a video go to ``OUT/<video name>/``::
+that read an earlier frame's saliency (the spherical U-Net) get their own prediction for frame ``t - k``,
+``k`` their ``input_spec.prev_saliency_interval`` (zeros for the first ``k`` frames). Outputs of a
+video go to ``OUT/<video name>/``::
 
     maps/00000.png ...   the map of each frame, max-normalised to 0..255 at the frame size
     maps/00000.npy ...   (with save_npy) the model's raw output map: float32 (h, w) at the model's output
@@ -46,6 +47,7 @@ from sphsal.data.clips import audio_window, clip_indices, clip_span, slice_audio
 from sphsal.engine.evaluate import FedBackMaps, upsample_prediction
 from sphsal.engine.runtime import collate_items, resolve_device, to_device
 from sphsal.models.checkpoints import format_differences, mapping_differences
+from sphsal.models.registry import stored_model_kwargs
 from sphsal.viz import capped_size, overlay, tensor_to_frame, write_png, write_video
 
 DONE_NAME = "done.json"
@@ -177,6 +179,9 @@ def _previous_record(done_path: str, settings: dict) -> dict | None:
         raise ValueError(f"{done_path} was written by an older sphsal that did not record "
                          f"{' or '.join(unrecorded)}; pass overwrite=True (sphsal predict --overwrite) to "
                          "redo the video")
+    if isinstance(record.get("model_kwargs"), dict):  # as they built the recorded model
+        record = {**record, "model_kwargs": stored_model_kwargs(record.get("model_name"),
+                                                                 record["model_kwargs"])}
     differences = mapping_differences(record, settings, keys=list(MATCHED_SETTINGS))
     if differences:
         made = ([f"from another video file ({record.get('video')!r} as recorded, or that file changed since)"]

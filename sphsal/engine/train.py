@@ -24,7 +24,7 @@ import json
 import math
 import os
 import time
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -65,6 +65,9 @@ _PATH_DATASET_OPTIONS = ("cache_dir",)
 _EPOCHS_FIXED = "; epochs only under a constant learning-rate schedule"
 RESUMABLE_FIELDS = ("out_dir", "epochs", "max_steps", "ckpt_every", "log_every", "num_workers", "device",
                     "amp", "tensorboard", "progress", "overwrite")
+#: Dataset options that may change on resume: what a run that stopped at a blank map or a short
+#: soundtrack needs to go on (the items before the stop are the same either way).
+_RESUMABLE_DATASET_OPTIONS = ("empty_truth", "short_audio")
 
 
 def lr_factor(schedule: str, step: int, total: int, warmup_steps: int = 0) -> float:
@@ -177,14 +180,20 @@ def _text_field(name: str, value, optional: bool = False) -> str | None:
 def dataset_for_model(model, name: str, root, **options):
     """``create_dataset(name, root, **options)`` with what the model's inputs need: its clip length and
     target position in the clip (unless given) and the ground truth of the earlier frame a model reads
-    (``prev_saliency``: its ``input_spec.prev_saliency_interval`` frames back)."""
+    (``prev_saliency``: its ``input_spec.prev_saliency_interval`` frames back; another given value is a
+    ``ValueError``: the model would train on one interval and predict with another)."""
     from sphsal.data import create_dataset
 
     spec = model.input_spec
     options.setdefault("clip_len", spec.clip_len)
     options.setdefault("clip_mode", spec.clip_mode)
     if spec.needs_prev_saliency:
-        options.setdefault("prev_saliency", spec.prev_saliency_interval)
+        given = options.setdefault("prev_saliency", spec.prev_saliency_interval)
+        if isinstance(given, int) and int(given) != spec.prev_saliency_interval:
+            name, interval = getattr(model, "model_name", type(model).__name__), spec.prev_saliency_interval
+            raise ValueError(f"{name} reads the map of {interval} frame(s) earlier, but the dataset option "
+                             f"prev_saliency={given!r} gives another; leave it out and set the model's "
+                             "prev_interval (--model-arg prev_interval=N) instead")
     return create_dataset(name, root, **options)
 
 
@@ -386,25 +395,33 @@ def _same_folders(stored: dict, now: dict) -> dict:
 
 def check_resumable(path: str, stored, config: TrainConfig) -> None:
     """``ValueError`` naming the checkpoint ``path`` and the differing settings (stored vs now) when
-    ``config`` changes what the stored run trains; only :data:`RESUMABLE_FIELDS` may differ, and
-    ``root`` and folder-valued dataset options compare as the folders they resolve to; the dataset option
-    ``empty_truth`` may change too (a run that stopped at a blank map resumes with ``"next"``: the items
-    before it are the same either way). Fields an older checkpoint lacks count as their defaults, and
-    stored ``dataset_kwargs`` without a ``"split"`` as ``"all"`` (the adapters' default, which such a
-    run trained on)."""
+    ``config`` changes what the stored run trains; only :data:`RESUMABLE_FIELDS` may differ, and ``root``
+    and folder-valued dataset options compare as the folders they resolve to; the dataset options
+    ``empty_truth`` and ``short_audio`` may change too (a run that stopped at a blank map or a short
+    soundtrack resumes with ``"next"`` / ``"silence"``: the items before it are the same either way).
+    Fields an older checkpoint lacks count as their defaults, stored ``dataset_kwargs`` without a
+    ``"split"`` as ``"all"`` (the adapters' default, which such a run trained on), and stored
+    ``model_kwargs`` without an option whose default changed since as its earlier default
+    (:func:`~sphsal.models.registry.stored_model_kwargs`; ``config``'s are compared as
+    :func:`~sphsal.models.create_model` records them)."""
     from sphsal.models.checkpoints import format_differences, mapping_differences
+    from sphsal.models.registry import recorded_model_kwargs, stored_model_kwargs
 
     if not isinstance(stored, dict):
         raise ValueError(f"training checkpoint {path} holds no 'config'; cannot check that resuming it "
                          "trains the same run")
     stored = {**_config_defaults(), **stored}
+    if isinstance(stored["model_kwargs"], dict):  # as they built the stored model
+        stored["model_kwargs"] = stored_model_kwargs(stored["model"], stored["model_kwargs"])
     if isinstance(stored["dataset_kwargs"], dict):
         stored["dataset_kwargs"] = {"split": "all", **stored["dataset_kwargs"]}
     now = asdict(config)
+    if isinstance(now["model_kwargs"], dict):
+        now["model_kwargs"] = recorded_model_kwargs(now["model"], now["model_kwargs"])
     for settings in (stored, now):
         if isinstance(settings["dataset_kwargs"], dict):
             settings["dataset_kwargs"] = {key: value for key, value in settings["dataset_kwargs"].items()
-                                          if key != "empty_truth"}
+                                          if key not in _RESUMABLE_DATASET_OPTIONS}
     resumable = set(RESUMABLE_FIELDS) - ({"epochs"} if config.lr_schedule != "constant" else set())
     keys = [f.name for f in fields(TrainConfig) if f.name not in resumable]
     differences = mapping_differences(_same_folders(stored, now), now, keys)
@@ -489,8 +506,11 @@ def train(config: TrainConfig, *, resume: bool = False, dataset: Dataset | None 
     """
     from sphsal.models import create_model
     from sphsal.models.losses import build_loss
+    from sphsal.models.registry import recorded_model_kwargs
 
     config.validate()
+    # stored as create_model records them: options whose default may change are always written down
+    config = replace(config, model_kwargs=recorded_model_kwargs(config.model, config.model_kwargs))
     runtime = init_runtime(config.device)
     try:
         return _train(config, runtime, resume, dataset, create_model, build_loss)

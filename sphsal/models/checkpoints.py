@@ -25,6 +25,7 @@ from torch import nn
 
 from sphsal._checks import check_input_file
 from sphsal.atomic import atomic_path
+from sphsal.models.registry import stored_model_kwargs
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "load_original_checkpoint",
            "plain_value", "mapping_differences", "format_differences"]
@@ -176,7 +177,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
 
 def _model_entries(state: dict, path: str) -> tuple[dict, str | None, dict]:
     """``(state_dict, model_name, model_kwargs)`` of a sphsal model or training checkpoint, checked:
-    ``ValueError`` naming the file when an entry is missing or of the wrong type."""
+    ``ValueError`` naming the file when an entry is missing or of the wrong type. Keyword arguments an
+    older sphsal stored without an option whose default changed since get its earlier default
+    (:func:`~sphsal.models.registry.stored_model_kwargs`)."""
     if state.get("format") == FORMAT:
         if "state_dict" not in state:
             raise ValueError(f"checkpoint {path} has no 'state_dict' entry (the model weights)")
@@ -197,7 +200,7 @@ def _model_entries(state: dict, path: str) -> tuple[dict, str | None, dict]:
     if kwargs is not None and not isinstance(kwargs, Mapping):
         raise ValueError(f"checkpoint {path}: the model keyword arguments are a {type(kwargs).__name__}, "
                          "expected a dict")
-    return dict(weights), name, dict(kwargs or {})
+    return dict(weights), name, stored_model_kwargs(name, dict(kwargs or {}))
 
 
 def checkpoint_model(path: str | os.PathLike) -> tuple[str | None, dict]:

@@ -26,9 +26,11 @@ from numbers import Integral, Real
 from torch import nn
 
 __all__ = ["InputSpec", "register_model", "create_model", "list_models", "model_family", "model_options",
-           "build_variant", "keyword_options"]
+           "build_variant", "keyword_options", "recorded_model_kwargs", "stored_model_kwargs"]
 
 _FACTORIES: dict[str, Callable[..., nn.Module]] = {}
+#: Per model name, the options whose default changed and their default before (see register_model).
+_EARLIER_DEFAULTS: dict[str, dict] = {}
 
 
 @dataclass(frozen=True)
@@ -60,11 +62,17 @@ class InputSpec:
     audio_channels: int = 0
 
 
-def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+def register_model(name: str, earlier_defaults: dict | None = None
+                   ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator registering ``fn(**kwargs) -> nn.Module`` under ``name``; a duplicate name is an error.
 
     A factory that passes ``**kwargs`` on to a class should name it as its return annotation
-    (``def vinet(**kwargs) -> ViNet``): :func:`create_model` checks the options against its signature."""
+    (``def vinet(**kwargs) -> ViNet``): :func:`create_model` checks the options against its signature.
+
+    ``earlier_defaults``: options whose default changed, with their default before the change.
+    :func:`create_model` records them in ``model_kwargs`` whether given or not, so keyword arguments
+    stored without one (a checkpoint, a training config or a prediction record of an older sphsal) built
+    the model with the earlier default, which :func:`stored_model_kwargs` fills in."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"model name must be a non-empty string, got {name!r}")
 
@@ -72,6 +80,7 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
         if name in _FACTORIES and _FACTORIES[name] is not fn:
             raise ValueError(f"a model named {name!r} is already registered")
         _FACTORIES[name] = fn
+        _EARLIER_DEFAULTS[name] = dict(earlier_defaults or {})
         return fn
 
     return decorator
@@ -85,8 +94,24 @@ def create_model(name: str, **kwargs) -> nn.Module:
     _check_options(name, kwargs)
     model = factory(**kwargs)
     model.model_name = name
-    model.model_kwargs = dict(kwargs)
+    model.model_kwargs = recorded_model_kwargs(name, kwargs)
     return model
+
+
+def recorded_model_kwargs(name: str, kwargs: dict) -> dict:
+    """``kwargs`` as :func:`create_model` records them: with the current default of each option of the
+    model ``name`` whose default changed (see :func:`register_model`) that they do not give."""
+    changed = _EARLIER_DEFAULTS.get(name, {})
+    params = _builder_parameters(name) if changed else None
+    current = {key: params[key].default for key in changed if key not in kwargs} if params else {}
+    return {**current, **kwargs}
+
+
+def stored_model_kwargs(name: str | None, kwargs: dict) -> dict:
+    """Keyword arguments stored with a model ``name`` (a checkpoint's, a training config's) as they built
+    it: an option whose default changed since (see :func:`register_model`) and that they lack takes its
+    earlier default."""
+    return {**_EARLIER_DEFAULTS.get(name, {}), **kwargs}
 
 
 def build_variant(cls: Callable[..., nn.Module], name: str, kwargs: dict, **fixed) -> nn.Module:

@@ -29,7 +29,7 @@ from sphsal.models.registry import InputSpec, build_variant, register_model
 
 __all__ = ["SaliencyUNet", "PREV_SALIENCY_SCALE", "spherical_unet", "planar_unet"]
 
-#: The previous saliency map enters (and the ground truth is compared) at 10x its [0, 1] scale.
+#: The earlier frame's saliency map enters (and the ground truth is compared) at 10x its [0, 1] scale.
 PREV_SALIENCY_SCALE = 10.0
 
 
@@ -40,7 +40,7 @@ def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
 
 
 class SaliencyUNet(nn.Module):
-    """The GTSD U-Net (module docstring): ``(B, 3, H, W)`` frame + ``(B, 1, H, W)`` previous map ->
+    """The GTSD U-Net (module docstring): ``(B, 3, H, W)`` frame + ``(B, 1, H, W)`` earlier frame's map ->
     ``(B, 1, H, W)`` saliency at 10x the ground-truth scale.
 
     Args:
@@ -50,7 +50,9 @@ class SaliencyUNet(nn.Module):
             an even width to wrap over the poles.
         width_mult: scales the widths 64 / 128 / 256 / 256.
         prev_interval: how many frames back the input map is (5 as released; the dataset's
-            ``prev_saliency``, and the distance at which predictions are fed back when predicting).
+            ``prev_saliency``, and the distance at which predictions are fed back when predicting),
+            counted at the dataset's (or ``sphsal predict``'s) frame rate: the released code counts
+            the stored frames, so with another ``fps`` the gap in seconds changes.
     """
 
     def __init__(self, spherical: bool = True, frame_size: tuple[int, int] = (240, 480),
@@ -140,7 +142,7 @@ class SaliencyUNet(nn.Module):
         return {"image": image, "prev_saliency": prev}
 
     def example_inputs(self, batch_size: int = 1) -> dict:
-        """Random frame and previous map at ``frame_size``."""
+        """Random frame and earlier frame's map at ``frame_size``."""
         return {"image": torch.rand(batch_size, 3, *self.frame_size),
                 "prev_saliency": torch.rand(batch_size, 1, *self.frame_size)}
 
@@ -149,13 +151,14 @@ def _upsample(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2, mode="nearest")
 
 
-@register_model("spherical_unet")
+# Models stored without prev_interval read the map of the frame before (their default then).
+@register_model("spherical_unet", earlier_defaults={"prev_interval": 1})
 def spherical_unet(**kwargs) -> SaliencyUNet:
     """GTSD spherical U-Net with spherical-cap convolutions (see :class:`SaliencyUNet`)."""
     return build_variant(SaliencyUNet, "spherical_unet", kwargs, spherical=True)
 
 
-@register_model("planar_unet")
+@register_model("planar_unet", earlier_defaults={"prev_interval": 1})
 def planar_unet(**kwargs) -> SaliencyUNet:
     """The same U-Net with planar ``nn.Conv2d`` / ``nn.MaxPool2d`` (ablation)."""
     return build_variant(SaliencyUNet, "planar_unet", kwargs, spherical=False)

@@ -247,6 +247,24 @@ def test_salient360_reads_the_float_size_its_bin_name_gives(tmp_path, bits):
     (tmp_path / "saliency" / f"3_Park_{W}x{H}x2_{bits}b.bin").write_bytes(maps[:1].tobytes())
     with pytest.raises(ValueError, match=f"promises 2 float{bits} maps.*truncated"):
         create_dataset("salient360", tmp_path)
+    maps.tofile(tmp_path / "saliency" / f"3_Park_{W}x{H}x2_{bits}b.bin")
+    maps.astype("<f4").tofile(tmp_path / "saliency" / f"3_Park_{W}x{H}x2_32b.bin")
+    with pytest.raises(ValueError, match=f"2 map files could be those of '3_Park'.*x2_{bits}b.bin.*keep one"):
+        create_dataset("salient360", tmp_path)
+
+
+def test_salient360_video_takes_its_own_maps_not_those_of_a_longer_name(tmp_path):
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "saliency").mkdir()
+    for name, row in (("1_Bar", 3), ("1_Bar_2", 9)):
+        write_video(str(tmp_path / "videos" / f"{name}.mp4"), 2, 8, h=H, w=W)
+        maps = np.zeros((2, H, W), dtype="<f4")
+        maps[:, row, 5] = 1.0
+        maps.tofile(tmp_path / "saliency" / f"{name}_{W}x{H}x2_32b.bin")
+    data = create_dataset("salient360", tmp_path, clip_len=1, short_audio="silence")  # no audio: unused
+    assert [peak(data[k]["saliency"])[0] for k in range(4)] == [3, 3, 9, 9]
+    with pytest.raises(ValueError, match="short_audio must be one of"):
+        create_dataset("salient360", tmp_path, short_audio="silent")
 
 
 # --- stavis

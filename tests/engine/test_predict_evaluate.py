@@ -179,8 +179,12 @@ def test_training_dataset_gets_the_ground_truth_of_prev_interval_frames_earlier(
         assert ds.clip_len == model.input_spec.clip_len and ds.prev_saliency == interval
         assert all(float(ds[t]["prev_saliency"].abs().sum()) == 0.0 for t in range(interval))
         assert np.allclose(ds[6]["prev_saliency"].numpy(), ds[6 - interval]["saliency"].numpy())
-    with pytest.raises(ValueError, match="prev_saliency must be an integer >= 0, got -1"):
-        dataset_for_model(model, "360av-hm", root, prev_saliency=-1)
+    with pytest.raises(ValueError, match="prev_saliency must be an integer >= 0, got 1.5"):
+        dataset_for_model(model, "360av-hm", root, prev_saliency=1.5)
+    with pytest.raises(ValueError, match=r"planar_unet reads the map of 1 frame\(s\) earlier, but the "
+                                         r"dataset option prev_saliency=2 .*--model-arg prev_interval=N"):
+        dataset_for_model(model, "360av-hm", root, prev_saliency=2)
+    assert dataset_for_model(model, "360av-hm", root, prev_saliency=True).prev_saliency == 1
 
 
 def _unet(seed):
@@ -188,6 +192,31 @@ def _unet(seed):
 
     torch.manual_seed(seed)
     return create_model("planar_unet", frame_size=(16, 32), width_mult=0.125)
+
+
+def test_unet_predictions_of_an_older_sphsal_were_made_with_the_previous_frames_map(tmp_path):
+    """A done.json written before prev_interval existed records no prev_interval: its U-Net read the map
+    of the frame before, so the same model with prev_interval=1 skips the video and today's default (5)
+    is refused."""
+    import json
+
+    import torch
+
+    video = _video(tmp_path / "v.mp4", channels=4, n=3)
+    out, options = tmp_path / "out", dict(progress=False, make_overlay=False)
+    torch.manual_seed(0)
+    old = create_model("planar_unet", frame_size=(16, 32), width_mult=0.125, prev_interval=1)
+    predict_videos(old, [video], out, **options)
+    done = out / "v" / "done.json"
+    record = json.loads(done.read_text())
+    del record["model_kwargs"]["prev_interval"]
+    done.write_text(json.dumps(record))
+    [again] = predict_videos(old, [video], out, **options)
+    assert again["skipped"]
+    torch.manual_seed(0)
+    new = create_model("planar_unet", frame_size=(16, 32), width_mult=0.125)
+    with pytest.raises(ValueError, match=r"prev_interval.*1.*\(done.json\).*5"):
+        predict_videos(new, [video], out, **options)
 
 
 def test_rerun_skips_only_what_the_same_model_and_options_made(tmp_path):

@@ -285,6 +285,23 @@ def test_model_kwargs_tuples_and_lists_compare_equal_on_resume(tmp_path):
         check_resumable("last.pt", None, config)
 
 
+def test_unet_run_of_an_older_sphsal_resumes_only_with_its_previous_frame_interval(tmp_path):
+    """A U-Net run stored without prev_interval trained on the map of the frame before (the default
+    then): resuming it with today's default (5) would switch halfway; it is refused, and resumes with
+    prev_interval=1."""
+    from sphsal.engine.train import check_resumable
+
+    old = {**vars(_config(tmp_path, model="planar_unet", model_kwargs={"width_mult": 0.125}))}
+    with pytest.raises(ValueError, match=r"prev_interval.*1.*\(checkpoint\).*5.*\(now\)"):
+        check_resumable("last.pt", dict(old), _config(tmp_path, model="planar_unet",
+                                                      model_kwargs={"width_mult": 0.125}))
+    check_resumable("last.pt", dict(old), _config(tmp_path, model="planar_unet",
+                                                  model_kwargs={"width_mult": 0.125, "prev_interval": 1}))
+    tiny = {"width_mult": 0.125}
+    new = {**vars(_config(tmp_path, model="planar_unet", model_kwargs={**tiny, "prev_interval": 5}))}
+    check_resumable("last.pt", new, _config(tmp_path, model="planar_unet", model_kwargs=tiny))
+
+
 def test_new_run_refuses_a_folder_with_a_checkpoint_unless_overwrite(tmp_path):
     ds = BlobDataset(12)
     train(_config(tmp_path, max_steps=3), dataset=ds)
@@ -502,7 +519,8 @@ def test_the_api_trains_on_the_train_split_by_default(tmp_path):
     from sphsal.models import create_model
 
     root = make_dataset(tmp_path / "data", n_videos=5, duration=0.5, fps=4, height=16, width=32, n_viewers=2)
-    config = TrainConfig(model="planar_unet", root=root, model_kwargs={"width_mult": 1 / 16},
+    unet = {"width_mult": 1 / 16, "prev_interval": 5}  # prev_interval: as train() stores it
+    config = TrainConfig(model="planar_unet", root=root, model_kwargs=unet,
                          dataset_kwargs={"cache_dir": None})
     assert config.dataset_kwargs == {"split": "train", "cache_dir": None}
     model = create_model(config.model, **config.model_kwargs)
@@ -554,9 +572,10 @@ def test_tensorboard_events_of_an_old_run_are_removed_and_a_resume_purges_later_
 
 
 def test_resume_may_switch_empty_truth_but_refuses_a_changed_default_recipe(tmp_path, monkeypatch):
-    """A run that stopped at a blank map resumes with empty_truth='next' (the items before it are the
-    same); a model whose default loss or optimiser changed since the checkpoint (the U-Net's did) is
-    refused rather than resumed with gradients of another scale."""
+    """A run that stopped at a blank map or a short soundtrack resumes with empty_truth='next' or
+    short_audio='silence' (the items before it are the same); a model whose default loss or optimiser
+    changed since the checkpoint (the U-Net's did) is refused rather than resumed with gradients of
+    another scale."""
     from engine_tiny import TinySaliency
 
     from sphsal.engine.train import check_resumable
@@ -567,6 +586,7 @@ def test_resume_may_switch_empty_truth_but_refuses_a_changed_default_recipe(tmp_
     state = load_training_state(path)
     assert state["recipe"] == {"loss": "kld", "optimizer": {"name": "adam", "lr": 1e-2}}
     check_resumable(path, state["config"], _config(tmp_path, dataset_kwargs={"empty_truth": "next"}))
+    check_resumable(path, state["config"], _config(tmp_path, dataset_kwargs={"short_audio": "silence"}))
     with pytest.raises(ValueError, match="sigma_deg"):
         check_resumable(path, state["config"], _config(tmp_path, dataset_kwargs={"sigma_deg": 2.0}))
     init = TinySaliency.__init__

@@ -253,3 +253,22 @@ def test_caches_and_staged_files_skip_the_fsync(tmp_path, monkeypatch):
     with atomic_path(tmp_path / "cache.npy", durable=False) as tmp:
         np.save(tmp, np.zeros(3))
     assert calls == [] and np.load(tmp_path / "cache.npy").shape == (3,)
+
+
+def test_unet_checkpoint_of_an_older_sphsal_keeps_the_previous_frames_map(tmp_path):
+    """Until prev_interval existed the U-Net read the map of the frame before; a checkpoint written then
+    (no prev_interval stored) rebuilds with prev_interval=1, and loading it into a model of the new
+    default (5) names the difference."""
+    model = create_model("planar_unet", **TINY_UNET)
+    path = tmp_path / "old.pt"
+    save_checkpoint(path, model)
+    raw = torch.load(path, weights_only=True)
+    assert raw["model_kwargs"]["prev_interval"] == 5  # written down although not given
+    del raw["model_kwargs"]["prev_interval"]
+    torch.save(raw, path)
+    assert load_checkpoint(path).input_spec.prev_saliency_interval == 1
+    with pytest.warns(UserWarning, match=r"prev_interval: 1 \(checkpoint\) vs 5"):
+        load_checkpoint(path, create_model("planar_unet", **TINY_UNET))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_checkpoint(path, create_model("planar_unet", **TINY_UNET, prev_interval=1))

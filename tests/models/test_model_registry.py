@@ -20,7 +20,9 @@ def test_unknown_name_lists_the_registered_models():
 def test_create_model_records_name_and_kwargs():
     model = create_model("planar_unet", **TINY_KWARGS["planar_unet"])
     assert model.model_name == "planar_unet"
-    assert model.model_kwargs == TINY_KWARGS["planar_unet"]
+    # prev_interval's default changed (1 -> 5): it is recorded even when not given
+    assert model.model_kwargs == {**TINY_KWARGS["planar_unet"], "prev_interval": 5}
+    assert create_model("vinet", **TINY_KWARGS["vinet"]).model_kwargs == TINY_KWARGS["vinet"]
     assert isinstance(model.input_spec, InputSpec)
     assert isinstance(model.default_loss, str) and model.default_optimizer["name"] in ("adam", "sgd")
 
@@ -96,3 +98,13 @@ def test_a_variant_accepts_the_value_it_fixes():
     assert model.spherical and model.model_kwargs["spherical"] is True
     stavis = create_model("stavis", use_audio=True, **TINY_KWARGS["stavis"])
     assert stavis.use_audio and stavis.model_kwargs["use_audio"] is True
+
+
+def test_stored_kwargs_without_an_option_whose_default_changed_take_its_earlier_default():
+    from sphsal.models.registry import recorded_model_kwargs, stored_model_kwargs
+
+    assert stored_model_kwargs("spherical_unet", {}) == {"prev_interval": 1}  # written before the change
+    assert stored_model_kwargs("spherical_unet", {"prev_interval": 5}) == {"prev_interval": 5}
+    assert recorded_model_kwargs("spherical_unet", {}) == {"prev_interval": 5}
+    assert stored_model_kwargs("vinet", {"clip_len": 8}) == {"clip_len": 8}
+    assert stored_model_kwargs(None, {"a": 1}) == {"a": 1}

@@ -12,7 +12,7 @@ import numpy as np
 
 from sphsal.data.dataset import ClipDataset, VideoEntry
 from sphsal.data.groundtruth import GazeGroundTruth, GazeSamples, default_cache_dir
-from sphsal.data.sources import AudioTrack, VideoFrames
+from sphsal.data.sources import AudioTrack, VideoFrames, check_short_audio
 from sphsal.sphere import pixels_to_directions
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v")
@@ -216,6 +216,7 @@ def video_audio(path: str, frames: VideoFrames, audio: bool | str,
     ``"auto"`` (used when the file has an audio stream). ``short_audio``: see :class:`AudioTrack`."""
     if audio not in (True, False, "auto", "ambisonic"):
         raise ValueError(f"audio must be True, False, 'auto' or 'ambisonic', got {audio!r}")
+    check_short_audio(short_audio)  # also when the file has no audio
     if audio == "auto":
         audio = has_audio_stream(path)
     elif audio and not has_audio_stream(path):

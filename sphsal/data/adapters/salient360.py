@@ -131,6 +131,20 @@ def _find_prefixed(folder: str, name: str, pattern) -> list[str]:
                   if (f.startswith(name + "_") or os.path.splitext(f)[0] == name) and pattern(f))
 
 
+def _map_file(folder: str, name: str) -> str:
+    """The ``.bin`` maps of video ``name`` in ``folder``: the one named
+    ``<name>_<W>x<H>x<frames>_<bits>b.bin``, else the only one whose name starts with ``<name>_``;
+    ``ValueError`` listing them when that is not one file (``1_Bar`` must not take the maps of
+    ``1_Bar_2``, nor a ``_16b`` copy beside ``_32b``)."""
+    found = _find_prefixed(folder, name, _BIN_NAME.search)
+    exact = [p for p in found if os.path.basename(p)[:_BIN_NAME.search(os.path.basename(p)).start()] == name]
+    chosen = exact if exact else found
+    if len(chosen) != 1:
+        raise ValueError(f"{len(chosen)} map files could be those of {name!r} in {folder}: "
+                         f"{', '.join(os.path.basename(p) for p in chosen)}; keep one")
+    return chosen[0]
+
+
 TRACKINGS = ("H", "HE")
 
 
@@ -160,7 +174,7 @@ def salient360(root, *, tracking: str = "HE", size=None, fps=None, split: str = 
     for name in split_videos(names, split):
         video = find_video(video_dir, name)
         frames = VideoFrames(video, fps=fps, size=size)
-        maps = BinMaps(_find_prefixed(map_dir, name, _BIN_NAME.search)[0])
+        maps = BinMaps(_map_file(map_dir, name))
         maps.check_covers(frames.source_index(frames.num_frames - 1) + 1, video)
         csvs = [p for folder in fixation_dirs
                 for p in _find_prefixed(folder, name, lambda f: f.lower().endswith(".csv"))]
