@@ -32,7 +32,8 @@ def register(subparsers) -> None:
     p.add_argument("--max-steps", type=positive_int, default=None, help="stop after this many steps")
     p.add_argument("--batch-size", type=positive_int, default=2, help="clips per step (default 2)")
     p.add_argument("--lr", type=positive_float, default=None,
-                   help="learning rate (default: the model's recipe)")
+                   help="learning rate (default: the model's recipe; parts the recipe trains at other "
+                        "rates, e.g. STAViS's pretrained backbone, keep their ratio to it)")
     p.add_argument("--loss", default=None, help="loss spec, e.g. 'kld+0.5*cc' (default: the model's recipe)")
     p.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine"),
                    help="learning-rate schedule over the run (default: constant)")

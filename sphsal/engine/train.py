@@ -20,6 +20,7 @@ The sample order of epoch ``e`` is the ``DistributedSampler`` permutation seeded
 from __future__ import annotations
 
 import csv
+import fnmatch
 import json
 import math
 import os
@@ -89,7 +90,8 @@ class TrainConfig:
     """Everything a training run needs; saved as ``config.json`` in the run folder.
 
     ``lr`` and ``loss`` default to the model's own recipe (``model.default_optimizer``,
-    ``model.default_loss``); ``loss`` is a spec such as ``"kld+0.5*cc"`` (see
+    ``model.default_loss``; a recipe's ``lr_scales`` keep their ratios to a given ``lr``, see
+    :func:`build_optimizer`); ``loss`` is a spec such as ``"kld+0.5*cc"`` (see
     :func:`sphsal.models.losses.build_loss`). ``max_steps`` stops early (counted over all epochs).
     ``lr_schedule`` (:data:`LR_SCHEDULES`) and ``warmup_steps`` scale the learning rate by
     :func:`lr_factor` of the step over all ``epochs`` (``max_steps`` does not shorten it); a pure
@@ -198,12 +200,22 @@ def dataset_for_model(model, name: str, root, **options):
 
 
 def build_optimizer(model: torch.nn.Module, recipe: dict, lr: float | None = None) -> torch.optim.Optimizer:
-    """The optimiser named by a model's recipe ``{"name": "adam"|"adamw"|"sgd", "lr": ..., ...}``."""
+    """The optimiser named by a model's recipe ``{"name": "adam"|"adamw"|"sgd", "lr": ..., ...}`` (``lr``,
+    when given, replaces the recipe's). The recipe's optional ``"lr_scales"``, ``[[pattern, scale],
+    ...]``, trains each parameter whose name matches a pattern (``fnmatch``, the first that matches) at
+    ``scale`` times the learning rate, as published recipes fine-tune a pretrained backbone slower than
+    new layers; one parameter group per scale, in the order of the parameters."""
     recipe = dict(recipe)
     name = recipe.pop("name", "adam").lower()
+    scales = recipe.pop("lr_scales", ())
     if lr is not None:
         recipe["lr"] = lr
-    params = [p for p in model.parameters() if p.requires_grad]
+    groups: dict[float, list[torch.nn.Parameter]] = {}
+    for key, param in model.named_parameters():
+        if param.requires_grad:
+            scale = next((float(s) for pattern, s in scales if fnmatch.fnmatchcase(key, pattern)), 1.0)
+            groups.setdefault(scale, []).append(param)
+    params = [{"params": group, "lr": recipe["lr"] * scale} for scale, group in groups.items()]
     if not params:
         name_of_model = getattr(model, "model_name", None) or type(model).__name__
         raise ValueError(f"model {name_of_model!r} has no trainable parameters: there is nothing to train")
@@ -567,6 +579,8 @@ def _train(config, runtime: Runtime, resume, dataset, create_model, build_loss) 
     # A model without trainable parameters is refused here, before the dataset is read.
     optimizer = build_optimizer(model, model.default_optimizer, config.lr)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
+    # the learning rate logged: the recipe's (its lr_scales multiply it for some parameters)
+    recipe_lr = model.default_optimizer["lr"] if config.lr is None else config.lr
     recipe = _recipe(config, model)
     if state is not None:
         check_recipe(ckpt_path, state.get("recipe"), recipe)
@@ -636,7 +650,7 @@ def _train(config, runtime: Runtime, resume, dataset, create_model, build_loss) 
             bar.set_postfix(loss=f"{loss:.4f}")
             if log is not None and progress["step"] % config.log_every == 0:
                 log.write({"step": progress["step"], "epoch": progress["epoch"], "loss": loss,
-                           "lr": optimizer.param_groups[0]["lr"], "grad_norm": grad_norm,
+                           "lr": recipe_lr * factor, "grad_norm": grad_norm,
                            "seconds": time.perf_counter() - t0})
             if progress["step"] >= total:
                 done = True

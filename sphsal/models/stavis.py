@@ -19,7 +19,10 @@
   ``(B, 1, 112, 112)``. ``stavis_visual`` has no audio and fuses the head features only.
 * Recipe: ``0.1 * BCE - 2 * CC - 1 * NSS`` (spec ``"0.1*bce_raw+2*cc+nss"``: the BCE of the sigmoid
   map as it is, as released, against the max-normalised ground truth; a per-pixel mean where the
-  released code summed), SGD lr 0.01, momentum 0.9, dampening 0.9, weight decay 1e-5.
+  released code summed), SGD lr 0.01, momentum 0.9, dampening 0.9, weight decay 1e-5, with the released
+  per-layer rates (:func:`released_lr_scales`: the pretrained 3D ResNet and SoundNet fine-tuned 100x
+  and 10x slower than the new localisation; the released step decay, x0.1 at 50% and 75% of the
+  epochs, is not part of the recipe).
   The released visual-only training also supervised each head's own map; sphsal trains the fused map
   only, so the last head has no score conv (the released one fed only that deep supervision).
 
@@ -58,6 +61,18 @@ def centre_clip(frames: torch.Tensor, clip_len: int) -> torch.Tensor:
     t = frames.shape[2]
     index = (torch.arange(clip_len) - clip_len // 2 + t // 2).clamp(0, t - 1)
     return frames[:, :, index.to(frames.device)]
+
+
+def released_lr_scales(use_audio: bool) -> list[list]:
+    """The released per-layer learning rates as multiples of the base rate 0.01 (``main.py`` and
+    ``get_fine_tuning_parameters`` in ``models/resnet.py``): the 3D ResNet at 1/100 (audio-visual) or
+    1/10 (visual-only); the heads' 3x3 convs at 1/100, their score convs and the fusion conv at 1/1000,
+    biases at twice their weights' rate; SoundNet at 1/10; the localisation at 1 (see
+    :func:`sphsal.engine.train.build_optimizer`)."""
+    return [["visual.*", 0.01 if use_audio else 0.1],
+            ["heads.*.side_prep.weight", 0.01], ["heads.*.side_prep.bias", 0.02],
+            ["heads.*.score.weight", 0.001], ["heads.*.score.bias", 0.002],
+            ["fuse.weight", 0.001], ["fuse.bias", 0.002], ["audio.*", 0.1], ["localisation.*", 1.0]]
 
 
 class SaliencyHead(nn.Module):
@@ -150,7 +165,7 @@ class STAViS(nn.Module):
                                     clip_mode="center", audio_channels=1 if use_audio else 0)
         self.default_loss = "0.1*bce_raw+2*cc+nss"
         self.default_optimizer = {"name": "sgd", "lr": 1e-2, "momentum": 0.9, "dampening": 0.9,
-                                  "weight_decay": 1e-5}
+                                  "weight_decay": 1e-5, "lr_scales": released_lr_scales(use_audio)}
 
     def prepare_inputs(self, batch: dict) -> dict:
         """``frames``: ``clip_len`` frames centred on the clip's middle frame (:func:`centre_clip`), resized,

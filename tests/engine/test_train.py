@@ -498,6 +498,36 @@ def test_weights_that_overflow_are_never_checkpointed(tmp_path, monkeypatch):
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
 
+def test_lr_scales_train_parameters_by_name_at_their_own_rates_through_the_schedule(tmp_path, monkeypatch):
+    """A recipe's lr_scales put parameters in groups (first matching pattern wins; the rest at 1x); the
+    schedule scales every group, the --lr override moves them all, and log.csv shows the base rate."""
+    from engine_tiny import TinySaliency
+
+    from sphsal.engine.train import build_optimizer
+
+    model = TinySaliency()
+    names = [name for name, _ in model.named_parameters()]
+    recipe = {"name": "sgd", "lr": 0.1, "lr_scales": [[names[0], 0.5], ["*", 0.01]]}
+    groups = build_optimizer(model, recipe).param_groups
+    assert [(g["lr"], len(g["params"])) for g in groups] == [(0.05, 1), (0.001, len(names) - 1)]
+    assert [g["lr"] for g in build_optimizer(model, recipe, lr=1.0).param_groups] == [0.5, 0.01]
+    assert [g["lr"] for g in build_optimizer(model, {"name": "adam", "lr": 0.1}).param_groups] == [0.1]
+
+    init = TinySaliency.__init__
+
+    def scaled(self):
+        init(self)
+        self.default_optimizer = {"name": "sgd", "lr": 0.1, "lr_scales": [[names[0], 0.5]]}
+
+    monkeypatch.setattr(TinySaliency, "__init__", scaled)
+    summary = train(_config(tmp_path, epochs=2, lr_schedule="cosine", log_every=1), dataset=BlobDataset(8))
+    with open(tmp_path / "log.csv", newline="") as f:
+        logged = [float(r["lr"]) for r in csv.DictReader(f)]
+    assert logged[0] == pytest.approx(0.1 * lr_factor("cosine", 0, summary["step"]))
+    stored = load_training_state(str(tmp_path / "last.pt"))["recipe"]["optimizer"]
+    assert stored["lr_scales"] == [[names[0], 0.5]]
+
+
 def test_a_model_without_trainable_parameters_is_refused(tmp_path):
     from sphsal.engine.train import build_optimizer
     from sphsal.models import create_model

@@ -8,6 +8,7 @@ cvondrick/soundnet ``extract_feat.lua`` (``sound:mul(2^-23) -- make range [-256,
 """
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -193,3 +194,26 @@ def test_mvva_forward_is_the_released_data_flow():
                            relu(m.conv_normal_audio2(torch.cat([common, audio], 1))),
                            relu(m.conv_normal_face2(torch.cat([common, face], 1)))], 1)
         torch.testing.assert_close(m(**inputs), F.softplus(m.visual_hmap(final)))
+
+
+def test_stavis_trains_each_part_at_its_released_learning_rate():
+    # main.py (audio-visual, learning_rate 0.01): global lr/100, sal lr/100, sound lr/10, fusion lr;
+    # get_fine_tuning_parameters(model, lr_sal): side_prep lr_sal (bias 2x), score_dsn and fuse(av)
+    # lr_sal / 10 (bias 2x). Visual-only: global lr/10, no sound or fusion.
+    from sphsal.engine.train import build_optimizer
+    from sphsal.models import create_model
+
+    expected = {"visual.conv1.weight": 1e-4, "heads.0.side_prep.weight": 1e-4, "heads.2.side_prep.bias": 2e-4,
+                "heads.1.score.weight": 1e-5, "heads.1.score.bias": 2e-5, "fuse.weight": 1e-5,
+                "fuse.bias": 2e-5, "audio.conv.0.weight": 1e-3, "localisation.bilinear.weight": 1e-2}
+    for name, visual_lr in (("stavis", 1e-4), ("stavis_visual", 1e-3), ("stavis_sph", 1e-4)):
+        model = create_model(name, width_mult=1 / 16)
+        optimizer = build_optimizer(model, model.default_optimizer)
+        rate = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+        params = dict(model.named_parameters())
+        assert len(rate) == len(params)  # every parameter trains, once
+        for key, lr in {**expected, "visual.conv1.weight": visual_lr}.items():
+            if key in params:
+                assert rate[id(params[key])] == pytest.approx(lr), (name, key)
+        assert all(g["momentum"] == 0.9 and g["dampening"] == 0.9 and g["weight_decay"] == 1e-5
+                   for g in optimizer.param_groups)
