@@ -135,6 +135,14 @@ def non_negative_float(text: str) -> float:
     return _number(text, float, 0.0, strict=False)
 
 
+def probability(text: str) -> float:
+    """``argparse`` type: a number in ``[0, 1]``."""
+    value = _number(text, float, 0.0, strict=False)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1], got {text!r}")
+    return value
+
+
 def device(text: str) -> str:
     """``argparse`` type: a torch device string (``cpu``, ``cuda``, ``cuda:1``, ``mps``) that exists on
     this machine; returned in torch's spelling."""

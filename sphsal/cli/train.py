@@ -19,6 +19,7 @@ from sphsal.cli.options import (
     parse_key_values,
     positive_float,
     positive_int,
+    probability,
 )
 
 
@@ -41,6 +42,12 @@ def register(subparsers) -> None:
                    help="linear learning-rate warm-up steps")
     p.add_argument("--clip-grad", type=non_negative_float, default=5.0,
                    help="largest gradient norm (default 5; 0: no clipping)")
+    p.add_argument("--hflip", type=probability, default=0.0,
+                   help="probability of mirroring each training clip left-right, its ambisonics mirrored "
+                        "to match (default 0; STAViS's released training used 0.5)")
+    p.add_argument("--random-yaw", action="store_true",
+                   help="turn each training clip about the polar axis by a random angle (whole ERP "
+                        "columns), its ambisonics turned to match; for 360-degree ERP data only")
     p.add_argument("--seed", type=non_negative_int, default=0,
                    help="seed of weights, clip order and dropout (default 0)")
     p.add_argument("--ckpt-every", type=positive_int, default=50,
@@ -70,7 +77,8 @@ def run(args) -> int:
         dataset_kwargs=dataset_arguments(args),
         epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
         lr_schedule=args.lr_schedule, warmup_steps=args.warmup_steps,
-        loss=args.loss, clip_grad=args.clip_grad, seed=args.seed, amp=not args.no_amp,
+        loss=args.loss, clip_grad=args.clip_grad, hflip=args.hflip, random_yaw=args.random_yaw,
+        seed=args.seed, amp=not args.no_amp,
         ckpt_every=args.ckpt_every, log_every=args.log_every, num_workers=args.workers,
         tensorboard=args.tensorboard, progress=not args.quiet, device=args.device, overwrite=args.overwrite,
     )

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from sphsal._checks import check_integer, check_number
 from sphsal.atomic import atomic_path, write_text
+from sphsal.data.augment import augment_batch
 from sphsal.engine.runtime import (
     Runtime,
     collate_items,
@@ -101,6 +102,11 @@ class TrainConfig:
     ``tensorboard/events.out.tfevents.*`` files are deleted when the new run starts, so an overwrite
     interrupted before its first checkpoint leaves nothing to resume (start it again).
 
+    ``hflip`` (a probability) and ``random_yaw`` augment each training item: mirrored left-right, and
+    turned about the polar axis by a random whole number of ERP columns, its ambisonics mirrored and
+    turned to match (:mod:`sphsal.data.augment`; ``random_yaw`` only for ERP 360° data); drawn from the
+    RNG a resumed run restores. STAViS's released training mirrored with probability 0.5.
+
     ``dataset_kwargs`` go to the dataset adapter; without a ``"split"`` the run trains on the
     ``"train"`` split as the adapter defines it (as ``sphsal train`` does: every fifth video held out
     for test, or the published folds for ``stavis``), and the config records it.
@@ -122,6 +128,8 @@ class TrainConfig:
     warmup_steps: int = 0
     loss: str | None = None
     clip_grad: float | None = 5.0
+    hflip: float = 0.0
+    random_yaw: bool = False
     seed: int = 0
     amp: bool = True
     ckpt_every: int = 50
@@ -159,10 +167,13 @@ class TrainConfig:
         if self.lr is not None and self.lr > _LARGEST_LR:  # the optimisers convert it to float32
             raise ValueError(f"TrainConfig.lr must be at most {_LARGEST_LR:g}, got {self.lr:g}")
         self.clip_grad = check_number(self.clip_grad, "TrainConfig.clip_grad", inclusive=True, optional=True)
+        self.hflip = check_number(self.hflip, "TrainConfig.hflip", inclusive=True)
+        if self.hflip > 1:
+            raise ValueError(f"TrainConfig.hflip must be a probability in [0, 1], got {self.hflip!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"TrainConfig.lr_schedule must be one of {LR_SCHEDULES}, "
                              f"got {self.lr_schedule!r}")
-        for name in ("amp", "tensorboard", "progress", "overwrite"):
+        for name in ("amp", "tensorboard", "progress", "overwrite", "random_yaw"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"TrainConfig.{name} must be True or False, got {getattr(self, name)!r}")
 
@@ -535,6 +546,8 @@ def _optimizer_step(config, model, net, optimizer, scaler, loss_fn, batch: dict,
     """One optimisation step on ``batch`` (``step`` counts from 1); returns ``(loss, grad_norm)``.
     Stops before changing the weights when the prediction, the loss or the gradient norm is not finite
     (with AMP the scaler skips steps with non-finite gradients itself)."""
+    if config.hflip > 0 or config.random_yaw:
+        batch = augment_batch(batch, hflip=config.hflip, random_yaw=config.random_yaw)
     batch = to_device(batch, device)
     inputs = model.prepare_inputs(batch)
     with torch.autocast(device.type, enabled=scaler.is_enabled()):

@@ -39,6 +39,17 @@ def test_train_refuses_an_existing_run_unless_overwrite(dataset, tmp_path, capsy
     assert "trained planar_unet: step 2" in capsys.readouterr().out
 
 
+def test_augmentation_flags_reach_the_run(dataset, tmp_path, capsys):
+    """The synthetic videos carry first-order ambiX: mirrored and turned clips train end to end."""
+    out = tmp_path / "run"
+    assert main(train_argv(dataset, str(out), "--hflip", "0.5", "--random-yaw")) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert (config["hflip"], config["random_yaw"]) == (0.5, True)
+    with pytest.raises(SystemExit):
+        main(train_argv(dataset, str(tmp_path / "other"), "--hflip", "2"))
+    assert "--hflip: expected a probability in [0, 1], got '2'" in capsys.readouterr().err
+
+
 def test_the_split_is_an_option_of_its_own(dataset, tmp_path, capsys):
     assert main(train_argv(dataset, str(tmp_path / "run"), "--dataset-arg", "split=test")) == 2
     assert "--dataset-arg split: give it as --split instead" in capsys.readouterr().err

@@ -55,6 +55,26 @@ def test_stopped_and_resumed_run_matches_uninterrupted(tmp_path):
     assert steps == list(range(1, 19))
 
 
+def test_augmented_run_resumes_to_the_same_weights(tmp_path):
+    """Mirrors and yaw turns are drawn from the RNG the checkpoint restores: a stopped and resumed run
+    augments exactly as an uninterrupted one, and augmenting changes what is learned."""
+    ds = BlobDataset(12)
+    augment = dict(hflip=0.5, random_yaw=True)
+    train(_config(tmp_path / "full", **augment), dataset=ds)
+    train(_config(tmp_path / "part", max_steps=7, **augment), dataset=ds)
+    train(_config(tmp_path / "part", **augment), dataset=ds, resume=True)
+    train(_config(tmp_path / "plain"), dataset=ds)
+    full, part = _weights(str(tmp_path / "full" / "last.pt")), _weights(str(tmp_path / "part" / "last.pt"))
+    assert all(torch.equal(full[key], part[key]) for key in full)
+    plain = _weights(str(tmp_path / "plain" / "last.pt"))
+    assert not all(torch.equal(full[key], plain[key]) for key in full)
+    with pytest.raises(ValueError, match="hflip: 0.5 \\(checkpoint\\) vs 0.0 \\(now\\)"):
+        train(_config(tmp_path / "part", random_yaw=True), dataset=ds, resume=True)
+    for bad in (1.5, -0.5, "0.5"):
+        with pytest.raises(ValueError, match="TrainConfig.hflip"):
+            _config(tmp_path, hflip=bad)
+
+
 def test_learning_rate_schedules_and_their_exact_resume(tmp_path):
     assert [lr_factor("cosine", s, 5, warmup_steps=2) for s in range(5)] == pytest.approx(
         [0.5, 1.0, 1.0, 0.5, 0.0])
