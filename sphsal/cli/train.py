@@ -36,8 +36,9 @@ def register(subparsers) -> None:
                    help="learning rate (default: the model's recipe; parts the recipe trains at other "
                         "rates, e.g. STAViS's pretrained backbone, keep their ratio to it)")
     p.add_argument("--loss", default=None, help="loss spec, e.g. 'kld+0.5*cc' (default: the model's recipe)")
-    p.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine"),
-                   help="learning-rate schedule over the run (default: constant)")
+    p.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine", "step"),
+                   help="learning-rate schedule over the run (default: constant; step: x0.1 at half and "
+                        "again at three quarters of the run)")
     p.add_argument("--warmup-steps", type=non_negative_int, default=0,
                    help="linear learning-rate warm-up steps")
     p.add_argument("--clip-grad", type=non_negative_float, default=5.0,

@@ -55,7 +55,7 @@ TENSORBOARD_DIR = "tensorboard"
 # 3e38 overflowed there, a RuntimeError inside torch).
 _LARGEST_LR = 1e30
 _LOG_FIELDS = ("step", "epoch", "loss", "lr", "grad_norm", "seconds")
-LR_SCHEDULES = ("constant", "cosine")
+LR_SCHEDULES = ("constant", "cosine", "step")
 #: The videos a run trains on when ``dataset_kwargs`` names no ``"split"`` (the CLI's ``--split`` default).
 DEFAULT_SPLIT = "train"
 #: Dataset adapter options that name a folder: compared on resume as the folder they resolve to.
@@ -74,14 +74,19 @@ _RESUMABLE_DATASET_OPTIONS = ("empty_truth", "short_audio")
 
 def lr_factor(schedule: str, step: int, total: int, warmup_steps: int = 0) -> float:
     """Multiplier of the base learning rate for optimisation step ``step`` (0-based) of ``total``:
-    a linear ramp over the first ``warmup_steps`` steps, then 1 (``"constant"``) or a half cosine from
-    1 down to 0 at the last step (``"cosine"``)."""
+    a linear ramp over the first ``warmup_steps`` steps, then 1 (``"constant"``), a half cosine from
+    1 down to 0 at the last step (``"cosine"``) or 1, 0.1 from half and 0.01 from three quarters of
+    the steps after the warm-up (``"step"``, the decay of STAViS's released training, which came one
+    epoch earlier: after 29 and 44 of its 60 epochs)."""
     if schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
     if step < warmup_steps:
         return (step + 1) / warmup_steps
     if schedule == "constant":
         return 1.0
+    if schedule == "step":
+        after, rest = step - warmup_steps, total - warmup_steps
+        return 0.1 ** ((2 * after >= rest) + (4 * after >= 3 * rest))
     done = (step - warmup_steps) / max(1, total - 1 - warmup_steps)
     return 0.5 * (1.0 + math.cos(math.pi * min(done, 1.0)))
 

@@ -22,8 +22,8 @@
   released code summed), SGD lr 0.01, momentum 0.9, dampening 0.9, weight decay 1e-5, with the released
   per-layer rates (:func:`released_lr_scales`: the pretrained 3D ResNet and SoundNet fine-tuned 100x
   and 10x slower than the new localisation; the released step decay, x0.1 after 29 and again after 44
-  of its 60 epochs, is not part of the recipe: choose ``lr_schedule``; it also mirrored each clip with
-  probability 0.5: ``TrainConfig.hflip``, ``sphsal train --hflip 0.5``).
+  of its 60 epochs, is not part of the recipe: ``lr_schedule="step"`` comes closest; it also mirrored
+  each clip with probability 0.5: ``TrainConfig.hflip``, ``sphsal train --hflip 0.5``).
   The released visual-only training also supervised each head's own map; sphsal trains the fused map
   only, so the last head has no score conv (the released one fed only that deep supervision).
 

@@ -79,8 +79,12 @@ def test_learning_rate_schedules_and_their_exact_resume(tmp_path):
     assert [lr_factor("cosine", s, 5, warmup_steps=2) for s in range(5)] == pytest.approx(
         [0.5, 1.0, 1.0, 0.5, 0.0])
     assert lr_factor("constant", 7, 10, warmup_steps=4) == 1.0
+    # step: x0.1 from half and again from three quarters of the steps after the warm-up
+    assert [lr_factor("step", s, 10, warmup_steps=2) for s in range(10)] == pytest.approx(
+        [0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 0.1, 0.1, 0.01, 0.01])
+    assert [lr_factor("step", s, 8) for s in range(8)] == pytest.approx([1] * 4 + [0.1] * 2 + [0.01] * 2)
     with pytest.raises(ValueError, match="lr_schedule"):
-        lr_factor("step", 0, 10)
+        lr_factor("linear", 0, 10)
     ds = BlobDataset(12)
     schedule = {"lr_schedule": "cosine", "warmup_steps": 3}
     train(_config(tmp_path / "full", **schedule), dataset=ds)
