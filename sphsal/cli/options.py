@@ -137,8 +137,11 @@ def non_negative_float(text: str) -> float:
 
 def probability(text: str) -> float:
     """``argparse`` type: a number in ``[0, 1]``."""
-    value = _number(text, float, 0.0, strict=False)
-    if value > 1:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"expected a probability in [0, 1], got {text!r}")
     return value
 

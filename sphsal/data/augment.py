@@ -1,19 +1,22 @@
 """Training augmentations of 360° batches that keep pictures, maps and spatial audio consistent.
 
-Both move everything an item holds the same way: the frames ``(B, 3, T, H, W)``, the ground-truth maps
-(``saliency``, ``fixations``, ``prev_saliency``, ``(B, H, W)``) and the audio ``(B, channels,
-samples)``, so that a sound source stays on the object that makes it:
+Both move the frames ``(B, 3, T, H, W)``, the maps (:data:`MAP_KEYS`, ``(B, H, W)``: ground truth, the
+U-Net's earlier map, MVVA's face map) and the audio ``(B, channels, samples)`` the same way, so that a
+sound source stays on the object that makes it (inputs a model derives from these in its
+``prepare_inputs``, such as AVS360's audio energy map, follow):
 
 * :func:`mirror` reflects left-right: ERP column ``j`` <-> ``W - 1 - j``, i.e. azimuth ``az -> -az``
   (the front stays the front). Ambisonics (ACN, ``(N+1)^2 >= 4`` channels, any normalisation) negate
   their ``m < 0`` harmonics, which are odd in azimuth; stereo swaps its channels; mono is unchanged.
 * :func:`rotate_yaw` turns the scene about the polar axis by whole ERP columns (exact: a column roll of
-  the pictures, :func:`sphsal.sphere.rotate_equirect`) and the ambisonics by the same angle
-  (:func:`sphsal.audio.ambisonics.rotate`); mono is unchanged, other audio cannot be rotated
-  (``ValueError``). Only for ERP 360° data: a planar video has no other side to turn to.
+  the frames; maps of another width roll by the nearest whole number of their columns) and the
+  ambisonics by the same angle (as :func:`sphsal.audio.ambisonics.rotate`); mono is unchanged, other
+  audio cannot be rotated (``ValueError``). Only for ERP 360° data: a planar video has no other side
+  to turn to.
 
-:func:`augment_batch` draws them per item from torch's default generator, so a training run that
-restores its RNG state on resume draws the same ones.
+:func:`augment_batch` draws them per item from a given generator (the trainer seeds one per step and
+process, so a resumed run draws the same ones); :func:`check_audio_layout` tells before a run whether
+the audio allows them.
 """
 
 from __future__ import annotations
@@ -24,12 +27,11 @@ import torch
 
 from sphsal._checks import check_number
 from sphsal.audio.ambisonics import sh_rotation_matrix
-from sphsal.sphere import rotate_equirect
 
-__all__ = ["MAP_KEYS", "mirror", "rotate_yaw", "augment_batch"]
+__all__ = ["MAP_KEYS", "mirror", "rotate_yaw", "augment_batch", "check_audio_layout"]
 
 #: Batch keys holding ``(B, H, W)`` ERP maps that move with the frames.
-MAP_KEYS = ("saliency", "fixations", "prev_saliency")
+MAP_KEYS = ("saliency", "fixations", "prev_saliency", "face_map")
 
 
 def _ambisonic_order(channels: int) -> int | None:
@@ -38,16 +40,26 @@ def _ambisonic_order(channels: int) -> int | None:
     return order if order >= 1 and (order + 1) ** 2 == channels else None
 
 
+def check_audio_layout(channels: int, *, hflip: bool, random_yaw: bool) -> None:
+    """``ValueError`` when audio of ``channels`` channels (0: none) cannot be mirrored (``hflip``) or
+    turned (``random_yaw``): mirroring needs mono, stereo or ambisonics, turning mono or ambisonics."""
+    ambisonic = _ambisonic_order(channels) is not None
+    if hflip and channels > 2 and not ambisonic:
+        raise ValueError(f"cannot mirror {channels}-channel audio: only mono, stereo and ambisonic (ACN, "
+                         "(N+1)^2 channels) audio have a known left and right")
+    if random_yaw and channels > 1 and not ambisonic:
+        raise ValueError(f"cannot rotate {channels}-channel audio about the polar axis: only mono and "
+                         "ambisonic (ACN, (N+1)^2 channels) audio can turn with the picture")
+
+
 def _mirrored_audio(audio: torch.Tensor) -> torch.Tensor:
     """``(channels, samples)`` mirrored left-right (see the module docstring)."""
     channels = audio.shape[0]
+    check_audio_layout(channels, hflip=True, random_yaw=False)
     if channels <= 1:
         return audio
     if channels == 2:
         return audio.flip(0)
-    if _ambisonic_order(channels) is None:
-        raise ValueError(f"cannot mirror {channels}-channel audio: only mono, stereo and ambisonic "
-                         "(ACN, (N+1)^2 channels) audio have a known left and right")
     acn = torch.arange(channels)
     degree = torch.sqrt(acn.double()).floor().long()
     negative_m = acn - degree * degree - degree < 0
@@ -58,19 +70,16 @@ def _mirrored_audio(audio: torch.Tensor) -> torch.Tensor:
 def _rotated_audio(audio: torch.Tensor, yaw: float) -> torch.Tensor:
     """``(channels, samples)`` ambisonics rotated by ``yaw`` radians about the polar axis."""
     channels = audio.shape[0]
+    check_audio_layout(channels, hflip=False, random_yaw=True)
     if channels <= 1:
         return audio
-    order = _ambisonic_order(channels)
-    if order is None:
-        raise ValueError(f"cannot rotate {channels}-channel audio about the polar axis: only mono and "
-                         "ambisonic (ACN, (N+1)^2 channels) audio can turn with the picture")
-    matrix = sh_rotation_matrix(order, yaw=yaw).to(audio.device)
-    return (matrix @ audio.double()).to(audio.dtype)
+    matrix = sh_rotation_matrix(_ambisonic_order(channels), yaw=yaw)
+    return (matrix @ audio.cpu().double()).to(audio.dtype).to(audio.device)
 
 
 def _each_item(batch: dict, which: list[int], picture_fn, audio_fn) -> dict:
     """A copy of ``batch`` whose items ``which`` have their frames and maps replaced by
-    ``picture_fn(key, value, i)`` and their audio by ``audio_fn(audio, i)``."""
+    ``picture_fn(value, i)`` and their audio by ``audio_fn(audio, i)``."""
     out = dict(batch)
     if not which:
         return out
@@ -78,7 +87,7 @@ def _each_item(batch: dict, which: list[int], picture_fn, audio_fn) -> dict:
         if isinstance(batch.get(key), torch.Tensor):
             values = batch[key].clone()
             for i in which:
-                values[i] = picture_fn(key, batch[key][i], i)
+                values[i] = picture_fn(batch[key][i], i)
             out[key] = values
     audio = batch.get("audio")
     if isinstance(audio, torch.Tensor) and audio.dim() == 3 and audio.shape[1] > 0:
@@ -92,20 +101,21 @@ def _each_item(batch: dict, which: list[int], picture_fn, audio_fn) -> dict:
 def mirror(batch: dict, which) -> dict:
     """``batch`` with the items ``which`` (indices) mirrored left-right; other items and keys unchanged
     (a new dict; the given tensors are not modified)."""
-    return _each_item(batch, [int(i) for i in which], lambda _, x, __: x.flip(-1),
+    return _each_item(batch, [int(i) for i in which], lambda x, _: x.flip(-1),
                       lambda a, _: _mirrored_audio(a))
 
 
 def rotate_yaw(batch: dict, shifts) -> dict:
     """``batch`` with item ``i`` turned about the polar axis by ``shifts[i]`` whole columns of its frames
     (content moves left, as :func:`sphsal.sphere.rotate_equirect` with yaw ``2 pi shifts[i] / W``; maps
-    of another width are resampled, fixations to the nearest pixel); 0 leaves an item unchanged."""
+    of another width roll by the nearest whole number of their own columns); 0 leaves an item
+    unchanged."""
     shifts = [int(s) for s in shifts]
     width = batch["frames"].shape[-1]
     yaw = [2.0 * math.pi * s / width for s in shifts]
 
-    def turn(key, x, i):
-        return rotate_equirect(x, yaw=yaw[i], mode="nearest" if key == "fixations" else "bilinear")
+    def turn(x, i):
+        return torch.roll(x, -round(shifts[i] * x.shape[-1] / width), dims=-1)
 
     return _each_item(batch, [i for i, s in enumerate(shifts) if s % width], turn,
                       lambda a, i: _rotated_audio(a, yaw[i]))
@@ -116,11 +126,14 @@ def augment_batch(batch: dict, *, hflip: float = 0.0, random_yaw: bool = False,
     """``batch`` with each item mirrored with probability ``hflip`` (:func:`mirror`) and, with
     ``random_yaw``, turned by a uniformly drawn whole number of ERP columns (:func:`rotate_yaw`); draws
     from ``generator`` (default: torch's default generator). ``hflip`` in ``[0, 1]`` (``ValueError``
-    otherwise)."""
+    otherwise), and so is audio that cannot be mirrored or turned, whatever is drawn."""
     hflip = check_number(hflip, "hflip", inclusive=True)
     if hflip > 1:
         raise ValueError(f"hflip must be a probability in [0, 1], got {hflip!r}")
     count, width = batch["frames"].shape[0], batch["frames"].shape[-1]
+    audio = batch.get("audio")
+    if isinstance(audio, torch.Tensor) and audio.dim() == 3:
+        check_audio_layout(audio.shape[1], hflip=hflip > 0, random_yaw=random_yaw)
     if hflip > 0:
         flips = torch.rand(count, generator=generator) < hflip
         batch = mirror(batch, flips.nonzero().flatten().tolist())

@@ -27,6 +27,7 @@ import os
 import time
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 
+import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
@@ -34,7 +35,7 @@ from tqdm.auto import tqdm
 
 from sphsal._checks import check_integer, check_number
 from sphsal.atomic import atomic_path, write_text
-from sphsal.data.augment import augment_batch
+from sphsal.data.augment import augment_batch, check_audio_layout
 from sphsal.engine.runtime import (
     Runtime,
     collate_items,
@@ -109,8 +110,10 @@ class TrainConfig:
 
     ``hflip`` (a probability) and ``random_yaw`` augment each training item: mirrored left-right, and
     turned about the polar axis by a random whole number of ERP columns, its ambisonics mirrored and
-    turned to match (:mod:`sphsal.data.augment`; ``random_yaw`` only for ERP 360° data); drawn from the
-    RNG a resumed run restores. STAViS's released training mirrored with probability 0.5.
+    turned to match (:mod:`sphsal.data.augment`; ``random_yaw`` only for ERP 360° data); drawn from
+    the seed, the process and the step, so a resumed run draws the same. Audio that cannot be mirrored
+    or turned is refused before the run starts. STAViS's released training mirrored with probability
+    0.5.
 
     ``dataset_kwargs`` go to the dataset adapter; without a ``"split"`` the run trains on the
     ``"train"`` split as the adapter defines it (as ``sphsal train`` does: every fifth video held out
@@ -226,6 +229,8 @@ def build_optimizer(model: torch.nn.Module, recipe: dict, lr: float | None = Non
     scales = recipe.pop("lr_scales", ())
     if lr is not None:
         recipe["lr"] = lr
+    for pattern, scale in scales:
+        check_number(scale, f"the lr_scales scale of {pattern!r}", inclusive=True)
     groups: dict[float, list[torch.nn.Parameter]] = {}
     for key, param in model.named_parameters():
         if param.requires_grad:
@@ -546,13 +551,22 @@ def train(config: TrainConfig, *, resume: bool = False, dataset: Dataset | None 
         shutdown_runtime(runtime)
 
 
+def _augmented(config: TrainConfig, batch: dict, rank: int, step: int) -> dict:
+    """``batch`` augmented as ``config`` asks (:func:`~sphsal.data.augment.augment_batch`), drawn from a
+    generator seeded by the run's seed, the process's rank and the step (0-based): a resumed run draws
+    the same, and DDP's processes draw independently."""
+    if config.hflip == 0 and not config.random_yaw:
+        return batch
+    seed = int(np.random.SeedSequence([config.seed, rank, step]).generate_state(1, np.uint64)[0] >> 1)
+    return augment_batch(batch, hflip=config.hflip, random_yaw=config.random_yaw,
+                         generator=torch.Generator().manual_seed(seed))
+
+
 def _optimizer_step(config, model, net, optimizer, scaler, loss_fn, batch: dict, device: torch.device,
                     step: int) -> tuple[float, float]:
     """One optimisation step on ``batch`` (``step`` counts from 1); returns ``(loss, grad_norm)``.
     Stops before changing the weights when the prediction, the loss or the gradient norm is not finite
     (with AMP the scaler skips steps with non-finite gradients itself)."""
-    if config.hflip > 0 or config.random_yaw:
-        batch = augment_batch(batch, hflip=config.hflip, random_yaw=config.random_yaw)
     batch = to_device(batch, device)
     inputs = model.prepare_inputs(batch)
     with torch.autocast(device.type, enabled=scaler.is_enabled()):
@@ -611,7 +625,10 @@ def _train(config, runtime: Runtime, resume, dataset, create_model, build_loss) 
     # Before anything is written to the run folder: options that the items check only when they are
     # built (e.g. a dataset's sigma_deg) and TensorBoard's import fail here, not after config.json and
     # log.csv of an overwritten run were replaced.
-    dataset[0]
+    first = dataset[0]
+    audio = first.get("audio") if isinstance(first, dict) else None
+    if isinstance(audio, torch.Tensor) and audio.dim() == 2:  # the augmentations can move this audio
+        check_audio_layout(audio.shape[0], hflip=config.hflip > 0, random_yaw=config.random_yaw)
     if config.tensorboard and runtime.is_main:
         _require_tensorboard()
 
@@ -659,6 +676,7 @@ def _train(config, runtime: Runtime, resume, dataset, create_model, build_loss) 
             factor = lr_factor(config.lr_schedule, progress["step"], horizon, config.warmup_steps)
             for group, base_lr in zip(optimizer.param_groups, base_lrs):
                 group["lr"] = base_lr * factor
+            batch = _augmented(config, batch, runtime.rank, progress["step"])
             loss, grad_norm = _optimizer_step(config, model, net, optimizer, scaler, loss_fn, batch,
                                               runtime.device, progress["step"] + 1)
             progress["step"] += 1

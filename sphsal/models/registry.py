@@ -6,7 +6,9 @@ Every registered model is an ``nn.Module`` with
 * ``example_inputs(batch_size=1) -> dict`` of the forward's keyword tensors at the default size,
 * ``prepare_inputs(batch) -> dict`` turning a collated batch of dataset items into those tensors,
 * ``input_spec`` (:class:`InputSpec`), ``default_loss`` (a spec for
-  :func:`sphsal.models.losses.build_loss`) and ``default_optimizer`` (a dict: ``name``, ``lr``, ...).
+  :func:`sphsal.models.losses.build_loss`) and ``default_optimizer`` (a dict: ``name``, ``lr``, ...,
+  optionally ``lr_scales`` for parts trained at other rates; see
+  :func:`sphsal.engine.train.build_optimizer`).
 
 :func:`create_model` also records ``model.model_name`` and ``model.model_kwargs`` so a checkpoint can
 say how to rebuild its model. It refuses (``ValueError``) an option the model does not take, and a text

@@ -48,6 +48,9 @@ def test_augmentation_flags_reach_the_run(dataset, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(train_argv(dataset, str(tmp_path / "other"), "--hflip", "2"))
     assert "--hflip: expected a probability in [0, 1], got '2'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(train_argv(dataset, str(tmp_path / "other"), "--hflip", "-1"))
+    assert "--hflip: expected a probability in [0, 1], got '-1'" in capsys.readouterr().err
 
 
 def test_the_split_is_an_option_of_its_own(dataset, tmp_path, capsys):

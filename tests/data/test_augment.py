@@ -19,6 +19,7 @@ def _batch(channels: int = 4, order: int = 1, az: float = 0.7, el: float = 0.3, 
         audio = torch.randn(channels, RATE // 2)
     return {"frames": torch.rand(items, 3, 2, H, W), "saliency": torch.rand(items, H, W),
             "fixations": (torch.rand(items, H, W) > 0.9).float(), "prev_saliency": torch.rand(items, H, W),
+            "face_map": torch.rand(items, H, W),
             "audio": audio.expand(items, -1, -1).clone(), "sample_rate": torch.full((items,), RATE),
             "video": ["a"] * items, "frame_index": torch.arange(items)}
 
@@ -34,7 +35,7 @@ def test_mirror_reflects_pictures_maps_and_ambisonics_together(order):
     batch = _batch(channels=(order + 1) ** 2, order=order)
     original = {k: v.clone() for k, v in batch.items() if isinstance(v, torch.Tensor)}
     out = mirror(batch, [1])
-    for key in ("frames", "saliency", "fixations", "prev_saliency"):
+    for key in ("frames", "saliency", "fixations", "prev_saliency", "face_map"):
         torch.testing.assert_close(out[key][1], original[key][1].flip(-1))
         torch.testing.assert_close(out[key][0], original[key][0])
     tone = torch.sin(torch.arange(RATE // 2, dtype=torch.float32) * 0.3)
@@ -62,7 +63,7 @@ def test_yaw_rotation_turns_pictures_maps_and_ambisonics_by_the_same_angle(order
     batch = _batch(channels=(order + 1) ** 2, order=order)
     out = rotate_yaw(batch, [0, shift])
     yaw = 2 * math.pi * shift / W
-    for key in ("frames", "saliency", "fixations", "prev_saliency"):
+    for key in ("frames", "saliency", "fixations", "prev_saliency", "face_map"):
         torch.testing.assert_close(out[key][1], torch.roll(batch[key][1], -shift, dims=-1))
         torch.testing.assert_close(out[key][0], batch[key][0])
     tone = torch.sin(torch.arange(RATE // 2, dtype=torch.float32) * 0.3)
@@ -77,13 +78,17 @@ def test_yaw_rotation_turns_pictures_maps_and_ambisonics_by_the_same_angle(order
     torch.testing.assert_close(rotate_yaw(mono, [2, 3])["audio"], mono["audio"])
 
 
-def test_maps_of_another_width_turn_by_the_same_angle():
+def test_maps_of_another_width_turn_by_the_nearest_whole_number_of_their_columns():
     batch = _batch()
     batch["saliency"] = torch.rand(2, 2 * H, 2 * W)
     batch["fixations"] = (torch.rand(2, 2 * H, 2 * W) > 0.9).float()
     out = rotate_yaw(batch, [3, 0])
     torch.testing.assert_close(out["saliency"][0], torch.roll(batch["saliency"][0], -6, dims=-1))
     torch.testing.assert_close(out["fixations"][0], torch.roll(batch["fixations"][0], -6, dims=-1))
+    batch["fixations"] = (torch.rand(2, H, 24) > 0.8).float()  # 1.5 of its columns per frame column
+    out = rotate_yaw(batch, [1, 0])
+    torch.testing.assert_close(out["fixations"][0], torch.roll(batch["fixations"][0], -2, dims=-1))
+    assert out["fixations"][0].sum() == batch["fixations"][0].sum()  # no fixation made or lost
 
 
 def test_augment_batch_draws_reproducibly_from_the_generator():
@@ -98,3 +103,7 @@ def test_augment_batch_draws_reproducibly_from_the_generator():
     for bad in (1.5, -0.1, math.nan, True):
         with pytest.raises(ValueError, match="hflip"):
             augment_batch(batch, hflip=bad)
+    with pytest.raises(ValueError, match="cannot mirror 6-channel audio"):  # whatever is drawn
+        augment_batch(_batch(channels=6), hflip=1e-9)
+    with pytest.raises(ValueError, match="cannot rotate 2-channel audio"):
+        augment_batch(_batch(channels=2), random_yaw=True)

@@ -75,6 +75,20 @@ def test_augmented_run_resumes_to_the_same_weights(tmp_path):
             _config(tmp_path, hflip=bad)
 
 
+def test_audio_the_augmentations_cannot_move_is_refused_before_the_run_folder_changes(tmp_path):
+    class StereoBlobs(BlobDataset):
+        def __getitem__(self, i):
+            return {**super().__getitem__(i), "audio": torch.zeros(2, 100), "sample_rate": 1000}
+
+    ds = StereoBlobs(12)
+    train(_config(tmp_path, max_steps=2), dataset=ds)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(ValueError, match="cannot rotate 2-channel audio"):
+        train(_config(tmp_path, random_yaw=True, overwrite=True), dataset=ds)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    train(_config(tmp_path, hflip=1.0, overwrite=True, max_steps=2), dataset=ds)  # stereo mirrors: swapped
+
+
 def test_learning_rate_schedules_and_their_exact_resume(tmp_path):
     assert [lr_factor("cosine", s, 5, warmup_steps=2) for s in range(5)] == pytest.approx(
         [0.5, 1.0, 1.0, 0.5, 0.0])
@@ -346,7 +360,7 @@ def test_new_run_refuses_a_folder_with_a_checkpoint_unless_overwrite(tmp_path):
     ("warmup_steps", -1), ("num_workers", -1), ("seed", -1), ("epochs", 1.5), ("batch_size", True),
     ("lr", 0.0), ("lr", -1e-3), ("lr", float("nan")), ("lr", 1e300), ("lr", 3e38), ("clip_grad", -1.0),
     ("clip_grad", float("inf")),
-    ("lr_schedule", "step"), ("model", ""), ("amp", "yes"), ("overwrite", 1), ("model_kwargs", None),
+    ("lr_schedule", "linear"), ("model", ""), ("amp", "yes"), ("overwrite", 1), ("model_kwargs", None),
 ])
 def test_train_config_values_are_checked_on_construction(tmp_path, field, value):
     with pytest.raises(ValueError, match=f"TrainConfig.{field} "):
@@ -536,6 +550,8 @@ def test_lr_scales_train_parameters_by_name_at_their_own_rates_through_the_sched
     assert [(g["lr"], len(g["params"])) for g in groups] == [(0.05, 1), (0.001, len(names) - 1)]
     assert [g["lr"] for g in build_optimizer(model, recipe, lr=1.0).param_groups] == [0.5, 0.01]
     assert [g["lr"] for g in build_optimizer(model, {"name": "adam", "lr": 0.1}).param_groups] == [0.1]
+    with pytest.raises(ValueError, match="the lr_scales scale of '\\*' must be a finite number >= 0"):
+        build_optimizer(model, {"name": "sgd", "lr": 0.1, "lr_scales": [["*", float("nan")]]})
 
     init = TinySaliency.__init__
 
