@@ -86,8 +86,6 @@ class SaliencyHead(nn.Module):
         self.side_prep = nn.Conv2d(in_channels, width, 3, padding=1)
         self.score = nn.Conv2d(width, 1, 1) if attention else None
         self.up = BilinearUpsample(stride)
-        if self.score is not None:
-            nn.init.constant_(self.score.bias, -6.0)  # the released initialisation
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         side = self.side_prep(x.mean(dim=2))
@@ -156,7 +154,7 @@ class STAViS(nn.Module):
                                                   max(1, round(128 * width_mult)), out)
             fused += out
         self.fuse = nn.Conv2d(fused, 1, 1)
-        nn.init.constant_(self.fuse.bias, -6.0)
+        self._released_init()
         if spherical:
             make_spherical(self.visual)
             make_spherical(self.heads)
@@ -167,6 +165,23 @@ class STAViS(nn.Module):
         self.default_loss = "0.1*bce_raw+2*cc+nss"
         self.default_optimizer = {"name": "sgd", "lr": 1e-2, "momentum": 0.9, "dampening": 0.9,
                                   "weight_decay": 1e-5, "lr_scales": released_lr_scales(use_audio)}
+
+    def _released_init(self) -> None:
+        """The released initialisation of the layers the 3D ResNet does not hold (``models/resnet.py``):
+        2D convolutions N(0, 0.001) with zero biases, but -6 for the score and fusion biases; the
+        localisation's linear and bilinear layers He-normal over their fan-out with zero biases."""
+        for conv in (*[m for m in self.heads.modules() if isinstance(m, nn.Conv2d)], self.fuse):
+            nn.init.normal_(conv.weight, 0.0, 1e-3)
+            nn.init.zeros_(conv.bias)
+        for head in self.heads:
+            if head.score is not None:
+                nn.init.constant_(head.score.bias, -6.0)
+        nn.init.constant_(self.fuse.bias, -6.0)
+        if self.use_audio:
+            for layer in self.localisation.modules():
+                if isinstance(layer, (nn.Linear, nn.Bilinear)):
+                    nn.init.kaiming_normal_(layer.weight, mode="fan_out")
+                    nn.init.zeros_(layer.bias)
 
     def prepare_inputs(self, batch: dict) -> dict:
         """``frames``: ``clip_len`` frames centred on the clip's middle frame (:func:`centre_clip`), resized,

@@ -217,3 +217,23 @@ def test_stavis_trains_each_part_at_its_released_learning_rate():
                 assert rate[id(params[key])] == pytest.approx(lr), (name, key)
         assert all(g["momentum"] == 0.9 and g["dampening"] == 0.9 and g["weight_decay"] == 1e-5
                    for g in optimizer.param_groups)
+
+
+def test_stavis_new_layers_start_from_the_released_initialisation():
+    # models/resnet.py: every Conv2d N(0, 0.001) with zero bias, then fuse / fuseav / score_dsn biases
+    # -6; Linear and Bilinear kaiming_normal_(mode='fan_out') with zero bias.
+    from sphsal.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("stavis").requires_grad_(False)
+    for head in model.heads:
+        assert float(head.side_prep.weight.std()) == pytest.approx(1e-3, rel=0.05)
+        assert torch.count_nonzero(head.side_prep.bias) == 0
+        if head.score is not None:
+            assert float(head.score.bias) == -6.0
+    assert float(model.fuse.bias) == -6.0 and float(model.fuse.weight.abs().max()) < 5e-3
+    bilinear = model.localisation.bilinear  # weight (64, 128, 128): fan-out 64 * 128
+    assert float(bilinear.weight.std()) == pytest.approx((2 / (64 * 128)) ** 0.5, rel=0.05)
+    rgb = model.localisation.affine_rgb  # (128, 512): fan-out 128
+    assert float(rgb.weight.std()) == pytest.approx((2 / 128) ** 0.5, rel=0.05)
+    assert torch.count_nonzero(bilinear.bias) == 0 and torch.count_nonzero(rgb.bias) == 0
