@@ -236,7 +236,12 @@ def build_optimizer(model: torch.nn.Module, recipe: dict, lr: float | None = Non
         if param.requires_grad:
             scale = next((float(s) for pattern, s in scales if fnmatch.fnmatchcase(key, pattern)), 1.0)
             groups.setdefault(scale, []).append(param)
-    params = [{"params": group, "lr": recipe["lr"] * scale} for scale, group in groups.items()]
+    if "lr" not in recipe:  # the optimiser's own default
+        if scales:
+            raise ValueError("a model recipe with lr_scales needs an lr to scale")
+        params = [{"params": group} for group in groups.values()]
+    else:
+        params = [{"params": group, "lr": recipe["lr"] * scale} for scale, group in groups.items()]
     if not params:
         name_of_model = getattr(model, "model_name", None) or type(model).__name__
         raise ValueError(f"model {name_of_model!r} has no trainable parameters: there is nothing to train")
@@ -612,7 +617,7 @@ def _train(config, runtime: Runtime, resume, dataset, create_model, build_loss) 
     optimizer = build_optimizer(model, model.default_optimizer, config.lr)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     # the learning rate logged: the recipe's (its lr_scales multiply it for some parameters)
-    recipe_lr = model.default_optimizer["lr"] if config.lr is None else config.lr
+    recipe_lr = model.default_optimizer.get("lr", base_lrs[0]) if config.lr is None else config.lr
     recipe = _recipe(config, model)
     if state is not None:
         check_recipe(ckpt_path, state.get("recipe"), recipe)

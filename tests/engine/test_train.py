@@ -550,6 +550,7 @@ def test_lr_scales_train_parameters_by_name_at_their_own_rates_through_the_sched
     assert [(g["lr"], len(g["params"])) for g in groups] == [(0.05, 1), (0.001, len(names) - 1)]
     assert [g["lr"] for g in build_optimizer(model, recipe, lr=1.0).param_groups] == [0.5, 0.01]
     assert [g["lr"] for g in build_optimizer(model, {"name": "adam", "lr": 0.1}).param_groups] == [0.1]
+    assert [g["lr"] for g in build_optimizer(model, {"name": "sgd"}).param_groups] == [1e-3]  # SGD's default
     with pytest.raises(ValueError, match="the lr_scales scale of '\\*' must be a finite number >= 0"):
         build_optimizer(model, {"name": "sgd", "lr": 0.1, "lr_scales": [["*", float("nan")]]})
 
