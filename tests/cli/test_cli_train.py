@@ -90,6 +90,18 @@ def test_ctrl_c_is_one_line(monkeypatch, capsys):
     assert capsys.readouterr().err.startswith("sphsal models: interrupted")
 
 
+def test_models_lists_the_audio_each_needs_and_its_recipe(monkeypatch, capsys):
+    import sphsal.models
+
+    monkeypatch.setattr(sphsal.models, "list_models", lambda: ["aem_ecb", "planar_unet", "stavis_visual"])
+    assert main(["models", "--recipe"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("aem_ecb") and lines[0].endswith("ambiX audio")
+    assert lines[2].endswith("no audio, reads its map of 5 frame(s) earlier")
+    assert lines[3].strip() == "loss sphere_sse, sgd lr 0.0001, momentum 0.9, weight_decay 1e-05"
+    assert lines[5].strip().endswith("1e-05 (lr_scales: 9 patterns of parameters at other rates)")
+
+
 def test_an_untrained_model_is_the_same_in_every_run():
     """evaluate / predict without --weights build the model from seed 0 (predict refused its second run
     into the same folder: other weights), and leave the caller's random state alone."""
