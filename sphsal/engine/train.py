@@ -708,5 +708,9 @@ def _train(config, runtime: Runtime, resume, dataset, create_model, build_loss) 
     if runtime.is_main:
         _save(ckpt_path, model, optimizer, scaler, progress, config, runtime.world_size, recipe)
         log.close()
+    if runtime.distributed:
+        # Leave together: a rank that tore its process group down while the main one still saved
+        # aborted now and then ("terminate called without an active exception").
+        torch.distributed.barrier()
     return {"step": progress["step"], "epoch": progress["epoch"], "loss": progress["last_loss"],
             "checkpoint": ckpt_path, "model": model, "main": runtime.is_main}
