@@ -32,11 +32,32 @@ from sphsal._checks import check_integer, check_sample_rate
 from sphsal.data.clips import CLIP_MODES, audio_window, clip_indices, clip_span, slice_audio
 from sphsal.data.groundtruth import EmptyGroundTruth
 
-__all__ = ["VideoEntry", "ClipDataset", "split_videos", "SPLITS", "EMPTY_TRUTH", "check_root"]
+__all__ = ["VideoEntry", "ClipDataset", "split_videos", "SPLITS", "EMPTY_TRUTH", "PREV_SALIENCY_STARTS",
+           "prev_saliency_start", "check_root"]
 
 SPLITS = ("train", "test", "all")
 #: What :class:`ClipDataset` does with a target whose ground truth is empty (its ``empty_truth``).
 EMPTY_TRUTH = ("error", "next")
+#: What ``prev_saliency`` holds for a video's first frames, which have no earlier frame (see
+#: :func:`prev_saliency_start`).
+PREV_SALIENCY_STARTS = ("zeros", "centre")
+#: Sigma (degrees) of the ``"centre"`` start map: the released U-Net loader's ``gaussian_sigma = pi / 20``.
+CENTRE_START_SIGMA_DEG = 9.0
+
+
+def prev_saliency_start(kind: str, size) -> torch.Tensor:
+    """The ``(H, W)`` float32 map a video's first frames get as ``prev_saliency``: ``"zeros"``, or
+    ``"centre"``: the map of one fixation at the front (azimuth and elevation 0), a spherical Gaussian of
+    :data:`CENTRE_START_SIGMA_DEG` summing to 1, as the released U-Net loader gives frames without an
+    earlier one. ``ValueError`` for another ``kind``."""
+    if kind not in PREV_SALIENCY_STARTS:
+        raise ValueError(f"prev_saliency_start must be one of {PREV_SALIENCY_STARTS}, got {kind!r}")
+    h, w = (int(n) for n in size)
+    if kind == "zeros":
+        return torch.zeros(h, w)
+    from sphsal.metrics.density import density_from_fixations
+
+    return density_from_fixations(torch.zeros(1, 2), h, w, CENTRE_START_SIGMA_DEG, norm="sum")
 TEST_EVERY = 5
 
 
@@ -104,8 +125,9 @@ class ClipDataset(Dataset):
         prev_saliency: also give each item ``prev_saliency`` ``(H, W)``, the ground-truth map of an
             earlier frame, for models that take it as input (the spherical U-Net): ``True`` or ``1`` the
             frame before the target, an integer ``k`` the frame ``k`` before it (``False`` or ``0``:
-            none). Zeros for the first ``k`` frames of a video and where that frame has no ground truth
-            (is not among the video's ``targets``, or is empty).
+            none). For the first ``k`` frames of a video :func:`prev_saliency_start` of
+            ``prev_saliency_start`` (zeros by default); zeros where that frame has no ground truth (is
+            not among the video's ``targets``, or is empty).
         sample_rate: resample every video's audio to this rate (Hz) when it is loaded, so that videos
             recorded at other rates share batches; ``None``: each at its stored rate.
         empty_truth: what an item does whose target's ground truth is empty
@@ -122,7 +144,7 @@ class ClipDataset(Dataset):
     def __init__(self, entries: list[VideoEntry], clip_len: int = 16, frame_step: int = 1,
                  clip_mode: str = "end", clip_step: int = 1, transform=None,
                  prev_saliency: bool | int = False, sample_rate: int | None = None,
-                 empty_truth: str = "error"):
+                 empty_truth: str = "error", prev_saliency_start: str = "zeros"):
         if clip_len < 1 or frame_step < 1 or clip_step < 1:
             raise ValueError(f"clip_len, frame_step and clip_step must be >= 1, got {clip_len}, "
                              f"{frame_step}, {clip_step}")
@@ -130,7 +152,10 @@ class ClipDataset(Dataset):
             raise ValueError(f"clip_mode must be one of {CLIP_MODES}, got {clip_mode!r}")
         if empty_truth not in EMPTY_TRUTH:
             raise ValueError(f"empty_truth must be one of {EMPTY_TRUTH}, got {empty_truth!r}")
-        self.empty_truth = empty_truth
+        if prev_saliency_start not in PREV_SALIENCY_STARTS:
+            raise ValueError(f"prev_saliency_start must be one of {PREV_SALIENCY_STARTS}, "
+                             f"got {prev_saliency_start!r}")
+        self.empty_truth, self.prev_saliency_start = empty_truth, prev_saliency_start
         self._warned_empty = False
         self.entries = list(entries)
         self.clip_len, self.frame_step = int(clip_len), int(frame_step)
@@ -208,7 +233,9 @@ class ClipDataset(Dataset):
             known = self._has_truth[v]
             previous = None
             earlier = t - self.prev_saliency
-            if earlier >= 0 and (known is None or earlier in known):
+            if earlier < 0:
+                previous = prev_saliency_start(self.prev_saliency_start, item["saliency"].shape)
+            elif known is None or earlier in known:
                 try:
                     previous = self.truth(v, earlier)["saliency"]
                 except EmptyGroundTruth:

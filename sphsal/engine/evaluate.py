@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from sphsal._checks import check_integer
-from sphsal.data.dataset import ClipDataset
+from sphsal.data.dataset import ClipDataset, prev_saliency_start
 from sphsal.data.groundtruth import EmptyGroundTruth
 from sphsal.engine.runtime import collate_items, resolve_device, to_device
 from sphsal.metrics import DEFAULT_METRICS, METRICS, Evaluator
@@ -33,18 +33,26 @@ def upsample_prediction(pred: torch.Tensor, size: tuple[int, int]) -> torch.Tens
 
 class FedBackMaps:
     """A video's predictions fed back to a model that reads an earlier frame's map (``prev_saliency``):
-    frame ``t`` gets the prediction for frame ``t - interval`` at ``size`` ``(H, W)``, zeros for the first
-    ``interval`` frames. Push each frame's prediction, in frame order, after reading that frame's input.
+    frame ``t`` gets the prediction for frame ``t - interval`` at ``size`` ``(H, W)``, the first
+    ``interval`` frames :func:`~sphsal.data.dataset.prev_saliency_start` of ``start``. Push each frame's
+    prediction, in frame order, after reading that frame's input. :meth:`for_model` reads both from a
+    model's ``input_spec``.
     """
 
-    def __init__(self, interval: int, size: tuple[int, int]):
-        self.size = tuple(size)
+    def __init__(self, interval: int, size: tuple[int, int], start: str = "zeros"):
+        self.size = tuple(int(n) for n in size)
         self._maps: deque[torch.Tensor] = deque(maxlen=check_integer(interval, "prev_saliency_interval"))
+        self._start = prev_saliency_start(start, self.size)
+
+    @classmethod
+    def for_model(cls, model, size: tuple[int, int]) -> FedBackMaps:
+        spec = model.input_spec
+        return cls(spec.prev_saliency_interval, size, spec.prev_saliency_start)
 
     def next_input(self) -> torch.Tensor:
         """``(H, W)``: the map for the next frame."""
         full = len(self._maps) == self._maps.maxlen
-        return self._maps[0] if full else torch.zeros(self.size)
+        return self._maps[0] if full else self._start.clone()
 
     def push(self, pred: torch.Tensor) -> None:
         """Record the model's ``(1, 1, h, w)`` prediction for the next frame."""
@@ -137,7 +145,7 @@ def _fed_back_predictions(model, dataset, device, progress: bool, skip):
         for t in range(last[v] + 1):
             item = dataset.clip(v, t)
             if fed_back is None:
-                fed_back = FedBackMaps(model.input_spec.prev_saliency_interval, item["frames"].shape[-2:])
+                fed_back = FedBackMaps.for_model(model, item["frames"].shape[-2:])
             item["prev_saliency"] = fed_back.next_input()
             if (v, t) in scored:
                 try:

@@ -1,11 +1,11 @@
 """Prediction on videos: per-frame saliency maps (PNG and/or NPY) and an overlay MP4 with the source audio.
 
-For every frame ``t`` of a video (at the model's or a chosen frame rate) the model sees the causal clip
-of ``clip_len`` frames ending at ``t`` (sliding window; the first frame repeats at the start; centred on
+For every frame ``t`` of a video (at the model's or a chosen frame rate) the model sees the causal clip of
+``clip_len`` frames ending at ``t`` (sliding window; the first frame repeats at the start; centred on
 ``t`` for models whose ``input_spec.clip_mode`` is ``"center"``) and the audio under that clip. Models
 that read an earlier frame's saliency (the spherical U-Net) get their own prediction for frame ``t - k``,
-``k`` their ``input_spec.prev_saliency_interval`` (zeros for the first ``k`` frames). Outputs of a
-video go to ``OUT/<video name>/``::
+``k`` their ``input_spec.prev_saliency_interval`` (the first ``k`` frames get its ``prev_saliency_start``
+map). Outputs of a video go to ``OUT/<video name>/``::
 
     maps/00000.png ...   the map of each frame, max-normalised to 0..255 at the frame size
     maps/00000.npy ...   (with save_npy) the model's raw output map: float32 (h, w) at the model's output
@@ -265,7 +265,7 @@ def predict_video(model: torch.nn.Module, path, out_dir, *, fps=None, batch_size
         fed_back = None
         if model.input_spec.needs_prev_saliency:
             batch_size = 1  # each frame needs an earlier frame's prediction
-            fed_back = FedBackMaps(model.input_spec.prev_saliency_interval, size)
+            fed_back = FedBackMaps.for_model(model, size)
         mode = model.input_spec.clip_mode
         bar = tqdm(total=n, desc=f"predict {name}", disable=not progress, unit="frame")
         for start in range(0, n, batch_size):

@@ -209,6 +209,7 @@ def dataset_for_model(model, name: str, root, **options):
     options.setdefault("clip_len", spec.clip_len)
     options.setdefault("clip_mode", spec.clip_mode)
     if spec.needs_prev_saliency:
+        options.setdefault("prev_saliency_start", spec.prev_saliency_start)
         given = options.setdefault("prev_saliency", spec.prev_saliency_interval)
         if isinstance(given, int) and int(given) != spec.prev_saliency_interval:
             name, interval = getattr(model, "model_name", type(model).__name__), spec.prev_saliency_interval

@@ -48,7 +48,9 @@ class InputSpec:
         needs_audio_mel: the model reads log-mel features of the clip's audio.
         needs_aem: the model reads the clip's audio energy map (first-order ambisonics needed).
         needs_prev_saliency: the model reads the saliency map of an earlier frame, ...
-        prev_saliency_interval: ... this many frames back (the dataset's ``prev_saliency``).
+        prev_saliency_interval: ... this many frames back (the dataset's ``prev_saliency``), ...
+        prev_saliency_start: ... and, for a video's first frames, this map (``"zeros"`` or
+            ``"centre"``, see :func:`sphsal.data.dataset.prev_saliency_start`).
         audio_channels: the fewest audio channels the model accepts (0: no audio, 1: any audio,
             4: first-order ambiX for the AEM).
     """
@@ -61,6 +63,7 @@ class InputSpec:
     needs_aem: bool = False
     needs_prev_saliency: bool = False
     prev_saliency_interval: int = 1
+    prev_saliency_start: str = "zeros"
     audio_channels: int = 0
 
 

@@ -1,8 +1,8 @@
 """Spherical U-Net of Vo et al. (GTSD 2020) for 360-degree video saliency, and its planar ablation.
 
 Input: the RGB frame and 10 x the saliency map of the frame 5 frames earlier (max-normalised; the released
-code's ``frame_interval=5`` in training and testing; zeros for a video's first 5 frames, where the
-released loader put a map of one fixation at the centre), 4 channels at 240 x 480 ERP. Encoder: one 3x3
+code's ``frame_interval=5`` in training and testing; for a video's first 5 frames, as released, the map
+of one fixation at the front), 4 channels at 240 x 480 ERP. Encoder: one 3x3
 convolution + BN + ReLU per level with 64 / 128 / 256 / 256 channels, 2x2 max-pooling between levels
 (240x480 -> 120x240 -> 60x120 -> 30x60). Decoder: nearest x2 upsampling, concatenation with the encoder
 feature of the same size, 3x3 conv + BN + ReLU to 128 and 64 channels, and a last 3x3 conv to 1 channel
@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sphsal._checks import check_integer
+from sphsal.data.dataset import PREV_SALIENCY_STARTS
 from sphsal.models.backbones.resnet3d import scaled_widths
 from sphsal.models.inputs import check_shapes, max_normalise, require_keys
 from sphsal.models.registry import InputSpec, build_variant, register_model
@@ -53,12 +54,17 @@ class SaliencyUNet(nn.Module):
             ``prev_saliency``, and the distance at which predictions are fed back when predicting),
             counted at the dataset's (or ``sphsal predict``'s) frame rate: the released code counts
             the stored frames, so with another ``fps`` the gap in seconds changes.
+        prev_start: the input map of a video's first ``prev_interval`` frames: ``"centre"`` (as
+            released: one fixation at the front, a 9-degree spherical Gaussian) or ``"zeros"``
+            (:func:`sphsal.data.dataset.prev_saliency_start`).
     """
 
     def __init__(self, spherical: bool = True, frame_size: tuple[int, int] = (240, 480),
-                 width_mult: float = 1.0, prev_interval: int = 5):
+                 width_mult: float = 1.0, prev_interval: int = 5, prev_start: str = "centre"):
         super().__init__()
         prev_interval = check_integer(prev_interval, "prev_interval")
+        if prev_start not in PREV_SALIENCY_STARTS:
+            raise ValueError(f"prev_start must be one of {PREV_SALIENCY_STARTS}, got {prev_start!r}")
         frame_size = (int(frame_size[0]), int(frame_size[1]))
         if frame_size[0] % 8 or frame_size[1] % 8 or min(frame_size) < 8:
             raise ValueError(f"frame_size must be multiples of 8 (three 2x2 poolings), got {frame_size}")
@@ -81,7 +87,8 @@ class SaliencyUNet(nn.Module):
 
             convert_to_spherical(self)
         self.input_spec = InputSpec(clip_len=1, frame_size=frame_size, output_size=frame_size,
-                                    needs_prev_saliency=True, prev_saliency_interval=prev_interval)
+                                    needs_prev_saliency=True, prev_saliency_interval=prev_interval,
+                                    prev_saliency_start=prev_start)
         self.default_loss = "sphere_sse"
         self.default_optimizer = {"name": "sgd", "lr": 1e-4, "momentum": 0.9, "weight_decay": 1e-5}
 
@@ -89,7 +96,7 @@ class SaliencyUNet(nn.Module):
         """Args:
             image: ``(B, 3, H, W)`` ERP frame in ``[0, 1]``.
             prev_saliency: ``(B, 1, H, W)`` saliency of the frame ``prev_interval`` frames earlier,
-                max-normalised to ``[0, 1]`` (zeros for a video's first ``prev_interval`` frames).
+                max-normalised to ``[0, 1]`` (the ``prev_start`` map for a video's first frames).
 
         Returns:
             ``(B, 1, H, W)`` non-negative saliency, about 10x a ``[0, 1]`` ground truth.
@@ -151,14 +158,17 @@ def _upsample(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2, mode="nearest")
 
 
-# Models stored without prev_interval read the map of the frame before (their default then).
-@register_model("spherical_unet", earlier_defaults={"prev_interval": 1})
+# Models stored without these options read the map of the frame before, zeros before the first frame.
+_EARLIER = {"prev_interval": 1, "prev_start": "zeros"}
+
+
+@register_model("spherical_unet", earlier_defaults=_EARLIER)
 def spherical_unet(**kwargs) -> SaliencyUNet:
     """GTSD spherical U-Net with spherical-cap convolutions (see :class:`SaliencyUNet`)."""
     return build_variant(SaliencyUNet, "spherical_unet", kwargs, spherical=True)
 
 
-@register_model("planar_unet", earlier_defaults={"prev_interval": 1})
+@register_model("planar_unet", earlier_defaults=_EARLIER)
 def planar_unet(**kwargs) -> SaliencyUNet:
     """The same U-Net with planar ``nn.Conv2d`` / ``nn.MaxPool2d`` (ablation)."""
     return build_variant(SaliencyUNet, "planar_unet", kwargs, spherical=False)

@@ -91,6 +91,7 @@ def test_evaluate_prior_on_synthetic_dataset(tmp_path):
 def test_unet_prediction_feeds_back_its_map_of_prev_interval_frames_earlier(tmp_path, monkeypatch, interval):
     import torch
 
+    from sphsal.data.dataset import prev_saliency_start
     from sphsal.engine.evaluate import upsample_prediction
 
     video = _video(tmp_path / "v.mp4", channels=4, n=4)
@@ -101,7 +102,8 @@ def test_unet_prediction_feeds_back_its_map_of_prev_interval_frames_earlier(tmp_
     monkeypatch.setattr(model, "prepare_inputs", lambda batch: seen.append(batch["prev_saliency"].clone())
                         or original(batch))
     predict_videos(model, [video], tmp_path / "out", progress=False, save_npy=True, make_overlay=False)
-    assert len(seen) == 4 and all(float(seen[t].abs().sum()) == 0.0 for t in range(interval))
+    start = prev_saliency_start("centre", (32, 64))  # as released: one fixation at the front
+    assert len(seen) == 4 and all(torch.equal(seen[t][0], start) for t in range(interval))
     for t in range(interval, 4):
         earlier = torch.from_numpy(np.load(tmp_path / "out" / "v" / "maps" / f"{t - interval:05d}.npy"))
         assert torch.allclose(seen[t][0], upsample_prediction(earlier[None, None], (32, 64))[0])
@@ -121,7 +123,8 @@ def test_evaluation_feeds_back_the_models_own_maps_not_the_ground_truth(tmp_path
 
     root = make_dataset(tmp_path / "data", n_videos=2, duration=1.0, fps=8, height=32, width=64, seed=3)
     torch.manual_seed(0)
-    model = create_model("spherical_unet", frame_size=(16, 32), width_mult=0.125, prev_interval=interval)
+    model = create_model("spherical_unet", frame_size=(16, 32), width_mult=0.125, prev_interval=interval,
+                         prev_start="zeros")
     with torch.no_grad():
         model.out.bias.fill_(1.0)  # positive maps (an untrained U-Net's last ReLU may give all zeros)
     ds = dataset_for_model(model, "360av-hm", root, split="all", frame_step=3)
@@ -170,15 +173,21 @@ def test_evaluation_feeds_back_the_models_own_maps_not_the_ground_truth(tmp_path
 def test_training_dataset_gets_the_ground_truth_of_prev_interval_frames_earlier(tmp_path):
     """The released U-Net code trains on the map of 5 frames earlier (frame_interval=5): the default."""
     from sphsal.data import make_dataset
+    from sphsal.data.dataset import prev_saliency_start
     from sphsal.engine.train import dataset_for_model
 
     root = make_dataset(tmp_path / "data", n_videos=1, duration=1.0, fps=8, height=32, width=64, seed=3)
-    for kwargs, interval in (({}, 5), ({"prev_interval": 1}, 1)):
+    old = {"prev_interval": 1, "prev_start": "zeros"}
+    for kwargs, interval, start in (({}, 5, "centre"), (old, 1, "zeros")):
         model = create_model("planar_unet", frame_size=(16, 32), width_mult=0.125, **kwargs)
         ds = dataset_for_model(model, "360av-hm", root)
         assert ds.clip_len == model.input_spec.clip_len and ds.prev_saliency == interval
-        assert all(float(ds[t]["prev_saliency"].abs().sum()) == 0.0 for t in range(interval))
+        assert ds.prev_saliency_start == start
+        first = prev_saliency_start(start, (32, 64))
+        assert all(torch.equal(ds[t]["prev_saliency"], first) for t in range(interval))
         assert np.allclose(ds[6]["prev_saliency"].numpy(), ds[6 - interval]["saliency"].numpy())
+    centre = prev_saliency_start("centre", (32, 64))  # the front: the middle columns of the equator rows
+    assert float(centre.sum()) == pytest.approx(1.0) and centre.argmax() // 64 in (15, 16)
     with pytest.raises(ValueError, match="prev_saliency must be an integer >= 0, got 1.5"):
         dataset_for_model(model, "360av-hm", root, prev_saliency=1.5)
     with pytest.raises(ValueError, match=r"planar_unet reads the map of 1 frame\(s\) earlier, but the "
@@ -194,6 +203,20 @@ def _unet(seed):
     return create_model("planar_unet", frame_size=(16, 32), width_mult=0.125)
 
 
+def test_fed_back_maps_start_with_the_models_start_map():
+    from sphsal.data.dataset import prev_saliency_start
+    from sphsal.engine.evaluate import FedBackMaps
+
+    maps = FedBackMaps.for_model(create_model("planar_unet", frame_size=(16, 32), width_mult=0.125), (8, 16))
+    pred = torch.rand(1, 1, 8, 16)
+    for _ in range(5):
+        assert torch.equal(maps.next_input(), prev_saliency_start("centre", (8, 16)))
+        maps.push(pred)
+    assert torch.equal(maps.next_input(), pred[0, 0])
+    with pytest.raises(ValueError, match="prev_saliency_start must be one of"):
+        FedBackMaps(1, (8, 16), "middle")
+
+
 def test_unet_predictions_of_an_older_sphsal_were_made_with_the_previous_frames_map(tmp_path):
     """A done.json written before prev_interval existed records no prev_interval: its U-Net read the map
     of the frame before, so the same model with prev_interval=1 skips the video and today's default (5)
@@ -205,11 +228,12 @@ def test_unet_predictions_of_an_older_sphsal_were_made_with_the_previous_frames_
     video = _video(tmp_path / "v.mp4", channels=4, n=3)
     out, options = tmp_path / "out", dict(progress=False, make_overlay=False)
     torch.manual_seed(0)
-    old = create_model("planar_unet", frame_size=(16, 32), width_mult=0.125, prev_interval=1)
+    old = create_model("planar_unet", frame_size=(16, 32), width_mult=0.125, prev_interval=1,
+                       prev_start="zeros")
     predict_videos(old, [video], out, **options)
     done = out / "v" / "done.json"
     record = json.loads(done.read_text())
-    del record["model_kwargs"]["prev_interval"]
+    del record["model_kwargs"]["prev_interval"], record["model_kwargs"]["prev_start"]
     done.write_text(json.dumps(record))
     [again] = predict_videos(old, [video], out, **options)
     assert again["skipped"]

@@ -324,19 +324,20 @@ def test_model_kwargs_tuples_and_lists_compare_equal_on_resume(tmp_path):
 
 
 def test_unet_run_of_an_older_sphsal_resumes_only_with_its_previous_frame_interval(tmp_path):
-    """A U-Net run stored without prev_interval trained on the map of the frame before (the default
-    then): resuming it with today's default (5) would switch halfway; it is refused, and resumes with
-    prev_interval=1."""
+    """A U-Net run stored without prev_interval and prev_start trained on the map of the frame before,
+    zeros before the first (the defaults then): resuming it with today's defaults (5, the centre map)
+    would switch halfway; it is refused, and resumes with those options given."""
     from sphsal.engine.train import check_resumable
 
     old = {**vars(_config(tmp_path, model="planar_unet", model_kwargs={"width_mult": 0.125}))}
     with pytest.raises(ValueError, match=r"prev_interval.*1.*\(checkpoint\).*5.*\(now\)"):
         check_resumable("last.pt", dict(old), _config(tmp_path, model="planar_unet",
                                                       model_kwargs={"width_mult": 0.125}))
-    check_resumable("last.pt", dict(old), _config(tmp_path, model="planar_unet",
-                                                  model_kwargs={"width_mult": 0.125, "prev_interval": 1}))
+    as_then = {"width_mult": 0.125, "prev_interval": 1, "prev_start": "zeros"}
+    check_resumable("last.pt", dict(old), _config(tmp_path, model="planar_unet", model_kwargs=as_then))
     tiny = {"width_mult": 0.125}
-    new = {**vars(_config(tmp_path, model="planar_unet", model_kwargs={**tiny, "prev_interval": 5}))}
+    new = {**vars(_config(tmp_path, model="planar_unet",
+                          model_kwargs={**tiny, "prev_interval": 5, "prev_start": "centre"}))}
     check_resumable("last.pt", new, _config(tmp_path, model="planar_unet", model_kwargs=tiny))
 
 
@@ -590,7 +591,7 @@ def test_the_api_trains_on_the_train_split_by_default(tmp_path):
     from sphsal.models import create_model
 
     root = make_dataset(tmp_path / "data", n_videos=5, duration=0.5, fps=4, height=16, width=32, n_viewers=2)
-    unet = {"width_mult": 1 / 16, "prev_interval": 5}  # prev_interval: as train() stores it
+    unet = {"width_mult": 1 / 16, "prev_interval": 5, "prev_start": "centre"}  # as train() stores them
     config = TrainConfig(model="planar_unet", root=root, model_kwargs=unet,
                          dataset_kwargs={"cache_dir": None})
     assert config.dataset_kwargs == {"split": "train", "cache_dir": None}

@@ -20,8 +20,8 @@ def test_unknown_name_lists_the_registered_models():
 def test_create_model_records_name_and_kwargs():
     model = create_model("planar_unet", **TINY_KWARGS["planar_unet"])
     assert model.model_name == "planar_unet"
-    # prev_interval's default changed (1 -> 5): it is recorded even when not given
-    assert model.model_kwargs == {**TINY_KWARGS["planar_unet"], "prev_interval": 5}
+    # the defaults of prev_interval (1 -> 5) and prev_start changed: recorded even when not given
+    assert model.model_kwargs == {**TINY_KWARGS["planar_unet"], "prev_interval": 5, "prev_start": "centre"}
     assert create_model("vinet", **TINY_KWARGS["vinet"]).model_kwargs == TINY_KWARGS["vinet"]
     assert isinstance(model.input_spec, InputSpec)
     assert isinstance(model.default_loss, str) and model.default_optimizer["name"] in ("adam", "sgd")
@@ -43,7 +43,8 @@ def test_unknown_option_names_it_and_lists_the_accepted_ones():
         create_model("vinet", use_aem=False)
     with pytest.raises(ValueError, match=r"aem_ecb: unknown option bogus; it takes aem_decoder"):
         create_model("aem_ecb", bogus=1)
-    assert model_options("planar_unet") == {"spherical", "frame_size", "width_mult", "prev_interval"}
+    assert model_options("planar_unet") == {"spherical", "frame_size", "width_mult", "prev_interval",
+                                            "prev_start"}
     with pytest.raises(ValueError, match="unknown model 'nope'"):
         model_options("nope")
 
@@ -103,8 +104,9 @@ def test_a_variant_accepts_the_value_it_fixes():
 def test_stored_kwargs_without_an_option_whose_default_changed_take_its_earlier_default():
     from sphsal.models.registry import recorded_model_kwargs, stored_model_kwargs
 
-    assert stored_model_kwargs("spherical_unet", {}) == {"prev_interval": 1}  # written before the change
-    assert stored_model_kwargs("spherical_unet", {"prev_interval": 5}) == {"prev_interval": 5}
-    assert recorded_model_kwargs("spherical_unet", {}) == {"prev_interval": 5}
+    old = {"prev_interval": 1, "prev_start": "zeros"}  # written before the changes
+    assert stored_model_kwargs("spherical_unet", {}) == old
+    assert stored_model_kwargs("spherical_unet", {"prev_interval": 5}) == {**old, "prev_interval": 5}
+    assert recorded_model_kwargs("spherical_unet", {}) == {"prev_interval": 5, "prev_start": "centre"}
     assert stored_model_kwargs("vinet", {"clip_len": 8}) == {"clip_len": 8}
     assert stored_model_kwargs(None, {"a": 1}) == {"a": 1}

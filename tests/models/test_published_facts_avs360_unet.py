@@ -139,7 +139,11 @@ def test_unet_batch_norm_and_relu_follow_every_conv_but_the_last():
 def test_unet_reads_the_map_of_five_frames_earlier():
     # train.py and the test script build VRVideo(..., frame_interval=5): the input map is the ground
     # truth of frame fid - 5 (testing too).
+    # Frames without one (fid - 5 <= 0) get the map of one fixation at (0.5, 0.5): the front.
     model = create_model("planar_unet", **TINY_UNET)
     assert model.input_spec.needs_prev_saliency and model.input_spec.prev_saliency_interval == 5
+    assert model.input_spec.prev_saliency_start == "centre"
+    with pytest.raises(ValueError, match="prev_start must be one of"):
+        create_model("planar_unet", **TINY_UNET, prev_start="front")
     with pytest.raises(ValueError, match="prev_interval must be an integer >= 1"):
         create_model("planar_unet", **TINY_UNET, prev_interval=0)

@@ -18,7 +18,7 @@ from sphsal.sphere import pixels_to_directions
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v")
 #: Keyword options every adapter passes on to :class:`~sphsal.data.dataset.ClipDataset`.
 CLIP_OPTIONS = ("clip_len", "frame_step", "clip_mode", "clip_step", "transform", "prev_saliency",
-                "sample_rate", "empty_truth")
+                "prev_saliency_start", "sample_rate", "empty_truth")
 
 
 def clip_options(options: dict, adapter: str) -> dict:
