@@ -18,6 +18,7 @@ fifth one (positions 4, 9, 14, ... of the sorted list) is the test set; the rest
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from collections.abc import Callable
@@ -53,11 +54,16 @@ def prev_saliency_start(kind: str, size) -> torch.Tensor:
     if kind not in PREV_SALIENCY_STARTS:
         raise ValueError(f"prev_saliency_start must be one of {PREV_SALIENCY_STARTS}, got {kind!r}")
     h, w = (int(n) for n in size)
-    if kind == "zeros":
-        return torch.zeros(h, w)
+    return torch.zeros(h, w) if kind == "zeros" else _centre_start(h, w).clone()
+
+
+@functools.lru_cache(maxsize=8)
+def _centre_start(h: int, w: int) -> torch.Tensor:
+    from sphsal.data.groundtruth import _single_numba_thread
     from sphsal.metrics.density import density_from_fixations
 
-    return density_from_fixations(torch.zeros(1, 2), h, w, CENTRE_START_SIGMA_DEG, norm="sum")
+    with _single_numba_thread():  # as the ground truth: no parallel numba region in loader processes
+        return density_from_fixations(torch.zeros(1, 2), h, w, CENTRE_START_SIGMA_DEG, norm="sum")
 TEST_EVERY = 5
 
 

@@ -209,7 +209,12 @@ def dataset_for_model(model, name: str, root, **options):
     options.setdefault("clip_len", spec.clip_len)
     options.setdefault("clip_mode", spec.clip_mode)
     if spec.needs_prev_saliency:
-        options.setdefault("prev_saliency_start", spec.prev_saliency_start)
+        start = options.setdefault("prev_saliency_start", spec.prev_saliency_start)
+        if start != spec.prev_saliency_start:
+            raise ValueError(f"{getattr(model, 'model_name', type(model).__name__)} starts a video with the "
+                             f"{spec.prev_saliency_start!r} map, but the dataset option prev_saliency_start="
+                             f"{start!r} gives another; leave it out and set the model's prev_start "
+                             "(--model-arg prev_start=...) instead")
         given = options.setdefault("prev_saliency", spec.prev_saliency_interval)
         if isinstance(given, int) and int(given) != spec.prev_saliency_interval:
             name, interval = getattr(model, "model_name", type(model).__name__), spec.prev_saliency_interval

@@ -194,6 +194,8 @@ def test_training_dataset_gets_the_ground_truth_of_prev_interval_frames_earlier(
                                          r"dataset option prev_saliency=2 .*--model-arg prev_interval=N"):
         dataset_for_model(model, "360av-hm", root, prev_saliency=2)
     assert dataset_for_model(model, "360av-hm", root, prev_saliency=True).prev_saliency == 1
+    with pytest.raises(ValueError, match=r"starts a video with the 'zeros' map.*--model-arg prev_start"):
+        dataset_for_model(model, "360av-hm", root, prev_saliency_start="centre")
 
 
 def _unet(seed):
