@@ -26,7 +26,8 @@ import math
 import torch
 
 from sphsal._checks import check_number
-from sphsal.audio.ambisonics import sh_rotation_matrix
+from sphsal.audio.ambisonics import rotate
+from sphsal.audio.harmonics import acn_degrees, order_from_channels
 
 __all__ = ["MAP_KEYS", "mirror", "rotate_yaw", "augment_batch", "check_audio_layout"]
 
@@ -34,16 +35,10 @@ __all__ = ["MAP_KEYS", "mirror", "rotate_yaw", "augment_batch", "check_audio_lay
 MAP_KEYS = ("saliency", "fixations", "prev_saliency", "face_map")
 
 
-def _ambisonic_order(channels: int) -> int | None:
-    """``N`` when ``channels == (N+1)^2`` with ``N >= 1``, else None."""
-    order = math.isqrt(channels) - 1
-    return order if order >= 1 and (order + 1) ** 2 == channels else None
-
-
 def check_audio_layout(channels: int, *, hflip: bool, random_yaw: bool) -> None:
     """``ValueError`` when audio of ``channels`` channels (0: none) cannot be mirrored (``hflip``) or
     turned (``random_yaw``): mirroring needs mono, stereo or ambisonics, turning mono or ambisonics."""
-    ambisonic = _ambisonic_order(channels) is not None
+    ambisonic = (order_from_channels(channels) or 0) >= 1
     if hflip and channels > 2 and not ambisonic:
         raise ValueError(f"cannot mirror {channels}-channel audio: only mono, stereo and ambisonic (ACN, "
                          "(N+1)^2 channels) audio have a known left and right")
@@ -53,28 +48,29 @@ def check_audio_layout(channels: int, *, hflip: bool, random_yaw: bool) -> None:
 
 
 def _mirrored_audio(audio: torch.Tensor) -> torch.Tensor:
-    """``(channels, samples)`` mirrored left-right (see the module docstring)."""
+    """``(channels, samples)`` mirrored left-right (see the module docstring; layout checked)."""
     channels = audio.shape[0]
-    check_audio_layout(channels, hflip=True, random_yaw=False)
     if channels <= 1:
         return audio
     if channels == 2:
         return audio.flip(0)
-    acn = torch.arange(channels)
-    degree = torch.sqrt(acn.double()).floor().long()
+    acn, degree = torch.arange(channels), acn_degrees(order_from_channels(channels))
     negative_m = acn - degree * degree - degree < 0
     sign = 1.0 - 2.0 * negative_m.to(audio.dtype)
     return audio * sign.to(audio.device)[:, None]
 
 
 def _rotated_audio(audio: torch.Tensor, yaw: float) -> torch.Tensor:
-    """``(channels, samples)`` ambisonics rotated by ``yaw`` radians about the polar axis."""
-    channels = audio.shape[0]
-    check_audio_layout(channels, hflip=False, random_yaw=True)
-    if channels <= 1:
-        return audio
-    matrix = sh_rotation_matrix(_ambisonic_order(channels), yaw=yaw)
-    return (matrix @ audio.cpu().double()).to(audio.dtype).to(audio.device)
+    """``(channels, samples)`` ambisonics (or mono) rotated by ``yaw`` radians about the polar axis
+    (layout checked)."""
+    return audio if audio.shape[0] <= 1 else rotate(audio.cpu(), yaw=yaw).to(audio.device)
+
+
+def _check_batch_audio(batch: dict, *, hflip: bool, random_yaw: bool) -> None:
+    """:func:`check_audio_layout` of the batch's ``audio`` ``(B, channels, samples)``, if any."""
+    audio = batch.get("audio")
+    if isinstance(audio, torch.Tensor) and audio.dim() == 3:
+        check_audio_layout(audio.shape[1], hflip=hflip, random_yaw=random_yaw)
 
 
 def _each_item(batch: dict, which: list[int], picture_fn, audio_fn) -> dict:
@@ -101,6 +97,7 @@ def _each_item(batch: dict, which: list[int], picture_fn, audio_fn) -> dict:
 def mirror(batch: dict, which) -> dict:
     """``batch`` with the items ``which`` (indices) mirrored left-right; other items and keys unchanged
     (a new dict; the given tensors are not modified)."""
+    _check_batch_audio(batch, hflip=True, random_yaw=False)
     return _each_item(batch, [int(i) for i in which], lambda x, _: x.flip(-1),
                       lambda a, _: _mirrored_audio(a))
 
@@ -110,6 +107,7 @@ def rotate_yaw(batch: dict, shifts) -> dict:
     (content moves left, as :func:`sphsal.sphere.rotate_equirect` with yaw ``2 pi shifts[i] / W``; maps
     of another width roll by the nearest whole number of their own columns); 0 leaves an item
     unchanged."""
+    _check_batch_audio(batch, hflip=False, random_yaw=True)
     shifts = [int(s) for s in shifts]
     width = batch["frames"].shape[-1]
     yaw = [2.0 * math.pi * s / width for s in shifts]
@@ -131,9 +129,7 @@ def augment_batch(batch: dict, *, hflip: float = 0.0, random_yaw: bool = False,
     if hflip > 1:
         raise ValueError(f"hflip must be a probability in [0, 1], got {hflip!r}")
     count, width = batch["frames"].shape[0], batch["frames"].shape[-1]
-    audio = batch.get("audio")
-    if isinstance(audio, torch.Tensor) and audio.dim() == 3:
-        check_audio_layout(audio.shape[1], hflip=hflip > 0, random_yaw=random_yaw)
+    _check_batch_audio(batch, hflip=hflip > 0, random_yaw=random_yaw)
     if hflip > 0:
         flips = torch.rand(count, generator=generator) < hflip
         batch = mirror(batch, flips.nonzero().flatten().tolist())
